@@ -1,0 +1,199 @@
+//! Fault switches and request counters, changed at run time through the admin API.
+
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug)]
+pub struct Faults {
+    pub fail_next: u64,
+    pub status: u16,
+    pub retry_after: Option<String>,
+    /// Only /api paths starting with this are affected by any fault.
+    pub match_prefix: Option<String>,
+    pub drop_after_commit: u64,
+    pub delay_ms: u64,
+    pub html_next: u64,
+}
+
+impl Default for Faults {
+    fn default() -> Faults {
+        Faults {
+            fail_next: 0,
+            status: 503,
+            retry_after: None,
+            match_prefix: None,
+            drop_after_commit: 0,
+            delay_ms: 0,
+            html_next: 0,
+        }
+    }
+}
+
+/// What to do with one /api request, decided up front under one lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Fail {
+        status: u16,
+        retry_after: Option<String>,
+    },
+    Html,
+    /// Process normally; `drop` closes the connection instead of answering.
+    Proceed {
+        drop: bool,
+    },
+}
+
+fn count(v: &Value, name: &str) -> Result<u64, String> {
+    v.as_u64()
+        .ok_or_else(|| format!("{name} must be a non-negative integer"))
+}
+
+impl Faults {
+    /// Merges the given fields into the current settings; absent fields keep their value.
+    pub fn merge(&mut self, v: &Value) -> Result<(), String> {
+        let obj = v.as_object().ok_or("faults must be a JSON object")?;
+        // Validate everything first so a bad field changes nothing.
+        let mut next = self.clone();
+        for (k, val) in obj {
+            match k.as_str() {
+                "failNext" => next.fail_next = count(val, k)?,
+                "status" => {
+                    next.status = val
+                        .as_u64()
+                        .filter(|s| (100..=599).contains(s))
+                        .ok_or("status must be an HTTP status code")?
+                        as u16
+                }
+                "retryAfter" => {
+                    next.retry_after = match val {
+                        Value::Null => None,
+                        Value::String(s) => Some(s.clone()),
+                        Value::Number(n) => Some(n.to_string()),
+                        _ => return Err("retryAfter must be a string or number".into()),
+                    }
+                }
+                "match" => {
+                    next.match_prefix = match val {
+                        Value::Null => None,
+                        Value::String(s) => Some(s.clone()),
+                        _ => return Err("match must be a string".into()),
+                    }
+                }
+                "dropAfterCommit" => next.drop_after_commit = count(val, k)?,
+                "delayMs" => next.delay_ms = count(val, k)?,
+                "htmlNext" => next.html_next = count(val, k)?,
+                other => return Err(format!("unknown fault {other:?}")),
+            }
+        }
+        *self = next;
+        Ok(())
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "failNext": self.fail_next,
+            "status": self.status,
+            "retryAfter": self.retry_after,
+            "match": self.match_prefix,
+            "dropAfterCommit": self.drop_after_commit,
+            "delayMs": self.delay_ms,
+            "htmlNext": self.html_next,
+        })
+    }
+
+    fn matches(&self, path: &str) -> bool {
+        self.match_prefix
+            .as_deref()
+            .is_none_or(|p| path.starts_with(p))
+    }
+
+    /// Delay in ms and the action for a request, consuming one count of the fault it triggers.
+    pub fn plan(&mut self, path: &str, is_write: bool) -> (u64, Action) {
+        if !self.matches(path) {
+            return (0, Action::Proceed { drop: false });
+        }
+        let action = if self.fail_next > 0 {
+            self.fail_next -= 1;
+            Action::Fail {
+                status: self.status,
+                retry_after: self.retry_after.clone(),
+            }
+        } else if self.html_next > 0 {
+            self.html_next -= 1;
+            Action::Html
+        } else if is_write && self.drop_after_commit > 0 {
+            self.drop_after_commit -= 1;
+            Action::Proceed { drop: true }
+        } else {
+            Action::Proceed { drop: false }
+        };
+        (self.delay_ms, action)
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    pub requests: u64,
+    pub writes: u64,
+    pub by_method: BTreeMap<String, u64>,
+    pub idempotent_replays: u64,
+    pub faulted: u64,
+    pub dropped: u64,
+    pub batches: u64,
+    pub batch_items: u64,
+}
+
+impl Stats {
+    pub fn to_json(&self) -> Value {
+        let by_method: Map<String, Value> = self
+            .by_method
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect();
+        json!({
+            "requests": self.requests,
+            "writes": self.writes,
+            "byMethod": by_method,
+            "idempotentReplays": self.idempotent_replays,
+            "faulted": self.faulted,
+            "dropped": self.dropped,
+            "batches": self.batches,
+            "batchItems": self.batch_items,
+        })
+    }
+}
+
+pub const CAPTIVE_PAGE: &str =
+    "<!doctype html>\n<html><head><title>Sign in to Wi-Fi</title></head>\
+<body><h1>Welcome to Free Wi-Fi</h1><p>Please accept the terms to continue.</p>\
+<form method=\"post\" action=\"/login\"><button>Accept</button></form></body></html>\n";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_and_plan() {
+        let mut f = Faults::default();
+        f.merge(&json!({"failNext": 1, "retryAfter": 2, "match": "/api/a"}))
+            .unwrap();
+        assert!(f.merge(&json!({"failNext": -1})).is_err());
+        assert!(f.merge(&json!({"status": 99})).is_err());
+        assert!(f.merge(&json!({"nope": 1})).is_err());
+        assert_eq!(f.fail_next, 1);
+        assert_eq!(f.plan("/api/b", true).1, Action::Proceed { drop: false });
+        assert_eq!(
+            f.plan("/api/a/1", true).1,
+            Action::Fail {
+                status: 503,
+                retry_after: Some("2".into())
+            }
+        );
+        f.merge(&json!({"dropAfterCommit": 1, "htmlNext": 1, "match": null}))
+            .unwrap();
+        assert_eq!(f.plan("/api/x", false).1, Action::Html);
+        assert_eq!(f.plan("/api/x", false).1, Action::Proceed { drop: false });
+        assert_eq!(f.plan("/api/x", true).1, Action::Proceed { drop: true });
+        assert_eq!(f.plan("/api/x", true).1, Action::Proceed { drop: false });
+    }
+}

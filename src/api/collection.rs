@@ -1,0 +1,184 @@
+//! `db.collection(name)`: local reads and writes of one collection.
+
+use std::rc::Rc;
+
+use js_sys::{Array, Function, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::core::{Op, Query};
+
+use super::convert::{js_error, to_id, to_js, to_record};
+use super::ferry::Inner;
+
+/// One collection of a store. Every method returns a Promise and may be called while another is
+/// pending: the object holds only a shared handle, never a borrow across an await.
+#[wasm_bindgen]
+pub struct Collection {
+    pub(crate) inner: Rc<Inner>,
+    pub(crate) name: String,
+}
+
+impl Collection {
+    fn write(&self, ops: Result<Vec<Op>, crate::core::Error>, many: bool) -> Promise {
+        let inner = self.inner.clone();
+        let name = self.name.clone();
+        future_to_promise(async move {
+            let ops = ops.map_err(js_error)?;
+            let (records, changes) = inner.engine.write(&name, ops).await.map_err(js_error)?;
+            inner.announce(&changes);
+            inner.after_write();
+            if many {
+                let out = Array::new();
+                for r in &records {
+                    out.push(&to_js(r));
+                }
+                return Ok(out.into());
+            }
+            Ok(records
+                .into_iter()
+                .next()
+                .flatten()
+                .map(|r| to_js(&r))
+                .unwrap_or(JsValue::UNDEFINED))
+        })
+    }
+}
+
+#[wasm_bindgen]
+impl Collection {
+    /// The collection's name.
+    #[wasm_bindgen(getter)]
+    pub fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    /// Creates a record and queues it for the server. Without an id it gets a temporary client
+    /// id (`tmp-…`) at once; the server's id replaces it after sync (the old id keeps working).
+    #[wasm_bindgen(unchecked_return_type = "Promise<FerryRecord>")]
+    pub fn create(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "FerryRecord")] record: JsValue,
+    ) -> Promise {
+        self.write(
+            to_record(&record, "the record").map(|r| vec![Op::Create(r)]),
+            false,
+        )
+    }
+
+    /// Creates many records in one transaction: all of them or, on any error, none.
+    #[wasm_bindgen(js_name = createMany, unchecked_return_type = "Promise<FerryRecord[]>")]
+    pub fn create_many(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "FerryRecord[]")] records: JsValue,
+    ) -> Promise {
+        let ops = if Array::is_array(&records) {
+            Array::from(&records)
+                .iter()
+                .enumerate()
+                .map(|(i, r)| to_record(&r, &format!("record {i}")).map(Op::Create))
+                .collect()
+        } else {
+            Err(crate::core::Error::validation(
+                "createMany takes an array of records",
+            ))
+        };
+        self.write(ops, true)
+    }
+
+    /// Merges `changes` into record `id` (a shallow merge: top-level fields are replaced).
+    #[wasm_bindgen(unchecked_return_type = "Promise<FerryRecord>")]
+    pub fn update(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "RecordId")] id: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "FerryRecord")] changes: JsValue,
+    ) -> Promise {
+        let ops =
+            to_id(&id).and_then(|id| Ok(vec![Op::Update(id, to_record(&changes, "the changes")?)]));
+        self.write(ops, false)
+    }
+
+    /// Replaces record `id` with `record` (fields it lacks are removed; the id stays).
+    #[wasm_bindgen(unchecked_return_type = "Promise<FerryRecord>")]
+    pub fn replace(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "RecordId")] id: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "FerryRecord")] record: JsValue,
+    ) -> Promise {
+        let ops =
+            to_id(&id).and_then(|id| Ok(vec![Op::Replace(id, to_record(&record, "the record")?)]));
+        self.write(ops, false)
+    }
+
+    /// Deletes record `id`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn delete(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "RecordId")] id: JsValue,
+    ) -> Promise {
+        self.write(to_id(&id).map(|id| vec![Op::Delete(id)]), false)
+    }
+
+    /// The record `id`, or `undefined`. A temporary id still finds its record after sync.
+    #[wasm_bindgen(unchecked_return_type = "Promise<FerryRecord | undefined>")]
+    pub fn get(&self, #[wasm_bindgen(unchecked_param_type = "RecordId")] id: JsValue) -> Promise {
+        let inner = self.inner.clone();
+        let name = self.name.clone();
+        future_to_promise(async move {
+            let id = to_id(&id).map_err(js_error)?;
+            let rec = inner.engine.get(&name, &id).await.map_err(js_error)?;
+            Ok(rec.map(|r| to_js(&r)).unwrap_or(JsValue::UNDEFINED))
+        })
+    }
+
+    /// Every record, in id order.
+    #[wasm_bindgen(unchecked_return_type = "Promise<FerryRecord[]>")]
+    pub fn all(&self) -> Promise {
+        let inner = self.inner.clone();
+        let name = self.name.clone();
+        future_to_promise(
+            async move { Ok(to_js(&inner.engine.all(&name).await.map_err(js_error)?)) },
+        )
+    }
+
+    /// The records matching `query`. A `where` on an indexed field reads through the index;
+    /// otherwise the collection is scanned.
+    #[wasm_bindgen(unchecked_return_type = "Promise<FerryRecord[]>")]
+    pub fn query(&self, #[wasm_bindgen(unchecked_param_type = "Query")] query: JsValue) -> Promise {
+        let inner = self.inner.clone();
+        let name = self.name.clone();
+        future_to_promise(async move {
+            let q = to_record(&query, "the query").map_err(js_error)?;
+            let q: Query = serde_json::from_value(serde_json::Value::Object(q)).map_err(|e| {
+                js_error(crate::core::Error::validation(format!(
+                    "the query is not valid: {e}"
+                )))
+            })?;
+            let (found, _) = inner.engine.query(&name, &q).await.map_err(js_error)?;
+            Ok(to_js(&found))
+        })
+    }
+
+    /// Calls `listener` after every committed change of this collection (local or from the
+    /// server). Returns the function that stops it.
+    #[wasm_bindgen(unchecked_return_type = "() => void")]
+    pub fn subscribe(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(change: Change) => void")] listener: Function,
+    ) -> JsValue {
+        self.inner
+            .listen("change", Some(self.name.clone()), listener)
+    }
+
+    /// Reads the collection from the server now and merges it (a `since` delta when the server
+    /// gave a cursor). Records with pending local changes keep them.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn pull(&self) -> Promise {
+        let inner = self.inner.clone();
+        let name = self.name.clone();
+        future_to_promise(async move {
+            inner.pull(&name).await.map_err(js_error)?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+}

@@ -1,0 +1,75 @@
+//! Values across the JS boundary. Records cross as JSON text: one `JSON.stringify` (validating,
+//! in JS) and one `serde_json` parse, which beats walking objects field by field from Rust.
+
+use serde::Serialize;
+use serde_json::Value;
+use wasm_bindgen::prelude::*;
+
+use crate::core::record::{expect_object, Record};
+use crate::core::{Error, ErrorKind};
+use crate::web::js::ferry_stringify;
+
+/// A JS value that must be a plain JSON object (a record, a patch, options).
+pub fn to_record(v: &JsValue, what: &str) -> Result<Record, Error> {
+    let text = ferry_stringify(v).map_err(|e| {
+        let msg = js_sys::Error::from(e)
+            .message()
+            .as_string()
+            .unwrap_or_default();
+        let msg = if msg.contains("circular") {
+            "it refers to itself (a cycle)".to_string()
+        } else {
+            msg
+        };
+        Error::validation(format!("{what} is not valid: {msg}"))
+    })?;
+    let v: Value =
+        serde_json::from_str(&text).map_err(|e| Error::validation(format!("{what}: {e}")))?;
+    expect_object(v, what)
+}
+
+/// Any serialisable value as a plain JS value (maps become objects).
+pub fn to_js<T: Serialize + ?Sized>(v: &T) -> JsValue {
+    match serde_json::to_string(v) {
+        Ok(text) => js_sys::JSON::parse(&text).unwrap_or(JsValue::UNDEFINED),
+        Err(_) => JsValue::UNDEFINED,
+    }
+}
+
+/// A record id from JS: a string or a finite number.
+pub fn to_id(v: &JsValue) -> Result<String, Error> {
+    if let Some(s) = v.as_string() {
+        return crate::core::record::id_key(&Value::String(s));
+    }
+    if let Some(n) = v.as_f64() {
+        if let Some(num) = serde_json::Number::from_f64(n) {
+            // 17.0 and 17 are one id.
+            let value = if n.fract() == 0.0 && n.abs() < 9.0e15 {
+                Value::from(n as i64)
+            } else {
+                Value::Number(num)
+            };
+            return crate::core::record::id_key(&value);
+        }
+    }
+    Err(Error::validation(
+        "an id must be a non-empty string or a finite number",
+    ))
+}
+
+/// An engine error as a JS `Error` whose `name` is the stable kind name.
+pub fn js_error(e: Error) -> JsValue {
+    let err = js_sys::Error::new(&e.message);
+    err.set_name(e.kind.name());
+    err.into()
+}
+
+/// Maps a JS exception (a DOMException from storage, a thrown value) into an engine error.
+pub fn from_js_error(e: JsValue, kind: ErrorKind) -> Error {
+    let msg = e
+        .dyn_ref::<js_sys::Error>()
+        .map(|e| format!("{}: {}", String::from(e.name()), String::from(e.message())))
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| format!("{e:?}"));
+    Error::new(kind, msg)
+}

@@ -1,0 +1,347 @@
+//! The sync driver: when to flush (open, `online`, shortly after writes, retry timers), one run
+//! at a time, and what to tell the app. Connectivity events are hints; a request's outcome is
+//! the truth, so a failed request backs off even when the browser says it is online.
+
+use std::rc::Rc;
+
+use js_sys::{Function, Promise};
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+
+use crate::core::sync::flush::RoundEnd;
+use crate::core::sync::report::Report;
+use crate::core::{Error, ErrorKind};
+use crate::web::js::{ferry_clear_timeout, ferry_set_timeout};
+
+use super::convert::{from_js_error, js_error, to_js};
+use super::events::emit;
+use super::ferry::Inner;
+
+/// The driver's state.
+pub struct SyncState {
+    pub(crate) online: bool,
+    running: bool,
+    rerun: bool,
+    pub(crate) pull_next: bool,
+    last_error: Option<String>,
+    next_retry: Option<f64>,
+    pub(crate) timer: Option<JsValue>,
+    pub(crate) waiters: Vec<(Function, Function)>,
+    batch_off: bool,
+}
+
+impl SyncState {
+    /// Starts online or offline, as `navigator.onLine` says.
+    pub fn new(online: bool) -> Self {
+        SyncState {
+            online,
+            running: false,
+            rerun: false,
+            pull_next: false,
+            last_error: None,
+            next_retry: None,
+            timer: None,
+            waiters: Vec::new(),
+            batch_off: false,
+        }
+    }
+}
+
+/// What `db.status()` reports.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    online: bool,
+    flushing: bool,
+    pending: u64,
+    rejected: usize,
+    last_error: Option<String>,
+    next_retry_at: Option<f64>,
+}
+
+enum RunEnd {
+    Done,
+    Failed(Error, Option<f64>),
+}
+
+impl Inner {
+    /// The current status.
+    pub(crate) async fn status(&self) -> Result<Status, Error> {
+        let pending = self.engine.pending_count().await?;
+        let rejected = self.engine.rejected().await?.len();
+        let s = self.sync.borrow();
+        Ok(Status {
+            online: s.online,
+            flushing: s.running,
+            pending,
+            rejected,
+            last_error: s.last_error.clone(),
+            next_retry_at: s.next_retry,
+        })
+    }
+
+    /// Emits a `status` event (after reading the counts).
+    pub(crate) fn emit_status(self: &Rc<Self>) {
+        let inner = self.clone();
+        spawn_local(async move {
+            if let Ok(s) = inner.status().await {
+                emit(&inner.listeners, "status", None, &to_js(&s));
+            }
+        });
+    }
+
+    pub(crate) fn set_online(self: &Rc<Self>, online: bool) {
+        {
+            let mut s = self.sync.borrow_mut();
+            s.online = online;
+            if online {
+                s.pull_next = true;
+                s.next_retry = None;
+            }
+        }
+        self.emit_status();
+        if online && self.engine.config.auto_sync {
+            self.kick();
+        }
+    }
+
+    /// Called after every local write: flush soon (debounced), unless a retry wait is on.
+    pub(crate) fn after_write(self: &Rc<Self>) {
+        self.emit_status();
+        let (online, waiting) = {
+            let s = self.sync.borrow();
+            (
+                s.online,
+                s.next_retry.is_some_and(|t| t > js_sys::Date::now()),
+            )
+        };
+        if self.engine.config.auto_sync && online && !waiting {
+            self.schedule(f64::from(self.engine.config.debounce_ms));
+        }
+    }
+
+    fn schedule(self: &Rc<Self>, ms: f64) {
+        let weak = Rc::downgrade(self);
+        let f = Closure::once_into_js(move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.sync.borrow_mut().timer = None;
+                inner.kick();
+            }
+        });
+        let id = ferry_set_timeout(f.unchecked_ref(), ms.max(0.0));
+        if let Some(old) = self.sync.borrow_mut().timer.replace(id) {
+            ferry_clear_timeout(&old);
+        }
+    }
+
+    /// Starts a run now, or asks the current run to go round once more.
+    pub(crate) fn kick(self: &Rc<Self>) {
+        {
+            let mut s = self.sync.borrow_mut();
+            if self.engine.is_closed() || !s.online {
+                return;
+            }
+            if s.running {
+                s.rerun = true;
+                return;
+            }
+            s.running = true;
+            if let Some(t) = s.timer.take() {
+                ferry_clear_timeout(&t);
+            }
+        }
+        let inner = self.clone();
+        spawn_local(async move { inner.run().await });
+    }
+
+    /// `db.sync()`: a promise settled when the next run ends.
+    pub(crate) fn request_sync(self: &Rc<Self>) -> Promise {
+        let inner = self.clone();
+        Promise::new(&mut |resolve, reject| {
+            let (closed, online) = (inner.engine.is_closed(), inner.sync.borrow().online);
+            if closed {
+                let _ = reject.call1(
+                    &JsValue::NULL,
+                    &js_error(Error::new(ErrorKind::Closed, "the store is closed")),
+                );
+            } else if !online {
+                let _ = reject.call1(
+                    &JsValue::NULL,
+                    &js_error(Error::new(ErrorKind::Offline, "the browser is offline")),
+                );
+            } else {
+                let mut s = inner.sync.borrow_mut();
+                s.waiters.push((resolve, reject));
+                s.pull_next = true;
+                s.next_retry = None;
+                drop(s);
+                inner.kick();
+            }
+        })
+    }
+
+    async fn run(self: Rc<Self>) {
+        self.emit_status();
+        let end = loop {
+            let end = self.run_once().await;
+            let mut s = self.sync.borrow_mut();
+            if s.rerun && matches!(end, RunEnd::Done) {
+                s.rerun = false;
+                continue;
+            }
+            s.rerun = false;
+            s.running = false;
+            break end;
+        };
+        let waiters = std::mem::take(&mut self.sync.borrow_mut().waiters);
+        match end {
+            RunEnd::Done => {
+                {
+                    let mut s = self.sync.borrow_mut();
+                    s.last_error = None;
+                    s.next_retry = None;
+                }
+                for (resolve, _) in waiters {
+                    let _ = resolve.call0(&JsValue::NULL);
+                }
+            }
+            RunEnd::Failed(e, retry_at) => {
+                {
+                    let mut s = self.sync.borrow_mut();
+                    s.last_error = Some(e.message.clone());
+                    s.next_retry = retry_at;
+                }
+                if let (Some(at), true) = (retry_at, self.engine.config.auto_sync) {
+                    self.schedule(at - js_sys::Date::now());
+                }
+                let err = js_error(e);
+                for (_, reject) in waiters {
+                    let _ = reject.call1(&JsValue::NULL, &err);
+                }
+            }
+        }
+        self.emit_status();
+    }
+
+    fn dispatch(self: &Rc<Self>, report: Report) {
+        self.announce(&report.changes);
+        for i in &report.ids {
+            emit(&self.listeners, "idChange", Some(&i.collection), &to_js(i));
+        }
+        for r in &report.rejected {
+            emit(&self.listeners, "rejected", Some(&r.collection), &to_js(r));
+        }
+        for c in &report.conflicts {
+            emit(&self.listeners, "conflict", Some(&c.collection), &to_js(c));
+        }
+    }
+
+    async fn headers(&self, refresh: bool) -> Result<Vec<(String, String)>, Error> {
+        if let Some(f) = &self.get_headers {
+            if refresh || self.auth.borrow().is_empty() {
+                let v = f
+                    .call0(&JsValue::NULL)
+                    .map_err(|e| from_js_error(e, ErrorKind::Network))?;
+                let v = JsFuture::from(Promise::resolve(&v))
+                    .await
+                    .map_err(|e| from_js_error(e, ErrorKind::Network))?;
+                let rec = super::convert::to_record(&v, "the result of getHeaders")?;
+                let list = rec
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k, v.as_str()?.to_string())))
+                    .collect();
+                *self.auth.borrow_mut() = list;
+            }
+        }
+        let mut h: Vec<(String, String)> = self
+            .engine
+            .config
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        h.extend(self.auth.borrow().iter().cloned());
+        Ok(h)
+    }
+
+    async fn run_once(self: &Rc<Self>) -> RunEnd {
+        let mut headers = match self.headers(false).await {
+            Ok(h) => h,
+            Err(e) => return RunEnd::Failed(e, None),
+        };
+        let mut refreshed = false;
+        loop {
+            if !self.sync.borrow().online {
+                return RunEnd::Failed(
+                    Error::new(ErrorKind::Offline, "the browser went offline"),
+                    None,
+                );
+            }
+            let use_batch = !self.sync.borrow().batch_off;
+            let mut report = Report::default();
+            let end = self
+                .engine
+                .flush_round(&self.transport, &headers, use_batch, &mut report)
+                .await;
+            self.dispatch(report);
+            match end {
+                Err(e) => return RunEnd::Failed(e, None),
+                Ok(RoundEnd::Progress) => self.emit_status(),
+                Ok(RoundEnd::Idle) => break,
+                Ok(RoundEnd::Unauthorized) if self.get_headers.is_some() && !refreshed => {
+                    refreshed = true;
+                    headers = match self.headers(true).await {
+                        Ok(h) => h,
+                        Err(e) => return RunEnd::Failed(e, None),
+                    };
+                }
+                Ok(RoundEnd::Unauthorized) => {
+                    let e = Error::new(
+                        ErrorKind::Network,
+                        "the server answered 401 (not authorised); sync is paused",
+                    );
+                    return RunEnd::Failed(e, Some(js_sys::Date::now() + 30_000.0));
+                }
+                Ok(RoundEnd::Offline) => {
+                    return RunEnd::Failed(
+                        Error::new(ErrorKind::Offline, "the browser is offline"),
+                        None,
+                    );
+                }
+                Ok(RoundEnd::Wait { reason, retry_at }) => {
+                    if reason.contains("batch request was answered 404")
+                        || reason.contains("answered 405")
+                    {
+                        // No batch endpoint after all: go on one request per mutation.
+                        self.sync.borrow_mut().batch_off = true;
+                        continue;
+                    }
+                    return RunEnd::Failed(Error::new(ErrorKind::Network, reason), Some(retry_at));
+                }
+            }
+        }
+        let pull = std::mem::take(&mut self.sync.borrow_mut().pull_next);
+        if pull && self.engine.config.pull_after_flush {
+            let names: Vec<String> = self.engine.config.collections.keys().cloned().collect();
+            for name in names {
+                match self.engine.pull(&self.transport, &headers, &name).await {
+                    Ok(report) => self.dispatch(report),
+                    Err(e) => return RunEnd::Failed(e, Some(js_sys::Date::now() + 5_000.0)),
+                }
+            }
+        }
+        RunEnd::Done
+    }
+
+    /// `collection.pull()`.
+    pub(crate) async fn pull(self: &Rc<Self>, name: &str) -> Result<(), Error> {
+        if !self.sync.borrow().online {
+            return Err(Error::new(ErrorKind::Offline, "the browser is offline"));
+        }
+        let headers = self.headers(false).await?;
+        let report = self.engine.pull(&self.transport, &headers, name).await?;
+        self.dispatch(report);
+        Ok(())
+    }
+}

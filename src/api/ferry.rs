@@ -1,0 +1,239 @@
+//! `Ferry`: opening a store, its shared state, and the store-wide methods.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use js_sys::{Function, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::core::{Change, Engine, Error, StoreConfig};
+use crate::web::js::{ferry_clear_timeout, ferry_listen, ferry_on_line};
+use crate::web::{BrowserEnv, FetchTransport, IdbStorage};
+
+use super::collection::Collection;
+use super::convert::{js_error, to_js, to_record};
+use super::driver::SyncState;
+use super::events::{emit, Listeners};
+
+/// The state one store's JS objects share.
+pub struct Inner {
+    pub(crate) engine: Engine<IdbStorage, BrowserEnv>,
+    pub(crate) listeners: RefCell<Listeners>,
+    pub(crate) sync: RefCell<SyncState>,
+    pub(crate) transport: FetchTransport,
+    pub(crate) get_headers: Option<Function>,
+    pub(crate) auth: RefCell<Vec<(String, String)>>,
+    pub(crate) unlisten: RefCell<Vec<Function>>,
+}
+
+impl Inner {
+    /// Tells listeners about committed changes.
+    pub(crate) fn announce(&self, changes: &[Change]) {
+        for c in changes {
+            emit(&self.listeners, "change", Some(&c.collection), &to_js(c));
+        }
+    }
+
+    /// Registers a listener and returns its `unsubscribe` function.
+    pub(crate) fn listen(
+        self: &Rc<Self>,
+        kind: &str,
+        collection: Option<String>,
+        f: Function,
+    ) -> JsValue {
+        let id = self.listeners.borrow_mut().add(kind, collection, f);
+        let weak = Rc::downgrade(self);
+        Closure::once_into_js(move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.listeners.borrow_mut().remove(id);
+            }
+        })
+    }
+}
+
+/// An offline-first store: records in IndexedDB, an outbox of changes, sync to a REST server.
+#[wasm_bindgen]
+pub struct Ferry {
+    inner: Rc<Inner>,
+}
+
+#[wasm_bindgen]
+impl Ferry {
+    /// Opens (or creates) the store. Opening with other collections than last time upgrades the
+    /// database and keeps the data of the collections that remain.
+    pub async fn open(
+        #[wasm_bindgen(unchecked_param_type = "FerryOptions")] options: JsValue,
+    ) -> Result<Ferry, JsValue> {
+        if !options.is_object() {
+            return Err(js_error(Error::validation(
+                "Ferry.open takes an options object",
+            )));
+        }
+        // Functions cannot cross as JSON: take `getHeaders` out of a shallow copy first.
+        let get_headers = Reflect::get(&options, &"getHeaders".into())
+            .ok()
+            .and_then(|f| f.dyn_into::<Function>().ok());
+        let copy = js_sys::Object::assign(&js_sys::Object::new(), options.unchecked_ref());
+        let _ = Reflect::delete_property(&copy, &"getHeaders".into());
+        let raw = to_record(&copy, "the options").map_err(js_error)?;
+        let config: StoreConfig = serde_json::from_value(serde_json::Value::Object(raw))
+            .map_err(|e| js_error(Error::validation(format!("the options are not valid: {e}"))))?;
+        let config = config.validate().map_err(js_error)?;
+        let storage = IdbStorage::open(&config).await.map_err(js_error)?;
+        let transport = FetchTransport {
+            timeout_ms: config.timeout_ms,
+        };
+        let engine = Engine::open(config, storage, BrowserEnv::new())
+            .await
+            .map_err(js_error)?;
+        let inner = Rc::new(Inner {
+            engine,
+            listeners: RefCell::new(Listeners::default()),
+            sync: RefCell::new(SyncState::new(ferry_on_line())),
+            transport,
+            get_headers,
+            auth: RefCell::new(Vec::new()),
+            unlisten: RefCell::new(Vec::new()),
+        });
+        for kind in ["online", "offline"] {
+            let weak = Rc::downgrade(&inner);
+            let online = kind == "online";
+            let f = Closure::<dyn FnMut()>::new(move || {
+                if let Some(inner) = weak.upgrade() {
+                    inner.set_online(online);
+                }
+            })
+            .into_js_value();
+            let off = ferry_listen(kind, f.unchecked_ref());
+            inner.unlisten.borrow_mut().push(off);
+        }
+        if inner.engine.config.auto_sync {
+            inner.sync.borrow_mut().pull_next = true;
+            inner.kick();
+        }
+        Ok(Ferry { inner })
+    }
+
+    /// The collection `name` (declared in the options), or an `UnknownCollectionError`.
+    pub fn collection(&self, name: &str) -> Result<Collection, JsValue> {
+        self.inner.engine.collection(name).map_err(js_error)?;
+        Ok(Collection {
+            inner: self.inner.clone(),
+            name: name.to_string(),
+        })
+    }
+
+    /// How many mutations wait to be sent.
+    #[wasm_bindgen(js_name = pendingCount, unchecked_return_type = "Promise<number>")]
+    pub fn pending_count(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            Ok(JsValue::from_f64(
+                inner.engine.pending_count().await.map_err(js_error)? as f64,
+            ))
+        })
+    }
+
+    /// The pending mutations, in the order they will be sent.
+    #[wasm_bindgen(unchecked_return_type = "Promise<OutboxEntry[]>")]
+    pub fn outbox(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move { Ok(to_js(&inner.engine.outbox().await.map_err(js_error)?)) })
+    }
+
+    /// Mutations the server refused for good (4xx other than 401, 404 on delete, 409 and 412).
+    #[wasm_bindgen(unchecked_return_type = "Promise<RejectedMutation[]>")]
+    pub fn rejected(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(
+            async move { Ok(to_js(&inner.engine.rejected().await.map_err(js_error)?)) },
+        )
+    }
+
+    /// Makes a rejected mutation again (as a new mutation) and queues it.
+    #[wasm_bindgen(js_name = retryRejected, unchecked_return_type = "Promise<void>")]
+    pub fn retry_rejected(&self, mutation_id: String) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let changes = inner
+                .engine
+                .retry_rejected(&mutation_id)
+                .await
+                .map_err(js_error)?;
+            inner.announce(&changes);
+            inner.after_write();
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Forgets a rejected mutation.
+    #[wasm_bindgen(js_name = discardRejected, unchecked_return_type = "Promise<void>")]
+    pub fn discard_rejected(&self, mutation_id: String) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            inner
+                .engine
+                .discard_rejected(&mutation_id)
+                .await
+                .map_err(js_error)?;
+            inner.emit_status();
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Sends the outbox now (then pulls, with `pullAfterFlush`). Resolves when the outbox is
+    /// empty; rejects with an `OfflineError`, or with the error that stopped it.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn sync(&self) -> Promise {
+        self.inner.request_sync()
+    }
+
+    /// The sync status: online, flushing, pending and rejected counts, last error, next retry.
+    #[wasm_bindgen(unchecked_return_type = "Promise<SyncStatus>")]
+    pub fn status(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move { Ok(to_js(&inner.status().await.map_err(js_error)?)) })
+    }
+
+    /// Listens to `change`, `idChange`, `rejected`, `conflict` or `status` events. Returns the
+    /// function that stops listening.
+    #[wasm_bindgen(unchecked_return_type = "() => void")]
+    pub fn on(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "keyof FerryEvents")] kind: &str,
+        #[wasm_bindgen(unchecked_param_type = "(event: any) => void")] listener: Function,
+    ) -> Result<JsValue, JsValue> {
+        if !["change", "idChange", "rejected", "conflict", "status"].contains(&kind) {
+            return Err(js_error(Error::validation(format!(
+                "unknown event {kind:?}"
+            ))));
+        }
+        Ok(self.inner.listen(kind, None, listener))
+    }
+
+    /// Closes the store: sync stops, listeners are dropped, later calls fail with `ClosedError`.
+    pub fn close(&self) {
+        let inner = &self.inner;
+        inner.engine.close();
+        inner.engine.storage.close();
+        for off in inner.unlisten.borrow_mut().drain(..) {
+            let _ = off.call0(&JsValue::NULL);
+        }
+        let (timer, waiters) = {
+            let mut s = inner.sync.borrow_mut();
+            (s.timer.take(), std::mem::take(&mut s.waiters))
+        };
+        if let Some(t) = timer {
+            ferry_clear_timeout(&t);
+        }
+        let err = js_error(Error::new(
+            crate::core::ErrorKind::Closed,
+            "the store was closed",
+        ));
+        for (_, reject) in waiters {
+            let _ = reject.call1(&JsValue::NULL, &err);
+        }
+        inner.listeners.borrow_mut().clear();
+    }
+}

@@ -1,0 +1,11 @@
+//! The JS-facing surface (`#[wasm_bindgen]`): the only place that knows `JsValue`.
+
+pub mod collection;
+pub mod convert;
+pub mod driver;
+pub mod events;
+pub mod ferry;
+pub mod types;
+
+pub use collection::Collection;
+pub use ferry::Ferry;

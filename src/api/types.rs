@@ -1,0 +1,155 @@
+//! The TypeScript types of the public API, written out so the generated `.d.ts` has no `any`.
+
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &'static str = r#"
+/** A JSON value, as records hold them. */
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [field: string]: JsonValue };
+/** A record: a plain JSON object. */
+export type FerryRecord = { [field: string]: JsonValue };
+/** A record id: the server's (string or number) or a temporary client id (`tmp-…`). */
+export type RecordId = string | number;
+
+/** One collection: a REST resource (PROTOCOL.md) and its local table. */
+export interface CollectionOptions {
+  /** The resource's base URL, e.g. `/api/todos`. */
+  url: string;
+  /** Field holding the id (default `id`). */
+  idProperty?: string;
+  /** Field carrying the temporary id on create (default `clientId`). */
+  clientIdProperty?: string;
+  /** Field holding the server's version (default `version`). */
+  versionProperty?: string;
+  /** Where an envelope answer keeps its records (default `data`). */
+  rootProperty?: string;
+  /** Fields with an IndexedDB index; `query` on them does not scan. */
+  indexes?: string[];
+  /** Fields that hold ids of another collection's records, e.g. `{ projectId: "projects" }`. */
+  refs?: { [field: string]: string };
+  /** `PUT` sends the whole record (default); `PATCH` only the changed fields. */
+  updateMethod?: "PUT" | "PATCH";
+  /** How conflicts are settled (default `merge`). */
+  conflict?: "merge" | "serverWins" | "clientWins" | "custom";
+  /** Under `merge`, who wins a field both sides changed (default `server`). */
+  tie?: "server" | "local";
+}
+
+/** Options of `Ferry.open`. */
+export interface FerryOptions {
+  /** The IndexedDB database name. */
+  name: string;
+  /** The collections by name. */
+  collections: { [name: string]: CollectionOptions };
+  /** Where batches go (PROTOCOL.md section 6); without it each mutation is its own request. */
+  batchUrl?: string;
+  /** At most this many mutations per batch (default 100). */
+  batchSize?: number;
+  /** Pull every collection after the outbox drains on reconnect and in `sync()` (default true). */
+  pullAfterFlush?: boolean;
+  /** Sync by itself: on open, on `online`, shortly after writes (default true). */
+  autoSync?: boolean;
+  /** Delay between a local write and its flush, so a burst is one flush (default 50 ms). */
+  debounceMs?: number;
+  /** Headers sent with every request. */
+  headers?: { [name: string]: string };
+  /** Abort a request after this long (default 30000 ms). */
+  timeoutMs?: number;
+  /** Called before a flush and again after a 401; returns headers such as Authorization. */
+  getHeaders?: () => { [name: string]: string } | Promise<{ [name: string]: string }>;
+}
+
+/** A query: equality filters, one sort field, offset and limit. */
+export interface Query {
+  /** Field equalities that must all hold; `null` also matches a missing field. */
+  where?: { [field: string]: JsonValue };
+  /** Sort by this field. */
+  orderBy?: string;
+  /** Sort descending. */
+  desc?: boolean;
+  /** Skip this many. */
+  offset?: number;
+  /** At most this many. */
+  limit?: number;
+}
+
+/** A committed change of one record. */
+export interface Change {
+  type: "created" | "updated" | "deleted";
+  collection: string;
+  id: RecordId;
+  /** The record after the change (absent for deletes). */
+  record?: FerryRecord;
+  /** True when the change came from the server (an answer or a pull). */
+  remote: boolean;
+}
+
+/** A pending mutation, as `outbox()` lists it. */
+export interface OutboxEntry {
+  /** The mutation id, sent as the Idempotency-Key. */
+  mutationId: string;
+  collection: string;
+  recordId: string;
+  kind: "create" | "update" | "delete";
+  /** Create: the record; update: changed fields with current values; delete: empty. */
+  changes: FerryRecord;
+  /** The server's record the change was made on (null if the server never saw it). */
+  base: FerryRecord | null;
+  /** When it was made (ms since epoch, hybrid logical clock). */
+  madeAt: number;
+  /** When it last changed. */
+  changedAt: number;
+  attempts: number;
+  inFlight: boolean;
+  error: string | null;
+  retryAt: number | null;
+}
+
+/** A mutation the server refused for good. */
+export interface RejectedMutation {
+  mutationId: string;
+  collection: string;
+  recordId: string;
+  kind: "create" | "update" | "delete";
+  status: number;
+  body: string;
+  record: FerryRecord | null;
+  fields: string[];
+  at: number;
+}
+
+/** A temporary id that became the server's. */
+export interface IdChange { collection: string; from: string; to: RecordId; }
+
+/** A conflict and how it was settled. */
+export interface ConflictEvent {
+  collection: string;
+  id: string;
+  kind: "create" | "update" | "delete";
+  base: FerryRecord | null;
+  local: FerryRecord | null;
+  server: FerryRecord | null;
+  result: FerryRecord | null;
+  policy: string;
+  resent: boolean;
+}
+
+/** The sync status. */
+export interface SyncStatus {
+  online: boolean;
+  flushing: boolean;
+  pending: number;
+  rejected: number;
+  lastError: string | null;
+  nextRetryAt: number | null;
+}
+
+/** Events of `db.on`. */
+export interface FerryEvents {
+  change: Change;
+  idChange: IdChange;
+  rejected: RejectedMutation;
+  conflict: ConflictEvent;
+  status: SyncStatus;
+}
+"#;

@@ -1,0 +1,229 @@
+//! How a store and its collections are configured: the options of `Ferry.open`, with the field
+//! names and defaults of PROTOCOL.md (Sencha's `idProperty`, `clientIdProperty`, `versionProperty`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::error::{Error, Result};
+
+/// How an update travels to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum UpdateMethod {
+    /// `PUT {url}/{id}` with the whole record (Sencha's default).
+    #[default]
+    #[serde(rename = "PUT")]
+    Put,
+    /// `PATCH {url}/{id}` with only the changed fields (a removed field is sent as `null`).
+    #[serde(rename = "PATCH")]
+    Patch,
+}
+
+/// How a conflict (409/412, or an update of a record the server deleted) is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ConflictPolicy {
+    /// Field by field over base, local and server; a field changed on both sides follows `tie`.
+    #[default]
+    Merge,
+    /// The server's record wins; the local change is dropped (with an event).
+    ServerWins,
+    /// The local change is sent again on top of the server's version.
+    ClientWins,
+    /// A JS resolver decides; without one the conflict waits in `conflicts()`.
+    Custom,
+}
+
+/// Which side wins a field that both sides changed, under [`ConflictPolicy::Merge`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum TieRule {
+    /// The server's value (the default: the server saw it first).
+    #[default]
+    Server,
+    /// The local value.
+    Local,
+}
+
+/// One collection: a REST resource and its local table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CollectionConfig {
+    /// The collection's name; filled in from the key of the `collections` map.
+    #[serde(default)]
+    pub name: String,
+    /// The resource's base URL, such as `/api/todos`.
+    pub url: String,
+    /// The field holding a record's id.
+    #[serde(default = "default_id")]
+    pub id_property: String,
+    /// The field that carries the temporary client id on create.
+    #[serde(default = "default_client_id")]
+    pub client_id_property: String,
+    /// The field holding the server's version.
+    #[serde(default = "default_version")]
+    pub version_property: String,
+    /// Where an envelope answer keeps its records.
+    #[serde(default = "default_root")]
+    pub root_property: String,
+    /// Fields with an IndexedDB index; queries on them do not scan.
+    #[serde(default)]
+    pub indexes: Vec<String>,
+    /// Fields that hold the id of a record of another collection: `{ projectId: "projects" }`.
+    #[serde(default)]
+    pub refs: BTreeMap<String, String>,
+    /// PUT (whole record) or PATCH (changed fields).
+    #[serde(default)]
+    pub update_method: UpdateMethod,
+    /// How conflicts are settled.
+    #[serde(default)]
+    pub conflict: ConflictPolicy,
+    /// Under `merge`, who wins a field both sides changed.
+    #[serde(default)]
+    pub tie: TieRule,
+}
+
+fn default_id() -> String {
+    "id".into()
+}
+fn default_client_id() -> String {
+    "clientId".into()
+}
+fn default_version() -> String {
+    "version".into()
+}
+fn default_root() -> String {
+    "data".into()
+}
+
+impl CollectionConfig {
+    /// A collection with every default, for tests and examples.
+    pub fn new(name: &str, url: &str) -> Self {
+        CollectionConfig {
+            name: name.into(),
+            url: url.into(),
+            id_property: default_id(),
+            client_id_property: default_client_id(),
+            version_property: default_version(),
+            root_property: default_root(),
+            indexes: Vec::new(),
+            refs: BTreeMap::new(),
+            update_method: UpdateMethod::Put,
+            conflict: ConflictPolicy::Merge,
+            tie: TieRule::Server,
+        }
+    }
+}
+
+/// The options of a whole store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The IndexedDB database name.
+    pub name: String,
+    /// The collections by name.
+    pub collections: BTreeMap<String, CollectionConfig>,
+    /// Where batches go (PROTOCOL.md section 6); without it every mutation is its own request.
+    #[serde(default)]
+    pub batch_url: Option<String>,
+    /// At most this many mutations in one batch request.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Pull every collection after the outbox drains on reconnect.
+    #[serde(default = "default_true")]
+    pub pull_after_flush: bool,
+    /// Start syncing by itself (on open, on `online`, after writes). Off: only `sync()` sends.
+    #[serde(default = "default_true")]
+    pub auto_sync: bool,
+    /// How long after a local write the flush starts, so a burst of writes is one flush.
+    #[serde(default = "default_debounce")]
+    pub debounce_ms: u32,
+    /// Headers sent with every request.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// A request that has not answered after this long counts as a network failure.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u32,
+}
+
+fn default_batch_size() -> usize {
+    100
+}
+fn default_true() -> bool {
+    true
+}
+fn default_debounce() -> u32 {
+    50
+}
+fn default_timeout() -> u32 {
+    30_000
+}
+
+impl StoreConfig {
+    /// A store with the given collections and every default.
+    pub fn new(name: &str, collections: Vec<CollectionConfig>) -> Self {
+        StoreConfig {
+            name: name.into(),
+            collections: collections
+                .into_iter()
+                .map(|c| (c.name.clone(), c))
+                .collect(),
+            batch_url: None,
+            batch_size: default_batch_size(),
+            pull_after_flush: true,
+            auto_sync: true,
+            debounce_ms: default_debounce(),
+            headers: BTreeMap::new(),
+            timeout_ms: default_timeout(),
+        }
+    }
+
+    /// Fills in names from the map keys and checks what serde cannot.
+    pub fn validate(mut self) -> Result<Self> {
+        if self.name.is_empty() {
+            return Err(Error::validation("`name` must be a non-empty string"));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::validation("`batchSize` must be at least 1"));
+        }
+        let names: Vec<String> = self.collections.keys().cloned().collect();
+        for (name, c) in self.collections.iter_mut() {
+            if name.is_empty() {
+                return Err(Error::validation(
+                    "a collection name must be a non-empty string",
+                ));
+            }
+            c.name = name.clone();
+            if c.url.is_empty() {
+                return Err(Error::validation(format!(
+                    "collection `{name}` needs a `url`"
+                )));
+            }
+            for (field, target) in &c.refs {
+                if !names.contains(target) {
+                    return Err(Error::validation(format!(
+                        "collection `{name}`: ref `{field}` names unknown collection `{target}`"
+                    )));
+                }
+            }
+            for p in [&c.id_property, &c.client_id_property, &c.version_property] {
+                if p.is_empty() {
+                    return Err(Error::validation(format!(
+                        "collection `{name}`: field names must be non-empty"
+                    )));
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// The collection called `name`.
+    pub fn collection(&self, name: &str) -> Result<&CollectionConfig> {
+        self.collections.get(name).ok_or_else(|| {
+            Error::new(
+                super::error::ErrorKind::UnknownCollection,
+                format!("no collection `{name}` was declared in Ferry.open"),
+            )
+        })
+    }
+}

@@ -1,0 +1,94 @@
+//! The engine: a store's configuration, its storage and its host environment. Local operations
+//! live in `local.rs`, sync in `sync/`; both are `impl Engine` blocks over the same state.
+
+use std::cell::Cell;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::clock::Env;
+use super::config::{CollectionConfig, StoreConfig};
+use super::error::{Error, ErrorKind, Result};
+use super::record::Record;
+use super::storage::Storage;
+use super::tx::Tx;
+
+/// What happened to a record, as subscribers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ChangeKind {
+    /// A new record.
+    Created,
+    /// A record's fields changed (locally, or by a server answer or pull).
+    Updated,
+    /// A record is gone.
+    Deleted,
+}
+
+/// One committed change of one record.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    /// What happened.
+    #[serde(rename = "type")]
+    pub kind: ChangeKind,
+    /// The collection.
+    pub collection: String,
+    /// The record's id.
+    pub id: Value,
+    /// The record after the change (absent for a delete).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record: Option<Record>,
+    /// Whether the change came from the server rather than this client.
+    pub remote: bool,
+}
+
+/// The engine over storage `S` in environment `E`.
+pub struct Engine<S: Storage, E: Env> {
+    /// The validated configuration.
+    pub config: StoreConfig,
+    /// The storage backend.
+    pub storage: S,
+    /// Time and randomness.
+    pub env: E,
+    closed: Cell<bool>,
+}
+
+impl<S: Storage, E: Env> Engine<S, E> {
+    /// Opens the engine over `storage`, making sure the clock state exists.
+    pub async fn open(config: StoreConfig, storage: S, env: E) -> Result<Self> {
+        let config = config.validate()?;
+        let engine = Engine {
+            config,
+            storage,
+            env,
+            closed: Cell::new(false),
+        };
+        let mut tx = engine.begin(true).await?;
+        tx.clock(&engine.env).await?;
+        tx.commit().await?;
+        Ok(engine)
+    }
+
+    /// Marks the engine closed: every later call fails with a `ClosedError`.
+    pub fn close(&self) {
+        self.closed.set(true);
+    }
+
+    /// Whether [`Engine::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    /// The collection `name`, or an `UnknownCollectionError`.
+    pub fn collection(&self, name: &str) -> Result<&CollectionConfig> {
+        self.config.collection(name)
+    }
+
+    /// Opens a typed transaction, unless closed.
+    pub async fn begin(&self, write: bool) -> Result<Tx<S::Txn<'_>>> {
+        if self.closed.get() {
+            return Err(Error::new(ErrorKind::Closed, "the store is closed"));
+        }
+        Ok(Tx::new(self.storage.begin(write).await?))
+    }
+}

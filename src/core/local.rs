@@ -1,0 +1,365 @@
+//! Local operations: every write stores the record and folds its mutation into the outbox in one
+//! transaction; reads never touch the network.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::clock::Env;
+use super::config::CollectionConfig;
+use super::engine::{Change, ChangeKind, Engine};
+use super::error::{Error, ErrorKind, Result};
+use super::mutation::{coalesce, Coalesced, Entry, Kind};
+use super::query::Query;
+use super::record::{changed_fields, id_key, index_key, Record, Row};
+use super::storage::{field_index, Storage, Table, Txn};
+use super::tx::Tx;
+
+/// A local write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// A new record (its id is generated unless it has one).
+    Create(Record),
+    /// A shallow merge of these fields into record `id`.
+    Update(String, Record),
+    /// The whole of record `id` becomes this.
+    Replace(String, Record),
+    /// Record `id` goes.
+    Delete(String),
+}
+
+/// One pending mutation as the app sees it in `db.outbox()`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutboxItem {
+    /// The mutation id (its Idempotency-Key).
+    pub mutation_id: String,
+    /// The collection.
+    pub collection: String,
+    /// The record's id.
+    pub record_id: String,
+    /// create, update or delete.
+    pub kind: Kind,
+    /// For a create the record; for an update the changed fields with their current values
+    /// (`null` for a removed field); for a delete nothing.
+    pub changes: Record,
+    /// The server's record the change was made on, when the server has seen the record.
+    pub base: Option<Record>,
+    /// When the mutation was first made (ms since epoch, from the hybrid logical clock).
+    pub made_at: u64,
+    /// When it last changed.
+    pub changed_at: u64,
+    /// How many times it was sent.
+    pub attempts: u32,
+    /// Whether it has been sent and awaits its answer.
+    pub in_flight: bool,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+    /// When it will be tried again (ms since epoch).
+    pub retry_at: Option<f64>,
+}
+
+impl<S: Storage, E: Env> Engine<S, E> {
+    /// Applies local writes to collection `c` in one transaction: all of them or none.
+    /// Returns the records written (absent for deletes) and the changes to announce.
+    pub async fn write(&self, c: &str, ops: Vec<Op>) -> Result<(Vec<Option<Record>>, Vec<Change>)> {
+        let cfg = self.collection(c)?.clone();
+        let mut tx = self.begin(true).await?;
+        let mut out = Vec::with_capacity(ops.len());
+        let mut changes = Vec::with_capacity(ops.len());
+        for op in ops {
+            let (rec, change) = self.apply_op(&mut tx, &cfg, op).await?;
+            out.push(rec);
+            changes.extend(change);
+        }
+        tx.commit().await?;
+        Ok((out, changes))
+    }
+
+    async fn apply_op<T: Txn>(
+        &self,
+        tx: &mut Tx<T>,
+        cfg: &CollectionConfig,
+        op: Op,
+    ) -> Result<(Option<Record>, Option<Change>)> {
+        let c = cfg.name.as_str();
+        let idp = cfg.id_property.as_str();
+        let (seq, at, node) = tx.tick(&self.env).await?;
+        let fresh = |kind, key: &str| Entry {
+            seq,
+            id: format!("{node}-{seq}"),
+            c: c.to_string(),
+            r: key.to_string(),
+            kind,
+            fields: Vec::new(),
+            made: at,
+            at,
+            attempts: 0,
+            sent: None,
+            error: None,
+            retry_at: None,
+            base: None,
+            base_v: None,
+        };
+        match op {
+            Op::Create(mut data) => {
+                let (key, pending) = match data.get(idp) {
+                    Some(v) => {
+                        let key = id_key(v)?;
+                        if tx.resolve(c, &key).await?.1.is_some() {
+                            return Err(Error::new(
+                                ErrorKind::Constraint,
+                                format!("`{c}` already has a record with id {key:?}"),
+                            ));
+                        }
+                        let pending = tx.entries_for(c, &key).await?;
+                        (key, pending)
+                    }
+                    None => {
+                        // A fresh temporary id: nothing can be stored or pending under it.
+                        let key = format!("tmp-{node}-{seq}");
+                        data.insert(idp.to_string(), Value::String(key.clone()));
+                        (key, Vec::new())
+                    }
+                };
+                let mut row = Row::new(cfg, data);
+                let last = pending.last().filter(|e| !e.in_flight());
+                if let Some(del) = last.filter(|e| e.kind == Kind::Delete) {
+                    // Deleted and created again before the delete left: the server's record
+                    // is replaced, so the row takes back the base the delete kept.
+                    row.b = del.base.clone();
+                    row.v = del.base_v.clone();
+                }
+                let fields = changed_fields(row.b.as_ref().unwrap_or(&Record::new()), &row.d);
+                tx.put_row(c, &key, &row)?;
+                self.fold(
+                    tx,
+                    last,
+                    Kind::Create,
+                    &fields,
+                    fresh(Kind::Create, &key),
+                    None,
+                )?;
+                let id = row.d.get(idp).cloned().unwrap_or(Value::Null);
+                Ok((
+                    Some(row.d.clone()),
+                    Some(change(ChangeKind::Created, c, id, Some(row.d))),
+                ))
+            }
+            Op::Update(id, patch) => {
+                self.modify(tx, cfg, &id, patch, false, fresh(Kind::Update, ""))
+                    .await
+            }
+            Op::Replace(id, record) => {
+                self.modify(tx, cfg, &id, record, true, fresh(Kind::Update, ""))
+                    .await
+            }
+            Op::Delete(id) => {
+                let (key, row) = tx.resolve(c, &id).await?;
+                let row = row.ok_or_else(|| not_found(c, &id))?;
+                let pending = tx.entries_for(c, &key).await?;
+                let known = !pending.iter().any(|e| e.kind == Kind::Create);
+                let base = known.then(|| row.b.clone().unwrap_or_else(|| row.d.clone()));
+                tx.delete_row(c, &key)?;
+                let last = pending.last().filter(|e| !e.in_flight());
+                self.fold(
+                    tx,
+                    last,
+                    Kind::Delete,
+                    &[],
+                    fresh(Kind::Delete, &key),
+                    base.map(|b| (b, row.v.clone())),
+                )?;
+                let idv = row.d.get(idp).cloned().unwrap_or(Value::String(key));
+                Ok((None, Some(change(ChangeKind::Deleted, c, idv, None))))
+            }
+        }
+    }
+
+    /// Update (shallow merge) or replace of an existing record.
+    async fn modify<T: Txn>(
+        &self,
+        tx: &mut Tx<T>,
+        cfg: &CollectionConfig,
+        id: &str,
+        input: Record,
+        replace: bool,
+        fresh: Entry,
+    ) -> Result<(Option<Record>, Option<Change>)> {
+        let c = cfg.name.as_str();
+        let idp = cfg.id_property.as_str();
+        let (key, row) = tx.resolve(c, id).await?;
+        let mut row = row.ok_or_else(|| not_found(c, id))?;
+        if let Some(v) = input.get(idp) {
+            if id_key(v)? != key && id_key(v)? != id {
+                return Err(Error::validation(format!(
+                    "the id of a record cannot change (from {key:?})"
+                )));
+            }
+        }
+        let mut next = if replace {
+            input
+        } else {
+            row.d.clone().into_iter().chain(input).collect()
+        };
+        // The id keeps the type it had (a server may use numbers).
+        if let Some(v) = row.d.get(idp) {
+            next.insert(idp.to_string(), v.clone());
+        }
+        let fields = changed_fields(&row.d, &next);
+        if fields.is_empty() {
+            return Ok((Some(row.d), None));
+        }
+        let pending = tx.entries_for(c, &key).await?;
+        if row.b.is_none() && !pending.iter().any(|e| e.kind == Kind::Create) {
+            row.b = Some(row.d.clone());
+        }
+        row.d = next;
+        row.reindex(cfg);
+        tx.put_row(c, &key, &row)?;
+        let last = pending.last().filter(|e| !e.in_flight());
+        self.fold(
+            tx,
+            last,
+            Kind::Update,
+            &fields,
+            Entry {
+                r: key.clone(),
+                ..fresh
+            },
+            None,
+        )?;
+        let idv = row.d.get(idp).cloned().unwrap_or(Value::String(key));
+        Ok((
+            Some(row.d.clone()),
+            Some(change(ChangeKind::Updated, c, idv, Some(row.d))),
+        ))
+    }
+
+    /// Folds a change into the record's pending entry (or appends a new one) and stores it.
+    fn fold<T: Txn>(
+        &self,
+        tx: &Tx<T>,
+        last: Option<&Entry>,
+        kind: Kind,
+        fields: &[String],
+        fresh: Entry,
+        base: Option<(Record, Option<String>)>,
+    ) -> Result<()> {
+        match coalesce(last, kind, fields, fresh) {
+            Coalesced::Drop(seq) => tx.delete_entry(seq),
+            Coalesced::Keep(mut e) => {
+                if e.kind == Kind::Delete {
+                    if let Some((b, v)) = base {
+                        e.base = Some(b);
+                        e.base_v = v;
+                    }
+                } else {
+                    e.base = None;
+                    e.base_v = None;
+                }
+                tx.put_entry(&e)
+            }
+        }
+    }
+
+    /// The record `id` of `c` (a temporary id that became a server id still finds it).
+    pub async fn get(&self, c: &str, id: &str) -> Result<Option<Record>> {
+        self.collection(c)?;
+        let tx = self.begin(false).await?;
+        Ok(tx.resolve(c, id).await?.1.map(|r| r.d))
+    }
+
+    /// Every record of `c`, in id order.
+    pub async fn all(&self, c: &str) -> Result<Vec<Record>> {
+        self.collection(c)?;
+        let tx = self.begin(false).await?;
+        let rows = tx.t.get_all(Table::Records(c)).await?;
+        rows.into_iter()
+            .map(|(_, v)| Ok(Row::from_value(v)?.d))
+            .collect()
+    }
+
+    /// The records of `c` that match `q`, and the indexed field it used (if any).
+    pub async fn query(&self, c: &str, q: &Query) -> Result<(Vec<Record>, Option<String>)> {
+        let cfg = self.collection(c)?;
+        let tx = self.begin(false).await?;
+        let indexed = q.filter.iter().find_map(|(f, v)| {
+            cfg.indexes
+                .contains(f)
+                .then(|| index_key(Some(v)).map(|k| (f, k)))
+                .flatten()
+        });
+        let rows = match &indexed {
+            Some((f, k)) => {
+                tx.t.get_by_index(Table::Records(c), &field_index(f), k)
+                    .await?
+            }
+            None => tx.t.get_all(Table::Records(c)).await?,
+        };
+        let mut hits = Vec::new();
+        for (_, v) in rows {
+            let d = Row::from_value(v)?.d;
+            if q.matches(&d) {
+                hits.push(d);
+            }
+        }
+        Ok((q.finish(hits), indexed.map(|(f, _)| f.clone())))
+    }
+
+    /// How many mutations wait to be sent.
+    pub async fn pending_count(&self) -> Result<u64> {
+        let tx = self.begin(false).await?;
+        tx.t.count(Table::Outbox).await
+    }
+
+    /// The pending mutations, in the order they will be sent.
+    pub async fn outbox(&self) -> Result<Vec<OutboxItem>> {
+        let tx = self.begin(false).await?;
+        let mut out = Vec::new();
+        for e in tx.outbox().await? {
+            let row = tx.row(&e.c, &e.r).await?;
+            let changes = match (&e.kind, &row) {
+                (Kind::Create, Some(r)) => r.d.clone(),
+                (Kind::Update, Some(r)) => e
+                    .fields
+                    .iter()
+                    .map(|f| (f.clone(), r.d.get(f).cloned().unwrap_or(Value::Null)))
+                    .collect(),
+                _ => Record::new(),
+            };
+            let base = match e.kind {
+                Kind::Delete => e.base.clone(),
+                _ => row.and_then(|r| r.b),
+            };
+            out.push(OutboxItem {
+                mutation_id: e.id,
+                collection: e.c,
+                record_id: e.r,
+                kind: e.kind,
+                changes,
+                base,
+                made_at: e.made.ms,
+                changed_at: e.at.ms,
+                attempts: e.attempts,
+                in_flight: e.sent.is_some(),
+                error: e.error,
+                retry_at: e.retry_at,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn not_found(c: &str, id: &str) -> Error {
+    Error::not_found(format!("`{c}` has no record with id {id:?}"))
+}
+
+fn change(kind: ChangeKind, c: &str, id: Value, record: Option<Record>) -> Change {
+    Change {
+        kind,
+        collection: c.to_string(),
+        id,
+        record,
+        remote: false,
+    }
+}

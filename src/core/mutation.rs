@@ -1,0 +1,214 @@
+//! Outbox entries and how a new local change folds into the pending one of the same record.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::clock::Hlc;
+
+/// What a mutation does to its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Kind {
+    /// The record is new; the server has not seen it.
+    Create,
+    /// Some fields changed.
+    Update,
+    /// The record is gone.
+    Delete,
+}
+
+/// A request frozen when a mutation is first sent, so every retry sends the same bytes under the
+/// same Idempotency-Key, whatever happens to the record meanwhile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sent {
+    /// HTTP method.
+    pub method: String,
+    /// Full URL.
+    pub url: String,
+    /// Headers particular to this mutation (Idempotency-Key, If-Match, Ferry-Changed-At).
+    pub headers: Vec<(String, String)>,
+    /// The JSON body, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<Value>,
+}
+
+/// One pending mutation. It holds only what the flush needs: the record store holds the data,
+/// and the base snapshot is kept once per record in its row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Position in the outbox; mutations are sent in this order.
+    pub seq: u64,
+    /// Mutation id, sent as the Idempotency-Key; never changes.
+    pub id: String,
+    /// Collection name.
+    pub c: String,
+    /// Record id (storage key); rewritten when a temporary id becomes the server's.
+    pub r: String,
+    /// What it does.
+    pub kind: Kind,
+    /// For an update: the fields changed, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
+    /// When it was first made.
+    pub made: Hlc,
+    /// When it last changed (coalescing moves this).
+    pub at: Hlc,
+    /// How many times it was sent.
+    #[serde(default)]
+    pub attempts: u32,
+    /// The frozen request once it was sent: nothing coalesces into it after that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent: Option<Sent>,
+    /// Why the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Not before this time (ms since epoch) will it be sent again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<f64>,
+    /// For a delete of a record the server knows: its last server state and version, kept here
+    /// because the row is gone (needed for If-Match, conflicts, and undoing a rejected delete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<super::record::Record>,
+    /// The version `base` had.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_v: Option<String>,
+}
+
+impl Entry {
+    /// Whether this mutation has left the client (and so must be sent again exactly as it was).
+    pub fn in_flight(&self) -> bool {
+        self.sent.is_some()
+    }
+}
+
+/// What coalescing decided for a record's pending (unsent) entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Coalesced {
+    /// Write this entry (the old one updated in place, keeping its position, or a new one).
+    Keep(Box<Entry>),
+    /// Nothing is left to send: the pending entry is removed (create then delete).
+    Drop(u64),
+}
+
+/// Folds a new change of `kind` (touching `fields`) into `pending`, the record's last unsent
+/// entry, if any. `fresh` is the entry to append when there is nothing to fold into.
+///
+/// create+update is one create, update+update one update with the union of fields,
+/// create+delete nothing, update+delete one delete, delete+create one update that replaces.
+pub fn coalesce(pending: Option<&Entry>, kind: Kind, fields: &[String], fresh: Entry) -> Coalesced {
+    let Some(old) = pending.filter(|e| !e.in_flight()) else {
+        return Coalesced::Keep(Box::new(Entry {
+            kind,
+            fields: fields.to_vec(),
+            ..fresh
+        }));
+    };
+    let mut e = old.clone();
+    e.at = fresh.at;
+    match (old.kind, kind) {
+        (Kind::Create, Kind::Delete) => return Coalesced::Drop(old.seq),
+        (Kind::Create, _) => {}
+        (Kind::Update, Kind::Delete) => {
+            e.kind = Kind::Delete;
+            e.fields.clear();
+        }
+        (Kind::Update, _) | (Kind::Delete, _) => {
+            // delete+create: the record exists again under the same id, so it replaces.
+            e.kind = Kind::Update;
+            let mut all: Vec<String> = e.fields.iter().chain(fields).cloned().collect();
+            all.sort();
+            all.dedup();
+            e.fields = all;
+        }
+    }
+    if e.kind != Kind::Update {
+        e.fields.clear();
+    }
+    Coalesced::Keep(Box::new(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(seq: u64, kind: Kind) -> Entry {
+        Entry {
+            seq,
+            id: format!("m{seq}"),
+            c: "todos".into(),
+            r: "a".into(),
+            kind,
+            fields: vec![],
+            made: Hlc { ms: seq, n: 0 },
+            at: Hlc { ms: seq, n: 0 },
+            attempts: 0,
+            sent: None,
+            error: None,
+            retry_at: None,
+            base: None,
+            base_v: None,
+        }
+    }
+    fn f(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn rules() {
+        let c = entry(1, Kind::Create);
+        let u = Entry {
+            fields: f(&["a"]),
+            ..entry(1, Kind::Update)
+        };
+        let d = entry(1, Kind::Delete);
+        let fresh = entry(9, Kind::Update);
+        let kind_of = |r: Coalesced| match r {
+            Coalesced::Keep(e) => Some((e.kind, e.seq, e.fields)),
+            Coalesced::Drop(_) => None,
+        };
+        assert_eq!(
+            kind_of(coalesce(Some(&c), Kind::Update, &f(&["x"]), fresh.clone())),
+            Some((Kind::Create, 1, vec![]))
+        );
+        assert_eq!(
+            kind_of(coalesce(Some(&c), Kind::Delete, &[], fresh.clone())),
+            None
+        );
+        assert_eq!(
+            kind_of(coalesce(
+                Some(&u),
+                Kind::Update,
+                &f(&["b", "a"]),
+                fresh.clone()
+            )),
+            Some((Kind::Update, 1, f(&["a", "b"])))
+        );
+        assert_eq!(
+            kind_of(coalesce(Some(&u), Kind::Delete, &[], fresh.clone())),
+            Some((Kind::Delete, 1, vec![]))
+        );
+        assert_eq!(
+            kind_of(coalesce(Some(&d), Kind::Create, &f(&["t"]), fresh.clone())),
+            Some((Kind::Update, 1, f(&["t"])))
+        );
+        assert_eq!(
+            kind_of(coalesce(None, Kind::Update, &f(&["t"]), fresh.clone())),
+            Some((Kind::Update, 9, f(&["t"])))
+        );
+    }
+
+    #[test]
+    fn never_into_in_flight() {
+        let mut c = entry(1, Kind::Create);
+        c.sent = Some(Sent {
+            method: "POST".into(),
+            url: "/x".into(),
+            headers: vec![],
+            body: None,
+        });
+        match coalesce(Some(&c), Kind::Delete, &[], entry(2, Kind::Update)) {
+            Coalesced::Keep(e) => assert_eq!((e.seq, e.kind), (2, Kind::Delete)),
+            Coalesced::Drop(_) => panic!("must not drop an in-flight create"),
+        }
+    }
+}

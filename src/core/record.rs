@@ -1,0 +1,144 @@
+//! Records as the app sees them (JSON objects) and rows as storage keeps them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::config::CollectionConfig;
+use super::error::{Error, Result};
+
+/// A record: a JSON object.
+pub type Record = Map<String, Value>;
+
+/// The storage key of an id. Ids are strings or numbers; `17` and `"17"` name the same record,
+/// because servers disagree on the type and a URL cannot tell them apart.
+pub fn id_key(id: &Value) -> Result<String> {
+    match id {
+        // `.` and `..` would be read as path steps by every URL parser, even percent-encoded.
+        Value::String(s) if s == "." || s == ".." => Err(Error::validation(format!(
+            "the id {s:?} cannot be used: it is a URL path step"
+        ))),
+        Value::String(s) if !s.is_empty() => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(Error::validation(format!(
+            "an id must be a non-empty string or a number, got {}",
+            short(other)
+        ))),
+    }
+}
+
+/// A value cut short for an error message.
+pub fn short(v: &Value) -> String {
+    let s = v.to_string();
+    if s.len() > 80 {
+        let cut = (0..=80).rev().find(|i| s.is_char_boundary(*i)).unwrap_or(0);
+        format!("{}…", &s[..cut])
+    } else {
+        s
+    }
+}
+
+/// Checks that `v` is a JSON object and returns it.
+pub fn expect_object(v: Value, what: &str) -> Result<Record> {
+    match v {
+        Value::Object(m) => Ok(m),
+        other => Err(Error::validation(format!(
+            "{what} must be a plain object, got {}",
+            kind_of(&other)
+        ))),
+    }
+}
+
+/// The JSON kind of a value, for messages.
+pub fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A stored row: the record plus what sync needs to know about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    /// The record, exactly as the app reads it.
+    pub d: Record,
+    /// Index keys of the declared indexed fields, encoded so IndexedDB can index every JSON
+    /// scalar (it cannot index booleans or null as they are).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub ix: Record,
+    /// The server's version of this record, when it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub v: Option<String>,
+    /// The server's record that pending local changes were made on (the base of a three-way
+    /// merge). Absent when nothing is pending or the server has never seen the record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub b: Option<Record>,
+}
+
+impl Row {
+    /// A row for `d`, with index keys computed for `config`.
+    pub fn new(config: &CollectionConfig, d: Record) -> Row {
+        let mut row = Row {
+            d,
+            ix: Map::new(),
+            v: None,
+            b: None,
+        };
+        row.reindex(config);
+        row
+    }
+
+    /// Recomputes the index keys after `d` changed.
+    pub fn reindex(&mut self, config: &CollectionConfig) {
+        self.ix.clear();
+        for f in &config.indexes {
+            if let Some(k) = index_key(self.d.get(f)) {
+                self.ix.insert(f.clone(), k);
+            }
+        }
+    }
+
+    /// Decodes a stored row.
+    pub fn from_value(v: Value) -> Result<Row> {
+        Ok(serde_json::from_value(v)?)
+    }
+
+    /// Encodes the row for storage.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("a row is always valid JSON")
+    }
+}
+
+/// The index key of a field value: a `[type, value]` pair that keeps `false`, `0` and `"0"` apart
+/// and makes booleans and null indexable. Objects and arrays are not indexed.
+pub fn index_key(v: Option<&Value>) -> Option<Value> {
+    Some(match v {
+        None | Some(Value::Null) => Value::Array(vec![0.into()]),
+        Some(Value::Bool(b)) => Value::Array(vec![1.into(), u8::from(*b).into()]),
+        Some(Value::Number(n)) => Value::Array(vec![2.into(), Value::Number(n.clone())]),
+        Some(Value::String(s)) => Value::Array(vec![3.into(), s.clone().into()]),
+        Some(_) => return None,
+    })
+}
+
+/// The record with the id field set.
+pub fn with_id(mut d: Record, config: &CollectionConfig, id: &str) -> Record {
+    d.insert(config.id_property.clone(), Value::String(id.to_string()));
+    d
+}
+
+/// Field names whose values differ between `a` and `b` (present in one only counts), sorted.
+pub fn changed_fields(a: &Record, b: &Record) -> Vec<String> {
+    let mut out: Vec<String> = a
+        .iter()
+        .filter(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .chain(b.keys().filter(|k| !a.contains_key(*k)).cloned())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}

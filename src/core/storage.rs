@@ -1,0 +1,105 @@
+//! The storage contract: a few tables of JSON values, transactions that commit all their writes or
+//! none, and equality lookups on declared indexes. IndexedDB implements it in the browser
+//! (`src/web/idb.rs`), [`MemoryStorage`](super::memory::MemoryStorage) natively, and one contract
+//! test suite runs against both.
+//!
+//! A transaction is only ever awaited on its own requests: the engine reads, computes synchronously,
+//! writes, and commits. Nothing else (no fetch, no timer) happens while one is open, because an
+//! IndexedDB transaction commits by itself as soon as it has no request pending.
+
+#![allow(async_fn_in_trait)] // single-threaded (wasm) use only: no Send bounds wanted
+
+use serde_json::Value;
+
+use super::error::Result;
+
+/// The tables of a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table<'a> {
+    /// The rows of one collection, keyed by record id ([`Key::Str`]).
+    Records(&'a str),
+    /// Pending mutations, keyed by sequence number ([`Key::Num`]).
+    Outbox,
+    /// Small named values: the clock, sync cursors ([`Key::Str`]).
+    State,
+    /// Temporary ids that became server ids ([`Key::Pair`] of collection and temporary id).
+    Aliases,
+    /// Mutations the server refused for good, keyed by sequence number.
+    Rejected,
+    /// Conflicts waiting for a decision, keyed by sequence number.
+    Conflicts,
+}
+
+/// A key. Kinds order as IndexedDB orders them: numbers, then strings, then arrays.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Key {
+    /// A sequence number.
+    Num(u64),
+    /// A string (record ids, state names).
+    Str(String),
+    /// A pair (collection and id).
+    Pair(String, String),
+}
+
+impl Key {
+    /// A string key.
+    pub fn str(s: impl Into<String>) -> Key {
+        Key::Str(s.into())
+    }
+}
+
+/// The index of the outbox by record: its key is `[collection, record id]`.
+pub const OUTBOX_BY_RECORD: &str = "record";
+
+/// The name of the index of a records table on `field`; rows keep index keys under `ix`.
+pub fn field_index(field: &str) -> String {
+    format!("ix.{field}")
+}
+
+/// The value an index named `index` sees in `row`: a dotted path, or the outbox's record pair.
+pub fn index_value<'v>(index: &str, row: &'v Value) -> Option<Value> {
+    if index == OUTBOX_BY_RECORD {
+        let c = row.get("c")?.as_str()?;
+        let r = row.get("r")?.as_str()?;
+        return Some(Value::Array(vec![c.into(), r.into()]));
+    }
+    let mut cur: &'v Value = row;
+    for part in index.split('.') {
+        cur = cur.get(part)?;
+    }
+    Some(cur.clone())
+}
+
+/// One open transaction. Reads are async (they are IndexedDB requests); writes are queued at
+/// once and only take effect if [`Txn::commit`] succeeds. Dropping it uncommitted rolls back.
+pub trait Txn {
+    /// The value under `key`, if any.
+    async fn get(&self, table: Table<'_>, key: &Key) -> Result<Option<Value>>;
+    /// Every entry, in key order.
+    async fn get_all(&self, table: Table<'_>) -> Result<Vec<(Key, Value)>>;
+    /// The entries whose index `index` equals `value`, in key order.
+    async fn get_by_index(
+        &self,
+        table: Table<'_>,
+        index: &str,
+        value: &Value,
+    ) -> Result<Vec<(Key, Value)>>;
+    /// How many entries a table holds.
+    async fn count(&self, table: Table<'_>) -> Result<u64>;
+    /// Stores `value` under `key`, replacing what was there.
+    fn put(&self, table: Table<'_>, key: &Key, value: &Value) -> Result<()>;
+    /// Removes `key` (a missing key is not an error).
+    fn delete(&self, table: Table<'_>, key: &Key) -> Result<()>;
+    /// Makes every write of this transaction durable at once, or none of them.
+    async fn commit(self) -> Result<()>;
+}
+
+/// A storage backend that opens transactions over every table.
+pub trait Storage {
+    /// Its transaction type.
+    type Txn<'a>: Txn
+    where
+        Self: 'a;
+    /// Opens a transaction; `write` asks for a read-write one.
+    async fn begin(&self, write: bool) -> Result<Self::Txn<'_>>;
+}

@@ -1,0 +1,428 @@
+//! Folding the server's answers into local storage, inside one read-write transaction: acks
+//! (server ids, versions, fields the server set), rejections and settled conflicts. Local
+//! changes made while a request was out are kept and rebased onto the server's record.
+
+use serde_json::Value;
+
+use crate::core::clock::Env;
+use crate::core::config::CollectionConfig;
+use crate::core::engine::{Change, ChangeKind, Engine};
+use crate::core::error::Result;
+use crate::core::mutation::{Entry, Kind};
+use crate::core::record::{changed_fields, id_key, index_key, Record, Row};
+use crate::core::storage::{field_index, Key, Storage, Table, Txn};
+use crate::core::tx::Tx;
+
+use super::conflict::{policy_name, settle, Outcome};
+use super::report::{ConflictEvent, IdChange, RejectedItem, Report};
+
+/// `server` with the local values of every field that `later` (still pending) entries changed;
+/// `None` when a later entry deletes the record.
+pub fn rebase(server: &Record, local: &Record, later: &[Entry]) -> Option<Record> {
+    let mut out = server.clone();
+    for e in later {
+        match e.kind {
+            Kind::Delete => return None,
+            // Created again after a delete: the local record is the truth.
+            Kind::Create => return Some(local.clone()),
+            Kind::Update => {
+                for f in &e.fields {
+                    match local.get(f) {
+                        Some(v) => out.insert(f.clone(), v.clone()),
+                        None => out.remove(f),
+                    };
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+fn remote(kind: ChangeKind, c: &str, id: Value, record: Option<Record>) -> Change {
+    Change {
+        kind,
+        collection: c.to_string(),
+        id,
+        record,
+        remote: true,
+    }
+}
+
+impl<S: Storage, E: Env> Engine<S, E> {
+    /// The entries of `e`'s record queued after it.
+    async fn later<T: Txn>(&self, tx: &Tx<T>, e: &Entry) -> Result<Vec<Entry>> {
+        Ok(tx
+            .entries_for(&e.c, &e.r)
+            .await?
+            .into_iter()
+            .filter(|l| l.seq > e.seq)
+            .collect())
+    }
+
+    /// Stores the server's record `s` (version `v`) for record `key`, keeping later local changes.
+    #[allow(clippy::too_many_arguments)] // one call site each, all of it state of the same step
+    async fn adopt<T: Txn>(
+        &self,
+        tx: &Tx<T>,
+        cfg: &CollectionConfig,
+        key: &str,
+        s: Record,
+        v: Option<String>,
+        later: &mut [Entry],
+        report: &mut Report,
+    ) -> Result<()> {
+        let c = cfg.name.as_str();
+        let old = tx.row(c, key).await?;
+        let local = old.as_ref().map(|r| r.d.clone()).unwrap_or_default();
+        match rebase(&s, &local, later) {
+            Some(d) if old.is_some() || later.is_empty() => {
+                let mut row = Row::new(cfg, d);
+                row.v = v.or_else(|| super::classify::version_field(cfg, &s));
+                row.b = (!later.is_empty()).then_some(s);
+                tx.put_row(c, key, &row)?;
+                if old.as_ref().map(|o| &o.d) != Some(&row.d) {
+                    let kind = if old.is_some() {
+                        ChangeKind::Updated
+                    } else {
+                        ChangeKind::Created
+                    };
+                    let id = row.d.get(&cfg.id_property).cloned().unwrap_or(key.into());
+                    report.changes.push(remote(kind, c, id, Some(row.d)));
+                }
+            }
+            _ => {
+                // Deleted locally since: the pending delete now carries this server state.
+                for l in later.iter_mut().filter(|l| l.kind == Kind::Delete) {
+                    l.base_v = v
+                        .clone()
+                        .or_else(|| super::classify::version_field(cfg, &s));
+                    l.base = Some(s.clone());
+                    tx.put_entry(l)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies an acknowledgement of `e`.
+    pub(crate) async fn apply_ack<T: Txn>(
+        &self,
+        tx: &Tx<T>,
+        e: &Entry,
+        server: Option<Record>,
+        version: Option<String>,
+        report: &mut Report,
+    ) -> Result<()> {
+        let cfg = self.collection(&e.c)?.clone();
+        let c = cfg.name.as_str();
+        tx.delete_entry(e.seq)?;
+        report.acked += 1;
+        let mut later = self.later(tx, e).await?;
+        match e.kind {
+            Kind::Delete => Ok(()),
+            Kind::Create => {
+                let s = server.unwrap_or_default();
+                let sid = s
+                    .get(&cfg.id_property)
+                    .cloned()
+                    .unwrap_or(Value::String(e.r.clone()));
+                let skey = id_key(&sid).unwrap_or_else(|_| e.r.clone());
+                if skey != e.r {
+                    tx.t.put(
+                        Table::Aliases,
+                        &Key::Pair(c.into(), e.r.clone()),
+                        &Value::String(skey.clone()),
+                    )?;
+                    if let Some(row) = tx.row(c, &e.r).await? {
+                        tx.delete_row(c, &e.r)?;
+                        tx.put_row(c, &skey, &row)?;
+                    }
+                    for l in later.iter_mut() {
+                        l.r = skey.clone();
+                        tx.put_entry(l)?;
+                    }
+                    self.rewrite_refs(tx, c, &e.r, &sid, report).await?;
+                    report.ids.push(IdChange {
+                        collection: c.into(),
+                        from: e.r.clone(),
+                        to: sid,
+                    });
+                }
+                self.adopt(tx, &cfg, &skey, s, version, &mut later, report)
+                    .await
+            }
+            Kind::Update => {
+                let s = match server {
+                    Some(s) => s,
+                    // 204: the server holds what was sent.
+                    None => {
+                        let row = tx.row(c, &e.r).await?;
+                        let mut s = row.as_ref().and_then(|r| r.b.clone()).unwrap_or_default();
+                        if let Some(Value::Object(sent)) =
+                            e.sent.as_ref().and_then(|x| x.body.clone())
+                        {
+                            s.extend(sent);
+                        }
+                        s
+                    }
+                };
+                let v = version.or_else(|| self.row_version(&cfg, &s));
+                self.adopt(tx, &cfg, &e.r, s, v, &mut later, report).await
+            }
+        }
+    }
+
+    fn row_version(&self, cfg: &CollectionConfig, s: &Record) -> Option<String> {
+        super::classify::version_field(cfg, s)
+    }
+
+    /// Replaces temporary id `from` with `to` in every field declared as a reference to `c`.
+    async fn rewrite_refs<T: Txn>(
+        &self,
+        tx: &Tx<T>,
+        c: &str,
+        from: &str,
+        to: &Value,
+        report: &mut Report,
+    ) -> Result<()> {
+        for other in self.config.collections.values() {
+            for (field, target) in &other.refs {
+                if target != c {
+                    continue;
+                }
+                let rows = if other.indexes.contains(field) {
+                    let k = index_key(Some(&Value::String(from.into())))
+                        .expect("strings are indexable");
+                    tx.t.get_by_index(Table::Records(&other.name), &field_index(field), &k)
+                        .await?
+                } else {
+                    tx.t.get_all(Table::Records(&other.name)).await?
+                };
+                for (k, v) in rows {
+                    let mut row = Row::from_value(v)?;
+                    if row.d.get(field).and_then(Value::as_str) != Some(from) {
+                        continue;
+                    }
+                    row.d.insert(field.clone(), to.clone());
+                    row.reindex(other);
+                    let Key::Str(key) = k else { continue };
+                    tx.put_row(&other.name, &key, &row)?;
+                    let id = row.d.get(&other.id_property).cloned().unwrap_or(key.into());
+                    report
+                        .changes
+                        .push(remote(ChangeKind::Updated, &other.name, id, Some(row.d)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves `e` to the rejected list and takes the record back to the server's state.
+    pub(crate) async fn apply_reject<T: Txn>(
+        &self,
+        tx: &Tx<T>,
+        e: &Entry,
+        status: u16,
+        body: String,
+        report: &mut Report,
+    ) -> Result<()> {
+        let cfg = self.collection(&e.c)?.clone();
+        let c = cfg.name.as_str();
+        let later = self.later(tx, e).await?;
+        let row = tx.row(c, &e.r).await?;
+        let mut reject =
+            |e: &Entry, status: u16, body: String, record: Option<Record>| -> Result<()> {
+                tx.delete_entry(e.seq)?;
+                let item = RejectedItem {
+                    mutation_id: e.id.clone(),
+                    collection: e.c.clone(),
+                    record_id: e.r.clone(),
+                    kind: e.kind,
+                    status,
+                    body,
+                    record,
+                    fields: e.fields.clone(),
+                    at: self.env.now_ms(),
+                    entry: Some(e.clone()),
+                };
+                tx.t.put(
+                    Table::Rejected,
+                    &Key::Num(e.seq),
+                    &serde_json::to_value(&item).expect("json"),
+                )?;
+                report.rejected.push(item);
+                Ok(())
+            };
+        let local = row.as_ref().map(|r| r.d.clone());
+        reject(e, status, body.clone(), local.clone())?;
+        let idv = |d: Option<&Record>| {
+            d.and_then(|d| d.get(&cfg.id_property).cloned())
+                .unwrap_or(e.r.clone().into())
+        };
+        match e.kind {
+            Kind::Create => {
+                // Everything queued on a record the server never accepted goes with it.
+                for l in &later {
+                    reject(
+                        l,
+                        status,
+                        format!("its create was rejected: {body}"),
+                        local.clone(),
+                    )?;
+                }
+                if let Some(row) = row {
+                    tx.delete_row(c, &e.r)?;
+                    report
+                        .changes
+                        .push(remote(ChangeKind::Deleted, c, idv(Some(&row.d)), None));
+                }
+            }
+            Kind::Update => {
+                if let Some(mut row) = row {
+                    if let Some(base) = row.b.clone() {
+                        let keep: Vec<&String> = later.iter().flat_map(|l| &l.fields).collect();
+                        for f in e.fields.iter().filter(|f| !keep.contains(f)) {
+                            match base.get(f) {
+                                Some(v) => row.d.insert(f.clone(), v.clone()),
+                                None => row.d.remove(f),
+                            };
+                        }
+                    }
+                    if later.is_empty() {
+                        row.b = None;
+                    }
+                    row.reindex(&cfg);
+                    tx.put_row(c, &e.r, &row)?;
+                    report.changes.push(remote(
+                        ChangeKind::Updated,
+                        c,
+                        idv(Some(&row.d)),
+                        Some(row.d),
+                    ));
+                }
+            }
+            Kind::Delete => {
+                let recreated = later.iter().any(|l| l.kind == Kind::Create);
+                if let (None, Some(b), false) = (row, e.base.clone(), recreated) {
+                    let mut back = Row::new(&cfg, b);
+                    back.v = e.base_v.clone();
+                    tx.put_row(c, &e.r, &back)?;
+                    report.changes.push(remote(
+                        ChangeKind::Created,
+                        c,
+                        idv(Some(&back.d)),
+                        Some(back.d),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Settles a conflict of `e` with the server's record `server` (`None`: deleted there).
+    pub(crate) async fn apply_conflict<T: Txn>(
+        &self,
+        tx: &Tx<T>,
+        e: &Entry,
+        server: Option<(Record, Option<String>)>,
+        report: &mut Report,
+    ) -> Result<()> {
+        let cfg = self.collection(&e.c)?.clone();
+        let c = cfg.name.as_str();
+        let row = tx.row(c, &e.r).await?;
+        let mut later = self.later(tx, e).await?;
+        let local = row.as_ref().map(|r| r.d.clone());
+        let base = match e.kind {
+            Kind::Delete => e.base.clone(),
+            _ => row.as_ref().and_then(|r| r.b.clone()),
+        };
+        let (s, sv) = match &server {
+            Some((s, v)) => (Some(s), v.clone().or_else(|| self.row_version(&cfg, s))),
+            None => (None, None),
+        };
+        let local_for_policy = if e.kind == Kind::Delete {
+            None
+        } else {
+            local.as_ref()
+        };
+        let outcome = settle(&cfg, e.kind, &e.fields, base.as_ref(), local_for_policy, s);
+        let mut event = ConflictEvent {
+            collection: c.into(),
+            id: e.r.clone(),
+            kind: e.kind,
+            base,
+            local: local_for_policy.cloned(),
+            server: s.cloned(),
+            result: None,
+            policy: policy_name(&cfg).into(),
+            resent: !matches!(outcome, Outcome::Server),
+        };
+        let mut again = e.clone();
+        again.sent = None;
+        again.error = None;
+        again.retry_at = None;
+        let idv = |d: &Record| {
+            d.get(&cfg.id_property)
+                .cloned()
+                .unwrap_or(e.r.clone().into())
+        };
+        match outcome {
+            Outcome::Server => {
+                tx.delete_entry(e.seq)?;
+                match s {
+                    Some(s) => {
+                        self.adopt(tx, &cfg, &e.r, s.clone(), sv, &mut later, report)
+                            .await?
+                    }
+                    None => {
+                        // Gone on the server: so is the record here, with what was queued on it.
+                        for l in later.iter().filter(|l| l.kind != Kind::Create) {
+                            tx.delete_entry(l.seq)?;
+                        }
+                        if let Some(old) = &row {
+                            tx.delete_row(c, &e.r)?;
+                            report
+                                .changes
+                                .push(remote(ChangeKind::Deleted, c, idv(&old.d), None));
+                        }
+                    }
+                }
+            }
+            Outcome::Update(r) => {
+                let mut newrow = Row::new(
+                    &cfg,
+                    rebase(&r, local.as_ref().unwrap_or(&r), &later).unwrap_or(r.clone()),
+                );
+                newrow.v = sv;
+                newrow.b = s.cloned();
+                tx.put_row(c, &e.r, &newrow)?;
+                again.kind = Kind::Update;
+                again.fields = changed_fields(s.unwrap_or(&Record::new()), &r);
+                tx.put_entry(&again)?;
+                report.changes.push(remote(
+                    ChangeKind::Updated,
+                    c,
+                    idv(&newrow.d),
+                    Some(newrow.d),
+                ));
+            }
+            Outcome::Delete => {
+                again.base = s.cloned();
+                again.base_v = sv;
+                tx.put_entry(&again)?;
+            }
+            Outcome::Recreate(l) => {
+                let mut newrow = Row::new(&cfg, l);
+                newrow.v = None;
+                newrow.b = None;
+                tx.put_row(c, &e.r, &newrow)?;
+                again.kind = Kind::Create;
+                again.fields.clear();
+                tx.put_entry(&again)?;
+            }
+        }
+        event.result = tx.row(c, &e.r).await?.map(|r| r.d);
+        report.conflicts.push(event);
+        Ok(())
+    }
+}

@@ -1,0 +1,113 @@
+//! The JSON batch format of PROTOCOL.md section 6 (OData JSON batch), both ways.
+
+use serde_json::{json, Map, Value};
+
+use super::http::{HttpRequest, HttpResponse};
+
+/// The body of a batch request carrying `requests` (ids are their positions, from "1").
+pub fn encode(requests: &[HttpRequest]) -> String {
+    let items: Vec<Value> = requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let headers: Map<String, Value> = r
+                .headers
+                .iter()
+                .filter(|(k, _)| !k.eq_ignore_ascii_case("Content-Type"))
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            let mut item = json!({ "id": (i + 1).to_string(), "method": r.method, "url": r.url, "headers": headers });
+            if let Some(b) = &r.body {
+                item["body"] = serde_json::from_str(b).unwrap_or(Value::String(b.clone()));
+            }
+            item
+        })
+        .collect();
+    json!({ "requests": items }).to_string()
+}
+
+/// The answers of a batch, by request position; `None` where the server gave none (or one that
+/// cannot be read). `Err` when the body is not a batch answer at all.
+pub fn decode(body: &str, count: usize) -> Result<Vec<Option<HttpResponse>>, String> {
+    let v: Value =
+        serde_json::from_str(body).map_err(|e| format!("the batch answer is not JSON ({e})"))?;
+    let list = v
+        .get("responses")
+        .and_then(Value::as_array)
+        .ok_or_else(|| "the batch answer has no `responses` array".to_string())?;
+    let mut out: Vec<Option<HttpResponse>> = vec![None; count];
+    for item in list {
+        let Some(pos) = item
+            .get("id")
+            .and_then(|id| {
+                id.as_str()
+                    .map(str::to_string)
+                    .or_else(|| id.as_u64().map(|n| n.to_string()))
+            })
+            .and_then(|id| id.parse::<usize>().ok())
+            .filter(|p| (1..=count).contains(p))
+        else {
+            continue;
+        };
+        let Some(status) = item
+            .get("status")
+            .and_then(Value::as_u64)
+            .filter(|s| (100..=599).contains(s))
+        else {
+            continue;
+        };
+        let headers = item
+            .get("headers")
+            .and_then(Value::as_object)
+            .map(|h| {
+                h.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let body = match item.get("body") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+        };
+        out[pos - 1] = Some(HttpResponse {
+            status: status as u16,
+            headers,
+            body,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let reqs = vec![HttpRequest {
+            method: "POST".into(),
+            url: "/api/t".into(),
+            headers: vec![
+                ("Idempotency-Key".into(), "k".into()),
+                ("Content-Type".into(), "application/json".into()),
+            ],
+            body: Some("{\"a\":1}".into()),
+        }];
+        let body = encode(&reqs);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["requests"][0]["body"]["a"], 1);
+        assert_eq!(v["requests"][0]["headers"]["Idempotency-Key"], "k");
+        let ans = decode(
+            r#"{"responses":[{"id":"1","status":201,"body":{"id":"9"}},{"id":"7","status":200}]}"#,
+            1,
+        )
+        .unwrap();
+        assert_eq!(ans[0].as_ref().unwrap().status, 201);
+        assert!(decode("<html>", 1).is_err());
+        assert_eq!(
+            decode(r#"{"responses":[{"id":"1","status":"x"}]}"#, 1).unwrap(),
+            vec![None]
+        );
+    }
+}

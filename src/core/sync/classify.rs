@@ -1,0 +1,333 @@
+//! Classifying an answer (PROTOCOL.md section 7). Pure: status, headers and body in, a verdict
+//! out. Anything a hostile or broken server sends maps to a verdict; nothing here panics.
+
+use serde_json::Value;
+
+use crate::core::config::CollectionConfig;
+use crate::core::mutation::Kind;
+use crate::core::record::{id_key, Record};
+
+use super::http::{HttpResponse, NetError};
+
+/// The server's state of a record in a conflict.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerState {
+    /// The server's current record and version.
+    Record(Record, Option<String>),
+    /// The server deleted it.
+    Deleted,
+    /// The server did not say; it must be read.
+    Unknown,
+}
+
+/// What an answer means for the mutation that caused it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Acknowledged; the server's record and version when it sent them.
+    Ack(Option<Record>, Option<String>),
+    /// The write collides with the server's state.
+    Conflict(ServerState),
+    /// 401: credentials are needed; the queue pauses.
+    Unauthorized,
+    /// Try again later (after at least `retry_after` ms, when the server said).
+    Transient {
+        /// What went wrong.
+        reason: String,
+        /// Not before this time (ms since epoch), when the server said so.
+        retry_after: Option<f64>,
+    },
+    /// Refused for good: this mutation goes to the rejected list.
+    Rejected {
+        /// The server's status.
+        status: u16,
+        /// The server's body (cut at [`MAX_KEPT_BODY`]).
+        body: String,
+    },
+}
+
+/// The largest server body kept with a rejected mutation.
+pub const MAX_KEPT_BODY: usize = 16 * 1024;
+
+/// Classifies the answer (or the failure) to a mutation of kind `kind`.
+pub fn classify(
+    cfg: &CollectionConfig,
+    kind: Kind,
+    res: &Result<HttpResponse, NetError>,
+    now_ms: f64,
+) -> Verdict {
+    let res = match res {
+        Ok(r) => r,
+        Err(e) => {
+            return Verdict::Transient {
+                reason: e.to_string(),
+                retry_after: None,
+            }
+        }
+    };
+    let status = res.status;
+    let retry_after = res
+        .header("Retry-After")
+        .and_then(|v| parse_retry_after(v, now_ms));
+    match status {
+        200..=299 => classify_success(cfg, kind, res),
+        404 | 410 if kind == Kind::Delete => Verdict::Ack(None, None),
+        404 | 410 if kind == Kind::Update => Verdict::Conflict(ServerState::Deleted),
+        409 | 412 => match record_of(cfg, res) {
+            Ok(Some(r)) => {
+                let v = version_of(cfg, res, Some(&r));
+                Verdict::Conflict(ServerState::Record(r, v))
+            }
+            _ => Verdict::Conflict(ServerState::Unknown),
+        },
+        401 => Verdict::Unauthorized,
+        408 | 425 | 429 | 500..=599 => Verdict::Transient {
+            reason: format!("the server answered {status}"),
+            retry_after,
+        },
+        _ => Verdict::Rejected {
+            status,
+            body: keep_body(&res.body),
+        },
+    }
+}
+
+fn classify_success(cfg: &CollectionConfig, kind: Kind, res: &HttpResponse) -> Verdict {
+    let empty = res.body.trim().is_empty();
+    if empty && kind != Kind::Create {
+        return Verdict::Ack(None, version_of(cfg, res, None));
+    }
+    match record_of(cfg, res) {
+        Ok(Some(r)) => {
+            if kind == Kind::Create {
+                match r.get(&cfg.id_property).map(id_key) {
+                    Some(Ok(_)) => {}
+                    _ => {
+                        return invalid(format!(
+                            "the server's answer to a create has no usable `{}`",
+                            cfg.id_property
+                        ))
+                    }
+                }
+            }
+            let v = version_of(cfg, res, Some(&r));
+            Verdict::Ack(Some(r), v)
+        }
+        // A delete may be answered with anything JSON (even `true` or `{}`).
+        Ok(None) if kind == Kind::Delete => Verdict::Ack(None, None),
+        Ok(None) => invalid("the server's answer holds no record".into()),
+        Err(why) if kind == Kind::Delete && !looks_like_html(res) && why.is_empty() => {
+            Verdict::Ack(None, None)
+        }
+        Err(why) => invalid(why),
+    }
+}
+
+fn invalid(reason: String) -> Verdict {
+    Verdict::Transient {
+        reason: format!("unexpected answer: {reason}"),
+        retry_after: None,
+    }
+}
+
+fn looks_like_html(res: &HttpResponse) -> bool {
+    let ct = res
+        .header("Content-Type")
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    ct.contains("html") || res.body.trim_start().starts_with('<')
+}
+
+/// The record in a write answer: the body itself or the envelope's root property (an object or
+/// an array of one). `Ok(None)` for JSON that holds no record; `Err` for a body that is not JSON.
+pub fn record_of(cfg: &CollectionConfig, res: &HttpResponse) -> Result<Option<Record>, String> {
+    if looks_like_html(res) {
+        return Err("an HTML page where JSON was expected (a captive portal?)".into());
+    }
+    let v: Value =
+        serde_json::from_str(&res.body).map_err(|e| format!("the body is not JSON ({e})"))?;
+    Ok(match v {
+        Value::Object(mut m) => match m.remove(&cfg.root_property) {
+            Some(Value::Object(inner)) => Some(inner),
+            Some(Value::Array(mut a)) if a.len() == 1 => match a.pop() {
+                Some(Value::Object(inner)) => Some(inner),
+                _ => None,
+            },
+            Some(other) => {
+                // `data` was an ordinary field of the record, not an envelope.
+                m.insert(cfg.root_property.clone(), other);
+                Some(m)
+            }
+            None => Some(m),
+        },
+        Value::Array(mut a) if a.len() == 1 => match a.pop() {
+            Some(Value::Object(m)) => Some(m),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+/// The version: the ETag header (strong or weak), else the record's version field.
+pub fn version_of(
+    cfg: &CollectionConfig,
+    res: &HttpResponse,
+    rec: Option<&Record>,
+) -> Option<String> {
+    if let Some(tag) = res.header("ETag") {
+        let t = tag.trim().trim_start_matches("W/").trim_matches('"');
+        if !t.is_empty() && t.len() <= 256 {
+            return Some(t.to_string());
+        }
+    }
+    version_field(cfg, rec?)
+}
+
+/// The record's own version field, as a string.
+pub fn version_field(cfg: &CollectionConfig, rec: &Record) -> Option<String> {
+    match rec.get(&cfg.version_property)? {
+        Value::String(s) if !s.is_empty() && s.len() <= 256 => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// `Retry-After` as an absolute time (ms): delta-seconds or an HTTP date. Capped at one hour so a
+/// hostile value cannot park the queue for ever.
+pub fn parse_retry_after(v: &str, now_ms: f64) -> Option<f64> {
+    const CAP_MS: f64 = 3_600_000.0;
+    let v = v.trim();
+    let delay = if let Ok(secs) = v.parse::<u64>() {
+        secs as f64 * 1000.0
+    } else {
+        http_date_ms(v)? - now_ms
+    };
+    Some(now_ms + delay.clamp(0.0, CAP_MS))
+}
+
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) into ms since the epoch.
+fn http_date_ms(v: &str) -> Option<f64> {
+    let parts: Vec<&str> = v.split_whitespace().collect();
+    if parts.len() != 6 || parts[5] != "GMT" {
+        return None;
+    }
+    let day: i64 = parts[1].parse().ok()?;
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let month = MONTHS.iter().position(|m| *m == parts[2])? as i64 + 1;
+    let year: i64 = parts[3].parse().ok()?;
+    let hms: Vec<i64> = parts[4]
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    if hms.len() != 3 || !(1..=31).contains(&day) || !(1970..=9999).contains(&year) {
+        return None;
+    }
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(((days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2]) * 1000) as f64)
+}
+
+fn keep_body(body: &str) -> String {
+    if body.len() <= MAX_KEPT_BODY {
+        return body.to_string();
+    }
+    let cut = (0..=MAX_KEPT_BODY)
+        .rev()
+        .find(|i| body.is_char_boundary(*i))
+        .unwrap_or(0);
+    body[..cut].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(status: u16, headers: &[(&str, &str)], body: &str) -> Result<HttpResponse, NetError> {
+        Ok(HttpResponse {
+            status,
+            headers: headers
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+            body: body.into(),
+        })
+    }
+
+    #[test]
+    fn table_of_section_7() {
+        let cfg = CollectionConfig::new("t", "/t");
+        let c = |k, r| classify(&cfg, k, &r, 1000.0);
+        assert!(
+            matches!(c(Kind::Create, res(201, &[], r#"{"id":"1","version":1}"#)), Verdict::Ack(Some(_), Some(v)) if v == "1")
+        );
+        assert!(
+            matches!(c(Kind::Create, res(200, &[], r#"{"data":{"id":7}}"#)), Verdict::Ack(Some(r), None) if r["id"] == 7)
+        );
+        assert!(
+            matches!(c(Kind::Update, res(204, &[("ETag", "W/\"4\"")], "")), Verdict::Ack(None, Some(v)) if v == "4")
+        );
+        assert!(matches!(
+            c(Kind::Delete, res(404, &[], "")),
+            Verdict::Ack(None, None)
+        ));
+        assert!(matches!(
+            c(Kind::Update, res(410, &[], "")),
+            Verdict::Conflict(ServerState::Deleted)
+        ));
+        assert!(
+            matches!(c(Kind::Update, res(412, &[], "{\"id\":\"1\",\"version\":3}")), Verdict::Conflict(ServerState::Record(_, Some(v))) if v == "3")
+        );
+        assert!(matches!(
+            c(Kind::Update, res(409, &[], "")),
+            Verdict::Conflict(ServerState::Unknown)
+        ));
+        assert_eq!(c(Kind::Update, res(401, &[], "")), Verdict::Unauthorized);
+        assert!(
+            matches!(c(Kind::Update, res(429, &[("Retry-After", "7")], "")), Verdict::Transient { retry_after: Some(t), .. } if t == 8000.0)
+        );
+        assert!(matches!(
+            c(Kind::Update, res(503, &[], "")),
+            Verdict::Transient {
+                retry_after: None,
+                ..
+            }
+        ));
+        assert!(matches!(
+            c(
+                Kind::Update,
+                res(200, &[("Content-Type", "text/html")], "<html>login</html>")
+            ),
+            Verdict::Transient { .. }
+        ));
+        assert!(matches!(
+            c(Kind::Create, res(201, &[], "{\"title\":\"no id\"}")),
+            Verdict::Transient { .. }
+        ));
+        assert!(matches!(
+            c(Kind::Create, res(422, &[], "{\"error\":\"bad\"}")),
+            Verdict::Rejected { status: 422, .. }
+        ));
+        assert!(matches!(
+            c(Kind::Delete, Err(NetError::Timeout)),
+            Verdict::Transient { .. }
+        ));
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        assert_eq!(parse_retry_after("120", 0.0), Some(120_000.0));
+        assert_eq!(
+            parse_retry_after("Thu, 01 Jan 1970 00:00:10 GMT", 0.0),
+            Some(10_000.0)
+        );
+        assert_eq!(parse_retry_after("99999999", 0.0), Some(3_600_000.0));
+        assert_eq!(parse_retry_after("soon", 0.0), None);
+    }
+}

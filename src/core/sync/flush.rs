@@ -1,0 +1,388 @@
+//! One flush round: pick the next mutations (read-write transaction: they are frozen and counted),
+//! send them with no transaction open, then apply every answer in a new transaction.
+
+use std::collections::HashSet;
+
+use serde_json::Value;
+
+use crate::core::clock::Env;
+use crate::core::engine::Engine;
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::mutation::{Entry, Kind};
+use crate::core::record::Record;
+use crate::core::storage::{Storage, Table};
+
+use super::batch;
+use super::classify::{classify, record_of, version_of, ServerState, Verdict};
+use super::http::{HttpRequest, HttpResponse, NetError, Transport};
+use super::report::Report;
+use super::request::{freeze, is_temp_id, to_http};
+
+/// How a round ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoundEnd {
+    /// Nothing (more) to send.
+    Idle,
+    /// Mutations were settled; go on with the next round.
+    Progress,
+    /// Stopped by a temporary failure; try again at `retry_at` (ms since epoch).
+    Wait {
+        /// Why.
+        reason: String,
+        /// When to try again.
+        retry_at: f64,
+    },
+    /// The server wants credentials (401).
+    Unauthorized,
+    /// The browser is offline.
+    Offline,
+}
+
+/// Capped exponential backoff with jitter: 1 s, 2 s, 4 s ... up to a minute, each scaled by a
+/// random factor in [0.5, 1] so clients that failed together do not retry together.
+pub fn backoff_ms(attempts: u32, random: u32) -> f64 {
+    let exp = attempts.saturating_sub(1).min(16);
+    let full = (1000.0 * f64::from(1u32 << exp)).min(60_000.0);
+    let jitter = 0.5 + 0.5 * (f64::from(random) / f64::from(u32::MAX));
+    full * jitter
+}
+
+/// Field values of `rec` that name a pending temporary id through a declared reference.
+fn refs_pending(
+    refs: &std::collections::BTreeMap<String, String>,
+    rec: &Record,
+    creating: &HashSet<(String, String)>,
+) -> bool {
+    refs.iter().any(|(field, target)| {
+        rec.get(field)
+            .and_then(Value::as_str)
+            .is_some_and(|id| creating.contains(&(target.clone(), id.to_string())))
+    })
+}
+
+impl<S: Storage, E: Env> Engine<S, E> {
+    /// Runs one round: up to `batch_size` mutations in one batch request when a batch URL is
+    /// configured (and `use_batch`), else the next mutation alone. `headers` are the store's and
+    /// the app's (auth) headers.
+    pub async fn flush_round<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        use_batch: bool,
+        report: &mut Report,
+    ) -> Result<RoundEnd> {
+        let batch_url = self.config.batch_url.clone().filter(|_| use_batch);
+        let max = if batch_url.is_some() {
+            self.config.batch_size
+        } else {
+            1
+        };
+        let picked = self.pick(max).await?;
+        if picked.is_empty() {
+            return Ok(RoundEnd::Idle);
+        }
+        let requests: Vec<HttpRequest> = picked
+            .iter()
+            .map(|e| to_http(e.sent.as_ref().expect("picked entries are frozen"), headers))
+            .collect();
+        let answers: Vec<Result<HttpResponse, NetError>> = match &batch_url {
+            Some(url) if picked.len() > 1 => {
+                report.requests += 1;
+                let mut h: Vec<(String, String)> = headers.to_vec();
+                h.push(("Content-Type".into(), "application/json".into()));
+                let req = HttpRequest {
+                    method: "POST".into(),
+                    url: url.clone(),
+                    headers: h,
+                    body: Some(batch::encode(&requests)),
+                };
+                split_batch(transport.send(req).await, picked.len())
+            }
+            _ => {
+                report.requests += 1;
+                vec![
+                    transport
+                        .send(requests.into_iter().next().expect("one picked"))
+                        .await,
+                ]
+            }
+        };
+        // Conflicts whose answer did not carry the server's record: read it (no transaction open).
+        let mut verdicts = Vec::with_capacity(picked.len());
+        for (e, res) in picked.iter().zip(&answers) {
+            let cfg = self.collection(&e.c)?;
+            let mut v = classify(cfg, e.kind, res, self.env.now_ms());
+            if let Verdict::Conflict(ServerState::Unknown) = v {
+                report.requests += 1;
+                v = self.read_server_state(transport, headers, e).await;
+            }
+            verdicts.push(v);
+        }
+        self.apply_round(&picked, verdicts, report).await
+    }
+
+    /// Picks the next mutations to send and freezes them, in one read-write transaction.
+    async fn pick(&self, max: usize) -> Result<Vec<Entry>> {
+        let tx = self.begin(true).await?;
+        let outbox = tx.outbox().await?;
+        let blocked: HashSet<(String, String)> = self.blocked_records(&tx).await?;
+        let creating: HashSet<(String, String)> = outbox
+            .iter()
+            .filter(|e| e.kind == Kind::Create)
+            .map(|e| (e.c.clone(), e.r.clone()))
+            .collect();
+        let mut seen: HashSet<(String, String)> = HashSet::new();
+        let mut picked = Vec::new();
+        for mut e in outbox {
+            let rec = (e.c.clone(), e.r.clone());
+            // Only a record's first entry may go, and only once per round.
+            if !seen.insert(rec.clone()) || blocked.contains(&rec) {
+                continue;
+            }
+            let cfg = self.collection(&e.c)?.clone();
+            if e.sent.is_none() {
+                let row = tx.row(&e.c, &e.r).await?;
+                if let Some(row) = &row {
+                    if refs_pending(&cfg.refs, &row.d, &creating) {
+                        // Its parent has no server id yet; the next round will have it.
+                        if picked.is_empty() {
+                            continue;
+                        }
+                        break;
+                    }
+                }
+                match freeze(&cfg, &e, row.as_ref()) {
+                    Some(sent) => e.sent = Some(sent),
+                    None => {
+                        // An update of a record deleted meanwhile: the delete behind it says it all.
+                        tx.delete_entry(e.seq)?;
+                        continue;
+                    }
+                }
+            }
+            if e.kind != Kind::Create && is_temp_id(&e.r) && creating.contains(&rec) {
+                continue;
+            }
+            e.attempts += 1;
+            tx.put_entry(&e)?;
+            picked.push(e);
+            if picked.len() >= max {
+                break;
+            }
+        }
+        tx.commit().await?;
+        Ok(picked)
+    }
+
+    /// Records held back by an open conflict.
+    pub(crate) async fn blocked_records<T: crate::core::storage::Txn>(
+        &self,
+        tx: &crate::core::tx::Tx<T>,
+    ) -> Result<HashSet<(String, String)>> {
+        let open = tx.t.get_all(Table::Conflicts).await?;
+        Ok(open
+            .into_iter()
+            .filter_map(|(_, v)| {
+                Some((
+                    v.get("collection")?.as_str()?.to_string(),
+                    v.get("id")?.as_str()?.to_string(),
+                ))
+            })
+            .collect())
+    }
+
+    /// GETs a record after a conflict answer that did not include it.
+    async fn read_server_state<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        e: &Entry,
+    ) -> Verdict {
+        let Ok(cfg) = self.collection(&e.c) else {
+            return Verdict::Transient {
+                reason: "unknown collection".into(),
+                retry_after: None,
+            };
+        };
+        let req = HttpRequest {
+            method: "GET".into(),
+            url: super::http::record_url(&cfg.url, &e.r),
+            headers: headers.to_vec(),
+            body: None,
+        };
+        match transport.send(req).await {
+            Ok(res) if res.status == 404 || res.status == 410 => {
+                Verdict::Conflict(ServerState::Deleted)
+            }
+            Ok(res) if (200..300).contains(&res.status) => match record_of(cfg, &res) {
+                Ok(Some(r)) => {
+                    let v = version_of(cfg, &res, Some(&r));
+                    Verdict::Conflict(ServerState::Record(r, v))
+                }
+                _ => Verdict::Transient {
+                    reason: "the server's record could not be read after a conflict".into(),
+                    retry_after: None,
+                },
+            },
+            Ok(res) => classify(cfg, Kind::Update, &Ok(res), self.env.now_ms()),
+            Err(e) => Verdict::Transient {
+                reason: e.to_string(),
+                retry_after: None,
+            },
+        }
+    }
+
+    /// Applies a round's verdicts in one read-write transaction.
+    async fn apply_round(
+        &self,
+        picked: &[Entry],
+        verdicts: Vec<Verdict>,
+        report: &mut Report,
+    ) -> Result<RoundEnd> {
+        let tx = self.begin(true).await?;
+        let mut end = RoundEnd::Progress;
+        let mut step = Report::default();
+        for (e, v) in picked.iter().zip(verdicts) {
+            match v {
+                Verdict::Ack(rec, ver) => self.apply_ack(&tx, e, rec, ver, &mut step).await?,
+                Verdict::Rejected { status, body } => {
+                    self.apply_reject(&tx, e, status, body, &mut step).await?
+                }
+                Verdict::Conflict(ServerState::Record(r, ver)) => {
+                    if e.kind == Kind::Create {
+                        self.create_conflict(&tx, e, r, ver, &mut step).await?
+                    } else {
+                        self.apply_conflict(&tx, e, Some((r, ver)), &mut step)
+                            .await?
+                    }
+                }
+                Verdict::Conflict(_) => self.apply_conflict(&tx, e, None, &mut step).await?,
+                Verdict::Unauthorized => {
+                    self.note_failure(&tx, e, "the server answered 401", None)?;
+                    end = RoundEnd::Unauthorized;
+                }
+                Verdict::Transient {
+                    reason,
+                    retry_after,
+                } => {
+                    let at = self.note_failure(&tx, e, &reason, retry_after)?;
+                    if !matches!(end, RoundEnd::Unauthorized) {
+                        let earlier = match &end {
+                            RoundEnd::Wait { retry_at, .. } => retry_at.min(at),
+                            _ => at,
+                        };
+                        end = RoundEnd::Wait {
+                            reason,
+                            retry_at: earlier,
+                        };
+                    }
+                }
+            }
+        }
+        tx.commit().await?;
+        report.extend(step);
+        Ok(end)
+    }
+
+    /// A create answered 409/412 with a record: our own record (a retried create) is an ack;
+    /// anything else is a refusal.
+    async fn create_conflict<T: crate::core::storage::Txn>(
+        &self,
+        tx: &crate::core::tx::Tx<T>,
+        e: &Entry,
+        r: Record,
+        ver: Option<String>,
+        step: &mut Report,
+    ) -> Result<()> {
+        let cfg = self.collection(&e.c)?;
+        if r.get(&cfg.client_id_property).and_then(Value::as_str) == Some(e.r.as_str()) {
+            self.apply_ack(tx, e, Some(r), ver, step).await
+        } else {
+            let body = Value::Object(r).to_string();
+            self.apply_reject(tx, e, 409, body, step).await
+        }
+    }
+
+    /// Records a failed attempt on `e` and returns when to try again.
+    fn note_failure<T: crate::core::storage::Txn>(
+        &self,
+        tx: &crate::core::tx::Tx<T>,
+        e: &Entry,
+        reason: &str,
+        retry_after: Option<f64>,
+    ) -> Result<f64> {
+        let now = self.env.now_ms();
+        let at = retry_after.unwrap_or_else(|| now + backoff_ms(e.attempts, self.env.random_u32()));
+        let mut e = e.clone();
+        e.error = Some(reason.to_string());
+        e.retry_at = Some(at);
+        tx.put_entry(&e)?;
+        Ok(at)
+    }
+
+    /// Flushes until the outbox is empty or something stops it; returns how it stopped.
+    /// The browser driver calls rounds itself (to honour pauses); tests use this.
+    pub async fn flush<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+    ) -> Result<(RoundEnd, Report)> {
+        let mut report = Report::default();
+        loop {
+            match self
+                .flush_round(transport, headers, true, &mut report)
+                .await?
+            {
+                RoundEnd::Progress => continue,
+                end => return Ok((end, report)),
+            }
+        }
+    }
+}
+
+/// One answer per batched mutation: the batch's own failure applies to all of them.
+fn split_batch(
+    res: Result<HttpResponse, NetError>,
+    n: usize,
+) -> Vec<Result<HttpResponse, NetError>> {
+    match res {
+        Ok(r) if (200..300).contains(&r.status) => match batch::decode(&r.body, n) {
+            Ok(list) => list
+                .into_iter()
+                .map(|a| {
+                    a.ok_or_else(|| {
+                        NetError::Failed("the batch answer has no response for this request".into())
+                    })
+                })
+                .collect(),
+            Err(why) => vec![Err(NetError::Failed(why)); n],
+        },
+        // 401 for the batch is 401 for each; anything else about the envelope is never a
+        // verdict on the mutations inside, so it is retried rather than rejected.
+        Ok(r) if r.status == 401 => vec![Ok(r); n],
+        Ok(r) => {
+            let why = format!("the batch request was answered {}", r.status);
+            let retry = r.header("Retry-After").map(|v| v.to_string());
+            (0..n)
+                .map(|_| match &retry {
+                    Some(v) => Ok(HttpResponse {
+                        status: 503,
+                        headers: vec![("Retry-After".into(), v.clone())],
+                        body: String::new(),
+                    }),
+                    None => Err(NetError::Failed(why.clone())),
+                })
+                .collect()
+        }
+        Err(e) => vec![Err(e); n],
+    }
+}
+
+impl From<NetError> for Error {
+    fn from(e: NetError) -> Self {
+        match e {
+            NetError::Offline => Error::new(ErrorKind::Offline, "the browser is offline"),
+            other => Error::new(ErrorKind::Network, other.to_string()),
+        }
+    }
+}

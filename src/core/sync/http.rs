@@ -1,0 +1,107 @@
+//! HTTP as plain data, and the transport trait the browser (fetch) and the tests implement.
+
+#![allow(async_fn_in_trait)] // single-threaded (wasm) use only
+
+/// A request to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// GET, POST, PUT, PATCH or DELETE.
+    pub method: String,
+    /// Absolute or page-relative URL.
+    pub url: String,
+    /// Headers, in order.
+    pub headers: Vec<(String, String)>,
+    /// JSON text, if any.
+    pub body: Option<String>,
+}
+
+/// An answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HttpResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers (names in any case).
+    pub headers: Vec<(String, String)>,
+    /// The body as text.
+    pub body: String,
+}
+
+impl HttpResponse {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Why no answer came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetError {
+    /// The client knows it is offline; nothing was sent.
+    Offline,
+    /// No answer in time (the request may or may not have reached the server).
+    Timeout,
+    /// The connection failed (refused, reset, DNS, CORS...).
+    Failed(String),
+}
+
+impl std::fmt::Display for NetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NetError::Offline => write!(f, "offline"),
+            NetError::Timeout => write!(f, "the request timed out"),
+            NetError::Failed(m) => write!(f, "network error: {m}"),
+        }
+    }
+}
+
+/// Sends requests. Implemented over fetch in the browser and by in-memory servers in tests.
+pub trait Transport {
+    /// Sends `req` and returns the answer, whatever its status.
+    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, NetError>;
+}
+
+/// Percent-encodes `id` as one path segment: everything but RFC 3986's unreserved characters
+/// is escaped, so `a/b`, `../admin` or `?x` can never change the path or the query.
+pub fn encode_segment(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    for b in id.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// `{base}/{id}` with the id encoded as one segment.
+pub fn record_url(base: &str, id: &str) -> String {
+    format!("{}/{}", base.trim_end_matches('/'), encode_segment(id))
+}
+
+/// `url` with `name=value` added to its query string (value percent-encoded).
+pub fn with_query(url: &str, name: &str, value: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{name}={}", encode_segment(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_stay_one_segment() {
+        assert_eq!(record_url("/api/todos/", "a/b"), "/api/todos/a%2Fb");
+        assert_eq!(
+            record_url("/api/todos", "../admin"),
+            "/api/todos/%2E%2E%2Fadmin"
+        );
+        assert_eq!(record_url("/api/todos", "x?y#z"), "/api/todos/x%3Fy%23z");
+        assert_eq!(
+            record_url("/api/todos", "ünï"),
+            "/api/todos/%C3%BC%6E%C3%AF".replace("%6E", "n")
+        );
+    }
+}

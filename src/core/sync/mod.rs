@@ -1,0 +1,14 @@
+//! Sync: turning outbox entries into requests, classifying the answers (PROTOCOL.md section 7),
+//! and folding them back into local storage. Sans-IO at heart: the flush reads a batch in one
+//! transaction, sends it with no transaction open, and applies the answers in another.
+
+pub mod apply;
+pub mod batch;
+pub mod classify;
+pub mod conflict;
+pub mod flush;
+pub mod http;
+pub mod pull;
+pub mod rejected;
+pub mod report;
+pub mod request;

@@ -1,0 +1,227 @@
+//! Pulling a collection from the server (PROTOCOL.md section 5): full snapshots and `since`
+//! deltas with tombstones. A record with a pending local change is never overwritten: its change
+//! is kept and rebased onto the server's version.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+
+use crate::core::clock::Env;
+use crate::core::engine::{Change, ChangeKind, Engine};
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::mutation::{Entry, Kind};
+use crate::core::record::{id_key, Record, Row};
+use crate::core::storage::{Key, Storage, Table, Txn};
+
+use super::apply::rebase;
+use super::classify::version_field;
+use super::http::{with_query, HttpRequest, Transport};
+use super::report::Report;
+
+fn cursor_key(c: &str) -> Key {
+    Key::Str(format!("cursor:{c}"))
+}
+
+/// A read answer: records, the next cursor, and whether it is a delta.
+struct Page {
+    records: Vec<Record>,
+    cursor: Option<String>,
+}
+
+fn parse_page(root: &str, body: &str) -> std::result::Result<Page, String> {
+    let v: Value =
+        serde_json::from_str(body).map_err(|e| format!("the read answer is not JSON ({e})"))?;
+    let (list, cursor) = match v {
+        Value::Array(a) => (a, None),
+        Value::Object(mut m) => {
+            let cursor = match m.remove("cursor") {
+                Some(Value::String(s)) => Some(s),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            };
+            match m.remove(root) {
+                Some(Value::Array(a)) => (a, cursor),
+                _ => return Err(format!("the read answer has no `{root}` array")),
+            }
+        }
+        _ => return Err("the read answer is neither an array nor an envelope".into()),
+    };
+    let records = list
+        .into_iter()
+        .filter_map(|r| {
+            if let Value::Object(m) = r {
+                Some(m)
+            } else {
+                None
+            }
+        })
+        .collect();
+    Ok(Page { records, cursor })
+}
+
+impl<S: Storage, E: Env> Engine<S, E> {
+    /// Reads collection `c` from the server and merges it. Returns what changed.
+    pub async fn pull<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        c: &str,
+    ) -> Result<Report> {
+        let cfg = self.collection(c)?.clone();
+        let since = {
+            let tx = self.begin(false).await?;
+            tx.t.get(Table::State, &cursor_key(c))
+                .await?
+                .and_then(|v| v.as_str().map(str::to_string))
+        };
+        let url = match &since {
+            Some(cur) => with_query(&cfg.url, "since", cur),
+            None => cfg.url.clone(),
+        };
+        let req = HttpRequest {
+            method: "GET".into(),
+            url,
+            headers: headers.to_vec(),
+            body: None,
+        };
+        let res = transport.send(req).await.map_err(Error::from)?;
+        if res.status == 401 {
+            return Err(Error::new(
+                ErrorKind::Network,
+                "the server answered 401 to a read",
+            ));
+        }
+        if !(200..300).contains(&res.status) {
+            return Err(Error::new(
+                ErrorKind::Network,
+                format!("the server answered {} to a read", res.status),
+            ));
+        }
+        let page = parse_page(&cfg.root_property, &res.body)
+            .map_err(|e| Error::new(ErrorKind::Protocol, e))?;
+        let delta = since.is_some() && page.cursor.is_some();
+
+        let tx = self.begin(true).await?;
+        let mut report = Report {
+            requests: 1,
+            ..Report::default()
+        };
+        let mut pending: HashMap<String, Vec<Entry>> = HashMap::new();
+        for e in tx.outbox().await?.into_iter().filter(|e| e.c == c) {
+            pending.entry(e.r.clone()).or_default().push(e);
+        }
+        let blocked = self.blocked_records(&tx).await?;
+        let mut seen: HashSet<String> = HashSet::new();
+        for s in page.records {
+            let Some(key) = s.get(&cfg.id_property).and_then(|v| id_key(v).ok()) else {
+                continue;
+            };
+            seen.insert(key.clone());
+            if blocked.contains(&(c.to_string(), key.clone())) {
+                continue;
+            }
+            let tombstone = s.get("deleted") == Some(&Value::Bool(true));
+            let old = tx.row(c, &key).await?;
+            let idv = s
+                .get(&cfg.id_property)
+                .cloned()
+                .unwrap_or(key.clone().into());
+            match pending.get_mut(&key) {
+                None if tombstone => {
+                    if old.is_some() {
+                        tx.delete_row(c, &key)?;
+                        report
+                            .changes
+                            .push(change(ChangeKind::Deleted, c, idv, None));
+                    }
+                }
+                None => {
+                    let mut row = Row::new(&cfg, s);
+                    row.v = version_field(&cfg, &row.d);
+                    if old.as_ref() != Some(&row) {
+                        tx.put_row(c, &key, &row)?;
+                        if old.as_ref().map(|o| &o.d) != Some(&row.d) {
+                            let kind = if old.is_some() {
+                                ChangeKind::Updated
+                            } else {
+                                ChangeKind::Created
+                            };
+                            report.changes.push(change(kind, c, idv, Some(row.d)));
+                        }
+                    }
+                }
+                Some(entries) => {
+                    // Pending here: keep the local change, now based on the server's version.
+                    if entries.iter().any(|e| e.kind == Kind::Create) || tombstone {
+                        continue;
+                    }
+                    let v = version_field(&cfg, &s);
+                    if let Some(mut row) = old {
+                        let unsent: Vec<Entry> =
+                            entries.iter().filter(|e| !e.in_flight()).cloned().collect();
+                        if let Some(d) = rebase(&s, &row.d, &unsent) {
+                            if unsent.len() == entries.len() {
+                                row.d = d;
+                                row.b = Some(s);
+                                row.v = v;
+                                row.reindex(&cfg);
+                                tx.put_row(c, &key, &row)?;
+                                report.changes.push(change(
+                                    ChangeKind::Updated,
+                                    c,
+                                    idv,
+                                    Some(row.d),
+                                ));
+                            }
+                        }
+                    } else {
+                        for e in entries
+                            .iter_mut()
+                            .filter(|e| e.kind == Kind::Delete && !e.in_flight())
+                        {
+                            e.base = Some(s.clone());
+                            e.base_v = v.clone();
+                            tx.put_entry(e)?;
+                        }
+                    }
+                }
+            }
+        }
+        if !delta {
+            // A full snapshot: what it lacks and nothing local holds on to is gone.
+            for (k, v) in tx.t.get_all(Table::Records(c)).await? {
+                let Key::Str(key) = k else { continue };
+                if seen.contains(&key) || pending.contains_key(&key) {
+                    continue;
+                }
+                tx.delete_row(c, &key)?;
+                let idv = Row::from_value(v)?
+                    .d
+                    .get(&cfg.id_property)
+                    .cloned()
+                    .unwrap_or(key.clone().into());
+                report
+                    .changes
+                    .push(change(ChangeKind::Deleted, c, idv, None));
+            }
+        }
+        match page.cursor {
+            Some(cur) => {
+                tx.t.put(Table::State, &cursor_key(c), &Value::String(cur))?
+            }
+            None => tx.t.delete(Table::State, &cursor_key(c))?,
+        }
+        tx.commit().await?;
+        Ok(report)
+    }
+}
+
+fn change(kind: ChangeKind, c: &str, id: Value, record: Option<Record>) -> Change {
+    Change {
+        kind,
+        collection: c.to_string(),
+        id,
+        record,
+        remote: true,
+    }
+}

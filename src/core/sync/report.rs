@@ -1,0 +1,100 @@
+//! What a sync step tells the app: record changes, id replacements, rejections and conflicts.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::core::engine::Change;
+use crate::core::mutation::{Entry, Kind};
+use crate::core::record::Record;
+
+/// A temporary id that became the server's id.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct IdChange {
+    /// The collection.
+    pub collection: String,
+    /// The temporary id.
+    pub from: String,
+    /// The server's id.
+    pub to: Value,
+}
+
+/// A mutation the server refused for good, kept until the app retries or discards it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedItem {
+    /// The mutation id.
+    pub mutation_id: String,
+    /// The collection.
+    pub collection: String,
+    /// The record's id.
+    pub record_id: String,
+    /// What the mutation did.
+    pub kind: Kind,
+    /// The server's status.
+    pub status: u16,
+    /// The server's answer body (text, cut at 16 KiB).
+    pub body: String,
+    /// The local record as it was before the rejection undid it (absent for a delete).
+    pub record: Option<Record>,
+    /// The fields an update changed.
+    pub fields: Vec<String>,
+    /// When it was rejected (ms since epoch).
+    pub at: f64,
+    /// The outbox entry as it was (internal; used by retry).
+    #[serde(skip_serializing, default)]
+    pub entry: Option<Entry>,
+}
+
+/// A conflict and how it was settled.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConflictEvent {
+    /// The collection.
+    pub collection: String,
+    /// The record's id.
+    pub id: String,
+    /// What the local mutation did.
+    pub kind: Kind,
+    /// The server's record the local change was made on.
+    pub base: Option<Record>,
+    /// The local record (absent when the local change was a delete).
+    pub local: Option<Record>,
+    /// The server's record (absent when the server deleted it).
+    pub server: Option<Record>,
+    /// What the record is now (absent when deleted).
+    pub result: Option<Record>,
+    /// Which policy decided.
+    pub policy: String,
+    /// Whether the local change is being sent again.
+    pub resent: bool,
+}
+
+/// Everything a sync step changed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// Records changed by the server's answers or a pull.
+    pub changes: Vec<Change>,
+    /// Temporary ids replaced.
+    pub ids: Vec<IdChange>,
+    /// Mutations moved to the rejected list.
+    pub rejected: Vec<RejectedItem>,
+    /// Conflicts met and settled.
+    pub conflicts: Vec<ConflictEvent>,
+    /// Mutations acknowledged.
+    pub acked: usize,
+    /// HTTP requests made.
+    pub requests: usize,
+}
+
+impl Report {
+    /// Appends another step's report.
+    pub fn extend(&mut self, other: Report) {
+        self.changes.extend(other.changes);
+        self.ids.extend(other.ids);
+        self.rejected.extend(other.rejected);
+        self.conflicts.extend(other.conflicts);
+        self.acked += other.acked;
+        self.requests += other.requests;
+    }
+}

@@ -1,0 +1,86 @@
+//! Turning an outbox entry into the request that carries it (PROTOCOL.md sections 1 to 4).
+
+use serde_json::Value;
+
+use crate::core::config::{CollectionConfig, UpdateMethod};
+use crate::core::mutation::{Entry, Kind, Sent};
+use crate::core::record::{Record, Row};
+
+use super::http::{record_url, HttpRequest};
+
+/// Whether `id` is a temporary client id (made by `create` without an id).
+pub fn is_temp_id(id: &str) -> bool {
+    id.starts_with("tmp-")
+}
+
+/// `"v"`, the If-Match form of a version.
+pub fn quote_version(v: &str) -> String {
+    format!("\"{}\"", v.trim_matches('"'))
+}
+
+/// The request for `e`, made from the record's current row (`None` once deleted). Returns
+/// `None` when there is nothing to send (an update whose record is gone meanwhile is carried by
+/// the delete that follows it).
+pub fn freeze(cfg: &CollectionConfig, e: &Entry, row: Option<&Row>) -> Option<Sent> {
+    let mut headers = vec![
+        ("Idempotency-Key".to_string(), e.id.clone()),
+        ("Ferry-Changed-At".to_string(), e.at.ms.to_string()),
+    ];
+    let (method, url, body, version) = match e.kind {
+        Kind::Create => {
+            let row = row?;
+            let mut body = row.d.clone();
+            if is_temp_id(&e.r) {
+                body.remove(&cfg.id_property);
+            }
+            body.insert(cfg.client_id_property.clone(), Value::String(e.r.clone()));
+            ("POST", cfg.url.clone(), Some(body), None)
+        }
+        Kind::Update => {
+            let row = row?;
+            let body: Record = match cfg.update_method {
+                UpdateMethod::Put => row.d.clone(),
+                UpdateMethod::Patch => e
+                    .fields
+                    .iter()
+                    .map(|f| (f.clone(), row.d.get(f).cloned().unwrap_or(Value::Null)))
+                    .collect(),
+            };
+            let method = match cfg.update_method {
+                UpdateMethod::Put => "PUT",
+                UpdateMethod::Patch => "PATCH",
+            };
+            (
+                method,
+                record_url(&cfg.url, &e.r),
+                Some(body),
+                row.v.clone(),
+            )
+        }
+        Kind::Delete => ("DELETE", record_url(&cfg.url, &e.r), None, e.base_v.clone()),
+    };
+    if let Some(v) = version {
+        headers.push(("If-Match".to_string(), quote_version(&v)));
+    }
+    Some(Sent {
+        method: method.into(),
+        url,
+        headers,
+        body: body.map(Value::Object),
+    })
+}
+
+/// The HTTP request for a frozen mutation, with the store's own headers added.
+pub fn to_http(sent: &Sent, extra: &[(String, String)]) -> HttpRequest {
+    let mut headers: Vec<(String, String)> = extra.to_vec();
+    if sent.body.is_some() {
+        headers.push(("Content-Type".into(), "application/json".into()));
+    }
+    headers.extend(sent.headers.iter().cloned());
+    HttpRequest {
+        method: sent.method.clone(),
+        url: sent.url.clone(),
+        headers,
+        body: sent.body.as_ref().map(|b| b.to_string()),
+    }
+}

@@ -1,0 +1,779 @@
+//! IndexedDB as the engine's [`Storage`].
+//!
+//! Layout: one object store per collection, `r:{collection}`, keyed by record id (out-of-line
+//! keys), with a non-unique index `ix.{field}` (key path `ix.{field}`) per indexed field; `outbox`
+//! (numeric keys) with the index `record` on `["c", "r"]`; `state` (string keys), `aliases`
+//! (`[collection, tmpId]` keys), `rejected` and `conflicts` (numeric keys).
+//!
+//! Opening compares that layout with the database and, when they differ, reopens it one version
+//! up and creates or deletes stores and indexes in `upgradeneeded`; the stores that stay keep
+//! their data. Another tab's upgrade closes this connection (`versionchange`), so that upgrade is
+//! not blocked; later calls fail with a `ClosedError`.
+//!
+//! A transaction spans every store. Writes are fire-and-forget requests: a failed one (quota,
+//! constraint) aborts the transaction and its error becomes the error of [`Txn::commit`]. Values
+//! cross the boundary as JSON text (`JSON.parse`, `JSON.stringify`), much cheaper than walking
+//! objects. indexed_db_futures opens and upgrades the database and owns each transaction's commit
+//! and its abort on drop; requests go straight to the `web_sys` handles and are awaited by the small
+//! [`Request`] future below, so a `getAll` result crosses as one string, not element by element.
+
+use std::borrow::Cow;
+use std::cell::{Cell, OnceCell, RefCell};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use indexed_db_futures::database::{Database, VersionChangeEvent};
+use indexed_db_futures::error::{Error as IdbError, OpenDbError};
+use indexed_db_futures::internals::SystemRepr;
+use indexed_db_futures::transaction::{Transaction, TransactionMode};
+use indexed_db_futures::Build;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{
+    DomException, DomStringList, IdbDatabase, IdbObjectStore, IdbRequest, IdbRequestReadyState,
+    IdbTransaction, IdbVersionChangeEvent,
+};
+
+use crate::core::config::StoreConfig;
+use crate::core::error::{Error, ErrorKind, Result};
+use crate::core::storage::{field_index, Key, Storage, Table, Txn, OUTBOX_BY_RECORD};
+
+const RECORDS_PREFIX: &str = "r:";
+const FIXED: [Table<'static>; 5] = [
+    Table::Outbox,
+    Table::State,
+    Table::Aliases,
+    Table::Rejected,
+    Table::Conflicts,
+];
+/// How often `open` looks again when other tabs change the database between its look and its upgrade.
+const OPEN_ATTEMPTS: usize = 5;
+/// The key [`IdbStorage::fail_next_commit`] adds twice to make a commit fail.
+const INJECTED_KEY: &str = "ferry:injected-failure";
+
+/// The object store that holds `table`: the one place where tables become store names.
+pub fn store_name(table: Table<'_>) -> Cow<'static, str> {
+    match table {
+        Table::Records(c) => Cow::Owned(format!("{RECORDS_PREFIX}{c}")),
+        Table::Outbox => Cow::Borrowed("outbox"),
+        Table::State => Cow::Borrowed("state"),
+        Table::Aliases => Cow::Borrowed("aliases"),
+        Table::Rejected => Cow::Borrowed("rejected"),
+        Table::Conflicts => Cow::Borrowed("conflicts"),
+    }
+}
+
+/// The engine error for a failure IndexedDB reported (a `DOMException`, usually):
+/// `QuotaExceededError` is [`ErrorKind::Quota`], anything else [`ErrorKind::Storage`], with the
+/// message `IndexedDB <name>: <message>`.
+pub fn idb_error(e: &JsValue) -> Error {
+    let (name, message) = if let Some(d) = e.dyn_ref::<DomException>() {
+        (d.name(), d.message())
+    } else if let Some(err) = e.dyn_ref::<js_sys::Error>() {
+        (String::from(err.name()), String::from(err.message()))
+    } else {
+        (
+            "Error".to_string(),
+            e.as_string().unwrap_or_else(|| format!("{e:?}")),
+        )
+    };
+    let kind = if name == "QuotaExceededError" {
+        ErrorKind::Quota
+    } else {
+        ErrorKind::Storage
+    };
+    Error::new(kind, format!("IndexedDB {name}: {message}"))
+}
+
+fn lib_error(e: IdbError) -> Error {
+    match e {
+        IdbError::DomException(d) => idb_error(d.as_ref()),
+        IdbError::Unknown(js) => idb_error(js.as_ref()),
+        other => Error::storage(format!("IndexedDB: {other}")),
+    }
+}
+
+fn open_error(e: OpenDbError) -> Error {
+    match e {
+        OpenDbError::Base(e) => lib_error(e),
+        other => Error::storage(format!("IndexedDB: {other}")),
+    }
+}
+
+fn is_version_error(e: &OpenDbError) -> bool {
+    match e {
+        OpenDbError::Base(IdbError::DomException(d)) => {
+            let js: &JsValue = d.as_ref();
+            js.dyn_ref::<DomException>()
+                .is_some_and(|d| d.name() == "VersionError")
+        }
+        _ => false,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Schema
+
+/// An index: its name and its key path (one path, or a compound of several).
+struct IndexSpec {
+    name: String,
+    path: Vec<String>,
+}
+
+/// A store and its indexes; `prune` drops indexes the configuration no longer declares.
+struct StoreSpec {
+    name: String,
+    indexes: Vec<IndexSpec>,
+    prune: bool,
+}
+
+fn layout(config: &StoreConfig) -> Vec<StoreSpec> {
+    let mut stores: Vec<StoreSpec> = FIXED
+        .iter()
+        .map(|t| {
+            let indexes = match t {
+                Table::Outbox => {
+                    vec![IndexSpec {
+                        name: OUTBOX_BY_RECORD.into(),
+                        path: vec!["c".into(), "r".into()],
+                    }]
+                }
+                _ => Vec::new(),
+            };
+            StoreSpec {
+                name: store_name(*t).into_owned(),
+                indexes,
+                prune: false,
+            }
+        })
+        .collect();
+    for c in config.collections.values() {
+        let indexes = c
+            .indexes
+            .iter()
+            .map(|f| {
+                let name = field_index(f);
+                IndexSpec {
+                    path: vec![name.clone()],
+                    name,
+                }
+            })
+            .collect();
+        stores.push(StoreSpec {
+            name: store_name(Table::Records(&c.name)).into_owned(),
+            indexes,
+            prune: true,
+        });
+    }
+    stores
+}
+
+/// One difference between the layout and the database.
+enum Change<'s> {
+    CreateStore(&'s StoreSpec),
+    DeleteStore(String),
+    CreateIndex(&'s StoreSpec, &'s IndexSpec),
+    DeleteIndex(&'s StoreSpec, String),
+}
+
+/// What must change so that a database with `stores` (and `indexes` on each store that exists)
+/// matches `layout`. Stores that are not collections' are never deleted.
+fn diff<'s>(
+    layout: &'s [StoreSpec],
+    stores: &[String],
+    indexes: impl Fn(&str) -> Result<Vec<String>>,
+) -> Result<Vec<Change<'s>>> {
+    let mut out = Vec::new();
+    for s in stores.iter().filter(|s| s.starts_with(RECORDS_PREFIX)) {
+        if !layout.iter().any(|l| l.name == *s) {
+            out.push(Change::DeleteStore(s.clone()));
+        }
+    }
+    for spec in layout {
+        if !stores.contains(&spec.name) {
+            out.push(Change::CreateStore(spec));
+            continue;
+        }
+        let have = indexes(&spec.name)?;
+        for ix in spec.indexes.iter().filter(|ix| !have.contains(&ix.name)) {
+            out.push(Change::CreateIndex(spec, ix));
+        }
+        if spec.prune {
+            for name in have
+                .into_iter()
+                .filter(|n| !spec.indexes.iter().any(|ix| ix.name == *n))
+            {
+                out.push(Change::DeleteIndex(spec, name));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Carries out `changes` inside `upgradeneeded` (`vtx` is the version-change transaction).
+fn apply(
+    db: &IdbDatabase,
+    vtx: &IdbTransaction,
+    changes: &[Change<'_>],
+) -> std::result::Result<(), JsValue> {
+    for change in changes {
+        match change {
+            Change::DeleteStore(name) => db.delete_object_store(name)?,
+            Change::CreateStore(spec) => {
+                let store = db.create_object_store(&spec.name)?;
+                for ix in &spec.indexes {
+                    create_index(&store, ix)?;
+                }
+            }
+            Change::CreateIndex(spec, ix) => create_index(&vtx.object_store(&spec.name)?, ix)?,
+            Change::DeleteIndex(spec, name) => vtx.object_store(&spec.name)?.delete_index(name)?,
+        }
+    }
+    Ok(())
+}
+
+fn create_index(store: &IdbObjectStore, ix: &IndexSpec) -> std::result::Result<(), JsValue> {
+    match ix.path.as_slice() {
+        [one] => store.create_index_with_str(&ix.name, one)?,
+        many => {
+            let path: js_sys::Array = many.iter().map(|p| JsValue::from_str(p)).collect();
+            store.create_index_with_str_sequence(&ix.name, &path)?
+        }
+    };
+    Ok(())
+}
+
+fn names(list: DomStringList) -> Vec<String> {
+    (0..list.length()).filter_map(|i| list.item(i)).collect()
+}
+
+/// Whether `db` differs from `layout`.
+fn outdated(db: &Database, layout: &[StoreSpec]) -> Result<bool> {
+    let stores = names(db.as_sys().object_store_names());
+    if layout.iter().any(|spec| !stores.contains(&spec.name)) {
+        return Ok(true);
+    }
+    let all: Vec<&str> = layout.iter().map(|spec| spec.name.as_str()).collect();
+    let tx = db.transaction(all.as_slice()).build().map_err(lib_error)?;
+    let sys: &IdbTransaction = tx.as_sys();
+    let changes = diff(layout, &stores, |name| {
+        Ok(names(
+            sys.object_store(name)
+                .map_err(|e| idb_error(&e))?
+                .index_names(),
+        ))
+    })?;
+    Ok(!changes.is_empty())
+}
+
+/// Opens `name` at `version`, bringing it to `layout` in `upgradeneeded`. `None` when no upgrade
+/// ran, or another tab had taken the database past `version`: the caller looks again.
+async fn upgrade(name: &str, version: f64, layout: Rc<Vec<StoreSpec>>) -> Result<Option<Database>> {
+    let request: Rc<OnceCell<web_sys::IdbOpenDbRequest>> = Rc::default();
+    let failure: Rc<OnceCell<Error>> = Rc::default();
+    let ran = Rc::new(Cell::new(false));
+    let on_upgrade = {
+        let (request, failure, ran) = (request.clone(), failure.clone(), ran.clone());
+        move |_: VersionChangeEvent, db: Database| -> indexed_db_futures::Result<()> {
+            ran.set(true);
+            let result = request
+                .get()
+                .and_then(|r| r.transaction())
+                .ok_or_else(|| {
+                    Error::storage("IndexedDB: no version-change transaction in upgradeneeded")
+                })
+                .and_then(|vtx| {
+                    let raw: &IdbDatabase = db.as_sys();
+                    let stores = names(raw.object_store_names());
+                    let changes = diff(&layout, &stores, |store| {
+                        Ok(names(
+                            vtx.object_store(store)
+                                .map_err(|e| idb_error(&e))?
+                                .index_names(),
+                        ))
+                    })?;
+                    apply(raw, &vtx, &changes).map_err(|e| idb_error(&e))
+                });
+            result.map_err(|e| {
+                let js = JsValue::from(js_sys::Error::new(&e.message));
+                let _ = failure.set(e);
+                IdbError::from(js) // aborts the upgrade
+            })
+        }
+    };
+    let db_name = name.to_string();
+    let on_blocked = move |e: VersionChangeEvent| -> indexed_db_futures::Result<()> {
+        let msg = format!(
+            "Ferry: upgrading IndexedDB database {db_name:?} to version {} waits for other connections \
+             (an older tab?) to close",
+            e.new_version().unwrap_or_default()
+        );
+        web_sys::console::warn_1(&JsValue::from_str(&msg));
+        Ok(())
+    };
+    let open = Database::open(name)
+        .with_version(version)
+        .with_on_upgrade_needed(on_upgrade)
+        .with_on_blocked(on_blocked)
+        .build()
+        .map_err(open_error)?;
+    let _ = request.set(open.as_sys().clone());
+    match open.await {
+        Ok(db) if ran.get() => Ok(Some(db)),
+        Ok(db) => {
+            db.close();
+            Ok(None)
+        }
+        Err(e) => match Rc::try_unwrap(failure).ok().and_then(OnceCell::into_inner) {
+            Some(ours) => Err(ours),
+            None if is_version_error(&e) => Ok(None),
+            None => Err(open_error(e)),
+        },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Storage
+
+/// Wakers of tasks awaiting requests, woken by one shared `success`/`error` handler.
+#[derive(Default)]
+struct Waiters(RefCell<Vec<Waker>>);
+
+impl Waiters {
+    fn add(&self, w: &Waker) {
+        let mut list = self.0.borrow_mut();
+        if !list.iter().any(|x| x.will_wake(w)) {
+            list.push(w.clone());
+        }
+    }
+    fn wake_all(&self) {
+        let list = std::mem::take(&mut *self.0.borrow_mut());
+        list.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// An open IndexedDB database laid out for one [`StoreConfig`].
+pub struct IdbStorage {
+    db: Database,
+    raw: IdbDatabase,
+    name: String,
+    stores: Vec<String>,
+    /// Why the connection is closed, once it is.
+    closed: Rc<OnceCell<String>>,
+    waiters: Rc<Waiters>,
+    on_request: Closure<dyn FnMut()>,
+    _on_versionchange: Closure<dyn FnMut(IdbVersionChangeEvent)>,
+    _on_close: Closure<dyn FnMut()>,
+    fail_next: Cell<bool>,
+}
+
+impl IdbStorage {
+    /// Opens (or creates) the database `config.name`, upgrading its layout to `config`'s
+    /// collections and indexes when they differ. Data of stores that stay is kept; the store of a
+    /// collection no longer configured is deleted.
+    pub async fn open(config: &StoreConfig) -> Result<IdbStorage> {
+        let layout = Rc::new(layout(config));
+        let name = config.name.as_str();
+        for _ in 0..OPEN_ATTEMPTS {
+            let db = Database::open(name).await.map_err(open_error)?;
+            match outdated(&db, &layout) {
+                Ok(false) => return Ok(IdbStorage::wrap(db, &layout, name)),
+                Ok(true) => {}
+                Err(e) => {
+                    db.close();
+                    return Err(e);
+                }
+            }
+            let version = db.version() + 1.0;
+            db.close();
+            if let Some(db) = upgrade(name, version, layout.clone()).await? {
+                return Ok(IdbStorage::wrap(db, &layout, name));
+            }
+        }
+        Err(Error::storage(format!(
+            "IndexedDB: other tabs keep changing database {name:?}; it could not be brought to this configuration"
+        )))
+    }
+
+    fn wrap(db: Database, layout: &[StoreSpec], name: &str) -> IdbStorage {
+        let raw: IdbDatabase = IdbDatabase::clone(db.as_sys());
+        let closed: Rc<OnceCell<String>> = Rc::default();
+        let on_versionchange = {
+            let (raw, closed, name) = (raw.clone(), closed.clone(), name.to_string());
+            Closure::<dyn FnMut(IdbVersionChangeEvent)>::new(move |e: IdbVersionChangeEvent| {
+                raw.close();
+                let why = match e.new_version() {
+                    Some(v) => format!("another tab is upgrading it to version {v}"),
+                    None => "another tab is deleting it".to_string(),
+                };
+                let _ = closed.set(format!(
+                    "IndexedDB database {name:?} was closed because {why}; open the store again (or reload the page)"
+                ));
+            })
+        };
+        let on_close = {
+            let (closed, name) = (closed.clone(), name.to_string());
+            Closure::<dyn FnMut()>::new(move || {
+                let _ = closed.set(format!(
+                    "IndexedDB database {name:?} was closed by the browser (was its storage cleared?)"
+                ));
+            })
+        };
+        raw.set_onversionchange(Some(on_versionchange.as_ref().unchecked_ref()));
+        raw.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        let waiters = Rc::new(Waiters::default());
+        let on_request = {
+            let waiters = waiters.clone();
+            Closure::<dyn FnMut()>::new(move || waiters.wake_all())
+        };
+        IdbStorage {
+            db,
+            raw,
+            name: name.to_string(),
+            stores: layout.iter().map(|s| s.name.clone()).collect(),
+            closed,
+            waiters,
+            on_request,
+            _on_versionchange: on_versionchange,
+            _on_close: on_close,
+            fail_next: Cell::new(false),
+        }
+    }
+
+    /// Closes the connection; every later transaction fails with a `ClosedError`. Transactions
+    /// already running finish first (IndexedDB's rule).
+    pub fn close(&self) {
+        let _ = self
+            .closed
+            .set(format!("IndexedDB database {:?} was closed", self.name));
+        self.raw.close();
+    }
+
+    /// Whether the connection is closed (by [`IdbStorage::close`], another tab's upgrade, or the browser).
+    pub fn is_closed(&self) -> bool {
+        self.closed.get().is_some()
+    }
+
+    /// The database name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Makes the next read-write commit fail as a real failed request does: it adds one key twice,
+    /// so IndexedDB aborts the transaction with a `ConstraintError`. For all-or-nothing tests.
+    pub fn fail_next_commit(&self) {
+        self.fail_next.set(true);
+    }
+}
+
+impl Drop for IdbStorage {
+    fn drop(&mut self) {
+        self.raw.set_onversionchange(None);
+        self.raw.set_onclose(None);
+        self.raw.close();
+    }
+}
+
+impl Storage for IdbStorage {
+    type Txn<'a> = IdbTxn<'a>;
+
+    async fn begin(&self, write: bool) -> Result<IdbTxn<'_>> {
+        if let Some(why) = self.closed.get() {
+            return Err(Error::new(ErrorKind::Closed, why.clone()));
+        }
+        let mode = if write {
+            TransactionMode::Readwrite
+        } else {
+            TransactionMode::Readonly
+        };
+        let tx = self
+            .db
+            .transaction(self.stores.as_slice())
+            .with_mode(mode)
+            .build()
+            .map_err(lib_error)?;
+        let sys = IdbTransaction::clone(tx.as_sys());
+        Ok(IdbTxn {
+            tx,
+            sys,
+            owner: self,
+            write,
+            stores: RefCell::default(),
+            failed: RefCell::default(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transactions
+
+/// A transaction over every store of an [`IdbStorage`]; dropping it uncommitted aborts it.
+pub struct IdbTxn<'a> {
+    tx: Transaction<'a>,
+    sys: IdbTransaction,
+    owner: &'a IdbStorage,
+    write: bool,
+    /// Object store handles, fetched once per transaction.
+    stores: RefCell<Vec<(Cow<'static, str>, IdbObjectStore)>>,
+    /// The first write that failed at once: the commit fails with it.
+    failed: RefCell<Option<Error>>,
+}
+
+/// The error of a failed call or request: the transaction's own error when one aborted it (the
+/// cause, such as the `ConstraintError` behind a later `AbortError`), else `e`'s.
+fn cause(tx: &IdbTransaction, e: &JsValue) -> Error {
+    match tx.error() {
+        Some(cause) => idb_error(&cause),
+        None => idb_error(e),
+    }
+}
+
+impl IdbTxn<'_> {
+    /// Runs `f` on the object store of `table`.
+    fn with_store<T>(
+        &self,
+        table: Table<'_>,
+        f: impl FnOnce(&IdbObjectStore) -> std::result::Result<T, JsValue>,
+    ) -> Result<T> {
+        let name = store_name(table);
+        let mut stores = self.stores.borrow_mut();
+        let i = match stores.iter().position(|(n, _)| *n == name) {
+            Some(i) => i,
+            None => {
+                let store = self
+                    .sys
+                    .object_store(&name)
+                    .map_err(|e| cause(&self.sys, &e))?;
+                stores.push((name, store));
+                stores.len() - 1
+            }
+        };
+        f(&stores[i].1).map_err(|e| cause(&self.sys, &e))
+    }
+
+    fn request(&self, req: IdbRequest) -> Request<'_> {
+        let handler = self.owner.on_request.as_ref().unchecked_ref();
+        req.set_onsuccess(Some(handler));
+        req.set_onerror(Some(handler));
+        Request {
+            req,
+            waiters: &self.owner.waiters,
+            tx: &self.sys,
+            done: false,
+        }
+    }
+
+    /// Fails if a write already failed, so nothing is issued into a doomed transaction.
+    fn check(&self) -> Result<()> {
+        match &*self.failed.borrow() {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn write_failed(&self, e: Error) -> Error {
+        self.failed.borrow_mut().get_or_insert_with(|| e.clone());
+        e
+    }
+
+    async fn pairs(&self, keys: IdbRequest, values: IdbRequest) -> Result<Vec<(Key, Value)>> {
+        let (keys, values) = (self.request(keys), self.request(values));
+        let keys: Vec<Value> = from_js(&keys.await?)?;
+        let values: Vec<Value> = from_js(&values.await?)?;
+        if keys.len() != values.len() {
+            return Err(Error::storage("IndexedDB: getAllKeys and getAll disagree"));
+        }
+        keys.into_iter()
+            .zip(values)
+            .map(|(k, v)| Ok((key_from_json(k)?, v)))
+            .collect()
+    }
+}
+
+impl Txn for IdbTxn<'_> {
+    async fn get(&self, table: Table<'_>, key: &Key) -> Result<Option<Value>> {
+        let key = key_to_js(key);
+        let req = self.with_store(table, |s| s.get(&key))?;
+        let v = self.request(req).await?;
+        if v.is_undefined() {
+            Ok(None)
+        } else {
+            from_js(&v).map(Some)
+        }
+    }
+
+    async fn get_all(&self, table: Table<'_>) -> Result<Vec<(Key, Value)>> {
+        let (keys, values) = self.with_store(table, |s| Ok((s.get_all_keys()?, s.get_all()?)))?;
+        self.pairs(keys, values).await
+    }
+
+    async fn get_by_index(
+        &self,
+        table: Table<'_>,
+        index: &str,
+        value: &Value,
+    ) -> Result<Vec<(Key, Value)>> {
+        if !is_key(value) {
+            return Ok(Vec::new()); // no row is indexed under what is not a valid key
+        }
+        let query = to_js(value)?;
+        let (keys, values) = self.with_store(table, |s| {
+            let ix = s.index(index)?;
+            Ok((
+                ix.get_all_keys_with_key(&query)?,
+                ix.get_all_with_key(&query)?,
+            ))
+        })?;
+        self.pairs(keys, values).await
+    }
+
+    async fn count(&self, table: Table<'_>) -> Result<u64> {
+        let req = self.with_store(table, |s| s.count())?;
+        let n = self.request(req).await?;
+        n.as_f64()
+            .map(|n| n as u64)
+            .ok_or_else(|| Error::storage("IndexedDB: count returned a non-number"))
+    }
+
+    fn put(&self, table: Table<'_>, key: &Key, value: &Value) -> Result<()> {
+        self.check()?;
+        let value = to_js(value).map_err(|e| self.write_failed(e))?;
+        let key = key_to_js(key);
+        self.with_store(table, |s| s.put_with_key(&value, &key).map(drop))
+            .map_err(|e| self.write_failed(e))
+    }
+
+    fn delete(&self, table: Table<'_>, key: &Key) -> Result<()> {
+        self.check()?;
+        let key = key_to_js(key);
+        self.with_store(table, |s| s.delete(&key).map(drop))
+            .map_err(|e| self.write_failed(e))
+    }
+
+    async fn commit(self) -> Result<()> {
+        let IdbTxn {
+            tx,
+            sys,
+            owner,
+            write,
+            failed,
+            ..
+        } = self;
+        if let Some(e) = failed.into_inner() {
+            return Err(e); // `tx` drops here: aborted
+        }
+        if !write {
+            return Ok(()); // nothing to make durable; finishing it early changes nothing
+        }
+        if owner.fail_next.take() {
+            if let Ok(state) = sys.object_store(&store_name(Table::State)) {
+                let key = JsValue::from_str(INJECTED_KEY);
+                let _ = state.add_with_key(&JsValue::NULL, &key);
+                let _ = state.add_with_key(&JsValue::NULL, &key);
+            }
+        }
+        tx.commit().await.map_err(|e| match sys.error() {
+            Some(cause) => idb_error(&cause),
+            None => lib_error(e),
+        })
+    }
+}
+
+/// One request awaited: ready once IndexedDB fired `success` or `error` on it.
+struct Request<'t> {
+    req: IdbRequest,
+    waiters: &'t Waiters,
+    tx: &'t IdbTransaction,
+    done: bool,
+}
+
+impl Future for Request<'_> {
+    type Output = Result<JsValue>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.req.ready_state() != IdbRequestReadyState::Done {
+            self.waiters.add(cx.waker());
+            return Poll::Pending;
+        }
+        self.done = true;
+        Poll::Ready(match self.req.error() {
+            Ok(None) => self.req.result().map_err(|e| idb_error(&e)),
+            Ok(Some(e)) => Err(cause(self.tx, &e)),
+            Err(e) => Err(cause(self.tx, &e)),
+        })
+    }
+}
+
+impl Drop for Request<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.req.set_onsuccess(None);
+            self.req.set_onerror(None);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys and values
+
+fn key_to_js(key: &Key) -> JsValue {
+    match key {
+        Key::Num(n) => JsValue::from_f64(*n as f64),
+        Key::Str(s) => JsValue::from_str(s),
+        Key::Pair(a, b) => js_sys::Array::of2(&JsValue::from_str(a), &JsValue::from_str(b)).into(),
+    }
+}
+
+fn key_from_json(v: Value) -> Result<Key> {
+    let key = match v {
+        Value::Number(n) => n
+            .as_u64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| *f >= 0.0 && f.fract() == 0.0)
+                    .map(|f| f as u64)
+            })
+            .map(Key::Num),
+        Value::String(s) => Some(Key::Str(s)),
+        Value::Array(a) => match <[Value; 2]>::try_from(a) {
+            Ok([Value::String(c), Value::String(r)]) => Some(Key::Pair(c, r)),
+            _ => None,
+        },
+        _ => None,
+    };
+    key.ok_or_else(|| {
+        Error::storage("IndexedDB: a stored key is not a number, a string or a pair of strings")
+    })
+}
+
+/// Whether `v` is a valid IndexedDB key (booleans, null and objects are not).
+fn is_key(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.as_f64().is_some_and(f64::is_finite),
+        Value::String(_) => true,
+        Value::Array(a) => a.iter().all(is_key),
+        _ => false,
+    }
+}
+
+fn to_js(v: &Value) -> Result<JsValue> {
+    let text = serde_json::to_string(v)
+        .map_err(|e| Error::storage(format!("IndexedDB: unencodable value: {e}")))?;
+    js_sys::JSON::parse(&text).map_err(|e| idb_error(&e))
+}
+
+fn from_js<T: DeserializeOwned>(v: &JsValue) -> Result<T> {
+    let text = js_sys::JSON::stringify(v)
+        .ok()
+        .and_then(|s| s.as_string())
+        .ok_or_else(|| Error::storage("IndexedDB: a stored value is not JSON"))?;
+    serde_json::from_str(&text).map_err(|e| {
+        Error::storage(format!(
+            "IndexedDB: a stored value could not be decoded: {e}"
+        ))
+    })
+}

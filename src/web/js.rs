@@ -1,0 +1,63 @@
+//! Small JavaScript helpers, where plain JS is both simpler and faster than crossing the boundary
+//! once per field: validating JSON serialisation, timers, and connectivity events.
+
+use js_sys::Function;
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(inline_js = r#"
+function describe(path) { return path.length ? '`' + path.join('.') + '`' : 'the value'; }
+export function ferry_stringify(value) {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    const kind = value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value;
+    throw new TypeError('a record must be a plain object, got ' + kind);
+  }
+  const stack = [];
+  return JSON.stringify(value, function (key, v) {
+    const raw = this === undefined || key === '' ? value : this[key];
+    const path = key === '' ? [] : [key];
+    switch (typeof raw) {
+      case 'function': case 'symbol': case 'bigint':
+        throw new TypeError(describe(path) + ' is a ' + typeof raw + ', which JSON cannot hold');
+      case 'number':
+        if (!Number.isFinite(raw)) throw new TypeError(describe(path) + ' is ' + raw + ', which JSON cannot hold');
+        break;
+      case 'undefined':
+        if (Array.isArray(this)) throw new TypeError('an array holds undefined, which JSON cannot hold');
+        return undefined;
+      case 'object':
+        if (raw !== null && !Array.isArray(raw)) {
+          const proto = Object.getPrototypeOf(raw);
+          if (proto !== Object.prototype && proto !== null) {
+            const name = (raw.constructor && raw.constructor.name) || 'a non-plain object';
+            throw new TypeError(describe(path) + ' is a ' + name + ', not a plain object (store it as a string or number)');
+          }
+        }
+        break;
+    }
+    return v;
+  });
+}
+export function ferry_set_timeout(f, ms) { return setTimeout(f, ms); }
+export function ferry_clear_timeout(id) { clearTimeout(id); }
+export function ferry_on_line() {
+  return typeof navigator === 'undefined' || navigator.onLine !== false;
+}
+export function ferry_listen(type, f) {
+  if (typeof globalThis.addEventListener !== 'function') return () => {};
+  globalThis.addEventListener(type, f);
+  return () => globalThis.removeEventListener(type, f);
+}
+"#)]
+extern "C" {
+    /// `JSON.stringify` that refuses what JSON cannot hold instead of dropping or mangling it.
+    #[wasm_bindgen(catch)]
+    pub fn ferry_stringify(value: &JsValue) -> Result<String, JsValue>;
+    /// `setTimeout(f, ms)`.
+    pub fn ferry_set_timeout(f: &Function, ms: f64) -> JsValue;
+    /// `clearTimeout(id)`.
+    pub fn ferry_clear_timeout(id: &JsValue);
+    /// `navigator.onLine` (true where there is no navigator).
+    pub fn ferry_on_line() -> bool;
+    /// Adds a global event listener; returns the function that removes it.
+    pub fn ferry_listen(kind: &str, f: &Function) -> Function;
+}

@@ -1,0 +1,74 @@
+//! The engine's [`Transport`] over `fetch` (gloo-net), with a timeout through AbortController.
+
+use gloo_net::http::{Method, RequestBuilder};
+use wasm_bindgen::prelude::*;
+
+use crate::core::sync::http::{HttpRequest, HttpResponse, NetError, Transport};
+
+use super::js::{ferry_clear_timeout, ferry_on_line, ferry_set_timeout};
+
+/// Sends requests with `fetch`.
+#[derive(Debug, Clone)]
+pub struct FetchTransport {
+    /// Abort a request after this many milliseconds.
+    pub timeout_ms: u32,
+}
+
+fn method(m: &str) -> Method {
+    match m {
+        "POST" => Method::POST,
+        "PUT" => Method::PUT,
+        "PATCH" => Method::PATCH,
+        "DELETE" => Method::DELETE,
+        _ => Method::GET,
+    }
+}
+
+impl Transport for FetchTransport {
+    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, NetError> {
+        if !ferry_on_line() {
+            return Err(NetError::Offline);
+        }
+        let controller =
+            web_sys::AbortController::new().map_err(|e| NetError::Failed(format!("{e:?}")))?;
+        let mut b = RequestBuilder::new(&req.url)
+            .method(method(&req.method))
+            .abort_signal(Some(&controller.signal()));
+        for (k, v) in &req.headers {
+            b = b.header(k, v);
+        }
+        let request = match req.body {
+            Some(body) => b.body(body),
+            None => b.build(),
+        }
+        .map_err(|e| NetError::Failed(e.to_string()))?;
+        let abort = {
+            let c = controller.clone();
+            Closure::once_into_js(move || c.abort())
+        };
+        let timer = ferry_set_timeout(abort.unchecked_ref(), f64::from(self.timeout_ms));
+        let result = async {
+            let res = request
+                .send()
+                .await
+                .map_err(|e| NetError::Failed(e.to_string()))?;
+            let headers = res.headers().entries().collect();
+            let status = res.status();
+            let body = res
+                .text()
+                .await
+                .map_err(|e| NetError::Failed(e.to_string()))?;
+            Ok(HttpResponse {
+                status,
+                headers,
+                body,
+            })
+        }
+        .await;
+        ferry_clear_timeout(&timer);
+        match result {
+            Err(_) if controller.signal().aborted() => Err(NetError::Timeout),
+            other => other,
+        }
+    }
+}

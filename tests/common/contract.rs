@@ -1,0 +1,875 @@
+//! One storage contract, every adapter (PouchDB's habit): the same checks run over `MemoryStorage`
+//! natively (`tests/storage_contract.rs`) and over `IdbStorage` in headless Chromium
+//! (`tests/web_storage.rs`). Each check is an async fn over a [`Harness`]; `for_each_contract!`
+//! names them all, so that every harness turns each one into a test of its own.
+//!
+//! Values are JSON. What IndexedDB stores goes through JS numbers, so integers beyond ±(2^53 − 1)
+//! and `-0.0` do not round-trip there; these checks stay inside what both backends keep exactly.
+
+use ferry::core::mutation::Kind;
+use ferry::core::record::{index_key, Record, Row};
+use ferry::core::storage::{field_index, OUTBOX_BY_RECORD};
+use ferry::core::{
+    CollectionConfig, Engine, Env, ErrorKind, Key, Op, Query, Storage, StoreConfig, Table, Txn,
+};
+use serde_json::{json, Value};
+
+/// What a backend gives the contract.
+#[allow(async_fn_in_trait)] // single-threaded tests: no Send bounds wanted
+pub trait Harness {
+    /// The storage under test.
+    type S: Storage;
+    /// The environment engines run in.
+    type E: Env;
+    /// A database name for `test`, unique to this run where databases outlive it.
+    fn db_name(&self, test: &str) -> String;
+    /// Opens the storage named `config.name` for `config`. Opening a name again (after the first
+    /// handle was dropped) sees everything committed under it.
+    async fn open(&self, config: &StoreConfig) -> Self::S;
+    /// A fresh environment.
+    fn env(&self) -> Self::E;
+    /// Makes the next read-write commit of `storage` fail.
+    fn fail_next_commit(&self, storage: &Self::S);
+}
+
+/// Calls `$m!(check)` for every contract check.
+macro_rules! for_each_contract {
+    ($m:ident) => {
+        $m!(round_trip_every_table);
+        $m!(get_all_in_key_order);
+        $m!(get_by_index_on_records);
+        $m!(get_by_index_on_outbox);
+        $m!(count_every_table);
+        $m!(dropped_transaction_rolls_back);
+        $m!(read_only_transaction_rejects_writes);
+        $m!(commit_is_all_or_nothing);
+        $m!(values_round_trip_exactly);
+        $m!(engine_coalesces_local_writes);
+        $m!(engine_query_uses_index);
+        $m!(engine_failed_write_leaves_nothing);
+        $m!(engine_reopen_keeps_records_and_outbox);
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// The configuration every check uses: `todos` indexed on `done` and `n`, `notes` unindexed.
+pub fn config(name: &str) -> StoreConfig {
+    let mut todos = CollectionConfig::new("todos", "/api/todos");
+    todos.indexes = vec!["done".into(), "n".into()];
+    StoreConfig::new(
+        name,
+        vec![todos, CollectionConfig::new("notes", "/api/notes")],
+    )
+}
+
+async fn open<H: Harness>(h: &H, test: &str) -> (StoreConfig, H::S) {
+    let cfg = config(&h.db_name(test));
+    let s = h.open(&cfg).await;
+    (cfg, s)
+}
+
+fn k(s: &str) -> Key {
+    Key::str(s)
+}
+
+fn pair(c: &str, r: &str) -> Key {
+    Key::Pair(c.into(), r.into())
+}
+
+/// `v`, which must be a JSON object, as a record.
+pub fn rec(v: Value) -> Record {
+    v.as_object().cloned().expect("a JSON object")
+}
+
+/// The stored row of record `v` in `todos`, with its index keys.
+fn todo(cfg: &StoreConfig, v: Value) -> Value {
+    Row::new(cfg.collection("todos").expect("todos"), rec(v)).to_value()
+}
+
+/// Puts every entry in one transaction and commits.
+async fn put_all<S: Storage>(s: &S, entries: &[(Table<'_>, Key, Value)]) {
+    let tx = s.begin(true).await.expect("begin");
+    for (t, key, v) in entries {
+        tx.put(*t, key, v).expect("put");
+    }
+    tx.commit().await.expect("commit");
+}
+
+async fn get<S: Storage>(s: &S, t: Table<'_>, key: &Key) -> Option<Value> {
+    let tx = s.begin(false).await.expect("begin");
+    tx.get(t, key).await.expect("get")
+}
+
+async fn all<S: Storage>(s: &S, t: Table<'_>) -> Vec<(Key, Value)> {
+    let tx = s.begin(false).await.expect("begin");
+    tx.get_all(t).await.expect("get_all")
+}
+
+async fn keys_by_index<S: Storage>(s: &S, t: Table<'_>, index: &str, v: &Value) -> Vec<Key> {
+    let tx = s.begin(false).await.expect("begin");
+    tx.get_by_index(t, index, v)
+        .await
+        .expect("get_by_index")
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect()
+}
+
+async fn count<S: Storage>(s: &S, t: Table<'_>) -> u64 {
+    let tx = s.begin(false).await.expect("begin");
+    tx.count(t).await.expect("count")
+}
+
+fn strs(keys: &[&str]) -> Vec<Key> {
+    keys.iter().map(|s| k(s)).collect()
+}
+
+fn nums(keys: &[u64]) -> Vec<Key> {
+    keys.iter().map(|n| Key::Num(*n)).collect()
+}
+
+/// The index key the engine queries for field value `v`.
+fn ix(v: Value) -> Value {
+    index_key(Some(&v)).expect("an indexable value")
+}
+
+fn ids(records: &[Record]) -> Vec<String> {
+    records
+        .iter()
+        .map(|r| {
+            r.get("id")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_string()
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Storage checks
+
+/// put/get/delete on every table, with the key kind each uses.
+pub async fn round_trip_every_table<H: Harness>(h: &H) {
+    let (cfg, s) = open(h, "round_trip_every_table").await;
+    let cases = vec![
+        (
+            Table::Records("todos"),
+            k("a"),
+            todo(&cfg, json!({"id": "a", "title": "A", "done": false})),
+        ),
+        (Table::Records("notes"), k(""), json!({"d": {"id": ""}})),
+        (
+            Table::Outbox,
+            Key::Num(1),
+            json!({"seq": 1, "c": "todos", "r": "a"}),
+        ),
+        (
+            Table::Outbox,
+            Key::Num(9_007_199_254_740_991),
+            json!({"seq": "max safe integer"}),
+        ),
+        (Table::State, k("clock"), json!({"node": "n1", "seq": 3})),
+        (Table::State, k("nothing"), Value::Null),
+        (Table::Aliases, pair("todos", "tmp-1"), json!("srv-1")),
+        (Table::Rejected, Key::Num(7), json!({"why": "bad"})),
+        (
+            Table::Conflicts,
+            Key::Num(8),
+            json!({"local": {}, "server": null}),
+        ),
+    ];
+    put_all(&s, &cases).await;
+    for (t, key, v) in &cases {
+        assert_eq!(get(&s, *t, key).await.as_ref(), Some(v), "{t:?} {key:?}");
+    }
+    assert_eq!(get(&s, Table::Records("todos"), &k("zz")).await, None);
+    assert_eq!(get(&s, Table::Outbox, &Key::Num(2)).await, None);
+    assert_eq!(get(&s, Table::Aliases, &pair("notes", "tmp-1")).await, None);
+
+    let replaced = todo(&cfg, json!({"id": "a", "title": "A2"}));
+    put_all(&s, &[(Table::Records("todos"), k("a"), replaced.clone())]).await;
+    assert_eq!(
+        get(&s, Table::Records("todos"), &k("a")).await,
+        Some(replaced)
+    );
+
+    let tx = s.begin(true).await.expect("begin");
+    for (t, key, _) in &cases {
+        tx.delete(*t, key).expect("delete");
+    }
+    tx.delete(Table::Outbox, &Key::Num(12_345))
+        .expect("deleting a missing key is no error");
+    tx.commit().await.expect("commit");
+    for (t, key, _) in &cases {
+        assert_eq!(get(&s, *t, key).await, None, "{t:?} {key:?} after delete");
+    }
+}
+
+/// get_all returns entries in key order: numbers numerically, strings by code unit, pairs by part.
+pub async fn get_all_in_key_order<H: Harness>(h: &H) {
+    let (_, s) = open(h, "get_all_in_key_order").await;
+    let mut entries = Vec::new();
+    for n in [10u64, 2, 33, 1, 100] {
+        entries.push((Table::Outbox, Key::Num(n), json!({"seq": n})));
+    }
+    for id in ["b", "a", "c", "aa", "B", "a b", "é"] {
+        entries.push((Table::Records("notes"), k(id), json!({"d": {"id": id}})));
+    }
+    for (c, r) in [("todos", "b"), ("notes", "z"), ("todos", "a")] {
+        entries.push((Table::Aliases, pair(c, r), json!(format!("{c}/{r}"))));
+    }
+    put_all(&s, &entries).await;
+
+    let outbox = all(&s, Table::Outbox).await;
+    assert_eq!(
+        outbox
+            .iter()
+            .map(|(key, _)| key.clone())
+            .collect::<Vec<_>>(),
+        nums(&[1, 2, 10, 33, 100])
+    );
+    assert!(
+        outbox
+            .iter()
+            .all(|(key, v)| matches!(key, Key::Num(n) if v["seq"] == json!(n))),
+        "values follow keys"
+    );
+    let notes = all(&s, Table::Records("notes")).await;
+    assert_eq!(
+        notes.iter().map(|(key, _)| key.clone()).collect::<Vec<_>>(),
+        strs(&["B", "a", "a b", "aa", "b", "c", "é"])
+    );
+    assert!(notes
+        .iter()
+        .all(|(key, v)| matches!(key, Key::Str(id) if v["d"]["id"] == json!(id))));
+    let aliases = all(&s, Table::Aliases).await;
+    assert_eq!(
+        aliases
+            .iter()
+            .map(|(key, _)| key.clone())
+            .collect::<Vec<_>>(),
+        vec![pair("notes", "z"), pair("todos", "a"), pair("todos", "b")]
+    );
+    assert_eq!(aliases[0].1, json!("notes/z"));
+    assert!(all(&s, Table::Rejected).await.is_empty());
+    assert!(all(&s, Table::Records("todos")).await.is_empty());
+}
+
+/// Equality lookups on a records index: encoded keys keep false, 0, "false" and null apart.
+pub async fn get_by_index_on_records<H: Harness>(h: &H) {
+    let (cfg, s) = open(h, "get_by_index_on_records").await;
+    let t = Table::Records("todos");
+    let rows = [
+        json!({"id": "i", "done": [1]}),
+        json!({"id": "h", "done": {"x": 1}}),
+        json!({"id": "g", "done": "false"}),
+        json!({"id": "f", "done": 0}),
+        json!({"id": "e", "done": false, "n": "1"}),
+        json!({"id": "d"}),
+        json!({"id": "c", "done": null}),
+        json!({"id": "b", "done": true, "n": 2}),
+        json!({"id": "a", "done": false, "n": 1}),
+    ];
+    let entries: Vec<_> = rows
+        .iter()
+        .map(|r| (t, k(r["id"].as_str().expect("id")), todo(&cfg, r.clone())))
+        .collect();
+    put_all(&s, &entries).await;
+    let done = field_index("done");
+    assert_eq!(
+        keys_by_index(&s, t, &done, &ix(json!(false))).await,
+        strs(&["a", "e"])
+    );
+    assert_eq!(
+        keys_by_index(&s, t, &done, &ix(json!(true))).await,
+        strs(&["b"])
+    );
+    assert_eq!(
+        keys_by_index(&s, t, &done, &ix(Value::Null)).await,
+        strs(&["c", "d"])
+    );
+    assert_eq!(
+        keys_by_index(&s, t, &done, &ix(json!(0))).await,
+        strs(&["f"])
+    );
+    assert_eq!(
+        keys_by_index(&s, t, &done, &ix(json!("false"))).await,
+        strs(&["g"])
+    );
+    assert_eq!(
+        keys_by_index(&s, t, &field_index("n"), &ix(json!(1))).await,
+        strs(&["a"])
+    );
+    assert_eq!(
+        keys_by_index(&s, t, &field_index("n"), &ix(json!("1"))).await,
+        strs(&["e"])
+    );
+    assert!(keys_by_index(&s, t, &done, &ix(json!("nope")))
+        .await
+        .is_empty());
+
+    let tx = s.begin(false).await.expect("begin");
+    let hits = tx
+        .get_by_index(t, &done, &ix(json!(false)))
+        .await
+        .expect("get_by_index");
+    assert_eq!(
+        hits,
+        vec![entries[8].clone(), entries[4].clone()]
+            .into_iter()
+            .map(|(_, key, v)| (key, v))
+            .collect::<Vec<_>>()
+    );
+    drop(tx);
+
+    // The index follows writes.
+    let tx = s.begin(true).await.expect("begin");
+    tx.put(t, &k("a"), &todo(&cfg, json!({"id": "a", "done": true})))
+        .expect("put");
+    tx.delete(t, &k("b")).expect("delete");
+    assert_eq!(
+        tx.get_by_index(t, &done, &ix(json!(true)))
+            .await
+            .expect("in-transaction read"),
+        vec![(k("a"), todo(&cfg, json!({"id": "a", "done": true})))]
+    );
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        keys_by_index(&s, t, &done, &ix(json!(true))).await,
+        strs(&["a"])
+    );
+    assert_eq!(
+        keys_by_index(&s, t, &done, &ix(json!(false))).await,
+        strs(&["e"])
+    );
+}
+
+/// The outbox `record` index looks entries up by `[collection, record id]`.
+pub async fn get_by_index_on_outbox<H: Harness>(h: &H) {
+    let (_, s) = open(h, "get_by_index_on_outbox").await;
+    let entries = [
+        (5, "todos", "a"),
+        (2, "todos", "a"),
+        (3, "todos", "b"),
+        (4, "notes", "a"),
+        (7, "todos", "a b"),
+    ];
+    let rows: Vec<_> = entries
+        .iter()
+        .map(|(n, c, r)| {
+            (
+                Table::Outbox,
+                Key::Num(*n),
+                json!({"seq": n, "c": c, "r": r, "kind": "update"}),
+            )
+        })
+        .collect();
+    put_all(&s, &rows).await;
+    let by = |c: &str, r: &str| json!([c, r]);
+    assert_eq!(
+        keys_by_index(&s, Table::Outbox, OUTBOX_BY_RECORD, &by("todos", "a")).await,
+        nums(&[2, 5])
+    );
+    assert_eq!(
+        keys_by_index(&s, Table::Outbox, OUTBOX_BY_RECORD, &by("notes", "a")).await,
+        nums(&[4])
+    );
+    assert_eq!(
+        keys_by_index(&s, Table::Outbox, OUTBOX_BY_RECORD, &by("todos", "a b")).await,
+        nums(&[7])
+    );
+    assert!(
+        keys_by_index(&s, Table::Outbox, OUTBOX_BY_RECORD, &by("todos", "zz"))
+            .await
+            .is_empty()
+    );
+    let tx = s.begin(false).await.expect("begin");
+    let hits = tx
+        .get_by_index(Table::Outbox, OUTBOX_BY_RECORD, &by("todos", "b"))
+        .await
+        .expect("get_by_index");
+    assert_eq!(hits, vec![(Key::Num(3), rows[2].2.clone())]);
+}
+
+/// count follows puts and deletes; an empty table counts 0.
+pub async fn count_every_table<H: Harness>(h: &H) {
+    let (_, s) = open(h, "count_every_table").await;
+    for t in [
+        Table::Records("todos"),
+        Table::Outbox,
+        Table::State,
+        Table::Aliases,
+        Table::Rejected,
+        Table::Conflicts,
+    ] {
+        assert_eq!(count(&s, t).await, 0, "{t:?}");
+    }
+    let mut entries: Vec<_> = (1..=5u64)
+        .map(|n| (Table::Outbox, Key::Num(n), json!({"seq": n})))
+        .collect();
+    entries
+        .extend((1..=3u64).map(|n| (Table::Records("notes"), k(&n.to_string()), json!({"d": {}}))));
+    entries.push((Table::Aliases, pair("notes", "t"), json!("s")));
+    put_all(&s, &entries).await;
+    assert_eq!(count(&s, Table::Outbox).await, 5);
+    assert_eq!(count(&s, Table::Records("notes")).await, 3);
+    assert_eq!(count(&s, Table::Aliases).await, 1);
+    assert_eq!(count(&s, Table::Records("todos")).await, 0);
+    let tx = s.begin(true).await.expect("begin");
+    tx.delete(Table::Outbox, &Key::Num(2)).expect("delete");
+    tx.put(
+        Table::Outbox,
+        &Key::Num(1),
+        &json!({"seq": 1, "again": true}),
+    )
+    .expect("put");
+    assert_eq!(
+        tx.count(Table::Outbox).await.expect("count"),
+        4,
+        "a transaction sees its own writes"
+    );
+    tx.commit().await.expect("commit");
+    assert_eq!(count(&s, Table::Outbox).await, 4);
+}
+
+/// A write transaction dropped without commit leaves nothing behind.
+pub async fn dropped_transaction_rolls_back<H: Harness>(h: &H) {
+    let (_, s) = open(h, "dropped_transaction_rolls_back").await;
+    put_all(&s, &[(Table::State, k("kept"), json!(1))]).await;
+    {
+        let tx = s.begin(true).await.expect("begin");
+        tx.put(Table::Records("notes"), &k("x"), &json!({"d": {"id": "x"}}))
+            .expect("put");
+        tx.put(Table::Outbox, &Key::Num(1), &json!({"seq": 1}))
+            .expect("put");
+        tx.put(Table::State, &k("kept"), &json!(2)).expect("put");
+        tx.delete(Table::State, &k("kept")).expect("delete");
+        assert_eq!(tx.count(Table::Outbox).await.expect("count"), 1);
+        // dropped here, uncommitted
+    }
+    assert_eq!(get(&s, Table::Records("notes"), &k("x")).await, None);
+    assert_eq!(count(&s, Table::Outbox).await, 0);
+    assert_eq!(get(&s, Table::State, &k("kept")).await, Some(json!(1)));
+}
+
+/// Writes in a read-only transaction fail and change nothing.
+pub async fn read_only_transaction_rejects_writes<H: Harness>(h: &H) {
+    let (_, s) = open(h, "read_only_transaction_rejects_writes").await;
+    put_all(&s, &[(Table::State, k("kept"), json!(1))]).await;
+    let tx = s.begin(false).await.expect("begin");
+    let put = tx.put(Table::State, &k("new"), &json!(2));
+    assert_eq!(
+        put.expect_err("put in a read-only transaction").kind,
+        ErrorKind::Storage
+    );
+    let del = tx.delete(Table::State, &k("kept"));
+    assert_eq!(
+        del.expect_err("delete in a read-only transaction").kind,
+        ErrorKind::Storage
+    );
+    drop(tx);
+    assert_eq!(get(&s, Table::State, &k("new")).await, None);
+    assert_eq!(get(&s, Table::State, &k("kept")).await, Some(json!(1)));
+}
+
+/// A commit makes all of a transaction's writes durable together, or (when it fails) none.
+pub async fn commit_is_all_or_nothing<H: Harness>(h: &H) {
+    let (_, s) = open(h, "commit_is_all_or_nothing").await;
+    put_all(&s, &[(Table::State, k("old"), json!("old"))]).await;
+    let batch = |tag: &str| {
+        vec![
+            (
+                Table::Records("notes"),
+                k(&format!("{tag}-1")),
+                json!({"d": {"id": tag}}),
+            ),
+            (
+                Table::Outbox,
+                Key::Num(if tag == "ok" { 1 } else { 2 }),
+                json!({"tag": tag}),
+            ),
+            (Table::Aliases, pair("notes", tag), json!(tag)),
+        ]
+    };
+    let write = |entries: Vec<(Table<'static>, Key, Value)>, delete: Option<Key>| {
+        let s = &s;
+        async move {
+            let tx = s.begin(true).await.expect("begin");
+            for (t, key, v) in &entries {
+                tx.put(*t, key, v).expect("put");
+            }
+            if let Some(key) = delete {
+                tx.delete(Table::State, &key).expect("delete");
+            }
+            tx.commit().await
+        }
+    };
+    write(batch("ok"), None).await.expect("commit");
+    for (t, key, v) in batch("ok") {
+        assert_eq!(get(&s, t, &key).await, Some(v));
+    }
+
+    h.fail_next_commit(&s);
+    let err = write(batch("bad"), Some(k("old")))
+        .await
+        .expect_err("the injected failure");
+    assert!(
+        matches!(err.kind, ErrorKind::Storage | ErrorKind::Quota),
+        "{err}"
+    );
+    for (t, key, _) in batch("bad") {
+        assert_eq!(
+            get(&s, t, &key).await,
+            None,
+            "{t:?} {key:?} after a failed commit"
+        );
+    }
+    assert_eq!(
+        get(&s, Table::State, &k("old")).await,
+        Some(json!("old")),
+        "the delete was rolled back too"
+    );
+    assert_eq!(count(&s, Table::Outbox).await, 1);
+
+    write(batch("after"), None)
+        .await
+        .expect("the storage still works after a failed commit");
+}
+
+/// Unicode, nesting, and numbers round-trip exactly through every table.
+pub async fn values_round_trip_exactly<H: Harness>(h: &H) {
+    let (_, s) = open(h, "values_round_trip_exactly").await;
+    let mut deep = json!("bottom");
+    for i in 0..60 {
+        deep = if i % 2 == 0 {
+            json!([deep])
+        } else {
+            json!({ "l": deep })
+        };
+    }
+    let value = json!({
+        "unicode": "héllo wörld ✓ 日本語 🦀 \u{2028}\u{2029} \"quotes\" \\ back\nslash\t\u{1}\u{7f}",
+        "nested": {"a": [1, [2, [3, {"b": null}]], {}], "e": [], "o": {}},
+        "numbers": [0, -1, 1.5, -0.25, 0.1, 0.300_000_000_000_000_04, 9_007_199_254_740_991_i64,
+                    -9_007_199_254_740_991_i64, 1e300, 5e-324, 123_456_789.125, 2.5e-8, -1e-7],
+        "bools": [true, false],
+        "null": null,
+        "键": "a unicode key",
+        "": "an empty key",
+        "10": "a numeric-looking key",
+        "2": "another",
+        "deep": deep,
+        "big": format!("{}🦀", "x".repeat(200_000)),
+    });
+    let entries = vec![
+        (Table::Records("notes"), k("ünï/cødé 🦀"), value.clone()),
+        (Table::Outbox, Key::Num(42), value.clone()),
+        (Table::State, k("v"), value["numbers"].clone()),
+        (
+            Table::Aliases,
+            pair("nötes", "tmp 🦀"),
+            value["unicode"].clone(),
+        ),
+        (Table::Conflicts, Key::Num(1), value["nested"].clone()),
+    ];
+    put_all(&s, &entries).await;
+    for (t, key, v) in &entries {
+        let got = get(&s, *t, key).await.expect("stored");
+        assert!(got == *v, "{t:?} {key:?} did not round-trip");
+    }
+    let listed = all(&s, Table::Records("notes")).await;
+    assert_eq!(listed.len(), 1);
+    assert!(listed[0].0 == k("ünï/cødé 🦀") && listed[0].1 == value);
+    let numbers = get(&s, Table::State, &k("v")).await.expect("stored");
+    assert!(
+        numbers[6].is_u64() && numbers[7].is_i64() && numbers[2].is_f64(),
+        "number kinds are kept: {numbers}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine checks: the same engine over each storage
+
+async fn engine<H: Harness>(h: &H, cfg: &StoreConfig, s: H::S) -> Engine<H::S, H::E> {
+    Engine::open(cfg.clone(), s, h.env())
+        .await
+        .expect("Engine::open")
+}
+
+async fn write<S: Storage, E: Env>(e: &Engine<S, E>, c: &str, ops: Vec<Op>) {
+    e.write(c, ops).await.expect("write");
+}
+
+/// create+update is one create, update+update one update, create+delete nothing, update+delete a
+/// delete; the outbox keeps the order of first mutations.
+pub async fn engine_coalesces_local_writes<H: Harness>(h: &H) {
+    let (cfg, s) = open(h, "engine_coalesces_local_writes").await;
+    let mut known = Row::new(
+        cfg.collection("todos").expect("todos"),
+        rec(json!({"id": "s1", "title": "srv", "done": false})),
+    );
+    known.v = Some("v1".into());
+    put_all(&s, &[(Table::Records("todos"), k("s1"), known.to_value())]).await;
+    let e = engine(h, &cfg, s).await;
+
+    write(
+        &e,
+        "todos",
+        vec![Op::Create(rec(json!({"id": "a", "title": "A"})))],
+    )
+    .await;
+    write(
+        &e,
+        "todos",
+        vec![Op::Update("a".into(), rec(json!({"title": "A2"})))],
+    )
+    .await;
+    let out = e.outbox().await.expect("outbox");
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].kind, out[0].record_id.as_str()),
+        (Kind::Create, "a")
+    );
+    assert_eq!(out[0].changes, rec(json!({"id": "a", "title": "A2"})));
+
+    write(
+        &e,
+        "todos",
+        vec![Op::Update("s1".into(), rec(json!({"title": "x"})))],
+    )
+    .await;
+    write(
+        &e,
+        "todos",
+        vec![Op::Update("s1".into(), rec(json!({"done": true})))],
+    )
+    .await;
+    let out = e.outbox().await.expect("outbox");
+    assert_eq!(out.len(), 2);
+    assert_eq!(
+        (out[1].kind, out[1].record_id.as_str()),
+        (Kind::Update, "s1")
+    );
+    assert_eq!(out[1].changes, rec(json!({"done": true, "title": "x"})));
+    assert_eq!(
+        out[1].base,
+        Some(rec(json!({"id": "s1", "title": "srv", "done": false})))
+    );
+
+    write(
+        &e,
+        "todos",
+        vec![Op::Create(rec(json!({"id": "b"}))), Op::Delete("b".into())],
+    )
+    .await;
+    assert_eq!(
+        e.pending_count().await.expect("count"),
+        2,
+        "create+delete leaves nothing"
+    );
+    assert_eq!(e.get("todos", "b").await.expect("get"), None);
+
+    write(
+        &e,
+        "todos",
+        vec![Op::Replace(
+            "s1".into(),
+            rec(json!({"id": "s1", "title": "y"})),
+        )],
+    )
+    .await;
+    let out = e.outbox().await.expect("outbox");
+    assert_eq!(
+        out[1].changes,
+        rec(json!({"done": null, "title": "y"})),
+        "a replace removes fields"
+    );
+
+    write(&e, "todos", vec![Op::Delete("s1".into())]).await;
+    let out = e.outbox().await.expect("outbox");
+    let shape: Vec<_> = out.iter().map(|i| (i.kind, i.record_id.as_str())).collect();
+    assert_eq!(shape, vec![(Kind::Create, "a"), (Kind::Delete, "s1")]);
+    assert_eq!(
+        out[1].base,
+        Some(rec(json!({"id": "s1", "title": "srv", "done": false})))
+    );
+    assert_eq!(ids(&e.all("todos").await.expect("all")), vec!["a"]);
+    assert_eq!(e.pending_count().await.expect("count"), 2);
+}
+
+/// A query on an indexed field reads through the index and says so; others scan.
+pub async fn engine_query_uses_index<H: Harness>(h: &H) {
+    let (cfg, s) = open(h, "engine_query_uses_index").await;
+    let e = engine(h, &cfg, s).await;
+    let todos = [
+        json!({"id": "1", "done": false, "n": 3}),
+        json!({"id": "2", "done": true, "n": 1}),
+        json!({"id": "3", "n": 2}),
+        json!({"id": "4", "done": false, "n": 1}),
+        json!({"id": "5", "done": null, "title": "x"}),
+    ];
+    write(
+        &e,
+        "todos",
+        todos.iter().map(|t| Op::Create(rec(t.clone()))).collect(),
+    )
+    .await;
+    let q = |filter: Value| Query {
+        filter: rec(filter),
+        ..Query::default()
+    };
+
+    let (hits, used) = e
+        .query("todos", &q(json!({"done": false})))
+        .await
+        .expect("query");
+    assert_eq!(
+        (ids(&hits), used.as_deref()),
+        (vec!["1".into(), "4".into()], Some("done"))
+    );
+    let sorted = Query {
+        order_by: Some("n".into()),
+        ..q(json!({"done": false}))
+    };
+    assert_eq!(
+        ids(&e.query("todos", &sorted).await.expect("query").0),
+        vec!["4", "1"]
+    );
+    let (hits, used) = e
+        .query("todos", &q(json!({"done": null})))
+        .await
+        .expect("query");
+    assert_eq!(
+        (ids(&hits), used.as_deref()),
+        (vec!["3".into(), "5".into()], Some("done"))
+    );
+    let (hits, used) = e.query("todos", &q(json!({"n": 1}))).await.expect("query");
+    assert_eq!(
+        (ids(&hits), used.as_deref()),
+        (vec!["2".into(), "4".into()], Some("n"))
+    );
+    let (hits, used) = e
+        .query("todos", &q(json!({"title": "x"})))
+        .await
+        .expect("query");
+    assert_eq!((ids(&hits), used), (vec!["5".into()], None));
+    let (hits, used) = e.query("todos", &q(json!({}))).await.expect("query");
+    assert_eq!((hits.len(), used), (5, None));
+}
+
+/// A write that fails half-way (a duplicate id, a failed commit) leaves no record and no outbox entry.
+pub async fn engine_failed_write_leaves_nothing<H: Harness>(h: &H) {
+    let (cfg, s) = open(h, "engine_failed_write_leaves_nothing").await;
+    let e = engine(h, &cfg, s).await;
+    let create = |v: Value| Op::Create(rec(v));
+
+    let err = e
+        .write(
+            "todos",
+            vec![create(json!({"id": "x1"})), create(json!({"id": "x1"}))],
+        )
+        .await;
+    assert_eq!(err.expect_err("duplicate id").kind, ErrorKind::Constraint);
+    assert_eq!(e.get("todos", "x1").await.expect("get"), None);
+    assert!(e.outbox().await.expect("outbox").is_empty());
+
+    write(
+        &e,
+        "todos",
+        vec![create(json!({"id": "e1", "title": "kept"}))],
+    )
+    .await;
+    let before = e.outbox().await.expect("outbox");
+    let ops = vec![
+        create(json!({"id": "x2"})),
+        Op::Update("e1".into(), rec(json!({"title": "changed"}))),
+        create(json!({"id": "e1"})),
+    ];
+    assert_eq!(
+        e.write("todos", ops).await.expect_err("duplicate id").kind,
+        ErrorKind::Constraint
+    );
+    assert_eq!(e.get("todos", "x2").await.expect("get"), None);
+    assert_eq!(
+        e.get("todos", "e1").await.expect("get"),
+        Some(rec(json!({"id": "e1", "title": "kept"})))
+    );
+    assert_eq!(e.outbox().await.expect("outbox"), before);
+
+    h.fail_next_commit(&e.storage);
+    let err = e
+        .write("todos", vec![create(json!({"id": "x3"}))])
+        .await
+        .expect_err("injected failure");
+    assert!(
+        matches!(err.kind, ErrorKind::Storage | ErrorKind::Quota),
+        "{err}"
+    );
+    assert_eq!(e.get("todos", "x3").await.expect("get"), None);
+    assert_eq!(e.outbox().await.expect("outbox"), before);
+
+    write(&e, "todos", vec![create(json!({"id": "x4"}))]).await;
+    assert_eq!(e.pending_count().await.expect("count"), 2);
+}
+
+/// Closing and opening the store again keeps records, the outbox and the client's node id.
+pub async fn engine_reopen_keeps_records_and_outbox<H: Harness>(h: &H) {
+    let (cfg, s) = open(h, "engine_reopen_keeps_records_and_outbox").await;
+    let e = engine(h, &cfg, s).await;
+    write(
+        &e,
+        "todos",
+        vec![
+            Op::Create(rec(json!({"id": "a", "done": false}))),
+            Op::Create(rec(json!({"id": "b"}))),
+        ],
+    )
+    .await;
+    write(
+        &e,
+        "notes",
+        vec![Op::Create(rec(json!({"text": "no id: a temporary one"})))],
+    )
+    .await;
+    write(
+        &e,
+        "todos",
+        vec![Op::Update("a".into(), rec(json!({"done": true})))],
+    )
+    .await;
+    let (records, notes, outbox) = (e.all("todos").await, e.all("notes").await, e.outbox().await);
+    drop(e);
+
+    let e = engine(h, &cfg, h.open(&cfg).await).await;
+    assert_eq!(e.all("todos").await, records);
+    assert_eq!(e.all("notes").await, notes);
+    let outbox = outbox.expect("outbox");
+    assert_eq!(e.outbox().await.expect("outbox"), outbox);
+    assert_eq!(outbox.len(), 3);
+    let (hits, used) = e
+        .query(
+            "todos",
+            &Query {
+                filter: rec(json!({"done": true})),
+                ..Query::default()
+            },
+        )
+        .await
+        .expect("query");
+    assert_eq!(
+        (ids(&hits), used.as_deref()),
+        (vec!["a".into()], Some("done"))
+    );
+
+    write(&e, "todos", vec![Op::Create(rec(json!({"id": "c"})))]).await;
+    let after = e.outbox().await.expect("outbox");
+    let node = |id: &str| id.rsplit_once('-').map(|(node, _)| node.to_string());
+    assert_eq!(
+        node(&after[3].mutation_id),
+        node(&outbox[0].mutation_id),
+        "same client after reopening"
+    );
+    assert_ne!(after[3].mutation_id, outbox[2].mutation_id);
+}

@@ -1,0 +1,46 @@
+// A TypeScript app using Ferry: `tsc -p tests/types` must accept it, so the generated .d.ts types
+// every method, option and result. The @ts-expect-error lines must stay errors.
+import init, { Ferry, Collection } from "../../pkg/ferry.js";
+import type { FerryRecord, OutboxEntry, SyncStatus, Change, RejectedMutation, IdChange } from "../../pkg/ferry.js";
+
+export async function app(): Promise<void> {
+  await init();
+  const db: Ferry = await Ferry.open({
+    name: "app",
+    collections: {
+      todos: { url: "/api/todos", indexes: ["done", "projectId"], refs: { projectId: "projects" } },
+      projects: { url: "/api/projects", updateMethod: "PATCH", conflict: "serverWins" },
+    },
+    batchUrl: "/api/$batch",
+    getHeaders: async () => ({ Authorization: "Bearer t" }),
+  });
+  const todos: Collection = db.collection("todos");
+  const t: FerryRecord = await todos.create({ title: "buy milk", done: false });
+  const id = t.id as string;
+  await todos.update(id, { done: true });
+  await todos.replace(id, { title: "buy oat milk" });
+  const one: FerryRecord | undefined = await todos.get(id);
+  const list: FerryRecord[] = await todos.all();
+  const open: FerryRecord[] = await todos.query({ where: { done: false }, orderBy: "title", limit: 20 });
+  await todos.delete(id);
+  const many: FerryRecord[] = await todos.createMany([{ title: "a" }, { title: "b" }]);
+  const off: () => void = todos.subscribe((change: Change) => console.log(change.type, change.id, change.record));
+  off();
+  const pending: number = await db.pendingCount();
+  const outbox: OutboxEntry[] = await db.outbox();
+  const kinds: ("create" | "update" | "delete")[] = outbox.map((e) => e.kind);
+  const status: SyncStatus = await db.status();
+  const rejected: RejectedMutation[] = await db.rejected();
+  db.on("idChange", (e: IdChange) => console.log(e.from, e.to));
+  await db.sync().catch((e: Error) => console.log(e.name));
+  await todos.pull();
+  console.log(one, list, open, many, pending, kinds, status.online, rejected.length);
+  db.close();
+
+  // @ts-expect-error a collection needs a url
+  await Ferry.open({ name: "x", collections: { a: {} } });
+  // @ts-expect-error records are JSON objects
+  await todos.create("not a record");
+  // @ts-expect-error unknown event
+  db.on("nope", () => {});
+}

@@ -1,0 +1,223 @@
+//! The JS API in real Chromium with real IndexedDB: the README's quick start, errors, concurrent
+//! calls, subscriptions and re-opening. Run by `wasm-pack test --headless --chrome`.
+#![cfg(target_arch = "wasm32")]
+
+use ferry::api::{Collection, Ferry};
+use js_sys::{Array, Function, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn js(text: &str) -> JsValue {
+    js_sys::JSON::parse(text).expect("test JSON")
+}
+
+fn unique(name: &str) -> String {
+    format!("{name}-{}", (js_sys::Math::random() * 1e9) as u64)
+}
+
+async fn open(name: &str) -> Ferry {
+    // autoSync off and no server: these tests are about the local store.
+    let opts = js(&format!(
+        r#"{{"name":"{name}","autoSync":false,"collections":{{
+            "todos":{{"url":"/api/todos","indexes":["done"]}},
+            "projects":{{"url":"/api/projects"}}}}}}"#
+    ));
+    Ferry::open(opts).await.expect("open")
+}
+
+async fn ok(p: Promise) -> JsValue {
+    JsFuture::from(p).await.expect("promise resolves")
+}
+
+async fn err(p: Promise) -> js_sys::Error {
+    let e = JsFuture::from(p).await.expect_err("promise rejects");
+    e.dyn_into::<js_sys::Error>().expect("a real Error object")
+}
+
+fn get(v: &JsValue, k: &str) -> JsValue {
+    Reflect::get(v, &k.into()).unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn quick_start_from_the_readme() {
+    let db = open(&unique("quick")).await;
+    let todos: Collection = db.collection("todos").unwrap();
+    let t = ok(todos.create(js(r#"{"title":"buy milk"}"#))).await;
+    let id = get(&t, "id");
+    assert!(
+        id.as_string().unwrap().starts_with("tmp-"),
+        "a temporary client id at once"
+    );
+    ok(todos.update(id.clone(), js(r#"{"done":true}"#))).await;
+    let r = ok(todos.replace(id.clone(), js(r#"{"title":"buy oat milk"}"#))).await;
+    assert_eq!(get(&r, "title"), "buy oat milk");
+    assert!(
+        get(&r, "done").is_undefined(),
+        "replace removes fields it lacks"
+    );
+    let one = ok(todos.get(id.clone())).await;
+    assert_eq!(get(&one, "title"), "buy oat milk");
+    assert_eq!(Array::from(&ok(todos.all()).await).length(), 1);
+    ok(todos.create_many(js(
+        r#"[{"title":"b","done":false},{"title":"a","done":false},{"title":"c","done":true}]"#,
+    )))
+    .await;
+    let open_items = Array::from(
+        &ok(todos.query(js(
+            r#"{"where":{"done":false},"orderBy":"title","limit":20}"#,
+        )))
+        .await,
+    );
+    let titles: Vec<String> = open_items
+        .iter()
+        .map(|r| get(&r, "title").as_string().unwrap())
+        .collect();
+    assert_eq!(titles, ["a", "b"]);
+    ok(todos.delete(id.clone())).await;
+    assert!(ok(todos.get(id)).await.is_undefined());
+    // The first record's create+update+replace+delete coalesced away; three creates remain.
+    assert_eq!(ok(db.pending_count()).await.as_f64(), Some(3.0));
+    let outbox = Array::from(&ok(db.outbox()).await);
+    assert_eq!(outbox.length(), 3);
+    let first = outbox.get(0);
+    assert_eq!(get(&first, "kind"), "create");
+    assert!(get(&first, "mutationId")
+        .as_string()
+        .is_some_and(|s| !s.is_empty()));
+    assert!(get(&first, "madeAt").as_f64().unwrap() > 1.6e12);
+    db.close();
+}
+
+#[wasm_bindgen_test]
+async fn bad_input_is_a_named_error_and_changes_nothing() {
+    let db = open(&unique("bad")).await;
+    let todos = db.collection("todos").unwrap();
+    let cases: Vec<(JsValue, &str)> = vec![
+        (JsValue::from_str("text"), "ValidationError"),
+        (js("[1,2]"), "ValidationError"),
+        (JsValue::NULL, "ValidationError"),
+    ];
+    for (v, name) in cases {
+        assert_eq!(String::from(err(todos.create(v)).await.name()), name);
+    }
+    let bad_values: Vec<JsValue> = vec![
+        Function::new_no_args("return 1").into(),
+        js_sys::Symbol::for_("s").into(),
+        js_sys::BigInt::from(5u32).into(),
+        js_sys::Date::new_0().into(),
+        JsValue::from_f64(f64::NAN),
+    ];
+    for v in bad_values {
+        let rec = js_sys::Object::new();
+        Reflect::set(&rec, &"x".into(), &v).unwrap();
+        let e = err(todos.create(rec.into())).await;
+        assert_eq!(String::from(e.name()), "ValidationError");
+        assert!(
+            String::from(e.message()).contains("`x`"),
+            "the message names the field: {}",
+            String::from(e.message())
+        );
+    }
+    let cyclic = js_sys::Object::new();
+    Reflect::set(&cyclic, &"self".into(), &cyclic).unwrap();
+    let e = err(todos.create(cyclic.into())).await;
+    assert!(String::from(e.message()).contains("cycle"));
+    assert_eq!(
+        String::from(err(todos.update("nope".into(), js("{}"))).await.name()),
+        "NotFoundError"
+    );
+    assert_eq!(
+        String::from(err(todos.delete("nope".into())).await.name()),
+        "NotFoundError"
+    );
+    let dup = ok(todos.create(js(r#"{"id":"x1"}"#))).await;
+    assert_eq!(get(&dup, "id"), "x1");
+    assert_eq!(
+        String::from(err(todos.create(js(r#"{"id":"x1"}"#))).await.name()),
+        "ConstraintError"
+    );
+    // createMany is all or nothing.
+    let e = err(todos.create_many(js(r#"[{"id":"y1"},{"id":"x1"}]"#))).await;
+    assert_eq!(String::from(e.name()), "ConstraintError");
+    assert!(ok(todos.get("y1".into())).await.is_undefined());
+    assert_eq!(ok(db.pending_count()).await.as_f64(), Some(1.0));
+    let unknown = db
+        .collection("nope")
+        .err()
+        .expect("unknown collection")
+        .dyn_into::<js_sys::Error>()
+        .unwrap();
+    assert_eq!(String::from(unknown.name()), "UnknownCollectionError");
+    assert_eq!(
+        String::from(err(todos.query(js(r#"{"wher":{}}"#))).await.name()),
+        "ValidationError"
+    );
+    db.close();
+    assert_eq!(String::from(err(todos.all()).await.name()), "ClosedError");
+}
+
+#[wasm_bindgen_test]
+async fn concurrent_calls_from_js_both_work() {
+    let db = open(&unique("conc")).await;
+    let todos = db.collection("todos").unwrap();
+    let a = todos.create(js(r#"{"n":1}"#));
+    let b = todos.create(js(r#"{"n":2}"#));
+    let c = todos.all();
+    let both = Promise::all(&Array::of3(&a, &b, &c));
+    ok(both).await;
+    assert_eq!(Array::from(&ok(todos.all()).await).length(), 2);
+    db.close();
+}
+
+#[wasm_bindgen_test]
+async fn subscribers_hear_each_committed_change_until_they_stop() {
+    let db = open(&unique("subs")).await;
+    let todos = db.collection("todos").unwrap();
+    let seen = Array::new();
+    let sink = seen.clone();
+    let f = Closure::<dyn FnMut(JsValue)>::new(move |c: JsValue| {
+        sink.push(&c);
+    })
+    .into_js_value();
+    let off: Function = todos.subscribe(f.unchecked_into()).unchecked_into();
+    let t = ok(todos.create(js(r#"{"a":1}"#))).await;
+    ok(todos.update(get(&t, "id"), js(r#"{"a":2}"#))).await;
+    // A failed write announces nothing.
+    let _ = JsFuture::from(todos.update("missing".into(), js("{}"))).await;
+    ok(todos.delete(get(&t, "id"))).await;
+    off.call0(&JsValue::NULL).unwrap();
+    ok(todos.create(js(r#"{"a":3}"#))).await;
+    let kinds: Vec<String> = seen
+        .iter()
+        .map(|c| get(&c, "type").as_string().unwrap())
+        .collect();
+    assert_eq!(kinds, ["created", "updated", "deleted"]);
+    assert_eq!(get(&get(&seen.get(1), "record"), "a"), 2);
+    db.close();
+}
+
+#[wasm_bindgen_test]
+async fn reopening_keeps_records_outbox_and_temporary_ids() {
+    let name = unique("reopen");
+    let db = open(&name).await;
+    let todos = db.collection("todos").unwrap();
+    let t = ok(todos.create(js(r#"{"title":"kept"}"#))).await;
+    ok(todos.update(get(&t, "id"), js(r#"{"done":false}"#))).await;
+    let before = js_sys::JSON::stringify(&ok(db.outbox()).await).unwrap();
+    db.close();
+    let db = open(&name).await;
+    let todos = db.collection("todos").unwrap();
+    let again = ok(todos.get(get(&t, "id"))).await;
+    assert_eq!(get(&again, "title"), "kept");
+    assert_eq!(
+        js_sys::JSON::stringify(&ok(db.outbox()).await).unwrap(),
+        before
+    );
+    // New temporary ids never collide with the ones made before the reload.
+    let u = ok(todos.create(js(r#"{"title":"new"}"#))).await;
+    assert_ne!(get(&u, "id"), get(&t, "id"));
+    db.close();
+}
