@@ -1,0 +1,425 @@
+//! Sync in real Chromium against the real reference server on loopback (started by
+//! `scripts/with-server`, which passes its URL at build time as FERRY_SERVER_URL). Each test uses
+//! its own collections, so tests never see each other's data or faults.
+#![cfg(target_arch = "wasm32")]
+
+use ferry::api::Ferry;
+use js_sys::{Array, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const SERVER: Option<&str> = option_env!("FERRY_SERVER_URL");
+
+fn server() -> &'static str {
+    SERVER.expect("FERRY_SERVER_URL must be set at build time (run through scripts/with-server)")
+}
+
+fn js(text: &str) -> JsValue {
+    js_sys::JSON::parse(text).expect("test JSON")
+}
+
+fn get(v: &JsValue, k: &str) -> JsValue {
+    Reflect::get(v, &k.into()).unwrap()
+}
+
+fn unique(name: &str) -> String {
+    format!("{name}{}", (js_sys::Math::random() * 1e9) as u64)
+}
+
+async fn ok(p: Promise) -> JsValue {
+    JsFuture::from(p).await.expect("promise resolves")
+}
+
+async fn fails(p: Promise) -> String {
+    let e = JsFuture::from(p).await.expect_err("promise rejects");
+    let e: js_sys::Error = e.dyn_into().expect("an Error");
+    format!("{}: {}", String::from(e.name()), String::from(e.message()))
+}
+
+async fn http(method: &str, path: &str, body: Option<&str>) -> JsValue {
+    let init = web_sys::RequestInit::new();
+    init.set_method(method);
+    if let Some(b) = body {
+        init.set_body(&JsValue::from_str(b));
+    }
+    let window = web_sys::window().unwrap();
+    let res: web_sys::Response =
+        JsFuture::from(window.fetch_with_str_and_init(&format!("{}{path}", server()), &init))
+            .await
+            .unwrap()
+            .dyn_into()
+            .unwrap();
+    let text = JsFuture::from(res.text().unwrap())
+        .await
+        .unwrap()
+        .as_string()
+        .unwrap();
+    if text.is_empty() {
+        JsValue::NULL
+    } else {
+        js_sys::JSON::parse(&text).unwrap_or(JsValue::from_str(&text))
+    }
+}
+
+async fn faults(json: &str) {
+    // Fault settings merge on the server: start from none so no earlier `match` lingers.
+    http("POST", "/__admin/reset", None).await;
+    http("POST", "/__admin/faults", Some(json)).await;
+}
+
+/// The server's records of collection `c`.
+async fn server_records(c: &str) -> Array {
+    Array::from(&get(&http("GET", &format!("/api/{c}"), None).await, "data"))
+}
+
+async fn stats() -> JsValue {
+    http("GET", "/__admin/stats", None).await
+}
+
+async fn open(name: &str, collections: &[(&str, &str)], extra: &str) -> Ferry {
+    let cols: Vec<String> = collections
+        .iter()
+        .map(|(c, more)| format!(r#""{c}":{{"url":"{}/api/{c}"{more}}}"#, server()))
+        .collect();
+    let opts = js(&format!(
+        r#"{{"name":"{name}","autoSync":false,"collections":{{{}}}{extra}}}"#,
+        cols.join(",")
+    ));
+    Ferry::open(opts).await.expect("open")
+}
+
+#[wasm_bindgen_test]
+async fn offline_changes_reach_the_server_and_ids_come_back() {
+    let (p, t) = (unique("projects"), unique("todos"));
+    let refs = format!(r#","refs":{{"projectId":"{p}"}},"indexes":["projectId"]"#);
+    let db = open(&unique("sync1"), &[(&p, ""), (&t, &refs)], "").await;
+    let projects = db.collection(&p).unwrap();
+    let todos = db.collection(&t).unwrap();
+    let proj = ok(projects.create(js(r#"{"name":"home"}"#))).await;
+    let tmp = get(&proj, "id");
+    let a = ok(todos.create(js(&format!(
+        r#"{{"title":"a","projectId":{}}}"#,
+        js_sys::JSON::stringify(&tmp).unwrap()
+    ))))
+    .await;
+    let b = ok(todos.create(js(r#"{"title":"b"}"#))).await;
+    ok(todos.update(get(&a, "id"), js(r#"{"done":true}"#))).await;
+    ok(todos.delete(get(&b, "id"))).await;
+    ok(db.sync()).await;
+    assert_eq!(ok(db.pending_count()).await.as_f64(), Some(0.0));
+    let on_server = server_records(&t).await;
+    assert_eq!(
+        on_server.length(),
+        1,
+        "b was created and deleted offline: never sent"
+    );
+    let sa = on_server.get(0);
+    assert_eq!(get(&sa, "done"), true);
+    let sp = server_records(&p).await.get(0);
+    assert_eq!(
+        get(&sa, "projectId"),
+        get(&sp, "id"),
+        "the reference carries the server's id"
+    );
+    let local = ok(todos.get(get(&a, "id"))).await;
+    assert_eq!(
+        get(&local, "id"),
+        get(&sa, "id"),
+        "the temporary id still finds the record"
+    );
+    assert_eq!(get(&local, "version"), get(&sa, "version"));
+    db.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_lost_answer_is_retried_without_a_duplicate() {
+    let t = unique("lost");
+    let db = open(&unique("sync2"), &[(&t, "")], "").await;
+    let todos = db.collection(&t).unwrap();
+    ok(todos.create(js(r#"{"title":"once"}"#))).await;
+    http("POST", "/__admin/stats/reset", None).await;
+    faults(&format!(r#"{{"dropAfterCommit":1,"match":"/api/{t}"}}"#)).await;
+    // Chromium itself may resend a POST whose reused connection closed without an answer; then
+    // the first sync already succeeds. Either way the same Idempotency-Key reaches the server twice.
+    if JsFuture::from(db.sync()).await.is_err() {
+        assert_eq!(
+            server_records(&t).await.length(),
+            1,
+            "the server committed before the answer was lost"
+        );
+        ok(db.sync()).await;
+    }
+    assert!(
+        get(&stats().await, "idempotentReplays").as_f64().unwrap() >= 1.0,
+        "the retry was a replay"
+    );
+    assert_eq!(
+        server_records(&t).await.length(),
+        1,
+        "the retry was recognised by its Idempotency-Key"
+    );
+    assert_eq!(ok(db.pending_count()).await.as_f64(), Some(0.0));
+    db.close();
+}
+
+#[wasm_bindgen_test]
+async fn transient_failures_are_retried_and_retry_after_is_honoured() {
+    let t = unique("flaky");
+    let db = open(&unique("sync3"), &[(&t, "")], "").await;
+    let todos = db.collection(&t).unwrap();
+    ok(todos.create(js(r#"{"title":"x"}"#))).await;
+    faults(&format!(
+        r#"{{"failNext":1,"status":503,"match":"/api/{t}"}}"#
+    ))
+    .await;
+    assert!(fails(db.sync()).await.contains("503"));
+    assert_eq!(
+        ok(db.pending_count()).await.as_f64(),
+        Some(1.0),
+        "a 5xx never drops a mutation"
+    );
+    faults(&format!(
+        r#"{{"failNext":1,"status":429,"retryAfter":"120","match":"/api/{t}"}}"#
+    ))
+    .await;
+    let before = js_sys::Date::now();
+    assert!(fails(db.sync()).await.contains("429"));
+    let status = ok(db.status()).await;
+    let next = get(&status, "nextRetryAt").as_f64().expect("a retry time");
+    assert!(
+        next >= before + 119_000.0,
+        "Retry-After: 120 is honoured ({next} vs {before})"
+    );
+    let outbox = Array::from(&ok(db.outbox()).await);
+    assert_eq!(get(&outbox.get(0), "attempts"), 2);
+    ok(db.sync()).await;
+    assert_eq!(server_records(&t).await.length(), 1);
+    db.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_rejected_mutation_does_not_block_the_rest() {
+    let (bad, good) = (unique("bad"), unique("good"));
+    let db = open(&unique("sync4"), &[(&bad, ""), (&good, "")], "").await;
+    let rejects = Array::new();
+    let sink = rejects.clone();
+    let f = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
+        sink.push(&e);
+    })
+    .into_js_value();
+    db.on("rejected", f.unchecked_into()).unwrap();
+    let r = ok(db
+        .collection(&bad)
+        .unwrap()
+        .create(js(r#"{"title":"refused"}"#)))
+    .await;
+    ok(db
+        .collection(&good)
+        .unwrap()
+        .create(js(r#"{"title":"fine"}"#)))
+    .await;
+    faults(&format!(
+        r#"{{"failNext":1,"status":422,"match":"/api/{bad}"}}"#
+    ))
+    .await;
+    ok(db.sync()).await;
+    assert_eq!(
+        server_records(&good).await.length(),
+        1,
+        "the rest of the queue went on"
+    );
+    assert_eq!(server_records(&bad).await.length(), 0);
+    let list = Array::from(&ok(db.rejected()).await);
+    assert_eq!(list.length(), 1);
+    assert_eq!(get(&list.get(0), "status"), 422);
+    assert_eq!(rejects.length(), 1, "a rejected event was emitted");
+    assert!(
+        ok(db.collection(&bad).unwrap().get(get(&r, "id")))
+            .await
+            .is_undefined(),
+        "back to the server's state"
+    );
+    ok(db.retry_rejected(get(&list.get(0), "mutationId").as_string().unwrap())).await;
+    ok(db.sync()).await;
+    assert_eq!(
+        server_records(&bad).await.length(),
+        1,
+        "retry sends it again"
+    );
+    assert_eq!(Array::from(&ok(db.rejected()).await).length(), 0);
+    db.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_captive_portal_page_is_not_an_acknowledgement() {
+    let t = unique("portal");
+    let db = open(&unique("sync5"), &[(&t, "")], "").await;
+    ok(db.collection(&t).unwrap().create(js(r#"{"title":"x"}"#))).await;
+    faults(&format!(r#"{{"htmlNext":1,"match":"/api/{t}"}}"#)).await;
+    let why = fails(db.sync()).await;
+    assert!(why.contains("HTML"), "{why}");
+    assert_eq!(ok(db.pending_count()).await.as_f64(), Some(1.0));
+    ok(db.sync()).await;
+    assert_eq!(server_records(&t).await.length(), 1);
+    db.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_401_asks_the_app_for_headers_again() {
+    let t = unique("auth");
+    let calls = std::rc::Rc::new(std::cell::Cell::new(0));
+    let counter = calls.clone();
+    let get_headers = Closure::<dyn FnMut() -> JsValue>::new(move || {
+        counter.set(counter.get() + 1);
+        let token = if counter.get() == 1 { "stale" } else { "fresh" };
+        js(&format!(r#"{{"Authorization":"Bearer {token}"}}"#))
+    })
+    .into_js_value();
+    let cols = format!(
+        r#"{{"name":"{}","autoSync":false,"collections":{{"{t}":{{"url":"{}/api/{t}"}}}}}}"#,
+        unique("sync6"),
+        server()
+    );
+    let opts = js(&cols);
+    Reflect::set(&opts, &"getHeaders".into(), &get_headers).unwrap();
+    let db = Ferry::open(opts).await.expect("open");
+    ok(db
+        .collection(&t)
+        .unwrap()
+        .create(js(r#"{"title":"secret"}"#)))
+    .await;
+    http("POST", "/__admin/token", Some(r#"{"token":"fresh"}"#)).await;
+    let result = JsFuture::from(db.sync()).await;
+    http("POST", "/__admin/token", Some(r#"{"token":null}"#)).await;
+    result.expect("the second headers call gave a working token");
+    assert_eq!(calls.get(), 2);
+    assert_eq!(server_records(&t).await.length(), 1);
+    db.close();
+}
+
+#[wasm_bindgen_test]
+async fn batching_reaches_the_same_state_with_fewer_requests() {
+    let (t1, t2) = (unique("single"), unique("batched"));
+    let mut requests = Vec::new();
+    for (t, extra) in [
+        (&t1, String::new()),
+        (
+            &t2,
+            format!(r#","batchUrl":"{}/api/$batch","batchSize":50"#, server()),
+        ),
+    ] {
+        let db = open(&unique("sync7"), &[(t, "")], &extra).await;
+        let todos = db.collection(t).unwrap();
+        let many: Vec<String> = (0..20).map(|i| format!(r#"{{"n":{i}}}"#)).collect();
+        let made = Array::from(&ok(todos.create_many(js(&format!("[{}]", many.join(","))))).await);
+        ok(db.sync()).await;
+        for i in 0..10 {
+            ok(todos.update(get(&made.get(i), "id"), js(r#"{"seen":true}"#))).await;
+        }
+        http("POST", "/__admin/stats/reset", None).await;
+        ok(db.sync()).await;
+        requests.push(get(&stats().await, "requests").as_f64().unwrap());
+        let on_server = server_records(t).await;
+        assert_eq!(on_server.length(), 20);
+        let seen = on_server.iter().filter(|r| get(r, "seen") == true).count();
+        assert_eq!(seen, 10);
+        db.close();
+    }
+    // 10 updates: 10 PUTs alone; one batch (plus the pull's GET in both cases).
+    assert!(
+        requests[1] * 3.0 < requests[0],
+        "batched {} vs single {}",
+        requests[1],
+        requests[0]
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_pull_keeps_pending_local_changes() {
+    let t = unique("pull");
+    let db = open(&unique("sync8"), &[(&t, "")], "").await;
+    let todos = db.collection(&t).unwrap();
+    let r = ok(todos.create(js(r#"{"a":1,"b":1}"#))).await;
+    ok(db.sync()).await;
+    let id = get(&ok(todos.get(get(&r, "id"))).await, "id")
+        .as_string()
+        .unwrap();
+    // Another client changes b on the server; this one changes a locally.
+    let current = http("GET", &format!("/api/{t}/{id}"), None).await;
+    Reflect::set(&current, &"b".into(), &JsValue::from(2)).unwrap();
+    http(
+        "PUT",
+        &format!("/api/{t}/{id}"),
+        Some(
+            &js_sys::JSON::stringify(&current)
+                .unwrap()
+                .as_string()
+                .unwrap(),
+        ),
+    )
+    .await;
+    ok(todos.update(id.clone().into(), js(r#"{"a":5}"#))).await;
+    ok(todos.pull()).await;
+    let local = ok(todos.get(id.clone().into())).await;
+    assert_eq!(
+        (get(&local, "a"), get(&local, "b")),
+        (JsValue::from(5), JsValue::from(2))
+    );
+    assert_eq!(
+        ok(db.pending_count()).await.as_f64(),
+        Some(1.0),
+        "the local change is still pending"
+    );
+    ok(db.sync()).await;
+    let on_server = http("GET", &format!("/api/{t}/{id}"), None).await;
+    assert_eq!(
+        (get(&on_server, "a"), get(&on_server, "b")),
+        (JsValue::from(5), JsValue::from(2))
+    );
+    db.close();
+}
+
+#[wasm_bindgen_test]
+async fn reopening_during_a_flush_loses_and_duplicates_nothing() {
+    let t = unique("reload");
+    let name = unique("sync9");
+    let db = open(&name, &[(&t, "")], "").await;
+    let todos = db.collection(&t).unwrap();
+    ok(todos.create(js(r#"{"title":"in flight"}"#))).await;
+    // The server commits, then holds its answer; the page "reloads" meanwhile.
+    faults(&format!(r#"{{"delayMs":400,"match":"/api/{t}"}}"#)).await;
+    let pending = db.sync();
+    let wait = Promise::new(&mut |resolve, _| {
+        web_sys::window()
+            .unwrap()
+            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 100)
+            .unwrap();
+    });
+    ok(wait).await;
+    db.close();
+    let _ = JsFuture::from(pending).await;
+    http("POST", "/__admin/reset", None).await;
+    let db = open(&name, &[(&t, "")], "").await;
+    let outbox = Array::from(&ok(db.outbox()).await);
+    assert_eq!(
+        outbox.length(),
+        1,
+        "the mutation is still there after the reload"
+    );
+    assert_eq!(
+        get(&outbox.get(0), "inFlight"),
+        true,
+        "and known to have been sent"
+    );
+    ok(db.sync()).await;
+    assert_eq!(
+        server_records(&t).await.length(),
+        1,
+        "sent again under the same key: no duplicate"
+    );
+    assert_eq!(ok(db.pending_count()).await.as_f64(), Some(0.0));
+    db.close();
+}
