@@ -1,4 +1,5 @@
 //! Tests of the in-memory protocol server itself (tests/common/mem_server.rs).
+#![cfg(not(target_arch = "wasm32"))]
 
 #[path = "common/mem_server.rs"]
 mod mem_server;

@@ -1,5 +1,6 @@
 //! The storage contract (`tests/common/contract.rs`) over `MemoryStorage`, natively. The browser
 //! runs the same checks over IndexedDB (`tests/web_storage.rs`).
+#![cfg(not(target_arch = "wasm32"))]
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

@@ -1,6 +1,7 @@
 //! The sync engine end to end against the in-memory protocol server: offline writes, coalescing,
 //! temporary ids and references, idempotent retries, failures of every class, reloads during a
 //! flush, pulls, batches, plain REST servers and PATCH updates.
+#![cfg(not(target_arch = "wasm32"))]
 
 #[path = "common/mem_server.rs"]
 mod mem_server;
@@ -12,7 +13,7 @@ use std::collections::HashSet;
 use ferry::core::sync::flush::RoundEnd;
 use ferry::core::sync::http::{HttpRequest, HttpResponse, NetError, Transport};
 use ferry::core::sync::report::Report;
-use ferry::core::{ChangeKind, MemoryStorage, Op, UpdateMethod};
+use ferry::core::{ChangeKind, MemoryStorage, UpdateMethod};
 use mem_server::MemServer;
 use native_env::*;
 use serde_json::{json, Value};
@@ -207,10 +208,9 @@ fn temp_id_is_replaced_everywhere_and_still_resolves() {
         "a created record gets a temporary id: {p}"
     );
     let t = create(&db, "todos", json!({"title": "child", "projectId": p}));
-    // A later queued mutation on the temp id, after the create is in the outbox.
-    s.set_offline(true);
-    flush(&db, &s);
-    s.set_offline(false);
+    // Later changes through the temp id (folded into the creates).
+    update(&db, "projects", &p, json!({"name": "P2"}));
+    update(&db, "todos", &t, json!({"done": false}));
 
     let report = flush_all(&db, &s);
     assert_eq!(pending(&db), 0);
@@ -242,11 +242,13 @@ fn temp_id_is_replaced_everywhere_and_still_resolves() {
         .ids
         .iter()
         .any(|i| i.collection == "todos" && i.from == t));
+    assert_eq!(sp["name"], "P2");
     assert_in_sync(&db, &s, "projects");
-    assert_in_sync(&db, &s, "todos");
     // The parent reached the server first.
     let posts: Vec<String> = s.log().into_iter().map(|l| l.1).collect();
     assert_eq!(posts, vec!["/api/projects", "/api/todos"]);
+    pull(&db, &s, "todos");
+    assert_in_sync(&db, &s, "todos");
 }
 
 #[test]
@@ -903,9 +905,9 @@ fn batch_mode_reaches_the_same_state_with_fewer_requests() {
     assert_eq!(s1.records("todos"), s2.records("todos"));
     assert_in_sync(&plain_db, &s1, "todos");
     assert_in_sync(&batch_db, &s2, "todos");
-    assert_eq!(s1.stats().requests, 11);
+    assert_eq!(s1.stats().requests, 12);
     assert_eq!(s2.stats().requests, 1, "{:?}", s2.log());
-    assert_eq!(s2.stats().batch_items, 11);
+    assert_eq!(s2.stats().batch_items, 12);
     assert_keys_unique(&s2);
 }
 
@@ -920,20 +922,25 @@ fn batch_size_limits_each_request() {
         create(&db, "todos", json!({ "i": i }));
     }
     flush_all(&db, &s);
-    assert_eq!(s.stats().batch_requests, 2, "{:?}", s.log());
-    assert_eq!(
-        s.stats().requests,
-        3,
-        "4 + 4 batched, the last 2 as a batch or 1+1: {:?}",
-        s.log()
-    );
-    assert_eq!(s.records("todos").len(), 10);
-    // Server order = creation order.
-    let order: Vec<Value> = s.records("todos").iter().map(|r| r["i"].clone()).collect();
-    let mut sorted = order.clone();
-    sorted.sort_by_key(|v| v.as_i64());
-    assert_eq!(local(&db, "todos").len(), 10);
-    let _ = sorted;
+    assert_eq!(s.stats().batch_requests, 3, "4 + 4 + 2: {:?}", s.log());
+    assert_eq!(s.stats().requests, 3);
+    assert_eq!(s.stats().batch_items, 10);
+    // The server got them in creation order.
+    let order: Vec<Value> = s
+        .log_entries()
+        .iter()
+        .filter(|l| l.in_batch)
+        .map(|l| json!(l.idempotency_key.clone().unwrap()))
+        .collect();
+    assert_eq!(order.len(), 10);
+    let mut ns: Vec<i64> = s
+        .records("todos")
+        .iter()
+        .map(|r| r["i"].as_i64().unwrap())
+        .collect();
+    ns.sort();
+    assert_eq!(ns, (0..10).collect::<Vec<i64>>());
+    assert_in_sync(&db, &s, "todos");
 }
 
 #[test]
@@ -1220,4 +1227,234 @@ fn numeric_server_ids_work() {
         json!(101),
         "the id keeps its type"
     );
+}
+
+// ---------------------------------------------------------------- undo of a delete
+
+/// An "undo" that re-creates a just-deleted record with its own (temporary) id while its create
+/// is still in flight. Found by `local_props::coalesced_flush_equals_naive_replay`.
+#[test]
+fn undo_delete_of_a_record_whose_create_is_in_flight() {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    let tmp = create(&db, "todos", json!({"title": "a"}));
+    s.drop_after_commit(1);
+    flush(&db, &s); // the create reached the server; its answer was lost
+    let before = get(&db, "todos", &tmp).unwrap();
+    delete(&db, "todos", &tmp);
+    block_on(db.write("todos", vec![ferry::core::Op::Create(before)])).unwrap();
+    update(&db, "todos", &tmp, json!({"title": "a, restored"}));
+    let report = flush_all(&db, &s);
+    assert!(
+        report.rejected.is_empty(),
+        "rejected: {:?}",
+        report.rejected
+    );
+    assert_eq!(s.records("todos").len(), 1, "{:?}", s.records("todos"));
+    assert_eq!(
+        strip(&s.records("todos")[0]),
+        json!({"title": "a, restored"})
+    );
+    assert_in_sync(&db, &s, "todos");
+}
+
+/// Delete then re-create (same id) replaces the record, even when an update of it was in flight:
+/// fields that the in-flight update added must not survive into the re-created record.
+#[test]
+fn recreate_after_delete_replaces_even_over_an_in_flight_update() {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    let tmp = create(&db, "todos", json!({"title": "a"}));
+    flush_all(&db, &s);
+    let sid = id_of(&get(&db, "todos", &tmp).unwrap());
+    update(&db, "todos", &sid, json!({"extra": 1}));
+    s.drop_after_commit(1);
+    flush(&db, &s); // the update reached the server; its answer was lost
+    delete(&db, "todos", &sid);
+    create(&db, "todos", json!({"id": sid, "title": "c"}));
+    assert_eq!(get(&db, "todos", &sid).unwrap().get("extra"), None);
+    let report = flush_all(&db, &s);
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
+    let sr = s
+        .record("todos", &sid)
+        .expect("the record is on the server");
+    assert_eq!(
+        strip(&sr),
+        json!({"title": "c"}),
+        "the re-created record replaces the old one"
+    );
+    assert_in_sync(&db, &s, "todos");
+}
+
+#[test]
+fn recreate_after_delete_replaces_the_server_record() {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    let tmp = create(&db, "todos", json!({"title": "a", "extra": 1}));
+    flush_all(&db, &s);
+    let sid = id_of(&get(&db, "todos", &tmp).unwrap());
+    delete(&db, "todos", &sid);
+    create(&db, "todos", json!({"id": sid, "title": "c"}));
+    assert_eq!(pending(&db), 1);
+    flush_all(&db, &s);
+    assert_eq!(
+        strip(&s.record("todos", &sid).unwrap()),
+        json!({"title": "c"})
+    );
+    assert_in_sync(&db, &s, "todos");
+}
+
+// ---------------------------------------------------------------- more server shapes
+
+/// A versioned server that answers an update 204 with no ETag: the client cannot know the new
+/// version, so it must not keep sending the old one (which makes every later edit a conflict).
+#[test]
+fn update_answered_204_without_etag_does_not_keep_a_stale_version() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    let inner = s.clone();
+    tap.hook(move |req| {
+        if req.method != "PUT" {
+            return None;
+        }
+        let res = block_on(inner.send(req.clone()));
+        Some(res.map(|r| {
+            if r.status == 200 {
+                HttpResponse {
+                    status: 204,
+                    headers: vec![],
+                    body: String::new(),
+                }
+            } else {
+                r
+            }
+        }))
+    });
+    let a = create(&db, "todos", json!({"title": "a"}));
+    flush_all(&db, &tap);
+    update(&db, "todos", &a, json!({"title": "b"}));
+    flush_all(&db, &tap);
+    update(&db, "todos", &a, json!({"title": "c"}));
+    let report = flush_all(&db, &tap);
+    assert!(
+        report.conflicts.is_empty(),
+        "a spurious conflict with ourselves: {:?}",
+        report.conflicts
+    );
+    assert_eq!(s.records("todos")[0]["title"], "c");
+}
+
+#[test]
+fn enveloped_single_record_answers() {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    s.set_wrap_records(true);
+    let a = create(&db, "todos", json!({"title": "a", "n": 1}));
+    flush_all(&db, &s);
+    let sid = id_of(&get(&db, "todos", &a).unwrap());
+    assert!(!sid.starts_with("tmp-"));
+    update(&db, "todos", &sid, json!({"title": "b"}));
+    s.server_patch("todos", &sid, json!({"n": 2}));
+    let r = flush_all(&db, &s);
+    assert_eq!(r.conflicts.len(), 1);
+    assert_eq!(strip(&s.records("todos")[0]), json!({"title": "b", "n": 2}));
+    assert_in_sync(&db, &s, "todos");
+}
+
+#[test]
+fn an_update_pointing_at_a_new_parent_waits_for_its_server_id() {
+    for batch in [false, true] {
+        let mut cfg = config(&["projects", "todos"]);
+        if batch {
+            cfg.batch_url = Some("/api/$batch".into());
+        }
+        cfg.collections
+            .get_mut("todos")
+            .unwrap()
+            .refs
+            .insert("projectId".into(), "projects".into());
+        let db = open(cfg, MemoryStorage::new());
+        let s = MemServer::new();
+        let t = create(&db, "todos", json!({"title": "t"}));
+        flush_all(&db, &s);
+        let sid = id_of(&get(&db, "todos", &t).unwrap());
+        // The child's change is queued before the parent exists.
+        update(&db, "todos", &sid, json!({"title": "t2"}));
+        let p = create(&db, "projects", json!({"name": "P"}));
+        update(&db, "todos", &sid, json!({"projectId": p}));
+        flush_all(&db, &s);
+        let spid = s.records("projects")[0]["id"].clone();
+        assert_eq!(
+            s.record("todos", &sid).unwrap()["projectId"],
+            spid,
+            "batch={batch}"
+        );
+        assert!(
+            !s.log().iter().any(|l| l.1.contains("tmp-")),
+            "{:?}",
+            s.log()
+        );
+        assert_in_sync(&db, &s, "todos");
+        assert_in_sync(&db, &s, "projects");
+    }
+}
+
+#[test]
+fn batch_level_failures_apply_to_every_item() {
+    let mut cfg = config(&["todos"]);
+    cfg.batch_url = Some("/api/$batch".into());
+    let db = open(cfg, MemoryStorage::new());
+    let s = MemServer::new();
+    for i in 0..3 {
+        create(&db, "todos", json!({ "i": i }));
+    }
+    s.fail_next(1, 429, Some("5"));
+    let (end, _) = flush(&db, &s);
+    assert_eq!(
+        end,
+        RoundEnd::Wait {
+            reason: end_reason(&end),
+            retry_at: db.env.now() + 5000.0
+        }
+    );
+    s.html_next(1);
+    let (end, _) = flush(&db, &s);
+    assert!(matches!(end, RoundEnd::Wait { .. }), "{end:?}");
+    s.require_token(Some("t".into()));
+    let (end, _) = flush(&db, &s);
+    assert_eq!(end, RoundEnd::Unauthorized);
+    assert!(s.records("todos").is_empty());
+    assert_eq!(pending(&db), 3);
+    assert!(block_on(db.rejected()).unwrap().is_empty());
+    let (end, _) = flush_with(&db, &s, &[("Authorization", "Bearer t")]);
+    assert_eq!(end, RoundEnd::Idle);
+    assert_eq!(s.records("todos").len(), 3);
+    assert_keys_unique(&s);
+}
+
+fn end_reason(end: &RoundEnd) -> String {
+    match end {
+        RoundEnd::Wait { reason, .. } => reason.clone(),
+        _ => String::new(),
+    }
+}
+
+#[test]
+fn conflict_of_an_in_flight_update_keeps_later_local_changes() {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    let a = create(&db, "todos", json!({"a": 1, "b": 1, "c": 1}));
+    flush_all(&db, &s);
+    let sid = id_of(&get(&db, "todos", &a).unwrap());
+    update(&db, "todos", &sid, json!({"a": 2}));
+    s.fail_next(1, 503, None);
+    flush(&db, &s); // frozen, not applied
+    update(&db, "todos", &sid, json!({"c": 3})); // queued behind it
+    s.server_patch("todos", &sid, json!({"b": 5}));
+    let r = flush_all(&db, &s);
+    assert_eq!(r.conflicts.len(), 1);
+    let sr = s.record("todos", &sid).unwrap();
+    assert_eq!(strip(&sr), json!({"a": 2, "b": 5, "c": 3}));
+    assert_in_sync(&db, &s, "todos");
 }

@@ -9,6 +9,9 @@
 //! `ConstraintError` that aborts the transaction).
 #![cfg(target_arch = "wasm32")]
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use ferry::core::record::{index_key, Row};
 use ferry::core::storage::field_index;
 use ferry::core::{
@@ -306,6 +309,36 @@ async fn another_tabs_upgrade_closes_this_connection() {
         err.message
     );
     assert_eq!(count(&new, Table::Records("todos")).await, 1);
+}
+
+async fn sleep(ms: i32) {
+    let p = js_sys::Promise::new(&mut |resolve, _| {
+        let window = web_sys::window().expect("window");
+        let _ = window.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(p).await;
+}
+
+#[wasm_bindgen_test]
+async fn upgrade_waits_for_an_old_connection_to_close() {
+    let name = unique("blocked");
+    drop(open(&with(&name, &[("todos", &[])])).await);
+    // A connection that ignores `versionchange`, as an old tab without Ferry's handler would.
+    let blocker = Database::open(name.as_str()).await.expect("raw open");
+    let closed_at = Rc::new(Cell::new(0.0));
+    let at = closed_at.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        sleep(300).await;
+        at.set(js_sys::Date::now());
+        blocker.close();
+    });
+    let s = open(&with(&name, &[("todos", &[]), ("notes", &[])])).await;
+    let done_at = js_sys::Date::now();
+    assert!(
+        closed_at.get() > 0.0 && done_at >= closed_at.get(),
+        "the upgrade waited"
+    );
+    assert_eq!(count(&s, Table::Records("notes")).await, 0);
 }
 
 #[wasm_bindgen_test]

@@ -99,6 +99,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             retry_at: None,
             base: None,
             base_v: None,
+            replace: false,
         };
         match op {
             Op::Create(mut data) => {
@@ -129,7 +130,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     row.b = del.base.clone();
                     row.v = del.base_v.clone();
                 }
-                let fields = changed_fields(row.b.as_ref().unwrap_or(&Record::new()), &row.d);
+                let mut fields = changed_fields(row.b.as_ref().unwrap_or(&Record::new()), &row.d);
+                fields.retain(|f| f != idp);
                 tx.put_row(c, &key, &row)?;
                 self.fold(
                     tx,
@@ -205,7 +207,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
         if let Some(v) = row.d.get(idp) {
             next.insert(idp.to_string(), v.clone());
         }
-        let fields = changed_fields(&row.d, &next);
+        let mut fields = changed_fields(&row.d, &next);
+        fields.retain(|f| f != idp);
         if fields.is_empty() {
             return Ok((Some(row.d), None));
         }

@@ -72,6 +72,10 @@ pub struct Entry {
     /// The version `base` had.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_v: Option<String>,
+    /// An update that replaces the whole record (a delete followed by a create of the same id):
+    /// the server's fields that the local record lacks must go.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replace: bool,
 }
 
 impl Entry {
@@ -114,6 +118,7 @@ pub fn coalesce(pending: Option<&Entry>, kind: Kind, fields: &[String], fresh: E
         }
         (Kind::Update, _) | (Kind::Delete, _) => {
             // delete+create: the record exists again under the same id, so it replaces.
+            e.replace |= old.kind == Kind::Delete;
             e.kind = Kind::Update;
             let mut all: Vec<String> = e.fields.iter().chain(fields).cloned().collect();
             all.sort();
@@ -147,6 +152,7 @@ mod tests {
             retry_at: None,
             base: None,
             base_v: None,
+            replace: false,
         }
     }
     fn f(names: &[&str]) -> Vec<String> {

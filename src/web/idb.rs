@@ -14,8 +14,9 @@
 //! constraint) aborts the transaction and its error becomes the error of [`Txn::commit`]. Values
 //! cross the boundary as JSON text (`JSON.parse`, `JSON.stringify`), much cheaper than walking
 //! objects. indexed_db_futures opens and upgrades the database and owns each transaction's commit
-//! and its abort on drop; requests go straight to the `web_sys` handles and are awaited by the small
-//! [`Request`] future below, so a `getAll` result crosses as one string, not element by element.
+//! and its abort on drop; requests go straight to the `web_sys` handles and are awaited by the
+//! small `Request` future below, so a `getAll` result crosses as one string, not element by
+//! element. The layout and its upgrades live in `schema.rs`.
 
 use std::borrow::Cow;
 use std::cell::{Cell, OnceCell, RefCell};
@@ -24,7 +25,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-use indexed_db_futures::database::{Database, VersionChangeEvent};
+use indexed_db_futures::database::Database;
 use indexed_db_futures::error::{Error as IdbError, OpenDbError};
 use indexed_db_futures::internals::SystemRepr;
 use indexed_db_futures::transaction::{Transaction, TransactionMode};
@@ -34,24 +35,17 @@ use serde_json::Value;
 use wasm_bindgen::closure::Closure;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{
-    DomException, DomStringList, IdbDatabase, IdbObjectStore, IdbRequest, IdbRequestReadyState,
-    IdbTransaction, IdbVersionChangeEvent,
+    DomException, IdbDatabase, IdbObjectStore, IdbRequest, IdbRequestReadyState, IdbTransaction,
+    IdbVersionChangeEvent,
 };
 
 use crate::core::config::StoreConfig;
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::storage::{field_index, Key, Storage, Table, Txn, OUTBOX_BY_RECORD};
+use crate::core::storage::{Key, Storage, Table, Txn};
+
+mod schema;
 
 const RECORDS_PREFIX: &str = "r:";
-const FIXED: [Table<'static>; 5] = [
-    Table::Outbox,
-    Table::State,
-    Table::Aliases,
-    Table::Rejected,
-    Table::Conflicts,
-];
-/// How often `open` looks again when other tabs change the database between its look and its upgrade.
-const OPEN_ATTEMPTS: usize = 5;
 /// The key [`IdbStorage::fail_next_commit`] adds twice to make a commit fail.
 const INJECTED_KEY: &str = "ferry:injected-failure";
 
@@ -104,238 +98,6 @@ fn open_error(e: OpenDbError) -> Error {
     }
 }
 
-fn is_version_error(e: &OpenDbError) -> bool {
-    match e {
-        OpenDbError::Base(IdbError::DomException(d)) => {
-            let js: &JsValue = d.as_ref();
-            js.dyn_ref::<DomException>()
-                .is_some_and(|d| d.name() == "VersionError")
-        }
-        _ => false,
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Schema
-
-/// An index: its name and its key path (one path, or a compound of several).
-struct IndexSpec {
-    name: String,
-    path: Vec<String>,
-}
-
-/// A store and its indexes; `prune` drops indexes the configuration no longer declares.
-struct StoreSpec {
-    name: String,
-    indexes: Vec<IndexSpec>,
-    prune: bool,
-}
-
-fn layout(config: &StoreConfig) -> Vec<StoreSpec> {
-    let mut stores: Vec<StoreSpec> = FIXED
-        .iter()
-        .map(|t| {
-            let indexes = match t {
-                Table::Outbox => {
-                    vec![IndexSpec {
-                        name: OUTBOX_BY_RECORD.into(),
-                        path: vec!["c".into(), "r".into()],
-                    }]
-                }
-                _ => Vec::new(),
-            };
-            StoreSpec {
-                name: store_name(*t).into_owned(),
-                indexes,
-                prune: false,
-            }
-        })
-        .collect();
-    for c in config.collections.values() {
-        let indexes = c
-            .indexes
-            .iter()
-            .map(|f| {
-                let name = field_index(f);
-                IndexSpec {
-                    path: vec![name.clone()],
-                    name,
-                }
-            })
-            .collect();
-        stores.push(StoreSpec {
-            name: store_name(Table::Records(&c.name)).into_owned(),
-            indexes,
-            prune: true,
-        });
-    }
-    stores
-}
-
-/// One difference between the layout and the database.
-enum Change<'s> {
-    CreateStore(&'s StoreSpec),
-    DeleteStore(String),
-    CreateIndex(&'s StoreSpec, &'s IndexSpec),
-    DeleteIndex(&'s StoreSpec, String),
-}
-
-/// What must change so that a database with `stores` (and `indexes` on each store that exists)
-/// matches `layout`. Stores that are not collections' are never deleted.
-fn diff<'s>(
-    layout: &'s [StoreSpec],
-    stores: &[String],
-    indexes: impl Fn(&str) -> Result<Vec<String>>,
-) -> Result<Vec<Change<'s>>> {
-    let mut out = Vec::new();
-    for s in stores.iter().filter(|s| s.starts_with(RECORDS_PREFIX)) {
-        if !layout.iter().any(|l| l.name == *s) {
-            out.push(Change::DeleteStore(s.clone()));
-        }
-    }
-    for spec in layout {
-        if !stores.contains(&spec.name) {
-            out.push(Change::CreateStore(spec));
-            continue;
-        }
-        let have = indexes(&spec.name)?;
-        for ix in spec.indexes.iter().filter(|ix| !have.contains(&ix.name)) {
-            out.push(Change::CreateIndex(spec, ix));
-        }
-        if spec.prune {
-            for name in have
-                .into_iter()
-                .filter(|n| !spec.indexes.iter().any(|ix| ix.name == *n))
-            {
-                out.push(Change::DeleteIndex(spec, name));
-            }
-        }
-    }
-    Ok(out)
-}
-
-/// Carries out `changes` inside `upgradeneeded` (`vtx` is the version-change transaction).
-fn apply(
-    db: &IdbDatabase,
-    vtx: &IdbTransaction,
-    changes: &[Change<'_>],
-) -> std::result::Result<(), JsValue> {
-    for change in changes {
-        match change {
-            Change::DeleteStore(name) => db.delete_object_store(name)?,
-            Change::CreateStore(spec) => {
-                let store = db.create_object_store(&spec.name)?;
-                for ix in &spec.indexes {
-                    create_index(&store, ix)?;
-                }
-            }
-            Change::CreateIndex(spec, ix) => create_index(&vtx.object_store(&spec.name)?, ix)?,
-            Change::DeleteIndex(spec, name) => vtx.object_store(&spec.name)?.delete_index(name)?,
-        }
-    }
-    Ok(())
-}
-
-fn create_index(store: &IdbObjectStore, ix: &IndexSpec) -> std::result::Result<(), JsValue> {
-    match ix.path.as_slice() {
-        [one] => store.create_index_with_str(&ix.name, one)?,
-        many => {
-            let path: js_sys::Array = many.iter().map(|p| JsValue::from_str(p)).collect();
-            store.create_index_with_str_sequence(&ix.name, &path)?
-        }
-    };
-    Ok(())
-}
-
-fn names(list: DomStringList) -> Vec<String> {
-    (0..list.length()).filter_map(|i| list.item(i)).collect()
-}
-
-/// Whether `db` differs from `layout`.
-fn outdated(db: &Database, layout: &[StoreSpec]) -> Result<bool> {
-    let stores = names(db.as_sys().object_store_names());
-    if layout.iter().any(|spec| !stores.contains(&spec.name)) {
-        return Ok(true);
-    }
-    let all: Vec<&str> = layout.iter().map(|spec| spec.name.as_str()).collect();
-    let tx = db.transaction(all.as_slice()).build().map_err(lib_error)?;
-    let sys: &IdbTransaction = tx.as_sys();
-    let changes = diff(layout, &stores, |name| {
-        Ok(names(
-            sys.object_store(name)
-                .map_err(|e| idb_error(&e))?
-                .index_names(),
-        ))
-    })?;
-    Ok(!changes.is_empty())
-}
-
-/// Opens `name` at `version`, bringing it to `layout` in `upgradeneeded`. `None` when no upgrade
-/// ran, or another tab had taken the database past `version`: the caller looks again.
-async fn upgrade(name: &str, version: f64, layout: Rc<Vec<StoreSpec>>) -> Result<Option<Database>> {
-    let request: Rc<OnceCell<web_sys::IdbOpenDbRequest>> = Rc::default();
-    let failure: Rc<OnceCell<Error>> = Rc::default();
-    let ran = Rc::new(Cell::new(false));
-    let on_upgrade = {
-        let (request, failure, ran) = (request.clone(), failure.clone(), ran.clone());
-        move |_: VersionChangeEvent, db: Database| -> indexed_db_futures::Result<()> {
-            ran.set(true);
-            let result = request
-                .get()
-                .and_then(|r| r.transaction())
-                .ok_or_else(|| {
-                    Error::storage("IndexedDB: no version-change transaction in upgradeneeded")
-                })
-                .and_then(|vtx| {
-                    let raw: &IdbDatabase = db.as_sys();
-                    let stores = names(raw.object_store_names());
-                    let changes = diff(&layout, &stores, |store| {
-                        Ok(names(
-                            vtx.object_store(store)
-                                .map_err(|e| idb_error(&e))?
-                                .index_names(),
-                        ))
-                    })?;
-                    apply(raw, &vtx, &changes).map_err(|e| idb_error(&e))
-                });
-            result.map_err(|e| {
-                let js = JsValue::from(js_sys::Error::new(&e.message));
-                let _ = failure.set(e);
-                IdbError::from(js) // aborts the upgrade
-            })
-        }
-    };
-    let db_name = name.to_string();
-    let on_blocked = move |e: VersionChangeEvent| -> indexed_db_futures::Result<()> {
-        let msg = format!(
-            "Ferry: upgrading IndexedDB database {db_name:?} to version {} waits for other connections \
-             (an older tab?) to close",
-            e.new_version().unwrap_or_default()
-        );
-        web_sys::console::warn_1(&JsValue::from_str(&msg));
-        Ok(())
-    };
-    let open = Database::open(name)
-        .with_version(version)
-        .with_on_upgrade_needed(on_upgrade)
-        .with_on_blocked(on_blocked)
-        .build()
-        .map_err(open_error)?;
-    let _ = request.set(open.as_sys().clone());
-    match open.await {
-        Ok(db) if ran.get() => Ok(Some(db)),
-        Ok(db) => {
-            db.close();
-            Ok(None)
-        }
-        Err(e) => match Rc::try_unwrap(failure).ok().and_then(OnceCell::into_inner) {
-            Some(ours) => Err(ours),
-            None if is_version_error(&e) => Ok(None),
-            None => Err(open_error(e)),
-        },
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Storage
 
@@ -376,34 +138,12 @@ impl IdbStorage {
     /// collections and indexes when they differ. Data of stores that stay is kept; the store of a
     /// collection no longer configured is deleted.
     pub async fn open(config: &StoreConfig) -> Result<IdbStorage> {
-        let layout = Rc::new(layout(config));
-        let name = config.name.as_str();
-        for _ in 0..OPEN_ATTEMPTS {
-            let db = Database::open(name).await.map_err(open_error)?;
-            match outdated(&db, &layout) {
-                Ok(false) => return Ok(IdbStorage::wrap(db, &layout, name)),
-                Ok(true) => {}
-                Err(e) => {
-                    db.close();
-                    return Err(e);
-                }
-            }
-            let version = db.version() + 1.0;
-            db.close();
-            if let Some(db) = upgrade(name, version, layout.clone()).await? {
-                return Ok(IdbStorage::wrap(db, &layout, name));
-            }
-        }
-        Err(Error::storage(format!(
-            "IndexedDB: other tabs keep changing database {name:?}; it could not be brought to this configuration"
-        )))
-    }
-
-    fn wrap(db: Database, layout: &[StoreSpec], name: &str) -> IdbStorage {
+        let (db, stores) = schema::open(config).await?;
+        let name = config.name.clone();
         let raw: IdbDatabase = IdbDatabase::clone(db.as_sys());
         let closed: Rc<OnceCell<String>> = Rc::default();
         let on_versionchange = {
-            let (raw, closed, name) = (raw.clone(), closed.clone(), name.to_string());
+            let (raw, closed, name) = (raw.clone(), closed.clone(), name.clone());
             Closure::<dyn FnMut(IdbVersionChangeEvent)>::new(move |e: IdbVersionChangeEvent| {
                 raw.close();
                 let why = match e.new_version() {
@@ -411,12 +151,13 @@ impl IdbStorage {
                     None => "another tab is deleting it".to_string(),
                 };
                 let _ = closed.set(format!(
-                    "IndexedDB database {name:?} was closed because {why}; open the store again (or reload the page)"
+                    "IndexedDB database {name:?} was closed because {why}; \
+                     open the store again (or reload the page)"
                 ));
             })
         };
         let on_close = {
-            let (closed, name) = (closed.clone(), name.to_string());
+            let (closed, name) = (closed.clone(), name.clone());
             Closure::<dyn FnMut()>::new(move || {
                 let _ = closed.set(format!(
                     "IndexedDB database {name:?} was closed by the browser (was its storage cleared?)"
@@ -430,18 +171,18 @@ impl IdbStorage {
             let waiters = waiters.clone();
             Closure::<dyn FnMut()>::new(move || waiters.wake_all())
         };
-        IdbStorage {
+        Ok(IdbStorage {
             db,
             raw,
-            name: name.to_string(),
-            stores: layout.iter().map(|s| s.name.clone()).collect(),
+            name,
+            stores,
             closed,
             waiters,
             on_request,
             _on_versionchange: on_versionchange,
             _on_close: on_close,
             fail_next: Cell::new(false),
-        }
+        })
     }
 
     /// Closes the connection; every later transaction fails with a `ClosedError`. Transactions

@@ -18,15 +18,31 @@ use super::report::{ConflictEvent, IdChange, RejectedItem, Report};
 
 /// `server` with the local values of every field that `later` (still pending) entries changed;
 /// `None` when a later entry deletes the record.
-pub fn rebase(server: &Record, local: &Record, later: &[Entry]) -> Option<Record> {
+/// The id field always comes from the server (a temporary id must never overwrite it).
+pub fn rebase(
+    cfg: &CollectionConfig,
+    server: &Record,
+    local: &Record,
+    later: &[Entry],
+) -> Option<Record> {
     let mut out = server.clone();
     for e in later {
         match e.kind {
             Kind::Delete => return None,
-            // Created again after a delete: the local record is the truth.
+            // Created again after a delete: the local record is the truth, under the server's id.
             Kind::Create => return Some(local.clone()),
+            Kind::Update if e.replace => {
+                let mut whole = local.clone();
+                for keep in [&cfg.id_property, &cfg.version_property] {
+                    match server.get(keep) {
+                        Some(v) => whole.insert(keep.clone(), v.clone()),
+                        None => whole.remove(keep),
+                    };
+                }
+                out = whole;
+            }
             Kind::Update => {
-                for f in &e.fields {
+                for f in e.fields.iter().filter(|f| **f != cfg.id_property) {
                     match local.get(f) {
                         Some(v) => out.insert(f.clone(), v.clone()),
                         None => out.remove(f),
@@ -74,7 +90,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let c = cfg.name.as_str();
         let old = tx.row(c, key).await?;
         let local = old.as_ref().map(|r| r.d.clone()).unwrap_or_default();
-        match rebase(&s, &local, later) {
+        match rebase(cfg, &s, &local, later) {
             Some(d) if old.is_some() || later.is_empty() => {
                 let mut row = Row::new(cfg, d);
                 row.v = v.or_else(|| super::classify::version_field(cfg, &s));
@@ -163,6 +179,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         {
                             s.extend(sent);
                         }
+                        // The version sent is the one the update replaced: without an ETag the
+                        // new one is unknown, so none is kept (no If-Match rather than a stale one).
+                        s.remove(&cfg.version_property);
                         s
                     }
                 };
@@ -391,7 +410,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             Outcome::Update(r) => {
                 let mut newrow = Row::new(
                     &cfg,
-                    rebase(&r, local.as_ref().unwrap_or(&r), &later).unwrap_or(r.clone()),
+                    rebase(&cfg, &r, local.as_ref().unwrap_or(&r), &later).unwrap_or(r.clone()),
                 );
                 newrow.v = sv;
                 newrow.b = s.cloned();

@@ -77,7 +77,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         } else {
             1
         };
-        let picked = self.pick(max).await?;
+        let (picked, fresh) = self.pick(max).await?;
         if picked.is_empty() {
             return Ok(RoundEnd::Idle);
         }
@@ -107,6 +107,22 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 ]
             }
         };
+        if answers.iter().any(|a| matches!(a, Err(NetError::Offline))) {
+            // Nothing left the client: undo the attempt, so the entries stay open to coalescing.
+            let tx = self.begin(true).await?;
+            for ((e, was_fresh), a) in picked.iter().zip(&fresh).zip(&answers) {
+                if matches!(a, Err(NetError::Offline)) {
+                    let mut back = e.clone();
+                    back.attempts = back.attempts.saturating_sub(1);
+                    if *was_fresh {
+                        back.sent = None;
+                    }
+                    tx.put_entry(&back)?;
+                }
+            }
+            tx.commit().await?;
+            return Ok(RoundEnd::Offline);
+        }
         // Conflicts whose answer did not carry the server's record: read it (no transaction open).
         let mut verdicts = Vec::with_capacity(picked.len());
         for (e, res) in picked.iter().zip(&answers) {
@@ -122,7 +138,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
     }
 
     /// Picks the next mutations to send and freezes them, in one read-write transaction.
-    async fn pick(&self, max: usize) -> Result<Vec<Entry>> {
+    /// Also says, per entry, whether it was frozen just now (so an offline answer can undo it).
+    async fn pick(&self, max: usize) -> Result<(Vec<Entry>, Vec<bool>)> {
         let tx = self.begin(true).await?;
         let outbox = tx.outbox().await?;
         let blocked: HashSet<(String, String)> = self.blocked_records(&tx).await?;
@@ -133,6 +150,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             .collect();
         let mut seen: HashSet<(String, String)> = HashSet::new();
         let mut picked = Vec::new();
+        let mut fresh = Vec::new();
         for mut e in outbox {
             let rec = (e.c.clone(), e.r.clone());
             // Only a record's first entry may go, and only once per round.
@@ -140,6 +158,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 continue;
             }
             let cfg = self.collection(&e.c)?.clone();
+            let was_fresh = e.sent.is_none();
             if e.sent.is_none() {
                 let row = tx.row(&e.c, &e.r).await?;
                 if let Some(row) = &row {
@@ -166,12 +185,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
             e.attempts += 1;
             tx.put_entry(&e)?;
             picked.push(e);
+            fresh.push(was_fresh);
             if picked.len() >= max {
                 break;
             }
         }
         tx.commit().await?;
-        Ok(picked)
+        Ok((picked, fresh))
     }
 
     /// Records held back by an open conflict.

@@ -116,6 +116,20 @@ impl<S: Storage, E: Env> Engine<S, E> {
             let Some(key) = s.get(&cfg.id_property).and_then(|v| id_key(v).ok()) else {
                 continue;
             };
+            // Our own create whose answer was lost: the create's retry will bring it home.
+            let own = s
+                .get(&cfg.client_id_property)
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if let Some(tmp) = own.filter(|tmp| {
+                *tmp != key
+                    && pending
+                        .get(tmp)
+                        .is_some_and(|es| es.iter().any(|e| e.kind == Kind::Create))
+            }) {
+                seen.insert(tmp);
+                continue;
+            }
             seen.insert(key.clone());
             if blocked.contains(&(c.to_string(), key.clone())) {
                 continue;
@@ -159,7 +173,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     if let Some(mut row) = old {
                         let unsent: Vec<Entry> =
                             entries.iter().filter(|e| !e.in_flight()).cloned().collect();
-                        if let Some(d) = rebase(&s, &row.d, &unsent) {
+                        if let Some(d) = rebase(&cfg, &s, &row.d, &unsent) {
                             if unsent.len() == entries.len() {
                                 row.d = d;
                                 row.b = Some(s);

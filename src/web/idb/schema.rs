@@ -1,0 +1,261 @@
+//! The layout of a Ferry database and how an open brings the database to it: open without a
+//! version, compare, and when stores or indexes differ reopen one version up and create or delete
+//! them in `upgradeneeded` (stores that stay keep their data).
+
+use std::cell::{Cell, OnceCell};
+use std::rc::Rc;
+
+use indexed_db_futures::database::{Database, VersionChangeEvent};
+use indexed_db_futures::error::{Error as IdbError, OpenDbError};
+use indexed_db_futures::internals::SystemRepr;
+use indexed_db_futures::Build;
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{DomException, DomStringList, IdbDatabase, IdbObjectStore, IdbTransaction};
+
+use super::{idb_error, lib_error, open_error, store_name, RECORDS_PREFIX};
+use crate::core::config::StoreConfig;
+use crate::core::error::{Error, Result};
+use crate::core::storage::{field_index, Table, OUTBOX_BY_RECORD};
+
+/// How often `open` looks again when other tabs change the database between its look and its
+/// upgrade.
+const OPEN_ATTEMPTS: usize = 5;
+
+/// An index: its name and its key path (one path, or a compound of several).
+struct IndexSpec {
+    name: String,
+    path: Vec<String>,
+}
+
+/// A store and its indexes; `prune` drops indexes the configuration no longer declares.
+struct StoreSpec {
+    name: String,
+    indexes: Vec<IndexSpec>,
+    prune: bool,
+}
+
+fn index(name: String, path: &[&str]) -> IndexSpec {
+    IndexSpec {
+        name,
+        path: path.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+fn layout(config: &StoreConfig) -> Vec<StoreSpec> {
+    let fixed = [
+        Table::State,
+        Table::Aliases,
+        Table::Rejected,
+        Table::Conflicts,
+    ];
+    let mut stores = vec![StoreSpec {
+        name: store_name(Table::Outbox).into_owned(),
+        indexes: vec![index(OUTBOX_BY_RECORD.into(), &["c", "r"])],
+        prune: false,
+    }];
+    stores.extend(fixed.into_iter().map(|t| StoreSpec {
+        name: store_name(t).into_owned(),
+        indexes: Vec::new(),
+        prune: false,
+    }));
+    stores.extend(config.collections.values().map(|c| {
+        StoreSpec {
+            name: store_name(Table::Records(&c.name)).into_owned(),
+            indexes: c
+                .indexes
+                .iter()
+                .map(|f| index(field_index(f), &[&field_index(f)]))
+                .collect(),
+            prune: true,
+        }
+    }));
+    stores
+}
+
+/// One difference between the layout and the database.
+enum Change<'s> {
+    CreateStore(&'s StoreSpec),
+    DeleteStore(String),
+    CreateIndex(&'s StoreSpec, &'s IndexSpec),
+    DeleteIndex(&'s StoreSpec, String),
+}
+
+/// What must change so that a database with `stores` (and `indexes` on each store that exists)
+/// matches `layout`. Stores that are not collections' are never deleted.
+fn diff<'s>(
+    layout: &'s [StoreSpec],
+    stores: &[String],
+    indexes: impl Fn(&str) -> Result<Vec<String>>,
+) -> Result<Vec<Change<'s>>> {
+    let mut out = Vec::new();
+    for s in stores.iter().filter(|s| s.starts_with(RECORDS_PREFIX)) {
+        if !layout.iter().any(|l| l.name == *s) {
+            out.push(Change::DeleteStore(s.clone()));
+        }
+    }
+    for spec in layout {
+        if !stores.contains(&spec.name) {
+            out.push(Change::CreateStore(spec));
+            continue;
+        }
+        let have = indexes(&spec.name)?;
+        for ix in spec.indexes.iter().filter(|ix| !have.contains(&ix.name)) {
+            out.push(Change::CreateIndex(spec, ix));
+        }
+        if spec.prune {
+            for name in have {
+                if !spec.indexes.iter().any(|ix| ix.name == name) {
+                    out.push(Change::DeleteIndex(spec, name));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The index names of each store of `tx`, for [`diff`].
+fn indexes_in(tx: &IdbTransaction) -> impl Fn(&str) -> Result<Vec<String>> + '_ {
+    |store| {
+        let store = tx.object_store(store).map_err(|e| idb_error(&e))?;
+        Ok(names(store.index_names()))
+    }
+}
+
+/// Carries out `changes` inside `upgradeneeded` (`vtx` is the version-change transaction).
+fn apply(db: &IdbDatabase, vtx: &IdbTransaction, changes: &[Change<'_>]) -> Result<(), JsValue> {
+    for change in changes {
+        match change {
+            Change::DeleteStore(name) => db.delete_object_store(name)?,
+            Change::CreateStore(spec) => {
+                let store = db.create_object_store(&spec.name)?;
+                for ix in &spec.indexes {
+                    create_index(&store, ix)?;
+                }
+            }
+            Change::CreateIndex(spec, ix) => create_index(&vtx.object_store(&spec.name)?, ix)?,
+            Change::DeleteIndex(spec, name) => vtx.object_store(&spec.name)?.delete_index(name)?,
+        }
+    }
+    Ok(())
+}
+
+fn create_index(store: &IdbObjectStore, ix: &IndexSpec) -> Result<(), JsValue> {
+    match ix.path.as_slice() {
+        [one] => store.create_index_with_str(&ix.name, one)?,
+        many => {
+            let path: js_sys::Array = many.iter().map(|p| JsValue::from_str(p)).collect();
+            store.create_index_with_str_sequence(&ix.name, &path)?
+        }
+    };
+    Ok(())
+}
+
+fn names(list: DomStringList) -> Vec<String> {
+    (0..list.length()).filter_map(|i| list.item(i)).collect()
+}
+
+/// Opens the database `config.name` with the layout `config` asks for, upgrading it when it
+/// differs. Returns the connection and the names of every store (for transactions).
+pub(super) async fn open(config: &StoreConfig) -> Result<(Database, Vec<String>)> {
+    let layout = Rc::new(layout(config));
+    let stores = layout.iter().map(|s| s.name.clone()).collect();
+    let name = config.name.as_str();
+    for _ in 0..OPEN_ATTEMPTS {
+        let db = Database::open(name).await.map_err(open_error)?;
+        match outdated(&db, &layout) {
+            Ok(false) => return Ok((db, stores)),
+            Ok(true) => {}
+            Err(e) => {
+                db.close();
+                return Err(e);
+            }
+        }
+        let version = db.version() + 1.0;
+        db.close();
+        if let Some(db) = upgrade(name, version, layout.clone()).await? {
+            return Ok((db, stores));
+        }
+    }
+    Err(Error::storage(format!(
+        "IndexedDB: other tabs keep changing database {name:?}; \
+         it could not be brought to this configuration"
+    )))
+}
+
+/// Whether `db` differs from `layout`.
+fn outdated(db: &Database, layout: &[StoreSpec]) -> Result<bool> {
+    let stores = names(db.as_sys().object_store_names());
+    if layout.iter().any(|spec| !stores.contains(&spec.name)) {
+        return Ok(true);
+    }
+    let all: Vec<&str> = layout.iter().map(|spec| spec.name.as_str()).collect();
+    let tx = db.transaction(all.as_slice()).build().map_err(lib_error)?;
+    Ok(!diff(layout, &stores, indexes_in(tx.as_sys()))?.is_empty())
+}
+
+/// Opens `name` at `version`, bringing it to `layout` in `upgradeneeded`. `None` when no upgrade
+/// ran, or another tab had taken the database past `version`: the caller looks again.
+async fn upgrade(name: &str, version: f64, layout: Rc<Vec<StoreSpec>>) -> Result<Option<Database>> {
+    let request: Rc<OnceCell<web_sys::IdbOpenDbRequest>> = Rc::default();
+    let failure: Rc<OnceCell<Error>> = Rc::default();
+    let ran = Rc::new(Cell::new(false));
+    let on_upgrade = {
+        let (request, failure, ran) = (request.clone(), failure.clone(), ran.clone());
+        move |_: VersionChangeEvent, db: Database| -> indexed_db_futures::Result<()> {
+            ran.set(true);
+            let raw: &IdbDatabase = db.as_sys();
+            let result = match request.get().and_then(|r| r.transaction()) {
+                Some(vtx) => diff(&layout, &names(raw.object_store_names()), indexes_in(&vtx))
+                    .and_then(|changes| apply(raw, &vtx, &changes).map_err(|e| idb_error(&e))),
+                None => Err(Error::storage(
+                    "IndexedDB: upgradeneeded without its transaction",
+                )),
+            };
+            result.map_err(|e| {
+                let js = JsValue::from(js_sys::Error::new(&e.message));
+                let _ = failure.set(e);
+                IdbError::from(js) // thrown from the handler: the upgrade aborts
+            })
+        }
+    };
+    let db_name = name.to_string();
+    let on_blocked = move |e: VersionChangeEvent| -> indexed_db_futures::Result<()> {
+        let msg = format!(
+            "Ferry: upgrading IndexedDB database {db_name:?} to version {} waits for other \
+             connections (an older tab?) to close",
+            e.new_version().unwrap_or_default()
+        );
+        web_sys::console::warn_1(&JsValue::from_str(&msg));
+        Ok(())
+    };
+    let open = Database::open(name)
+        .with_version(version)
+        .with_on_upgrade_needed(on_upgrade)
+        .with_on_blocked(on_blocked)
+        .build()
+        .map_err(open_error)?;
+    let _ = request.set(open.as_sys().clone());
+    match open.await {
+        Ok(db) if ran.get() => Ok(Some(db)),
+        Ok(db) => {
+            db.close();
+            Ok(None)
+        }
+        Err(e) => match Rc::try_unwrap(failure).ok().and_then(OnceCell::into_inner) {
+            Some(ours) => Err(ours),
+            None if is_version_error(&e) => Ok(None),
+            None => Err(open_error(e)),
+        },
+    }
+}
+
+fn is_version_error(e: &OpenDbError) -> bool {
+    match e {
+        OpenDbError::Base(IdbError::DomException(d)) => {
+            let js: &JsValue = d.as_ref();
+            js.dyn_ref::<DomException>()
+                .is_some_and(|d| d.name() == "VersionError")
+        }
+        _ => false,
+    }
+}

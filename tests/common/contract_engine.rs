@@ -1,0 +1,291 @@
+//! The engine-level half of the storage contract (`contract.rs`): the same engine over each
+//! storage, through its public operations (write, get, all, query, outbox, pending_count).
+
+use ferry::core::mutation::Kind;
+use ferry::core::record::Row;
+use ferry::core::{Engine, Env, ErrorKind, Op, Query, Storage, StoreConfig, Table};
+use serde_json::{json, Value};
+
+use super::{ids, k, open, put_all, rec, Harness};
+
+async fn engine<H: Harness>(h: &H, cfg: &StoreConfig, s: H::S) -> Engine<H::S, H::E> {
+    Engine::open(cfg.clone(), s, h.env())
+        .await
+        .expect("Engine::open")
+}
+
+async fn write<S: Storage, E: Env>(e: &Engine<S, E>, c: &str, ops: Vec<Op>) {
+    e.write(c, ops).await.expect("write");
+}
+
+/// create+update is one create, update+update one update, create+delete nothing, update+delete a
+/// delete; the outbox keeps the order of first mutations.
+pub async fn engine_coalesces_local_writes<H: Harness>(h: &H) {
+    let (cfg, s) = open(h, "engine_coalesces_local_writes").await;
+    let mut known = Row::new(
+        cfg.collection("todos").expect("todos"),
+        rec(json!({"id": "s1", "title": "srv", "done": false})),
+    );
+    known.v = Some("v1".into());
+    put_all(&s, &[(Table::Records("todos"), k("s1"), known.to_value())]).await;
+    let e = engine(h, &cfg, s).await;
+
+    write(
+        &e,
+        "todos",
+        vec![Op::Create(rec(json!({"id": "a", "title": "A"})))],
+    )
+    .await;
+    write(
+        &e,
+        "todos",
+        vec![Op::Update("a".into(), rec(json!({"title": "A2"})))],
+    )
+    .await;
+    let out = e.outbox().await.expect("outbox");
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        (out[0].kind, out[0].record_id.as_str()),
+        (Kind::Create, "a")
+    );
+    assert_eq!(out[0].changes, rec(json!({"id": "a", "title": "A2"})));
+
+    write(
+        &e,
+        "todos",
+        vec![Op::Update("s1".into(), rec(json!({"title": "x"})))],
+    )
+    .await;
+    write(
+        &e,
+        "todos",
+        vec![Op::Update("s1".into(), rec(json!({"done": true})))],
+    )
+    .await;
+    let out = e.outbox().await.expect("outbox");
+    assert_eq!(out.len(), 2);
+    assert_eq!(
+        (out[1].kind, out[1].record_id.as_str()),
+        (Kind::Update, "s1")
+    );
+    assert_eq!(out[1].changes, rec(json!({"done": true, "title": "x"})));
+    assert_eq!(
+        out[1].base,
+        Some(rec(json!({"id": "s1", "title": "srv", "done": false})))
+    );
+
+    write(
+        &e,
+        "todos",
+        vec![Op::Create(rec(json!({"id": "b"}))), Op::Delete("b".into())],
+    )
+    .await;
+    assert_eq!(
+        e.pending_count().await.expect("count"),
+        2,
+        "create+delete leaves nothing"
+    );
+    assert_eq!(e.get("todos", "b").await.expect("get"), None);
+
+    write(
+        &e,
+        "todos",
+        vec![Op::Replace(
+            "s1".into(),
+            rec(json!({"id": "s1", "title": "y"})),
+        )],
+    )
+    .await;
+    let out = e.outbox().await.expect("outbox");
+    assert_eq!(
+        out[1].changes,
+        rec(json!({"done": null, "title": "y"})),
+        "a replace removes fields"
+    );
+
+    write(&e, "todos", vec![Op::Delete("s1".into())]).await;
+    let out = e.outbox().await.expect("outbox");
+    let shape: Vec<_> = out.iter().map(|i| (i.kind, i.record_id.as_str())).collect();
+    assert_eq!(shape, vec![(Kind::Create, "a"), (Kind::Delete, "s1")]);
+    assert_eq!(
+        out[1].base,
+        Some(rec(json!({"id": "s1", "title": "srv", "done": false})))
+    );
+    assert_eq!(ids(&e.all("todos").await.expect("all")), vec!["a"]);
+    assert_eq!(e.pending_count().await.expect("count"), 2);
+}
+
+/// A query on an indexed field reads through the index and says so; others scan.
+pub async fn engine_query_uses_index<H: Harness>(h: &H) {
+    let (cfg, s) = open(h, "engine_query_uses_index").await;
+    let e = engine(h, &cfg, s).await;
+    let todos = [
+        json!({"id": "1", "done": false, "n": 3}),
+        json!({"id": "2", "done": true, "n": 1}),
+        json!({"id": "3", "n": 2}),
+        json!({"id": "4", "done": false, "n": 1}),
+        json!({"id": "5", "done": null, "title": "x"}),
+    ];
+    write(
+        &e,
+        "todos",
+        todos.iter().map(|t| Op::Create(rec(t.clone()))).collect(),
+    )
+    .await;
+    let q = |filter: Value| Query {
+        filter: rec(filter),
+        ..Query::default()
+    };
+
+    let (hits, used) = e
+        .query("todos", &q(json!({"done": false})))
+        .await
+        .expect("query");
+    assert_eq!(
+        (ids(&hits), used.as_deref()),
+        (vec!["1".into(), "4".into()], Some("done"))
+    );
+    let sorted = Query {
+        order_by: Some("n".into()),
+        ..q(json!({"done": false}))
+    };
+    assert_eq!(
+        ids(&e.query("todos", &sorted).await.expect("query").0),
+        vec!["4", "1"]
+    );
+    let (hits, used) = e
+        .query("todos", &q(json!({"done": null})))
+        .await
+        .expect("query");
+    assert_eq!(
+        (ids(&hits), used.as_deref()),
+        (vec!["3".into(), "5".into()], Some("done"))
+    );
+    let (hits, used) = e.query("todos", &q(json!({"n": 1}))).await.expect("query");
+    assert_eq!(
+        (ids(&hits), used.as_deref()),
+        (vec!["2".into(), "4".into()], Some("n"))
+    );
+    let (hits, used) = e
+        .query("todos", &q(json!({"title": "x"})))
+        .await
+        .expect("query");
+    assert_eq!((ids(&hits), used), (vec!["5".into()], None));
+    let (hits, used) = e.query("todos", &q(json!({}))).await.expect("query");
+    assert_eq!((hits.len(), used), (5, None));
+}
+
+/// A write that fails half-way (a duplicate id, a failed commit) leaves no record and no outbox entry.
+pub async fn engine_failed_write_leaves_nothing<H: Harness>(h: &H) {
+    let (cfg, s) = open(h, "engine_failed_write_leaves_nothing").await;
+    let e = engine(h, &cfg, s).await;
+    let create = |v: Value| Op::Create(rec(v));
+
+    let err = e
+        .write(
+            "todos",
+            vec![create(json!({"id": "x1"})), create(json!({"id": "x1"}))],
+        )
+        .await;
+    assert_eq!(err.expect_err("duplicate id").kind, ErrorKind::Constraint);
+    assert_eq!(e.get("todos", "x1").await.expect("get"), None);
+    assert!(e.outbox().await.expect("outbox").is_empty());
+
+    write(
+        &e,
+        "todos",
+        vec![create(json!({"id": "e1", "title": "kept"}))],
+    )
+    .await;
+    let before = e.outbox().await.expect("outbox");
+    let ops = vec![
+        create(json!({"id": "x2"})),
+        Op::Update("e1".into(), rec(json!({"title": "changed"}))),
+        create(json!({"id": "e1"})),
+    ];
+    assert_eq!(
+        e.write("todos", ops).await.expect_err("duplicate id").kind,
+        ErrorKind::Constraint
+    );
+    assert_eq!(e.get("todos", "x2").await.expect("get"), None);
+    assert_eq!(
+        e.get("todos", "e1").await.expect("get"),
+        Some(rec(json!({"id": "e1", "title": "kept"})))
+    );
+    assert_eq!(e.outbox().await.expect("outbox"), before);
+
+    h.fail_next_commit(&e.storage);
+    let err = e
+        .write("todos", vec![create(json!({"id": "x3"}))])
+        .await
+        .expect_err("injected failure");
+    assert!(
+        matches!(err.kind, ErrorKind::Storage | ErrorKind::Quota),
+        "{err}"
+    );
+    assert_eq!(e.get("todos", "x3").await.expect("get"), None);
+    assert_eq!(e.outbox().await.expect("outbox"), before);
+
+    write(&e, "todos", vec![create(json!({"id": "x4"}))]).await;
+    assert_eq!(e.pending_count().await.expect("count"), 2);
+}
+
+/// Closing and opening the store again keeps records, the outbox and the client's node id.
+pub async fn engine_reopen_keeps_records_and_outbox<H: Harness>(h: &H) {
+    let (cfg, s) = open(h, "engine_reopen_keeps_records_and_outbox").await;
+    let e = engine(h, &cfg, s).await;
+    write(
+        &e,
+        "todos",
+        vec![
+            Op::Create(rec(json!({"id": "a", "done": false}))),
+            Op::Create(rec(json!({"id": "b"}))),
+        ],
+    )
+    .await;
+    write(
+        &e,
+        "notes",
+        vec![Op::Create(rec(json!({"text": "no id: a temporary one"})))],
+    )
+    .await;
+    write(
+        &e,
+        "todos",
+        vec![Op::Update("a".into(), rec(json!({"done": true})))],
+    )
+    .await;
+    let (records, notes, outbox) = (e.all("todos").await, e.all("notes").await, e.outbox().await);
+    drop(e);
+
+    let e = engine(h, &cfg, h.open(&cfg).await).await;
+    assert_eq!(e.all("todos").await, records);
+    assert_eq!(e.all("notes").await, notes);
+    let outbox = outbox.expect("outbox");
+    assert_eq!(e.outbox().await.expect("outbox"), outbox);
+    assert_eq!(outbox.len(), 3);
+    let (hits, used) = e
+        .query(
+            "todos",
+            &Query {
+                filter: rec(json!({"done": true})),
+                ..Query::default()
+            },
+        )
+        .await
+        .expect("query");
+    assert_eq!(
+        (ids(&hits), used.as_deref()),
+        (vec!["a".into()], Some("done"))
+    );
+
+    write(&e, "todos", vec![Op::Create(rec(json!({"id": "c"})))]).await;
+    let after = e.outbox().await.expect("outbox");
+    let node = |id: &str| id.rsplit_once('-').map(|(node, _)| node.to_string());
+    assert_eq!(
+        node(&after[3].mutation_id),
+        node(&outbox[0].mutation_id),
+        "same client after reopening"
+    );
+    assert_ne!(after[3].mutation_id, outbox[2].mutation_id);
+}
