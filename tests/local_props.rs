@@ -434,3 +434,24 @@ fn failed_commit_writes_nothing() {
     assert!(local(&db, "todos").is_empty());
     assert_eq!(pending(&db), 0);
 }
+
+/// Found by the proptest: with PATCH, a record deleted and created again while its create was in
+/// flight must lose the fields the server kept from the first create.
+#[test]
+fn regression_patch_recreate_over_in_flight_create() {
+    let ops = [
+        LOp::Create {
+            k: 1,
+            explicit: false,
+            fields: vec![(0, 0)],
+        },
+        LOp::Flush { lose: true },
+        LOp::Delete { k: 1 },
+        LOp::Create {
+            k: 1,
+            explicit: true,
+            fields: vec![],
+        },
+    ];
+    run_against_naive(&ops, true, false);
+}

@@ -77,3 +77,38 @@ macro_rules! memory_test {
 }
 
 for_each_contract!(memory_test);
+
+/// Declaring an index on a collection that already holds records makes queries find the old ones.
+#[test]
+fn an_index_added_later_covers_existing_records() {
+    use ferry::core::{CollectionConfig, Engine, Op, Query, StoreConfig};
+    let storage = MemoryStorage::new();
+    let plain = StoreConfig::new("idx", vec![CollectionConfig::new("todos", "/api/todos")]);
+    let rec = serde_json::json!({ "done": false })
+        .as_object()
+        .unwrap()
+        .clone();
+    let engine = block_on(Engine::open(plain, storage.clone(), FixedEnv::default())).unwrap();
+    block_on(engine.write("todos", vec![Op::Create(rec)])).unwrap();
+    let mut cfg = CollectionConfig::new("todos", "/api/todos");
+    cfg.indexes = vec!["done".into()];
+    let engine = block_on(Engine::open(
+        StoreConfig::new("idx", vec![cfg]),
+        storage,
+        FixedEnv::default(),
+    ))
+    .unwrap();
+    let q: Query =
+        serde_json::from_value(serde_json::json!({ "where": { "done": false } })).unwrap();
+    let (found, index) = block_on(engine.query("todos", &q)).unwrap();
+    assert_eq!((found.len(), index.as_deref()), (1, Some("done")));
+}
+
+#[test]
+fn index_names_must_be_plain_field_names() {
+    use ferry::core::{CollectionConfig, StoreConfig};
+    let mut cfg = CollectionConfig::new("todos", "/api/todos");
+    cfg.indexes = vec!["due-date".into()];
+    let err = StoreConfig::new("x", vec![cfg]).validate().unwrap_err();
+    assert_eq!(err.kind, ferry::core::ErrorKind::Validation);
+}

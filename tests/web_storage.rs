@@ -342,6 +342,23 @@ async fn upgrade_waits_for_an_old_connection_to_close() {
 }
 
 #[wasm_bindgen_test]
+async fn an_index_field_idb_cannot_index_fails_open_cleanly() {
+    let name = unique("badindex");
+    drop(open(&with(&name, &[("todos", &[])])).await);
+    // Key paths must be JS identifiers: IndexedDB refuses `ix.due-date`.
+    let err = IdbStorage::open(&with(&name, &[("todos", &["due-date"])])).await;
+    let err = err.err().expect("a SyntaxError from createIndex");
+    assert_eq!(err.kind, ErrorKind::Storage);
+    assert!(
+        err.message.starts_with("IndexedDB SyntaxError"),
+        "{}",
+        err.message
+    );
+    // The failed upgrade was rolled back: the database still opens as it was.
+    drop(open(&with(&name, &[("todos", &[])])).await);
+}
+
+#[wasm_bindgen_test]
 async fn close_fails_later_calls_and_reopen_works() {
     let cfg = with(&unique("close"), &[("todos", &[])]);
     let s = open(&cfg).await;

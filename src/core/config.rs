@@ -199,6 +199,20 @@ impl StoreConfig {
                     "collection `{name}` needs a `url`"
                 )));
             }
+            for f in &c.indexes {
+                // IndexedDB key paths take identifiers only; a dot would mean a nested field.
+                let ok = f
+                    .chars()
+                    .next()
+                    .is_some_and(|ch| ch.is_alphabetic() || ch == '_' || ch == '$')
+                    && f.chars()
+                        .all(|ch| ch.is_alphanumeric() || ch == '_' || ch == '$');
+                if !ok {
+                    return Err(Error::validation(format!(
+                        "collection `{name}`: index `{f}` must be a plain field name (letters, digits, `_`, `$`)"
+                    )));
+                }
+            }
             for (field, target) in &c.refs {
                 if !names.contains(target) {
                     return Err(Error::validation(format!(

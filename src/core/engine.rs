@@ -10,7 +10,8 @@ use super::clock::Env;
 use super::config::{CollectionConfig, StoreConfig};
 use super::error::{Error, ErrorKind, Result};
 use super::record::Record;
-use super::storage::Storage;
+use super::record::Row;
+use super::storage::{Key, Storage, Table, Txn};
 use super::tx::Tx;
 
 /// What happened to a record, as subscribers see it.
@@ -65,6 +66,20 @@ impl<S: Storage, E: Env> Engine<S, E> {
         };
         let mut tx = engine.begin(true).await?;
         tx.clock(&engine.env).await?;
+        // Rows written before an index was declared lack its key: rewrite them once.
+        for cfg in engine.config.collections.values() {
+            let key = Key::Str(format!("indexes:{}", cfg.name));
+            let want = serde_json::to_value(&cfg.indexes).expect("strings are JSON");
+            if tx.t.get(Table::State, &key).await?.as_ref() == Some(&want) {
+                continue;
+            }
+            for (k, v) in tx.t.get_all(Table::Records(&cfg.name)).await? {
+                let mut row = Row::from_value(v)?;
+                row.reindex(cfg);
+                tx.t.put(Table::Records(&cfg.name), &k, &row.to_value())?;
+            }
+            tx.t.put(Table::State, &key, &want)?;
+        }
         tx.commit().await?;
         Ok(engine)
     }

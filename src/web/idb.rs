@@ -26,7 +26,7 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use indexed_db_futures::database::Database;
-use indexed_db_futures::error::{Error as IdbError, OpenDbError};
+use indexed_db_futures::error::{Error as IdbError, OpenDbError, UnexpectedDataError};
 use indexed_db_futures::internals::SystemRepr;
 use indexed_db_futures::transaction::{Transaction, TransactionMode};
 use indexed_db_futures::Build;
@@ -417,9 +417,12 @@ impl Txn for IdbTxn<'_> {
                 let _ = state.add_with_key(&JsValue::NULL, &key);
             }
         }
-        tx.commit().await.map_err(|e| match sys.error() {
-            Some(cause) => idb_error(&cause),
-            None => lib_error(e),
+        tx.commit().await.map_err(|e| match (sys.error(), e) {
+            (Some(cause), _) => idb_error(&cause),
+            (None, IdbError::MissingData(UnexpectedDataError::TransactionAborted)) => {
+                Error::storage("IndexedDB AbortError: the transaction was aborted")
+            }
+            (None, e) => lib_error(e),
         })
     }
 }

@@ -40,6 +40,17 @@ pub fn freeze(cfg: &CollectionConfig, e: &Entry, row: Option<&Row>) -> Option<Se
             let row = row?;
             let body: Record = match cfg.update_method {
                 UpdateMethod::Put => row.d.clone(),
+                // A replacing update (delete then create of one id) also clears what the
+                // server holds and the local record lacks.
+                UpdateMethod::Patch if e.replace => {
+                    let mut body = row.d.clone();
+                    for f in row.b.iter().flat_map(|b| b.keys()) {
+                        if !body.contains_key(f) && f != &cfg.version_property {
+                            body.insert(f.clone(), Value::Null);
+                        }
+                    }
+                    body
+                }
                 UpdateMethod::Patch => e
                     .fields
                     .iter()
