@@ -456,3 +456,22 @@ fn last_writer_wins_server_keeps_the_later_offline_edit() {
         "the loser adopts the server's record"
     );
 }
+
+#[test]
+fn a_change_sent_again_after_a_conflict_carries_a_new_idempotency_key() {
+    let (db, s, sid) = setup(P::Merge);
+    s.server_patch("todos", &sid, json!({"b": 2}));
+    update(&db, "todos", &sid, json!({"a": 5}));
+    s.reset_stats();
+    flush_all(&db, &s);
+    let puts: Vec<Option<String>> = s
+        .log_entries()
+        .into_iter()
+        .filter(|l| l.method == "PUT")
+        .map(|l| l.idempotency_key)
+        .collect();
+    assert_eq!(puts.len(), 2, "a 412, then the merged record");
+    assert_ne!(puts[0], puts[1], "the merged record is a new request");
+    let rec = s.record("todos", &sid).unwrap();
+    assert_eq!((rec["a"].clone(), rec["b"].clone()), (json!(5), json!(2)));
+}

@@ -29,11 +29,9 @@ impl Collection {
             inner.announce(&changes);
             inner.after_write();
             if many {
-                let out = Array::new();
-                for r in &records {
-                    out.push(&to_js(r));
-                }
-                return Ok(out.into());
+                // One JSON crossing for the whole array, not one per record.
+                let all: Vec<_> = records.into_iter().flatten().collect();
+                return Ok(to_js(&all));
             }
             Ok(records
                 .into_iter()

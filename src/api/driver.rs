@@ -28,7 +28,6 @@ pub struct SyncState {
     next_retry: Option<f64>,
     pub(crate) timer: Option<JsValue>,
     pub(crate) waiters: Vec<(Function, Function)>,
-    batch_off: bool,
 }
 
 impl SyncState {
@@ -43,7 +42,6 @@ impl SyncState {
             next_retry: None,
             timer: None,
             waiters: Vec::new(),
-            batch_off: false,
         }
     }
 }
@@ -55,7 +53,7 @@ pub struct Status {
     online: bool,
     flushing: bool,
     pending: u64,
-    rejected: usize,
+    rejected: u64,
     last_error: Option<String>,
     next_retry_at: Option<f64>,
 }
@@ -68,8 +66,7 @@ enum RunEnd {
 impl Inner {
     /// The current status.
     pub(crate) async fn status(&self) -> Result<Status, Error> {
-        let pending = self.engine.pending_count().await?;
-        let rejected = self.engine.rejected().await?.len();
+        let (pending, rejected) = self.engine.counts().await?;
         let s = self.sync.borrow();
         Ok(Status {
             online: s.online,
@@ -83,6 +80,10 @@ impl Inner {
 
     /// Emits a `status` event (after reading the counts).
     pub(crate) fn emit_status(self: &Rc<Self>) {
+        // Counting reads storage: only when someone listens (writes call this every time).
+        if !self.listeners.borrow().has("status") {
+            return;
+        }
         let inner = self.clone();
         spawn_local(async move {
             if let Ok(s) = inner.status().await {
@@ -278,11 +279,10 @@ impl Inner {
                     None,
                 );
             }
-            let use_batch = !self.sync.borrow().batch_off;
             let mut report = Report::default();
             let end = self
                 .engine
-                .flush_round(&self.transport, &headers, use_batch, &mut report)
+                .flush_round(&self.transport, &headers, &mut report)
                 .await;
             self.dispatch(report);
             match end {
@@ -310,13 +310,6 @@ impl Inner {
                     );
                 }
                 Ok(RoundEnd::Wait { reason, retry_at }) => {
-                    if reason.contains("batch request was answered 404")
-                        || reason.contains("answered 405")
-                    {
-                        // No batch endpoint after all: go on one request per mutation.
-                        self.sync.borrow_mut().batch_off = true;
-                        continue;
-                    }
                     return RunEnd::Failed(Error::new(ErrorKind::Network, reason), Some(retry_at));
                 }
             }

@@ -25,6 +25,10 @@ impl Listeners {
     pub fn remove(&mut self, id: u32) {
         self.items.retain(|(i, ..)| *i != id);
     }
+    /// Whether anyone listens to `kind`.
+    pub fn has(&self, kind: &str) -> bool {
+        self.items.iter().any(|(_, k, ..)| k == kind)
+    }
     /// Drops every listener.
     pub fn clear(&mut self) {
         self.items.clear();

@@ -97,6 +97,14 @@ fn default_root() -> String {
 }
 
 impl CollectionConfig {
+    /// The id of record `d` as the app sees it (its own id field, a number or a string), or
+    /// `key` where the record lacks one.
+    pub fn id_of(&self, d: &super::record::Record, key: &str) -> serde_json::Value {
+        d.get(&self.id_property)
+            .cloned()
+            .unwrap_or_else(|| key.into())
+    }
+
     /// A collection with every default, for tests and examples.
     pub fn new(name: &str, url: &str) -> Self {
         CollectionConfig {

@@ -43,6 +43,30 @@ pub struct Change {
     pub remote: bool,
 }
 
+impl Change {
+    /// A change made by this client.
+    pub fn local(kind: ChangeKind, collection: &str, id: Value, record: Option<Record>) -> Change {
+        Change {
+            kind,
+            collection: collection.to_string(),
+            id,
+            record,
+            remote: false,
+        }
+    }
+
+    /// A change that came from the server (an answer or a pull).
+    pub fn remote(kind: ChangeKind, collection: &str, id: Value, record: Option<Record>) -> Change {
+        Change {
+            kind,
+            collection: collection.to_string(),
+            id,
+            record,
+            remote: true,
+        }
+    }
+}
+
 /// The engine over storage `S` in environment `E`.
 pub struct Engine<S: Storage, E: Env> {
     /// The validated configuration.
@@ -52,6 +76,8 @@ pub struct Engine<S: Storage, E: Env> {
     /// Time and randomness.
     pub env: E,
     closed: Cell<bool>,
+    /// Set when the batch URL turned out not to exist: mutations then go one by one.
+    pub(crate) batch_off: Cell<bool>,
 }
 
 impl<S: Storage, E: Env> Engine<S, E> {
@@ -63,6 +89,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             storage,
             env,
             closed: Cell::new(false),
+            batch_off: Cell::new(false),
         };
         let mut tx = engine.begin(true).await?;
         tx.clock(&engine.env).await?;

@@ -62,16 +62,27 @@ impl<S: Storage, E: Env> Engine<S, E> {
     /// Applies local writes to collection `c` in one transaction: all of them or none.
     /// Returns the records written (absent for deletes) and the changes to announce.
     pub async fn write(&self, c: &str, ops: Vec<Op>) -> Result<(Vec<Option<Record>>, Vec<Change>)> {
-        let cfg = self.collection(c)?.clone();
         let mut tx = self.begin(true).await?;
+        let out = self.write_in(&mut tx, c, ops).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    /// [`Engine::write`] inside a transaction the caller commits (with writes of its own).
+    pub(crate) async fn write_in<T: Txn>(
+        &self,
+        tx: &mut Tx<T>,
+        c: &str,
+        ops: Vec<Op>,
+    ) -> Result<(Vec<Option<Record>>, Vec<Change>)> {
+        let cfg = self.collection(c)?;
         let mut out = Vec::with_capacity(ops.len());
         let mut changes = Vec::with_capacity(ops.len());
         for op in ops {
-            let (rec, change) = self.apply_op(&mut tx, &cfg, op).await?;
+            let (rec, change) = self.apply_op(tx, cfg, op).await?;
             out.push(rec);
             changes.extend(change);
         }
-        tx.commit().await?;
         Ok((out, changes))
     }
 
@@ -141,10 +152,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     fresh(Kind::Create, &key),
                     None,
                 )?;
-                let id = row.d.get(idp).cloned().unwrap_or(Value::Null);
+                let id = cfg.id_of(&row.d, &key);
                 Ok((
                     Some(row.d.clone()),
-                    Some(change(ChangeKind::Created, c, id, Some(row.d))),
+                    Some(Change::local(ChangeKind::Created, c, id, Some(row.d))),
                 ))
             }
             Op::Update(id, patch) => {
@@ -171,8 +182,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     fresh(Kind::Delete, &key),
                     base.map(|b| (b, row.v.clone())),
                 )?;
-                let idv = row.d.get(idp).cloned().unwrap_or(Value::String(key));
-                Ok((None, Some(change(ChangeKind::Deleted, c, idv, None))))
+                let idv = cfg.id_of(&row.d, &key);
+                Ok((None, Some(Change::local(ChangeKind::Deleted, c, idv, None))))
             }
         }
     }
@@ -231,10 +242,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
             },
             None,
         )?;
-        let idv = row.d.get(idp).cloned().unwrap_or(Value::String(key));
+        let idv = cfg.id_of(&row.d, &key);
         Ok((
             Some(row.d.clone()),
-            Some(change(ChangeKind::Updated, c, idv, Some(row.d))),
+            Some(Change::local(ChangeKind::Updated, c, idv, Some(row.d))),
         ))
     }
 
@@ -355,14 +366,4 @@ impl<S: Storage, E: Env> Engine<S, E> {
 
 fn not_found(c: &str, id: &str) -> Error {
     Error::not_found(format!("`{c}` has no record with id {id:?}"))
-}
-
-fn change(kind: ChangeKind, c: &str, id: Value, record: Option<Record>) -> Change {
-    Change {
-        kind,
-        collection: c.to_string(),
-        id,
-        record,
-        remote: false,
-    }
 }

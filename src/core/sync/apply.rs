@@ -13,6 +13,7 @@ use crate::core::record::{changed_fields, id_key, index_key, Record, Row};
 use crate::core::storage::{field_index, Key, Storage, Table, Txn};
 use crate::core::tx::Tx;
 
+use super::classify::version_field;
 use super::conflict::{policy_name, settle, Outcome};
 use super::report::{ConflictEvent, IdChange, RejectedItem, Report};
 
@@ -54,16 +55,6 @@ pub fn rebase(
     Some(out)
 }
 
-fn remote(kind: ChangeKind, c: &str, id: Value, record: Option<Record>) -> Change {
-    Change {
-        kind,
-        collection: c.to_string(),
-        id,
-        record,
-        remote: true,
-    }
-}
-
 impl<S: Storage, E: Env> Engine<S, E> {
     /// The entries of `e`'s record queued after it.
     async fn later<T: Txn>(&self, tx: &Tx<T>, e: &Entry) -> Result<Vec<Entry>> {
@@ -93,7 +84,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         match rebase(cfg, &s, &local, later) {
             Some(d) if old.is_some() || later.is_empty() => {
                 let mut row = Row::new(cfg, d);
-                row.v = v.or_else(|| super::classify::version_field(cfg, &s));
+                row.v = v.or_else(|| version_field(cfg, &s));
                 row.b = (!later.is_empty()).then_some(s);
                 tx.put_row(c, key, &row)?;
                 if old.as_ref().map(|o| &o.d) != Some(&row.d) {
@@ -102,16 +93,16 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     } else {
                         ChangeKind::Created
                     };
-                    let id = row.d.get(&cfg.id_property).cloned().unwrap_or(key.into());
-                    report.changes.push(remote(kind, c, id, Some(row.d)));
+                    let id = cfg.id_of(&row.d, key);
+                    report
+                        .changes
+                        .push(Change::remote(kind, c, id, Some(row.d)));
                 }
             }
             _ => {
                 // Deleted locally since: the pending delete now carries this server state.
                 for l in later.iter_mut().filter(|l| l.kind == Kind::Delete) {
-                    l.base_v = v
-                        .clone()
-                        .or_else(|| super::classify::version_field(cfg, &s));
+                    l.base_v = v.clone().or_else(|| version_field(cfg, &s));
                     l.base = Some(s.clone());
                     tx.put_entry(l)?;
                 }
@@ -129,7 +120,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         version: Option<String>,
         report: &mut Report,
     ) -> Result<()> {
-        let cfg = self.collection(&e.c)?.clone();
+        let cfg = self.collection(&e.c)?;
         let c = cfg.name.as_str();
         tx.delete_entry(e.seq)?;
         report.acked += 1;
@@ -164,7 +155,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         to: sid,
                     });
                 }
-                self.adopt(tx, &cfg, &skey, s, version, &mut later, report)
+                self.adopt(tx, cfg, &skey, s, version, &mut later, report)
                     .await
             }
             Kind::Update => {
@@ -185,14 +176,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         s
                     }
                 };
-                let v = version.or_else(|| self.row_version(&cfg, &s));
-                self.adopt(tx, &cfg, &e.r, s, v, &mut later, report).await
+                self.adopt(tx, cfg, &e.r, s, version, &mut later, report)
+                    .await
             }
         }
-    }
-
-    fn row_version(&self, cfg: &CollectionConfig, s: &Record) -> Option<String> {
-        super::classify::version_field(cfg, s)
     }
 
     /// Replaces temporary id `from` with `to` in every field declared as a reference to `c`.
@@ -226,10 +213,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     row.reindex(other);
                     let Key::Str(key) = k else { continue };
                     tx.put_row(&other.name, &key, &row)?;
-                    let id = row.d.get(&other.id_property).cloned().unwrap_or(key.into());
-                    report
-                        .changes
-                        .push(remote(ChangeKind::Updated, &other.name, id, Some(row.d)));
+                    let id = other.id_of(&row.d, &key);
+                    report.changes.push(Change::remote(
+                        ChangeKind::Updated,
+                        &other.name,
+                        id,
+                        Some(row.d),
+                    ));
                 }
             }
         }
@@ -245,7 +235,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         body: String,
         report: &mut Report,
     ) -> Result<()> {
-        let cfg = self.collection(&e.c)?.clone();
+        let cfg = self.collection(&e.c)?;
         let c = cfg.name.as_str();
         let later = self.later(tx, e).await?;
         let row = tx.row(c, &e.r).await?;
@@ -274,10 +264,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             };
         let local = row.as_ref().map(|r| r.d.clone());
         reject(e, status, body.clone(), local.clone())?;
-        let idv = |d: Option<&Record>| {
-            d.and_then(|d| d.get(&cfg.id_property).cloned())
-                .unwrap_or(e.r.clone().into())
-        };
+        let idv = |d: &Record| cfg.id_of(d, &e.r);
         match e.kind {
             Kind::Create => {
                 // Everything queued on a record the server never accepted goes with it.
@@ -293,7 +280,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     tx.delete_row(c, &e.r)?;
                     report
                         .changes
-                        .push(remote(ChangeKind::Deleted, c, idv(Some(&row.d)), None));
+                        .push(Change::remote(ChangeKind::Deleted, c, idv(&row.d), None));
                 }
             }
             Kind::Update => {
@@ -310,12 +297,12 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     if later.is_empty() {
                         row.b = None;
                     }
-                    row.reindex(&cfg);
+                    row.reindex(cfg);
                     tx.put_row(c, &e.r, &row)?;
-                    report.changes.push(remote(
+                    report.changes.push(Change::remote(
                         ChangeKind::Updated,
                         c,
-                        idv(Some(&row.d)),
+                        idv(&row.d),
                         Some(row.d),
                     ));
                 }
@@ -323,13 +310,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
             Kind::Delete => {
                 let recreated = later.iter().any(|l| l.kind == Kind::Create);
                 if let (None, Some(b), false) = (row, e.base.clone(), recreated) {
-                    let mut back = Row::new(&cfg, b);
+                    let mut back = Row::new(cfg, b);
                     back.v = e.base_v.clone();
                     tx.put_row(c, &e.r, &back)?;
-                    report.changes.push(remote(
+                    report.changes.push(Change::remote(
                         ChangeKind::Created,
                         c,
-                        idv(Some(&back.d)),
+                        idv(&back.d),
                         Some(back.d),
                     ));
                 }
@@ -346,7 +333,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         server: Option<(Record, Option<String>)>,
         report: &mut Report,
     ) -> Result<()> {
-        let cfg = self.collection(&e.c)?.clone();
+        let cfg = self.collection(&e.c)?;
         let c = cfg.name.as_str();
         let row = tx.row(c, &e.r).await?;
         let mut later = self.later(tx, e).await?;
@@ -356,7 +343,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             _ => row.as_ref().and_then(|r| r.b.clone()),
         };
         let (s, sv) = match &server {
-            Some((s, v)) => (Some(s), v.clone().or_else(|| self.row_version(&cfg, s))),
+            Some((s, v)) => (Some(s), v.clone().or_else(|| version_field(cfg, s))),
             None => (None, None),
         };
         let local_for_policy = if e.kind == Kind::Delete {
@@ -364,7 +351,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         } else {
             local.as_ref()
         };
-        let outcome = settle(&cfg, e.kind, &e.fields, base.as_ref(), local_for_policy, s);
+        let outcome = settle(cfg, e.kind, &e.fields, base.as_ref(), local_for_policy, s);
         let mut event = ConflictEvent {
             collection: c.into(),
             id: e.r.clone(),
@@ -373,24 +360,23 @@ impl<S: Storage, E: Env> Engine<S, E> {
             local: local_for_policy.cloned(),
             server: s.cloned(),
             result: None,
-            policy: policy_name(&cfg).into(),
+            policy: policy_name(cfg).into(),
             resent: !matches!(outcome, Outcome::Server),
         };
         let mut again = e.clone();
+        // What is sent again is a new request: a server that keeps Idempotency-Keys would
+        // answer the old key with the old answer (or refuse the new body under it).
+        again.id = format!("{}.{}", e.id, e.attempts);
         again.sent = None;
         again.error = None;
         again.retry_at = None;
-        let idv = |d: &Record| {
-            d.get(&cfg.id_property)
-                .cloned()
-                .unwrap_or(e.r.clone().into())
-        };
+        let idv = |d: &Record| cfg.id_of(d, &e.r);
         match outcome {
             Outcome::Server => {
                 tx.delete_entry(e.seq)?;
                 match s {
                     Some(s) => {
-                        self.adopt(tx, &cfg, &e.r, s.clone(), sv, &mut later, report)
+                        self.adopt(tx, cfg, &e.r, s.clone(), sv, &mut later, report)
                             .await?
                     }
                     None => {
@@ -400,17 +386,20 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         }
                         if let Some(old) = &row {
                             tx.delete_row(c, &e.r)?;
-                            report
-                                .changes
-                                .push(remote(ChangeKind::Deleted, c, idv(&old.d), None));
+                            report.changes.push(Change::remote(
+                                ChangeKind::Deleted,
+                                c,
+                                idv(&old.d),
+                                None,
+                            ));
                         }
                     }
                 }
             }
             Outcome::Update(r) => {
                 let mut newrow = Row::new(
-                    &cfg,
-                    rebase(&cfg, &r, local.as_ref().unwrap_or(&r), &later).unwrap_or(r.clone()),
+                    cfg,
+                    rebase(cfg, &r, local.as_ref().unwrap_or(&r), &later).unwrap_or(r.clone()),
                 );
                 newrow.v = sv;
                 newrow.b = s.cloned();
@@ -418,7 +407,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 again.kind = Kind::Update;
                 again.fields = changed_fields(s.unwrap_or(&Record::new()), &r);
                 tx.put_entry(&again)?;
-                report.changes.push(remote(
+                report.changes.push(Change::remote(
                     ChangeKind::Updated,
                     c,
                     idv(&newrow.d),
@@ -431,7 +420,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 tx.put_entry(&again)?;
             }
             Outcome::Recreate(l) => {
-                let mut newrow = Row::new(&cfg, l);
+                let mut newrow = Row::new(cfg, l);
                 newrow.v = None;
                 newrow.b = None;
                 tx.put_row(c, &e.r, &newrow)?;

@@ -16,7 +16,7 @@ use super::batch;
 use super::classify::{classify, record_of, version_of, ServerState, Verdict};
 use super::http::{HttpRequest, HttpResponse, NetError, Transport};
 use super::report::Report;
-use super::request::{freeze, is_temp_id, to_http};
+use super::request::{freeze, to_http};
 
 /// How a round ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -61,23 +61,21 @@ fn refs_pending(
 }
 
 impl<S: Storage, E: Env> Engine<S, E> {
-    /// Runs one round: up to `batch_size` mutations in one batch request when a batch URL is
-    /// configured (and `use_batch`), else the next mutation alone. `headers` are the store's and
-    /// the app's (auth) headers.
+    /// Runs one round: up to `batch_size` mutations, of distinct records, in one batch request
+    /// when a batch URL is configured, else one request each, in order, until
+    /// one fails. `headers` are the store's and the app's (auth) headers.
     pub async fn flush_round<T: Transport>(
         &self,
         transport: &T,
         headers: &[(String, String)],
-        use_batch: bool,
         report: &mut Report,
     ) -> Result<RoundEnd> {
-        let batch_url = self.config.batch_url.clone().filter(|_| use_batch);
-        let max = if batch_url.is_some() {
-            self.config.batch_size
-        } else {
-            1
-        };
-        let (picked, fresh) = self.pick(max).await?;
+        let batch_url = self
+            .config
+            .batch_url
+            .clone()
+            .filter(|_| !self.batch_off.get());
+        let (picked, fresh) = self.pick(self.config.batch_size).await?;
         if picked.is_empty() {
             return Ok(RoundEnd::Idle);
         }
@@ -85,7 +83,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
             .iter()
             .map(|e| to_http(e.sent.as_ref().expect("picked entries are frozen"), headers))
             .collect();
-        let answers: Vec<Result<HttpResponse, NetError>> = match &batch_url {
+        let mut verdicts = Vec::with_capacity(picked.len());
+        let mut offline = false;
+        match &batch_url {
             Some(url) if picked.len() > 1 => {
                 report.requests += 1;
                 let mut h: Vec<(String, String)> = headers.to_vec();
@@ -96,45 +96,60 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     headers: h,
                     body: Some(batch::encode(&requests)),
                 };
-                split_batch(transport.send(req).await, picked.len())
-            }
-            _ => {
-                report.requests += 1;
-                vec![
-                    transport
-                        .send(requests.into_iter().next().expect("one picked"))
-                        .await,
-                ]
-            }
-        };
-        if answers.iter().any(|a| matches!(a, Err(NetError::Offline))) {
-            // Nothing left the client: undo the attempt, so the entries stay open to coalescing.
-            let tx = self.begin(true).await?;
-            for ((e, was_fresh), a) in picked.iter().zip(&fresh).zip(&answers) {
-                if matches!(a, Err(NetError::Offline)) {
-                    let mut back = e.clone();
-                    back.attempts = back.attempts.saturating_sub(1);
-                    if *was_fresh {
-                        back.sent = None;
+                let res = transport.send(req).await;
+                if let Ok(r) = &res {
+                    if matches!(r.status, 404 | 405 | 501) {
+                        // No batch endpoint after all: one request per mutation from now on.
+                        self.batch_off.set(true);
+                        return self.apply_round(&picked, &fresh, Vec::new(), report).await;
                     }
-                    tx.put_entry(&back)?;
+                }
+                offline = matches!(res, Err(NetError::Offline));
+                if !offline {
+                    for (e, a) in picked.iter().zip(split_batch(res, picked.len())) {
+                        verdicts.push(self.verdict(transport, headers, e, &a, report).await?);
+                    }
                 }
             }
-            tx.commit().await?;
-            return Ok(RoundEnd::Offline);
-        }
-        // Conflicts whose answer did not carry the server's record: read it (no transaction open).
-        let mut verdicts = Vec::with_capacity(picked.len());
-        for (e, res) in picked.iter().zip(&answers) {
-            let cfg = self.collection(&e.c)?;
-            let mut v = classify(cfg, e.kind, res, self.env.now_ms());
-            if let Verdict::Conflict(ServerState::Unknown) = v {
-                report.requests += 1;
-                v = self.read_server_state(transport, headers, e).await;
+            _ => {
+                for (e, req) in picked.iter().zip(requests) {
+                    let a = transport.send(req).await;
+                    if matches!(a, Err(NetError::Offline)) {
+                        offline = true;
+                        break;
+                    }
+                    report.requests += 1;
+                    let v = self.verdict(transport, headers, e, &a, report).await?;
+                    // The queue keeps its order: after a failure, the rest waits for the retry.
+                    let stop = matches!(v, Verdict::Transient { .. } | Verdict::Unauthorized);
+                    verdicts.push(v);
+                    if stop {
+                        break;
+                    }
+                }
             }
-            verdicts.push(v);
         }
-        self.apply_round(&picked, verdicts, report).await
+        let end = self.apply_round(&picked, &fresh, verdicts, report).await?;
+        Ok(if offline { RoundEnd::Offline } else { end })
+    }
+
+    /// Classifies one answer; a conflict answer without the server's record reads it first
+    /// (no transaction is open here).
+    async fn verdict<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        e: &Entry,
+        res: &Result<HttpResponse, NetError>,
+        report: &mut Report,
+    ) -> Result<Verdict> {
+        let cfg = self.collection(&e.c)?;
+        let v = classify(cfg, e.kind, res, self.env.now_ms());
+        if let Verdict::Conflict(ServerState::Unknown) = v {
+            report.requests += 1;
+            return Ok(self.read_server_state(transport, headers, e).await);
+        }
+        Ok(v)
     }
 
     /// Picks the next mutations to send and freezes them, in one read-write transaction.
@@ -157,7 +172,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             if !seen.insert(rec.clone()) || blocked.contains(&rec) {
                 continue;
             }
-            let cfg = self.collection(&e.c)?.clone();
+            let cfg = self.collection(&e.c)?;
             let was_fresh = e.sent.is_none();
             if e.sent.is_none() {
                 let row = tx.row(&e.c, &e.r).await?;
@@ -170,7 +185,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         break;
                     }
                 }
-                match freeze(&cfg, &e, row.as_ref()) {
+                match freeze(cfg, &e, row.as_ref()) {
                     Some(sent) => e.sent = Some(sent),
                     None => {
                         // An update of a record deleted meanwhile: the delete behind it says it all.
@@ -178,9 +193,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         continue;
                     }
                 }
-            }
-            if e.kind != Kind::Create && is_temp_id(&e.r) && creating.contains(&rec) {
-                continue;
             }
             e.attempts += 1;
             tx.put_entry(&e)?;
@@ -252,16 +264,27 @@ impl<S: Storage, E: Env> Engine<S, E> {
         }
     }
 
-    /// Applies a round's verdicts in one read-write transaction.
+    /// Applies a round's verdicts in one read-write transaction. `verdicts` answer the first
+    /// entries of `picked`; the others never left the client, so their attempt is undone and
+    /// those frozen just now (`fresh`) open again to coalescing.
     async fn apply_round(
         &self,
         picked: &[Entry],
+        fresh: &[bool],
         verdicts: Vec<Verdict>,
         report: &mut Report,
     ) -> Result<RoundEnd> {
         let tx = self.begin(true).await?;
         let mut end = RoundEnd::Progress;
         let mut step = Report::default();
+        for (e, was_fresh) in picked.iter().zip(fresh).skip(verdicts.len()) {
+            let mut back = e.clone();
+            back.attempts = back.attempts.saturating_sub(1);
+            if *was_fresh {
+                back.sent = None;
+            }
+            tx.put_entry(&back)?;
+        }
         for (e, v) in picked.iter().zip(verdicts) {
             match v {
                 Verdict::Ack(rec, ver) => self.apply_ack(&tx, e, rec, ver, &mut step).await?,
@@ -349,10 +372,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
     ) -> Result<(RoundEnd, Report)> {
         let mut report = Report::default();
         loop {
-            match self
-                .flush_round(transport, headers, true, &mut report)
-                .await?
-            {
+            match self.flush_round(transport, headers, &mut report).await? {
                 RoundEnd::Progress => continue,
                 end => return Ok((end, report)),
             }

@@ -67,7 +67,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         headers: &[(String, String)],
         c: &str,
     ) -> Result<Report> {
-        let cfg = self.collection(c)?.clone();
+        let cfg = self.collection(c)?;
         let since = {
             let tx = self.begin(false).await?;
             tx.t.get(Table::State, &cursor_key(c))
@@ -136,22 +136,19 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
             let tombstone = s.get("deleted") == Some(&Value::Bool(true));
             let old = tx.row(c, &key).await?;
-            let idv = s
-                .get(&cfg.id_property)
-                .cloned()
-                .unwrap_or(key.clone().into());
+            let idv = cfg.id_of(&s, &key);
             match pending.get_mut(&key) {
                 None if tombstone => {
                     if old.is_some() {
                         tx.delete_row(c, &key)?;
                         report
                             .changes
-                            .push(change(ChangeKind::Deleted, c, idv, None));
+                            .push(Change::remote(ChangeKind::Deleted, c, idv, None));
                     }
                 }
                 None => {
-                    let mut row = Row::new(&cfg, s);
-                    row.v = version_field(&cfg, &row.d);
+                    let mut row = Row::new(cfg, s);
+                    row.v = version_field(cfg, &row.d);
                     if old.as_ref() != Some(&row) {
                         tx.put_row(c, &key, &row)?;
                         if old.as_ref().map(|o| &o.d) != Some(&row.d) {
@@ -160,7 +157,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                             } else {
                                 ChangeKind::Created
                             };
-                            report.changes.push(change(kind, c, idv, Some(row.d)));
+                            report
+                                .changes
+                                .push(Change::remote(kind, c, idv, Some(row.d)));
                         }
                     }
                 }
@@ -169,18 +168,18 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     if entries.iter().any(|e| e.kind == Kind::Create) || tombstone {
                         continue;
                     }
-                    let v = version_field(&cfg, &s);
+                    let v = version_field(cfg, &s);
                     if let Some(mut row) = old {
                         let unsent: Vec<Entry> =
                             entries.iter().filter(|e| !e.in_flight()).cloned().collect();
-                        if let Some(d) = rebase(&cfg, &s, &row.d, &unsent) {
+                        if let Some(d) = rebase(cfg, &s, &row.d, &unsent) {
                             if unsent.len() == entries.len() {
                                 row.d = d;
                                 row.b = Some(s);
                                 row.v = v;
-                                row.reindex(&cfg);
+                                row.reindex(cfg);
                                 tx.put_row(c, &key, &row)?;
-                                report.changes.push(change(
+                                report.changes.push(Change::remote(
                                     ChangeKind::Updated,
                                     c,
                                     idv,
@@ -209,14 +208,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     continue;
                 }
                 tx.delete_row(c, &key)?;
-                let idv = Row::from_value(v)?
-                    .d
-                    .get(&cfg.id_property)
-                    .cloned()
-                    .unwrap_or(key.clone().into());
+                let idv = cfg.id_of(&Row::from_value(v)?.d, &key);
                 report
                     .changes
-                    .push(change(ChangeKind::Deleted, c, idv, None));
+                    .push(Change::remote(ChangeKind::Deleted, c, idv, None));
             }
         }
         match page.cursor {
@@ -227,15 +222,5 @@ impl<S: Storage, E: Env> Engine<S, E> {
         }
         tx.commit().await?;
         Ok(report)
-    }
-}
-
-fn change(kind: ChangeKind, c: &str, id: Value, record: Option<Record>) -> Change {
-    Change {
-        kind,
-        collection: c.to_string(),
-        id,
-        record,
-        remote: true,
     }
 }

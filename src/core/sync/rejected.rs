@@ -7,6 +7,7 @@ use crate::core::local::Op;
 use crate::core::mutation::Kind;
 use crate::core::record::Record;
 use crate::core::storage::{Key, Storage, Table, Txn};
+use crate::core::tx::Tx;
 
 use super::report::RejectedItem;
 
@@ -20,12 +21,25 @@ impl<S: Storage, E: Env> Engine<S, E> {
             .collect()
     }
 
-    async fn take_rejected(&self, mutation_id: &str) -> Result<(u64, RejectedItem)> {
+    /// How many mutations wait in the outbox and on the rejected list, read together.
+    pub async fn counts(&self) -> Result<(u64, u64)> {
         let tx = self.begin(false).await?;
+        Ok((
+            tx.t.count(Table::Outbox).await?,
+            tx.t.count(Table::Rejected).await?,
+        ))
+    }
+
+    /// The rejected item with `mutation_id` and its key, read inside `tx`.
+    async fn find_rejected<T: Txn>(
+        &self,
+        tx: &Tx<T>,
+        mutation_id: &str,
+    ) -> Result<(Key, RejectedItem)> {
         for (k, v) in tx.t.get_all(Table::Rejected).await? {
             let item: RejectedItem = serde_json::from_value(v)?;
-            if let (Key::Num(n), true) = (k, item.mutation_id == mutation_id) {
-                return Ok((n, item));
+            if item.mutation_id == mutation_id {
+                return Ok((k, item));
             }
         }
         Err(Error::not_found(format!(
@@ -35,16 +49,18 @@ impl<S: Storage, E: Env> Engine<S, E> {
 
     /// Drops a rejected mutation for good.
     pub async fn discard_rejected(&self, mutation_id: &str) -> Result<()> {
-        let (n, _) = self.take_rejected(mutation_id).await?;
         let tx = self.begin(true).await?;
-        tx.t.delete(Table::Rejected, &Key::Num(n))?;
+        let (k, _) = self.find_rejected(&tx, mutation_id).await?;
+        tx.t.delete(Table::Rejected, &k)?;
         tx.commit().await
     }
 
     /// Makes a rejected mutation again, as a new local write (with a new mutation id, since the
-    /// server may have stored its refusal under the old Idempotency-Key).
+    /// server may have stored its refusal under the old Idempotency-Key). The write and the
+    /// removal from the rejected list commit together.
     pub async fn retry_rejected(&self, mutation_id: &str) -> Result<Vec<Change>> {
-        let (n, item) = self.take_rejected(mutation_id).await?;
+        let mut tx = self.begin(true).await?;
+        let (k, item) = self.find_rejected(&tx, mutation_id).await?;
         let record = item.record.clone().unwrap_or_default();
         let op = match item.kind {
             Kind::Create => Op::Create(record),
@@ -58,9 +74,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
             Kind::Delete => Op::Delete(item.record_id.clone()),
         };
-        let (_, changes) = self.write(&item.collection, vec![op]).await?;
-        let tx = self.begin(true).await?;
-        tx.t.delete(Table::Rejected, &Key::Num(n))?;
+        let (_, changes) = self.write_in(&mut tx, &item.collection, vec![op]).await?;
+        tx.t.delete(Table::Rejected, &k)?;
         tx.commit().await?;
         Ok(changes)
     }

@@ -1,0 +1,232 @@
+//! JSON batches (PROTOCOL.md section 6) against the in-memory protocol server.
+#![cfg(not(target_arch = "wasm32"))]
+
+#[path = "common/mem_server.rs"]
+mod mem_server;
+#[path = "common/native_env.rs"]
+mod native_env;
+#[path = "common/sync_asserts.rs"]
+mod sync_asserts;
+
+use ferry::core::sync::flush::RoundEnd;
+use ferry::core::MemoryStorage;
+use mem_server::MemServer;
+use native_env::*;
+use serde_json::{json, Value};
+use sync_asserts::*;
+
+// ---------------------------------------------------------------- batches
+
+fn mixed_workload(db: &Db, s: &MemServer) {
+    // Synced records to update and delete.
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(create(
+            db,
+            "todos",
+            json!({"title": format!("seed {i}"), "n": i}),
+        ));
+    }
+    flush_all(db, s);
+    s.reset_stats();
+    for i in 0..8 {
+        create(db, "todos", json!({"title": format!("new {i}")}));
+    }
+    update(db, "todos", &ids[0], json!({"n": 100}));
+    update(db, "todos", &ids[1], json!({"title": "renamed"}));
+    delete(db, "todos", &ids[2]);
+    update(db, "todos", &ids[3], json!({"n": 5}));
+    delete(db, "todos", &ids[3]);
+    let tmp = create(db, "todos", json!({"title": "short lived"}));
+    delete(db, "todos", &tmp);
+}
+
+#[test]
+fn batch_mode_reaches_the_same_state_with_fewer_requests() {
+    let plain_db = open(config(&["todos"]), MemoryStorage::new());
+    let s1 = MemServer::new();
+    mixed_workload(&plain_db, &s1);
+    flush_all(&plain_db, &s1);
+
+    let mut cfg = config(&["todos"]);
+    cfg.batch_url = Some("/api/$batch".into());
+    let batch_db = open(cfg, MemoryStorage::new());
+    let s2 = MemServer::new();
+    mixed_workload(&batch_db, &s2);
+    flush_all(&batch_db, &s2);
+
+    assert_eq!(s1.records("todos"), s2.records("todos"));
+    assert_in_sync(&plain_db, &s1, "todos");
+    assert_in_sync(&batch_db, &s2, "todos");
+    assert_eq!(s1.stats().requests, 12);
+    assert_eq!(s2.stats().requests, 1, "{:?}", s2.log());
+    assert_eq!(s2.stats().batch_items, 12);
+    assert_keys_unique(&s2);
+}
+
+#[test]
+fn batch_size_limits_each_request() {
+    let mut cfg = config(&["todos"]);
+    cfg.batch_url = Some("/api/$batch".into());
+    cfg.batch_size = 4;
+    let db = open(cfg, MemoryStorage::new());
+    let s = MemServer::new();
+    for i in 0..10 {
+        create(&db, "todos", json!({ "i": i }));
+    }
+    flush_all(&db, &s);
+    assert_eq!(s.stats().batch_requests, 3, "4 + 4 + 2: {:?}", s.log());
+    assert_eq!(s.stats().requests, 3);
+    assert_eq!(s.stats().batch_items, 10);
+    // The server got them in creation order.
+    let order: Vec<Value> = s
+        .log_entries()
+        .iter()
+        .filter(|l| l.in_batch)
+        .map(|l| json!(l.idempotency_key.clone().unwrap()))
+        .collect();
+    assert_eq!(order.len(), 10);
+    let mut ns: Vec<i64> = s
+        .records("todos")
+        .iter()
+        .map(|r| r["i"].as_i64().unwrap())
+        .collect();
+    ns.sort();
+    assert_eq!(ns, (0..10).collect::<Vec<i64>>());
+    assert_in_sync(&db, &s, "todos");
+}
+
+#[test]
+fn batch_never_carries_a_child_of_a_parent_created_in_the_same_batch() {
+    let mut cfg = config(&["projects", "todos"]);
+    cfg.batch_url = Some("/api/$batch".into());
+    cfg.collections
+        .get_mut("todos")
+        .unwrap()
+        .refs
+        .insert("projectId".into(), "projects".into());
+    let db = open(cfg, MemoryStorage::new());
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    let other = create(&db, "todos", json!({"title": "unrelated"}));
+    let p = create(&db, "projects", json!({"name": "P"}));
+    create(&db, "todos", json!({"title": "child", "projectId": p}));
+    create(&db, "todos", json!({"title": "after"}));
+    flush_all(&db, &tap);
+    for req in tap.requests() {
+        let b = body(&req);
+        if let Some(items) = b.get("requests").and_then(Value::as_array) {
+            for item in items {
+                let pid = item["body"]["projectId"].as_str().unwrap_or("");
+                assert!(
+                    !pid.starts_with("tmp-"),
+                    "a batch carried a temp id reference: {item}"
+                );
+            }
+        } else {
+            assert!(!b["projectId"].as_str().unwrap_or("").starts_with("tmp-"));
+        }
+    }
+    let sid = s.records("projects")[0]["id"].clone();
+    let child = s
+        .records("todos")
+        .into_iter()
+        .find(|r| r["title"] == "child")
+        .unwrap();
+    assert_eq!(child["projectId"], sid);
+    assert_eq!(s.records("todos").len(), 3);
+    assert_in_sync(&db, &s, "todos");
+    assert_in_sync(&db, &s, "projects");
+    let _ = other;
+}
+
+#[test]
+fn batch_with_a_lost_answer_is_retried_without_duplicates() {
+    let mut cfg = config(&["todos"]);
+    cfg.batch_url = Some("/api/$batch".into());
+    let db = open(cfg, MemoryStorage::new());
+    let s = MemServer::new();
+    for i in 0..5 {
+        create(&db, "todos", json!({ "i": i }));
+    }
+    s.drop_after_commit(1);
+    let (end, _) = flush(&db, &s);
+    assert!(matches!(end, RoundEnd::Wait { .. }), "{end:?}");
+    assert_eq!(
+        s.records("todos").len(),
+        5,
+        "the batch was applied, its answer lost"
+    );
+    flush_all(&db, &s);
+    assert_eq!(s.records("todos").len(), 5);
+    assert_keys_unique(&s);
+    assert_in_sync(&db, &s, "todos");
+}
+
+#[test]
+fn batch_items_are_classified_one_by_one() {
+    let mut cfg = config(&["todos"]);
+    cfg.batch_url = Some("/api/$batch".into());
+    let db = open(cfg, MemoryStorage::new());
+    let s = MemServer::new();
+    let a = create(&db, "todos", json!({"title": "a"}));
+    flush_all(&db, &s);
+    let sid = id_of(&get(&db, "todos", &a).unwrap());
+    // Someone else deletes it; our update of it then meets a 404 inside the batch.
+    s.server_delete("todos", &sid);
+    update(&db, "todos", &sid, json!({"title": "a2"}));
+    create(&db, "todos", json!({"title": "b"}));
+    let (end, report) = flush(&db, &s);
+    assert_eq!(end, RoundEnd::Idle);
+    assert_eq!(report.conflicts.len(), 1);
+    assert_eq!(s.records("todos").len(), 1);
+    assert_in_sync(&db, &s, "todos");
+}
+
+#[test]
+fn a_missing_batch_endpoint_falls_back_to_one_request_per_mutation() {
+    let mut cfg = config(&["todos"]);
+    cfg.batch_url = Some("/api/$batch".into());
+    let db = open(cfg, MemoryStorage::new());
+    let s = MemServer::new();
+    s.set_batch(false); // POST /api/$batch answers 404
+    mixed_workload(&db, &s);
+    flush_all(&db, &s);
+    assert_in_sync(&db, &s, "todos");
+    assert_keys_unique(&s);
+    assert_eq!(s.stats().batch_items, 0);
+}
+
+#[test]
+fn without_batches_a_round_sends_several_mutations_in_order() {
+    let db = open(config(&["todos"]), MemoryStorage::new());
+    let s = MemServer::new();
+    for i in 0..5 {
+        create(&db, "todos", json!({ "n": i }));
+    }
+    let mut report = ferry::core::sync::report::Report::default();
+    let end = block_on(db.flush_round(&s, &[], &mut report)).unwrap();
+    assert_eq!(end, RoundEnd::Progress);
+    assert_eq!((report.acked, report.requests), (5, 5));
+    let ns: Vec<Value> = s.records("todos").iter().map(|r| r["n"].clone()).collect();
+    assert_eq!(ns, (0..5).map(Value::from).collect::<Vec<_>>());
+}
+
+#[test]
+fn without_batches_a_failure_stops_the_round_and_the_rest_stay_open() {
+    let db = open(config(&["todos"]), MemoryStorage::new());
+    let s = MemServer::new();
+    for i in 0..3 {
+        create(&db, "todos", json!({ "n": i }));
+    }
+    s.fail_next(1, 503, None);
+    let mut report = ferry::core::sync::report::Report::default();
+    let end = block_on(db.flush_round(&s, &[], &mut report)).unwrap();
+    assert!(matches!(end, RoundEnd::Wait { .. }), "{end:?}");
+    assert_eq!(report.requests, 1, "nothing more is sent after a failure");
+    let outbox = block_on(db.outbox()).unwrap();
+    let flags: Vec<(u32, bool)> = outbox.iter().map(|e| (e.attempts, e.in_flight)).collect();
+    assert_eq!(flags, [(1, true), (0, false), (0, false)]);
+    flush_all(&db, &s);
+    assert_in_sync(&db, &s, "todos");
+}

@@ -1,0 +1,169 @@
+//! Pulls against the in-memory protocol server: full snapshots, `since` deltas with tombstones,
+//! and pending local changes kept on top of the server's version.
+#![cfg(not(target_arch = "wasm32"))]
+
+#[path = "common/mem_server.rs"]
+mod mem_server;
+#[path = "common/native_env.rs"]
+mod native_env;
+#[path = "common/sync_asserts.rs"]
+mod sync_asserts;
+
+use ferry::core::ChangeKind;
+use mem_server::MemServer;
+use native_env::*;
+use serde_json::{json, Value};
+use sync_asserts::*;
+
+// ---------------------------------------------------------------- pulls
+
+#[test]
+fn full_pull_adds_updates_and_removes() {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    let a = s.server_create("todos", json!({"title": "a"}));
+    let b = s.server_create("todos", json!({"title": "b"}));
+    let report = pull(&db, &s, "todos");
+    assert_eq!(report.changes.len(), 2);
+    assert_in_sync(&db, &s, "todos");
+    // A second client changes things; a plain server gives full snapshots every time.
+    let plain = MemServer::plain();
+    let (db2, _) = open_todos();
+    let x = plain.server_create("todos", json!({"title": "x"}));
+    let y = plain.server_create("todos", json!({"title": "y"}));
+    pull(&db2, &plain, "todos");
+    plain.server_put("todos", &x, json!({"title": "x2"}));
+    plain.server_delete("todos", &y);
+    let z = plain.server_create("todos", json!({"title": "z"}));
+    let report = pull(&db2, &plain, "todos");
+    assert_in_sync(&db2, &plain, "todos");
+    let kinds: Vec<(ChangeKind, Value)> = report
+        .changes
+        .iter()
+        .map(|c| (c.kind, c.id.clone()))
+        .collect();
+    assert!(
+        kinds.contains(&(ChangeKind::Updated, json!(x))),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&(ChangeKind::Deleted, json!(y))),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&(ChangeKind::Created, json!(z))),
+        "{kinds:?}"
+    );
+    assert!(report.changes.iter().all(|c| c.remote));
+    let _ = (a, b);
+}
+
+#[test]
+fn delta_pull_applies_changes_and_tombstones() {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    let a = s.server_create("todos", json!({"title": "a"}));
+    let b = s.server_create("todos", json!({"title": "b"}));
+    let c = s.server_create("todos", json!({"title": "c"}));
+    pull(&db, &s, "todos");
+    s.server_patch("todos", &a, json!({"title": "a2"}));
+    s.server_delete("todos", &b);
+    let d = s.server_create("todos", json!({"title": "d"}));
+    s.reset_stats();
+    let report = pull(&db, &s, "todos");
+    let url = &s.log()[0].1;
+    assert!(url.contains("since="), "the second pull is a delta: {url}");
+    assert_eq!(report.changes.len(), 3, "{:?}", report.changes);
+    assert_in_sync(&db, &s, "todos");
+    assert!(get(&db, "todos", &b).is_none());
+    assert_eq!(get(&db, "todos", &a).unwrap()["title"], "a2");
+    assert!(get(&db, "todos", &c).is_some());
+    assert!(get(&db, "todos", &d).is_some());
+    // Nothing changed: an empty delta changes nothing.
+    let report = pull(&db, &s, "todos");
+    assert!(report.changes.is_empty(), "{:?}", report.changes);
+}
+
+#[test]
+fn pull_keeps_a_pending_change_rebased_on_the_new_version() {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    let id = create(&db, "todos", json!({"a": 1, "b": 1}));
+    flush_all(&db, &s);
+    let sid = id_of(&get(&db, "todos", &id).unwrap());
+    update(&db, "todos", &sid, json!({"a": 2}));
+    s.server_patch("todos", &sid, json!({"b": 3}));
+    pull(&db, &s, "todos");
+    let l = get(&db, "todos", &sid).unwrap();
+    assert_eq!(
+        (l["a"].clone(), l["b"].clone()),
+        (json!(2), json!(3)),
+        "{l:?}"
+    );
+    assert_eq!(
+        l["version"], 2,
+        "the local row is based on the server's new version"
+    );
+    assert_eq!(pending(&db), 1, "the local change is still queued");
+    let report = flush_all(&db, &s);
+    assert!(
+        report.conflicts.is_empty(),
+        "rebased on the new version, no conflict: {:?}",
+        report.conflicts
+    );
+    let sr = s.record("todos", &sid).unwrap();
+    assert_eq!((sr["a"].clone(), sr["b"].clone()), (json!(2), json!(3)));
+    assert_in_sync(&db, &s, "todos");
+}
+
+#[test]
+fn full_pull_keeps_local_pending_creates() {
+    let (db, _) = open_todos();
+    let s = MemServer::plain();
+    s.server_create("todos", json!({"title": "server"}));
+    let mine = create(&db, "todos", json!({"title": "mine"}));
+    pull(&db, &s, "todos");
+    assert!(
+        get(&db, "todos", &mine).is_some(),
+        "a snapshot never removes a pending create"
+    );
+    assert_eq!(local(&db, "todos").len(), 2);
+    flush_all(&db, &s);
+    pull(&db, &s, "todos");
+    assert_in_sync(&db, &s, "todos");
+}
+
+/// A create whose answer was lost is on the server, and carries our temp id in `clientId`.
+/// A pull before the retry must not show the record twice.
+#[test]
+fn pull_after_a_lost_create_answer_does_not_duplicate_locally() {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    create(&db, "todos", json!({"title": "only one"}));
+    s.drop_after_commit(1);
+    flush(&db, &s);
+    pull(&db, &s, "todos");
+    let titles: Vec<Value> = local(&db, "todos")
+        .iter()
+        .map(|r| r["title"].clone())
+        .collect();
+    assert_eq!(
+        titles,
+        vec![json!("only one")],
+        "the same record appears twice locally"
+    );
+}
+
+#[test]
+fn pull_after_a_lost_create_answer_converges_after_flush() {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    create(&db, "todos", json!({"title": "only one"}));
+    s.drop_after_commit(1);
+    flush(&db, &s);
+    pull(&db, &s, "todos");
+    flush_all(&db, &s);
+    pull(&db, &s, "todos");
+    assert_eq!(local(&db, "todos").len(), 1);
+    assert_in_sync(&db, &s, "todos");
+}
