@@ -2,41 +2,16 @@
 //! versions, idempotency and delta reads.
 #![cfg(not(target_arch = "wasm32"))]
 
+#[path = "common/mem_client.rs"]
+mod mem_client;
 #[path = "common/mem_server.rs"]
 mod mem_server;
 #[path = "common/native_env.rs"]
 mod native_env;
 
-use ferry::core::sync::http::{HttpRequest, HttpResponse, Transport};
+use mem_client::*;
 use mem_server::MemServer;
-use native_env::block_on;
 use serde_json::{json, Value};
-
-fn req(method: &str, url: &str, headers: &[(&str, &str)], body: Option<Value>) -> HttpRequest {
-    HttpRequest {
-        method: method.into(),
-        url: url.into(),
-        headers: headers
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        body: body.map(|b| b.to_string()),
-    }
-}
-
-fn call(
-    s: &MemServer,
-    method: &str,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: Option<Value>,
-) -> HttpResponse {
-    block_on(s.send(req(method, url, headers, body))).expect("an answer")
-}
-
-fn json_of(r: &HttpResponse) -> Value {
-    serde_json::from_str(&r.body).unwrap_or(Value::Null)
-}
 
 #[test]
 fn crud_follows_the_reference_server() {
