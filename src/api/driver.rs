@@ -28,6 +28,10 @@ pub struct SyncState {
     next_retry: Option<f64>,
     pub(crate) timer: Option<JsValue>,
     pub(crate) waiters: Vec<(Function, Function)>,
+    /// This tab holds the store's lock and is the one that flushes.
+    pub(crate) leader: bool,
+    /// The app took the store offline (`setOffline(true)`), whatever the browser says.
+    pub(crate) forced_offline: bool,
 }
 
 impl SyncState {
@@ -42,7 +46,14 @@ impl SyncState {
             next_retry: None,
             timer: None,
             waiters: Vec::new(),
+            leader: false,
+            forced_offline: false,
         }
+    }
+
+    /// Online as far as sync is concerned: the browser says so and the app did not say no.
+    pub(crate) fn is_online(&self) -> bool {
+        self.online && !self.forced_offline
     }
 }
 
@@ -52,6 +63,7 @@ impl SyncState {
 pub struct Status {
     online: bool,
     flushing: bool,
+    leader: bool,
     pending: u64,
     rejected: u64,
     last_error: Option<String>,
@@ -69,8 +81,9 @@ impl Inner {
         let (pending, rejected) = self.engine.counts().await?;
         let s = self.sync.borrow();
         Ok(Status {
-            online: s.online,
+            online: s.is_online(),
             flushing: s.running,
+            leader: s.leader,
             pending,
             rejected,
             last_error: s.last_error.clone(),
@@ -92,15 +105,22 @@ impl Inner {
         });
     }
 
-    pub(crate) fn set_online(self: &Rc<Self>, online: bool) {
-        {
+    /// The browser's `online`/`offline` events, or the app's `setOffline` (`forced`).
+    pub(crate) fn set_online(self: &Rc<Self>, online: bool, forced: bool) {
+        let online = {
             let mut s = self.sync.borrow_mut();
-            s.online = online;
+            if forced {
+                s.forced_offline = !online;
+            } else {
+                s.online = online;
+            }
+            let online = s.is_online();
             if online {
                 s.pull_next = true;
                 s.next_retry = None;
             }
-        }
+            online
+        };
         self.emit_status();
         if online && self.engine.config.auto_sync {
             self.kick();
@@ -112,8 +132,11 @@ impl Inner {
         self.emit_status();
         let (online, waiting) = {
             let s = self.sync.borrow();
+            if !s.leader {
+                return; // the leading tab heard of the write and flushes
+            }
             (
-                s.online,
+                s.is_online(),
                 s.next_retry.is_some_and(|t| t > js_sys::Date::now()),
             )
         };
@@ -140,7 +163,12 @@ impl Inner {
     pub(crate) fn kick(self: &Rc<Self>) {
         {
             let mut s = self.sync.borrow_mut();
-            if self.engine.is_closed() || !s.online {
+            if self.engine.is_closed() || !s.is_online() {
+                return;
+            }
+            if !s.leader {
+                drop(s);
+                self.tell_tabs("kick", &JsValue::NULL);
                 return;
             }
             if s.running {
@@ -160,7 +188,7 @@ impl Inner {
     pub(crate) fn request_sync(self: &Rc<Self>) -> Promise {
         let inner = self.clone();
         Promise::new(&mut |resolve, reject| {
-            let (closed, online) = (inner.engine.is_closed(), inner.sync.borrow().online);
+            let (closed, online) = (inner.engine.is_closed(), inner.sync.borrow().is_online());
             if closed {
                 let _ = reject.call1(
                     &JsValue::NULL,
@@ -206,6 +234,7 @@ impl Inner {
                 for (resolve, _) in waiters {
                     let _ = resolve.call0(&JsValue::NULL);
                 }
+                self.tell_tabs("done", &to_js(&serde_json::json!({})));
             }
             RunEnd::Failed(e, retry_at) => {
                 {
@@ -216,6 +245,9 @@ impl Inner {
                 if let (Some(at), true) = (retry_at, self.engine.config.auto_sync) {
                     self.schedule(at - js_sys::Date::now());
                 }
+                let body =
+                    serde_json::json!({ "error": { "name": e.kind.name(), "message": e.message } });
+                self.tell_tabs("done", &to_js(&body));
                 let err = js_error(e);
                 for (_, reject) in waiters {
                     let _ = reject.call1(&JsValue::NULL, &err);
@@ -223,18 +255,19 @@ impl Inner {
             }
         }
         self.emit_status();
+        // Conflicts left open by this run go to the app's resolver; what it settles is sent.
+        if self.offer_conflicts().await {
+            self.kick();
+        }
     }
 
     fn dispatch(self: &Rc<Self>, report: Report) {
-        self.announce(&report.changes);
-        for i in &report.ids {
-            emit(&self.listeners, "idChange", Some(&i.collection), &to_js(i));
-        }
-        for r in &report.rejected {
-            emit(&self.listeners, "rejected", Some(&r.collection), &to_js(r));
-        }
-        for c in &report.conflicts {
-            emit(&self.listeners, "conflict", Some(&c.collection), &to_js(c));
+        let quiet = report.changes.is_empty()
+            && report.ids.is_empty()
+            && report.rejected.is_empty()
+            && report.conflicts.is_empty();
+        if !quiet {
+            self.emit_everywhere("report", &report);
         }
     }
 
@@ -273,7 +306,7 @@ impl Inner {
         };
         let mut refreshed = false;
         loop {
-            if !self.sync.borrow().online {
+            if !self.sync.borrow().is_online() {
                 return RunEnd::Failed(
                     Error::new(ErrorKind::Offline, "the browser went offline"),
                     None,
@@ -329,7 +362,7 @@ impl Inner {
 
     /// `collection.pull()`.
     pub(crate) async fn pull(self: &Rc<Self>, name: &str) -> Result<(), Error> {
-        if !self.sync.borrow().online {
+        if !self.sync.borrow().is_online() {
             return Err(Error::new(ErrorKind::Offline, "the browser is offline"));
         }
         let headers = self.headers(false).await?;

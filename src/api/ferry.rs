@@ -7,14 +7,15 @@ use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::core::sync::report::Resolution;
 use crate::core::{Change, Engine, Error, StoreConfig};
-use crate::web::js::{ferry_clear_timeout, ferry_listen, ferry_on_line};
+use crate::web::js::{ferry_clear_timeout, ferry_listen, ferry_on_line, FerryTabs};
 use crate::web::{BrowserEnv, FetchTransport, IdbStorage};
 
 use super::collection::Collection;
 use super::convert::{js_error, to_js, to_record};
 use super::driver::SyncState;
-use super::events::{emit, Listeners};
+use super::events::Listeners;
 
 /// The state one store's JS objects share.
 pub struct Inner {
@@ -25,13 +26,15 @@ pub struct Inner {
     pub(crate) get_headers: Option<Function>,
     pub(crate) auth: RefCell<Vec<(String, String)>>,
     pub(crate) unlisten: RefCell<Vec<Function>>,
+    pub(crate) resolver: Option<Function>,
+    pub(crate) tabs: RefCell<Option<FerryTabs>>,
 }
 
 impl Inner {
-    /// Tells listeners about committed changes.
+    /// Tells listeners, here and in the other tabs, about committed local changes.
     pub(crate) fn announce(&self, changes: &[Change]) {
-        for c in changes {
-            emit(&self.listeners, "change", Some(&c.collection), &to_js(c));
+        if !changes.is_empty() {
+            self.emit_everywhere("changes", &changes);
         }
     }
 
@@ -58,6 +61,22 @@ pub struct Ferry {
     inner: Rc<Inner>,
 }
 
+impl Ferry {
+    fn settle(&self, conflict_id: String, resolution: Result<Resolution, Error>) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let report = inner
+                .engine
+                .resolve_conflict(&conflict_id, resolution.map_err(js_error)?)
+                .await
+                .map_err(js_error)?;
+            inner.emit_everywhere("report", &report);
+            inner.kick();
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+}
+
 #[wasm_bindgen]
 impl Ferry {
     /// Opens (or creates) the store. Opening with other collections than last time upgrades the
@@ -70,12 +89,17 @@ impl Ferry {
                 "Ferry.open takes an options object",
             )));
         }
-        // Functions cannot cross as JSON: take `getHeaders` out of a shallow copy first.
-        let get_headers = Reflect::get(&options, &"getHeaders".into())
-            .ok()
-            .and_then(|f| f.dyn_into::<Function>().ok());
+        // Functions cannot cross as JSON: take them out of a shallow copy first.
         let copy = js_sys::Object::assign(&js_sys::Object::new(), options.unchecked_ref());
-        let _ = Reflect::delete_property(&copy, &"getHeaders".into());
+        let take = |name: &str| {
+            let f = Reflect::get(&options, &name.into())
+                .ok()
+                .and_then(|f| f.dyn_into::<Function>().ok());
+            let _ = Reflect::delete_property(&copy, &name.into());
+            f
+        };
+        let get_headers = take("getHeaders");
+        let resolver = take("resolveConflict");
         let raw = to_record(&copy, "the options").map_err(js_error)?;
         let config: StoreConfig = serde_json::from_value(serde_json::Value::Object(raw))
             .map_err(|e| js_error(Error::validation(format!("the options are not valid: {e}"))))?;
@@ -95,23 +119,23 @@ impl Ferry {
             get_headers,
             auth: RefCell::new(Vec::new()),
             unlisten: RefCell::new(Vec::new()),
+            resolver,
+            tabs: RefCell::new(None),
         });
         for kind in ["online", "offline"] {
             let weak = Rc::downgrade(&inner);
             let online = kind == "online";
             let f = Closure::<dyn FnMut()>::new(move || {
                 if let Some(inner) = weak.upgrade() {
-                    inner.set_online(online);
+                    inner.set_online(online, false);
                 }
             })
             .into_js_value();
             let off = ferry_listen(kind, f.unchecked_ref());
             inner.unlisten.borrow_mut().push(off);
         }
-        if inner.engine.config.auto_sync {
-            inner.sync.borrow_mut().pull_next = true;
-            inner.kick();
-        }
+        // Syncing starts once this tab leads (at once, unless another tab of the store does).
+        inner.join_tabs();
         Ok(Ferry { inner })
     }
 
@@ -212,11 +236,51 @@ impl Ferry {
         Ok(self.inner.listen(kind, None, listener))
     }
 
+    /// Conflicts that wait for a decision (collections with `conflict: "custom"`): deferred or
+    /// failed by the resolver, or met without one. They survive reloads.
+    #[wasm_bindgen(unchecked_return_type = "Promise<OpenConflict[]>")]
+    pub fn conflicts(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(
+            async move { Ok(to_js(&inner.engine.conflicts().await.map_err(js_error)?)) },
+        )
+    }
+
+    /// Settles an open conflict: `record` is the result (sent over the server's version), `null`
+    /// deletes the record. Its record's held-back mutations then go on.
+    #[wasm_bindgen(js_name = resolveConflict, unchecked_return_type = "Promise<void>")]
+    pub fn resolve_conflict(
+        &self,
+        conflict_id: String,
+        #[wasm_bindgen(unchecked_param_type = "FerryRecord | null")] record: JsValue,
+    ) -> Promise {
+        let resolution = if record.is_null() {
+            Ok(Resolution::Delete)
+        } else {
+            to_record(&record, "the resolved record").map(Resolution::Record)
+        };
+        self.settle(conflict_id, resolution)
+    }
+
+    /// Settles an open conflict by dropping the local change: the server's state stands.
+    #[wasm_bindgen(js_name = discardConflict, unchecked_return_type = "Promise<void>")]
+    pub fn discard_conflict(&self, conflict_id: String) -> Promise {
+        self.settle(conflict_id, Ok(Resolution::Discard))
+    }
+
+    /// Takes the store offline (`true`) or back (`false`) whatever the browser says: nothing is
+    /// sent while it is offline. Local reads and writes work either way.
+    #[wasm_bindgen(js_name = setOffline)]
+    pub fn set_offline(&self, offline: bool) {
+        self.inner.set_online(!offline, true);
+    }
+
     /// Closes the store: sync stops, listeners are dropped, later calls fail with `ClosedError`.
     pub fn close(&self) {
         let inner = &self.inner;
         inner.engine.close();
         inner.engine.storage.close();
+        inner.leave_tabs();
         for off in inner.unlisten.borrow_mut().drain(..) {
             let _ = off.call0(&JsValue::NULL);
         }

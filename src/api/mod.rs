@@ -5,6 +5,8 @@ pub mod convert;
 pub mod driver;
 pub mod events;
 pub mod ferry;
+pub mod resolver;
+pub mod tabs;
 pub mod types;
 
 pub use collection::Collection;

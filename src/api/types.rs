@@ -57,6 +57,45 @@ export interface FerryOptions {
   timeoutMs?: number;
   /** Called before a flush and again after a 401; returns headers such as Authorization. */
   getHeaders?: () => { [name: string]: string } | Promise<{ [name: string]: string }>;
+  /**
+   * Settles conflicts of collections whose policy is `custom`: return the record to keep, `null`
+   * to delete it, or `"defer"` to decide later through `db.conflicts()`. Throwing leaves the
+   * conflict listed as failed.
+   */
+  resolveConflict?: (conflict: ConflictInput) => ConflictAnswer | Promise<ConflictAnswer>;
+}
+
+/** What a custom resolver is given. */
+export interface ConflictInput {
+  collection: string;
+  id: string;
+  kind: "create" | "update" | "delete";
+  /** The server's record the local change was made on. */
+  base: FerryRecord | null;
+  /** The local record (null for a local delete). */
+  local: FerryRecord | null;
+  /** The server's record (null when the server deleted it). */
+  server: FerryRecord | null;
+}
+
+/** What a custom resolver returns. */
+export type ConflictAnswer = FerryRecord | null | "defer";
+
+/** A conflict waiting for a decision (`db.conflicts()`). */
+export interface OpenConflict {
+  /** Pass it to `resolveConflict` or `discardConflict`. */
+  conflictId: string;
+  collection: string;
+  recordId: string;
+  kind: "create" | "update" | "delete";
+  base: FerryRecord | null;
+  local: FerryRecord | null;
+  server: FerryRecord | null;
+  serverVersion: string | null;
+  /** `open`: waiting for the resolver; `deferred`: it said "defer"; `failed`: it threw. */
+  state: "open" | "deferred" | "failed";
+  error: string | null;
+  at: number;
 }
 
 /** A query: equality filters, one sort field, offset and limit. */
@@ -132,12 +171,16 @@ export interface ConflictEvent {
   result: FerryRecord | null;
   policy: string;
   resent: boolean;
+  /** True when the conflict waits in `db.conflicts()` rather than being settled. */
+  open: boolean;
 }
 
 /** The sync status. */
 export interface SyncStatus {
   online: boolean;
   flushing: boolean;
+  /** This tab is the one that flushes (tabs of one store elect one through Web Locks). */
+  leader: boolean;
   pending: number;
   rejected: number;
   lastError: string | null;

@@ -42,6 +42,27 @@ export function ferry_clear_timeout(id) { clearTimeout(id); }
 export function ferry_on_line() {
   return typeof navigator === 'undefined' || navigator.onLine !== false;
 }
+// One store open in several tabs: a Web Lock makes one of them the leader (the one that
+// flushes) until it closes, when the next waiting tab gets it; a BroadcastChannel carries
+// changes and sync outcomes between them. Without Web Locks every tab leads.
+export class FerryTabs {
+  constructor(name, onMessage, onLeader) {
+    this.closed = false;
+    this.release = () => {};
+    this.channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel(name) : null;
+    if (this.channel) this.channel.onmessage = (e) => { if (!this.closed) onMessage(e.data); };
+    const locks = typeof navigator !== 'undefined' ? navigator.locks : undefined;
+    this.shared = !!(locks && typeof locks.request === 'function');
+    if (this.shared) {
+      const held = new Promise((resolve) => { this.release = resolve; });
+      locks.request(name, () => { if (!this.closed) onLeader(); return held; }).catch(() => {});
+    } else {
+      queueMicrotask(() => { if (!this.closed) onLeader(); });
+    }
+  }
+  post(message) { if (this.channel && !this.closed) this.channel.postMessage(message); }
+  close() { this.closed = true; this.release(); if (this.channel) this.channel.close(); }
+}
 export function ferry_listen(type, f) {
   if (typeof globalThis.addEventListener !== 'function') return () => {};
   globalThis.addEventListener(type, f);
@@ -60,4 +81,20 @@ extern "C" {
     pub fn ferry_on_line() -> bool;
     /// Adds a global event listener; returns the function that removes it.
     pub fn ferry_listen(kind: &str, f: &Function) -> Function;
+
+    /// Leadership (Web Locks) and messages (BroadcastChannel) among the tabs of one store.
+    pub type FerryTabs;
+    /// Joins the tabs of store `name`: `on_message(data)` for messages from the others,
+    /// `on_leader()` once this tab leads.
+    #[wasm_bindgen(constructor)]
+    pub fn new(name: &str, on_message: &Function, on_leader: &Function) -> FerryTabs;
+    /// Sends `message` to the other tabs.
+    #[wasm_bindgen(method)]
+    pub fn post(this: &FerryTabs, message: &JsValue);
+    /// Leaves: gives up leadership and stops listening.
+    #[wasm_bindgen(method)]
+    pub fn close(this: &FerryTabs);
+    /// Whether Web Locks coordinate the tabs (else every tab leads).
+    #[wasm_bindgen(method, getter)]
+    pub fn shared(this: &FerryTabs) -> bool;
 }

@@ -1,7 +1,7 @@
 // A TypeScript app using Ferry: `tsc -p tests/types` must accept it, so the generated .d.ts types
 // every method, option and result. The @ts-expect-error lines must stay errors.
 import init, { Ferry, Collection } from "../../pkg/ferry.js";
-import type { FerryRecord, OutboxEntry, SyncStatus, Change, RejectedMutation, IdChange } from "../../pkg/ferry.js";
+import type { FerryRecord, OutboxEntry, SyncStatus, Change, RejectedMutation, IdChange, OpenConflict } from "../../pkg/ferry.js";
 
 export async function app(): Promise<void> {
   await init();
@@ -13,6 +13,7 @@ export async function app(): Promise<void> {
     },
     batchUrl: "/api/$batch",
     getHeaders: async () => ({ Authorization: "Bearer t" }),
+    resolveConflict: async ({ local, server }) => (server ? { ...server, ...local } : "defer"),
   });
   const todos: Collection = db.collection("todos");
   const t: FerryRecord = await todos.create({ title: "buy milk", done: false });
@@ -34,6 +35,14 @@ export async function app(): Promise<void> {
   db.on("idChange", (e: IdChange) => console.log(e.from, e.to));
   await db.sync().catch((e: Error) => console.log(e.name));
   await todos.pull();
+  const open_conflicts: OpenConflict[] = await db.conflicts();
+  for (const c of open_conflicts) {
+    if (c.state === "deferred") await db.resolveConflict(c.conflictId, c.server);
+    else await db.discardConflict(c.conflictId);
+  }
+  db.setOffline(true);
+  const leads: boolean = (await db.status()).leader;
+  console.log(leads);
   console.log(one, list, open, many, pending, kinds, status.online, rejected.length);
   db.close();
 
@@ -43,4 +52,6 @@ export async function app(): Promise<void> {
   await todos.create("not a record");
   // @ts-expect-error unknown event
   db.on("nope", () => {});
+  // @ts-expect-error a resolver answers a record, null or "defer"
+  await Ferry.open({ name: "y", collections: {}, resolveConflict: () => 42 });
 }

@@ -9,13 +9,12 @@ use crate::core::config::CollectionConfig;
 use crate::core::engine::{Change, ChangeKind, Engine};
 use crate::core::error::Result;
 use crate::core::mutation::{Entry, Kind};
-use crate::core::record::{changed_fields, id_key, index_key, Record, Row};
+use crate::core::record::{id_key, index_key, Record, Row};
 use crate::core::storage::{field_index, Key, Storage, Table, Txn};
 use crate::core::tx::Tx;
 
 use super::classify::version_field;
-use super::conflict::{policy_name, settle, Outcome};
-use super::report::{ConflictEvent, IdChange, RejectedItem, Report};
+use super::report::{IdChange, RejectedItem, Report};
 
 /// `server` with the local values of every field that `later` (still pending) entries changed;
 /// `None` when a later entry deletes the record.
@@ -57,7 +56,7 @@ pub fn rebase(
 
 impl<S: Storage, E: Env> Engine<S, E> {
     /// The entries of `e`'s record queued after it.
-    async fn later<T: Txn>(&self, tx: &Tx<T>, e: &Entry) -> Result<Vec<Entry>> {
+    pub(crate) async fn later<T: Txn>(&self, tx: &Tx<T>, e: &Entry) -> Result<Vec<Entry>> {
         Ok(tx
             .entries_for(&e.c, &e.r)
             .await?
@@ -68,7 +67,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
 
     /// Stores the server's record `s` (version `v`) for record `key`, keeping later local changes.
     #[allow(clippy::too_many_arguments)] // one call site each, all of it state of the same step
-    async fn adopt<T: Txn>(
+    pub(crate) async fn adopt<T: Txn>(
         &self,
         tx: &Tx<T>,
         cfg: &CollectionConfig,
@@ -322,115 +321,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 }
             }
         }
-        Ok(())
-    }
-
-    /// Settles a conflict of `e` with the server's record `server` (`None`: deleted there).
-    pub(crate) async fn apply_conflict<T: Txn>(
-        &self,
-        tx: &Tx<T>,
-        e: &Entry,
-        server: Option<(Record, Option<String>)>,
-        report: &mut Report,
-    ) -> Result<()> {
-        let cfg = self.collection(&e.c)?;
-        let c = cfg.name.as_str();
-        let row = tx.row(c, &e.r).await?;
-        let mut later = self.later(tx, e).await?;
-        let local = row.as_ref().map(|r| r.d.clone());
-        let base = match e.kind {
-            Kind::Delete => e.base.clone(),
-            _ => row.as_ref().and_then(|r| r.b.clone()),
-        };
-        let (s, sv) = match &server {
-            Some((s, v)) => (Some(s), v.clone().or_else(|| version_field(cfg, s))),
-            None => (None, None),
-        };
-        let local_for_policy = if e.kind == Kind::Delete {
-            None
-        } else {
-            local.as_ref()
-        };
-        let outcome = settle(cfg, e.kind, &e.fields, base.as_ref(), local_for_policy, s);
-        let mut event = ConflictEvent {
-            collection: c.into(),
-            id: e.r.clone(),
-            kind: e.kind,
-            base,
-            local: local_for_policy.cloned(),
-            server: s.cloned(),
-            result: None,
-            policy: policy_name(cfg).into(),
-            resent: !matches!(outcome, Outcome::Server),
-        };
-        let mut again = e.clone();
-        // What is sent again is a new request: a server that keeps Idempotency-Keys would
-        // answer the old key with the old answer (or refuse the new body under it).
-        again.id = format!("{}.{}", e.id, e.attempts);
-        again.sent = None;
-        again.error = None;
-        again.retry_at = None;
-        let idv = |d: &Record| cfg.id_of(d, &e.r);
-        match outcome {
-            Outcome::Server => {
-                tx.delete_entry(e.seq)?;
-                match s {
-                    Some(s) => {
-                        self.adopt(tx, cfg, &e.r, s.clone(), sv, &mut later, report)
-                            .await?
-                    }
-                    None => {
-                        // Gone on the server: so is the record here, with what was queued on it.
-                        for l in later.iter().filter(|l| l.kind != Kind::Create) {
-                            tx.delete_entry(l.seq)?;
-                        }
-                        if let Some(old) = &row {
-                            tx.delete_row(c, &e.r)?;
-                            report.changes.push(Change::remote(
-                                ChangeKind::Deleted,
-                                c,
-                                idv(&old.d),
-                                None,
-                            ));
-                        }
-                    }
-                }
-            }
-            Outcome::Update(r) => {
-                let mut newrow = Row::new(
-                    cfg,
-                    rebase(cfg, &r, local.as_ref().unwrap_or(&r), &later).unwrap_or(r.clone()),
-                );
-                newrow.v = sv;
-                newrow.b = s.cloned();
-                tx.put_row(c, &e.r, &newrow)?;
-                again.kind = Kind::Update;
-                again.fields = changed_fields(s.unwrap_or(&Record::new()), &r);
-                tx.put_entry(&again)?;
-                report.changes.push(Change::remote(
-                    ChangeKind::Updated,
-                    c,
-                    idv(&newrow.d),
-                    Some(newrow.d),
-                ));
-            }
-            Outcome::Delete => {
-                again.base = s.cloned();
-                again.base_v = sv;
-                tx.put_entry(&again)?;
-            }
-            Outcome::Recreate(l) => {
-                let mut newrow = Row::new(cfg, l);
-                newrow.v = None;
-                newrow.b = None;
-                tx.put_row(c, &e.r, &newrow)?;
-                again.kind = Kind::Create;
-                again.fields.clear();
-                tx.put_entry(&again)?;
-            }
-        }
-        event.result = tx.row(c, &e.r).await?.map(|r| r.d);
-        report.conflicts.push(event);
         Ok(())
     }
 }

@@ -217,7 +217,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             .filter_map(|(_, v)| {
                 Some((
                     v.get("collection")?.as_str()?.to_string(),
-                    v.get("id")?.as_str()?.to_string(),
+                    v.get("recordId")?.as_str()?.to_string(),
                 ))
             })
             .collect())

@@ -12,3 +12,4 @@ pub mod pull;
 pub mod rejected;
 pub mod report;
 pub mod request;
+pub mod settle;

@@ -67,6 +67,63 @@ pub struct ConflictEvent {
     pub policy: String,
     /// Whether the local change is being sent again.
     pub resent: bool,
+    /// Whether the conflict waits for a decision (`conflicts()`), rather than being settled.
+    pub open: bool,
+}
+
+/// Where an open conflict stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum ConflictState {
+    /// Waiting for the app's resolver (it is offered again after a reload).
+    Open,
+    /// The resolver answered "defer": it waits for `resolveConflict` or `discardConflict`.
+    Deferred,
+    /// The resolver threw or returned something unusable; `error` says what.
+    Failed,
+}
+
+/// A conflict that waits for a decision, kept in storage until it is resolved or discarded.
+/// Its record's later mutations wait behind it; the rest of the queue goes on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenConflict {
+    /// The id to resolve it by (the mutation id of the change that met the conflict).
+    pub conflict_id: String,
+    /// The collection.
+    pub collection: String,
+    /// The record's id.
+    pub record_id: String,
+    /// What the local mutation did.
+    pub kind: Kind,
+    /// The server's record the local change was made on.
+    pub base: Option<Record>,
+    /// The local record when the conflict was met (absent for a local delete).
+    pub local: Option<Record>,
+    /// The server's record (absent when the server deleted it).
+    pub server: Option<Record>,
+    /// The server's version of `server`.
+    pub server_version: Option<String>,
+    /// Where it stands.
+    pub state: ConflictState,
+    /// Why the resolver failed, if it did.
+    pub error: Option<String>,
+    /// When it was met (ms since epoch).
+    pub at: f64,
+    /// The outbox position of the mutation (internal).
+    #[serde(default)]
+    pub seq: u64,
+}
+
+/// How the app settles an open conflict.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolution {
+    /// This record is the result: it is sent over the server's version (or created again).
+    Record(Record),
+    /// The record is deleted (on the server too, if it is still there).
+    Delete,
+    /// The local change is dropped: the server's state stands.
+    Discard,
 }
 
 /// Everything a sync step changed.

@@ -1,0 +1,146 @@
+//! Several tabs on one store. One leads (holds the Web Lock) and is the only one that flushes;
+//! the others send it their wish to sync, and every tab hears every change: local writes of
+//! the others, and what the leader's syncs brought in. So no mutation is sent by two tabs, and
+//! when the leader closes, the next tab in the lock's queue takes over at once.
+
+use std::rc::Rc;
+
+use js_sys::{Array, Reflect};
+use serde::Serialize;
+use serde_json::json;
+use wasm_bindgen::prelude::*;
+
+use crate::core::{Error, ErrorKind};
+use crate::web::js::FerryTabs;
+
+use super::convert::{js_error, to_js};
+use super::events::emit;
+use super::ferry::Inner;
+
+fn field(v: &JsValue, name: &str) -> JsValue {
+    Reflect::get(v, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
+}
+
+impl Inner {
+    /// Joins the store's tabs (called once, at open).
+    pub(crate) fn join_tabs(self: &Rc<Self>) {
+        let weak = Rc::downgrade(self);
+        let on_message = Closure::<dyn FnMut(JsValue)>::new(move |m: JsValue| {
+            if let Some(inner) = weak.upgrade() {
+                inner.on_tab_message(&m);
+            }
+        })
+        .into_js_value();
+        let weak = Rc::downgrade(self);
+        let on_leader = Closure::<dyn FnMut()>::new(move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.became_leader();
+            }
+        })
+        .into_js_value();
+        let name = format!("ferry:{}", self.engine.config.name);
+        let tabs = FerryTabs::new(&name, on_message.unchecked_ref(), on_leader.unchecked_ref());
+        *self.tabs.borrow_mut() = Some(tabs);
+    }
+
+    /// Leaves the tabs (at close).
+    pub(crate) fn leave_tabs(&self) {
+        if let Some(t) = self.tabs.borrow_mut().take() {
+            t.close();
+        }
+    }
+
+    /// Sends a message to the other tabs.
+    pub(crate) fn tell_tabs(&self, kind: &str, body: &JsValue) {
+        if let Some(t) = self.tabs.borrow().as_ref() {
+            let m = to_js(&json!({ "t": kind }));
+            let _ = Reflect::set(&m, &"body".into(), body);
+            t.post(&m);
+        }
+    }
+
+    fn became_leader(self: &Rc<Self>) {
+        let waiting = {
+            let mut s = self.sync.borrow_mut();
+            s.leader = true;
+            !s.waiters.is_empty()
+        };
+        self.emit_status();
+        if self.engine.config.auto_sync || waiting {
+            self.sync.borrow_mut().pull_next = true;
+            self.kick();
+        }
+    }
+
+    fn on_tab_message(self: &Rc<Self>, m: &JsValue) {
+        let body = field(m, "body");
+        match field(m, "t").as_string().as_deref() {
+            // Another tab wrote: its subscribers were told; ours are now, and the leader flushes.
+            Some("changes") => {
+                self.emit_each("change", &body);
+                if self.sync.borrow().leader {
+                    self.after_write();
+                }
+            }
+            Some("report") => self.emit_report(&body),
+            Some("kick") if self.sync.borrow().leader => {
+                self.sync.borrow_mut().pull_next = true;
+                self.kick();
+            }
+            // The leader's run ended: it settles this tab's `sync()` calls too.
+            Some("done") if !self.sync.borrow().leader => {
+                let waiters = std::mem::take(&mut self.sync.borrow_mut().waiters);
+                let error = field(&body, "error");
+                for (resolve, reject) in waiters {
+                    if error.is_object() {
+                        let name = field(&error, "name").as_string().unwrap_or_default();
+                        let kind = [
+                            ErrorKind::Offline,
+                            ErrorKind::Network,
+                            ErrorKind::Storage,
+                            ErrorKind::Protocol,
+                        ]
+                        .into_iter()
+                        .find(|k| k.name() == name)
+                        .unwrap_or(ErrorKind::Network);
+                        let message = field(&error, "message").as_string().unwrap_or_default();
+                        let _ = reject.call1(&JsValue::NULL, &js_error(Error::new(kind, message)));
+                    } else {
+                        let _ = resolve.call0(&JsValue::NULL);
+                    }
+                }
+                self.emit_status();
+            }
+            _ => {}
+        }
+    }
+
+    /// Emits a `kind` event for each item of a JS array (items carry their `collection`).
+    pub(crate) fn emit_each(&self, kind: &str, list: &JsValue) {
+        if !Array::is_array(list) {
+            return;
+        }
+        for item in Array::from(list).iter() {
+            let c = field(&item, "collection").as_string();
+            emit(&self.listeners, kind, c.as_deref(), &item);
+        }
+    }
+
+    /// Emits the events of a sync report (as JS): changes, id changes, rejections, conflicts.
+    pub(crate) fn emit_report(&self, report: &JsValue) {
+        self.emit_each("change", &field(report, "changes"));
+        self.emit_each("idChange", &field(report, "ids"));
+        self.emit_each("rejected", &field(report, "rejected"));
+        self.emit_each("conflict", &field(report, "conflicts"));
+    }
+
+    /// Emits `value`'s events here and in the other tabs.
+    pub(crate) fn emit_everywhere<T: Serialize>(&self, kind: &str, value: &T) {
+        let js = to_js(value);
+        match kind {
+            "report" => self.emit_report(&js),
+            _ => self.emit_each("change", &js),
+        }
+        self.tell_tabs(kind, &js);
+    }
+}

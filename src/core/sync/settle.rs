@@ -1,0 +1,337 @@
+//! Conflicts: settling them by the collection's policy, or keeping them open for the app (policy
+//! `custom`) until it resolves or discards them. An open conflict holds back only its own record.
+
+use crate::core::clock::Env;
+use crate::core::config::{CollectionConfig, ConflictPolicy};
+use crate::core::engine::{Change, ChangeKind, Engine};
+use crate::core::error::{Error, Result};
+use crate::core::mutation::{Entry, Kind};
+use crate::core::record::{changed_fields, Record, Row};
+use crate::core::storage::{Key, Storage, Table, Txn};
+use crate::core::tx::Tx;
+
+use super::apply::rebase;
+use super::classify::version_field;
+use super::conflict::{policy_name, settle, Outcome};
+use super::report::{ConflictEvent, ConflictState, OpenConflict, Report, Resolution};
+
+/// What a conflict is about, read inside the transaction that settles it.
+struct Sides {
+    row: Option<Row>,
+    later: Vec<Entry>,
+    base: Option<Record>,
+    local: Option<Record>,
+    server: Option<Record>,
+    server_version: Option<String>,
+}
+
+impl<S: Storage, E: Env> Engine<S, E> {
+    async fn sides<T: Txn>(
+        &self,
+        tx: &Tx<T>,
+        cfg: &CollectionConfig,
+        e: &Entry,
+        server: Option<(Record, Option<String>)>,
+    ) -> Result<Sides> {
+        let row = tx.row(&cfg.name, &e.r).await?;
+        let later = self.later(tx, e).await?;
+        let base = match e.kind {
+            Kind::Delete => e.base.clone(),
+            _ => row.as_ref().and_then(|r| r.b.clone()),
+        };
+        let local = match e.kind {
+            Kind::Delete => None,
+            _ => row.as_ref().map(|r| r.d.clone()),
+        };
+        let (server, server_version) = match server {
+            Some((s, v)) => {
+                let v = v.or_else(|| version_field(cfg, &s));
+                (Some(s), v)
+            }
+            None => (None, None),
+        };
+        Ok(Sides {
+            row,
+            later,
+            base,
+            local,
+            server,
+            server_version,
+        })
+    }
+
+    /// Meets a conflict of `e` with the server's record `server` (`None`: deleted there): settles
+    /// it by policy, or, under `custom`, keeps it open for the app.
+    pub(crate) async fn apply_conflict<T: Txn>(
+        &self,
+        tx: &Tx<T>,
+        e: &Entry,
+        server: Option<(Record, Option<String>)>,
+        report: &mut Report,
+    ) -> Result<()> {
+        let cfg = self.collection(&e.c)?;
+        let sides = self.sides(tx, cfg, e, server).await?;
+        if cfg.conflict == ConflictPolicy::Custom {
+            let open = OpenConflict {
+                conflict_id: e.id.clone(),
+                collection: e.c.clone(),
+                record_id: e.r.clone(),
+                kind: e.kind,
+                base: sides.base.clone(),
+                local: sides.local.clone(),
+                server: sides.server.clone(),
+                server_version: sides.server_version.clone(),
+                state: ConflictState::Open,
+                error: None,
+                at: self.env.now_ms(),
+                seq: e.seq,
+            };
+            put_conflict(tx, &open)?;
+            report.conflicts.push(ConflictEvent {
+                collection: e.c.clone(),
+                id: e.r.clone(),
+                kind: e.kind,
+                base: sides.base,
+                local: sides.local,
+                server: sides.server,
+                result: sides.row.map(|r| r.d),
+                policy: policy_name(cfg).into(),
+                resent: false,
+                open: true,
+            });
+            return Ok(());
+        }
+        let outcome = settle(
+            cfg,
+            e.kind,
+            &e.fields,
+            sides.base.as_ref(),
+            sides.local.as_ref(),
+            sides.server.as_ref(),
+        );
+        self.apply_outcome(tx, cfg, e, sides, outcome, policy_name(cfg), report)
+            .await
+    }
+
+    /// Carries out a conflict's outcome and reports it.
+    #[allow(clippy::too_many_arguments)] // the settled conflict's parts, each used once
+    async fn apply_outcome<T: Txn>(
+        &self,
+        tx: &Tx<T>,
+        cfg: &CollectionConfig,
+        e: &Entry,
+        sides: Sides,
+        outcome: Outcome,
+        policy: &str,
+        report: &mut Report,
+    ) -> Result<()> {
+        let c = cfg.name.as_str();
+        let Sides {
+            row,
+            mut later,
+            base,
+            local,
+            server,
+            server_version: sv,
+        } = sides;
+        let mut event = ConflictEvent {
+            collection: c.into(),
+            id: e.r.clone(),
+            kind: e.kind,
+            base,
+            local: local.clone(),
+            server: server.clone(),
+            result: None,
+            policy: policy.into(),
+            resent: !matches!(outcome, Outcome::Server),
+            open: false,
+        };
+        let mut again = e.clone();
+        // What is sent again is a new request: a server that keeps Idempotency-Keys would
+        // answer the old key with the old answer (or refuse the new body under it).
+        again.id = format!("{}.{}", e.id, e.attempts);
+        again.sent = None;
+        again.error = None;
+        again.retry_at = None;
+        let idv = |d: &Record| cfg.id_of(d, &e.r);
+        match outcome {
+            Outcome::Server => {
+                tx.delete_entry(e.seq)?;
+                match &server {
+                    Some(s) => {
+                        self.adopt(tx, cfg, &e.r, s.clone(), sv, &mut later, report)
+                            .await?
+                    }
+                    None => {
+                        // Gone on the server: so is the record here, with what was queued on it.
+                        for l in later.iter().filter(|l| l.kind != Kind::Create) {
+                            tx.delete_entry(l.seq)?;
+                        }
+                        if let Some(old) = &row {
+                            tx.delete_row(c, &e.r)?;
+                            report.changes.push(Change::remote(
+                                ChangeKind::Deleted,
+                                c,
+                                idv(&old.d),
+                                None,
+                            ));
+                        }
+                    }
+                }
+            }
+            Outcome::Update(r) => {
+                let current = row
+                    .as_ref()
+                    .map(|r| r.d.clone())
+                    .unwrap_or_else(|| r.clone());
+                let mut newrow =
+                    Row::new(cfg, rebase(cfg, &r, &current, &later).unwrap_or(r.clone()));
+                newrow.v = sv;
+                newrow.b = server.clone();
+                tx.put_row(c, &e.r, &newrow)?;
+                again.kind = Kind::Update;
+                again.fields = changed_fields(server.as_ref().unwrap_or(&Record::new()), &r);
+                again.base = None;
+                again.base_v = None;
+                tx.put_entry(&again)?;
+                report.changes.push(Change::remote(
+                    ChangeKind::Updated,
+                    c,
+                    idv(&newrow.d),
+                    Some(newrow.d),
+                ));
+            }
+            Outcome::Delete => {
+                if let Some(old) = &row {
+                    tx.delete_row(c, &e.r)?;
+                    report
+                        .changes
+                        .push(Change::remote(ChangeKind::Deleted, c, idv(&old.d), None));
+                }
+                again.kind = Kind::Delete;
+                again.fields.clear();
+                again.base = server.clone();
+                again.base_v = sv;
+                tx.put_entry(&again)?;
+            }
+            Outcome::Recreate(l) => {
+                let newrow = Row::new(cfg, l);
+                tx.put_row(c, &e.r, &newrow)?;
+                again.kind = Kind::Create;
+                again.fields.clear();
+                again.base = None;
+                again.base_v = None;
+                tx.put_entry(&again)?;
+                report.changes.push(Change::remote(
+                    ChangeKind::Updated,
+                    c,
+                    idv(&newrow.d),
+                    Some(newrow.d),
+                ));
+            }
+        }
+        event.result = tx.row(c, &e.r).await?.map(|r| r.d);
+        report.conflicts.push(event);
+        Ok(())
+    }
+
+    /// The conflicts that wait for a decision, oldest first.
+    pub async fn conflicts(&self) -> Result<Vec<OpenConflict>> {
+        let tx = self.begin(false).await?;
+        let rows = tx.t.get_all(Table::Conflicts).await?;
+        rows.into_iter()
+            .map(|(_, v)| Ok(serde_json::from_value::<OpenConflict>(v)?))
+            .collect()
+    }
+
+    async fn find_conflict<T: Txn>(&self, tx: &Tx<T>, conflict_id: &str) -> Result<OpenConflict> {
+        for (_, v) in tx.t.get_all(Table::Conflicts).await? {
+            let c: OpenConflict = serde_json::from_value(v)?;
+            if c.conflict_id == conflict_id {
+                return Ok(c);
+            }
+        }
+        Err(Error::not_found(format!(
+            "no open conflict {conflict_id:?}"
+        )))
+    }
+
+    /// Settles an open conflict as the app decided. The record's held-back mutations go on.
+    pub async fn resolve_conflict(
+        &self,
+        conflict_id: &str,
+        resolution: Resolution,
+    ) -> Result<Report> {
+        let tx = self.begin(true).await?;
+        let open = self.find_conflict(&tx, conflict_id).await?;
+        let cfg = self.collection(&open.collection)?;
+        tx.t.delete(Table::Conflicts, &Key::Num(open.seq))?;
+        let mut report = Report::default();
+        let entry = tx.t.get(Table::Outbox, &Key::Num(open.seq)).await?;
+        if let Some(e) = entry {
+            let e: Entry = serde_json::from_value(e)?;
+            let server = open
+                .server
+                .clone()
+                .map(|s| (s, open.server_version.clone()));
+            let sides = self.sides(&tx, cfg, &e, server).await?;
+            let outcome = match resolution {
+                Resolution::Discard => Outcome::Server,
+                Resolution::Delete if open.server.is_some() => Outcome::Delete,
+                Resolution::Delete => Outcome::Server,
+                Resolution::Record(mut r) => {
+                    // The id is the record's, whatever the resolver returned.
+                    let id = sides.row.as_ref().map(|row| cfg.id_of(&row.d, &e.r));
+                    r.insert(
+                        cfg.id_property.clone(),
+                        id.unwrap_or_else(|| e.r.clone().into()),
+                    );
+                    match &open.server {
+                        Some(s) if same_but_version(cfg, s, &r) => Outcome::Server,
+                        Some(_) => Outcome::Update(r),
+                        None => Outcome::Recreate(r),
+                    }
+                }
+            };
+            self.apply_outcome(&tx, cfg, &e, sides, outcome, "custom", &mut report)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(report)
+    }
+
+    /// Drops the local change of an open conflict: the server's state stands.
+    pub async fn discard_conflict(&self, conflict_id: &str) -> Result<Report> {
+        self.resolve_conflict(conflict_id, Resolution::Discard)
+            .await
+    }
+
+    /// Marks an open conflict deferred or failed (what the resolver answered).
+    pub async fn mark_conflict(
+        &self,
+        conflict_id: &str,
+        state: ConflictState,
+        error: Option<String>,
+    ) -> Result<()> {
+        let tx = self.begin(true).await?;
+        let mut open = self.find_conflict(&tx, conflict_id).await?;
+        open.state = state;
+        open.error = error;
+        put_conflict(&tx, &open)?;
+        tx.commit().await
+    }
+}
+
+fn put_conflict<T: Txn>(tx: &Tx<T>, c: &OpenConflict) -> Result<()> {
+    let v = serde_json::to_value(c).expect("a conflict is always valid JSON");
+    tx.t.put(Table::Conflicts, &Key::Num(c.seq), &v)
+}
+
+fn same_but_version(cfg: &CollectionConfig, a: &Record, b: &Record) -> bool {
+    let strip = |r: &Record| {
+        let mut r = r.clone();
+        r.remove(&cfg.version_property);
+        r
+    };
+    strip(a) == strip(b)
+}

@@ -1,0 +1,334 @@
+//! Conflicts between two devices (two stores) and tabs of one store, in real Chromium against
+//! the real reference server (run through scripts/with-server, like web_sync.rs).
+#![cfg(target_arch = "wasm32")]
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use ferry::api::Ferry;
+use js_sys::{Array, Function, Promise, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const SERVER: Option<&str> = option_env!("FERRY_SERVER_URL");
+
+fn server() -> &'static str {
+    SERVER.expect("FERRY_SERVER_URL must be set at build time (scripts/with-server)")
+}
+
+fn js(text: &str) -> JsValue {
+    js_sys::JSON::parse(text).expect("test JSON")
+}
+
+fn get(v: &JsValue, k: &str) -> JsValue {
+    Reflect::get(v, &k.into()).unwrap()
+}
+
+fn unique(name: &str) -> String {
+    format!("{name}{}", (js_sys::Math::random() * 1e9) as u64)
+}
+
+async fn ok(p: Promise) -> JsValue {
+    JsFuture::from(p).await.expect("promise resolves")
+}
+
+async fn sleep(ms: i32) {
+    let p = Promise::new(&mut |resolve, _| {
+        web_sys::window()
+            .unwrap()
+            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms)
+            .unwrap();
+    });
+    ok(p).await;
+}
+
+async fn server_record(c: &str, id: &str) -> JsValue {
+    let window = web_sys::window().unwrap();
+    let res: web_sys::Response =
+        JsFuture::from(window.fetch_with_str(&format!("{}/api/{c}/{id}", server())))
+            .await
+            .unwrap()
+            .dyn_into()
+            .unwrap();
+    JsFuture::from(res.json().unwrap()).await.unwrap()
+}
+
+/// A store of one collection `c`; `extra` is more options JSON (starting with a comma).
+async fn device(name: &str, c: &str, col_extra: &str, resolver: Option<Function>) -> Ferry {
+    let opts = js(&format!(
+        r#"{{"name":"{name}","autoSync":false,"collections":{{"{c}":{{"url":"{}/api/{c}"{col_extra}}}}}}}"#,
+        server()
+    ));
+    if let Some(f) = resolver {
+        Reflect::set(&opts, &"resolveConflict".into(), &f).unwrap();
+    }
+    Ferry::open(opts).await.expect("open")
+}
+
+/// Two devices holding the same synced record `{title, a: 1, b: 1}`; returns them and its id.
+async fn two_devices(
+    c: &str,
+    col_extra: &str,
+    resolver: Option<Function>,
+) -> (Ferry, Ferry, String) {
+    let a = device(&unique("devA"), c, col_extra, None).await;
+    let b = device(&unique("devB"), c, col_extra, resolver).await;
+    let rec = ok(a
+        .collection(c)
+        .unwrap()
+        .create(js(r#"{"title":"t","a":1,"b":1}"#)))
+    .await;
+    ok(a.sync()).await;
+    ok(b.sync()).await; // pulls the record
+    let id = get(
+        &ok(a.collection(c).unwrap().get(get(&rec, "id"))).await,
+        "id",
+    )
+    .as_string()
+    .unwrap();
+    assert!(
+        !ok(b.collection(c).unwrap().get(id.clone().into()))
+            .await
+            .is_undefined(),
+        "B pulled it"
+    );
+    (a, b, id)
+}
+
+fn collect(db: &Ferry, kind: &str) -> Array {
+    let seen = Array::new();
+    let sink = seen.clone();
+    let f = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
+        sink.push(&e);
+    })
+    .into_js_value();
+    db.on(kind, f.unchecked_into()).unwrap();
+    seen
+}
+
+#[wasm_bindgen_test]
+async fn merge_keeps_both_devices_changes_to_different_fields() {
+    let c = unique("merge");
+    let (a, b, id) = two_devices(&c, "", None).await;
+    let events = collect(&b, "conflict");
+    ok(a.collection(&c)
+        .unwrap()
+        .update(id.clone().into(), js(r#"{"a":2}"#)))
+    .await;
+    ok(a.sync()).await;
+    ok(b.collection(&c)
+        .unwrap()
+        .update(id.clone().into(), js(r#"{"b":3}"#)))
+    .await;
+    ok(b.sync()).await;
+    let on_server = server_record(&c, &id).await;
+    assert_eq!(
+        (get(&on_server, "a"), get(&on_server, "b")),
+        (JsValue::from(2), JsValue::from(3))
+    );
+    assert_eq!(events.length(), 1, "B was told of the conflict");
+    let e = events.get(0);
+    assert_eq!(get(&get(&e, "base"), "a"), 1);
+    assert_eq!(get(&get(&e, "server"), "a"), 2);
+    assert_eq!(get(&get(&e, "local"), "b"), 3);
+    assert_eq!(get(&get(&e, "result"), "b"), 3);
+    let local_b = ok(b.collection(&c).unwrap().get(id.into())).await;
+    assert_eq!(
+        (get(&local_b, "a"), get(&local_b, "b")),
+        (JsValue::from(2), JsValue::from(3))
+    );
+    a.close();
+    b.close();
+}
+
+#[wasm_bindgen_test]
+async fn server_wins_and_client_wins_decide_a_same_field_conflict() {
+    for (policy, winner) in [("serverWins", "from A"), ("clientWins", "from B")] {
+        let c = unique(policy);
+        let (a, b, id) = two_devices(&c, &format!(r#","conflict":"{policy}""#), None).await;
+        ok(a.collection(&c)
+            .unwrap()
+            .update(id.clone().into(), js(r#"{"title":"from A"}"#)))
+        .await;
+        ok(a.sync()).await;
+        ok(b.collection(&c)
+            .unwrap()
+            .update(id.clone().into(), js(r#"{"title":"from B"}"#)))
+        .await;
+        ok(b.sync()).await;
+        assert_eq!(
+            get(&server_record(&c, &id).await, "title"),
+            winner,
+            "{policy}"
+        );
+        assert_eq!(
+            get(&ok(b.collection(&c).unwrap().get(id.into())).await, "title"),
+            winner,
+            "{policy}"
+        );
+        a.close();
+        b.close();
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_custom_resolver_decides_and_its_record_reaches_the_server() {
+    let c = unique("custom");
+    let resolver = Function::new_with_args(
+        "c",
+        "return Promise.resolve({ ...c.server, title: c.local.title + ' + ' + c.server.title });",
+    );
+    let (a, b, id) = two_devices(&c, r#","conflict":"custom""#, Some(resolver)).await;
+    ok(a.collection(&c)
+        .unwrap()
+        .update(id.clone().into(), js(r#"{"title":"A"}"#)))
+    .await;
+    ok(a.sync()).await;
+    ok(b.collection(&c)
+        .unwrap()
+        .update(id.clone().into(), js(r#"{"title":"B"}"#)))
+    .await;
+    let _ = JsFuture::from(b.sync()).await;
+    // The resolver runs after the run that met the conflict; its answer is sent by the next one.
+    for _ in 0..50 {
+        if get(&server_record(&c, &id).await, "title") == "B + A" {
+            break;
+        }
+        sleep(100).await;
+    }
+    assert_eq!(get(&server_record(&c, &id).await, "title"), "B + A");
+    assert_eq!(Array::from(&ok(b.conflicts()).await).length(), 0);
+    a.close();
+    b.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_deferred_conflict_survives_a_reload_and_is_resolved_later() {
+    let c = unique("defer");
+    let name_b = unique("devB");
+    let a = device(&unique("devA"), &c, r#","conflict":"custom""#, None).await;
+    let defer = || Some(Function::new_with_args("c", "return 'defer';"));
+    let b = device(&name_b, &c, r#","conflict":"custom""#, defer()).await;
+    let rec = ok(a.collection(&c).unwrap().create(js(r#"{"title":"t"}"#))).await;
+    ok(a.sync()).await;
+    ok(b.sync()).await;
+    let id = get(
+        &ok(a.collection(&c).unwrap().get(get(&rec, "id"))).await,
+        "id",
+    )
+    .as_string()
+    .unwrap();
+    ok(a.collection(&c)
+        .unwrap()
+        .update(id.clone().into(), js(r#"{"title":"A"}"#)))
+    .await;
+    ok(a.sync()).await;
+    ok(b.collection(&c)
+        .unwrap()
+        .update(id.clone().into(), js(r#"{"title":"B"}"#)))
+    .await;
+    let _ = JsFuture::from(b.sync()).await;
+    let mut listed = Array::new();
+    for _ in 0..50 {
+        listed = Array::from(&ok(b.conflicts()).await);
+        if listed.length() == 1 && get(&listed.get(0), "state") == "deferred" {
+            break;
+        }
+        sleep(50).await;
+    }
+    assert_eq!(get(&listed.get(0), "state"), "deferred");
+    b.close();
+    let b = device(&name_b, &c, r#","conflict":"custom""#, defer()).await;
+    let listed = Array::from(&ok(b.conflicts()).await);
+    assert_eq!(listed.length(), 1, "it survived the reload");
+    let conflict = listed.get(0);
+    assert_eq!(get(&get(&conflict, "local"), "title"), "B");
+    assert_eq!(get(&get(&conflict, "server"), "title"), "A");
+    let chosen = js(&format!(r#"{{"id":"{id}","title":"chosen"}}"#));
+    ok(b.resolve_conflict(get(&conflict, "conflictId").as_string().unwrap(), chosen)).await;
+    ok(b.sync()).await;
+    assert_eq!(get(&server_record(&c, &id).await, "title"), "chosen");
+    a.close();
+    b.close();
+}
+
+#[wasm_bindgen_test]
+async fn two_tabs_one_flusher_every_change_seen_and_takeover_on_close() {
+    let c = unique("tabs");
+    let name = unique("tabs");
+    let first = device(&name, &c, "", None).await;
+    sleep(50).await;
+    let second = device(&name, &c, "", None).await;
+    sleep(50).await;
+    let lead_first = get(&ok(first.status()).await, "leader").as_bool().unwrap();
+    let lead_second = get(&ok(second.status()).await, "leader").as_bool().unwrap();
+    assert!(
+        lead_first && !lead_second,
+        "exactly one tab leads: the first"
+    );
+    // The second tab hears the first tab's writes without reloading, and the reverse.
+    let heard = Rc::new(RefCell::new(Vec::<String>::new()));
+    let sink = heard.clone();
+    let f = Closure::<dyn FnMut(JsValue)>::new(move |ch: JsValue| {
+        sink.borrow_mut()
+            .push(get(&ch, "type").as_string().unwrap());
+    })
+    .into_js_value();
+    second.collection(&c).unwrap().subscribe(f.unchecked_into());
+    ok(first
+        .collection(&c)
+        .unwrap()
+        .create(js(r#"{"title":"from the first"}"#)))
+    .await;
+    ok(second
+        .collection(&c)
+        .unwrap()
+        .create(js(r#"{"title":"from the second"}"#)))
+    .await;
+    for _ in 0..50 {
+        if !heard.borrow().is_empty() {
+            break;
+        }
+        sleep(20).await;
+    }
+    assert_eq!(heard.borrow().first().map(String::as_str), Some("created"));
+    // A sync asked in the follower is carried out by the leader, once.
+    ok(second.sync()).await;
+    let all: Array = {
+        let window = web_sys::window().unwrap();
+        let res: web_sys::Response =
+            JsFuture::from(window.fetch_with_str(&format!("{}/api/{c}", server())))
+                .await
+                .unwrap()
+                .dyn_into()
+                .unwrap();
+        Array::from(&get(
+            &JsFuture::from(res.json().unwrap()).await.unwrap(),
+            "data",
+        ))
+    };
+    assert_eq!(all.length(), 2, "both records, each sent once");
+    assert_eq!(ok(second.pending_count()).await.as_f64(), Some(0.0));
+    // The leader closes: the other tab takes over.
+    first.close();
+    let mut took_over = false;
+    for _ in 0..100 {
+        if get(&ok(second.status()).await, "leader").as_bool() == Some(true) {
+            took_over = true;
+            break;
+        }
+        sleep(20).await;
+    }
+    assert!(took_over, "the remaining tab leads after the leader closed");
+    ok(second
+        .collection(&c)
+        .unwrap()
+        .create(js(r#"{"title":"after"}"#)))
+    .await;
+    ok(second.sync()).await;
+    assert_eq!(ok(second.pending_count()).await.as_f64(), Some(0.0));
+    second.close();
+}
