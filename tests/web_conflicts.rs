@@ -332,3 +332,42 @@ async fn two_tabs_one_flusher_every_change_seen_and_takeover_on_close() {
     assert_eq!(ok(second.pending_count()).await.as_f64(), Some(0.0));
     second.close();
 }
+
+#[wasm_bindgen_test]
+async fn set_offline_holds_for_every_tab_of_the_store() {
+    let c = unique("offline");
+    let name = unique("offtabs");
+    let leader = device(&name, &c, "", None).await;
+    sleep(50).await;
+    let follower = device(&name, &c, "", None).await;
+    sleep(50).await;
+    assert_eq!(get(&ok(leader.status()).await, "leader"), true);
+    follower.set_offline(true);
+    sleep(50).await;
+    assert_eq!(
+        get(&ok(leader.status()).await, "online"),
+        false,
+        "the leader heard it"
+    );
+    ok(follower
+        .collection(&c)
+        .unwrap()
+        .create(js(r#"{"title":"kept local"}"#)))
+    .await;
+    let e = JsFuture::from(follower.sync()).await.expect_err("offline");
+    assert_eq!(
+        String::from(e.dyn_into::<js_sys::Error>().unwrap().name()),
+        "OfflineError"
+    );
+    assert_eq!(
+        ok(follower.pending_count()).await.as_f64(),
+        Some(1.0),
+        "nothing was sent"
+    );
+    follower.set_offline(false);
+    sleep(50).await;
+    ok(follower.sync()).await;
+    assert_eq!(ok(follower.pending_count()).await.as_f64(), Some(0.0));
+    leader.close();
+    follower.close();
+}

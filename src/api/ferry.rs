@@ -268,11 +268,13 @@ impl Ferry {
         self.settle(conflict_id, Ok(Resolution::Discard))
     }
 
-    /// Takes the store offline (`true`) or back (`false`) whatever the browser says: nothing is
-    /// sent while it is offline. Local reads and writes work either way.
+    /// Takes the store offline (`true`) or back (`false`) whatever the browser says, in every tab
+    /// of it: nothing is sent while it is offline. Local reads and writes work either way.
     #[wasm_bindgen(js_name = setOffline)]
     pub fn set_offline(&self, offline: bool) {
         self.inner.set_online(!offline, true);
+        self.inner
+            .tell_tabs("offline", &JsValue::from_bool(offline));
     }
 
     /// Closes the store: sync stops, listeners are dropped, later calls fail with `ClosedError`.

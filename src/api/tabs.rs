@@ -83,7 +83,16 @@ impl Inner {
                 }
             }
             Some("report") => self.emit_report(&body),
+            // `setOffline` is the store's, not one tab's: the leader sends for every tab.
+            Some("offline") => self.set_online(body.as_bool() != Some(true), true),
             Some("kick") if self.sync.borrow().leader => {
+                if !self.sync.borrow().is_online() {
+                    // This tab cannot send (the app took it offline): say so, or the asking
+                    // tab's `sync()` would wait for a run that never comes.
+                    let body = json!({ "error": { "name": "OfflineError", "message": "the leading tab is offline" } });
+                    self.tell_tabs("done", &to_js(&body));
+                    return;
+                }
                 self.sync.borrow_mut().pull_next = true;
                 self.kick();
             }
