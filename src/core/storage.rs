@@ -70,6 +70,17 @@ pub fn index_value<'v>(index: &str, row: &'v Value) -> Option<Value> {
     Some(cur.clone())
 }
 
+/// One read of [`Txn::read_many`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Read<'a> {
+    /// The value under a key: zero or one entry.
+    Get(Table<'a>, Key),
+    /// The entries whose index equals a value, as [`Txn::get_by_index`].
+    Index(Table<'a>, &'a str, Value),
+    /// Every entry of a table, as [`Txn::get_all`].
+    All(Table<'a>),
+}
+
 /// One open transaction. Reads are async (they are IndexedDB requests); writes are queued at
 /// once and only take effect if [`Txn::commit`] succeeds. Dropping it uncommitted rolls back.
 pub trait Txn {
@@ -84,6 +95,24 @@ pub trait Txn {
         index: &str,
         value: &Value,
     ) -> Result<Vec<(Key, Value)>>;
+    /// Several reads, answered in order. The default awaits them one by one; IndexedDB issues
+    /// every request before awaiting the first, so a write that must look at many records pays
+    /// one round trip through the event loop instead of one per read.
+    async fn read_many(&self, reads: &[Read<'_>]) -> Result<Vec<Vec<(Key, Value)>>> {
+        let mut out = Vec::with_capacity(reads.len());
+        for read in reads {
+            out.push(match read {
+                Read::Get(t, k) => self
+                    .get(*t, k)
+                    .await?
+                    .map(|v| vec![(k.clone(), v)])
+                    .unwrap_or_default(),
+                Read::Index(t, ix, v) => self.get_by_index(*t, ix, v).await?,
+                Read::All(t) => self.get_all(*t).await?,
+            });
+        }
+        Ok(out)
+    }
     /// How many entries a table holds.
     async fn count(&self, table: Table<'_>) -> Result<u64>;
     /// Stores `value` under `key`, replacing what was there.

@@ -1,5 +1,8 @@
 //! Typed access to a storage transaction: rows, outbox entries, aliases and the clock.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -7,7 +10,7 @@ use super::clock::{random_id, Env, Hlc};
 use super::error::Result;
 use super::mutation::Entry;
 use super::record::Row;
-use super::storage::{Key, Table, Txn, OUTBOX_BY_RECORD};
+use super::storage::{Key, Read, Table, Txn, OUTBOX_BY_RECORD};
 
 /// The persisted counters: which client this database is, the next outbox position, the clock.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,33 +25,148 @@ pub struct ClockState {
 
 const CLOCK: &str = "clock";
 
+/// From this many records on, a write reads a whole table at once when it holds fewer entries
+/// than the write touches (one request instead of one per record).
+const SCAN_FROM: usize = 32;
+
+/// What a write knows of the records of one collection it touches, read before it starts: rows,
+/// aliases and pending entries by record key. A key that is absent here is read from storage;
+/// writes through [`Tx`] keep what is here up to date.
+#[derive(Default)]
+struct Known {
+    c: String,
+    rows: HashMap<String, Option<Row>>,
+    aliases: HashMap<String, Option<String>>,
+    entries: HashMap<String, Vec<Entry>>,
+}
+
 /// A transaction with typed helpers. The clock is read once, on first use, and written back at
 /// commit, so every write in a transaction shares one read and one write of it.
 pub struct Tx<T: Txn> {
     /// The raw transaction.
     pub t: T,
     clock: Option<ClockState>,
+    known: RefCell<Option<Known>>,
 }
 
 impl<T: Txn> Tx<T> {
     /// Wraps an open transaction.
     pub fn new(t: T) -> Self {
-        Tx { t, clock: None }
+        Tx {
+            t,
+            clock: None,
+            known: RefCell::new(None),
+        }
+    }
+
+    /// Reads at once (one round trip) what writes to records `ids` of `c` will look at: their
+    /// rows, aliases and pending entries, and the clock. Until [`Tx::forget`], [`Tx::resolve`]
+    /// and [`Tx::entries_for`] answer from it, and writes through `Tx` keep it current. Writes
+    /// that bypass `Tx` (`tx.t.put`) must not happen in between.
+    pub async fn prefetch(&mut self, env: &impl Env, c: &str, ids: &[String]) -> Result<()> {
+        let mut ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        // A big write reads a small table whole rather than key by key.
+        let scan = |n: u64| ids.len() >= SCAN_FROM && n <= ids.len() as u64;
+        let (mut rows_all, mut aliases_all, mut outbox_all) = (false, false, false);
+        if ids.len() >= SCAN_FROM {
+            rows_all = scan(self.t.count(Table::Records(c)).await?);
+            aliases_all = scan(self.t.count(Table::Aliases).await?);
+            outbox_all = scan(self.t.count(Table::Outbox).await?);
+        }
+        let mut reads = Vec::new();
+        if self.clock.is_none() {
+            reads.push(Read::Get(Table::State, Key::str(CLOCK)));
+        }
+        let first_rows = reads.len();
+        if rows_all {
+            reads.push(Read::All(Table::Records(c)));
+        } else {
+            reads.extend(
+                ids.iter()
+                    .map(|id| Read::Get(Table::Records(c), Key::str(*id))),
+            );
+        }
+        let first_aliases = reads.len();
+        if aliases_all {
+            reads.push(Read::All(Table::Aliases));
+        } else {
+            reads.extend(
+                ids.iter()
+                    .map(|id| Read::Get(Table::Aliases, Key::Pair(c.into(), id.to_string()))),
+            );
+        }
+        let first_entries = reads.len();
+        if outbox_all {
+            reads.push(Read::All(Table::Outbox));
+        } else {
+            reads.extend(ids.iter().map(|id| {
+                Read::Index(
+                    Table::Outbox,
+                    OUTBOX_BY_RECORD,
+                    Value::Array(vec![c.into(), (*id).into()]),
+                )
+            }));
+        }
+        let mut answers = self.t.read_many(&reads).await?.into_iter();
+        if self.clock.is_none() {
+            let stored = answers.next().and_then(|a| a.into_iter().next());
+            self.clock = Some(new_clock(stored.map(|(_, v)| v), env)?);
+        }
+        debug_assert_eq!(
+            first_aliases - first_rows,
+            if rows_all { 1 } else { ids.len() }
+        );
+        debug_assert!(first_entries >= first_aliases);
+        let mut known = Known {
+            c: c.to_string(),
+            ..Known::default()
+        };
+        for id in &ids {
+            known.rows.insert(id.to_string(), None);
+            known.aliases.insert(id.to_string(), None);
+            known.entries.insert(id.to_string(), Vec::new());
+        }
+        let take = |answers: &mut std::vec::IntoIter<Vec<(Key, Value)>>, all: bool| {
+            let n = if all { 1 } else { ids.len() };
+            answers.by_ref().take(n).flatten().collect::<Vec<_>>()
+        };
+        for (k, v) in take(&mut answers, rows_all) {
+            if let Key::Str(k) = k {
+                known.rows.insert(k, Some(Row::from_value(v)?));
+            }
+        }
+        for (k, v) in take(&mut answers, aliases_all) {
+            if let (Key::Pair(kc, tmp), Some(real)) = (k, v.as_str()) {
+                if kc == c {
+                    known.aliases.insert(tmp, Some(real.to_string()));
+                }
+            }
+        }
+        for (_, v) in take(&mut answers, outbox_all) {
+            let e: Entry = serde_json::from_value(v)?;
+            if e.c == c {
+                known.entries.entry(e.r.clone()).or_default().push(e);
+            }
+        }
+        for list in known.entries.values_mut() {
+            list.sort_by_key(|e| e.seq);
+        }
+        *self.known.borrow_mut() = Some(known);
+        Ok(())
+    }
+
+    /// Drops what [`Tx::prefetch`] read: later reads go to storage again.
+    pub fn forget(&mut self) {
+        *self.known.borrow_mut() = None;
     }
 
     /// Reads (or, in a new database, creates) the clock state.
     pub async fn clock(&mut self, env: &impl Env) -> Result<&mut ClockState> {
         if self.clock.is_none() {
             let stored = self.t.get(Table::State, &Key::str(CLOCK)).await?;
-            let state = match stored {
-                Some(v) => serde_json::from_value(v)?,
-                None => ClockState {
-                    node: random_id(env, 10),
-                    seq: 0,
-                    hlc: Hlc::default(),
-                },
-            };
-            self.clock = Some(state);
+            self.clock = Some(new_clock(stored, env)?);
         }
         Ok(self.clock.as_mut().expect("set just above"))
     }
@@ -64,6 +182,11 @@ impl<T: Txn> Tx<T> {
 
     /// The row of record `key`, if present.
     pub async fn row(&self, c: &str, key: &str) -> Result<Option<Row>> {
+        if let Some(known) = self.known.borrow().as_ref().filter(|k| k.c == c) {
+            if let Some(row) = known.rows.get(key) {
+                return Ok(row.clone());
+            }
+        }
         match self.t.get(Table::Records(c), &Key::str(key)).await? {
             Some(v) => Ok(Some(Row::from_value(v)?)),
             None => Ok(None),
@@ -72,6 +195,11 @@ impl<T: Txn> Tx<T> {
 
     /// The server id a temporary id became, if it did.
     pub async fn alias(&self, c: &str, tmp: &str) -> Result<Option<String>> {
+        if let Some(known) = self.known.borrow().as_ref().filter(|k| k.c == c) {
+            if let Some(real) = known.aliases.get(tmp) {
+                return Ok(real.clone());
+            }
+        }
         let v = self
             .t
             .get(Table::Aliases, &Key::Pair(c.into(), tmp.into()))
@@ -96,16 +224,33 @@ impl<T: Txn> Tx<T> {
     /// Stores a row.
     pub fn put_row(&self, c: &str, key: &str, row: &Row) -> Result<()> {
         self.t
-            .put(Table::Records(c), &Key::str(key), &row.to_value())
+            .put(Table::Records(c), &Key::str(key), &row.to_value())?;
+        self.know_row(c, key, Some(row));
+        Ok(())
     }
 
     /// Removes a row.
     pub fn delete_row(&self, c: &str, key: &str) -> Result<()> {
-        self.t.delete(Table::Records(c), &Key::str(key))
+        self.t.delete(Table::Records(c), &Key::str(key))?;
+        self.know_row(c, key, None);
+        Ok(())
+    }
+
+    fn know_row(&self, c: &str, key: &str, row: Option<&Row>) {
+        if let Some(known) = self.known.borrow_mut().as_mut().filter(|k| k.c == c) {
+            if let Some(slot) = known.rows.get_mut(key) {
+                *slot = row.cloned();
+            }
+        }
     }
 
     /// The outbox entries of one record, oldest first.
     pub async fn entries_for(&self, c: &str, r: &str) -> Result<Vec<Entry>> {
+        if let Some(known) = self.known.borrow().as_ref().filter(|k| k.c == c) {
+            if let Some(list) = known.entries.get(r) {
+                return Ok(list.clone());
+            }
+        }
         let key = Value::Array(vec![c.into(), r.into()]);
         let rows = self
             .t
@@ -131,12 +276,27 @@ impl<T: Txn> Tx<T> {
     /// Stores an entry under its position.
     pub fn put_entry(&self, e: &Entry) -> Result<()> {
         let v = serde_json::to_value(e).expect("an entry is always valid JSON");
-        self.t.put(Table::Outbox, &Key::Num(e.seq), &v)
+        self.t.put(Table::Outbox, &Key::Num(e.seq), &v)?;
+        // An entry keeps its record while a prefetch is current (ids are rewritten only by sync).
+        if let Some(known) = self.known.borrow_mut().as_mut().filter(|k| k.c == e.c) {
+            if let Some(list) = known.entries.get_mut(&e.r) {
+                list.retain(|x| x.seq != e.seq);
+                list.push(e.clone());
+                list.sort_by_key(|x| x.seq);
+            }
+        }
+        Ok(())
     }
 
     /// Removes the entry at `seq`.
     pub fn delete_entry(&self, seq: u64) -> Result<()> {
-        self.t.delete(Table::Outbox, &Key::Num(seq))
+        self.t.delete(Table::Outbox, &Key::Num(seq))?;
+        if let Some(known) = self.known.borrow_mut().as_mut() {
+            for list in known.entries.values_mut() {
+                list.retain(|x| x.seq != seq);
+            }
+        }
+        Ok(())
     }
 
     /// Writes the clock back (if it was used) and commits.
@@ -147,4 +307,16 @@ impl<T: Txn> Tx<T> {
         }
         self.t.commit().await
     }
+}
+
+/// The stored clock state, or a new one (a new database).
+fn new_clock(stored: Option<Value>, env: &impl Env) -> Result<ClockState> {
+    Ok(match stored {
+        Some(v) => serde_json::from_value(v)?,
+        None => ClockState {
+            node: random_id(env, 10),
+            seq: 0,
+            hlc: Hlc::default(),
+        },
+    })
 }

@@ -41,7 +41,7 @@ use web_sys::{
 
 use crate::core::config::StoreConfig;
 use crate::core::error::{Error, ErrorKind, Result};
-use crate::core::storage::{Key, Storage, Table, Txn};
+use crate::core::storage::{Key, Read, Storage, Table, Txn};
 
 mod schema;
 
@@ -322,17 +322,56 @@ impl IdbTxn<'_> {
     }
 
     async fn pairs(&self, keys: IdbRequest, values: IdbRequest) -> Result<Vec<(Key, Value)>> {
-        let (keys, values) = (self.request(keys), self.request(values));
-        let keys: Vec<Value> = from_js(&keys.await?)?;
-        let values: Vec<Value> = from_js(&values.await?)?;
-        if keys.len() != values.len() {
-            return Err(Error::storage("IndexedDB: getAllKeys and getAll disagree"));
-        }
-        keys.into_iter()
-            .zip(values)
-            .map(|(k, v)| Ok((key_from_json(k)?, v)))
-            .collect()
+        pairs_of(self.request(keys), self.request(values)).await
     }
+
+    /// The requests of one [`Read`], issued now.
+    fn issue(&self, read: &Read<'_>) -> Result<Issued<'_>> {
+        Ok(match read {
+            Read::Get(table, key) => {
+                let js = key_to_js(key);
+                let req = self.with_store(*table, |s| s.get(&js))?;
+                Issued::One(key.clone(), self.request(req))
+            }
+            Read::Index(table, index, value) => {
+                if !is_key(value) {
+                    return Ok(Issued::Nothing);
+                }
+                let query = to_js(value)?;
+                let (k, v) = self.with_store(*table, |s| {
+                    let ix = s.index(index)?;
+                    Ok((
+                        ix.get_all_keys_with_key(&query)?,
+                        ix.get_all_with_key(&query)?,
+                    ))
+                })?;
+                Issued::Pairs(self.request(k), self.request(v))
+            }
+            Read::All(table) => {
+                let (k, v) = self.with_store(*table, |s| Ok((s.get_all_keys()?, s.get_all()?)))?;
+                Issued::Pairs(self.request(k), self.request(v))
+            }
+        })
+    }
+}
+
+/// The requests of one read, in flight.
+enum Issued<'t> {
+    One(Key, Request<'t>),
+    Pairs(Request<'t>, Request<'t>),
+    Nothing,
+}
+
+async fn pairs_of(keys: Request<'_>, values: Request<'_>) -> Result<Vec<(Key, Value)>> {
+    let keys: Vec<Value> = from_js(&keys.await?)?;
+    let values: Vec<Value> = from_js(&values.await?)?;
+    if keys.len() != values.len() {
+        return Err(Error::storage("IndexedDB: getAllKeys and getAll disagree"));
+    }
+    keys.into_iter()
+        .zip(values)
+        .map(|(k, v)| Ok((key_from_json(k)?, v)))
+        .collect()
 }
 
 impl Txn for IdbTxn<'_> {
@@ -370,6 +409,30 @@ impl Txn for IdbTxn<'_> {
             ))
         })?;
         self.pairs(keys, values).await
+    }
+
+    async fn read_many(&self, reads: &[Read<'_>]) -> Result<Vec<Vec<(Key, Value)>>> {
+        // Every request first, then the answers: IndexedDB runs them back to back.
+        let issued = reads
+            .iter()
+            .map(|r| self.issue(r))
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = Vec::with_capacity(issued.len());
+        for i in issued {
+            out.push(match i {
+                Issued::One(key, req) => {
+                    let v = req.await?;
+                    if v.is_undefined() {
+                        Vec::new()
+                    } else {
+                        vec![(key, from_js(&v)?)]
+                    }
+                }
+                Issued::Pairs(k, v) => pairs_of(k, v).await?,
+                Issued::Nothing => Vec::new(),
+            });
+        }
+        Ok(out)
     }
 
     async fn count(&self, table: Table<'_>) -> Result<u64> {

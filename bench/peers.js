@@ -1,0 +1,210 @@
+// The four stores under test, behind one interface, so every case runs the same code for each:
+//   open(name, opts) -> store with bulkCreate(records), create(record), update(id, changes),
+//   remove(id), get(id), all(), query(cat), populate(records), close(), destroy().
+// Every write of the peers is logged the way a sync store must log it:
+//   raw:   the record and an outbox entry put in one IndexedDB transaction (the floor);
+//   Dexie: the same two tables, written in one Dexie transaction;
+//   Pouch: its own changes feed is its outbox (every put gets a revision and a feed entry).
+import Dexie from "./dexie.mjs";
+import PouchDB from "./pouchdb.mjs";
+
+const req = (r) =>
+  new Promise((ok, fail) => {
+    r.onsuccess = () => ok(r.result);
+    r.onerror = () => fail(r.error);
+  });
+const done = (tx) =>
+  new Promise((ok, fail) => {
+    tx.oncomplete = () => ok();
+    tx.onerror = () => fail(tx.error);
+    tx.onabort = () => fail(tx.error || new Error("aborted"));
+  });
+const entry = (kind, id) => ({ c: "items", r: id, kind, at: Date.now() });
+
+export function deleteIdb(name) {
+  return new Promise((ok) => {
+    const r = indexedDB.deleteDatabase(name);
+    r.onsuccess = r.onerror = r.onblocked = () => ok();
+  });
+}
+
+// --- raw IndexedDB: the floor ------------------------------------------------------------------
+
+export function rawOpen(name) {
+  const r = indexedDB.open(name, 1);
+  r.onupgradeneeded = () => {
+    const db = r.result;
+    db.createObjectStore("records", { keyPath: "id" }).createIndex("cat", "cat");
+    db.createObjectStore("outbox", { autoIncrement: true });
+  };
+  return req(r);
+}
+
+export async function raw(name) {
+  const db = await rawOpen(name);
+  const rw = () => {
+    const tx = db.transaction(["records", "outbox"], "readwrite");
+    return [tx, tx.objectStore("records"), tx.objectStore("outbox")];
+  };
+  const ro = () => db.transaction("records", "readonly").objectStore("records");
+  return {
+    async bulkCreate(recs) {
+      const [tx, s, o] = rw();
+      for (const rec of recs) {
+        s.put(rec);
+        o.add(entry("create", rec.id));
+      }
+      await done(tx);
+    },
+    populate(recs) {
+      const tx = db.transaction("records", "readwrite");
+      const s = tx.objectStore("records");
+      for (const rec of recs) s.put(rec);
+      return done(tx);
+    },
+    async create(rec) {
+      const [tx, s, o] = rw();
+      s.put(rec);
+      o.add(entry("create", rec.id));
+      await done(tx);
+    },
+    async update(id, changes) {
+      const [tx, s, o] = rw();
+      const rec = await req(s.get(id));
+      s.put({ ...rec, ...changes });
+      o.add(entry("update", id));
+      await done(tx);
+    },
+    async remove(id) {
+      const [tx, s, o] = rw();
+      s.delete(id);
+      o.add(entry("delete", id));
+      await done(tx);
+    },
+    get: (id) => req(ro().get(id)),
+    all: () => req(ro().getAll()),
+    query: (cat) => req(ro().index("cat").getAll(cat)),
+    close: () => db.close(),
+    destroy: async () => (db.close(), deleteIdb(name)),
+  };
+}
+
+// --- Dexie 4 -----------------------------------------------------------------------------------
+
+export async function dexie(name) {
+  const db = new Dexie(name);
+  db.version(1).stores({ records: "id, cat", outbox: "++seq" });
+  await db.open();
+  const { records, outbox } = db;
+  const rw = (f) => db.transaction("rw", records, outbox, f);
+  return {
+    bulkCreate: (recs) =>
+      rw(() => {
+        records.bulkPut(recs);
+        outbox.bulkAdd(recs.map((r) => entry("create", r.id)));
+      }),
+    populate: (recs) => records.bulkPut(recs),
+    create: (rec) =>
+      rw(() => {
+        records.put(rec);
+        outbox.add(entry("create", rec.id));
+      }),
+    update: (id, changes) =>
+      rw(async () => {
+        await records.update(id, changes);
+        outbox.add(entry("update", id));
+      }),
+    remove: (id) =>
+      rw(() => {
+        records.delete(id);
+        outbox.add(entry("delete", id));
+      }),
+    get: (id) => records.get(id),
+    all: () => records.toArray(),
+    query: (cat) => records.where("cat").equals(cat).toArray(),
+    close: () => db.close(),
+    destroy: () => db.delete(),
+  };
+}
+
+// --- PouchDB 9 (idb adapter) -------------------------------------------------------------------
+
+export async function pouch(name) {
+  const db = new PouchDB(name);
+  const doc = (rec) => ({ _id: rec.id, ...rec });
+  const designed = async () => {
+    await db.put({ _id: "_design/ix", views: { cat: { map: "function (d) { emit(d.cat); }" } } });
+    await db.query("ix/cat", { key: "none", limit: 0 }); // builds the view: not timed
+  };
+  return {
+    async bulkCreate(recs) {
+      await db.bulkDocs(recs.map(doc));
+    },
+    async populate(recs) {
+      await db.bulkDocs(recs.map(doc));
+      await designed();
+    },
+    async create(rec) {
+      await db.put(doc(rec));
+    },
+    async update(id, changes) {
+      const d = await db.get(id);
+      await db.put({ ...d, ...changes });
+    },
+    async remove(id) {
+      await db.remove(await db.get(id));
+    },
+    get: (id) => db.get(id),
+    all: async () =>
+      (await db.allDocs({ include_docs: true })).rows.filter((r) => !r.id.startsWith("_design/")).map((r) => r.doc),
+    query: async (cat) =>
+      (await db.query("ix/cat", { key: cat, include_docs: true })).rows.map((r) => r.doc),
+    close: () => db.close(),
+    destroy: () => db.destroy(),
+  };
+}
+
+// --- Ferry -------------------------------------------------------------------------------------
+
+let ferryModule;
+export async function loadFerry() {
+  if (!ferryModule) {
+    ferryModule = await import("/pkg/ferry.js");
+    await ferryModule.default();
+  }
+  return ferryModule;
+}
+
+export function ferryOptions(name, url, extra = {}) {
+  return {
+    name,
+    collections: { items: { url, indexes: ["cat"] } },
+    autoSync: false,
+    pullAfterFlush: false,
+    ...extra,
+  };
+}
+
+// `seedUrl`: the server collection holding the records `populate` pulls (so Ferry's populated
+// records are synced ones, with nothing pending, as the peers' populated records are).
+export async function ferry(name, { seedUrl }) {
+  const { Ferry } = await loadFerry();
+  const db = await Ferry.open(ferryOptions(name, seedUrl));
+  const col = db.collection("items");
+  return {
+    db,
+    col,
+    bulkCreate: (recs) => col.createMany(recs),
+    populate: () => col.pull(),
+    create: (rec) => col.create(rec),
+    update: (id, changes) => col.update(id, changes),
+    remove: (id) => col.delete(id),
+    get: (id) => col.get(id),
+    all: () => col.all(),
+    query: (cat) => col.query({ where: { cat } }),
+    close: () => db.close(),
+    destroy: async () => (db.close(), deleteIdb(name)),
+  };
+}
+
+export const PEERS = { ferry, raw, dexie, pouch };
