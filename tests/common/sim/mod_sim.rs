@@ -1,0 +1,11 @@
+//! The simulator's parts (included by tests/sim.rs with `#[path]`).
+#![allow(dead_code)]
+
+#[path = "checks.rs"]
+pub mod checks;
+#[path = "net.rs"]
+pub mod net;
+#[path = "rng.rs"]
+pub mod rng;
+#[path = "world.rs"]
+pub mod world;
