@@ -41,7 +41,7 @@ async function paint() {
     hasOpenConflicts ? db.conflicts() : [],
   ]);
   tasks.render(records, new Set(outbox.map((m) => String(m.recordId))));
-  renderOutbox(outbox, new Map(records.map((r) => [String(r.id), r])));
+  renderOutbox(outbox, new Map(records.map((r) => [String(r.id), r])), new Set(open.map((c) => String(c.recordId))));
   attention.render(rejected, open);
   status.render(s);
 }
@@ -66,7 +66,7 @@ function refresh() {
 }
 attention.setRefresh(refresh);
 
-let flushing = false;
+let last = { flushing: false, pending: 0 };
 todos.subscribe((change) => {
   activity.change(change);
   refresh();
@@ -86,9 +86,9 @@ db.on("conflict", (c) => {
 });
 db.on("status", (s) => {
   activity.status(s);
-  // A flush just ended: the server has news.
-  if (flushing && !s.flushing) server.refresh();
-  flushing = s.flushing;
+  // A flush ended or the outbox shrank: the server has news.
+  if (!s.flushing && (last.flushing || s.pending < last.pending)) server.refresh();
+  last = s;
   refresh();
 });
 addEventListener("online", () => server.refresh());
@@ -124,7 +124,9 @@ function setUpPage() {
   other.textContent = `open device ${otherDevice}`;
 
   const howto = $("howto");
-  howto.open = localStorage.getItem("ferry-demo:howto") !== "closed";
+  // Open on a first visit, except on phones where it would push the app below the fold.
+  const seen = localStorage.getItem("ferry-demo:howto");
+  howto.open = seen ? seen === "open" : matchMedia("(min-width: 700px)").matches;
   howto.addEventListener("toggle", () => localStorage.setItem("ferry-demo:howto", howto.open ? "open" : "closed"));
 
   const select = $("policy");

@@ -126,8 +126,9 @@ test("under the custom policy the conflict waits for the user, who merges it", a
   const open = a.page.locator("#open-conflicts .conflict");
   await open.waitFor();
   assert.match(await open.textContent(), /Your call “Renew the passport before June”/);
-  // Nothing moves until the user decides: the server keeps B's version.
+  // Nothing moves until the user decides: the server keeps B's version, A's change is held.
   assert.equal((await dump())[0].title, "Renew the passport");
+  await until(async () => /held until you settle/.test(await a.page.locator("#outbox .mutation").textContent()), "the held change");
   await screenshot(a.page, "conflict-custom-desktop");
 
   await open.getByRole("button", { name: "Merge" }).click();

@@ -85,6 +85,8 @@ export function watch(page) {
     // A page without an icon makes the browser ask for /favicon.ico: not the page's doing.
     if (m.type() !== "error" || m.location().url.endsWith("/favicon.ico")) return;
     const http = m.text().match(/^Failed to load resource: (?:the server responded with a status of (\d+)|(net::\w+))/);
+    // A request the page had out when the test switched the network off: the test's doing.
+    if (http?.[2] === "net::ERR_INTERNET_DISCONNECTED") return;
     if (http) page.httpErrors.push(http[1] ? Number(http[1]) : http[2]);
     else page.errors.push(`console: ${m.text()}`);
   });

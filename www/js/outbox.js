@@ -16,7 +16,8 @@ function what(entry, record) {
   ];
 }
 
-function state(entry) {
+function state(entry, held) {
+  if (held) return h("span", { class: "state held" }, "held until you settle its conflict (Needs attention)");
   // `inFlight` means "has left the client" (it stays set across failed attempts, so retries send
   // the very same request); with no error yet, the answer is still awaited.
   if (entry.inFlight && !entry.error) return h("span", { class: "state sending" }, "sent, waiting for the answer…");
@@ -27,12 +28,14 @@ function state(entry) {
   return out;
 }
 
-export function renderOutbox(entries, recordsById) {
+/** `held`: ids of records whose conflict waits for a decision (their mutations wait too). */
+export function renderOutbox(entries, recordsById, held) {
   $("outbox").replaceChildren(
     ...entries.map((entry) =>
       h("li", { class: `mutation ${entry.kind}`, dataset: { kind: entry.kind, recordId: String(entry.recordId) } },
         h("span", { class: `kind ${entry.kind}` }, entry.kind),
-        h("div", { class: "what" }, what(entry, recordsById.get(String(entry.recordId))), state(entry)),
+        h("div", { class: "what" }, what(entry, recordsById.get(String(entry.recordId))),
+          state(entry, held.has(String(entry.recordId)))),
       ),
     ),
   );
