@@ -458,7 +458,6 @@ proptest! {
 /// An IMF-fixdate whose clock fields are huge overflows i64 arithmetic: a panic in debug builds,
 /// a silently wrapped (wrong) time in release/wasm.
 #[test]
-#[ignore = "engine bug: http_date_ms does not range-check hours/minutes/seconds (i64 overflow)"]
 fn regression_retry_after_date_with_huge_clock_fields() {
     let v = "Sun, 06 Nov 1994 9223372036854775807:00:00 GMT";
     let got = std::panic::catch_unwind(|| parse_retry_after(v, 0.0));
@@ -471,7 +470,6 @@ fn regression_retry_after_date_with_huge_clock_fields() {
 
 /// A damaged outbox entry whose `attempts` is u32::MAX makes the next flush overflow.
 #[test]
-#[ignore = "engine bug: pick() does `attempts += 1` unchecked (overflow panic on a damaged entry)"]
 fn regression_outbox_attempts_overflow() {
     let (db, storage) = populated();
     block_on(async {
@@ -490,7 +488,6 @@ fn regression_outbox_attempts_overflow() {
 
 /// A damaged clock whose `seq` is u64::MAX makes the next local write overflow.
 #[test]
-#[ignore = "engine bug: Tx::tick does `seq += 1` unchecked (overflow panic on a damaged clock)"]
 fn regression_clock_seq_overflow() {
     let (db, storage) = populated();
     block_on(async {
@@ -517,7 +514,6 @@ fn regression_clock_seq_overflow() {
 /// `seq`, not the key it was read from, so it is sent again every round and the outbox never drains
 /// (`Engine::flush` loops for ever).
 #[test]
-#[ignore = "engine bug: outbox entries are deleted by their `seq` field, not by the key they were read under"]
 fn regression_outbox_entry_under_another_key_never_drains() {
     let (db, storage, s) = populated_with();
     block_on(async {

@@ -192,7 +192,6 @@ mod regressions {
     /// new server id; the engine then rewrites every local reference to it, but queues nothing,
     /// so the referring records differ from the server's for good (delta pulls never fix them).
     #[test]
-    #[ignore = "engine bug: rewrite_refs rewrites references on a non-temporary id change without queuing an update"]
     fn regression_refs_rewritten_silently_on_server_id_change() {
         let s = MemServer::new();
         let db = open(ConflictPolicy::Merge, 1);
@@ -221,7 +220,6 @@ mod regressions {
     /// record whose clientId equals that id for "our own create whose answer was lost" and skips
     /// it, yet stores the new cursor; the record never reaches this client.
     #[test]
-    #[ignore = "engine bug: pull skips another client's record whose clientId equals a pending create's id, and moves the cursor past it"]
     fn regression_pull_skips_foreign_record_with_matching_client_id() {
         let s = MemServer::new();
         let db = open(ConflictPolicy::Merge, 1);
@@ -243,7 +241,6 @@ mod regressions {
     /// Found while reading the simulator's id-change log: a temporary id is followed one alias
     /// step only, so after a second id change (a clientWins re-create) `get(tmp)` finds nothing.
     #[test]
-    #[ignore = "engine bug: Tx::resolve follows one alias step only; get(tempId) fails after a second id change"]
     fn regression_temp_id_lookup_after_recreate() {
         let s = MemServer::new();
         let a = open(ConflictPolicy::ClientWins, 1);
@@ -270,7 +267,6 @@ mod regressions {
     /// but stores the new cursor; the retry's idempotent replay then brings back the older record,
     /// and no later delta pull returns the newer one. The client stays stale for good.
     #[test]
-    #[ignore = "engine bug: pull moves the cursor past records it did not apply (in-flight rows), so a stale replayed ack is never corrected"]
     fn regression_pull_past_in_flight_row_leaves_client_stale() {
         let s = MemServer::new();
         let db = open(ConflictPolicy::Merge, 1);

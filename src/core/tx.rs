@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::clock::{random_id, Env, Hlc};
-use super::error::Result;
+use super::error::{Error, Result};
 use super::mutation::Entry;
 use super::record::Row;
 use super::storage::{Key, Read, Table, Txn, OUTBOX_BY_RECORD};
@@ -175,7 +175,9 @@ impl<T: Txn> Tx<T> {
     pub async fn tick(&mut self, env: &impl Env) -> Result<(u64, Hlc, String)> {
         let now = env.now_ms().max(0.0) as u64;
         let c = self.clock(env).await?;
-        c.seq += 1;
+        c.seq = c.seq.checked_add(1).ok_or_else(|| {
+            Error::storage("the stored outbox counter is damaged (at its maximum)")
+        })?;
         c.hlc = c.hlc.tick(now);
         Ok((c.seq, c.hlc, c.node.clone()))
     }
@@ -212,13 +214,21 @@ impl<T: Txn> Tx<T> {
         if let Some(row) = self.row(c, id).await? {
             return Ok((id.to_string(), Some(row)));
         }
-        match self.alias(c, id).await? {
-            Some(real) => {
-                let row = self.row(c, &real).await?;
-                Ok((real, row))
+        // A record may have changed id more than once (a temporary id, then a server id, then a
+        // new one when it was created again); follow the chain, a few steps at most.
+        let mut key = id.to_string();
+        for _ in 0..8 {
+            match self.alias(c, &key).await? {
+                Some(next) => {
+                    if let Some(row) = self.row(c, &next).await? {
+                        return Ok((next, Some(row)));
+                    }
+                    key = next;
+                }
+                None => break,
             }
-            None => Ok((id.to_string(), None)),
         }
+        Ok((id.to_string(), None))
     }
 
     /// Stores a row.
@@ -258,8 +268,8 @@ impl<T: Txn> Tx<T> {
             .await?;
         let mut out = rows
             .into_iter()
-            .map(|(_, v)| serde_json::from_value(v))
-            .collect::<Result<Vec<Entry>, _>>()?;
+            .map(decode_entry)
+            .collect::<Result<Vec<Entry>>>()?;
         out.sort_by_key(|e| e.seq);
         Ok(out)
     }
@@ -267,10 +277,7 @@ impl<T: Txn> Tx<T> {
     /// The whole outbox, in order.
     pub async fn outbox(&self) -> Result<Vec<Entry>> {
         let rows = self.t.get_all(Table::Outbox).await?;
-        Ok(rows
-            .into_iter()
-            .map(|(_, v)| serde_json::from_value(v))
-            .collect::<Result<Vec<Entry>, _>>()?)
+        rows.into_iter().map(decode_entry).collect()
     }
 
     /// Stores an entry under its position.
@@ -319,4 +326,20 @@ fn new_clock(stored: Option<Value>, env: &impl Env) -> Result<ClockState> {
             hlc: Hlc::default(),
         },
     })
+}
+
+/// An outbox entry read back. It is acknowledged (deleted) by its position, so an entry whose
+/// recorded position disagrees with the key it sits under (damaged data) takes the key's: it can
+/// then still be sent and drained instead of coming back for ever.
+fn decode_entry((k, v): (Key, Value)) -> Result<Entry> {
+    let mut e: Entry = serde_json::from_value(v)?;
+    match k {
+        Key::Num(n) => {
+            e.seq = n;
+            Ok(e)
+        }
+        other => Err(Error::storage(format!(
+            "the outbox is damaged: an entry is stored under {other:?}"
+        ))),
+    }
 }

@@ -147,7 +147,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         l.r = skey.clone();
                         tx.put_entry(l)?;
                     }
-                    self.rewrite_refs(tx, c, &e.r, &sid, report).await?;
+                    // Only a temporary id is a placeholder others may point at; a server id that
+                    // changes (a record created again) is a new record, and refs keep the old one.
+                    if super::request::is_temp_id(&e.r) {
+                        self.rewrite_refs(tx, c, &e.r, &sid, report).await?;
+                    }
                     report.ids.push(IdChange {
                         collection: c.into(),
                         from: e.r.clone(),

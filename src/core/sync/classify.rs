@@ -220,7 +220,11 @@ fn http_date_ms(v: &str) -> Option<f64> {
         .split(':')
         .map(|p| p.parse().ok())
         .collect::<Option<_>>()?;
-    if hms.len() != 3 || !(1..=31).contains(&day) || !(1970..=9999).contains(&year) {
+    let clock_ok = hms.len() == 3
+        && (0..24).contains(&hms[0])
+        && (0..60).contains(&hms[1])
+        && (0..=60).contains(&hms[2]);
+    if !clock_ok || !(1..=31).contains(&day) || !(1970..=9999).contains(&year) {
         return None;
     }
     // Days from the civil date (Howard Hinnant's algorithm).

@@ -194,7 +194,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     }
                 }
             }
-            e.attempts += 1;
+            e.attempts = e.attempts.saturating_add(1);
             tx.put_entry(&e)?;
             picked.push(e);
             fresh.push(was_fresh);

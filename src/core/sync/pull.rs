@@ -17,6 +17,7 @@ use super::apply::rebase;
 use super::classify::version_field;
 use super::http::{with_query, HttpRequest, Transport};
 use super::report::Report;
+use super::request::is_temp_id;
 
 fn cursor_key(c: &str) -> Key {
     Key::Str(format!("cursor:{c}"))
@@ -68,23 +69,34 @@ impl<S: Storage, E: Env> Engine<S, E> {
         c: &str,
     ) -> Result<Report> {
         let cfg = self.collection(c)?;
-        let since = {
+        let mut since = {
             let tx = self.begin(false).await?;
             tx.t.get(Table::State, &cursor_key(c))
                 .await?
                 .and_then(|v| v.as_str().map(str::to_string))
         };
-        let url = match &since {
-            Some(cur) => with_query(&cfg.url, "since", cur),
-            None => cfg.url.clone(),
+        let mut requests = 0;
+        let res = loop {
+            let url = match &since {
+                Some(cur) => with_query(&cfg.url, "since", cur),
+                None => cfg.url.clone(),
+            };
+            let req = HttpRequest {
+                method: "GET".into(),
+                url,
+                headers: headers.to_vec(),
+                body: None,
+            };
+            requests += 1;
+            let res = transport.send(req).await.map_err(Error::from)?;
+            // A cursor the server no longer knows (expired, or from a wiped server) would fail
+            // every pull: read everything once instead.
+            if since.is_some() && matches!(res.status, 400 | 410) {
+                since = None;
+                continue;
+            }
+            break res;
         };
-        let req = HttpRequest {
-            method: "GET".into(),
-            url,
-            headers: headers.to_vec(),
-            body: None,
-        };
-        let res = transport.send(req).await.map_err(Error::from)?;
         if res.status == 401 {
             return Err(Error::new(
                 ErrorKind::Network,
@@ -103,7 +115,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
 
         let tx = self.begin(true).await?;
         let mut report = Report {
-            requests: 1,
+            requests,
             ..Report::default()
         };
         let mut pending: HashMap<String, Vec<Entry>> = HashMap::new();
@@ -112,6 +124,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
         }
         let blocked = self.blocked_records(&tx).await?;
         let mut seen: HashSet<String> = HashSet::new();
+        // A record this pull did not apply (held by a pending or open change) must be read
+        // again: the cursor then stays where it was, or the client would stay stale for good.
+        let mut skipped = false;
         for s in page.records {
             let Some(key) = s.get(&cfg.id_property).and_then(|v| id_key(v).ok()) else {
                 continue;
@@ -123,15 +138,18 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 .map(str::to_string);
             if let Some(tmp) = own.filter(|tmp| {
                 *tmp != key
+                    && is_temp_id(tmp)
                     && pending
                         .get(tmp)
                         .is_some_and(|es| es.iter().any(|e| e.kind == Kind::Create))
             }) {
                 seen.insert(tmp);
+                skipped = true;
                 continue;
             }
             seen.insert(key.clone());
             if blocked.contains(&(c.to_string(), key.clone())) {
+                skipped = true;
                 continue;
             }
             let tombstone = s.get("deleted") == Some(&Value::Bool(true));
@@ -166,13 +184,16 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 Some(entries) => {
                     // Pending here: keep the local change, now based on the server's version.
                     if entries.iter().any(|e| e.kind == Kind::Create) || tombstone {
+                        skipped = true;
                         continue;
                     }
                     let v = version_field(cfg, &s);
                     if let Some(mut row) = old {
                         let unsent: Vec<Entry> =
                             entries.iter().filter(|e| !e.in_flight()).cloned().collect();
-                        if let Some(d) = rebase(cfg, &s, &row.d, &unsent) {
+                        let rebased = rebase(cfg, &s, &row.d, &unsent);
+                        skipped |= rebased.is_none() || unsent.len() != entries.len();
+                        if let Some(d) = rebased {
                             if unsent.len() == entries.len() {
                                 row.d = d;
                                 row.b = Some(s);
@@ -214,11 +235,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     .push(Change::remote(ChangeKind::Deleted, c, idv, None));
             }
         }
-        match page.cursor {
-            Some(cur) => {
+        match (page.cursor, skipped) {
+            (Some(cur), false) => {
                 tx.t.put(Table::State, &cursor_key(c), &Value::String(cur))?
             }
-            None => tx.t.delete(Table::State, &cursor_key(c))?,
+            // Read again from the old cursor (or in full) next time.
+            (Some(_), true) if since.is_some() => {}
+            _ => tx.t.delete(Table::State, &cursor_key(c))?,
         }
         tx.commit().await?;
         Ok(report)
