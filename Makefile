@@ -5,7 +5,7 @@ setup:
 	bash scripts/setup
 
 pkg: setup
-	wasm-pack build --target web --release --out-dir pkg
+	bash scripts/build-pkg pkg
 
 demo: setup
 	bash scripts/demo
