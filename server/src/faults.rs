@@ -10,6 +10,8 @@ pub struct Faults {
     pub retry_after: Option<String>,
     /// Only /api paths starting with this are affected by any fault.
     pub match_prefix: Option<String>,
+    /// Only requests with one of these methods (upper case) are affected by any fault.
+    pub methods: Option<Vec<String>>,
     pub drop_after_commit: u64,
     pub delay_ms: u64,
     pub html_next: u64,
@@ -22,6 +24,7 @@ impl Default for Faults {
             status: 503,
             retry_after: None,
             match_prefix: None,
+            methods: None,
             drop_after_commit: 0,
             delay_ms: 0,
             html_next: 0,
@@ -46,6 +49,27 @@ pub enum Action {
 fn count(v: &Value, name: &str) -> Result<u64, String> {
     v.as_u64()
         .ok_or_else(|| format!("{name} must be a non-negative integer"))
+}
+
+/// `"methods": ["PUT", "DELETE"]` (any case; stored upper case) or `null` for every method.
+fn methods(v: &Value) -> Result<Option<Vec<String>>, String> {
+    const ERR: &str = "methods must be a non-empty array of HTTP method names, or null";
+    match v {
+        Value::Null => Ok(None),
+        Value::Array(items) if !items.is_empty() => items
+            .iter()
+            .map(|m| {
+                m.as_str()
+                    .filter(|s| {
+                        !s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_alphabetic())
+                    })
+                    .map(str::to_ascii_uppercase)
+                    .ok_or_else(|| ERR.to_string())
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        _ => Err(ERR.into()),
+    }
 }
 
 impl Faults {
@@ -79,6 +103,7 @@ impl Faults {
                         _ => return Err("match must be a string".into()),
                     }
                 }
+                "methods" => next.methods = methods(val)?,
                 "dropAfterCommit" => next.drop_after_commit = count(val, k)?,
                 "delayMs" => next.delay_ms = count(val, k)?,
                 "htmlNext" => next.html_next = count(val, k)?,
@@ -95,21 +120,28 @@ impl Faults {
             "status": self.status,
             "retryAfter": self.retry_after,
             "match": self.match_prefix,
+            "methods": self.methods,
             "dropAfterCommit": self.drop_after_commit,
             "delayMs": self.delay_ms,
             "htmlNext": self.html_next,
         })
     }
 
-    fn matches(&self, path: &str) -> bool {
+    fn matches(&self, method: &str, path: &str) -> bool {
         self.match_prefix
             .as_deref()
             .is_none_or(|p| path.starts_with(p))
+            && self
+                .methods
+                .as_ref()
+                .is_none_or(|ms| ms.iter().any(|m| m == method))
     }
 
     /// Delay in ms and the action for a request, consuming one count of the fault it triggers.
-    pub fn plan(&mut self, path: &str, is_write: bool) -> (u64, Action) {
-        if !self.matches(path) {
+    /// A batch is one `POST`.
+    pub fn plan(&mut self, method: &str, path: &str) -> (u64, Action) {
+        let is_write = matches!(method, "POST" | "PUT" | "PATCH" | "DELETE");
+        if !self.matches(method, path) {
             return (0, Action::Proceed { drop: false });
         }
         let action = if self.fail_next > 0 {
@@ -181,9 +213,9 @@ mod tests {
         assert!(f.merge(&json!({"status": 99})).is_err());
         assert!(f.merge(&json!({"nope": 1})).is_err());
         assert_eq!(f.fail_next, 1);
-        assert_eq!(f.plan("/api/b", true).1, Action::Proceed { drop: false });
+        assert_eq!(f.plan("POST", "/api/b").1, Action::Proceed { drop: false });
         assert_eq!(
-            f.plan("/api/a/1", true).1,
+            f.plan("PUT", "/api/a/1").1,
             Action::Fail {
                 status: 503,
                 retry_after: Some("2".into())
@@ -191,9 +223,44 @@ mod tests {
         );
         f.merge(&json!({"dropAfterCommit": 1, "htmlNext": 1, "match": null}))
             .unwrap();
-        assert_eq!(f.plan("/api/x", false).1, Action::Html);
-        assert_eq!(f.plan("/api/x", false).1, Action::Proceed { drop: false });
-        assert_eq!(f.plan("/api/x", true).1, Action::Proceed { drop: true });
-        assert_eq!(f.plan("/api/x", true).1, Action::Proceed { drop: false });
+        assert_eq!(f.plan("GET", "/api/x").1, Action::Html);
+        assert_eq!(f.plan("GET", "/api/x").1, Action::Proceed { drop: false });
+        assert_eq!(f.plan("DELETE", "/api/x").1, Action::Proceed { drop: true });
+        assert_eq!(
+            f.plan("DELETE", "/api/x").1,
+            Action::Proceed { drop: false }
+        );
+    }
+
+    #[test]
+    fn methods_filter() {
+        let mut f = Faults::default();
+        f.merge(&json!({"failNext": 2, "methods": ["put", "DELETE"]}))
+            .unwrap();
+        assert_eq!(f.to_json()["methods"], json!(["PUT", "DELETE"]));
+        for bad in [
+            json!([]),
+            json!("PUT"),
+            json!([1]),
+            json!(["P UT"]),
+            json!([""]),
+        ] {
+            assert!(f.merge(&json!({"methods": bad, "failNext": 9})).is_err());
+        }
+        assert_eq!(f.fail_next, 2, "a bad field changes nothing");
+        assert_eq!(f.plan("GET", "/api/a").1, Action::Proceed { drop: false });
+        assert_eq!(f.plan("POST", "/api/a").1, Action::Proceed { drop: false });
+        assert!(matches!(f.plan("PUT", "/api/a/1").1, Action::Fail { .. }));
+        assert!(matches!(
+            f.plan("DELETE", "/api/a/1").1,
+            Action::Fail { .. }
+        ));
+        assert_eq!(f.plan("PUT", "/api/a/1").1, Action::Proceed { drop: false });
+        f.merge(&json!({"methods": null, "delayMs": 5})).unwrap();
+        assert_eq!(f.methods, None);
+        assert_eq!(
+            f.plan("GET", "/api/a"),
+            (5, Action::Proceed { drop: false })
+        );
     }
 }

@@ -155,8 +155,7 @@ async fn api_request(
     // connection in a state where the client can read it.
     let body = read_body(req.into_body(), declared, state.cfg.max_body).await;
 
-    let is_write = matches!(method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE");
-    let (delay, action) = lock(&state.faults).plan(&path, is_write);
+    let (delay, action) = lock(&state.faults).plan(&method, &path);
     let reply = match action {
         Action::Fail {
             status,
