@@ -99,7 +99,15 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 }
             }
             _ => {
-                // Deleted locally since: the pending delete now carries this server state.
+                // Deleted locally since: the pending delete now carries this server state, and
+                // a copy a pull put under the server's id meanwhile goes too.
+                if let Some(o) = &old {
+                    tx.delete_row(c, key)?;
+                    let id = cfg.id_of(&o.d, key);
+                    report
+                        .changes
+                        .push(Change::remote(ChangeKind::Deleted, c, id, None));
+                }
                 for l in later.iter_mut().filter(|l| l.kind == Kind::Delete) {
                     l.base_v = v.clone().or_else(|| version_field(cfg, &s));
                     l.base = Some(s.clone());

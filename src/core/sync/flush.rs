@@ -16,7 +16,7 @@ use super::batch;
 use super::classify::{classify, record_of, version_of, ServerState, Verdict};
 use super::http::{HttpRequest, HttpResponse, NetError, Transport};
 use super::report::Report;
-use super::request::{freeze, to_http};
+use super::request::{client_id_of, freeze, to_http};
 
 /// How a round ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -338,7 +338,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         step: &mut Report,
     ) -> Result<()> {
         let cfg = self.collection(&e.c)?;
-        if r.get(&cfg.client_id_property).and_then(Value::as_str) == Some(e.r.as_str()) {
+        if r.get(&cfg.client_id_property).and_then(Value::as_str) == Some(client_id_of(e)) {
             self.apply_ack(tx, e, Some(r), ver, step).await
         } else {
             let body = Value::Object(r).to_string();

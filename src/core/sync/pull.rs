@@ -17,7 +17,7 @@ use super::apply::rebase;
 use super::classify::version_field;
 use super::http::{with_query, HttpRequest, Transport};
 use super::report::Report;
-use super::request::is_temp_id;
+use super::request::client_id_of;
 
 fn cursor_key(c: &str) -> Key {
     Key::Str(format!("cursor:{c}"))
@@ -123,6 +123,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
             pending.entry(e.r.clone()).or_default().push(e);
         }
         let blocked = self.blocked_records(&tx).await?;
+        // Our creates still waiting for their answer, by the client id they carry.
+        let creating: HashMap<String, String> = pending
+            .values()
+            .flatten()
+            .filter(|e| e.kind == Kind::Create && e.in_flight())
+            .map(|e| (client_id_of(e).to_string(), e.r.clone()))
+            .collect();
         let mut seen: HashSet<String> = HashSet::new();
         // A record this pull did not apply (held by a pending or open change) must be read
         // again: the cursor then stays where it was, or the client would stay stale for good.
@@ -135,15 +142,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
             let own = s
                 .get(&cfg.client_id_property)
                 .and_then(Value::as_str)
-                .map(str::to_string);
-            if let Some(tmp) = own.filter(|tmp| {
-                *tmp != key
-                    && is_temp_id(tmp)
-                    && pending
-                        .get(tmp)
-                        .is_some_and(|es| es.iter().any(|e| e.kind == Kind::Create))
-            }) {
-                seen.insert(tmp);
+                .and_then(|cid| creating.get(cid))
+                .filter(|local| **local != key);
+            if let Some(local) = own {
+                seen.insert(local.clone());
                 skipped = true;
                 continue;
             }
@@ -209,6 +211,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                             }
                         }
                     } else {
+                        // Deleted here: an unsent delete now goes over this version; one already
+                        // sent may still be refused and bring back its older base, so read again.
+                        skipped |= entries.iter().any(|e| e.in_flight());
                         for e in entries
                             .iter_mut()
                             .filter(|e| e.kind == Kind::Delete && !e.in_flight())

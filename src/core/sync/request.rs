@@ -13,6 +13,17 @@ pub fn is_temp_id(id: &str) -> bool {
     id.starts_with("tmp-")
 }
 
+/// The value a create carries in `clientIdProperty`: the temporary id, or for a record that has
+/// its own id already (one the app chose, or a record created again) the mutation id, so the
+/// server's copy can always be told apart from another client's record of the same id.
+pub fn client_id_of(e: &Entry) -> &str {
+    if is_temp_id(&e.r) {
+        &e.r
+    } else {
+        &e.id
+    }
+}
+
 /// `"v"`, the If-Match form of a version.
 pub fn quote_version(v: &str) -> String {
     format!("\"{}\"", v.trim_matches('"'))
@@ -33,7 +44,10 @@ pub fn freeze(cfg: &CollectionConfig, e: &Entry, row: Option<&Row>) -> Option<Se
             if is_temp_id(&e.r) {
                 body.remove(&cfg.id_property);
             }
-            body.insert(cfg.client_id_property.clone(), Value::String(e.r.clone()));
+            body.insert(
+                cfg.client_id_property.clone(),
+                Value::String(client_id_of(e).to_string()),
+            );
             ("POST", cfg.url.clone(), Some(body), None)
         }
         Kind::Update => {

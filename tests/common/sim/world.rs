@@ -28,9 +28,10 @@ pub const T0: f64 = 1_700_000_000_000.0;
 /// A field of notes that refers to a todo (its id, rewritten when a temporary id is replaced).
 pub const REF: &str = "todo";
 
-/// Whether to take the paths that hit the engine bugs kept as ignored `regression_*` tests in
-/// tests/sim.rs (re-creating a deleted id): `FERRY_SIM_KNOWN_BUGS=1`. Off by default so the fixed
-/// seeds stay green; turn it on when fixing them.
+/// Whether to also re-create ids this client deleted (`FERRY_SIM_KNOWN_BUGS=1`). Off by default:
+/// a record deleted here, refused delete or conflict-kept there, and created again under the same
+/// id still trips the checker on a few seeds in 300 (seeds 20 and 72 at 400 steps): the id then
+/// names two records at once, and what `get(oldId)` should return is not settled yet.
 pub fn known_bugs() -> bool {
     std::env::var_os("FERRY_SIM_KNOWN_BUGS").is_some()
 }
@@ -407,9 +408,7 @@ impl World {
             let v = self.fresh_value(ci);
             rec.insert(f.to_string(), Value::String(v));
         }
-        // Under clientWins a re-created record changes id, which hits a known bug with refs.
-        let refs_ok = self.setup.policy != ConflictPolicy::ClientWins || known_bugs();
-        if c == "notes" && refs_ok && self.rng.chance(0.3) {
+        if c == "notes" && self.rng.chance(0.3) {
             let todos: Vec<Record> = now(self.clients[ci].db().all("todos")).expect("all");
             if !todos.is_empty() {
                 let t = self.rng.pick(&todos);
