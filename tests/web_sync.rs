@@ -423,3 +423,67 @@ async fn reopening_during_a_flush_loses_and_duplicates_nothing() {
     assert_eq!(ok(db.pending_count()).await.as_f64(), Some(0.0));
     db.close();
 }
+
+#[wasm_bindgen_test]
+async fn opened_offline_it_sends_nothing_until_set_online() {
+    let t = unique("openoff");
+    let name = unique("sync10");
+    let opts = js(&format!(
+        r#"{{"name":"{name}","offline":true,"debounceMs":0,"collections":{{"{t}":{{"url":"{}/api/{t}"}}}}}}"#,
+        server()
+    ));
+    let db = Ferry::open(opts).await.expect("open");
+    ok(db.collection(&t).unwrap().create(js(r#"{"title":"held"}"#))).await;
+    assert_eq!(get(&ok(db.status()).await, "online"), false);
+    let wait = Promise::new(&mut |resolve, _| {
+        web_sys::window()
+            .unwrap()
+            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 300)
+            .unwrap();
+    });
+    ok(wait).await;
+    assert_eq!(
+        server_records(&t).await.length(),
+        0,
+        "nothing was sent while offline"
+    );
+    db.set_offline(false);
+    ok(db.sync()).await;
+    assert_eq!(server_records(&t).await.length(), 1);
+    db.close();
+}
+
+#[wasm_bindgen_test]
+async fn pull_interval_brings_other_devices_changes_without_a_call() {
+    let t = unique("poll");
+    let writer = open(&unique("sync11"), &[(&t, "")], "").await;
+    let opts = js(&format!(
+        r#"{{"name":"{}","pullIntervalMs":150,"collections":{{"{t}":{{"url":"{}/api/{t}"}}}}}}"#,
+        unique("sync12"),
+        server()
+    ));
+    let reader = Ferry::open(opts).await.expect("open");
+    ok(writer
+        .collection(&t)
+        .unwrap()
+        .create(js(r#"{"title":"from elsewhere"}"#)))
+    .await;
+    ok(writer.sync()).await;
+    let mut seen = 0;
+    for _ in 0..40 {
+        seen = Array::from(&ok(reader.collection(&t).unwrap().all()).await).length();
+        if seen == 1 {
+            break;
+        }
+        let wait = Promise::new(&mut |resolve, _| {
+            web_sys::window()
+                .unwrap()
+                .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 100)
+                .unwrap();
+        });
+        ok(wait).await;
+    }
+    assert_eq!(seen, 1, "the reader pulled by itself");
+    writer.close();
+    reader.close();
+}

@@ -32,11 +32,13 @@ pub struct SyncState {
     pub(crate) leader: bool,
     /// The app took the store offline (`setOffline(true)`), whatever the browser says.
     pub(crate) forced_offline: bool,
+    /// The timer of the next periodic pull (`pullIntervalMs`).
+    pub(crate) poll_timer: Option<JsValue>,
 }
 
 impl SyncState {
-    /// Starts online or offline, as `navigator.onLine` says.
-    pub fn new(online: bool) -> Self {
+    /// Starts online or offline, as `navigator.onLine` (and the `offline` option) say.
+    pub fn new(online: bool, forced_offline: bool) -> Self {
         SyncState {
             online,
             running: false,
@@ -47,7 +49,8 @@ impl SyncState {
             timer: None,
             waiters: Vec::new(),
             leader: false,
-            forced_offline: false,
+            forced_offline,
+            poll_timer: None,
         }
     }
 
@@ -145,6 +148,33 @@ impl Inner {
         }
     }
 
+    /// Arms the next periodic pull (`pullIntervalMs`), replacing any armed one.
+    fn schedule_poll(self: &Rc<Self>) {
+        let every = self.engine.config.pull_interval_ms;
+        if every == 0 || self.engine.is_closed() {
+            return;
+        }
+        let weak = Rc::downgrade(self);
+        let f = Closure::once_into_js(move || {
+            if let Some(inner) = weak.upgrade() {
+                let waiting = {
+                    let mut s = inner.sync.borrow_mut();
+                    s.poll_timer = None;
+                    s.pull_next = true;
+                    // A retry wait has its own timer; polling must not cut it short.
+                    s.next_retry.is_some_and(|t| t > js_sys::Date::now())
+                };
+                if !waiting {
+                    inner.kick();
+                }
+            }
+        });
+        let id = ferry_set_timeout(f.unchecked_ref(), f64::from(every));
+        if let Some(old) = self.sync.borrow_mut().poll_timer.replace(id) {
+            ferry_clear_timeout(&old);
+        }
+    }
+
     fn schedule(self: &Rc<Self>, ms: f64) {
         let weak = Rc::downgrade(self);
         let f = Closure::once_into_js(move || {
@@ -235,6 +265,7 @@ impl Inner {
                     let _ = resolve.call0(&JsValue::NULL);
                 }
                 self.tell_tabs("done", &to_js(&serde_json::json!({})));
+                self.schedule_poll();
             }
             RunEnd::Failed(e, retry_at) => {
                 {

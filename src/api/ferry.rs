@@ -104,6 +104,7 @@ impl Ferry {
         let config: StoreConfig = serde_json::from_value(serde_json::Value::Object(raw))
             .map_err(|e| js_error(Error::validation(format!("the options are not valid: {e}"))))?;
         let config = config.validate().map_err(js_error)?;
+        let offline = config.offline;
         let storage = IdbStorage::open(&config).await.map_err(js_error)?;
         let transport = FetchTransport {
             timeout_ms: config.timeout_ms,
@@ -114,7 +115,7 @@ impl Ferry {
         let inner = Rc::new(Inner {
             engine,
             listeners: RefCell::new(Listeners::default()),
-            sync: RefCell::new(SyncState::new(ferry_on_line())),
+            sync: RefCell::new(SyncState::new(ferry_on_line(), offline)),
             transport,
             get_headers,
             auth: RefCell::new(Vec::new()),
@@ -286,11 +287,14 @@ impl Ferry {
         for off in inner.unlisten.borrow_mut().drain(..) {
             let _ = off.call0(&JsValue::NULL);
         }
-        let (timer, waiters) = {
+        let (timers, waiters) = {
             let mut s = inner.sync.borrow_mut();
-            (s.timer.take(), std::mem::take(&mut s.waiters))
+            (
+                [s.timer.take(), s.poll_timer.take()],
+                std::mem::take(&mut s.waiters),
+            )
         };
-        if let Some(t) = timer {
+        for t in timers.into_iter().flatten() {
             ferry_clear_timeout(&t);
         }
         let err = js_error(Error::new(

@@ -55,6 +55,10 @@ export interface FerryOptions {
   headers?: { [name: string]: string };
   /** Abort a request after this long (default 30000 ms). */
   timeoutMs?: number;
+  /** Open offline, as if `setOffline(true)` came first (default false). */
+  offline?: boolean;
+  /** Also pull every collection this often while online and idle (ms; default 0: off). */
+  pullIntervalMs?: number;
   /** Called before a flush and again after a 401; returns headers such as Authorization. */
   getHeaders?: () => { [name: string]: string } | Promise<{ [name: string]: string }>;
   /**
@@ -139,6 +143,11 @@ export interface OutboxEntry {
   /** When it last changed. */
   changedAt: number;
   attempts: number;
+  /**
+   * It has been sent at least once and awaits an acknowledgement: it is sent again exactly as it
+   * was (same body, same Idempotency-Key) and no later change folds into it. After a failed
+   * attempt it stays true, with `error` and `retryAt` set.
+   */
   inFlight: boolean;
   error: string | null;
   retryAt: number | null;

@@ -152,6 +152,14 @@ pub struct StoreConfig {
     /// A request that has not answered after this long counts as a network failure.
     #[serde(default = "default_timeout")]
     pub timeout_ms: u32,
+    /// Open the store offline, as if `setOffline(true)` came first: nothing is sent until
+    /// `setOffline(false)`.
+    #[serde(default)]
+    pub offline: bool,
+    /// Also pull every collection this often (ms) while online and idle, to see other devices'
+    /// changes without a local write; 0 (the default) pulls only on reconnect and in `sync()`.
+    #[serde(default)]
+    pub pull_interval_ms: u32,
 }
 
 fn default_batch_size() -> usize {
@@ -183,6 +191,8 @@ impl StoreConfig {
             debounce_ms: default_debounce(),
             headers: BTreeMap::new(),
             timeout_ms: default_timeout(),
+            offline: false,
+            pull_interval_ms: 0,
         }
     }
 
