@@ -6,6 +6,7 @@ use js_sys::{Array, Function, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::core::config::CollectionConfig;
 use crate::core::{Op, Query};
 
 use super::convert::{js_error, to_id, to_js, to_record};
@@ -41,6 +42,20 @@ impl Collection {
                 .unwrap_or(JsValue::UNDEFINED))
         })
     }
+}
+
+/// Checks what the engine's reads check first: the collection exists and the store is open.
+/// Reads then go straight to IndexedDB ([`crate::web::IdbStorage::read_get`] and its siblings),
+/// which hands its own objects back instead of decoding and re-encoding every record.
+fn readable<'a>(inner: &'a Inner, name: &str) -> Result<&'a CollectionConfig, JsValue> {
+    let cfg = inner.engine.collection(name).map_err(js_error)?;
+    if inner.engine.is_closed() {
+        return Err(js_error(crate::core::Error::new(
+            crate::core::ErrorKind::Closed,
+            "the store is closed",
+        )));
+    }
+    Ok(cfg)
 }
 
 #[wasm_bindgen]
@@ -124,8 +139,13 @@ impl Collection {
         let name = self.name.clone();
         future_to_promise(async move {
             let id = to_id(&id).map_err(js_error)?;
-            let rec = inner.engine.get(&name, &id).await.map_err(js_error)?;
-            Ok(rec.map(|r| to_js(&r)).unwrap_or(JsValue::UNDEFINED))
+            readable(&inner, &name)?;
+            inner
+                .engine
+                .storage
+                .read_get(&name, &id)
+                .await
+                .map_err(js_error)
         })
     }
 
@@ -134,9 +154,10 @@ impl Collection {
     pub fn all(&self) -> Promise {
         let inner = self.inner.clone();
         let name = self.name.clone();
-        future_to_promise(
-            async move { Ok(to_js(&inner.engine.all(&name).await.map_err(js_error)?)) },
-        )
+        future_to_promise(async move {
+            readable(&inner, &name)?;
+            inner.engine.storage.read_all(&name).await.map_err(js_error)
+        })
     }
 
     /// The records matching `query`. A `where` on an indexed field reads through the index;
@@ -152,8 +173,13 @@ impl Collection {
                     "the query is not valid: {e}"
                 )))
             })?;
-            let (found, _) = inner.engine.query(&name, &q).await.map_err(js_error)?;
-            Ok(to_js(&found))
+            let cfg = readable(&inner, &name)?;
+            inner
+                .engine
+                .storage
+                .read_query(&name, &cfg.indexes, &q)
+                .await
+                .map_err(js_error)
         })
     }
 

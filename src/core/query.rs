@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::record::Record;
+use super::record::{index_key, Record};
 
 /// A query, as `collection.query(q)` takes it.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -39,6 +39,18 @@ impl Query {
                 (None, Value::Null) => true,
                 (got, want) => got == Some(want),
             })
+    }
+
+    /// The `where` field a query reads through its index, if any, and the index key to look up:
+    /// the first field (in `where` order) that is in `indexes` and holds a scalar (arrays and
+    /// objects are not indexed).
+    pub fn index_lookup(&self, indexes: &[String]) -> Option<(&str, Value)> {
+        self.filter.iter().find_map(|(f, v)| {
+            indexes
+                .contains(f)
+                .then(|| index_key(Some(v)).map(|k| (f.as_str(), k)))
+                .flatten()
+        })
     }
 
     /// Sorts, skips and cuts `records` (already filtered; given in key order, which breaks ties).
@@ -125,6 +137,19 @@ mod tests {
         assert!(q.matches(&rec(json!({"a": 1}))));
         assert!(q.matches(&rec(json!({"p": null}))));
         assert!(!q.matches(&rec(json!({"p": 0}))));
+    }
+
+    #[test]
+    fn index_lookup_takes_the_first_indexed_scalar() {
+        let q: Query =
+            serde_json::from_value(json!({"where": {"a": [1], "b": true, "c": "x"}})).unwrap();
+        let ix = |fs: &[&str]| fs.iter().map(|f| f.to_string()).collect::<Vec<_>>();
+        assert_eq!(q.index_lookup(&ix(&["a"])), None);
+        assert_eq!(
+            q.index_lookup(&ix(&["a", "c", "b"])),
+            Some(("b", json!([1, 1])))
+        );
+        assert_eq!(q.index_lookup(&ix(&["c"])), Some(("c", json!([3, "x"]))));
     }
 
     #[test]

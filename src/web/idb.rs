@@ -43,6 +43,7 @@ use crate::core::config::StoreConfig;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::storage::{Key, Read, Storage, Table, Txn};
 
+mod read;
 mod schema;
 
 const RECORDS_PREFIX: &str = "r:";
