@@ -148,7 +148,7 @@ impl IdbStorage {
             Closure::<dyn FnMut(IdbVersionChangeEvent)>::new(move |e: IdbVersionChangeEvent| {
                 raw.close();
                 let why = match e.new_version() {
-                    Some(v) => format!("another tab is upgrading it to version {v}"),
+                    Some(v) => format!("another tab is upgrading it to version {}", v as u64),
                     None => "another tab is deleting it".to_string(),
                 };
                 let _ = closed.set(format!(

@@ -223,7 +223,7 @@ async fn upgrade(name: &str, version: f64, layout: Rc<Vec<StoreSpec>>) -> Result
         let msg = format!(
             "Ferry: upgrading IndexedDB database {db_name:?} to version {} waits for other \
              connections (an older tab?) to close",
-            e.new_version().unwrap_or_default()
+            e.new_version().unwrap_or_default() as u64
         );
         web_sys::console::warn_1(&JsValue::from_str(&msg));
         Ok(())
