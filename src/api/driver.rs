@@ -350,6 +350,10 @@ impl Inner {
                 .await;
             self.dispatch(report);
             match end {
+                // A full quota may clear (the app deletes, the browser evicts): try again later.
+                Err(e) if e.kind == ErrorKind::Quota => {
+                    return RunEnd::Failed(e, Some(js_sys::Date::now() + 30_000.0))
+                }
                 Err(e) => return RunEnd::Failed(e, None),
                 Ok(RoundEnd::Progress) => self.emit_status(),
                 Ok(RoundEnd::Idle) => break,

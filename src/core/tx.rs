@@ -46,6 +46,12 @@ pub struct Tx<T: Txn> {
     /// The raw transaction.
     pub t: T,
     clock: Option<ClockState>,
+    /// The clock must be written back: it is new, or it moved and an outbox entry used it.
+    /// (A transaction that only deletes, say a never-sent record, then writes nothing at all, so
+    /// it still works when the browser's quota is full and is how an app makes room.)
+    clock_new: bool,
+    ticked: bool,
+    entry_put: std::cell::Cell<bool>,
     known: RefCell<Option<Known>>,
 }
 
@@ -55,6 +61,9 @@ impl<T: Txn> Tx<T> {
         Tx {
             t,
             clock: None,
+            clock_new: false,
+            ticked: false,
+            entry_put: std::cell::Cell::new(false),
             known: RefCell::new(None),
         }
     }
@@ -112,7 +121,9 @@ impl<T: Txn> Tx<T> {
         let mut answers = self.t.read_many(&reads).await?.into_iter();
         if self.clock.is_none() {
             let stored = answers.next().and_then(|a| a.into_iter().next());
-            self.clock = Some(new_clock(stored.map(|(_, v)| v), env)?);
+            let stored = stored.map(|(_, v)| v);
+            self.clock_new = stored.is_none();
+            self.clock = Some(new_clock(stored, env)?);
         }
         debug_assert_eq!(
             first_aliases - first_rows,
@@ -166,6 +177,7 @@ impl<T: Txn> Tx<T> {
     pub async fn clock(&mut self, env: &impl Env) -> Result<&mut ClockState> {
         if self.clock.is_none() {
             let stored = self.t.get(Table::State, &Key::str(CLOCK)).await?;
+            self.clock_new = stored.is_none();
             self.clock = Some(new_clock(stored, env)?);
         }
         Ok(self.clock.as_mut().expect("set just above"))
@@ -179,7 +191,9 @@ impl<T: Txn> Tx<T> {
             Error::storage("the stored outbox counter is damaged (at its maximum)")
         })?;
         c.hlc = c.hlc.tick(now);
-        Ok((c.seq, c.hlc, c.node.clone()))
+        let out = (c.seq, c.hlc, c.node.clone());
+        self.ticked = true;
+        Ok(out)
     }
 
     /// The row of record `key`, if present.
@@ -282,6 +296,7 @@ impl<T: Txn> Tx<T> {
 
     /// Stores an entry under its position.
     pub fn put_entry(&self, e: &Entry) -> Result<()> {
+        self.entry_put.set(true);
         let v = serde_json::to_value(e).expect("an entry is always valid JSON");
         self.t.put(Table::Outbox, &Key::Num(e.seq), &v)?;
         // An entry keeps its record while a prefetch is current (ids are rewritten only by sync).
@@ -308,7 +323,8 @@ impl<T: Txn> Tx<T> {
 
     /// Writes the clock back (if it was used) and commits.
     pub async fn commit(self) -> Result<()> {
-        if let Some(c) = &self.clock {
+        let needed = self.clock_new || (self.ticked && self.entry_put.get());
+        if let Some(c) = self.clock.as_ref().filter(|_| needed) {
             let v = serde_json::to_value(c).expect("the clock is always valid JSON");
             self.t.put(Table::State, &Key::str(CLOCK), &v)?;
         }

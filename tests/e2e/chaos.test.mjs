@@ -319,7 +319,7 @@ function deleteSome(page, n) {
 test("storage near quota: the write that does not fit fails whole with QuotaExceededError, the store keeps working", async (t) => {
   const server = await startServer();
   // The ballast is big enough that, once dropped, a whole round of acknowledgements fits (see
-  // the second todo test for what happens when it does not).
+  // the last test for what happens when it does not).
   const setup = await nearQuota(server, "quota", { quota: 4 * 1024 * 1024, ballast: 1_500_000 });
   if (setup.skip) {
     await server.stop();
@@ -345,7 +345,7 @@ test("storage near quota: the write that does not fit fails whole with QuotaExce
     });
     assert.deepEqual(read, { key: "q-0002", size: 40_000, all: filled.written });
 
-    // A delete at the quota: whether or not it fits (see the todo test below), it is all or nothing.
+    // A delete at the quota: whether or not it fits (see the next test), it is all or nothing.
     const atQuota = await deleteSome(page, 1);
     assert.equal(atQuota.records + atQuota.pending, 2 * (filled.written - 1 + atQuota.errors.length));
     for (const e of atQuota.errors) assert.equal(e.name, "QuotaExceededError");
@@ -369,7 +369,7 @@ test("storage near quota: the write that does not fit fails whole with QuotaExce
     assert.equal(after.records, atQuota.records + 3);
     assert.equal(after.pending, atQuota.pending + 3);
     // Keep 8 records: a flush round rewrites every acknowledged row in one transaction, which
-    // must fit (the second todo test below).
+    // must fit (the last test).
     const freed = await deleteSome(page, after.records - 8);
     assert.deepEqual(freed.errors, [], "deletes work with room to spare");
     assert.equal(freed.records, 8);
@@ -392,13 +392,10 @@ test("storage near quota: the write that does not fit fails whole with QuotaExce
   }
 });
 
-// Known failing (Ferry bug, reported): every Ferry write transaction also puts a row (the clock),
-// and Chromium refuses any transaction with a put when the origin is at its quota, so
-// `delete` fails with QuotaExceededError exactly when an app needs it to make room. A raw
-// IndexedDB delete-only transaction succeeds there and frees the space.
-test("at the quota, deleting records through Ferry frees space for new writes", {
-  todo: "Ferry's delete also writes (the clock row), so at the quota it is refused with QuotaExceededError",
-}, async (t) => {
+// Chromium refuses any transaction with a put when the origin is at its quota, and an app makes
+// room by deleting: so deleting records that were never sent must write nothing at all (Ferry
+// used to rewrite its clock row in every write transaction, and such deletes failed).
+test("at the quota, deleting records through Ferry frees space for new writes", async (t) => {
   const server = await startServer();
   const setup = await nearQuota(server, "quota-delete");
   if (setup.skip) {
@@ -420,16 +417,12 @@ test("at the quota, deleting records through Ferry frees space for new writes", 
   }
 });
 
-// Known failing (Ferry bug, reported): a flush round picks up to `batchSize` (100) mutations and
-// freezes them (each frozen request holds its whole body) in ONE transaction, sends them, then
-// writes every acknowledgement in ONE transaction, rewriting each record's row whole. Chromium
-// checks a transaction's puts against the free space, so near the quota the round of 40 KB
-// records is refused (at the freeze, or at the acknowledgements, depending on the room left)
-// although one mutation at a time would fit. The outbox never drains: sync() rejects with
-// QuotaExceededError every time, and no retry is scheduled (status().nextRetryAt stays null).
-test("near the quota, a flush whose acknowledgements do not fit in one transaction still completes", {
-  todo: "a round is frozen, and acknowledged, in one transaction each; on QuotaExceededError the outbox is stuck and no retry is scheduled",
-}, async (t) => {
+// A flush round freezes up to `batchSize` mutations (each frozen request holds its whole body) in
+// one transaction, and writes their acknowledgements in another. Chromium checks a
+// transaction's puts against the free space, so near the quota a whole round may not fit where
+// one mutation at a time does: Ferry then freezes and applies in smaller transactions (it used to
+// fail every sync with QuotaExceededError, with no retry scheduled).
+test("near the quota, a flush whose acknowledgements do not fit in one transaction still completes", async (t) => {
   const server = await startServer();
   const setup = await nearQuota(server, "quota-ack", { ballast: 600_000 });
   if (setup.skip) {

@@ -38,6 +38,21 @@ pub enum RoundEnd {
     Offline,
 }
 
+/// The end that says more: a 401 over a wait, the earlier of two waits, a wait over progress.
+fn worse(a: RoundEnd, b: RoundEnd) -> RoundEnd {
+    match (a, b) {
+        (RoundEnd::Unauthorized, _) | (_, RoundEnd::Unauthorized) => RoundEnd::Unauthorized,
+        (RoundEnd::Wait { reason, retry_at }, RoundEnd::Wait { retry_at: r2, .. }) => {
+            RoundEnd::Wait {
+                reason,
+                retry_at: retry_at.min(r2),
+            }
+        }
+        (w @ RoundEnd::Wait { .. }, _) | (_, w @ RoundEnd::Wait { .. }) => w,
+        (a, _) => a,
+    }
+}
+
 /// Capped exponential backoff with jitter: 1 s, 2 s, 4 s ... up to a minute, each scaled by a
 /// random factor in [0.5, 1] so clients that failed together do not retry together.
 pub fn backoff_ms(attempts: u32, random: u32) -> f64 {
@@ -75,7 +90,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
             .batch_url
             .clone()
             .filter(|_| !self.batch_off.get());
-        let (picked, fresh) = self.pick(self.config.batch_size).await?;
+        // Freezing stores each request's body: near a full quota, fewer at a time may still fit.
+        let mut max = self.config.batch_size;
+        let (picked, fresh) = loop {
+            match self.pick(max).await {
+                Err(e) if e.kind == ErrorKind::Quota && max > 1 => max = (max / 2).max(1),
+                other => break other?,
+            }
+        };
         if picked.is_empty() {
             return Ok(RoundEnd::Idle);
         }
@@ -129,8 +151,43 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 }
             }
         }
-        let end = self.apply_round(&picked, &fresh, verdicts, report).await?;
+        let end = self.apply_all(&picked, &fresh, verdicts, report).await?;
         Ok(if offline { RoundEnd::Offline } else { end })
+    }
+
+    /// Applies a round's answers in one transaction or, when that does not fit in the quota,
+    /// in smaller ones (each entry's answer still applies whole, and once).
+    async fn apply_all(
+        &self,
+        picked: &[Entry],
+        fresh: &[bool],
+        verdicts: Vec<Verdict>,
+        report: &mut Report,
+    ) -> Result<RoundEnd> {
+        let mut size = picked.len().max(1);
+        let mut done = 0;
+        let mut end = RoundEnd::Progress;
+        while done < picked.len() {
+            let hi = (done + size).min(picked.len());
+            let vs: Vec<Verdict> = verdicts
+                .iter()
+                .skip(done)
+                .take(hi.saturating_sub(done))
+                .cloned()
+                .collect();
+            match self
+                .apply_round(&picked[done..hi], &fresh[done..hi], vs, report)
+                .await
+            {
+                Ok(e) => {
+                    end = worse(end, e);
+                    done = hi;
+                }
+                Err(e) if e.kind == ErrorKind::Quota && size > 1 => size = (size / 2).max(1),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(end)
     }
 
     /// Classifies one answer; a conflict answer without the server's record reads it first
