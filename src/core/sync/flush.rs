@@ -212,8 +212,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
     /// Picks the next mutations to send and freezes them, in one read-write transaction.
     /// Also says, per entry, whether it was frozen just now (so an offline answer can undo it).
     async fn pick(&self, max: usize) -> Result<(Vec<Entry>, Vec<bool>)> {
-        let tx = self.begin(true).await?;
+        let mut tx = self.begin(true).await?;
         let outbox = tx.outbox().await?;
+        self.prefetch_records(
+            &mut tx,
+            outbox.iter().filter(|e| e.sent.is_none()).take(max),
+        )
+        .await?;
         let blocked: HashSet<(String, String)> = self.blocked_records(&tx).await?;
         let creating: HashSet<(String, String)> = outbox
             .iter()
@@ -261,6 +266,27 @@ impl<S: Storage, E: Env> Engine<S, E> {
         }
         tx.commit().await?;
         Ok((picked, fresh))
+    }
+
+    /// Prefetches the rows and pending entries of the records of `entries`, for the collection
+    /// most of them belong to (a round is usually about one collection).
+    async fn prefetch_records<'e, T: crate::core::storage::Txn>(
+        &self,
+        tx: &mut crate::core::tx::Tx<T>,
+        entries: impl Iterator<Item = &'e Entry>,
+    ) -> Result<()> {
+        let mut by_collection: std::collections::HashMap<&str, Vec<String>> = Default::default();
+        for e in entries {
+            by_collection
+                .entry(e.c.as_str())
+                .or_default()
+                .push(e.r.clone());
+        }
+        let Some((c, ids)) = by_collection.into_iter().max_by_key(|(_, ids)| ids.len()) else {
+            return Ok(());
+        };
+        let c = c.to_string();
+        tx.prefetch(&self.env, &c, &ids).await
     }
 
     /// Records held back by an open conflict.
@@ -331,7 +357,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
         verdicts: Vec<Verdict>,
         report: &mut Report,
     ) -> Result<RoundEnd> {
-        let tx = self.begin(true).await?;
+        let mut tx = self.begin(true).await?;
+        // Read every row and pending entry the answers touch in one round trip, not one await
+        // per read per answer.
+        self.prefetch_records(&mut tx, picked.iter()).await?;
         let mut end = RoundEnd::Progress;
         let mut step = Report::default();
         for (e, was_fresh) in picked.iter().zip(fresh).skip(verdicts.len()) {
