@@ -76,12 +76,22 @@ pub fn idb_error(e: &JsValue) -> Error {
             e.as_string().unwrap_or_else(|| format!("{e:?}")),
         )
     };
-    let kind = if name == "QuotaExceededError" {
-        ErrorKind::Quota
-    } else {
-        ErrorKind::Storage
-    };
-    Error::new(kind, format!("IndexedDB {name}: {message}"))
+    if name == "QuotaExceededError" {
+        // Chromium often gives no message at all: say what it means and what helps.
+        let why = if message.is_empty() {
+            "the storage quota for this site is full"
+        } else {
+            &message
+        };
+        return Error::new(
+            ErrorKind::Quota,
+            format!(
+                "IndexedDB QuotaExceededError: {why}; nothing was written. Deleting records that were \
+                 never sent frees space (and works even at the quota), or ask for persistent storage"
+            ),
+        );
+    }
+    Error::new(ErrorKind::Storage, format!("IndexedDB {name}: {message}"))
 }
 
 fn lib_error(e: IdbError) -> Error {
