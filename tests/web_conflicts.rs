@@ -6,44 +6,16 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use ferry::api::Ferry;
-use js_sys::{Array, Function, Promise, Reflect};
+use js_sys::{Array, Function, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-const SERVER: Option<&str> = option_env!("FERRY_SERVER_URL");
-
-fn server() -> &'static str {
-    SERVER.expect("FERRY_SERVER_URL must be set at build time (scripts/with-server)")
-}
-
-fn js(text: &str) -> JsValue {
-    js_sys::JSON::parse(text).expect("test JSON")
-}
-
-fn get(v: &JsValue, k: &str) -> JsValue {
-    Reflect::get(v, &k.into()).unwrap()
-}
-
-fn unique(name: &str) -> String {
-    format!("{name}{}", (js_sys::Math::random() * 1e9) as u64)
-}
-
-async fn ok(p: Promise) -> JsValue {
-    JsFuture::from(p).await.expect("promise resolves")
-}
-
-async fn sleep(ms: i32) {
-    let p = Promise::new(&mut |resolve, _| {
-        web_sys::window()
-            .unwrap()
-            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms)
-            .unwrap();
-    });
-    ok(p).await;
-}
+#[path = "common/browser.rs"]
+mod browser;
+use browser::*;
 
 async fn server_record(c: &str, id: &str) -> JsValue {
     let window = web_sys::window().unwrap();

@@ -11,27 +11,9 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-const SERVER: Option<&str> = option_env!("FERRY_SERVER_URL");
-
-fn server() -> &'static str {
-    SERVER.expect("FERRY_SERVER_URL must be set at build time (scripts/with-server)")
-}
-
-fn js(text: &str) -> JsValue {
-    js_sys::JSON::parse(text).expect("test JSON")
-}
-
-fn get(v: &JsValue, k: &str) -> JsValue {
-    Reflect::get(v, &k.into()).unwrap()
-}
-
-fn unique(name: &str) -> String {
-    format!("{name}{}", (js_sys::Math::random() * 1e9) as u64)
-}
-
-async fn ok(p: Promise) -> JsValue {
-    JsFuture::from(p).await.expect("promise resolves")
-}
+#[path = "common/browser.rs"]
+mod browser;
+use browser::*;
 
 /// Every value of every object store of database `name`, as one JSON text.
 async fn dump_idb(name: &str) -> String {

@@ -11,68 +11,14 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-const SERVER: Option<&str> = option_env!("FERRY_SERVER_URL");
-
-fn server() -> &'static str {
-    SERVER.expect("FERRY_SERVER_URL must be set at build time (run through scripts/with-server)")
-}
-
-fn js(text: &str) -> JsValue {
-    js_sys::JSON::parse(text).expect("test JSON")
-}
-
-fn get(v: &JsValue, k: &str) -> JsValue {
-    Reflect::get(v, &k.into()).unwrap()
-}
-
-fn unique(name: &str) -> String {
-    format!("{name}{}", (js_sys::Math::random() * 1e9) as u64)
-}
-
-async fn ok(p: Promise) -> JsValue {
-    JsFuture::from(p).await.expect("promise resolves")
-}
-
-async fn fails(p: Promise) -> String {
-    let e = JsFuture::from(p).await.expect_err("promise rejects");
-    let e: js_sys::Error = e.dyn_into().expect("an Error");
-    format!("{}: {}", String::from(e.name()), String::from(e.message()))
-}
-
-async fn http(method: &str, path: &str, body: Option<&str>) -> JsValue {
-    let init = web_sys::RequestInit::new();
-    init.set_method(method);
-    if let Some(b) = body {
-        init.set_body(&JsValue::from_str(b));
-    }
-    let window = web_sys::window().unwrap();
-    let res: web_sys::Response =
-        JsFuture::from(window.fetch_with_str_and_init(&format!("{}{path}", server()), &init))
-            .await
-            .unwrap()
-            .dyn_into()
-            .unwrap();
-    let text = JsFuture::from(res.text().unwrap())
-        .await
-        .unwrap()
-        .as_string()
-        .unwrap();
-    if text.is_empty() {
-        JsValue::NULL
-    } else {
-        js_sys::JSON::parse(&text).unwrap_or(JsValue::from_str(&text))
-    }
-}
+#[path = "common/browser.rs"]
+mod browser;
+use browser::*;
 
 async fn faults(json: &str) {
     // Fault settings merge on the server: start from none so no earlier `match` lingers.
     http("POST", "/__admin/reset", None).await;
     http("POST", "/__admin/faults", Some(json)).await;
-}
-
-/// The server's records of collection `c`.
-async fn server_records(c: &str) -> Array {
-    Array::from(&get(&http("GET", &format!("/api/{c}"), None).await, "data"))
 }
 
 async fn stats() -> JsValue {
