@@ -475,3 +475,21 @@ fn a_change_sent_again_after_a_conflict_carries_a_new_idempotency_key() {
     let rec = s.record("todos", &sid).unwrap();
     assert_eq!((rec["a"].clone(), rec["b"].clone()), (json!(5), json!(2)));
 }
+
+#[test]
+fn a_server_that_always_answers_409_makes_the_flush_wait_not_spin() {
+    let (db, s, sid) = setup(P::ClientWins);
+    let current = s.record("todos", &sid).unwrap();
+    update(&db, "todos", &sid, json!({"a": 9}));
+    let tap = Tap::new(s.clone());
+    tap.hook(move |req| (req.method == "PUT").then(|| Ok(json_response(409, current.clone()))));
+    let (end, _) = block_on(db.flush(&tap, &[])).unwrap();
+    assert!(matches!(end, RoundEnd::Wait { .. }), "{end:?}");
+    let puts = tap.requests().iter().filter(|r| r.method == "PUT").count();
+    assert!(puts <= 4, "resent {puts} times before waiting");
+    assert_eq!(
+        pending(&db),
+        1,
+        "the change is kept, to be tried again later"
+    );
+}

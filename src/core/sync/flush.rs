@@ -38,6 +38,9 @@ pub enum RoundEnd {
     Offline,
 }
 
+/// After this many attempts of one mutation, a conflict also makes the flush wait.
+const CONFLICT_ROUNDS: u32 = 3;
+
 /// The end that says more: a 401 over a wait, the earlier of two waits, a wait over progress.
 fn worse(a: RoundEnd, b: RoundEnd) -> RoundEnd {
     match (a, b) {
@@ -372,6 +375,18 @@ impl<S: Storage, E: Env> Engine<S, E> {
             tx.put_entry(&back)?;
         }
         for (e, v) in picked.iter().zip(verdicts) {
+            // A record that keeps meeting conflicts (a server that answers 409 to whatever is
+            // sent) must not be resent in a tight loop: after a few rounds, wait like a failure.
+            if matches!(v, Verdict::Conflict(_)) && e.attempts >= CONFLICT_ROUNDS {
+                let at = self.env.now_ms() + backoff_ms(e.attempts, self.env.random_u32());
+                end = worse(
+                    end,
+                    RoundEnd::Wait {
+                        reason: "the server keeps answering with a conflict".into(),
+                        retry_at: at,
+                    },
+                );
+            }
             match v {
                 Verdict::Ack(rec, ver) => self.apply_ack(&tx, e, rec, ver, &mut step).await?,
                 Verdict::Rejected { status, body } => {

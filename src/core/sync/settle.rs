@@ -179,27 +179,57 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     }
                 }
             }
-            Outcome::Update(r) => {
+            Outcome::Update(r) | Outcome::Recreate(r) => {
+                // Update goes over the server's record; Recreate (the server has none) creates it again.
+                let recreate = server.is_none();
                 let current = row
                     .as_ref()
-                    .map(|r| r.d.clone())
+                    .map(|x| x.d.clone())
                     .unwrap_or_else(|| r.clone());
-                let mut newrow =
-                    Row::new(cfg, rebase(cfg, &r, &current, &later).unwrap_or(r.clone()));
-                newrow.v = sv;
-                newrow.b = server.clone();
-                tx.put_row(c, &e.r, &newrow)?;
-                again.kind = Kind::Update;
-                again.fields = changed_fields(server.as_ref().unwrap_or(&Record::new()), &r);
-                again.base = None;
-                again.base_v = None;
-                tx.put_entry(&again)?;
-                report.changes.push(Change::remote(
-                    ChangeKind::Updated,
-                    c,
-                    idv(&newrow.d),
-                    Some(newrow.d),
-                ));
+                match rebase(cfg, &r, &current, &later) {
+                    // Deleted here while the conflict waited: that delete stands.
+                    None => {
+                        tx.delete_entry(e.seq)?;
+                        if let Some(old) = &row {
+                            tx.delete_row(c, &e.r)?;
+                            report.changes.push(Change::remote(
+                                ChangeKind::Deleted,
+                                c,
+                                idv(&old.d),
+                                None,
+                            ));
+                        }
+                        for l in later.iter_mut().filter(|l| l.kind == Kind::Delete) {
+                            l.base = server.clone();
+                            l.base_v = sv.clone();
+                            tx.put_entry(l)?;
+                        }
+                    }
+                    // The result, with local edits made while it waited on top.
+                    Some(d) => {
+                        let mut newrow = Row::new(cfg, d);
+                        if !recreate {
+                            newrow.v = sv;
+                            newrow.b = server.clone();
+                        }
+                        tx.put_row(c, &e.r, &newrow)?;
+                        again.kind = if recreate { Kind::Create } else { Kind::Update };
+                        again.fields = if recreate {
+                            Vec::new()
+                        } else {
+                            changed_fields(server.as_ref().unwrap_or(&Record::new()), &r)
+                        };
+                        again.base = None;
+                        again.base_v = None;
+                        tx.put_entry(&again)?;
+                        report.changes.push(Change::remote(
+                            ChangeKind::Updated,
+                            c,
+                            idv(&newrow.d),
+                            Some(newrow.d),
+                        ));
+                    }
+                }
             }
             Outcome::Delete => {
                 if let Some(old) = &row {
@@ -213,21 +243,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 again.base = server.clone();
                 again.base_v = sv;
                 tx.put_entry(&again)?;
-            }
-            Outcome::Recreate(l) => {
-                let newrow = Row::new(cfg, l);
-                tx.put_row(c, &e.r, &newrow)?;
-                again.kind = Kind::Create;
-                again.fields.clear();
-                again.base = None;
-                again.base_v = None;
-                tx.put_entry(&again)?;
-                report.changes.push(Change::remote(
-                    ChangeKind::Updated,
-                    c,
-                    idv(&newrow.d),
-                    Some(newrow.d),
-                ));
             }
         }
         event.result = tx.row(c, &e.r).await?.map(|r| r.d);
