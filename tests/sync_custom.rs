@@ -152,3 +152,25 @@ fn an_update_of_a_record_deleted_on_the_server_can_be_resolved_by_recreating_it(
     assert_eq!(on_server[0]["title"], "kept");
     assert_in_sync(&db, &s, "todos");
 }
+
+#[test]
+fn a_delete_made_while_the_conflict_waited_stands_after_it_is_resolved() {
+    let (db, _storage, s, one, _) = conflicted();
+    delete(&db, "todos", &one);
+    let c = block_on(db.conflicts()).unwrap().remove(0);
+    block_on(db.resolve_conflict(
+        &c.conflict_id,
+        Resolution::Record(c.server.clone().unwrap()),
+    ))
+    .unwrap();
+    assert!(
+        get(&db, "todos", &one).is_none(),
+        "the local delete was not undone"
+    );
+    flush_all(&db, &s);
+    assert!(
+        s.record("todos", &one).is_none(),
+        "and it reached the server"
+    );
+    assert_in_sync(&db, &s, "todos");
+}

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use ferry::api::Ferry;
-use js_sys::{Array, Function, Reflect};
+use js_sys::{Array, Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
@@ -342,4 +342,77 @@ async fn set_offline_holds_for_every_tab_of_the_store() {
     assert_eq!(ok(follower.pending_count()).await.as_f64(), Some(0.0));
     leader.close();
     follower.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_follower_that_comes_back_online_syncs_at_once() {
+    let c = unique("backon");
+    let name = unique("backon");
+    let leader = device(&name, &c, "", None).await;
+    sleep(50).await;
+    let follower = device(&name, &c, "", None).await;
+    sleep(50).await;
+    follower.set_offline(true);
+    ok(follower
+        .collection(&c)
+        .unwrap()
+        .create(js(r#"{"title":"waiting"}"#)))
+    .await;
+    follower.set_offline(false);
+    ok(follower.sync()).await; // no OfflineError from a leader that had not heard yet
+    assert_eq!(ok(follower.pending_count()).await.as_f64(), Some(0.0));
+    leader.close();
+    follower.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_slow_resolver_is_asked_once_per_conflict() {
+    let c = unique("slow");
+    let calls = Rc::new(RefCell::new(0));
+    let count = calls.clone();
+    let resolver = Closure::<dyn FnMut(JsValue) -> Promise>::new(move |conflict: JsValue| {
+        *count.borrow_mut() += 1;
+        let server = get(&conflict, "server");
+        Promise::new(&mut |resolve, _| {
+            let value = server.clone();
+            let done = Closure::once_into_js(move || {
+                let _ = resolve.call1(&JsValue::NULL, &value);
+            });
+            web_sys::window()
+                .unwrap()
+                .set_timeout_with_callback_and_timeout_and_arguments_0(done.unchecked_ref(), 300)
+                .unwrap();
+        })
+    })
+    .into_js_value();
+    let (a, b, id) = two_devices(
+        &c,
+        r#","conflict":"custom""#,
+        Some(resolver.unchecked_into()),
+    )
+    .await;
+    ok(a.collection(&c)
+        .unwrap()
+        .update(id.clone().into(), js(r#"{"title":"A"}"#)))
+    .await;
+    ok(a.sync()).await;
+    ok(b.collection(&c)
+        .unwrap()
+        .update(id.clone().into(), js(r#"{"title":"B"}"#)))
+    .await;
+    let _ = JsFuture::from(b.sync()).await;
+    // More runs while the resolver is still deciding.
+    for _ in 0..3 {
+        let _ = JsFuture::from(b.sync()).await;
+    }
+    for _ in 0..50 {
+        if Array::from(&ok(b.conflicts()).await).length() == 0 {
+            break;
+        }
+        sleep(50).await;
+    }
+    assert_eq!(*calls.borrow(), 1, "asked once");
+    assert_eq!(Array::from(&ok(b.conflicts()).await).length(), 0);
+    a.close();
+    b.close();
 }

@@ -28,6 +28,13 @@ pub struct SyncState {
     next_retry: Option<f64>,
     pub(crate) timer: Option<JsValue>,
     pub(crate) waiters: Vec<(Function, Function)>,
+    /// This tab's `sync()` calls that the leading tab carries out, by request id.
+    pub(crate) remote_waiters: Vec<(String, Function, Function)>,
+    /// Request ids of other tabs' `sync()` calls that the current run serves (leader).
+    pub(crate) served: Vec<String>,
+    /// Makes request ids unique across tabs.
+    tab_id: String,
+    next_request: u64,
     /// This tab holds the store's lock and is the one that flushes.
     pub(crate) leader: bool,
     /// The app took the store offline (`setOffline(true)`), whatever the browser says.
@@ -48,6 +55,10 @@ impl SyncState {
             next_retry: None,
             timer: None,
             waiters: Vec::new(),
+            remote_waiters: Vec::new(),
+            served: Vec::new(),
+            tab_id: format!("{:x}", (js_sys::Math::random() * 1e15) as u64),
+            next_request: 0,
             leader: false,
             forced_offline,
             poll_timer: None,
@@ -231,11 +242,20 @@ impl Inner {
                 );
             } else {
                 let mut s = inner.sync.borrow_mut();
-                s.waiters.push((resolve, reject));
                 s.pull_next = true;
                 s.next_retry = None;
-                drop(s);
-                inner.kick();
+                if s.leader {
+                    s.waiters.push((resolve, reject));
+                    drop(s);
+                    inner.kick();
+                } else {
+                    // The leading tab flushes; its `done` naming this request settles it.
+                    s.next_request += 1;
+                    let id = format!("{}-{}", s.tab_id, s.next_request);
+                    s.remote_waiters.push((id.clone(), resolve, reject));
+                    drop(s);
+                    inner.tell_tabs("kick", &to_js(&serde_json::json!({ "ids": [id] })));
+                }
             }
         })
     }
@@ -253,7 +273,13 @@ impl Inner {
             s.running = false;
             break end;
         };
-        let waiters = std::mem::take(&mut self.sync.borrow_mut().waiters);
+        let (waiters, served) = {
+            let mut s = self.sync.borrow_mut();
+            (
+                std::mem::take(&mut s.waiters),
+                std::mem::take(&mut s.served),
+            )
+        };
         match end {
             RunEnd::Done => {
                 {
@@ -264,7 +290,7 @@ impl Inner {
                 for (resolve, _) in waiters {
                     let _ = resolve.call0(&JsValue::NULL);
                 }
-                self.tell_tabs("done", &to_js(&serde_json::json!({})));
+                self.tell_tabs("done", &to_js(&serde_json::json!({ "ids": served })));
                 self.schedule_poll();
             }
             RunEnd::Failed(e, retry_at) => {
@@ -276,8 +302,10 @@ impl Inner {
                 if let (Some(at), true) = (retry_at, self.engine.config.auto_sync) {
                     self.schedule(at - js_sys::Date::now());
                 }
-                let body =
-                    serde_json::json!({ "error": { "name": e.kind.name(), "message": e.message } });
+                let body = serde_json::json!({
+                    "ids": served,
+                    "error": { "name": e.kind.name(), "message": e.message },
+                });
                 self.tell_tabs("done", &to_js(&body));
                 let err = js_error(e);
                 for (_, reject) in waiters {

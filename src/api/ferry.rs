@@ -28,6 +28,8 @@ pub struct Inner {
     pub(crate) unlisten: RefCell<Vec<Function>>,
     pub(crate) resolver: Option<Function>,
     pub(crate) tabs: RefCell<Option<FerryTabs>>,
+    /// The resolver is being asked (see `offer_conflicts`).
+    pub(crate) offering: std::cell::Cell<bool>,
 }
 
 impl Inner {
@@ -122,6 +124,7 @@ impl Ferry {
             unlisten: RefCell::new(Vec::new()),
             resolver,
             tabs: RefCell::new(None),
+            offering: std::cell::Cell::new(false),
         });
         for kind in ["online", "offline"] {
             let weak = Rc::downgrade(&inner);
@@ -273,9 +276,10 @@ impl Ferry {
     /// of it: nothing is sent while it is offline. Local reads and writes work either way.
     #[wasm_bindgen(js_name = setOffline)]
     pub fn set_offline(&self, offline: bool) {
-        self.inner.set_online(!offline, true);
+        // The other tabs first: a `sync()` that follows must find the leader online.
         self.inner
             .tell_tabs("offline", &JsValue::from_bool(offline));
+        self.inner.set_online(!offline, true);
     }
 
     /// Closes the store: sync stops, listeners are dropped, later calls fail with `ClosedError`.
@@ -289,10 +293,14 @@ impl Ferry {
         }
         let (timers, waiters) = {
             let mut s = inner.sync.borrow_mut();
-            (
-                [s.timer.take(), s.poll_timer.take()],
-                std::mem::take(&mut s.waiters),
-            )
+            let mut waiters = std::mem::take(&mut s.waiters);
+            let remote = std::mem::take(&mut s.remote_waiters);
+            waiters.extend(
+                remote
+                    .into_iter()
+                    .map(|(_, resolve, reject)| (resolve, reject)),
+            );
+            ([s.timer.take(), s.poll_timer.take()], waiters)
         };
         for t in timers.into_iter().flatten() {
             ferry_clear_timeout(&t);

@@ -21,12 +21,23 @@ impl Inner {
         let Some(resolver) = self.resolver.clone() else {
             return false;
         };
+        // A resolver may take its time (a dialog): while it decides, runs that end meanwhile
+        // must not ask it about the same conflicts again.
+        if self.offering.replace(true) {
+            return false;
+        }
+        let settled = self.offer_open(&resolver).await;
+        self.offering.set(false);
+        settled
+    }
+
+    async fn offer_open(self: &Rc<Self>, resolver: &js_sys::Function) -> bool {
         let Ok(open) = self.engine.conflicts().await else {
             return false;
         };
         let mut settled = false;
         for c in open.into_iter().filter(|c| c.state == ConflictState::Open) {
-            let answer = ask(&resolver, &c).await;
+            let answer = ask(resolver, &c).await;
             let outcome = match answer {
                 Ok(v) if v.as_string().as_deref() == Some("defer") => {
                     Err((ConflictState::Deferred, None))

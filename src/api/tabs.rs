@@ -5,7 +5,7 @@
 
 use std::rc::Rc;
 
-use js_sys::{Array, Reflect};
+use js_sys::{Array, Function, Reflect};
 use serde::Serialize;
 use serde_json::json;
 use wasm_bindgen::prelude::*;
@@ -63,8 +63,17 @@ impl Inner {
         let waiting = {
             let mut s = self.sync.borrow_mut();
             s.leader = true;
+            // `sync()` calls this tab sent to the old leader are now its own to carry out.
+            let remote = std::mem::take(&mut s.remote_waiters);
+            s.waiters.extend(
+                remote
+                    .into_iter()
+                    .map(|(_, resolve, reject)| (resolve, reject)),
+            );
             !s.waiters.is_empty()
         };
+        // Followers whose requests the old leader never answered ask again.
+        self.tell_tabs("leader", &JsValue::NULL);
         self.emit_status();
         if self.engine.config.auto_sync || waiting {
             self.sync.borrow_mut().pull_next = true;
@@ -86,19 +95,61 @@ impl Inner {
             // `setOffline` is the store's, not one tab's: the leader sends for every tab.
             Some("offline") => self.set_online(body.as_bool() != Some(true), true),
             Some("kick") if self.sync.borrow().leader => {
+                let ids: Vec<String> = if Array::is_array(&field(&body, "ids")) {
+                    Array::from(&field(&body, "ids"))
+                        .iter()
+                        .filter_map(|v| v.as_string())
+                        .collect()
+                } else {
+                    Vec::new()
+                };
                 if !self.sync.borrow().is_online() {
                     // This tab cannot send (the app took it offline): say so, or the asking
                     // tab's `sync()` would wait for a run that never comes.
-                    let body = json!({ "error": { "name": "OfflineError", "message": "the leading tab is offline" } });
+                    let body = json!({ "ids": ids, "error": { "name": "OfflineError", "message": "the leading tab is offline" } });
                     self.tell_tabs("done", &to_js(&body));
                     return;
                 }
-                self.sync.borrow_mut().pull_next = true;
+                {
+                    let mut s = self.sync.borrow_mut();
+                    s.served.extend(ids);
+                    s.pull_next = true;
+                }
                 self.kick();
             }
-            // The leader's run ended: it settles this tab's `sync()` calls too.
+            // A new leader: ask it again for what the old one left unanswered.
+            Some("leader") if !self.sync.borrow().leader => {
+                let ids: Vec<String> = self
+                    .sync
+                    .borrow()
+                    .remote_waiters
+                    .iter()
+                    .map(|(id, ..)| id.clone())
+                    .collect();
+                if !ids.is_empty() {
+                    self.tell_tabs("kick", &to_js(&json!({ "ids": ids })));
+                }
+            }
+            // The leader's run ended: it settles the `sync()` calls of this tab that it served.
             Some("done") if !self.sync.borrow().leader => {
-                let waiters = std::mem::take(&mut self.sync.borrow_mut().waiters);
+                let ids: Vec<String> = if Array::is_array(&field(&body, "ids")) {
+                    Array::from(&field(&body, "ids"))
+                        .iter()
+                        .filter_map(|v| v.as_string())
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                let waiters: Vec<(Function, Function)> = {
+                    let mut s = self.sync.borrow_mut();
+                    let (mine, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut s.remote_waiters)
+                        .into_iter()
+                        .partition(|(id, ..)| ids.contains(id));
+                    s.remote_waiters = rest;
+                    mine.into_iter()
+                        .map(|(_, resolve, reject)| (resolve, reject))
+                        .collect()
+                };
                 let error = field(&body, "error");
                 for (resolve, reject) in waiters {
                     if error.is_object() {
