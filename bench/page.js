@@ -22,6 +22,10 @@ export function record(i, withId = true) {
 export const records = (n, withId = true) => Array.from({ length: n }, (_, i) => record(i, withId));
 
 const now = () => performance.now();
+// bench/profile.mjs profiles only the timed part of a case: console.profile() starts the V8
+// profiler there (when DevTools' Profiler domain is enabled) and console.profileEnd() stops it.
+let profiling = false;
+const timing = (on) => profiling && (on ? console.profile("timed") : console.profileEnd("timed"));
 let unique = 0;
 const dbName = (what) => `bench-${what}-${Date.now()}-${unique++}`;
 
@@ -35,12 +39,14 @@ const spread = (n, ops) => Array.from({ length: ops }, (_, k) => record(Math.flo
 
 async function timedLoop(items, f) {
   const lat = [];
+  timing(true);
   const t0 = now();
   for (const x of items) {
     const t = now();
     await f(x);
     lat.push(now() - t);
   }
+  timing(false);
   return { ms: now() - t0, p50: percentile(lat, 0.5), p95: percentile(lat, 0.95) };
 }
 
@@ -54,9 +60,12 @@ async function fresh(peer, what, ctx, populate) {
 const LOCAL = {
   async bulkCreate(s, { n }) {
     const recs = records(n);
+    timing(true);
     const t0 = now();
     await s.bulkCreate(recs);
-    return { ms: now() - t0 };
+    const ms = now() - t0;
+    timing(false);
+    return { ms };
   },
   create: (s, { n, ops }) =>
     timedLoop(Array.from({ length: ops }, (_, k) => record(n + k)), (r) => s.create(r)),
@@ -155,9 +164,11 @@ export async function runSync(mode, { ops }) {
   for (const [k, r] of made.entries()) await col.update(r.id, { title: `changed ${k}` });
   const pending = await db.pendingCount();
   const before = await requests();
+  timing(true);
   const t0 = now();
   await db.sync();
   const ms = now() - t0;
+  timing(false);
   const after = await requests();
   const left = await db.pendingCount();
   const stored = (await json("GET", url)).data.length;
@@ -222,4 +233,5 @@ export async function dropCold({ names }) {
   await deleteIdb(names.raw);
 }
 
-window.bench = { runLocal, runSync, seed, prepareCold, runCold, dropCold, ready: true };
+const profile = (on) => (profiling = on);
+window.bench = { profile, runLocal, runSync, seed, prepareCold, runCold, dropCold, ready: true };

@@ -511,3 +511,46 @@ async fn bulk_writes_and_reads() {
         1000.0 / ((t4 - t3).max(1.0) / 1000.0)
     ));
 }
+
+/// Hides IndexedDB 3's `getAllRecords` (as browsers before Chromium 141 lack it) while alive.
+struct WithoutGetAllRecords(Vec<(JsValue, JsValue)>);
+
+impl WithoutGetAllRecords {
+    fn new() -> Self {
+        let mut hidden = Vec::new();
+        for class in ["IDBObjectStore", "IDBIndex"] {
+            let ctor = js_sys::Reflect::get(&js_sys::global(), &class.into()).expect(class);
+            let proto = js_sys::Reflect::get(&ctor, &"prototype".into()).expect("prototype");
+            let f = js_sys::Reflect::get(&proto, &"getAllRecords".into()).expect("get");
+            if !f.is_undefined() {
+                js_sys::Reflect::delete_property(&proto.clone().into(), &"getAllRecords".into())
+                    .expect("delete");
+                hidden.push((proto, f));
+            }
+        }
+        WithoutGetAllRecords(hidden)
+    }
+}
+
+impl Drop for WithoutGetAllRecords {
+    fn drop(&mut self) {
+        for (proto, f) in &self.0 {
+            js_sys::Reflect::set(proto, &"getAllRecords".into(), f).expect("restore");
+        }
+    }
+}
+
+#[wasm_bindgen_test]
+async fn reads_without_get_all_records() {
+    let hidden = WithoutGetAllRecords::new();
+    let index: JsValue = js_sys::eval("IDBIndex.prototype.getAllRecords").expect("eval");
+    assert!(
+        index.is_undefined(),
+        "getAllRecords is hidden for this test"
+    );
+    contract::round_trip_every_table(&Idb).await;
+    contract::get_all_in_key_order(&Idb).await;
+    contract::get_by_index_on_records(&Idb).await;
+    contract::get_by_index_on_outbox(&Idb).await;
+    drop(hidden);
+}

@@ -11,7 +11,7 @@ use super::config::{CollectionConfig, StoreConfig};
 use super::error::{Error, ErrorKind, Result};
 use super::record::Record;
 use super::record::Row;
-use super::storage::{Key, Storage, Table, Txn};
+use super::storage::{Key, Read, Storage, Table, Txn};
 use super::tx::Tx;
 
 /// What happened to a record, as subscribers see it.
@@ -91,23 +91,37 @@ impl<S: Storage, E: Env> Engine<S, E> {
             closed: Cell::new(false),
             batch_off: Cell::new(false),
         };
-        let mut tx = engine.begin(true).await?;
-        tx.clock(&engine.env).await?;
-        // Rows written before an index was declared lack its key: rewrite them once.
-        for cfg in engine.config.collections.values() {
-            let key = Key::Str(format!("indexes:{}", cfg.name));
-            let want = serde_json::to_value(&cfg.indexes).expect("strings are JSON");
-            if tx.t.get(Table::State, &key).await?.as_ref() == Some(&want) {
-                continue;
+        // Rows written before an index was declared lack its key: rewrite them once. Which
+        // collections need it is read in one read-only round trip; the usual open writes nothing.
+        let marker = |c: &CollectionConfig| Key::Str(format!("indexes:{}", c.name));
+        let want =
+            |c: &CollectionConfig| serde_json::to_value(&c.indexes).expect("strings are JSON");
+        let stale: Vec<&CollectionConfig> = {
+            let cols: Vec<&CollectionConfig> = engine.config.collections.values().collect();
+            let reads: Vec<Read> = cols
+                .iter()
+                .map(|c| Read::Get(Table::State, marker(c)))
+                .collect();
+            let tx = engine.begin_in(false, &[Table::State]).await?;
+            let found = tx.t.read_many(&reads).await?;
+            cols.into_iter()
+                .zip(found)
+                .filter(|(c, got)| got.first().map(|(_, v)| v) != Some(&want(c)))
+                .map(|(c, _)| c)
+                .collect()
+        };
+        if !stale.is_empty() {
+            let tx = engine.begin(true).await?;
+            for cfg in stale {
+                for (k, v) in tx.t.get_all(Table::Records(&cfg.name)).await? {
+                    let mut row = Row::from_value(v)?;
+                    row.reindex(cfg);
+                    tx.t.put(Table::Records(&cfg.name), &k, &row.to_value())?;
+                }
+                tx.t.put(Table::State, &marker(cfg), &want(cfg))?;
             }
-            for (k, v) in tx.t.get_all(Table::Records(&cfg.name)).await? {
-                let mut row = Row::from_value(v)?;
-                row.reindex(cfg);
-                tx.t.put(Table::Records(&cfg.name), &k, &row.to_value())?;
-            }
-            tx.t.put(Table::State, &key, &want)?;
+            tx.commit().await?;
         }
-        tx.commit().await?;
         Ok(engine)
     }
 
@@ -132,5 +146,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
             return Err(Error::new(ErrorKind::Closed, "the store is closed"));
         }
         Ok(Tx::new(self.storage.begin(write).await?))
+    }
+
+    /// Opens a typed transaction over `scope` only, unless closed.
+    pub async fn begin_in(&self, write: bool, scope: &[Table<'_>]) -> Result<Tx<S::Txn<'_>>> {
+        if self.closed.get() {
+            return Err(Error::new(ErrorKind::Closed, "the store is closed"));
+        }
+        Ok(Tx::new(self.storage.begin_in(write, scope).await?))
     }
 }

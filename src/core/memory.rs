@@ -51,16 +51,32 @@ pub struct MemoryTxn<'a> {
     owner: &'a MemoryStorage,
     work: RefCell<Tables>,
     write: bool,
+    /// The tables it may touch (all when `None`), enforced as IndexedDB does.
+    scope: Option<Vec<String>>,
 }
 
 impl MemoryTxn<'_> {
-    fn read<T>(&self, t: Table<'_>, f: impl FnOnce(Option<&BTreeMap<Key, Value>>) -> T) -> T {
+    fn read<T>(
+        &self,
+        t: Table<'_>,
+        f: impl FnOnce(Option<&BTreeMap<Key, Value>>) -> T,
+    ) -> Result<T> {
+        let name = self.in_scope(t)?;
         let work = self.work.borrow();
-        f(work.get(&table_name(t)))
+        Ok(f(work.get(&name)))
     }
-    fn check_write(&self) -> Result<()> {
+    fn in_scope(&self, t: Table<'_>) -> Result<String> {
+        let name = table_name(t);
+        match &self.scope {
+            Some(scope) if !scope.contains(&name) => Err(Error::storage(format!(
+                "{name} is not in this transaction's scope"
+            ))),
+            _ => Ok(name),
+        }
+    }
+    fn check_write(&self, t: Table<'_>) -> Result<String> {
         if self.write {
-            Ok(())
+            self.in_scope(t)
         } else {
             Err(Error::storage("write in a read-only transaction"))
         }
@@ -69,13 +85,13 @@ impl MemoryTxn<'_> {
 
 impl Txn for MemoryTxn<'_> {
     async fn get(&self, table: Table<'_>, key: &Key) -> Result<Option<Value>> {
-        Ok(self.read(table, |t| t.and_then(|t| t.get(key).cloned())))
+        self.read(table, |t| t.and_then(|t| t.get(key).cloned()))
     }
     async fn get_all(&self, table: Table<'_>) -> Result<Vec<(Key, Value)>> {
-        Ok(self.read(table, |t| {
+        self.read(table, |t| {
             t.map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
                 .unwrap_or_default()
-        }))
+        })
     }
     async fn get_by_index(
         &self,
@@ -83,7 +99,7 @@ impl Txn for MemoryTxn<'_> {
         index: &str,
         value: &Value,
     ) -> Result<Vec<(Key, Value)>> {
-        Ok(self.read(table, |t| {
+        self.read(table, |t| {
             t.map(|t| {
                 t.iter()
                     .filter(|(_, v)| index_value(index, v).as_ref() == Some(value))
@@ -91,23 +107,23 @@ impl Txn for MemoryTxn<'_> {
                     .collect()
             })
             .unwrap_or_default()
-        }))
+        })
     }
     async fn count(&self, table: Table<'_>) -> Result<u64> {
-        Ok(self.read(table, |t| t.map_or(0, |t| t.len() as u64)))
+        self.read(table, |t| t.map_or(0, |t| t.len() as u64))
     }
     fn put(&self, table: Table<'_>, key: &Key, value: &Value) -> Result<()> {
-        self.check_write()?;
+        let name = self.check_write(table)?;
         self.work
             .borrow_mut()
-            .entry(table_name(table))
+            .entry(name)
             .or_default()
             .insert(key.clone(), value.clone());
         Ok(())
     }
     fn delete(&self, table: Table<'_>, key: &Key) -> Result<()> {
-        self.check_write()?;
-        if let Some(t) = self.work.borrow_mut().get_mut(&table_name(table)) {
+        let name = self.check_write(table)?;
+        if let Some(t) = self.work.borrow_mut().get_mut(&name) {
             t.remove(key);
         }
         Ok(())
@@ -131,6 +147,12 @@ impl Storage for MemoryStorage {
             owner: self,
             work: RefCell::new(self.tables.borrow().clone()),
             write,
+            scope: None,
         })
+    }
+    async fn begin_in(&self, write: bool, scope: &[Table<'_>]) -> Result<MemoryTxn<'_>> {
+        let mut t = self.begin(write).await?;
+        t.scope = Some(scope.iter().map(|t| table_name(*t)).collect());
+        Ok(t)
     }
 }

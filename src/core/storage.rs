@@ -115,6 +115,14 @@ pub trait Txn {
     }
     /// How many entries a table holds.
     async fn count(&self, table: Table<'_>) -> Result<u64>;
+    /// How many entries each table holds; IndexedDB asks for all of them in one round trip.
+    async fn count_many(&self, tables: &[Table<'_>]) -> Result<Vec<u64>> {
+        let mut out = Vec::with_capacity(tables.len());
+        for t in tables {
+            out.push(self.count(*t).await?);
+        }
+        Ok(out)
+    }
     /// Stores `value` under `key`, replacing what was there.
     fn put(&self, table: Table<'_>, key: &Key, value: &Value) -> Result<()>;
     /// Removes `key` (a missing key is not an error).
@@ -131,4 +139,7 @@ pub trait Storage {
         Self: 'a;
     /// Opens a transaction; `write` asks for a read-write one.
     async fn begin(&self, write: bool) -> Result<Self::Txn<'_>>;
+    /// Opens a transaction over `scope` only. IndexedDB starts a narrow transaction sooner
+    /// and runs it beside others on other stores; touching a table outside it is an error.
+    async fn begin_in(&self, write: bool, scope: &[Table<'_>]) -> Result<Self::Txn<'_>>;
 }

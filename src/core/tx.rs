@@ -25,9 +25,28 @@ pub struct ClockState {
 
 const CLOCK: &str = "clock";
 
-/// From this many records on, a write reads a whole table at once when it holds fewer entries
-/// than the write touches (one request instead of one per record).
+/// From this many records on, a prefetch reads a whole table at once when it holds at most
+/// [`SCAN_RATIO`] times as many entries as the records it wants (one request, and a decode of a
+/// few small values, costs less than a request per record).
 const SCAN_FROM: usize = 32;
+const SCAN_RATIO: u64 = 8;
+
+/// What a [`Tx::prefetch`] reads besides the rows (and the clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Want {
+    /// The aliases of the ids (a local write may name a record by its old temporary id).
+    pub aliases: bool,
+    /// The pending entries of the records.
+    pub entries: bool,
+}
+
+impl Want {
+    /// Everything: what a local write looks at.
+    pub const ALL: Want = Want {
+        aliases: true,
+        entries: true,
+    };
+}
 
 /// What a write knows of the records of one collection it touches, read before it starts: rows,
 /// aliases and pending entries by record key. A key that is absent here is read from storage;
@@ -69,26 +88,49 @@ impl<T: Txn> Tx<T> {
     }
 
     /// Reads at once (one round trip) what writes to records `ids` of `c` will look at: their
-    /// rows, aliases and pending entries, and the clock. Until [`Tx::forget`], [`Tx::resolve`]
-    /// and [`Tx::entries_for`] answer from it, and writes through `Tx` keep it current. Writes
-    /// that bypass `Tx` (`tx.t.put`) must not happen in between.
-    pub async fn prefetch(&mut self, env: &impl Env, c: &str, ids: &[String]) -> Result<()> {
+    /// rows, and as `want` says their aliases and pending entries, and the clock. Until
+    /// [`Tx::forget`], [`Tx::row`], [`Tx::alias`] and [`Tx::entries_for`] answer from it (what was
+    /// not read still goes to storage), and writes through `Tx` keep it current. Writes that
+    /// bypass `Tx` (`tx.t.put`) must not happen in between.
+    pub async fn prefetch(
+        &mut self,
+        env: &impl Env,
+        c: &str,
+        ids: &[String],
+        want: Want,
+    ) -> Result<()> {
         let mut ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         ids.sort_unstable();
         ids.dedup();
-        // A big write reads a small table whole rather than key by key.
-        let scan = |n: u64| ids.len() >= SCAN_FROM && n <= ids.len() as u64;
+        // A big read takes a small table whole rather than key by key.
+        let scan = |n: u64| ids.len() >= SCAN_FROM && n <= SCAN_RATIO * ids.len() as u64;
         let (mut rows_all, mut aliases_all, mut outbox_all) = (false, false, false);
         if ids.len() >= SCAN_FROM {
-            rows_all = scan(self.t.count(Table::Records(c)).await?);
-            aliases_all = scan(self.t.count(Table::Aliases).await?);
-            outbox_all = scan(self.t.count(Table::Outbox).await?);
+            let tables = [Table::Records(c), Table::Aliases, Table::Outbox];
+            if let [r, a, o] = self.t.count_many(&tables).await?[..] {
+                // Rows are the big values: whole only when the table is hardly larger.
+                rows_all = ids.len() as u64 >= r;
+                (aliases_all, outbox_all) = (scan(a), scan(o));
+            }
         }
-        let mut reads = Vec::new();
+        let per_key = |all: bool, wanted: bool| {
+            if !wanted {
+                0
+            } else if all {
+                1
+            } else {
+                ids.len()
+            }
+        };
+        let (n_rows, n_aliases, n_entries) = (
+            per_key(rows_all, true),
+            per_key(aliases_all, want.aliases),
+            per_key(outbox_all, want.entries),
+        );
+        let mut reads = Vec::with_capacity(1 + n_rows + n_aliases + n_entries);
         if self.clock.is_none() {
             reads.push(Read::Get(Table::State, Key::str(CLOCK)));
         }
-        let first_rows = reads.len();
         if rows_all {
             reads.push(Read::All(Table::Records(c)));
         } else {
@@ -97,19 +139,17 @@ impl<T: Txn> Tx<T> {
                     .map(|id| Read::Get(Table::Records(c), Key::str(*id))),
             );
         }
-        let first_aliases = reads.len();
-        if aliases_all {
+        if aliases_all && want.aliases {
             reads.push(Read::All(Table::Aliases));
-        } else {
+        } else if want.aliases {
             reads.extend(
                 ids.iter()
                     .map(|id| Read::Get(Table::Aliases, Key::Pair(c.into(), id.to_string()))),
             );
         }
-        let first_entries = reads.len();
-        if outbox_all {
+        if outbox_all && want.entries {
             reads.push(Read::All(Table::Outbox));
-        } else {
+        } else if want.entries {
             reads.extend(ids.iter().map(|id| {
                 Read::Index(
                     Table::Outbox,
@@ -125,40 +165,39 @@ impl<T: Txn> Tx<T> {
             self.clock_new = stored.is_none();
             self.clock = Some(new_clock(stored, env)?);
         }
-        debug_assert_eq!(
-            first_aliases - first_rows,
-            if rows_all { 1 } else { ids.len() }
-        );
-        debug_assert!(first_entries >= first_aliases);
         let mut known = Known {
             c: c.to_string(),
             ..Known::default()
         };
         for id in &ids {
             known.rows.insert(id.to_string(), None);
-            known.aliases.insert(id.to_string(), None);
-            known.entries.insert(id.to_string(), Vec::new());
+            if want.aliases {
+                known.aliases.insert(id.to_string(), None);
+            }
+            if want.entries {
+                known.entries.insert(id.to_string(), Vec::new());
+            }
         }
-        let take = |answers: &mut std::vec::IntoIter<Vec<(Key, Value)>>, all: bool| {
-            let n = if all { 1 } else { ids.len() };
-            answers.by_ref().take(n).flatten().collect::<Vec<_>>()
-        };
-        for (k, v) in take(&mut answers, rows_all) {
+        let mut take = |n: usize| answers.by_ref().take(n).flatten().collect::<Vec<_>>();
+        for (k, v) in take(n_rows) {
             if let Key::Str(k) = k {
+                // A whole table holds rows not asked for: knowing them is as true.
                 known.rows.insert(k, Some(Row::from_value(v)?));
             }
         }
-        for (k, v) in take(&mut answers, aliases_all) {
+        for (k, v) in take(n_aliases) {
             if let (Key::Pair(kc, tmp), Some(real)) = (k, v.as_str()) {
-                if kc == c {
+                if kc == c && known.aliases.contains_key(&tmp) {
                     known.aliases.insert(tmp, Some(real.to_string()));
                 }
             }
         }
-        for (_, v) in take(&mut answers, outbox_all) {
-            let e: Entry = serde_json::from_value(v)?;
+        for kv in take(n_entries) {
+            let e = decode_entry(kv)?;
             if e.c == c {
-                known.entries.entry(e.r.clone()).or_default().push(e);
+                if let Some(list) = known.entries.get_mut(&e.r) {
+                    list.push(e);
+                }
             }
         }
         for list in known.entries.values_mut() {
@@ -260,12 +299,27 @@ impl<T: Txn> Tx<T> {
         Ok(())
     }
 
+    /// What was just written is known for certain, whether or not the prefetch read that key
+    /// (an ack moves a row to its server id, which the next step reads back).
     fn know_row(&self, c: &str, key: &str, row: Option<&Row>) {
         if let Some(known) = self.known.borrow_mut().as_mut().filter(|k| k.c == c) {
-            if let Some(slot) = known.rows.get_mut(key) {
-                *slot = row.cloned();
-            }
+            known.rows.insert(key.to_string(), row.cloned());
         }
+    }
+
+    /// Stores that temporary id `tmp` of `c` became `real`.
+    pub fn put_alias(&self, c: &str, tmp: &str, real: &str) -> Result<()> {
+        self.t.put(
+            Table::Aliases,
+            &Key::Pair(c.into(), tmp.into()),
+            &Value::String(real.into()),
+        )?;
+        if let Some(known) = self.known.borrow_mut().as_mut().filter(|k| k.c == c) {
+            known
+                .aliases
+                .insert(tmp.to_string(), Some(real.to_string()));
+        }
+        Ok(())
     }
 
     /// The outbox entries of one record, oldest first.

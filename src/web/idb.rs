@@ -42,6 +42,7 @@ use web_sys::{
 use crate::core::config::StoreConfig;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::storage::{Key, Read, Storage, Table, Txn};
+use crate::web::js::{ferry_get_all_records, ferry_record_pairs};
 
 mod read;
 mod schema;
@@ -234,6 +235,19 @@ impl Storage for IdbStorage {
     type Txn<'a> = IdbTxn<'a>;
 
     async fn begin(&self, write: bool) -> Result<IdbTxn<'_>> {
+        self.begin_over(write, &self.stores)
+    }
+
+    async fn begin_in(&self, write: bool, scope: &[Table<'_>]) -> Result<IdbTxn<'_>> {
+        let mut names: Vec<String> = scope.iter().map(|t| store_name(*t).into_owned()).collect();
+        names.sort_unstable();
+        names.dedup();
+        self.begin_over(write, &names)
+    }
+}
+
+impl IdbStorage {
+    fn begin_over(&self, write: bool, stores: &[String]) -> Result<IdbTxn<'_>> {
         if let Some(why) = self.closed.get() {
             return Err(Error::new(ErrorKind::Closed, why.clone()));
         }
@@ -244,7 +258,7 @@ impl Storage for IdbStorage {
         };
         let tx = self
             .db
-            .transaction(self.stores.as_slice())
+            .transaction(stores)
             .with_mode(mode)
             .build()
             .map_err(lib_error)?;
@@ -332,10 +346,6 @@ impl IdbTxn<'_> {
         e
     }
 
-    async fn pairs(&self, keys: IdbRequest, values: IdbRequest) -> Result<Vec<(Key, Value)>> {
-        pairs_of(self.request(keys), self.request(values)).await
-    }
-
     /// The requests of one [`Read`], issued now.
     fn issue(&self, read: &Read<'_>) -> Result<Issued<'_>> {
         Ok(match read {
@@ -349,20 +359,54 @@ impl IdbTxn<'_> {
                     return Ok(Issued::Nothing);
                 }
                 let query = to_js(value)?;
-                let (k, v) = self.with_store(*table, |s| {
-                    let ix = s.index(index)?;
-                    Ok((
-                        ix.get_all_keys_with_key(&query)?,
-                        ix.get_all_with_key(&query)?,
-                    ))
-                })?;
-                Issued::Pairs(self.request(k), self.request(v))
+                self.issue_all(*table, Some(index), &query)?
             }
-            Read::All(table) => {
-                let (k, v) = self.with_store(*table, |s| Ok((s.get_all_keys()?, s.get_all()?)))?;
-                Issued::Pairs(self.request(k), self.request(v))
-            }
+            Read::All(table) => self.issue_all(*table, None, &JsValue::UNDEFINED)?,
         })
+    }
+
+    /// The keys and values of `table` (or of its index `index`) under `query` (everything when
+    /// undefined): one `getAllRecords` request where the browser has it, else two.
+    fn issue_all(
+        &self,
+        table: Table<'_>,
+        index: Option<&str>,
+        query: &JsValue,
+    ) -> Result<Issued<'_>> {
+        let (records, keys, values) = self.with_store(table, |s| {
+            let source: JsValue = match index {
+                Some(ix) => s.index(ix)?.into(),
+                None => s.clone().into(),
+            };
+            if let Some(req) = ferry_get_all_records(&source, query)? {
+                return Ok((Some(req), None, None));
+            }
+            let (k, v) = match (index, query.is_undefined()) {
+                (Some(ix), _) => {
+                    let ix = s.index(ix)?;
+                    (
+                        ix.get_all_keys_with_key(query)?,
+                        ix.get_all_with_key(query)?,
+                    )
+                }
+                (None, true) => (s.get_all_keys()?, s.get_all()?),
+                (None, false) => (s.get_all_keys_with_key(query)?, s.get_all_with_key(query)?),
+            };
+            Ok((None, Some(k), Some(v)))
+        })?;
+        Ok(match (records, keys, values) {
+            (Some(r), _, _) => Issued::Records(self.request(r)),
+            (None, Some(k), Some(v)) => Issued::Pairs(self.request(k), self.request(v)),
+            _ => Issued::Nothing,
+        })
+    }
+
+    async fn all_of(&self, issued: Issued<'_>) -> Result<Vec<(Key, Value)>> {
+        match issued {
+            Issued::Records(req) => records_of(&req.await?),
+            Issued::Pairs(k, v) => pairs_of(k, v).await,
+            Issued::One(..) | Issued::Nothing => Ok(Vec::new()),
+        }
     }
 }
 
@@ -370,7 +414,23 @@ impl IdbTxn<'_> {
 enum Issued<'t> {
     One(Key, Request<'t>),
     Pairs(Request<'t>, Request<'t>),
+    Records(Request<'t>),
     Nothing,
+}
+
+/// `getAllRecords`' answer as pairs, decoded in one crossing.
+fn records_of(records: &JsValue) -> Result<Vec<(Key, Value)>> {
+    let text = ferry_record_pairs(records)
+        .map_err(|_| Error::storage("IndexedDB: a stored value is not JSON"))?;
+    let pairs: Vec<(Value, Value)> = serde_json::from_str(&text).map_err(|e| {
+        Error::storage(format!(
+            "IndexedDB: a stored value could not be decoded: {e}"
+        ))
+    })?;
+    pairs
+        .into_iter()
+        .map(|(k, v)| Ok((key_from_json(k)?, v)))
+        .collect()
 }
 
 async fn pairs_of(keys: Request<'_>, values: Request<'_>) -> Result<Vec<(Key, Value)>> {
@@ -398,8 +458,8 @@ impl Txn for IdbTxn<'_> {
     }
 
     async fn get_all(&self, table: Table<'_>) -> Result<Vec<(Key, Value)>> {
-        let (keys, values) = self.with_store(table, |s| Ok((s.get_all_keys()?, s.get_all()?)))?;
-        self.pairs(keys, values).await
+        let issued = self.issue_all(table, None, &JsValue::UNDEFINED)?;
+        self.all_of(issued).await
     }
 
     async fn get_by_index(
@@ -412,14 +472,8 @@ impl Txn for IdbTxn<'_> {
             return Ok(Vec::new()); // no row is indexed under what is not a valid key
         }
         let query = to_js(value)?;
-        let (keys, values) = self.with_store(table, |s| {
-            let ix = s.index(index)?;
-            Ok((
-                ix.get_all_keys_with_key(&query)?,
-                ix.get_all_with_key(&query)?,
-            ))
-        })?;
-        self.pairs(keys, values).await
+        let issued = self.issue_all(table, Some(index), &query)?;
+        self.all_of(issued).await
     }
 
     async fn read_many(&self, reads: &[Read<'_>]) -> Result<Vec<Vec<(Key, Value)>>> {
@@ -439,8 +493,7 @@ impl Txn for IdbTxn<'_> {
                         vec![(key, from_js(&v)?)]
                     }
                 }
-                Issued::Pairs(k, v) => pairs_of(k, v).await?,
-                Issued::Nothing => Vec::new(),
+                other => self.all_of(other).await?,
             });
         }
         Ok(out)
@@ -452,6 +505,23 @@ impl Txn for IdbTxn<'_> {
         n.as_f64()
             .map(|n| n as u64)
             .ok_or_else(|| Error::storage("IndexedDB: count returned a non-number"))
+    }
+
+    async fn count_many(&self, tables: &[Table<'_>]) -> Result<Vec<u64>> {
+        let issued = tables
+            .iter()
+            .map(|t| Ok(self.request(self.with_store(*t, |s| s.count())?)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = Vec::with_capacity(issued.len());
+        for req in issued {
+            let n = req.await?;
+            out.push(
+                n.as_f64()
+                    .map(|n| n as u64)
+                    .ok_or_else(|| Error::storage("IndexedDB: count returned a non-number"))?,
+            );
+        }
+        Ok(out)
     }
 
     fn put(&self, table: Table<'_>, key: &Key, value: &Value) -> Result<()> {

@@ -37,6 +37,15 @@ export function ferry_stringify(value) {
     return v;
   });
 }
+// IndexedDB 3's getAllRecords() answers keys and values in one request (Chromium 141 on);
+// elsewhere it is null and the caller asks getAllKeys() and getAll() instead.
+export function ferry_get_all_records(source, query) {
+  if (typeof source.getAllRecords !== 'function') return null;
+  return source.getAllRecords(query === undefined ? {} : { query });
+}
+export function ferry_record_pairs(records) {
+  return JSON.stringify(records.map((r) => [r.primaryKey, r.value]));
+}
 export function ferry_set_timeout(f, ms) { return setTimeout(f, ms); }
 export function ferry_clear_timeout(id) { clearTimeout(id); }
 export function ferry_on_line() {
@@ -73,6 +82,16 @@ extern "C" {
     /// `JSON.stringify` that refuses what JSON cannot hold instead of dropping or mangling it.
     #[wasm_bindgen(catch)]
     pub fn ferry_stringify(value: &JsValue) -> Result<String, JsValue>;
+    /// `source.getAllRecords({ query })` (an object store or an index), or `None` where the
+    /// browser lacks it.
+    #[wasm_bindgen(catch)]
+    pub fn ferry_get_all_records(
+        source: &JsValue,
+        query: &JsValue,
+    ) -> Result<Option<web_sys::IdbRequest>, JsValue>;
+    /// The `[primaryKey, value]` pairs of `getAllRecords`' answer, as JSON text.
+    #[wasm_bindgen(catch)]
+    pub fn ferry_record_pairs(records: &JsValue) -> Result<String, JsValue>;
     /// `setTimeout(f, ms)`.
     pub fn ferry_set_timeout(f: &Function, ms: f64) -> JsValue;
     /// `clearTimeout(id)`.

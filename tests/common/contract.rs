@@ -8,7 +8,7 @@
 //! and `-0.0` do not round-trip there; these checks stay inside what both backends keep exactly.
 
 use ferry::core::record::{index_key, Record, Row};
-use ferry::core::storage::{field_index, OUTBOX_BY_RECORD};
+use ferry::core::storage::{field_index, Read, OUTBOX_BY_RECORD};
 use ferry::core::{CollectionConfig, Env, ErrorKind, Key, Storage, StoreConfig, Table, Txn};
 use serde_json::{json, Value};
 
@@ -38,6 +38,8 @@ macro_rules! for_each_contract {
         $m!(get_by_index_on_records);
         $m!(get_by_index_on_outbox);
         $m!(count_every_table);
+        $m!(read_many_answers_each_read_in_order);
+        $m!(scoped_transaction_keeps_to_its_tables);
         $m!(dropped_transaction_rolls_back);
         $m!(read_only_transaction_rejects_writes);
         $m!(commit_is_all_or_nothing);
@@ -395,6 +397,84 @@ pub async fn get_by_index_on_outbox<H: Harness>(h: &H) {
     assert_eq!(hits, vec![(Key::Num(3), rows[2].2.clone())]);
 }
 
+/// read_many answers gets, index reads and whole tables in the order asked, as the single reads
+/// would, with the transaction's own writes.
+pub async fn read_many_answers_each_read_in_order<H: Harness>(h: &H) {
+    let (_, s) = open(h, "read_many").await;
+    let row = |n: u64| json!({"d": {"id": n.to_string(), "n": n}, "ix": {"n": n}});
+    let mut rows: Vec<_> = (1..=3u64)
+        .map(|n| (Table::Records("todos"), k(&n.to_string()), row(n)))
+        .collect();
+    rows.push((
+        Table::Outbox,
+        Key::Num(9),
+        json!({"seq": 9, "c": "todos", "r": "2", "kind": "update"}),
+    ));
+    rows.push((Table::Aliases, pair("todos", "t1"), json!("1")));
+    put_all(&s, &rows).await;
+    let tx = s.begin(true).await.expect("begin");
+    tx.put(Table::Records("todos"), &k("4"), &row(4))
+        .expect("put");
+    let reads = [
+        Read::Get(Table::Records("todos"), k("2")),
+        Read::Get(Table::Records("todos"), k("missing")),
+        Read::Index(Table::Outbox, OUTBOX_BY_RECORD, json!(["todos", "2"])),
+        Read::Index(Table::Outbox, OUTBOX_BY_RECORD, json!(["todos", "1"])),
+        Read::All(Table::Aliases),
+        Read::Index(Table::Records("todos"), "ix.n", json!(4)),
+        Read::Index(Table::Records("todos"), "ix.n", json!(true)),
+        Read::All(Table::Records("todos")),
+    ];
+    let got = tx.read_many(&reads).await.expect("read_many");
+    assert_eq!(got.len(), reads.len());
+    assert_eq!(got[0], vec![(k("2"), row(2))]);
+    assert!(got[1].is_empty());
+    assert_eq!(got[2], vec![(Key::Num(9), rows[3].2.clone())]);
+    assert!(got[3].is_empty());
+    assert_eq!(got[4], vec![(pair("todos", "t1"), json!("1"))]);
+    assert_eq!(
+        got[5],
+        vec![(k("4"), row(4))],
+        "its own write, through the index"
+    );
+    assert!(
+        got[6].is_empty(),
+        "true is no key: nothing is indexed under it"
+    );
+    let all: Vec<Key> = got[7].iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(all, strs(&["1", "2", "3", "4"]));
+}
+
+/// A transaction over some tables works on them, and refuses the others.
+pub async fn scoped_transaction_keeps_to_its_tables<H: Harness>(h: &H) {
+    let (_, s) = open(h, "scoped").await;
+    let scope = [Table::Records("todos"), Table::Outbox];
+    let tx = s.begin_in(true, &scope).await.expect("begin_in");
+    tx.put(Table::Records("todos"), &k("a"), &json!({"d": {}}))
+        .expect("put in scope");
+    tx.put(
+        Table::Outbox,
+        &Key::Num(1),
+        &json!({"seq": 1, "c": "todos", "r": "a"}),
+    )
+    .expect("put in scope");
+    assert!(
+        tx.get(Table::State, &k("clock")).await.is_err(),
+        "a read outside the scope fails"
+    );
+    tx.commit().await.expect("commit");
+    let tx = s.begin_in(true, &scope).await.expect("begin_in");
+    assert!(
+        tx.put(Table::Aliases, &pair("todos", "x"), &json!("y"))
+            .is_err(),
+        "a write outside the scope fails"
+    );
+    drop(tx);
+    assert_eq!(count(&s, Table::Records("todos")).await, 1);
+    assert_eq!(count(&s, Table::Outbox).await, 1);
+    assert_eq!(count(&s, Table::Aliases).await, 0);
+}
+
 /// count follows puts and deletes; an empty table counts 0.
 pub async fn count_every_table<H: Harness>(h: &H) {
     let (_, s) = open(h, "count_every_table").await;
@@ -431,6 +511,17 @@ pub async fn count_every_table<H: Harness>(h: &H) {
         tx.count(Table::Outbox).await.expect("count"),
         4,
         "a transaction sees its own writes"
+    );
+    let tables = [
+        Table::Records("notes"),
+        Table::Outbox,
+        Table::Aliases,
+        Table::Records("todos"),
+    ];
+    assert_eq!(
+        tx.count_many(&tables).await.expect("count_many"),
+        vec![3, 4, 1, 0],
+        "count_many answers each table, in order, with this transaction's writes"
     );
     tx.commit().await.expect("commit");
     assert_eq!(count(&s, Table::Outbox).await, 4);

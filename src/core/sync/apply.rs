@@ -77,8 +77,25 @@ impl<S: Storage, E: Env> Engine<S, E> {
         later: &mut [Entry],
         report: &mut Report,
     ) -> Result<()> {
+        let old = tx.row(&cfg.name, key).await?;
+        self.adopt_over(tx, cfg, key, old, s, v, later, report)
+    }
+
+    /// [`Engine::adopt`] over `old`, the local row of the record (which may not be stored under
+    /// `key` yet: an ack that gives a record its server id moves it there by this write).
+    #[allow(clippy::too_many_arguments)]
+    fn adopt_over<T: Txn>(
+        &self,
+        tx: &Tx<T>,
+        cfg: &CollectionConfig,
+        key: &str,
+        old: Option<Row>,
+        s: Record,
+        v: Option<String>,
+        later: &mut [Entry],
+        report: &mut Report,
+    ) -> Result<()> {
         let c = cfg.name.as_str();
-        let old = tx.row(c, key).await?;
         let local = old.as_ref().map(|r| r.d.clone()).unwrap_or_default();
         match rebase(cfg, &s, &local, later) {
             Some(d) if old.is_some() || later.is_empty() => {
@@ -141,15 +158,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     .cloned()
                     .unwrap_or(Value::String(e.r.clone()));
                 let skey = id_key(&sid).unwrap_or_else(|_| e.r.clone());
+                let mut moved = None;
                 if skey != e.r {
-                    tx.t.put(
-                        Table::Aliases,
-                        &Key::Pair(c.into(), e.r.clone()),
-                        &Value::String(skey.clone()),
-                    )?;
-                    if let Some(row) = tx.row(c, &e.r).await? {
+                    tx.put_alias(c, &e.r, &skey)?;
+                    // The row moves to the server id; `adopt_over` writes it there once.
+                    moved = tx.row(c, &e.r).await?;
+                    if moved.is_some() {
                         tx.delete_row(c, &e.r)?;
-                        tx.put_row(c, &skey, &row)?;
                     }
                     for l in later.iter_mut() {
                         l.r = skey.clone();
@@ -166,8 +181,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         to: sid,
                     });
                 }
-                self.adopt(tx, cfg, &skey, s, version, &mut later, report)
-                    .await
+                let old = match moved {
+                    Some(row) => Some(row),
+                    None => tx.row(c, &skey).await?,
+                };
+                self.adopt_over(tx, cfg, &skey, old, s, version, &mut later, report)
             }
             Kind::Update => {
                 let s = match server {

@@ -11,6 +11,7 @@ use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::mutation::{Entry, Kind};
 use crate::core::record::Record;
 use crate::core::storage::{Storage, Table};
+use crate::core::tx::Want;
 
 use super::batch;
 use super::classify::{classify, record_of, version_of, ServerState, Verdict};
@@ -217,9 +218,15 @@ impl<S: Storage, E: Env> Engine<S, E> {
     async fn pick(&self, max: usize) -> Result<(Vec<Entry>, Vec<bool>)> {
         let mut tx = self.begin(true).await?;
         let outbox = tx.outbox().await?;
+        // Freezing looks at rows only: the outbox was just read whole.
+        let want = Want {
+            aliases: false,
+            entries: false,
+        };
         self.prefetch_records(
             &mut tx,
             outbox.iter().filter(|e| e.sent.is_none()).take(max),
+            want,
         )
         .await?;
         let blocked: HashSet<(String, String)> = self.blocked_records(&tx).await?;
@@ -271,12 +278,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
         Ok((picked, fresh))
     }
 
-    /// Prefetches the rows and pending entries of the records of `entries`, for the collection
-    /// most of them belong to (a round is usually about one collection).
+    /// Prefetches the rows (and, as `want` says, the pending entries) of the records of
+    /// `entries`, for the collection most of them belong to (a round is usually about one).
     async fn prefetch_records<'e, T: crate::core::storage::Txn>(
         &self,
         tx: &mut crate::core::tx::Tx<T>,
         entries: impl Iterator<Item = &'e Entry>,
+        want: Want,
     ) -> Result<()> {
         let mut by_collection: std::collections::HashMap<&str, Vec<String>> = Default::default();
         for e in entries {
@@ -289,7 +297,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             return Ok(());
         };
         let c = c.to_string();
-        tx.prefetch(&self.env, &c, &ids).await
+        tx.prefetch(&self.env, &c, &ids, want).await
     }
 
     /// Records held back by an open conflict.
@@ -363,7 +371,12 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let mut tx = self.begin(true).await?;
         // Read every row and pending entry the answers touch in one round trip, not one await
         // per read per answer.
-        self.prefetch_records(&mut tx, picked.iter()).await?;
+        // Acks look at rows and at the entries queued after the answered ones, never at aliases.
+        let want = Want {
+            aliases: false,
+            entries: true,
+        };
+        self.prefetch_records(&mut tx, picked.iter(), want).await?;
         let mut end = RoundEnd::Progress;
         let mut step = Report::default();
         for (e, was_fresh) in picked.iter().zip(fresh).skip(verdicts.len()) {

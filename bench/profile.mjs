@@ -1,0 +1,72 @@
+// Profiles one benchmark case: runs it once in headless Chromium under the V8 CPU profiler (CDP
+// `Profiler`, started and stopped by the page around the timed part only) and prints where the time went, by function (self time, wasm and JS alike), with
+// the share spent idle (waiting on IndexedDB, the network or timers). Writes the whole profile
+// to bench/results/<case>.cpuprofile, which Chromium's DevTools opens.
+//
+//   node bench/profile.mjs --url URL --pkg DIR --static DIR --case sync|create|update|...
+//        [--peer ferry] [--n 10000] [--ops 1000] [--top 40]
+//
+// scripts/bench --profile CASE builds a package that keeps its function names and calls this.
+import { chromium } from "playwright-core";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+const args = process.argv.slice(2);
+const opt = (k, d) => {
+  const i = args.indexOf(`--${k}`);
+  return i >= 0 ? args[i + 1] : d;
+};
+const base = opt("url");
+const kase = opt("case", "sync");
+const peer = opt("peer", "ferry");
+const n = Number(opt("n", 10000));
+const ops = Number(opt("ops", 1000));
+const top = Number(opt("top", 40));
+const outDir = opt("out", new URL("./results/", import.meta.url).pathname);
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"],
+});
+const page = await browser.newPage();
+await page.goto(`${base}/index.html`);
+await page.waitForFunction(() => window.bench && window.bench.ready);
+const call = (fn, ...a) => page.evaluate(([fn, a]) => window.bench[fn](...a), [fn, a]);
+const seedC = `seed${n}_${Date.now()}`;
+const ctx = { n, ops, seedUrl: `${base}/api/${seedC}` };
+await call("seed", seedC, n);
+const run = () => (kase === "sync" ? call("runSync", peer === "ferry" ? "batched" : peer, ctx) : call("runLocal", kase, peer, ctx));
+await run(); // warm: the module compiled, caches filled
+
+const cdp = await page.context().newCDPSession(page);
+await cdp.send("Profiler.enable");
+await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
+const finished = new Promise((ok) => cdp.once("Profiler.consoleProfileFinished", (e) => ok(e.profile)));
+await call("profile", true); // the page's timed part is profiled, not its setup
+const figures = await run();
+const profile = await finished;
+await browser.close();
+
+// Self time per function: each sample is charged to the node it landed in.
+const byId = new Map(profile.nodes.map((nd) => [nd.id, nd]));
+const self = new Map();
+let total = 0;
+for (let i = 0; i < profile.samples.length; i++) {
+  const dt = profile.timeDeltas[i] ?? 0;
+  const nd = byId.get(profile.samples[i]);
+  const f = nd.callFrame;
+  const file = f.url ? f.url.split("/").pop() : "";
+  const name = `${f.functionName || "(anonymous)"}${file ? `  [${file}]` : ""}`;
+  self.set(name, (self.get(name) ?? 0) + dt);
+  total += dt;
+}
+const rows = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, top);
+console.log(`case ${kase} (${peer}): ${JSON.stringify(figures)}`);
+console.log(`profiled ${(total / 1000).toFixed(0)} ms; self time by function:`);
+for (const [name, us] of rows) {
+  console.log(`${(us / 1000).toFixed(1).padStart(8)} ms ${((100 * us) / total).toFixed(1).padStart(5)}%  ${name.slice(0, 140)}`);
+}
+mkdirSync(outDir, { recursive: true });
+const file = join(outDir, `${kase}-${peer}.cpuprofile`);
+writeFileSync(file, JSON.stringify(profile));
+console.log(`\nprofile: ${file}`);
