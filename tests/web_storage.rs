@@ -552,5 +552,7 @@ async fn reads_without_get_all_records() {
     contract::get_all_in_key_order(&Idb).await;
     contract::get_by_index_on_records(&Idb).await;
     contract::get_by_index_on_outbox(&Idb).await;
+    contract::read_many_answers_each_read_in_order(&Idb).await;
+    contract::get_first_in_key_order(&Idb).await;
     drop(hidden);
 }

@@ -113,6 +113,12 @@ pub trait Txn {
         }
         Ok(out)
     }
+    /// The first `n` entries, in key order.
+    async fn get_first(&self, table: Table<'_>, n: usize) -> Result<Vec<(Key, Value)>> {
+        let mut all = self.get_all(table).await?;
+        all.truncate(n);
+        Ok(all)
+    }
     /// How many entries a table holds.
     async fn count(&self, table: Table<'_>) -> Result<u64>;
     /// How many entries each table holds; IndexedDB asks for all of them in one round trip.

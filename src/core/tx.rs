@@ -348,6 +348,12 @@ impl<T: Txn> Tx<T> {
         rows.into_iter().map(decode_entry).collect()
     }
 
+    /// The first `n` entries of the outbox, in order.
+    pub async fn outbox_head(&self, n: usize) -> Result<Vec<Entry>> {
+        let rows = self.t.get_first(Table::Outbox, n).await?;
+        rows.into_iter().map(decode_entry).collect()
+    }
+
     /// Stores an entry under its position.
     pub fn put_entry(&self, e: &Entry) -> Result<()> {
         self.entry_put.set(true);

@@ -42,7 +42,7 @@ use web_sys::{
 use crate::core::config::StoreConfig;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::storage::{Key, Read, Storage, Table, Txn};
-use crate::web::js::{ferry_get_all_records, ferry_record_pairs};
+use crate::web::js::{ferry_get_all_records_with, ferry_record_pairs};
 
 mod read;
 mod schema;
@@ -378,7 +378,11 @@ impl IdbTxn<'_> {
                 Some(ix) => s.index(ix)?.into(),
                 None => s.clone().into(),
             };
-            if let Some(req) = ferry_get_all_records(&source, query)? {
+            let options = js_sys::Object::new();
+            if !query.is_undefined() {
+                js_sys::Reflect::set(&options, &"query".into(), query)?;
+            }
+            if let Some(req) = ferry_get_all_records_with(&source, &options)? {
                 return Ok((Some(req), None, None));
             }
             let (k, v) = match (index, query.is_undefined()) {
@@ -505,6 +509,26 @@ impl Txn for IdbTxn<'_> {
         n.as_f64()
             .map(|n| n as u64)
             .ok_or_else(|| Error::storage("IndexedDB: count returned a non-number"))
+    }
+
+    async fn get_first(&self, table: Table<'_>, n: usize) -> Result<Vec<(Key, Value)>> {
+        if n == 0 {
+            return Ok(Vec::new()); // IndexedDB reads a count of 0 as "no limit"
+        }
+        let count = u32::try_from(n).unwrap_or(u32::MAX);
+        let issued = self.with_store(table, |s| {
+            let options = js_sys::Object::new();
+            js_sys::Reflect::set(&options, &"count".into(), &count.into())?;
+            if let Some(req) = ferry_get_all_records_with(s, &options)? {
+                return Ok(Issued::Records(self.request(req)));
+            }
+            let any = JsValue::UNDEFINED;
+            Ok(Issued::Pairs(
+                self.request(s.get_all_keys_with_key_and_limit(&any, count)?),
+                self.request(s.get_all_with_key_and_limit(&any, count)?),
+            ))
+        })?;
+        self.all_of(issued).await
     }
 
     async fn count_many(&self, tables: &[Table<'_>]) -> Result<Vec<u64>> {

@@ -39,9 +39,8 @@ export function ferry_stringify(value) {
 }
 // IndexedDB 3's getAllRecords() answers keys and values in one request (Chromium 141 on);
 // elsewhere it is null and the caller asks getAllKeys() and getAll() instead.
-export function ferry_get_all_records(source, query) {
-  if (typeof source.getAllRecords !== 'function') return null;
-  return source.getAllRecords(query === undefined ? {} : { query });
+export function ferry_get_all_records_with(source, options) {
+  return typeof source.getAllRecords === 'function' ? source.getAllRecords(options) : null;
 }
 export function ferry_record_pairs(records) {
   return JSON.stringify(records.map((r) => [r.primaryKey, r.value]));
@@ -82,12 +81,12 @@ extern "C" {
     /// `JSON.stringify` that refuses what JSON cannot hold instead of dropping or mangling it.
     #[wasm_bindgen(catch)]
     pub fn ferry_stringify(value: &JsValue) -> Result<String, JsValue>;
-    /// `source.getAllRecords({ query })` (an object store or an index), or `None` where the
-    /// browser lacks it.
+    /// `source.getAllRecords(options)` (an object store or an index: `{ query, count }`), or
+    /// `None` where the browser lacks it.
     #[wasm_bindgen(catch)]
-    pub fn ferry_get_all_records(
+    pub fn ferry_get_all_records_with(
         source: &JsValue,
-        query: &JsValue,
+        options: &JsValue,
     ) -> Result<Option<web_sys::IdbRequest>, JsValue>;
     /// The `[primaryKey, value]` pairs of `getAllRecords`' answer, as JSON text.
     #[wasm_bindgen(catch)]

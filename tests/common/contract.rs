@@ -39,6 +39,7 @@ macro_rules! for_each_contract {
         $m!(get_by_index_on_outbox);
         $m!(count_every_table);
         $m!(read_many_answers_each_read_in_order);
+        $m!(get_first_in_key_order);
         $m!(scoped_transaction_keeps_to_its_tables);
         $m!(dropped_transaction_rolls_back);
         $m!(read_only_transaction_rejects_writes);
@@ -443,6 +444,35 @@ pub async fn read_many_answers_each_read_in_order<H: Harness>(h: &H) {
     );
     let all: Vec<Key> = got[7].iter().map(|(k, _)| k.clone()).collect();
     assert_eq!(all, strs(&["1", "2", "3", "4"]));
+}
+
+/// get_first answers the first entries in key order, with the transaction's own writes.
+pub async fn get_first_in_key_order<H: Harness>(h: &H) {
+    let (_, s) = open(h, "get_first").await;
+    let entry = |n: u64| json!({"seq": n, "c": "todos", "r": n.to_string(), "kind": "create"});
+    let rows: Vec<_> = [5u64, 2, 30, 7]
+        .iter()
+        .map(|n| (Table::Outbox, Key::Num(*n), entry(*n)))
+        .collect();
+    put_all(&s, &rows).await;
+    let tx = s.begin(true).await.expect("begin");
+    tx.put(Table::Outbox, &Key::Num(3), &entry(3)).expect("put");
+    let keys = |got: Vec<(Key, Value)>| got.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    let first = tx.get_first(Table::Outbox, 2).await.expect("get_first");
+    assert_eq!(first[0], (Key::Num(2), entry(2)));
+    assert_eq!(keys(first), nums(&[2, 3]));
+    let all = tx.get_first(Table::Outbox, 10).await.expect("get_first");
+    assert_eq!(keys(all), nums(&[2, 3, 5, 7, 30]));
+    assert!(tx
+        .get_first(Table::Outbox, 0)
+        .await
+        .expect("get_first")
+        .is_empty());
+    assert!(tx
+        .get_first(Table::Aliases, 3)
+        .await
+        .expect("get_first")
+        .is_empty());
 }
 
 /// A transaction over some tables works on them, and refuses the others.
