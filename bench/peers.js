@@ -89,6 +89,56 @@ export async function raw(name) {
   };
 }
 
+// --- raw IndexedDB asking what Ferry asks: a diagnostic, not a peer -----------------------------
+// A store that syncs must, before a write: see whether the id is taken (the row), whether it is a
+// temporary id that became a server id (the alias), and which changes of the record are still
+// pending (to fold the new one in); and take the next outbox position. This is plain JS issuing
+// exactly Ferry's requests for one write, in Ferry's layout, so Ferry/checked is what Ferry adds
+// (wasm, JSON, events) over its own request pattern, and checked/raw what that pattern costs.
+
+export async function checked(name) {
+  const r = indexedDB.open(name, 1);
+  r.onupgradeneeded = () => {
+    const db = r.result;
+    db.createObjectStore("r:items").createIndex("ix.cat", "ix.cat");
+    db.createObjectStore("outbox").createIndex("record", ["c", "r"]);
+    db.createObjectStore("state");
+    db.createObjectStore("aliases");
+  };
+  const db = await req(r);
+  const STORES = ["r:items", "outbox", "state", "aliases"];
+  const write = async (id, f) => {
+    const tx = db.transaction(STORES, "readwrite");
+    const [R, O, S, A] = STORES.map((s) => tx.objectStore(s));
+    const [clock, row, , pending] = await Promise.all([
+      req(S.get("clock")),
+      req(R.get(id)),
+      req(A.get(["items", id])),
+      req(O.index("record").getAllRecords({ query: ["items", id] })),
+    ]);
+    const c = clock || { node: "n", seq: 0 };
+    c.seq += 1;
+    f(R, row, pending);
+    O.put({ seq: c.seq, id: `${c.node}-${c.seq}`, c: "items", r: id, kind: "update", at: Date.now() }, c.seq);
+    S.put(c, "clock");
+    await done(tx);
+  };
+  const rowOf = (rec) => ({ d: rec, ix: { cat: rec.cat } });
+  return {
+    create: (rec) => write(rec.id, (R) => R.put(rowOf(rec), rec.id)),
+    update: (id, changes) => write(id, (R, row) => R.put(rowOf({ ...row.d, ...changes }), id)),
+    remove: (id) => write(id, (R) => R.delete(id)),
+    populate(recs) {
+      const tx = db.transaction("r:items", "readwrite");
+      const s = tx.objectStore("r:items");
+      for (const rec of recs) s.put(rowOf(rec), rec.id);
+      return done(tx);
+    },
+    close: () => db.close(),
+    destroy: async () => (db.close(), deleteIdb(name)),
+  };
+}
+
 // --- Dexie 4 -----------------------------------------------------------------------------------
 
 export async function dexie(name) {
@@ -207,4 +257,4 @@ export async function ferry(name, { seedUrl }) {
   };
 }
 
-export const PEERS = { ferry, raw, dexie, pouch };
+export const PEERS = { ferry, raw, dexie, pouch, checked };

@@ -77,6 +77,16 @@ export function table(result) {
     rows.push([label, cell(s.ferry), cell(s.raw), cell(s.dexie), cell(s.pouch), x(ratio(s.ferry, s.raw)), x(ratio(s.ferry, s.dexie)), x(ratio(s.ferry, s.pouch))]);
   }
   out.push(grid(rows));
+  const checked = ["create", "update", "remove"].filter((c) => f[c]?.checked);
+  if (checked.length) {
+    out.push("", grid([
+      ["single writes against Ferry's own requests in plain JS", "Ferry", "checked", "raw IDB", "Ferry/checked", "checked/raw"],
+      ...checked.map((c) => {
+        const s = f[c];
+        return [LABELS[c], cell(s.ferry?.ms), cell(s.checked.ms), cell(s.raw?.ms), x(ratio(s.ferry?.ms, s.checked.ms)), x(ratio(s.checked.ms, s.raw?.ms))];
+      }),
+    ]));
+  }
   if (f.sync) {
     const s = f.sync;
     const req = (m) => (s[m] ? `${s[m].requests.median}` : "");

@@ -36,6 +36,8 @@ if (!base || !pkgDir || !staticDir) {
 }
 
 const PEERS = ["ferry", "raw", "dexie", "pouch"];
+// The single-write cases also run "checked": plain JS issuing Ferry's own IndexedDB requests.
+const CHECKED = ["create", "update", "remove"];
 const LOCAL = ["bulkCreate", "create", "update", "remove", "get", "all", "query"];
 const SYNC = ["batched", "unbatched", "naive"];
 const want = (c) => !only || only.split(",").includes(c);
@@ -102,7 +104,9 @@ for (let r = 0; r < reps; r++) {
   log(`run ${r + 1}/${reps}:`);
   const order = PEERS.map((_, i) => PEERS[(i + r) % PEERS.length]); // a different peer goes first each run
   for (const c of LOCAL.filter(want)) {
-    for (const p of order) push(raw.local, c, p, await call(page, "runLocal", c, p, ctx));
+    for (const p of CHECKED.includes(c) ? [...order, "checked"] : order) {
+      push(raw.local, c, p, await call(page, "runLocal", c, p, ctx));
+    }
     log(` ${c}`);
   }
   if (want("sync")) {
