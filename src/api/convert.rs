@@ -30,6 +30,15 @@ pub fn to_record(v: &JsValue, what: &str) -> Result<Record, Error> {
 
 /// Any serialisable value as a plain JS value (maps become objects).
 pub fn to_js<T: Serialize + ?Sized>(v: &T) -> JsValue {
+    // Through a `Value`: the text serializer is then instantiated for `Value` alone (the idb
+    // layer has it already), not once per returned type.
+    match serde_json::to_value(v) {
+        Ok(v) => value_to_js(&v),
+        Err(_) => JsValue::UNDEFINED,
+    }
+}
+
+fn value_to_js(v: &Value) -> JsValue {
     match serde_json::to_string(v) {
         Ok(text) => js_sys::JSON::parse(&text).unwrap_or(JsValue::UNDEFINED),
         Err(_) => JsValue::UNDEFINED,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{Error, Result};
 
 /// How an update travels to the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 pub enum UpdateMethod {
     /// `PUT {url}/{id}` with the whole record (Sencha's default).
     #[default]
@@ -18,9 +18,13 @@ pub enum UpdateMethod {
     #[serde(rename = "PATCH")]
     Patch,
 }
+unit_enum_deserialize!(UpdateMethod {
+    "PUT" => UpdateMethod::Put,
+    "PATCH" => UpdateMethod::Patch,
+});
 
 /// How a conflict (409/412, or an update of a record the server deleted) is settled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ConflictPolicy {
     /// Field by field over base, local and server; a field changed on both sides follows `tie`.
@@ -33,9 +37,15 @@ pub enum ConflictPolicy {
     /// A JS resolver decides; without one the conflict waits in `conflicts()`.
     Custom,
 }
+unit_enum_deserialize!(ConflictPolicy {
+    "merge" => ConflictPolicy::Merge,
+    "serverWins" => ConflictPolicy::ServerWins,
+    "clientWins" => ConflictPolicy::ClientWins,
+    "custom" => ConflictPolicy::Custom,
+});
 
 /// Which side wins a field that both sides changed, under [`ConflictPolicy::Merge`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum TieRule {
     /// The server's value (the default: the server saw it first).
@@ -44,6 +54,10 @@ pub enum TieRule {
     /// The local value.
     Local,
 }
+unit_enum_deserialize!(TieRule {
+    "server" => TieRule::Server,
+    "local" => TieRule::Local,
+});
 
 /// One collection: a REST resource and its local table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

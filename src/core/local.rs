@@ -239,7 +239,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let mut next = if replace {
             input
         } else {
-            row.d.clone().into_iter().chain(input).collect()
+            // `extend`, not `collect`: collecting into a BTreeMap sorts, which costs its own copy
+            // of the stable sort in wasm.
+            let mut next = row.d.clone();
+            next.extend(input);
+            next
         };
         // The id keeps the type it had (a server may use numbers).
         if let Some(v) = row.d.get(idp) {

@@ -6,7 +6,7 @@ use serde_json::Value;
 use super::clock::Hlc;
 
 /// What a mutation does to its record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum Kind {
     /// The record is new; the server has not seen it.
@@ -16,6 +16,11 @@ pub enum Kind {
     /// The record is gone.
     Delete,
 }
+unit_enum_deserialize!(Kind {
+    "create" => Kind::Create,
+    "update" => Kind::Update,
+    "delete" => Kind::Delete,
+});
 
 /// A request frozen when a mutation is first sent, so every retry sends the same bytes under the
 /// same Idempotency-Key, whatever happens to the record meanwhile.
@@ -121,7 +126,7 @@ pub fn coalesce(pending: Option<&Entry>, kind: Kind, fields: &[String], fresh: E
             e.replace |= old.kind == Kind::Delete;
             e.kind = Kind::Update;
             let mut all: Vec<String> = e.fields.iter().chain(fields).cloned().collect();
-            all.sort();
+            all.sort_unstable();
             all.dedup();
             e.fields = all;
         }

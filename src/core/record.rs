@@ -138,7 +138,7 @@ pub fn changed_fields(a: &Record, b: &Record) -> Vec<String> {
         .map(|(k, _)| k.clone())
         .chain(b.keys().filter(|k| !a.contains_key(*k)).cloned())
         .collect();
-    out.sort();
+    out.sort_unstable();
     out.dedup();
     out
 }

@@ -201,7 +201,7 @@ impl<T: Txn> Tx<T> {
             }
         }
         for list in known.entries.values_mut() {
-            list.sort_by_key(|e| e.seq);
+            list.sort_unstable_by_key(|e| e.seq);
         }
         *self.known.borrow_mut() = Some(known);
         Ok(())
@@ -338,7 +338,7 @@ impl<T: Txn> Tx<T> {
             .into_iter()
             .map(decode_entry)
             .collect::<Result<Vec<Entry>>>()?;
-        out.sort_by_key(|e| e.seq);
+        out.sort_unstable_by_key(|e| e.seq);
         Ok(out)
     }
 
@@ -364,7 +364,7 @@ impl<T: Txn> Tx<T> {
             if let Some(list) = known.entries.get_mut(&e.r) {
                 list.retain(|x| x.seq != e.seq);
                 list.push(e.clone());
-                list.sort_by_key(|x| x.seq);
+                list.sort_unstable_by_key(|x| x.seq);
             }
         }
         Ok(())

@@ -10,12 +10,13 @@ pub fn encode(requests: &[HttpRequest]) -> String {
         .iter()
         .enumerate()
         .map(|(i, r)| {
-            let headers: Map<String, Value> = r
-                .headers
-                .iter()
-                .filter(|(k, _)| !k.eq_ignore_ascii_case("Content-Type"))
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                .collect();
+            let mut headers = Map::new();
+            headers.extend(
+                r.headers
+                    .iter()
+                    .filter(|(k, _)| !k.eq_ignore_ascii_case("Content-Type"))
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone()))),
+            );
             let mut item = json!({ "id": (i + 1).to_string(), "method": r.method, "url": r.url, "headers": headers });
             if let Some(b) = &r.body {
                 item["body"] = serde_json::from_str(b).unwrap_or(Value::String(b.clone()));

@@ -65,11 +65,12 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let op = match item.kind {
             Kind::Create => Op::Create(record),
             Kind::Update => {
-                let patch: Record = item
-                    .fields
-                    .iter()
-                    .filter_map(|f| Some((f.clone(), record.get(f)?.clone())))
-                    .collect();
+                let mut patch = Record::new();
+                patch.extend(
+                    item.fields
+                        .iter()
+                        .filter_map(|f| Some((f.clone(), record.get(f)?.clone()))),
+                );
                 Op::Update(item.record_id.clone(), patch)
             }
             Kind::Delete => Op::Delete(item.record_id.clone()),

@@ -72,7 +72,7 @@ pub struct ConflictEvent {
 }
 
 /// Where an open conflict stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub enum ConflictState {
     /// Waiting for the app's resolver (it is offered again after a reload).
@@ -82,6 +82,11 @@ pub enum ConflictState {
     /// The resolver threw or returned something unusable; `error` says what.
     Failed,
 }
+unit_enum_deserialize!(ConflictState {
+    "open" => ConflictState::Open,
+    "deferred" => ConflictState::Deferred,
+    "failed" => ConflictState::Failed,
+});
 
 /// A conflict that waits for a decision, kept in storage until it is resolved or discarded.
 /// Its record's later mutations wait behind it; the rest of the queue goes on.
