@@ -4,7 +4,8 @@
 // to bench/results/<case>.cpuprofile, which Chromium's DevTools opens.
 //
 //   node bench/profile.mjs --url URL --pkg DIR --static DIR --case sync|create|update|...
-//        [--peer ferry] [--n 10000] [--ops 1000] [--top 40]
+//        [--peer ferry|raw|dexie|pouch|checked] [--n 10000] [--ops 1000] [--top 40]
+// CHROME_FLAGS="--js-flags=..." passes flags to Chromium (e.g. --no-wasm-lazy-compilation).
 //
 // scripts/bench --profile CASE builds a package that keeps its function names and calls this.
 import { chromium } from "playwright-core";
@@ -26,23 +27,35 @@ const outDir = opt("out", new URL("./results/", import.meta.url).pathname);
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-  args: ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run"],
+  args: ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", ...(process.env.CHROME_FLAGS ? process.env.CHROME_FLAGS.split(" ") : [])],
 });
-const page = await browser.newPage();
+const context = await browser.newContext();
+const page = await context.newPage();
 await page.goto(`${base}/index.html`);
 await page.waitForFunction(() => window.bench && window.bench.ready);
 const call = (fn, ...a) => page.evaluate(([fn, a]) => window.bench[fn](...a), [fn, a]);
 const seedC = `seed${n}_${Date.now()}`;
 const ctx = { n, ops, seedUrl: `${base}/api/${seedC}` };
 await call("seed", seedC, n);
-const run = () => (kase === "sync" ? call("runSync", peer === "ferry" ? "batched" : peer, ctx) : call("runLocal", kase, peer, ctx));
-await run(); // warm: the module compiled, caches filled
+// Cold start runs in a page of its own (nothing loaded yet); the others in the first page, once
+// to warm up and once profiled.
+let target = page;
+let run = () => (kase === "sync" ? call("runSync", peer === "ferry" ? "batched" : peer, ctx) : call("runLocal", kase, peer, ctx));
+if (kase === "cold") {
+  const prepared = { ...(await call("prepareCold", ctx)), n };
+  target = await context.newPage();
+  await target.goto(`${base}/index.html`);
+  await target.waitForFunction(() => window.bench && window.bench.ready);
+  run = () => target.evaluate(([p, peer]) => window.bench.runCold(peer, p), [prepared, peer]);
+} else {
+  await run(); // warm: the module compiled, caches filled
+}
 
-const cdp = await page.context().newCDPSession(page);
+const cdp = await context.newCDPSession(target);
 await cdp.send("Profiler.enable");
 await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
 const finished = new Promise((ok) => cdp.once("Profiler.consoleProfileFinished", (e) => ok(e.profile)));
-await call("profile", true); // the page's timed part is profiled, not its setup
+await target.evaluate(() => window.bench.profile(true)); // the timed part is profiled, not the setup
 const figures = await run();
 const profile = await finished;
 await browser.close();

@@ -102,7 +102,7 @@ export function table(result) {
     const c = f.cold;
     out.push("", grid([
       ["cold start (10k records, pending mutations)", "open + first query", "wasm load + init", "open", "query"],
-      ...["ferry", "raw"].filter((k) => c[k]).map((k) => [NAMES[k], cell(c[k].ms), cell(c[k].load), cell(c[k].open), cell(c[k].query)]),
+      ...["ferry", "raw", "checked"].filter((k) => c[k]).map((k) => [k === "checked" ? "plain JS on Ferry's database" : NAMES[k], cell(c[k].ms), cell(c[k].load), cell(c[k].open), cell(c[k].query)]),
     ]));
   }
   if (f.size) {

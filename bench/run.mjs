@@ -115,7 +115,8 @@ for (let r = 0; r < reps; r++) {
   }
   if (want("cold")) {
     const prepared = { ...(await call(page, "prepareCold", ctx)), n };
-    for (const p of r % 2 ? ["raw", "ferry"] : ["ferry", "raw"]) {
+    // "checked": plain JS opening Ferry's own database and asking the same query.
+    for (const p of r % 2 ? ["raw", "checked", "ferry"] : ["ferry", "checked", "raw"]) {
       const cold = await context.newPage(); // a new document: nothing loaded, no connection open
       cold.on("pageerror", (e) => errors.push(String(e)));
       await open(cold);
@@ -167,7 +168,7 @@ const missing = [];
 const finite = (f) => f && Object.values(f).every((s) => s.runs.every(Number.isFinite));
 for (const c of LOCAL.filter(want)) for (const p of PEERS) if (!finite(figures[c]?.[p])) missing.push(`${c}/${p}`);
 if (want("sync")) for (const m of SYNC) if (!finite(figures.sync?.[m])) missing.push(`sync/${m}`);
-if (want("cold")) for (const p of ["ferry", "raw"]) if (!finite(figures.cold?.[p])) missing.push(`cold/${p}`);
+if (want("cold")) for (const p of ["ferry", "raw", "checked"]) if (!finite(figures.cold?.[p])) missing.push(`cold/${p}`);
 if (want("size")) for (const p of ["ferry", "dexie", "pouch"]) if (!(figures.size[p].bytes > 0)) missing.push(`size/${p}`);
 if (errors.length) console.error(`page errors:\n${errors.join("\n")}`);
 if (missing.length || errors.length) {

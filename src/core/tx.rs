@@ -105,7 +105,9 @@ impl<T: Txn> Tx<T> {
         // A big read takes a small table whole rather than key by key.
         let scan = |n: u64| ids.len() >= SCAN_FROM && n <= SCAN_RATIO * ids.len() as u64;
         let (mut rows_all, mut aliases_all, mut outbox_all) = (false, false, false);
-        if ids.len() >= SCAN_FROM {
+        // Rows alone are never read whole (a records table is rarely smaller than a write):
+        // no count, no extra round trip.
+        if ids.len() >= SCAN_FROM && (want.aliases || want.entries) {
             let tables = [Table::Records(c), Table::Aliases, Table::Outbox];
             if let [r, a, o] = self.t.count_many(&tables).await?[..] {
                 // Rows are the big values: whole only when the table is hardly larger.

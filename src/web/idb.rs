@@ -426,15 +426,22 @@ enum Issued<'t> {
 fn records_of(records: &JsValue) -> Result<Vec<(Key, Value)>> {
     let text = ferry_record_pairs(records)
         .map_err(|_| Error::storage("IndexedDB: a stored value is not JSON"))?;
-    let pairs: Vec<(Value, Value)> = serde_json::from_str(&text).map_err(|e| {
+    // Two arrays rather than pairs: `Vec<Value>` is the one shape the decoder already knows.
+    let halves: Vec<Value> = serde_json::from_str(&text).map_err(|e| {
         Error::storage(format!(
             "IndexedDB: a stored value could not be decoded: {e}"
         ))
     })?;
-    pairs
-        .into_iter()
-        .map(|(k, v)| Ok((key_from_json(k)?, v)))
-        .collect()
+    match <[Value; 2]>::try_from(halves) {
+        Ok([Value::Array(keys), Value::Array(values)]) if keys.len() == values.len() => keys
+            .into_iter()
+            .zip(values)
+            .map(|(k, v)| Ok((key_from_json(k)?, v)))
+            .collect(),
+        _ => Err(Error::storage(
+            "IndexedDB: getAllRecords answered something else",
+        )),
+    }
 }
 
 async fn pairs_of(keys: Request<'_>, values: Request<'_>) -> Result<Vec<(Key, Value)>> {

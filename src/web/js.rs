@@ -43,7 +43,9 @@ export function ferry_get_all_records_with(source, options) {
   return typeof source.getAllRecords === 'function' ? source.getAllRecords(options) : null;
 }
 export function ferry_record_pairs(records) {
-  return JSON.stringify(records.map((r) => [r.primaryKey, r.value]));
+  const keys = new Array(records.length), values = new Array(records.length);
+  for (let i = 0; i < records.length; i++) { keys[i] = records[i].primaryKey; values[i] = records[i].value; }
+  return JSON.stringify([keys, values]);
 }
 export function ferry_set_timeout(f, ms) { return setTimeout(f, ms); }
 export function ferry_clear_timeout(id) { clearTimeout(id); }
@@ -88,7 +90,7 @@ extern "C" {
         source: &JsValue,
         options: &JsValue,
     ) -> Result<Option<web_sys::IdbRequest>, JsValue>;
-    /// The `[primaryKey, value]` pairs of `getAllRecords`' answer, as JSON text.
+    /// `getAllRecords`' answer as the JSON text of `[keys, values]` (primary keys).
     #[wasm_bindgen(catch)]
     pub fn ferry_record_pairs(records: &JsValue) -> Result<String, JsValue>;
     /// `setTimeout(f, ms)`.

@@ -297,10 +297,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
         if head.len() < n {
             return Ok(head); // the whole outbox
         }
-        let records: HashSet<(&str, &str)> = head
+        let records: HashSet<(String, String)> = head
             .iter()
-            .filter(|e| !blocked.contains(&(e.c.clone(), e.r.clone())))
-            .map(|e| (e.c.as_str(), e.r.as_str()))
+            .map(|e| (e.c.clone(), e.r.clone()))
+            .filter(|rec| !blocked.contains(rec))
             .collect();
         if records.len() >= max {
             Ok(head)
