@@ -9,8 +9,9 @@ use wasm_bindgen_futures::future_to_promise;
 use crate::core::config::CollectionConfig;
 use crate::core::{Op, Query};
 
-use super::convert::{js_error, to_id, to_js, to_record};
+use super::convert::{js_error, to_id, to_record, value_to_js};
 use super::ferry::Inner;
+use serde_json::Value;
 
 /// One collection of a store. Every method returns a Promise and may be called while another is
 /// pending: the object holds only a shared handle, never a borrow across an await.
@@ -30,15 +31,15 @@ impl Collection {
             inner.announce(&changes);
             inner.after_write();
             if many {
-                // One JSON crossing for the whole array, not one per record.
-                let all: Vec<_> = records.into_iter().flatten().collect();
-                return Ok(to_js(&all));
+                // One JSON crossing for the whole array, not one per record; moved, not cloned.
+                let all = records.into_iter().flatten().map(Value::Object).collect();
+                return Ok(value_to_js(&Value::Array(all)));
             }
             Ok(records
                 .into_iter()
                 .next()
                 .flatten()
-                .map(|r| to_js(&r))
+                .map(|r| value_to_js(&Value::Object(r)))
                 .unwrap_or(JsValue::UNDEFINED))
         })
     }

@@ -38,7 +38,8 @@ pub fn to_js<T: Serialize + ?Sized>(v: &T) -> JsValue {
     }
 }
 
-fn value_to_js(v: &Value) -> JsValue {
+/// A JSON value as a plain JS value (one `JSON.parse`).
+pub fn value_to_js(v: &Value) -> JsValue {
     match serde_json::to_string(v) {
         Ok(text) => js_sys::JSON::parse(&text).unwrap_or(JsValue::UNDEFINED),
         Err(_) => JsValue::UNDEFINED,
