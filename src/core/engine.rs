@@ -91,6 +91,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
             closed: Cell::new(false),
             batch_off: Cell::new(false),
         };
+        if engine.storage.reindexes_on_upgrade() {
+            return Ok(engine);
+        }
         // Rows written before an index was declared lack its key: rewrite them once. Which
         // collections need it is read in one read-only round trip; the usual open writes nothing.
         let marker = |c: &CollectionConfig| Key::Str(format!("indexes:{}", c.name));

@@ -145,6 +145,12 @@ pub trait Storage {
         Self: 'a;
     /// Opens a transaction; `write` asks for a read-write one.
     async fn begin(&self, write: bool) -> Result<Self::Txn<'_>>;
+    /// Whether the storage itself gives rows that were there before an index was added their
+    /// key for it (IndexedDB does, in the upgrade that creates the index). When not, the engine
+    /// does it at open, remembering which index sets it has done.
+    fn reindexes_on_upgrade(&self) -> bool {
+        false
+    }
     /// Opens a transaction over `scope` only. IndexedDB starts a narrow transaction sooner
     /// and runs it beside others on other stores; touching a table outside it is an error.
     async fn begin_in(&self, write: bool, scope: &[Table<'_>]) -> Result<Self::Txn<'_>>;

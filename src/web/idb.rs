@@ -238,6 +238,10 @@ impl Storage for IdbStorage {
         self.begin_over(write, &self.stores)
     }
 
+    fn reindexes_on_upgrade(&self) -> bool {
+        true // `schema::apply` keys the rows in the upgrade that creates an index
+    }
+
     async fn begin_in(&self, write: bool, scope: &[Table<'_>]) -> Result<IdbTxn<'_>> {
         let mut names: Vec<String> = scope.iter().map(|t| store_name(*t).into_owned()).collect();
         names.sort_unstable();

@@ -49,6 +49,7 @@ macro_rules! for_each_contract {
         $m!(engine_query_uses_index);
         $m!(engine_failed_write_leaves_nothing);
         $m!(engine_reopen_keeps_records_and_outbox);
+        $m!(engine_index_added_later_finds_old_records);
     };
 }
 

@@ -289,3 +289,46 @@ pub async fn engine_reopen_keeps_records_and_outbox<H: Harness>(h: &H) {
     );
     assert_ne!(after[3].mutation_id, outbox[2].mutation_id);
 }
+
+/// Records written before an index was declared are found through it after a reopen that adds
+/// it (and still after another reopen), and a write after that keeps them indexed.
+pub async fn engine_index_added_later_finds_old_records<H: Harness>(h: &H) {
+    let (mut cfg, s) = open(h, "engine_index_added_later").await;
+    let notes = cfg.collections.get_mut("notes").expect("notes");
+    notes.indexes.clear();
+    let e = engine(h, &cfg, s).await;
+    write(
+        &e,
+        "notes",
+        vec![
+            Op::Create(rec(json!({"id": "a", "tag": "x"}))),
+            Op::Create(rec(json!({"id": "b", "tag": "y"}))),
+            Op::Create(rec(json!({"id": "c", "tag": "x"}))),
+            Op::Create(rec(json!({"id": "d", "tag": {"not": "indexable"}}))),
+        ],
+    )
+    .await;
+    drop(e);
+
+    cfg.collections.get_mut("notes").expect("notes").indexes = vec!["tag".into()];
+    let by_tag = Query {
+        filter: rec(json!({"tag": "x"})),
+        ..Query::default()
+    };
+    for _ in 0..2 {
+        let e = engine(h, &cfg, h.open(&cfg).await).await;
+        let (hits, used) = e.query("notes", &by_tag).await.expect("query");
+        assert_eq!(used.as_deref(), Some("tag"), "the new index is used");
+        assert_eq!(ids(&hits), vec!["a", "c"]);
+        drop(e);
+    }
+    let e = engine(h, &cfg, h.open(&cfg).await).await;
+    write(
+        &e,
+        "notes",
+        vec![Op::Update("b".into(), rec(json!({"tag": "x"})))],
+    )
+    .await;
+    let (hits, _) = e.query("notes", &by_tag).await.expect("query");
+    assert_eq!(ids(&hits), vec!["a", "b", "c"]);
+}

@@ -9,6 +9,7 @@ use indexed_db_futures::database::{Database, VersionChangeEvent};
 use indexed_db_futures::error::{Error as IdbError, OpenDbError};
 use indexed_db_futures::internals::SystemRepr;
 use indexed_db_futures::Build;
+use wasm_bindgen::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{DomException, DomStringList, IdbDatabase, IdbObjectStore, IdbTransaction};
 
@@ -21,10 +22,12 @@ use crate::core::storage::{field_index, Table, OUTBOX_BY_RECORD};
 /// upgrade.
 const OPEN_ATTEMPTS: usize = 5;
 
-/// An index: its name and its key path (one path, or a compound of several).
+/// An index: its name and its key path (one path, or a compound of several), and for the index
+/// of a record field, the field.
 struct IndexSpec {
     name: String,
     path: Vec<String>,
+    field: Option<String>,
 }
 
 /// A store and its indexes; `prune` drops indexes the configuration no longer declares.
@@ -38,6 +41,7 @@ fn index(name: String, path: &[&str]) -> IndexSpec {
     IndexSpec {
         name,
         path: path.iter().map(|p| p.to_string()).collect(),
+        field: None,
     }
 }
 
@@ -64,7 +68,10 @@ fn layout(config: &StoreConfig) -> Vec<StoreSpec> {
             indexes: c
                 .indexes
                 .iter()
-                .map(|f| index(field_index(f), &[&field_index(f)]))
+                .map(|f| IndexSpec {
+                    field: Some(f.clone()),
+                    ..index(field_index(f), &[&field_index(f)])
+                })
                 .collect(),
             prune: true,
         }
@@ -132,11 +139,56 @@ fn apply(db: &IdbDatabase, vtx: &IdbTransaction, changes: &[Change<'_>]) -> Resu
                     create_index(&store, ix)?;
                 }
             }
-            Change::CreateIndex(spec, ix) => create_index(&vtx.object_store(&spec.name)?, ix)?,
+            Change::CreateIndex(spec, ix) => {
+                let store = vtx.object_store(&spec.name)?;
+                create_index(&store, ix)?;
+                // Rows already there lack this field's index key: add it in this same
+                // transaction, so the index and the keys it needs appear together or not at all.
+                if let Some(field) = &ix.field {
+                    ferry_reindex(&store, field)?;
+                }
+            }
             Change::DeleteIndex(spec, name) => vtx.object_store(&spec.name)?.delete_index(name)?,
         }
     }
     Ok(())
+}
+
+#[wasm_bindgen(inline_js = r#"
+// The index key of a field value, as the engine's `index_key` makes it: a missing field and null
+// are [0], booleans [1, 0|1], numbers [2, n], strings [3, s]; objects and arrays have none.
+function key(d, field) {
+  const v = Object.prototype.hasOwnProperty.call(d, field) ? d[field] : null;
+  if (v === undefined || v === null) return [0];
+  switch (typeof v) {
+    case 'boolean': return [1, v ? 1 : 0];
+    case 'number': return [2, v];
+    case 'string': return [3, v];
+  }
+  return undefined;
+}
+export function ferry_reindex(store, field) {
+  const r = store.openCursor();
+  r.onsuccess = () => {
+    const c = r.result;
+    if (!c) return;
+    const row = c.value;
+    if (row && typeof row === 'object' && row.d && typeof row.d === 'object') {
+      const ix = row.ix && typeof row.ix === 'object' ? row.ix : {};
+      const k = key(row.d, field);
+      if (k === undefined) delete ix[field]; else ix[field] = k;
+      row.ix = ix;
+      c.update(row);
+    }
+    c.continue();
+  };
+}
+"#)]
+extern "C" {
+    /// Sets `ix[field]` of every row of `store` from `d[field]`, by a cursor (inside the
+    /// version-change transaction, which stays open until the cursor is done).
+    #[wasm_bindgen(catch)]
+    fn ferry_reindex(store: &IdbObjectStore, field: &str) -> Result<(), JsValue>;
 }
 
 fn create_index(store: &IdbObjectStore, ix: &IndexSpec) -> Result<(), JsValue> {
