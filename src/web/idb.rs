@@ -10,13 +10,15 @@
 //! their data. Another tab's upgrade closes this connection (`versionchange`), so that upgrade is
 //! not blocked; later calls fail with a `ClosedError`.
 //!
-//! A transaction spans every store. Writes are fire-and-forget requests: a failed one (quota,
-//! constraint) aborts the transaction and its error becomes the error of [`Txn::commit`]. Values
-//! cross the boundary as JSON text (`JSON.parse`, `JSON.stringify`), much cheaper than walking
-//! objects. indexed_db_futures opens and upgrades the database and owns each transaction's commit
-//! and its abort on drop; requests go straight to the `web_sys` handles and are awaited by the
-//! small `Request` future below, so a `getAll` result crosses as one string, not element by
-//! element. The layout and its upgrades live in `schema.rs`.
+//! A transaction spans every store, or the scope asked for. Writes are queued as JSON text and
+//! handed over in one call before the next read and at commit; each becomes a fire-and-forget
+//! request: a failed one (quota, constraint) aborts the transaction and its error becomes the
+//! error of [`Txn::commit`]. Values cross the boundary as JSON text (`JSON.parse`,
+//! `JSON.stringify`), much cheaper than walking objects. indexed_db_futures opens and upgrades the
+//! database and owns each transaction's commit and its abort on drop; requests go straight to the
+//! `web_sys` handles and are awaited by the small `Request` future below, so a `getAll` result
+//! crosses as one string, not element by element. The layout and its upgrades live in
+//! `schema.rs`; an upgrade that creates an index also keys the rows already there.
 
 use std::borrow::Cow;
 use std::cell::{Cell, OnceCell, RefCell};
@@ -42,7 +44,7 @@ use web_sys::{
 use crate::core::config::StoreConfig;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::storage::{Key, Read, Storage, Table, Txn};
-use crate::web::js::{ferry_get_all_records_with, ferry_record_pairs};
+use crate::web::js::{ferry_get_all_records_with, ferry_record_pairs, ferry_write_all};
 
 mod read;
 mod schema;
@@ -274,6 +276,7 @@ impl IdbStorage {
             write,
             stores: RefCell::default(),
             failed: RefCell::default(),
+            queued: RefCell::default(),
         })
     }
 }
@@ -291,6 +294,11 @@ pub struct IdbTxn<'a> {
     stores: RefCell<Vec<(Cow<'static, str>, IdbObjectStore)>>,
     /// The first write that failed at once: the commit fails with it.
     failed: RefCell<Option<Error>>,
+    /// Writes not handed to IndexedDB yet: the JSON text of `[[store, key, value], [store, key],
+    /// ...` (a pair is a delete). They go over in one call, one `JSON.parse` and a loop of
+    /// requests ([`IdbTxn::flush`]), before the next read and at commit, rather than one boundary
+    /// crossing and one parse per value.
+    queued: RefCell<Vec<u8>>,
 }
 
 /// The error of a failed call or request: the transaction's own error when one aborted it (the
@@ -335,6 +343,63 @@ impl IdbTxn<'_> {
             tx: &self.sys,
             done: false,
         }
+    }
+
+    /// Queues a put (`value` is `Some`) or a delete of `key` in `table`. Fails at once where
+    /// IndexedDB would: a read-only transaction, a store outside the scope.
+    fn queue(&self, table: Table<'_>, key: &Key, value: Option<&Value>) -> Result<()> {
+        self.check()?;
+        if !self.write {
+            return Err(self.write_failed(Error::storage(
+                "IndexedDB ReadOnlyError: the transaction is read-only",
+            )));
+        }
+        self.with_store(table, |_| Ok(()))
+            .map_err(|e| self.write_failed(e))?;
+        let mut q = self.queued.borrow_mut();
+        let sep = if q.is_empty() { b'[' } else { b',' };
+        q.push(sep);
+        q.push(b'[');
+        let name = store_name(table);
+        let json =
+            |q: &mut Vec<u8>, v: &str| serde_json::to_writer(q, v).expect("strings are JSON");
+        json(&mut q, &name);
+        q.push(b',');
+        match key {
+            Key::Num(n) => q.extend_from_slice(n.to_string().as_bytes()),
+            Key::Str(k) => json(&mut q, k),
+            Key::Pair(a, b) => {
+                q.push(b'[');
+                json(&mut q, a);
+                q.push(b',');
+                json(&mut q, b);
+                q.push(b']');
+            }
+        }
+        if let Some(v) = value {
+            q.push(b',');
+            let mark = q.len();
+            if let Err(e) = serde_json::to_writer(&mut *q, v) {
+                q.truncate(mark);
+                drop(q);
+                return Err(
+                    self.write_failed(Error::storage(format!("IndexedDB: unencodable value: {e}")))
+                );
+            }
+        }
+        q.push(b']');
+        Ok(())
+    }
+
+    /// Hands the queued writes to IndexedDB (before a read, which must see them, and at commit).
+    fn flush(&self) -> Result<()> {
+        let mut q = std::mem::take(&mut *self.queued.borrow_mut());
+        if q.is_empty() {
+            return Ok(());
+        }
+        q.push(b']');
+        let text = String::from_utf8(q).expect("serde_json writes UTF-8");
+        ferry_write_all(&self.sys, &text).map_err(|e| self.write_failed(cause(&self.sys, &e)))
     }
 
     /// Fails if a write already failed, so nothing is issued into a doomed transaction.
@@ -462,6 +527,7 @@ async fn pairs_of(keys: Request<'_>, values: Request<'_>) -> Result<Vec<(Key, Va
 
 impl Txn for IdbTxn<'_> {
     async fn get(&self, table: Table<'_>, key: &Key) -> Result<Option<Value>> {
+        self.flush()?;
         let key = key_to_js(key);
         let req = self.with_store(table, |s| s.get(&key))?;
         let v = self.request(req).await?;
@@ -473,6 +539,7 @@ impl Txn for IdbTxn<'_> {
     }
 
     async fn get_all(&self, table: Table<'_>) -> Result<Vec<(Key, Value)>> {
+        self.flush()?;
         let issued = self.issue_all(table, None, &JsValue::UNDEFINED)?;
         self.all_of(issued).await
     }
@@ -483,6 +550,7 @@ impl Txn for IdbTxn<'_> {
         index: &str,
         value: &Value,
     ) -> Result<Vec<(Key, Value)>> {
+        self.flush()?;
         if !is_key(value) {
             return Ok(Vec::new()); // no row is indexed under what is not a valid key
         }
@@ -492,6 +560,7 @@ impl Txn for IdbTxn<'_> {
     }
 
     async fn read_many(&self, reads: &[Read<'_>]) -> Result<Vec<Vec<(Key, Value)>>> {
+        self.flush()?;
         // Every request first, then the answers: IndexedDB runs them back to back.
         let issued = reads
             .iter()
@@ -515,6 +584,7 @@ impl Txn for IdbTxn<'_> {
     }
 
     async fn count(&self, table: Table<'_>) -> Result<u64> {
+        self.flush()?;
         let req = self.with_store(table, |s| s.count())?;
         let n = self.request(req).await?;
         n.as_f64()
@@ -523,6 +593,7 @@ impl Txn for IdbTxn<'_> {
     }
 
     async fn get_first(&self, table: Table<'_>, n: usize) -> Result<Vec<(Key, Value)>> {
+        self.flush()?;
         if n == 0 {
             return Ok(Vec::new()); // IndexedDB reads a count of 0 as "no limit"
         }
@@ -543,6 +614,7 @@ impl Txn for IdbTxn<'_> {
     }
 
     async fn count_many(&self, tables: &[Table<'_>]) -> Result<Vec<u64>> {
+        self.flush()?;
         let issued = tables
             .iter()
             .map(|t| Ok(self.request(self.with_store(*t, |s| s.count())?)))
@@ -560,18 +632,11 @@ impl Txn for IdbTxn<'_> {
     }
 
     fn put(&self, table: Table<'_>, key: &Key, value: &Value) -> Result<()> {
-        self.check()?;
-        let value = to_js(value).map_err(|e| self.write_failed(e))?;
-        let key = key_to_js(key);
-        self.with_store(table, |s| s.put_with_key(&value, &key).map(drop))
-            .map_err(|e| self.write_failed(e))
+        self.queue(table, key, Some(value))
     }
 
     fn delete(&self, table: Table<'_>, key: &Key) -> Result<()> {
-        self.check()?;
-        let key = key_to_js(key);
-        self.with_store(table, |s| s.delete(&key).map(drop))
-            .map_err(|e| self.write_failed(e))
+        self.queue(table, key, None)
     }
 
     async fn commit(self) -> Result<()> {
@@ -581,6 +646,7 @@ impl Txn for IdbTxn<'_> {
             owner,
             write,
             failed,
+            queued,
             ..
         } = self;
         if let Some(e) = failed.into_inner() {
@@ -588,6 +654,13 @@ impl Txn for IdbTxn<'_> {
         }
         if !write {
             return Ok(()); // nothing to make durable; finishing it early changes nothing
+        }
+        let queued = queued.into_inner();
+        if !queued.is_empty() {
+            let mut q = queued;
+            q.push(b']');
+            let text = String::from_utf8(q).expect("serde_json writes UTF-8");
+            ferry_write_all(&sys, &text).map_err(|e| cause(&sys, &e))?; // `tx` drops: aborted
         }
         if owner.fail_next.take() {
             if let Ok(state) = sys.object_store(&store_name(Table::State)) {

@@ -42,6 +42,17 @@ export function ferry_stringify(value) {
 export function ferry_get_all_records_with(source, options) {
   return typeof source.getAllRecords === 'function' ? source.getAllRecords(options) : null;
 }
+// A transaction's queued writes: `text` is the JSON of [[store, key, value] (a put) or
+// [store, key] (a delete), ...], issued in order.
+export function ferry_write_all(tx, text) {
+  const ops = JSON.parse(text), stores = new Map();
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i];
+    let s = stores.get(op[0]);
+    if (s === undefined) { s = tx.objectStore(op[0]); stores.set(op[0], s); }
+    if (op.length === 3) s.put(op[2], op[1]); else s.delete(op[1]);
+  }
+}
 export function ferry_record_pairs(records) {
   const keys = new Array(records.length), values = new Array(records.length);
   for (let i = 0; i < records.length; i++) { keys[i] = records[i].primaryKey; values[i] = records[i].value; }
@@ -90,6 +101,9 @@ extern "C" {
         source: &JsValue,
         options: &JsValue,
     ) -> Result<Option<web_sys::IdbRequest>, JsValue>;
+    /// Issues a transaction's queued puts and deletes (see `IdbTxn::flush`).
+    #[wasm_bindgen(catch)]
+    pub fn ferry_write_all(tx: &web_sys::IdbTransaction, text: &str) -> Result<(), JsValue>;
     /// `getAllRecords`' answer as the JSON text of `[keys, values]` (primary keys).
     #[wasm_bindgen(catch)]
     pub fn ferry_record_pairs(records: &JsValue) -> Result<String, JsValue>;
