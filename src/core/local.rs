@@ -62,7 +62,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
     /// Applies local writes to collection `c` in one transaction: all of them or none.
     /// Returns the records written (absent for deletes) and the changes to announce.
     pub async fn write(&self, c: &str, ops: Vec<Op>) -> Result<(Vec<Option<Record>>, Vec<Change>)> {
-        // Only what a write touches: the narrower scope starts sooner in IndexedDB.
+        self.collection(c)?; // an unknown collection is that error, not a missing store's
+                             // Only what a write touches: the narrower scope starts sooner in IndexedDB.
         let scope = [
             Table::Records(c),
             Table::Outbox,

@@ -53,6 +53,9 @@ pub struct MemoryTxn<'a> {
     write: bool,
     /// The tables it may touch (all when `None`), enforced as IndexedDB does.
     scope: Option<Vec<String>>,
+    /// The first write that failed: as in IndexedDB, the transaction is doomed and its commit
+    /// fails with it.
+    failed: RefCell<Option<Error>>,
 }
 
 impl MemoryTxn<'_> {
@@ -75,11 +78,18 @@ impl MemoryTxn<'_> {
         }
     }
     fn check_write(&self, t: Table<'_>) -> Result<String> {
-        if self.write {
+        if let Some(e) = &*self.failed.borrow() {
+            return Err(e.clone());
+        }
+        let checked = if self.write {
             self.in_scope(t)
         } else {
             Err(Error::storage("write in a read-only transaction"))
+        };
+        if let Err(e) = &checked {
+            *self.failed.borrow_mut() = Some(e.clone());
         }
+        checked
     }
 }
 
@@ -129,6 +139,9 @@ impl Txn for MemoryTxn<'_> {
         Ok(())
     }
     async fn commit(self) -> Result<()> {
+        if let Some(e) = self.failed.into_inner() {
+            return Err(e);
+        }
         if let Some(kind) = self.owner.fail_next_commit.borrow_mut().take() {
             return Err(Error::new(kind, "commit failed (injected)"));
         }
@@ -148,6 +161,7 @@ impl Storage for MemoryStorage {
             work: RefCell::new(self.tables.borrow().clone()),
             write,
             scope: None,
+            failed: RefCell::default(),
         })
     }
     async fn begin_in(&self, write: bool, scope: &[Table<'_>]) -> Result<MemoryTxn<'_>> {

@@ -181,10 +181,13 @@ impl<T: Txn> Tx<T> {
             }
         }
         let mut take = |n: usize| answers.by_ref().take(n).flatten().collect::<Vec<_>>();
+        // A whole table holds values not asked for: only those asked for are decoded, so one
+        // damaged value elsewhere does not fail this write.
         for (k, v) in take(n_rows) {
             if let Key::Str(k) = k {
-                // A whole table holds rows not asked for: knowing them is as true.
-                known.rows.insert(k, Some(Row::from_value(v)?));
+                if let Some(slot) = known.rows.get_mut(&k) {
+                    *slot = Some(Row::from_value(v)?);
+                }
             }
         }
         for (k, v) in take(n_aliases) {
@@ -194,12 +197,12 @@ impl<T: Txn> Tx<T> {
                 }
             }
         }
-        for kv in take(n_entries) {
-            let e = decode_entry(kv)?;
-            if e.c == c {
-                if let Some(list) = known.entries.get_mut(&e.r) {
-                    list.push(e);
-                }
+        for (k, v) in take(n_entries) {
+            let r = (v.get("c").and_then(Value::as_str) == Some(c))
+                .then(|| v.get("r").and_then(Value::as_str))
+                .flatten();
+            if let Some(list) = r.and_then(|r| known.entries.get_mut(r)) {
+                list.push(decode_entry((k, v))?);
             }
         }
         for list in known.entries.values_mut() {

@@ -357,6 +357,7 @@ impl IdbTxn<'_> {
         self.with_store(table, |_| Ok(()))
             .map_err(|e| self.write_failed(e))?;
         let mut q = self.queued.borrow_mut();
+        let start = q.len();
         let sep = if q.is_empty() { b'[' } else { b',' };
         q.push(sep);
         q.push(b'[');
@@ -378,9 +379,8 @@ impl IdbTxn<'_> {
         }
         if let Some(v) = value {
             q.push(b',');
-            let mark = q.len();
             if let Err(e) = serde_json::to_writer(&mut *q, v) {
-                q.truncate(mark);
+                q.truncate(start); // the whole operation goes, not only its value
                 drop(q);
                 return Err(
                     self.write_failed(Error::storage(format!("IndexedDB: unencodable value: {e}")))
@@ -393,6 +393,7 @@ impl IdbTxn<'_> {
 
     /// Hands the queued writes to IndexedDB (before a read, which must see them, and at commit).
     fn flush(&self) -> Result<()> {
+        self.check()?; // nothing is issued into a doomed transaction
         let mut q = std::mem::take(&mut *self.queued.borrow_mut());
         if q.is_empty() {
             return Ok(());
@@ -662,8 +663,10 @@ impl Txn for IdbTxn<'_> {
             let text = String::from_utf8(q).expect("serde_json writes UTF-8");
             ferry_write_all(&sys, &text).map_err(|e| cause(&sys, &e))?; // `tx` drops: aborted
         }
-        if owner.fail_next.take() {
+        if owner.fail_next.get() {
+            // Taken only by a transaction that can carry it out (its scope has `state`).
             if let Ok(state) = sys.object_store(&store_name(Table::State)) {
+                owner.fail_next.set(false);
                 let key = JsValue::from_str(INJECTED_KEY);
                 let _ = state.add_with_key(&JsValue::NULL, &key);
                 let _ = state.add_with_key(&JsValue::NULL, &key);

@@ -50,6 +50,7 @@ macro_rules! for_each_contract {
         $m!(engine_failed_write_leaves_nothing);
         $m!(engine_reopen_keeps_records_and_outbox);
         $m!(engine_index_added_later_finds_old_records);
+        $m!(engine_two_indexes_added_later_find_old_records);
     };
 }
 
@@ -495,12 +496,17 @@ pub async fn scoped_transaction_keeps_to_its_tables<H: Harness>(h: &H) {
     );
     tx.commit().await.expect("commit");
     let tx = s.begin_in(true, &scope).await.expect("begin_in");
+    tx.put(Table::Records("todos"), &k("b"), &json!({"d": {}}))
+        .expect("put in scope");
     assert!(
         tx.put(Table::Aliases, &pair("todos", "x"), &json!("y"))
             .is_err(),
         "a write outside the scope fails"
     );
-    drop(tx);
+    assert!(
+        tx.commit().await.is_err(),
+        "and dooms the transaction: nothing of it commits"
+    );
     assert_eq!(count(&s, Table::Records("todos")).await, 1);
     assert_eq!(count(&s, Table::Outbox).await, 1);
     assert_eq!(count(&s, Table::Aliases).await, 0);

@@ -332,3 +332,37 @@ pub async fn engine_index_added_later_finds_old_records<H: Harness>(h: &H) {
     let (hits, _) = e.query("notes", &by_tag).await.expect("query");
     assert_eq!(ids(&hits), vec!["a", "b", "c"]);
 }
+
+/// Two indexes declared at once on a collection that has records: both find them (IndexedDB keys
+/// the rows for both in one pass; two passes would each drop the other's key).
+pub async fn engine_two_indexes_added_later_find_old_records<H: Harness>(h: &H) {
+    let (mut cfg, s) = open(h, "engine_two_indexes_added_later").await;
+    cfg.collections
+        .get_mut("notes")
+        .expect("notes")
+        .indexes
+        .clear();
+    let e = engine(h, &cfg, s).await;
+    write(
+        &e,
+        "notes",
+        vec![
+            Op::Create(rec(json!({"id": "a", "tag": "x", "prio": 1}))),
+            Op::Create(rec(json!({"id": "b", "tag": "y", "prio": 2}))),
+            Op::Create(rec(json!({"id": "c", "tag": "x", "prio": 1}))),
+        ],
+    )
+    .await;
+    drop(e);
+    cfg.collections.get_mut("notes").expect("notes").indexes = vec!["tag".into(), "prio".into()];
+    let e = engine(h, &cfg, h.open(&cfg).await).await;
+    for (field, value) in [("tag", json!("x")), ("prio", json!(1))] {
+        let q = Query {
+            filter: rec(json!({ field: value })),
+            ..Query::default()
+        };
+        let (hits, used) = e.query("notes", &q).await.expect("query");
+        assert_eq!(used.as_deref(), Some(field));
+        assert_eq!(ids(&hits), vec!["a", "c"], "through the {field} index");
+    }
+}

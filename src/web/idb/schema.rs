@@ -130,6 +130,10 @@ fn indexes_in(tx: &IdbTransaction) -> impl Fn(&str) -> Result<Vec<String>> + '_ 
 
 /// Carries out `changes` inside `upgradeneeded` (`vtx` is the version-change transaction).
 fn apply(db: &IdbDatabase, vtx: &IdbTransaction, changes: &[Change<'_>]) -> Result<(), JsValue> {
+    // Rows already in a store lack the keys of the indexes created on it now: one cursor per
+    // store adds them all (two cursors would each write back a row without the other's key), in
+    // this same transaction, so the indexes and their keys appear together or not at all.
+    let mut rekey: Vec<(&str, js_sys::Array)> = Vec::new();
     for change in changes {
         match change {
             Change::DeleteStore(name) => db.delete_object_store(name)?,
@@ -140,16 +144,23 @@ fn apply(db: &IdbDatabase, vtx: &IdbTransaction, changes: &[Change<'_>]) -> Resu
                 }
             }
             Change::CreateIndex(spec, ix) => {
-                let store = vtx.object_store(&spec.name)?;
-                create_index(&store, ix)?;
-                // Rows already there lack this field's index key: add it in this same
-                // transaction, so the index and the keys it needs appear together or not at all.
+                create_index(&vtx.object_store(&spec.name)?, ix)?;
                 if let Some(field) = &ix.field {
-                    ferry_reindex(&store, field)?;
+                    let at = match rekey.iter().position(|(n, _)| *n == spec.name) {
+                        Some(i) => i,
+                        None => {
+                            rekey.push((&spec.name, js_sys::Array::new()));
+                            rekey.len() - 1
+                        }
+                    };
+                    rekey[at].1.push(&JsValue::from_str(field));
                 }
             }
             Change::DeleteIndex(spec, name) => vtx.object_store(&spec.name)?.delete_index(name)?,
         }
+    }
+    for (name, fields) in rekey {
+        ferry_reindex(&vtx.object_store(name)?, &fields)?;
     }
     Ok(())
 }
@@ -167,7 +178,7 @@ function key(d, field) {
   }
   return undefined;
 }
-export function ferry_reindex(store, field) {
+export function ferry_reindex(store, fields) {
   const r = store.openCursor();
   r.onsuccess = () => {
     const c = r.result;
@@ -175,8 +186,12 @@ export function ferry_reindex(store, field) {
     const row = c.value;
     if (row && typeof row === 'object' && row.d && typeof row.d === 'object') {
       const ix = row.ix && typeof row.ix === 'object' ? row.ix : {};
-      const k = key(row.d, field);
-      if (k === undefined) delete ix[field]; else ix[field] = k;
+      for (const field of fields) {
+        const k = key(row.d, field);
+        // defineProperty: a field named __proto__ is a key like any other, not the prototype.
+        if (k === undefined) delete ix[field];
+        else Object.defineProperty(ix, field, { value: k, enumerable: true, writable: true, configurable: true });
+      }
       row.ix = ix;
       c.update(row);
     }
@@ -185,10 +200,10 @@ export function ferry_reindex(store, field) {
 }
 "#)]
 extern "C" {
-    /// Sets `ix[field]` of every row of `store` from `d[field]`, by a cursor (inside the
-    /// version-change transaction, which stays open until the cursor is done).
+    /// Sets `ix[field]` of every row of `store` from `d[field]` for each of `fields`, by one
+    /// cursor (inside the version-change transaction, which stays open until it is done).
     #[wasm_bindgen(catch)]
-    fn ferry_reindex(store: &IdbObjectStore, field: &str) -> Result<(), JsValue>;
+    fn ferry_reindex(store: &IdbObjectStore, fields: &js_sys::Array) -> Result<(), JsValue>;
 }
 
 fn create_index(store: &IdbObjectStore, ix: &IndexSpec) -> Result<(), JsValue> {
