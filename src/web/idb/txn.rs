@@ -1,0 +1,472 @@
+//! Transactions over an [`IdbStorage`]: reads issued as IndexedDB requests and awaited by a small
+//! future, writes queued as JSON text and handed over in one call before the next read and at
+//! commit.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use indexed_db_futures::error::{Error as IdbError, UnexpectedDataError};
+use indexed_db_futures::internals::SystemRepr;
+use indexed_db_futures::transaction::Transaction;
+use serde_json::Value;
+use wasm_bindgen::{JsCast, JsValue};
+use web_sys::{IdbObjectStore, IdbRequest, IdbRequestReadyState, IdbTransaction};
+
+use super::{
+    from_js, idb_error, is_key, key_from_json, key_to_js, lib_error, store_name, to_js, IdbStorage,
+    Waiters, INJECTED_KEY,
+};
+use crate::core::error::{Error, Result};
+use crate::core::storage::{Key, Read, Table, Txn};
+use crate::web::js::{ferry_get_all_records_with, ferry_record_pairs, ferry_write_all};
+
+/// A transaction over every store of an [`IdbStorage`]; dropping it uncommitted aborts it.
+pub struct IdbTxn<'a> {
+    tx: Transaction<'a>,
+    sys: IdbTransaction,
+    owner: &'a IdbStorage,
+    write: bool,
+    /// Object store handles, fetched once per transaction.
+    stores: RefCell<Vec<(Cow<'static, str>, IdbObjectStore)>>,
+    /// The first write that failed at once: the commit fails with it.
+    failed: RefCell<Option<Error>>,
+    /// Writes not handed to IndexedDB yet: the JSON text of `[[store, key, value], [store, key],
+    /// ...` (a pair is a delete). They go over in one call, one `JSON.parse` and a loop of
+    /// requests ([`IdbTxn::flush`]), before the next read and at commit, rather than one boundary
+    /// crossing and one parse per value.
+    queued: RefCell<Vec<u8>>,
+}
+
+impl<'a> IdbTxn<'a> {
+    /// Wraps a transaction `owner` just built.
+    pub(super) fn new(tx: Transaction<'a>, owner: &'a IdbStorage, write: bool) -> Self {
+        let sys = IdbTransaction::clone(tx.as_sys());
+        IdbTxn {
+            tx,
+            sys,
+            owner,
+            write,
+            stores: RefCell::default(),
+            failed: RefCell::default(),
+            queued: RefCell::default(),
+        }
+    }
+}
+
+/// The error of a failed call or request: the transaction's own error when one aborted it (the
+/// cause, such as the `ConstraintError` behind a later `AbortError`), else `e`'s.
+fn cause(tx: &IdbTransaction, e: &JsValue) -> Error {
+    match tx.error() {
+        Some(cause) => idb_error(&cause),
+        None => idb_error(e),
+    }
+}
+
+impl IdbTxn<'_> {
+    /// Runs `f` on the object store of `table`.
+    fn with_store<T>(
+        &self,
+        table: Table<'_>,
+        f: impl FnOnce(&IdbObjectStore) -> std::result::Result<T, JsValue>,
+    ) -> Result<T> {
+        let name = store_name(table);
+        let mut stores = self.stores.borrow_mut();
+        let i = match stores.iter().position(|(n, _)| *n == name) {
+            Some(i) => i,
+            None => {
+                let store = self
+                    .sys
+                    .object_store(&name)
+                    .map_err(|e| cause(&self.sys, &e))?;
+                stores.push((name, store));
+                stores.len() - 1
+            }
+        };
+        f(&stores[i].1).map_err(|e| cause(&self.sys, &e))
+    }
+
+    fn request(&self, req: IdbRequest) -> Request<'_> {
+        let handler = self.owner.on_request.as_ref().unchecked_ref();
+        req.set_onsuccess(Some(handler));
+        req.set_onerror(Some(handler));
+        Request {
+            req,
+            waiters: &self.owner.waiters,
+            tx: &self.sys,
+            done: false,
+        }
+    }
+
+    /// Queues a put (`value` is `Some`) or a delete of `key` in `table`. Fails at once where
+    /// IndexedDB would: a read-only transaction, a store outside the scope.
+    fn queue(&self, table: Table<'_>, key: &Key, value: Option<&Value>) -> Result<()> {
+        self.check()?;
+        if !self.write {
+            return Err(self.write_failed(Error::storage(
+                "IndexedDB ReadOnlyError: the transaction is read-only",
+            )));
+        }
+        self.with_store(table, |_| Ok(()))
+            .map_err(|e| self.write_failed(e))?;
+        let mut q = self.queued.borrow_mut();
+        let start = q.len();
+        let sep = if q.is_empty() { b'[' } else { b',' };
+        q.push(sep);
+        q.push(b'[');
+        let name = store_name(table);
+        let json =
+            |q: &mut Vec<u8>, v: &str| serde_json::to_writer(q, v).expect("strings are JSON");
+        json(&mut q, &name);
+        q.push(b',');
+        match key {
+            Key::Num(n) => q.extend_from_slice(n.to_string().as_bytes()),
+            Key::Str(k) => json(&mut q, k),
+            Key::Pair(a, b) => {
+                q.push(b'[');
+                json(&mut q, a);
+                q.push(b',');
+                json(&mut q, b);
+                q.push(b']');
+            }
+        }
+        if let Some(v) = value {
+            q.push(b',');
+            if let Err(e) = serde_json::to_writer(&mut *q, v) {
+                q.truncate(start); // the whole operation goes, not only its value
+                drop(q);
+                return Err(
+                    self.write_failed(Error::storage(format!("IndexedDB: unencodable value: {e}")))
+                );
+            }
+        }
+        q.push(b']');
+        Ok(())
+    }
+
+    /// Hands the queued writes to IndexedDB (before a read, which must see them, and at commit).
+    fn flush(&self) -> Result<()> {
+        self.check()?; // nothing is issued into a doomed transaction
+        let mut q = std::mem::take(&mut *self.queued.borrow_mut());
+        if q.is_empty() {
+            return Ok(());
+        }
+        q.push(b']');
+        let text = String::from_utf8(q).expect("serde_json writes UTF-8");
+        ferry_write_all(&self.sys, &text).map_err(|e| self.write_failed(cause(&self.sys, &e)))
+    }
+
+    /// Fails if a write already failed, so nothing is issued into a doomed transaction.
+    fn check(&self) -> Result<()> {
+        match &*self.failed.borrow() {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn write_failed(&self, e: Error) -> Error {
+        self.failed.borrow_mut().get_or_insert_with(|| e.clone());
+        e
+    }
+
+    /// The requests of one [`Read`], issued now.
+    fn issue(&self, read: &Read<'_>) -> Result<Issued<'_>> {
+        Ok(match read {
+            Read::Get(table, key) => {
+                let js = key_to_js(key);
+                let req = self.with_store(*table, |s| s.get(&js))?;
+                Issued::One(key.clone(), self.request(req))
+            }
+            Read::Index(table, index, value) => {
+                if !is_key(value) {
+                    return Ok(Issued::Nothing);
+                }
+                let query = to_js(value)?;
+                self.issue_all(*table, Some(index), &query)?
+            }
+            Read::All(table) => self.issue_all(*table, None, &JsValue::UNDEFINED)?,
+        })
+    }
+
+    /// The keys and values of `table` (or of its index `index`) under `query` (everything when
+    /// undefined): one `getAllRecords` request where the browser has it, else two.
+    fn issue_all(
+        &self,
+        table: Table<'_>,
+        index: Option<&str>,
+        query: &JsValue,
+    ) -> Result<Issued<'_>> {
+        let (records, keys, values) = self.with_store(table, |s| {
+            let source: JsValue = match index {
+                Some(ix) => s.index(ix)?.into(),
+                None => s.clone().into(),
+            };
+            let options = js_sys::Object::new();
+            if !query.is_undefined() {
+                js_sys::Reflect::set(&options, &"query".into(), query)?;
+            }
+            if let Some(req) = ferry_get_all_records_with(&source, &options)? {
+                return Ok((Some(req), None, None));
+            }
+            let (k, v) = match (index, query.is_undefined()) {
+                (Some(ix), _) => {
+                    let ix = s.index(ix)?;
+                    (
+                        ix.get_all_keys_with_key(query)?,
+                        ix.get_all_with_key(query)?,
+                    )
+                }
+                (None, true) => (s.get_all_keys()?, s.get_all()?),
+                (None, false) => (s.get_all_keys_with_key(query)?, s.get_all_with_key(query)?),
+            };
+            Ok((None, Some(k), Some(v)))
+        })?;
+        Ok(match (records, keys, values) {
+            (Some(r), _, _) => Issued::Records(self.request(r)),
+            (None, Some(k), Some(v)) => Issued::Pairs(self.request(k), self.request(v)),
+            _ => Issued::Nothing,
+        })
+    }
+
+    async fn all_of(&self, issued: Issued<'_>) -> Result<Vec<(Key, Value)>> {
+        match issued {
+            Issued::Records(req) => records_of(&req.await?),
+            Issued::Pairs(k, v) => pairs_of(k, v).await,
+            Issued::One(..) | Issued::Nothing => Ok(Vec::new()),
+        }
+    }
+}
+
+/// The requests of one read, in flight.
+enum Issued<'t> {
+    One(Key, Request<'t>),
+    Pairs(Request<'t>, Request<'t>),
+    Records(Request<'t>),
+    Nothing,
+}
+
+/// `getAllRecords`' answer as pairs, decoded in one crossing.
+fn records_of(records: &JsValue) -> Result<Vec<(Key, Value)>> {
+    let text = ferry_record_pairs(records)
+        .map_err(|_| Error::storage("IndexedDB: a stored value is not JSON"))?;
+    // Two arrays rather than pairs: `Vec<Value>` is the one shape the decoder already knows.
+    let halves: Vec<Value> = serde_json::from_str(&text).map_err(|e| {
+        Error::storage(format!(
+            "IndexedDB: a stored value could not be decoded: {e}"
+        ))
+    })?;
+    match <[Value; 2]>::try_from(halves) {
+        Ok([Value::Array(keys), Value::Array(values)]) if keys.len() == values.len() => keys
+            .into_iter()
+            .zip(values)
+            .map(|(k, v)| Ok((key_from_json(k)?, v)))
+            .collect(),
+        _ => Err(Error::storage(
+            "IndexedDB: getAllRecords answered something else",
+        )),
+    }
+}
+
+async fn pairs_of(keys: Request<'_>, values: Request<'_>) -> Result<Vec<(Key, Value)>> {
+    let keys: Vec<Value> = from_js(&keys.await?)?;
+    let values: Vec<Value> = from_js(&values.await?)?;
+    if keys.len() != values.len() {
+        return Err(Error::storage("IndexedDB: getAllKeys and getAll disagree"));
+    }
+    keys.into_iter()
+        .zip(values)
+        .map(|(k, v)| Ok((key_from_json(k)?, v)))
+        .collect()
+}
+
+impl Txn for IdbTxn<'_> {
+    async fn get(&self, table: Table<'_>, key: &Key) -> Result<Option<Value>> {
+        self.flush()?;
+        let key = key_to_js(key);
+        let req = self.with_store(table, |s| s.get(&key))?;
+        let v = self.request(req).await?;
+        if v.is_undefined() {
+            Ok(None)
+        } else {
+            from_js(&v).map(Some)
+        }
+    }
+
+    async fn get_all(&self, table: Table<'_>) -> Result<Vec<(Key, Value)>> {
+        self.flush()?;
+        let issued = self.issue_all(table, None, &JsValue::UNDEFINED)?;
+        self.all_of(issued).await
+    }
+
+    async fn get_by_index(
+        &self,
+        table: Table<'_>,
+        index: &str,
+        value: &Value,
+    ) -> Result<Vec<(Key, Value)>> {
+        self.flush()?;
+        if !is_key(value) {
+            return Ok(Vec::new()); // no row is indexed under what is not a valid key
+        }
+        let query = to_js(value)?;
+        let issued = self.issue_all(table, Some(index), &query)?;
+        self.all_of(issued).await
+    }
+
+    async fn read_many(&self, reads: &[Read<'_>]) -> Result<Vec<Vec<(Key, Value)>>> {
+        self.flush()?;
+        // Every request first, then the answers: IndexedDB runs them back to back.
+        let issued = reads
+            .iter()
+            .map(|r| self.issue(r))
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = Vec::with_capacity(issued.len());
+        for i in issued {
+            out.push(match i {
+                Issued::One(key, req) => {
+                    let v = req.await?;
+                    if v.is_undefined() {
+                        Vec::new()
+                    } else {
+                        vec![(key, from_js(&v)?)]
+                    }
+                }
+                other => self.all_of(other).await?,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn count(&self, table: Table<'_>) -> Result<u64> {
+        self.flush()?;
+        let req = self.with_store(table, |s| s.count())?;
+        let n = self.request(req).await?;
+        n.as_f64()
+            .map(|n| n as u64)
+            .ok_or_else(|| Error::storage("IndexedDB: count returned a non-number"))
+    }
+
+    async fn get_first(&self, table: Table<'_>, n: usize) -> Result<Vec<(Key, Value)>> {
+        self.flush()?;
+        if n == 0 {
+            return Ok(Vec::new()); // IndexedDB reads a count of 0 as "no limit"
+        }
+        let count = u32::try_from(n).unwrap_or(u32::MAX);
+        let issued = self.with_store(table, |s| {
+            let options = js_sys::Object::new();
+            js_sys::Reflect::set(&options, &"count".into(), &count.into())?;
+            if let Some(req) = ferry_get_all_records_with(s, &options)? {
+                return Ok(Issued::Records(self.request(req)));
+            }
+            let any = JsValue::UNDEFINED;
+            Ok(Issued::Pairs(
+                self.request(s.get_all_keys_with_key_and_limit(&any, count)?),
+                self.request(s.get_all_with_key_and_limit(&any, count)?),
+            ))
+        })?;
+        self.all_of(issued).await
+    }
+
+    async fn count_many(&self, tables: &[Table<'_>]) -> Result<Vec<u64>> {
+        self.flush()?;
+        let issued = tables
+            .iter()
+            .map(|t| Ok(self.request(self.with_store(*t, |s| s.count())?)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut out = Vec::with_capacity(issued.len());
+        for req in issued {
+            let n = req.await?;
+            out.push(
+                n.as_f64()
+                    .map(|n| n as u64)
+                    .ok_or_else(|| Error::storage("IndexedDB: count returned a non-number"))?,
+            );
+        }
+        Ok(out)
+    }
+
+    fn put(&self, table: Table<'_>, key: &Key, value: &Value) -> Result<()> {
+        self.queue(table, key, Some(value))
+    }
+
+    fn delete(&self, table: Table<'_>, key: &Key) -> Result<()> {
+        self.queue(table, key, None)
+    }
+
+    async fn commit(self) -> Result<()> {
+        let IdbTxn {
+            tx,
+            sys,
+            owner,
+            write,
+            failed,
+            queued,
+            ..
+        } = self;
+        if let Some(e) = failed.into_inner() {
+            return Err(e); // `tx` drops here: aborted
+        }
+        if !write {
+            return Ok(()); // nothing to make durable; finishing it early changes nothing
+        }
+        let queued = queued.into_inner();
+        if !queued.is_empty() {
+            let mut q = queued;
+            q.push(b']');
+            let text = String::from_utf8(q).expect("serde_json writes UTF-8");
+            ferry_write_all(&sys, &text).map_err(|e| cause(&sys, &e))?; // `tx` drops: aborted
+        }
+        if owner.fail_next.get() {
+            // Taken only by a transaction that can carry it out (its scope has `state`).
+            if let Ok(state) = sys.object_store(&store_name(Table::State)) {
+                owner.fail_next.set(false);
+                let key = JsValue::from_str(INJECTED_KEY);
+                let _ = state.add_with_key(&JsValue::NULL, &key);
+                let _ = state.add_with_key(&JsValue::NULL, &key);
+            }
+        }
+        tx.commit().await.map_err(|e| match (sys.error(), e) {
+            (Some(cause), _) => idb_error(&cause),
+            (None, IdbError::MissingData(UnexpectedDataError::TransactionAborted)) => {
+                Error::storage("IndexedDB AbortError: the transaction was aborted")
+            }
+            (None, e) => lib_error(e),
+        })
+    }
+}
+
+/// One request awaited: ready once IndexedDB fired `success` or `error` on it.
+struct Request<'t> {
+    req: IdbRequest,
+    waiters: &'t Waiters,
+    tx: &'t IdbTransaction,
+    done: bool,
+}
+
+impl Future for Request<'_> {
+    type Output = Result<JsValue>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.req.ready_state() != IdbRequestReadyState::Done {
+            self.waiters.add(cx.waker());
+            return Poll::Pending;
+        }
+        self.done = true;
+        Poll::Ready(match self.req.error() {
+            Ok(None) => self.req.result().map_err(|e| idb_error(&e)),
+            Ok(Some(e)) => Err(cause(self.tx, &e)),
+            Err(e) => Err(cause(self.tx, &e)),
+        })
+    }
+}
+
+impl Drop for Request<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.req.set_onsuccess(None);
+            self.req.set_onerror(None);
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! The transaction half of the storage contract (`contract.rs`): reads issued together, the
+//! head of a table, scopes, read-only transactions, rollback and all-or-nothing commits.
+
+use ferry::core::storage::{Read, OUTBOX_BY_RECORD};
+use ferry::core::{ErrorKind, Key, Storage, Table, Txn};
+use serde_json::{json, Value};
+
+use super::{count, get, k, nums, open, pair, put_all, strs, Harness};
+
+/// read_many answers gets, index reads and whole tables in the order asked, as the single reads
+/// would, with the transaction's own writes.
+pub async fn read_many_answers_each_read_in_order<H: Harness>(h: &H) {
+    let (_, s) = open(h, "read_many").await;
+    let row = |n: u64| json!({"d": {"id": n.to_string(), "n": n}, "ix": {"n": n}});
+    let mut rows: Vec<_> = (1..=3u64)
+        .map(|n| (Table::Records("todos"), k(&n.to_string()), row(n)))
+        .collect();
+    rows.push((
+        Table::Outbox,
+        Key::Num(9),
+        json!({"seq": 9, "c": "todos", "r": "2", "kind": "update"}),
+    ));
+    rows.push((Table::Aliases, pair("todos", "t1"), json!("1")));
+    put_all(&s, &rows).await;
+    let tx = s.begin(true).await.expect("begin");
+    tx.put(Table::Records("todos"), &k("4"), &row(4))
+        .expect("put");
+    let reads = [
+        Read::Get(Table::Records("todos"), k("2")),
+        Read::Get(Table::Records("todos"), k("missing")),
+        Read::Index(Table::Outbox, OUTBOX_BY_RECORD, json!(["todos", "2"])),
+        Read::Index(Table::Outbox, OUTBOX_BY_RECORD, json!(["todos", "1"])),
+        Read::All(Table::Aliases),
+        Read::Index(Table::Records("todos"), "ix.n", json!(4)),
+        Read::Index(Table::Records("todos"), "ix.n", json!(true)),
+        Read::All(Table::Records("todos")),
+    ];
+    let got = tx.read_many(&reads).await.expect("read_many");
+    assert_eq!(got.len(), reads.len());
+    assert_eq!(got[0], vec![(k("2"), row(2))]);
+    assert!(got[1].is_empty());
+    assert_eq!(got[2], vec![(Key::Num(9), rows[3].2.clone())]);
+    assert!(got[3].is_empty());
+    assert_eq!(got[4], vec![(pair("todos", "t1"), json!("1"))]);
+    assert_eq!(
+        got[5],
+        vec![(k("4"), row(4))],
+        "its own write, through the index"
+    );
+    assert!(
+        got[6].is_empty(),
+        "true is no key: nothing is indexed under it"
+    );
+    let all: Vec<Key> = got[7].iter().map(|(k, _)| k.clone()).collect();
+    assert_eq!(all, strs(&["1", "2", "3", "4"]));
+}
+
+/// get_first answers the first entries in key order, with the transaction's own writes.
+pub async fn get_first_in_key_order<H: Harness>(h: &H) {
+    let (_, s) = open(h, "get_first").await;
+    let entry = |n: u64| json!({"seq": n, "c": "todos", "r": n.to_string(), "kind": "create"});
+    let rows: Vec<_> = [5u64, 2, 30, 7]
+        .iter()
+        .map(|n| (Table::Outbox, Key::Num(*n), entry(*n)))
+        .collect();
+    put_all(&s, &rows).await;
+    let tx = s.begin(true).await.expect("begin");
+    tx.put(Table::Outbox, &Key::Num(3), &entry(3)).expect("put");
+    let keys = |got: Vec<(Key, Value)>| got.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    let first = tx.get_first(Table::Outbox, 2).await.expect("get_first");
+    assert_eq!(first[0], (Key::Num(2), entry(2)));
+    assert_eq!(keys(first), nums(&[2, 3]));
+    let all = tx.get_first(Table::Outbox, 10).await.expect("get_first");
+    assert_eq!(keys(all), nums(&[2, 3, 5, 7, 30]));
+    assert!(tx
+        .get_first(Table::Outbox, 0)
+        .await
+        .expect("get_first")
+        .is_empty());
+    assert!(tx
+        .get_first(Table::Aliases, 3)
+        .await
+        .expect("get_first")
+        .is_empty());
+}
+
+/// A transaction over some tables works on them, and refuses the others.
+pub async fn scoped_transaction_keeps_to_its_tables<H: Harness>(h: &H) {
+    let (_, s) = open(h, "scoped").await;
+    let scope = [Table::Records("todos"), Table::Outbox];
+    let tx = s.begin_in(true, &scope).await.expect("begin_in");
+    tx.put(Table::Records("todos"), &k("a"), &json!({"d": {}}))
+        .expect("put in scope");
+    tx.put(
+        Table::Outbox,
+        &Key::Num(1),
+        &json!({"seq": 1, "c": "todos", "r": "a"}),
+    )
+    .expect("put in scope");
+    assert!(
+        tx.get(Table::State, &k("clock")).await.is_err(),
+        "a read outside the scope fails"
+    );
+    tx.commit().await.expect("commit");
+    let tx = s.begin_in(true, &scope).await.expect("begin_in");
+    tx.put(Table::Records("todos"), &k("b"), &json!({"d": {}}))
+        .expect("put in scope");
+    assert!(
+        tx.put(Table::Aliases, &pair("todos", "x"), &json!("y"))
+            .is_err(),
+        "a write outside the scope fails"
+    );
+    assert!(
+        tx.commit().await.is_err(),
+        "and dooms the transaction: nothing of it commits"
+    );
+    assert_eq!(count(&s, Table::Records("todos")).await, 1);
+    assert_eq!(count(&s, Table::Outbox).await, 1);
+    assert_eq!(count(&s, Table::Aliases).await, 0);
+}
+
+/// A write transaction dropped without commit leaves nothing behind.
+pub async fn dropped_transaction_rolls_back<H: Harness>(h: &H) {
+    let (_, s) = open(h, "dropped_transaction_rolls_back").await;
+    put_all(&s, &[(Table::State, k("kept"), json!(1))]).await;
+    {
+        let tx = s.begin(true).await.expect("begin");
+        tx.put(Table::Records("notes"), &k("x"), &json!({"d": {"id": "x"}}))
+            .expect("put");
+        tx.put(Table::Outbox, &Key::Num(1), &json!({"seq": 1}))
+            .expect("put");
+        tx.put(Table::State, &k("kept"), &json!(2)).expect("put");
+        tx.delete(Table::State, &k("kept")).expect("delete");
+        assert_eq!(tx.count(Table::Outbox).await.expect("count"), 1);
+        // dropped here, uncommitted
+    }
+    assert_eq!(get(&s, Table::Records("notes"), &k("x")).await, None);
+    assert_eq!(count(&s, Table::Outbox).await, 0);
+    assert_eq!(get(&s, Table::State, &k("kept")).await, Some(json!(1)));
+}
+
+/// Writes in a read-only transaction fail and change nothing.
+pub async fn read_only_transaction_rejects_writes<H: Harness>(h: &H) {
+    let (_, s) = open(h, "read_only_transaction_rejects_writes").await;
+    put_all(&s, &[(Table::State, k("kept"), json!(1))]).await;
+    let tx = s.begin(false).await.expect("begin");
+    let put = tx.put(Table::State, &k("new"), &json!(2));
+    assert_eq!(
+        put.expect_err("put in a read-only transaction").kind,
+        ErrorKind::Storage
+    );
+    let del = tx.delete(Table::State, &k("kept"));
+    assert_eq!(
+        del.expect_err("delete in a read-only transaction").kind,
+        ErrorKind::Storage
+    );
+    drop(tx);
+    assert_eq!(get(&s, Table::State, &k("new")).await, None);
+    assert_eq!(get(&s, Table::State, &k("kept")).await, Some(json!(1)));
+}
+
+/// A commit makes all of a transaction's writes durable together, or (when it fails) none.
+pub async fn commit_is_all_or_nothing<H: Harness>(h: &H) {
+    let (_, s) = open(h, "commit_is_all_or_nothing").await;
+    put_all(&s, &[(Table::State, k("old"), json!("old"))]).await;
+    let batch = |tag: &str| {
+        vec![
+            (
+                Table::Records("notes"),
+                k(&format!("{tag}-1")),
+                json!({"d": {"id": tag}}),
+            ),
+            (
+                Table::Outbox,
+                Key::Num(if tag == "ok" { 1 } else { 2 }),
+                json!({"tag": tag}),
+            ),
+            (Table::Aliases, pair("notes", tag), json!(tag)),
+        ]
+    };
+    let write = |entries: Vec<(Table<'static>, Key, Value)>, delete: Option<Key>| {
+        let s = &s;
+        async move {
+            let tx = s.begin(true).await.expect("begin");
+            for (t, key, v) in &entries {
+                tx.put(*t, key, v).expect("put");
+            }
+            if let Some(key) = delete {
+                tx.delete(Table::State, &key).expect("delete");
+            }
+            tx.commit().await
+        }
+    };
+    write(batch("ok"), None).await.expect("commit");
+    for (t, key, v) in batch("ok") {
+        assert_eq!(get(&s, t, &key).await, Some(v));
+    }
+
+    h.fail_next_commit(&s);
+    let err = write(batch("bad"), Some(k("old")))
+        .await
+        .expect_err("the injected failure");
+    assert!(
+        matches!(err.kind, ErrorKind::Storage | ErrorKind::Quota),
+        "{err}"
+    );
+    for (t, key, _) in batch("bad") {
+        assert_eq!(
+            get(&s, t, &key).await,
+            None,
+            "{t:?} {key:?} after a failed commit"
+        );
+    }
+    assert_eq!(
+        get(&s, Table::State, &k("old")).await,
+        Some(json!("old")),
+        "the delete was rolled back too"
+    );
+    assert_eq!(count(&s, Table::Outbox).await, 1);
+
+    write(batch("after"), None)
+        .await
+        .expect("the storage still works after a failed commit");
+}
