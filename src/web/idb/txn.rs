@@ -184,21 +184,23 @@ impl IdbTxn<'_> {
                     return Ok(Issued::Nothing);
                 }
                 let query = to_js(value)?;
-                self.issue_all(*table, Some(index), &query)?
+                self.issue_all(*table, Some(index), &query, None)?
             }
-            Read::All(table) => self.issue_all(*table, None, &JsValue::UNDEFINED)?,
+            Read::All(table) => self.issue_all(*table, None, &JsValue::UNDEFINED, None)?,
         })
     }
 
     /// The keys and values of `table` (or of its index `index`) under `query` (everything when
-    /// undefined): one `getAllRecords` request where the browser has it, else two.
+    /// undefined), the first `count` of them when given: one `getAllRecords` request where the
+    /// browser has it, else `getAllKeys` and `getAll`.
     fn issue_all(
         &self,
         table: Table<'_>,
         index: Option<&str>,
         query: &JsValue,
+        count: Option<u32>,
     ) -> Result<Issued<'_>> {
-        let (records, keys, values) = self.with_store(table, |s| {
+        let (records, pair) = self.with_store(table, |s| {
             let source: JsValue = match index {
                 Some(ix) => s.index(ix)?.into(),
                 None => s.clone().into(),
@@ -207,26 +209,40 @@ impl IdbTxn<'_> {
             if !query.is_undefined() {
                 js_sys::Reflect::set(&options, &"query".into(), query)?;
             }
-            if let Some(req) = ferry_get_all_records_with(&source, &options)? {
-                return Ok((Some(req), None, None));
+            if let Some(n) = count {
+                js_sys::Reflect::set(&options, &"count".into(), &n.into())?;
             }
-            let (k, v) = match (index, query.is_undefined()) {
-                (Some(ix), _) => {
+            if let Some(req) = ferry_get_all_records_with(&source, &options)? {
+                return Ok((Some(req), None));
+            }
+            // An undefined query is no query: everything.
+            let pair = match (index, count) {
+                (Some(ix), Some(n)) => {
+                    let ix = s.index(ix)?;
+                    (
+                        ix.get_all_keys_with_key_and_limit(query, n)?,
+                        ix.get_all_with_key_and_limit(query, n)?,
+                    )
+                }
+                (Some(ix), None) => {
                     let ix = s.index(ix)?;
                     (
                         ix.get_all_keys_with_key(query)?,
                         ix.get_all_with_key(query)?,
                     )
                 }
-                (None, true) => (s.get_all_keys()?, s.get_all()?),
-                (None, false) => (s.get_all_keys_with_key(query)?, s.get_all_with_key(query)?),
+                (None, Some(n)) => (
+                    s.get_all_keys_with_key_and_limit(query, n)?,
+                    s.get_all_with_key_and_limit(query, n)?,
+                ),
+                (None, None) => (s.get_all_keys_with_key(query)?, s.get_all_with_key(query)?),
             };
-            Ok((None, Some(k), Some(v)))
+            Ok((None, Some(pair)))
         })?;
-        Ok(match (records, keys, values) {
-            (Some(r), _, _) => Issued::Records(self.request(r)),
-            (None, Some(k), Some(v)) => Issued::Pairs(self.request(k), self.request(v)),
-            _ => Issued::Nothing,
+        Ok(match (records, pair) {
+            (Some(r), _) => Issued::Records(self.request(r)),
+            (None, Some((k, v))) => Issued::Pairs(self.request(k), self.request(v)),
+            (None, None) => Issued::Nothing,
         })
     }
 
@@ -296,7 +312,7 @@ impl Txn for IdbTxn<'_> {
 
     async fn get_all(&self, table: Table<'_>) -> Result<Vec<(Key, Value)>> {
         self.flush()?;
-        let issued = self.issue_all(table, None, &JsValue::UNDEFINED)?;
+        let issued = self.issue_all(table, None, &JsValue::UNDEFINED, None)?;
         self.all_of(issued).await
     }
 
@@ -311,7 +327,7 @@ impl Txn for IdbTxn<'_> {
             return Ok(Vec::new()); // no row is indexed under what is not a valid key
         }
         let query = to_js(value)?;
-        let issued = self.issue_all(table, Some(index), &query)?;
+        let issued = self.issue_all(table, Some(index), &query, None)?;
         self.all_of(issued).await
     }
 
@@ -354,18 +370,7 @@ impl Txn for IdbTxn<'_> {
             return Ok(Vec::new()); // IndexedDB reads a count of 0 as "no limit"
         }
         let count = u32::try_from(n).unwrap_or(u32::MAX);
-        let issued = self.with_store(table, |s| {
-            let options = js_sys::Object::new();
-            js_sys::Reflect::set(&options, &"count".into(), &count.into())?;
-            if let Some(req) = ferry_get_all_records_with(s, &options)? {
-                return Ok(Issued::Records(self.request(req)));
-            }
-            let any = JsValue::UNDEFINED;
-            Ok(Issued::Pairs(
-                self.request(s.get_all_keys_with_key_and_limit(&any, count)?),
-                self.request(s.get_all_with_key_and_limit(&any, count)?),
-            ))
-        })?;
+        let issued = self.issue_all(table, None, &JsValue::UNDEFINED, Some(count))?;
         self.all_of(issued).await
     }
 
@@ -396,13 +401,15 @@ impl Txn for IdbTxn<'_> {
     }
 
     async fn commit(self) -> Result<()> {
+        if self.write {
+            self.flush()?; // fails with an earlier write's error too; dropped here: aborted
+        }
         let IdbTxn {
             tx,
             sys,
             owner,
             write,
             failed,
-            queued,
             ..
         } = self;
         if let Some(e) = failed.into_inner() {
@@ -410,13 +417,6 @@ impl Txn for IdbTxn<'_> {
         }
         if !write {
             return Ok(()); // nothing to make durable; finishing it early changes nothing
-        }
-        let queued = queued.into_inner();
-        if !queued.is_empty() {
-            let mut q = queued;
-            q.push(b']');
-            let text = String::from_utf8(q).expect("serde_json writes UTF-8");
-            ferry_write_all(&sys, &text).map_err(|e| cause(&sys, &e))?; // `tx` drops: aborted
         }
         if owner.fail_next.get() {
             // Taken only by a transaction that can carry it out (its scope has `state`).
