@@ -1,20 +1,15 @@
 // Two devices (two browser contexts, each with its own IndexedDB) change the same task; the one
 // that was offline meets the conflict when it comes back, the page shows it field by field, and
 // the devices and the server settle on one record.
-import { after, before, beforeEach, test } from "node:test";
+import { beforeEach, test } from "node:test";
 import assert from "node:assert/strict";
-import { DESKTOP, dumpTitles, launch, openDemo, ready, screenshot, startServer, task, titles, until } from "./helpers.mjs";
+import {
+  DESKTOP, dumpTitles, openDemo, ready, screenshot, task, titles, until, withServerAndBrowser,
+} from "./helpers.mjs";
 
 let server;
 let browser;
-before(async () => {
-  server = await startServer();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+withServerAndBrowser((s, b) => ([server, browser] = [s, b]));
 beforeEach(() => server.admin("/__admin/wipe", {}));
 
 const dump = async () => (await server.admin("/__admin/dump")).todos ?? [];

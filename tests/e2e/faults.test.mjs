@@ -1,20 +1,13 @@
 // The demo's "make the server misbehave" switches, and what the page shows as Ferry copes: a
 // refused change with retry and discard, a server that is down (attempts, next retry), and an
 // answer lost after the write was stored (the retry is replayed, not applied twice).
-import { after, before, beforeEach, test } from "node:test";
+import { beforeEach, test } from "node:test";
 import assert from "node:assert/strict";
-import { dumpTitles, launch, openDemo, screenshot, startServer, task, titles, until } from "./helpers.mjs";
+import { dumpTitles, openDemo, screenshot, task, titles, until, withServerAndBrowser } from "./helpers.mjs";
 
 let server;
 let browser;
-before(async () => {
-  server = await startServer();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+withServerAndBrowser((s, b) => ([server, browser] = [s, b]));
 beforeEach(async () => {
   await server.admin("/__admin/reset", {});
   await server.admin("/__admin/wipe", {});

@@ -1,5 +1,6 @@
 // Shared pieces of the end-to-end tests: the reference server on a free port, Debian's Chromium
 // through playwright-core, the demo page with its console watched, and waiting for conditions.
+import { after, before } from "node:test";
 import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -45,6 +46,24 @@ export async function admin(url, path, body) {
   });
   if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
   return res.json();
+}
+
+/**
+ * Starts the reference server and Chromium before a test file's tests and stops both after them;
+ * `set(server, browser)` receives them once started.
+ */
+export function withServerAndBrowser(set) {
+  let server;
+  let browser;
+  before(async () => {
+    server = await startServer();
+    browser = await launch();
+    set(server, browser);
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
 }
 
 export function launch() {

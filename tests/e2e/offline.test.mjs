@@ -1,23 +1,15 @@
 // Working offline in the demo: changes wait in the outbox, survive a reload, and reach the server
 // when the browser is back online. Offline is Chromium's own (context.setOffline), so the page
 // gets real `offline`/`online` events and failing requests.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  DESKTOP, PHONE, dumpTitles, launch, openDemo, outbox, ready, screenshot, serverTitles, startServer,
-  task, titles, until,
+  DESKTOP, PHONE, dumpTitles, openDemo, outbox, ready, screenshot, serverTitles, task, titles, until, withServerAndBrowser,
 } from "./helpers.mjs";
 
 let server;
 let browser;
-before(async () => {
-  server = await startServer();
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+withServerAndBrowser((s, b) => ([server, browser] = [s, b]));
 
 async function add(page, title) {
   await page.fill("#new-title", title);
