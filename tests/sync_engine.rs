@@ -377,3 +377,33 @@ fn reopen_keeps_pending_and_the_clock_does_not_reuse_ids() {
     assert_eq!(out.len(), 2);
     assert_ne!(out[0].mutation_id, out[1].mutation_id);
 }
+
+/// A store opened without a collection sends what it can and keeps the rest: mutations of the
+/// collection it does not declare (it does not know their URL) wait, in order, for a store that
+/// declares it. Even a whole batch's worth of them at the head of the queue holds nothing back.
+#[test]
+fn mutations_of_a_collection_left_out_wait_for_a_store_that_declares_it() {
+    let storage = MemoryStorage::new();
+    let s = MemServer::new();
+    {
+        let db = open(config(&["notes", "todos"]), storage.clone());
+        for k in 0..150 {
+            create(&db, "notes", json!({"text": format!("note {k}")}));
+        }
+        create(&db, "todos", json!({"title": "t"}));
+    }
+    let db = open(config(&["todos"]), storage.clone());
+    let report = flush_all(&db, &s);
+    assert_eq!(report.acked, 1);
+    assert_eq!(s.records("todos").len(), 1);
+    assert!(s.records("notes").is_empty());
+    assert_eq!(pending(&db), 150);
+    drop(db);
+
+    let db = open(config(&["notes", "todos"]), storage);
+    let report = flush_all(&db, &s);
+    assert_eq!(report.acked, 150);
+    assert_eq!(pending(&db), 0);
+    assert_in_sync(&db, &s, "notes");
+    assert_in_sync(&db, &s, "todos");
+}

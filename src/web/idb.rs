@@ -6,8 +6,8 @@
 //! (`[collection, tmpId]` keys), `rejected` and `conflicts` (numeric keys).
 //!
 //! Opening compares that layout with the database and, when they differ, reopens it one version
-//! up and creates or deletes stores and indexes in `upgradeneeded`; the stores that stay keep
-//! their data. Another tab's upgrade closes this connection (`versionchange`), so that upgrade is
+//! up and creates stores and creates or deletes indexes in `upgradeneeded`. No store is deleted:
+//! a collection this configuration leaves out keeps its data. Another tab's upgrade closes this connection (`versionchange`), so that upgrade is
 //! not blocked; later calls fail with a `ClosedError`.
 //!
 //! A transaction spans every store, or the scope asked for (`txn.rs`). Writes are queued as JSON
@@ -147,8 +147,8 @@ pub struct IdbStorage {
 
 impl IdbStorage {
     /// Opens (or creates) the database `config.name`, upgrading its layout to `config`'s
-    /// collections and indexes when they differ. Data of stores that stay is kept; the store of a
-    /// collection no longer configured is deleted.
+    /// collections and indexes when they differ. Every store keeps its data, also the store of a
+    /// collection this configuration leaves out.
     pub async fn open(config: &StoreConfig) -> Result<IdbStorage> {
         let (db, stores) = schema::open(config).await?;
         let name = config.name.clone();

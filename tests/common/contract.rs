@@ -51,6 +51,7 @@ macro_rules! for_each_contract {
         $m!(engine_reopen_keeps_records_and_outbox);
         $m!(engine_index_added_later_finds_old_records);
         $m!(engine_two_indexes_added_later_find_old_records);
+        $m!(engine_collection_left_out_keeps_its_data);
     };
 }
 

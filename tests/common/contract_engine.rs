@@ -366,3 +366,41 @@ pub async fn engine_two_indexes_added_later_find_old_records<H: Harness>(h: &H) 
         assert_eq!(ids(&hits), vec!["a", "c"], "through the {field} index");
     }
 }
+
+/// A collection left out of a later configuration keeps its records and its pending mutations:
+/// the store opened without it still lists them, and the store that declares it again has them.
+pub async fn engine_collection_left_out_keeps_its_data<H: Harness>(h: &H) {
+    let (cfg, s) = open(h, "engine_collection_left_out").await;
+    let e = engine(h, &cfg, s).await;
+    write(
+        &e,
+        "notes",
+        vec![Op::Create(rec(json!({"id": "n1", "text": "kept"})))],
+    )
+    .await;
+    write(&e, "todos", vec![Op::Create(rec(json!({"id": "t1"})))]).await;
+    drop(e);
+
+    let mut without = cfg.clone();
+    without.collections.remove("notes");
+    let e = engine(h, &without, h.open(&without).await).await;
+    let out = e.outbox().await.expect("outbox");
+    let listed: Vec<(&str, &str)> = out
+        .iter()
+        .map(|o| (o.collection.as_str(), o.record_id.as_str()))
+        .collect();
+    assert_eq!(listed, vec![("notes", "n1"), ("todos", "t1")]);
+    assert_eq!(out[0].changes, rec(json!({"id": "n1", "text": "kept"})));
+    let err = e
+        .write("notes", vec![Op::Create(rec(json!({"id": "n2"})))])
+        .await
+        .expect_err("notes is not declared here");
+    assert_eq!(err.kind, ErrorKind::UnknownCollection);
+    write(&e, "todos", vec![Op::Create(rec(json!({"id": "t2"})))]).await;
+    drop(e);
+
+    let e = engine(h, &cfg, h.open(&cfg).await).await;
+    let got = e.get("notes", "n1").await.expect("get");
+    assert_eq!(got, Some(rec(json!({"id": "n1", "text": "kept"}))));
+    assert_eq!(e.pending_count().await.expect("pending"), 3);
+}

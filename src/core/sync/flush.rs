@@ -244,7 +244,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
             if !seen.insert(rec.clone()) || blocked.contains(&rec) {
                 continue;
             }
-            let cfg = self.collection(&e.c)?;
+            // A collection this store was opened without: its mutations wait, kept, for a store
+            // that declares it (this one does not know its URL).
+            let Ok(cfg) = self.collection(&e.c) else {
+                continue;
+            };
             let was_fresh = e.sent.is_none();
             if e.sent.is_none() {
                 let row = tx.row(&e.c, &e.r).await?;
@@ -299,6 +303,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         }
         let records: HashSet<(String, String)> = head
             .iter()
+            .filter(|e| self.config.collections.contains_key(&e.c))
             .map(|e| (e.c.clone(), e.r.clone()))
             .filter(|rec| !blocked.contains(rec))
             .collect();
@@ -318,7 +323,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
         want: Want,
     ) -> Result<()> {
         let mut by_collection: std::collections::HashMap<&str, Vec<String>> = Default::default();
-        for e in entries {
+        // Only declared collections have a store to read.
+        for e in entries.filter(|e| self.config.collections.contains_key(&e.c)) {
             by_collection
                 .entry(e.c.as_str())
                 .or_default()

@@ -13,7 +13,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{DomException, DomStringList, IdbDatabase, IdbObjectStore, IdbTransaction};
 
-use super::{idb_error, lib_error, open_error, store_name, RECORDS_PREFIX};
+use super::{idb_error, lib_error, open_error, store_name};
 use crate::core::config::StoreConfig;
 use crate::core::error::{Error, Result};
 use crate::core::storage::{field_index, Table, OUTBOX_BY_RECORD};
@@ -82,24 +82,20 @@ fn layout(config: &StoreConfig) -> Vec<StoreSpec> {
 /// One difference between the layout and the database.
 enum Change<'s> {
     CreateStore(&'s StoreSpec),
-    DeleteStore(String),
     CreateIndex(&'s StoreSpec, &'s IndexSpec),
     DeleteIndex(&'s StoreSpec, String),
 }
 
 /// What must change so that a database with `stores` (and `indexes` on each store that exists)
-/// matches `layout`. Stores that are not collections' are never deleted.
+/// matches `layout`. No store is ever deleted: a collection left out of this configuration (an
+/// older page, another part of the app) keeps its records and its pending mutations for the
+/// store that declares it again.
 fn diff<'s>(
     layout: &'s [StoreSpec],
     stores: &[String],
     indexes: impl Fn(&str) -> Result<Vec<String>>,
 ) -> Result<Vec<Change<'s>>> {
     let mut out = Vec::new();
-    for s in stores.iter().filter(|s| s.starts_with(RECORDS_PREFIX)) {
-        if !layout.iter().any(|l| l.name == *s) {
-            out.push(Change::DeleteStore(s.clone()));
-        }
-    }
     for spec in layout {
         if !stores.contains(&spec.name) {
             out.push(Change::CreateStore(spec));
@@ -136,7 +132,6 @@ fn apply(db: &IdbDatabase, vtx: &IdbTransaction, changes: &[Change<'_>]) -> Resu
     let mut rekey: Vec<(&str, js_sys::Array)> = Vec::new();
     for change in changes {
         match change {
-            Change::DeleteStore(name) => db.delete_object_store(name)?,
             Change::CreateStore(spec) => {
                 let store = db.create_object_store(&spec.name)?;
                 for ix in &spec.indexes {
@@ -225,12 +220,17 @@ fn names(list: DomStringList) -> Vec<String> {
 /// differs. Returns the connection and the names of every store (for transactions).
 pub(super) async fn open(config: &StoreConfig) -> Result<(Database, Vec<String>)> {
     let layout = Rc::new(layout(config));
-    let stores = layout.iter().map(|s| s.name.clone()).collect();
+    // Every store, the declared collections' and those kept for collections left out (whose
+    // pending mutations the outbox still lists).
+    let stores = |db: &Database| names(db.as_sys().object_store_names());
     let name = config.name.as_str();
     for _ in 0..OPEN_ATTEMPTS {
         let db = Database::open(name).await.map_err(open_error)?;
         match outdated(&db, &layout) {
-            Ok(false) => return Ok((db, stores)),
+            Ok(false) => {
+                let all = stores(&db);
+                return Ok((db, all));
+            }
             Ok(true) => {}
             Err(e) => {
                 db.close();
@@ -240,7 +240,8 @@ pub(super) async fn open(config: &StoreConfig) -> Result<(Database, Vec<String>)
         let version = db.version() + 1.0;
         db.close();
         if let Some(db) = upgrade(name, version, layout.clone()).await? {
-            return Ok((db, stores));
+            let all = stores(&db);
+            return Ok((db, all));
         }
     }
     Err(Error::storage(format!(
