@@ -156,7 +156,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     }
                     None => {
                         // A fresh temporary id: nothing can be stored or pending under it.
-                        let key = format!("tmp-{node}-{seq}");
+                        // Zero-padded, so that temporary ids sort in creation order and the
+                        // records of one sync round lie in one key range.
+                        let key = format!("tmp-{node}-{seq:010}");
                         data.insert(idp.to_string(), Value::String(key.clone()));
                         (key, Vec::new())
                     }

@@ -46,6 +46,34 @@ impl Key {
     pub fn str(s: impl Into<String>) -> Key {
         Key::Str(s.into())
     }
+
+    /// The key an index holds for `v`, when it is one of the kinds [`Key`] has.
+    pub fn of_value(v: &Value) -> Option<Key> {
+        match v {
+            Value::Number(n) => n.as_u64().map(Key::Num),
+            Value::String(s) => Some(Key::Str(s.clone())),
+            Value::Array(a) => match &a[..] {
+                [Value::String(c), Value::String(r)] => Some(Key::Pair(c.clone(), r.clone())),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+/// How IndexedDB orders two keys: numbers, then strings, then arrays, strings by UTF-16 code
+/// units (which differs from `str`'s order, by UTF-8 bytes, past U+FFFF). A range read's bounds
+/// must be in this order, or IndexedDB refuses the range.
+pub fn idb_order(a: &Key, b: &Key) -> std::cmp::Ordering {
+    fn utf16(a: &str, b: &str) -> std::cmp::Ordering {
+        a.encode_utf16().cmp(b.encode_utf16())
+    }
+    match (a, b) {
+        (Key::Num(x), Key::Num(y)) => x.cmp(y),
+        (Key::Str(x), Key::Str(y)) => utf16(x, y),
+        (Key::Pair(x1, x2), Key::Pair(y1, y2)) => utf16(x1, y1).then_with(|| utf16(x2, y2)),
+        _ => a.cmp(b), // different kinds: the derived order ranks them as IndexedDB does
+    }
 }
 
 /// The index of the outbox by record: its key is `[collection, record id]`.
@@ -79,6 +107,20 @@ pub enum Read<'a> {
     Index(Table<'a>, &'a str, Value),
     /// Every entry of a table, as [`Txn::get_all`].
     All(Table<'a>),
+    /// The first entries (at most `limit`) whose key, or key in `index`, lies between two keys,
+    /// as [`Txn::get_range`].
+    Range {
+        /// The table.
+        table: Table<'a>,
+        /// The index, or `None` for the table's own keys.
+        index: Option<&'a str>,
+        /// The lowest key, included.
+        lo: Key,
+        /// The highest key, included.
+        hi: Key,
+        /// At most this many entries.
+        limit: usize,
+    },
 }
 
 /// One open transaction. Reads are async (they are IndexedDB requests); writes are queued at
@@ -109,9 +151,46 @@ pub trait Txn {
                     .unwrap_or_default(),
                 Read::Index(t, ix, v) => self.get_by_index(*t, ix, v).await?,
                 Read::All(t) => self.get_all(*t).await?,
+                Read::Range {
+                    table,
+                    index,
+                    lo,
+                    hi,
+                    limit,
+                } => self.get_range(*table, *index, lo, hi, *limit).await?,
             });
         }
         Ok(out)
+    }
+    /// The first `limit` entries whose key (or, with `index`, whose key in that index) lies in
+    /// `lo..=hi` in [`idb_order`], ordered by that key and then by primary key, as IndexedDB's
+    /// `getAll(IDBKeyRange.bound(lo, hi), limit)` answers. Nothing when `lo` is above `hi`.
+    /// The default reads the whole table; IndexedDB asks for the range.
+    async fn get_range(
+        &self,
+        table: Table<'_>,
+        index: Option<&str>,
+        lo: &Key,
+        hi: &Key,
+        limit: usize,
+    ) -> Result<Vec<(Key, Value)>> {
+        use std::cmp::Ordering::{Greater, Less};
+        let mut hits: Vec<(Key, Key, Value)> = self
+            .get_all(table)
+            .await?
+            .into_iter()
+            .filter_map(|(k, v)| {
+                let at = match index {
+                    None => k.clone(),
+                    Some(ix) => Key::of_value(&index_value(ix, &v)?)?,
+                };
+                let inside = idb_order(&at, lo) != Less && idb_order(&at, hi) != Greater;
+                inside.then_some((at, k, v))
+            })
+            .collect();
+        hits.sort_by(|a, b| idb_order(&a.0, &b.0).then_with(|| idb_order(&a.1, &b.1)));
+        hits.truncate(limit);
+        Ok(hits.into_iter().map(|(_, k, v)| (k, v)).collect())
     }
     /// The first `n` entries, in key order.
     async fn get_first(&self, table: Table<'_>, n: usize) -> Result<Vec<(Key, Value)>> {

@@ -1,7 +1,7 @@
 //! Typed access to a storage transaction: rows, outbox entries, aliases and the clock.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -25,11 +25,113 @@ pub struct ClockState {
 
 const CLOCK: &str = "clock";
 
-/// From this many records on, a prefetch reads a whole table at once when it holds at most
-/// [`SCAN_RATIO`] times as many entries as the records it wants (one request, and a decode of a
-/// few small values, costs less than a request per record).
-const SCAN_FROM: usize = 32;
-const SCAN_RATIO: u64 = 8;
+/// From this many records on, a prefetch reads each table as one range (a request per record
+/// costs more than a few values not asked for).
+const RANGE_FROM: usize = 16;
+
+/// What a prefetch reads of each record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Rows,
+    Aliases,
+    Entries,
+}
+
+impl Part {
+    /// The read of this part for one record.
+    fn get<'c>(self, c: &'c str, id: &str) -> Read<'c> {
+        match self {
+            Part::Rows => Read::Get(Table::Records(c), Key::str(id)),
+            Part::Aliases => Read::Get(Table::Aliases, Key::Pair(c.into(), id.into())),
+            Part::Entries => Read::Index(
+                Table::Outbox,
+                OUTBOX_BY_RECORD,
+                Value::Array(vec![c.into(), id.into()]),
+            ),
+        }
+    }
+
+    /// The cap of a range read for `n` records: a little room for ids in between (and, for
+    /// entries, for a second pending entry of some records).
+    fn limit(self, n: usize) -> usize {
+        match self {
+            Part::Entries => 2 * n + 8,
+            _ => n + n / 4 + 8,
+        }
+    }
+
+    /// One read of this part for every id in `ids` (sorted, in IndexedDB's order).
+    fn range<'c>(self, c: &'c str, ids: &[&str]) -> Read<'c> {
+        let (lo, hi) = (ids[0], ids[ids.len() - 1]);
+        let (table, index, lo, hi) = match self {
+            Part::Rows => (Table::Records(c), None, Key::str(lo), Key::str(hi)),
+            Part::Aliases => (
+                Table::Aliases,
+                None,
+                Key::Pair(c.into(), lo.into()),
+                Key::Pair(c.into(), hi.into()),
+            ),
+            Part::Entries => (
+                Table::Outbox,
+                Some(OUTBOX_BY_RECORD),
+                Key::Pair(c.into(), lo.into()),
+                Key::Pair(c.into(), hi.into()),
+            ),
+        };
+        Read::Range {
+            table,
+            index,
+            lo,
+            hi,
+            limit: self.limit(ids.len()),
+        }
+    }
+
+    /// Stores in `known` what `got` holds for the records it asks about, and returns which
+    /// records `got` held, in its order. Only those asked for are decoded, so that one damaged
+    /// value elsewhere in a range does not fail this write.
+    fn take(self, known: &mut Known, got: Vec<(Key, Value)>) -> Result<Vec<String>> {
+        let mut found: Vec<String> = Vec::new();
+        let mut saw = |id: &str| {
+            if found.last().map(String::as_str) != Some(id) {
+                found.push(id.to_string());
+            }
+        };
+        for (k, v) in got {
+            match self {
+                Part::Rows => {
+                    if let Key::Str(id) = k {
+                        if let Some(slot) = known.rows.get_mut(&id) {
+                            *slot = Some(Row::from_value(v)?);
+                            saw(&id);
+                        }
+                    }
+                }
+                Part::Aliases => {
+                    if let (Key::Pair(kc, tmp), Some(real)) = (k, v.as_str()) {
+                        if kc == known.c && known.aliases.contains_key(&tmp) {
+                            known.aliases.insert(tmp.clone(), Some(real.to_string()));
+                            saw(&tmp);
+                        }
+                    }
+                }
+                Part::Entries => {
+                    let r = (v.get("c").and_then(Value::as_str) == Some(known.c.as_str()))
+                        .then(|| v.get("r").and_then(Value::as_str))
+                        .flatten()
+                        .map(str::to_string);
+                    if let Some(r) = r {
+                        if let Some(list) = known.entries.get_mut(&r) {
+                            list.push(decode_entry((k, v))?);
+                            saw(&r);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+}
 
 /// What a [`Tx::prefetch`] reads besides the rows (and the clock).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,73 +202,8 @@ impl<T: Txn> Tx<T> {
         want: Want,
     ) -> Result<()> {
         let mut ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        ids.sort_unstable();
+        ids.sort_unstable_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
         ids.dedup();
-        // A big read takes a small table whole rather than key by key.
-        let scan = |n: u64| ids.len() >= SCAN_FROM && n <= SCAN_RATIO * ids.len() as u64;
-        let (mut rows_all, mut aliases_all, mut outbox_all) = (false, false, false);
-        // Rows alone are never read whole (a records table is rarely smaller than a write):
-        // no count, no extra round trip.
-        if ids.len() >= SCAN_FROM && (want.aliases || want.entries) {
-            let tables = [Table::Records(c), Table::Aliases, Table::Outbox];
-            if let [r, a, o] = self.t.count_many(&tables).await?[..] {
-                // Rows are the big values: whole only when the table is hardly larger.
-                rows_all = ids.len() as u64 >= r;
-                (aliases_all, outbox_all) = (scan(a), scan(o));
-            }
-        }
-        let per_key = |all: bool, wanted: bool| {
-            if !wanted {
-                0
-            } else if all {
-                1
-            } else {
-                ids.len()
-            }
-        };
-        let (n_rows, n_aliases, n_entries) = (
-            per_key(rows_all, true),
-            per_key(aliases_all, want.aliases),
-            per_key(outbox_all, want.entries),
-        );
-        let mut reads = Vec::with_capacity(1 + n_rows + n_aliases + n_entries);
-        if self.clock.is_none() {
-            reads.push(Read::Get(Table::State, Key::str(CLOCK)));
-        }
-        if rows_all {
-            reads.push(Read::All(Table::Records(c)));
-        } else {
-            reads.extend(
-                ids.iter()
-                    .map(|id| Read::Get(Table::Records(c), Key::str(*id))),
-            );
-        }
-        if aliases_all && want.aliases {
-            reads.push(Read::All(Table::Aliases));
-        } else if want.aliases {
-            reads.extend(
-                ids.iter()
-                    .map(|id| Read::Get(Table::Aliases, Key::Pair(c.into(), id.to_string()))),
-            );
-        }
-        if outbox_all && want.entries {
-            reads.push(Read::All(Table::Outbox));
-        } else if want.entries {
-            reads.extend(ids.iter().map(|id| {
-                Read::Index(
-                    Table::Outbox,
-                    OUTBOX_BY_RECORD,
-                    Value::Array(vec![c.into(), (*id).into()]),
-                )
-            }));
-        }
-        let mut answers = self.t.read_many(&reads).await?.into_iter();
-        if self.clock.is_none() {
-            let stored = answers.next().and_then(|a| a.into_iter().next());
-            let stored = stored.map(|(_, v)| v);
-            self.clock_new = stored.is_none();
-            self.clock = Some(new_clock(stored, env)?);
-        }
         let mut known = Known {
             c: c.to_string(),
             ..Known::default()
@@ -180,33 +217,79 @@ impl<T: Txn> Tx<T> {
                 known.entries.insert(id.to_string(), Vec::new());
             }
         }
-        let mut take = |n: usize| answers.by_ref().take(n).flatten().collect::<Vec<_>>();
-        // A whole table holds values not asked for: only those asked for are decoded, so one
-        // damaged value elsewhere does not fail this write.
-        for (k, v) in take(n_rows) {
-            if let Key::Str(k) = k {
-                if let Some(slot) = known.rows.get_mut(&k) {
-                    *slot = Some(Row::from_value(v)?);
-                }
+        let parts: Vec<Part> = [
+            Some(Part::Rows),
+            want.aliases.then_some(Part::Aliases),
+            want.entries.then_some(Part::Entries),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        // Many records: one range read per table, from the lowest id to the highest. Ids written
+        // together are usually close (temporary ids sort in creation order), so the range holds
+        // little else; whatever a capped range did not reach is read key by key after.
+        let mut left: Vec<(Part, Vec<&str>)> = Vec::new();
+        let first_pass: Vec<(Part, Vec<&str>)> = parts.iter().map(|p| (*p, ids.clone())).collect();
+        let ranged = ids.len() >= RANGE_FROM;
+        let mut reads = Vec::new();
+        if self.clock.is_none() {
+            reads.push(Read::Get(Table::State, Key::str(CLOCK)));
+        }
+        for (part, want_ids) in &first_pass {
+            if ranged {
+                reads.push(part.range(c, want_ids));
+            } else {
+                reads.extend(want_ids.iter().map(|id| part.get(c, id)));
             }
         }
-        for (k, v) in take(n_aliases) {
-            if let (Key::Pair(kc, tmp), Some(real)) = (k, v.as_str()) {
-                if kc == c && known.aliases.contains_key(&tmp) {
-                    known.aliases.insert(tmp, Some(real.to_string()));
+        let mut answers = self.t.read_many(&reads).await?.into_iter();
+        if self.clock.is_none() {
+            let stored = answers.next().and_then(|a| a.into_iter().next());
+            let stored = stored.map(|(_, v)| v);
+            self.clock_new = stored.is_none();
+            self.clock = Some(new_clock(stored, env)?);
+        }
+        for (part, want_ids) in first_pass {
+            if !ranged {
+                for _ in &want_ids {
+                    part.take(&mut known, answers.next().unwrap_or_default())?;
                 }
+                continue;
+            }
+            let got = answers.next().unwrap_or_default();
+            let full = got.len() >= part.limit(want_ids.len());
+            let found = part.take(&mut known, got)?;
+            if full {
+                // Capped: what it holds is known; the others may lie past where it stopped.
+                let mut done: HashSet<&str> = found.iter().map(String::as_str).collect();
+                if part == Part::Entries {
+                    // The last record's entries may have been cut: read them again.
+                    if let Some(last) = found.last() {
+                        done.remove(last.as_str());
+                        if let Some(list) = known.entries.get_mut(last) {
+                            list.clear();
+                        }
+                    }
+                }
+                let rest = want_ids.into_iter().filter(|id| !done.contains(id));
+                left.push((part, rest.collect()));
             }
         }
-        for (k, v) in take(n_entries) {
-            let r = (v.get("c").and_then(Value::as_str) == Some(c))
-                .then(|| v.get("r").and_then(Value::as_str))
-                .flatten();
-            if let Some(list) = r.and_then(|r| known.entries.get_mut(r)) {
-                list.push(decode_entry((k, v))?);
+        let reads: Vec<Read> = left
+            .iter()
+            .flat_map(|(part, ids)| ids.iter().map(|id| part.get(c, id)))
+            .collect();
+        if !reads.is_empty() {
+            let mut answers = self.t.read_many(&reads).await?.into_iter();
+            for (part, ids) in &left {
+                for _ in ids {
+                    part.take(&mut known, answers.next().unwrap_or_default())?;
+                }
             }
         }
         for list in known.entries.values_mut() {
             list.sort_unstable_by_key(|e| e.seq);
+            list.dedup_by_key(|e| e.seq);
         }
         *self.known.borrow_mut() = Some(known);
         Ok(())

@@ -40,6 +40,7 @@ macro_rules! for_each_contract {
         $m!(count_every_table);
         $m!(read_many_answers_each_read_in_order);
         $m!(get_first_in_key_order);
+        $m!(get_range_in_idb_order);
         $m!(scoped_transaction_keeps_to_its_tables);
         $m!(dropped_transaction_rolls_back);
         $m!(read_only_transaction_rejects_writes);
@@ -52,6 +53,7 @@ macro_rules! for_each_contract {
         $m!(engine_index_added_later_finds_old_records);
         $m!(engine_two_indexes_added_later_find_old_records);
         $m!(engine_collection_left_out_keeps_its_data);
+        $m!(engine_big_write_over_sparse_ids_sees_everything);
     };
 }
 

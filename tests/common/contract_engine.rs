@@ -404,3 +404,58 @@ pub async fn engine_collection_left_out_keeps_its_data<H: Harness>(h: &H) {
     assert_eq!(got, Some(rec(json!({"id": "n1", "text": "kept"}))));
     assert_eq!(e.pending_count().await.expect("pending"), 3);
 }
+
+/// A write of many records spread thinly over a big collection (its range read is capped before
+/// it reaches them all) still sees every row and every pending entry: updates find their
+/// records and coalesce into what is pending.
+pub async fn engine_big_write_over_sparse_ids_sees_everything<H: Harness>(h: &H) {
+    let (cfg, s) = open(h, "engine_big_sparse_write").await;
+    let notes = cfg.collection("notes").expect("notes");
+    let rows: Vec<_> = (0..300)
+        .map(|n| {
+            let id = format!("r{n:03}");
+            let row = Row::new(notes, rec(json!({"id": id, "n": n})));
+            (Table::Records("notes"), k(&id), row.to_value())
+        })
+        .collect();
+    put_all(&s, &rows).await;
+    let e = engine(h, &cfg, s).await;
+    let picked: Vec<String> = (0..300).step_by(7).map(|n| format!("r{n:03}")).collect();
+    let patch = |v: Value| -> Vec<Op> {
+        picked
+            .iter()
+            .map(|id| Op::Update(id.clone(), rec(v.clone())))
+            .collect()
+    };
+    let (out, _) = e
+        .write("notes", patch(json!({"a": 1})))
+        .await
+        .expect("write");
+    assert!(out.iter().all(Option::is_some), "every record was found");
+    // Now every record has a pending entry: the entries' range is capped too.
+    let every: Vec<Op> = (0..300)
+        .map(|n| Op::Update(format!("r{n:03}"), rec(json!({"z": 0}))))
+        .collect();
+    write(&e, "notes", every).await;
+    let (out, _) = e
+        .write("notes", patch(json!({"b": 2})))
+        .await
+        .expect("write");
+    assert!(out.iter().all(Option::is_some));
+    let outbox = e.outbox().await.expect("outbox");
+    assert_eq!(
+        outbox.len(),
+        300,
+        "every write coalesced into one entry per record"
+    );
+    for item in &outbox {
+        let n: u64 = item.record_id[1..].parse().expect("a number");
+        let want = if n % 7 == 0 {
+            json!({"a": 1, "b": 2, "z": 0})
+        } else {
+            json!({"z": 0})
+        };
+        assert_eq!(item.changes, rec(want), "{}", item.record_id);
+        assert_eq!(item.base, Some(rec(json!({"id": item.record_id, "n": n}))));
+    }
+}

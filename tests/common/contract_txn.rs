@@ -222,3 +222,81 @@ pub async fn commit_is_all_or_nothing<H: Harness>(h: &H) {
         .await
         .expect("the storage still works after a failed commit");
 }
+
+/// A range read answers the entries between two keys, of a table or of an index, in IndexedDB's
+/// order (strings by UTF-16 code units: U+10000 sorts before U+E000), at most `limit` of them,
+/// with writes of the same transaction seen; an upside-down range answers nothing.
+pub async fn get_range_in_idb_order<H: Harness>(h: &H) {
+    let (_, s) = open(h, "get_range").await;
+    let ids = ["a", "b", "c", "d", "e", "\u{E000}", "\u{10000}"];
+    let rows: Vec<_> = ids
+        .iter()
+        .map(|id| (Table::Records("notes"), k(id), json!({ "d": { "id": id } })))
+        .collect();
+    put_all(&s, &rows).await;
+    let entries = [(5, "a"), (2, "b"), (3, "a"), (4, "c"), (9, "e")];
+    let rows: Vec<_> = entries
+        .iter()
+        .map(|(n, r)| {
+            let v = json!({"seq": n, "c": "todos", "r": r, "kind": "update"});
+            (Table::Outbox, Key::Num(*n), v)
+        })
+        .collect();
+    put_all(&s, &rows).await;
+
+    let tx = s.begin(true).await.expect("begin");
+    tx.delete(Table::Records("notes"), &k("c")).expect("delete");
+    let keys = |got: Vec<(Key, Value)>| got.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    let notes = Table::Records("notes");
+    let range = |lo: &str, hi: &str, limit: usize| {
+        let (lo, hi) = (k(lo), k(hi));
+        let tx = &tx;
+        async move {
+            keys(
+                tx.get_range(notes, None, &lo, &hi, limit)
+                    .await
+                    .expect("range"),
+            )
+        }
+    };
+    assert_eq!(range("b", "e", 10).await, vec![k("b"), k("d"), k("e")]);
+    assert_eq!(range("b", "e", 2).await, vec![k("b"), k("d")]);
+    assert_eq!(range("e", "b", 10).await, Vec::<Key>::new());
+    assert_eq!(
+        range("\u{10000}", "\u{E000}", 10).await,
+        vec![k("\u{10000}"), k("\u{E000}")]
+    );
+    let got = tx
+        .get_range(notes, None, &k("a"), &k("a"), 5)
+        .await
+        .expect("range");
+    assert_eq!(got, vec![(k("a"), json!({ "d": { "id": "a" } }))]);
+
+    let by = |r: &str| pair("todos", r);
+    let outbox = |lo: &str, hi: &str, limit: usize| {
+        let (lo, hi) = (by(lo), by(hi));
+        let tx = &tx;
+        async move {
+            keys(
+                tx.get_range(Table::Outbox, Some(OUTBOX_BY_RECORD), &lo, &hi, limit)
+                    .await
+                    .expect("index range"),
+            )
+        }
+    };
+    assert_eq!(outbox("a", "c", 10).await, nums(&[3, 5, 2, 4]));
+    assert_eq!(outbox("a", "c", 3).await, nums(&[3, 5, 2]));
+    assert_eq!(outbox("b", "d", 10).await, nums(&[2, 4]));
+    let read = Read::Range {
+        table: notes,
+        index: None,
+        lo: k("d"),
+        hi: k("\u{E000}"),
+        limit: 10,
+    };
+    let many = tx.read_many(&[read]).await.expect("read_many");
+    assert_eq!(
+        keys(many.into_iter().next().expect("one answer")),
+        vec![k("d"), k("e"), k("\u{10000}"), k("\u{E000}")]
+    );
+}

@@ -20,7 +20,7 @@ use super::{
     Waiters, INJECTED_KEY,
 };
 use crate::core::error::{Error, Result};
-use crate::core::storage::{Key, Read, Table, Txn};
+use crate::core::storage::{idb_order, Key, Read, Table, Txn};
 use crate::web::js::{ferry_get_all_records_with, ferry_record_pairs, ferry_write_all};
 
 /// A transaction over every store of an [`IdbStorage`]; dropping it uncommitted aborts it.
@@ -187,6 +187,21 @@ impl IdbTxn<'_> {
                 self.issue_all(*table, Some(index), &query, None)?
             }
             Read::All(table) => self.issue_all(*table, None, &JsValue::UNDEFINED, None)?,
+            Read::Range {
+                table,
+                index,
+                lo,
+                hi,
+                limit,
+            } => {
+                if idb_order(lo, hi) == std::cmp::Ordering::Greater || *limit == 0 {
+                    return Ok(Issued::Nothing); // an empty range (IndexedDB would throw)
+                }
+                let range = web_sys::IdbKeyRange::bound(&key_to_js(lo), &key_to_js(hi))
+                    .map_err(|e| idb_error(&e))?;
+                let count = u32::try_from(*limit).unwrap_or(u32::MAX);
+                self.issue_all(*table, *index, &range.into(), Some(count))?
+            }
         })
     }
 
@@ -353,6 +368,26 @@ impl Txn for IdbTxn<'_> {
             });
         }
         Ok(out)
+    }
+
+    async fn get_range(
+        &self,
+        table: Table<'_>,
+        index: Option<&str>,
+        lo: &Key,
+        hi: &Key,
+        limit: usize,
+    ) -> Result<Vec<(Key, Value)>> {
+        self.flush()?;
+        let read = Read::Range {
+            table,
+            index,
+            lo: lo.clone(),
+            hi: hi.clone(),
+            limit,
+        };
+        let issued = self.issue(&read)?;
+        self.all_of(issued).await
     }
 
     async fn count(&self, table: Table<'_>) -> Result<u64> {
