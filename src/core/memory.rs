@@ -9,7 +9,7 @@ use std::rc::Rc;
 use serde_json::Value;
 
 use super::error::{Error, ErrorKind, Result};
-use super::storage::{index_value, Key, Storage, Table, Txn};
+use super::storage::{idb_order, index_value, Key, Storage, Table, Txn};
 
 type Tables = BTreeMap<String, BTreeMap<Key, Value>>;
 
@@ -135,6 +135,14 @@ impl Txn for MemoryTxn<'_> {
         let name = self.check_write(table)?;
         if let Some(t) = self.work.borrow_mut().get_mut(&name) {
             t.remove(key);
+        }
+        Ok(())
+    }
+    fn delete_range(&self, table: Table<'_>, lo: &Key, hi: &Key) -> Result<()> {
+        use std::cmp::Ordering::{Greater, Less};
+        let name = self.check_write(table)?;
+        if let Some(t) = self.work.borrow_mut().get_mut(&name) {
+            t.retain(|k, _| idb_order(k, lo) == Less || idb_order(k, hi) == Greater);
         }
         Ok(())
     }

@@ -212,6 +212,9 @@ pub trait Txn {
     fn put(&self, table: Table<'_>, key: &Key, value: &Value) -> Result<()>;
     /// Removes `key` (a missing key is not an error).
     fn delete(&self, table: Table<'_>, key: &Key) -> Result<()>;
+    /// Removes every key in `lo..=hi` ([`idb_order`]) in one request; nothing when `lo` is
+    /// above `hi`.
+    fn delete_range(&self, table: Table<'_>, lo: &Key, hi: &Key) -> Result<()>;
     /// Makes every write of this transaction durable at once, or none of them.
     async fn commit(self) -> Result<()>;
 }

@@ -174,6 +174,17 @@ pub struct Tx<T: Txn> {
     ticked: bool,
     entry_put: std::cell::Cell<bool>,
     known: RefCell<Option<Known>>,
+    deferred: RefCell<Option<Deferred>>,
+}
+
+/// Outbox deletes held back to the commit, where each run of neighbouring entries goes as one
+/// range delete (a sync round drops a whole batch of acknowledged entries at once).
+struct Deferred {
+    /// Outbox positions read earlier, in order, and a prefix of the outbox then: no other entry
+    /// lay between two of them, and an entry written since sorts after them all (positions only
+    /// grow), so a range between two of them holds only entries of this list.
+    present: Vec<u64>,
+    deleted: std::collections::BTreeSet<u64>,
 }
 
 impl<T: Txn> Tx<T> {
@@ -186,7 +197,62 @@ impl<T: Txn> Tx<T> {
             ticked: false,
             entry_put: std::cell::Cell::new(false),
             known: RefCell::new(None),
+            deferred: RefCell::new(None),
         }
+    }
+
+    /// From now on, entry deletes wait for the commit, where neighbours in `present` (positions
+    /// of a prefix of the outbox, read earlier in the same flush round) go as one range delete.
+    /// Reads through `Tx` no longer see them meanwhile.
+    pub fn group_entry_deletes(&self, mut present: Vec<u64>) {
+        present.sort_unstable();
+        present.dedup();
+        *self.deferred.borrow_mut() = Some(Deferred {
+            present,
+            deleted: Default::default(),
+        });
+    }
+
+    /// Whether the entry at `seq` waits to be deleted at commit.
+    fn doomed(&self, seq: u64) -> bool {
+        self.deferred
+            .borrow()
+            .as_ref()
+            .is_some_and(|d| d.deleted.contains(&seq))
+    }
+
+    /// Issues the deletes [`Tx::group_entry_deletes`] held back.
+    fn delete_deferred(&self) -> Result<()> {
+        let Some(d) = self.deferred.borrow_mut().take() else {
+            return Ok(());
+        };
+        let run = |lo: u64, hi: u64| {
+            if lo == hi {
+                self.t.delete(Table::Outbox, &Key::Num(lo))
+            } else {
+                self.t
+                    .delete_range(Table::Outbox, &Key::Num(lo), &Key::Num(hi))
+            }
+        };
+        let mut open: Option<(u64, u64)> = None;
+        for &seq in &d.present {
+            if d.deleted.contains(&seq) {
+                open = Some((open.map_or(seq, |(lo, _)| lo), seq));
+            } else if let Some((lo, hi)) = open.take() {
+                run(lo, hi)?;
+            }
+        }
+        if let Some((lo, hi)) = open {
+            run(lo, hi)?;
+        }
+        for &seq in d
+            .deleted
+            .iter()
+            .filter(|s| d.present.binary_search(s).is_err())
+        {
+            self.t.delete(Table::Outbox, &Key::Num(seq))?;
+        }
+        Ok(())
     }
 
     /// Reads at once (one round trip) what writes to records `ids` of `c` will look at: their
@@ -422,29 +488,37 @@ impl<T: Txn> Tx<T> {
             .t
             .get_by_index(Table::Outbox, OUTBOX_BY_RECORD, &key)
             .await?;
-        let mut out = rows
-            .into_iter()
-            .map(decode_entry)
-            .collect::<Result<Vec<Entry>>>()?;
+        let mut out = self.entries(rows)?;
         out.sort_unstable_by_key(|e| e.seq);
         Ok(out)
+    }
+
+    /// Decodes stored entries, without those deleted at commit.
+    fn entries(&self, rows: Vec<(Key, Value)>) -> Result<Vec<Entry>> {
+        rows.into_iter()
+            .map(decode_entry)
+            .filter(|e| !e.as_ref().is_ok_and(|e| self.doomed(e.seq)))
+            .collect()
     }
 
     /// The whole outbox, in order.
     pub async fn outbox(&self) -> Result<Vec<Entry>> {
         let rows = self.t.get_all(Table::Outbox).await?;
-        rows.into_iter().map(decode_entry).collect()
+        self.entries(rows)
     }
 
-    /// The first `n` entries of the outbox, in order.
+    /// The first `n` entries of the outbox, in order (fewer when some wait to be deleted).
     pub async fn outbox_head(&self, n: usize) -> Result<Vec<Entry>> {
         let rows = self.t.get_first(Table::Outbox, n).await?;
-        rows.into_iter().map(decode_entry).collect()
+        self.entries(rows)
     }
 
     /// Stores an entry under its position.
     pub fn put_entry(&self, e: &Entry) -> Result<()> {
         self.entry_put.set(true);
+        if let Some(d) = self.deferred.borrow_mut().as_mut() {
+            d.deleted.remove(&e.seq);
+        }
         let v = serde_json::to_value(e).expect("an entry is always valid JSON");
         self.t.put(Table::Outbox, &Key::Num(e.seq), &v)?;
         // An entry keeps its record while a prefetch is current (ids are rewritten only by sync).
@@ -460,7 +534,12 @@ impl<T: Txn> Tx<T> {
 
     /// Removes the entry at `seq`.
     pub fn delete_entry(&self, seq: u64) -> Result<()> {
-        self.t.delete(Table::Outbox, &Key::Num(seq))?;
+        match self.deferred.borrow_mut().as_mut() {
+            Some(d) => {
+                d.deleted.insert(seq);
+            }
+            None => self.t.delete(Table::Outbox, &Key::Num(seq))?,
+        }
         if let Some(known) = self.known.borrow_mut().as_mut() {
             for list in known.entries.values_mut() {
                 list.retain(|x| x.seq != seq);
@@ -471,6 +550,7 @@ impl<T: Txn> Tx<T> {
 
     /// Writes the clock back (if it was used) and commits.
     pub async fn commit(self) -> Result<()> {
+        self.delete_deferred()?;
         let needed = self.clock_new || (self.ticked && self.entry_put.get());
         if let Some(c) = self.clock.as_ref().filter(|_| needed) {
             let v = serde_json::to_value(c).expect("the clock is always valid JSON");

@@ -42,15 +42,17 @@ export function ferry_stringify(value) {
 export function ferry_get_all_records_with(source, options) {
   return typeof source.getAllRecords === 'function' ? source.getAllRecords(options) : null;
 }
-// A transaction's queued writes: `text` is the JSON of [[store, key, value] (a put) or
-// [store, key] (a delete), ...], issued in order.
+// A transaction's queued writes: `text` is the JSON of [[store, key, value] (a put),
+// [store, key] (a delete) or [store, lo, hi, 0] (a delete of lo..=hi), ...], issued in order.
 export function ferry_write_all(tx, text) {
   const ops = JSON.parse(text), stores = new Map();
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i];
     let s = stores.get(op[0]);
     if (s === undefined) { s = tx.objectStore(op[0]); stores.set(op[0], s); }
-    if (op.length === 3) s.put(op[2], op[1]); else s.delete(op[1]);
+    if (op.length === 3) s.put(op[2], op[1]);
+    else if (op.length === 4) s.delete(IDBKeyRange.bound(op[1], op[2]));
+    else s.delete(op[1]);
   }
 }
 export function ferry_record_pairs(records) {

@@ -41,6 +41,7 @@ macro_rules! for_each_contract {
         $m!(read_many_answers_each_read_in_order);
         $m!(get_first_in_key_order);
         $m!(get_range_in_idb_order);
+        $m!(delete_range_removes_the_keys_between);
         $m!(scoped_transaction_keeps_to_its_tables);
         $m!(dropped_transaction_rolls_back);
         $m!(read_only_transaction_rejects_writes);

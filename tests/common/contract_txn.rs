@@ -5,7 +5,7 @@ use ferry::core::storage::{Read, OUTBOX_BY_RECORD};
 use ferry::core::{ErrorKind, Key, Storage, Table, Txn};
 use serde_json::{json, Value};
 
-use super::{count, get, k, nums, open, pair, put_all, strs, Harness};
+use super::{all, count, get, k, nums, open, pair, put_all, strs, Harness};
 
 /// read_many answers gets, index reads and whole tables in the order asked, as the single reads
 /// would, with the transaction's own writes.
@@ -299,4 +299,27 @@ pub async fn get_range_in_idb_order<H: Harness>(h: &H) {
         keys(many.into_iter().next().expect("one answer")),
         vec![k("d"), k("e"), k("\u{10000}"), k("\u{E000}")]
     );
+}
+
+/// A range delete removes the keys between its bounds, bounds included, and nothing else; the
+/// same transaction reads without them, and an upside-down range removes nothing.
+pub async fn delete_range_removes_the_keys_between<H: Harness>(h: &H) {
+    let (_, s) = open(h, "delete_range").await;
+    let entry = |n: u64| json!({"seq": n, "c": "todos", "r": n.to_string(), "kind": "create"});
+    let rows: Vec<_> = [1u64, 2, 3, 5, 8, 13]
+        .iter()
+        .map(|n| (Table::Outbox, Key::Num(*n), entry(*n)))
+        .collect();
+    put_all(&s, &rows).await;
+    let keys = |got: Vec<(Key, Value)>| got.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    let tx = s.begin(true).await.expect("begin");
+    tx.delete_range(Table::Outbox, &Key::Num(2), &Key::Num(8))
+        .expect("delete_range");
+    tx.delete_range(Table::Outbox, &Key::Num(13), &Key::Num(1))
+        .expect("an upside-down range");
+    tx.put(Table::Outbox, &Key::Num(4), &entry(4)).expect("put");
+    let seen = tx.get_all(Table::Outbox).await.expect("get_all");
+    assert_eq!(keys(seen), nums(&[1, 4, 13]));
+    tx.commit().await.expect("commit");
+    assert_eq!(keys(all(&s, Table::Outbox).await), nums(&[1, 4, 13]));
 }

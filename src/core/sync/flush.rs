@@ -39,6 +39,16 @@ pub enum RoundEnd {
     Offline,
 }
 
+/// What a round picked.
+struct Picked {
+    /// The entries to send, frozen.
+    entries: Vec<Entry>,
+    /// Per entry, whether it was frozen just now (so an offline answer can undo it).
+    fresh: Vec<bool>,
+    /// The positions of the outbox entries the pick read, a prefix of the outbox.
+    present: Vec<u64>,
+}
+
 /// After this many attempts of one mutation, a conflict also makes the flush wait.
 const CONFLICT_ROUNDS: u32 = 3;
 
@@ -96,7 +106,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
             .filter(|_| !self.batch_off.get());
         // Freezing stores each request's body: near a full quota, fewer at a time may still fit.
         let mut max = self.config.batch_size;
-        let (picked, fresh) = loop {
+        let Picked {
+            entries: picked,
+            fresh,
+            present,
+        } = loop {
             match self.pick(max).await {
                 Err(e) if e.kind == ErrorKind::Quota && max > 1 => max = (max / 2).max(1),
                 other => break other?,
@@ -127,7 +141,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     if matches!(r.status, 404 | 405 | 501) {
                         // No batch endpoint after all: one request per mutation from now on.
                         self.batch_off.set(true);
-                        return self.apply_round(&picked, &fresh, Vec::new(), report).await;
+                        return self
+                            .apply_round(&picked, &fresh, &present, Vec::new(), report)
+                            .await;
                     }
                 }
                 offline = matches!(res, Err(NetError::Offline));
@@ -155,7 +171,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 }
             }
         }
-        let end = self.apply_all(&picked, &fresh, verdicts, report).await?;
+        let end = self
+            .apply_all(&picked, &fresh, &present, verdicts, report)
+            .await?;
         Ok(if offline { RoundEnd::Offline } else { end })
     }
 
@@ -165,6 +183,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         &self,
         picked: &[Entry],
         fresh: &[bool],
+        present: &[u64],
         verdicts: Vec<Verdict>,
         report: &mut Report,
     ) -> Result<RoundEnd> {
@@ -180,7 +199,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 .cloned()
                 .collect();
             match self
-                .apply_round(&picked[done..hi], &fresh[done..hi], vs, report)
+                .apply_round(&picked[done..hi], &fresh[done..hi], present, vs, report)
                 .await
             {
                 Ok(e) => {
@@ -214,11 +233,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
     }
 
     /// Picks the next mutations to send and freezes them, in one read-write transaction.
-    /// Also says, per entry, whether it was frozen just now (so an offline answer can undo it).
-    async fn pick(&self, max: usize) -> Result<(Vec<Entry>, Vec<bool>)> {
+    async fn pick(&self, max: usize) -> Result<Picked> {
         let mut tx = self.begin(true).await?;
         let blocked: HashSet<(String, String)> = self.blocked_records(&tx).await?;
         let outbox = self.outbox_to_pick(&tx, max, &blocked).await?;
+        let outbox_seqs: Vec<u64> = outbox.iter().map(|e| e.seq).collect();
         // Freezing looks at rows only: the outbox was just read whole.
         let want = Want {
             aliases: false,
@@ -279,7 +298,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
         }
         tx.commit().await?;
-        Ok((picked, fresh))
+        // The entries read were a prefix of the outbox, up to the last one.
+        let present = outbox_seqs;
+        Ok(Picked {
+            entries: picked,
+            fresh,
+            present,
+        })
     }
 
     /// The part of the outbox a round of `max` picks from: its head, when that holds `max`
@@ -402,10 +427,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
         &self,
         picked: &[Entry],
         fresh: &[bool],
+        present: &[u64],
         verdicts: Vec<Verdict>,
         report: &mut Report,
     ) -> Result<RoundEnd> {
         let mut tx = self.begin(true).await?;
+        // A round's acknowledged entries are usually neighbours: one range delete for them all.
+        tx.group_entry_deletes(present.to_vec());
         // Read every row and pending entry the answers touch in one round trip, not one await
         // per read per answer.
         // Acks look at rows and at the entries queued after the answered ones, never at aliases.

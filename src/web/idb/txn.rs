@@ -100,9 +100,9 @@ impl IdbTxn<'_> {
         }
     }
 
-    /// Queues a put (`value` is `Some`) or a delete of `key` in `table`. Fails at once where
-    /// IndexedDB would: a read-only transaction, a store outside the scope.
-    fn queue(&self, table: Table<'_>, key: &Key, value: Option<&Value>) -> Result<()> {
+    /// Queues a write of `key` in `table`. Fails at once where IndexedDB would: a read-only
+    /// transaction, a store outside the scope.
+    fn queue(&self, table: Table<'_>, key: &Key, write: Write<'_>) -> Result<()> {
         self.check()?;
         if !self.write {
             return Err(self.write_failed(Error::storage(
@@ -120,19 +120,26 @@ impl IdbTxn<'_> {
         let json =
             |q: &mut Vec<u8>, v: &str| serde_json::to_writer(q, v).expect("strings are JSON");
         json(&mut q, &name);
-        q.push(b',');
-        match key {
-            Key::Num(n) => q.extend_from_slice(n.to_string().as_bytes()),
-            Key::Str(k) => json(&mut q, k),
-            Key::Pair(a, b) => {
-                q.push(b'[');
-                json(&mut q, a);
-                q.push(b',');
-                json(&mut q, b);
-                q.push(b']');
+        let key_json = |q: &mut Vec<u8>, key: &Key| {
+            q.push(b',');
+            match key {
+                Key::Num(n) => q.extend_from_slice(n.to_string().as_bytes()),
+                Key::Str(k) => json(q, k),
+                Key::Pair(a, b) => {
+                    q.push(b'[');
+                    json(q, a);
+                    q.push(b',');
+                    json(q, b);
+                    q.push(b']');
+                }
             }
+        };
+        key_json(&mut q, key);
+        if let Write::DeleteTo(hi) = write {
+            key_json(&mut q, hi);
+            q.extend_from_slice(b",0");
         }
-        if let Some(v) = value {
+        if let Write::Put(v) = write {
             q.push(b',');
             if let Err(e) = serde_json::to_writer(&mut *q, v) {
                 q.truncate(start); // the whole operation goes, not only its value
@@ -268,6 +275,15 @@ impl IdbTxn<'_> {
             Issued::One(..) | Issued::Nothing => Ok(Vec::new()),
         }
     }
+}
+
+/// One queued write.
+#[derive(Clone, Copy)]
+enum Write<'v> {
+    Put(&'v Value),
+    Delete,
+    /// A delete of every key from the queued key to this one.
+    DeleteTo(&'v Key),
 }
 
 /// The requests of one read, in flight.
@@ -428,11 +444,18 @@ impl Txn for IdbTxn<'_> {
     }
 
     fn put(&self, table: Table<'_>, key: &Key, value: &Value) -> Result<()> {
-        self.queue(table, key, Some(value))
+        self.queue(table, key, Write::Put(value))
     }
 
     fn delete(&self, table: Table<'_>, key: &Key) -> Result<()> {
-        self.queue(table, key, None)
+        self.queue(table, key, Write::Delete)
+    }
+
+    fn delete_range(&self, table: Table<'_>, lo: &Key, hi: &Key) -> Result<()> {
+        if idb_order(lo, hi) == std::cmp::Ordering::Greater {
+            return Ok(()); // an empty range (IndexedDB would throw)
+        }
+        self.queue(table, lo, Write::DeleteTo(hi))
     }
 
     async fn commit(self) -> Result<()> {
