@@ -180,9 +180,10 @@ pub struct Tx<T: Txn> {
 /// Outbox deletes held back to the commit, where each run of neighbouring entries goes as one
 /// range delete (a sync round drops a whole batch of acknowledged entries at once).
 struct Deferred {
-    /// Outbox positions read earlier, in order, and a prefix of the outbox then: no other entry
-    /// lay between two of them, and an entry written since sorts after them all (positions only
-    /// grow), so a range between two of them holds only entries of this list.
+    /// Outbox positions read earlier, in order, and every entry between the first and the last
+    /// of them then: no other entry lay between two of them, and an entry written since sorts
+    /// after them all (positions only grow), so a range between two of them holds only entries
+    /// of this list.
     present: Vec<u64>,
     deleted: std::collections::BTreeSet<u64>,
 }
@@ -202,7 +203,8 @@ impl<T: Txn> Tx<T> {
     }
 
     /// From now on, entry deletes wait for the commit, where neighbours in `present` (positions
-    /// of a prefix of the outbox, read earlier in the same flush round) go as one range delete.
+    /// of a run of neighbouring outbox entries, read earlier in the same flush round) go as one
+    /// range delete.
     /// Reads through `Tx` no longer see them meanwhile.
     pub fn group_entry_deletes(&self, mut present: Vec<u64>) {
         present.sort_unstable();
@@ -507,9 +509,16 @@ impl<T: Txn> Tx<T> {
         self.entries(rows)
     }
 
-    /// The first `n` entries of the outbox, in order (fewer when some wait to be deleted).
-    pub async fn outbox_head(&self, n: usize) -> Result<Vec<Entry>> {
-        let rows = self.t.get_first(Table::Outbox, n).await?;
+    /// The first `n` entries of the outbox (after position `after`, when given), in order
+    /// (fewer when some wait to be deleted).
+    pub async fn outbox_head(&self, after: Option<u64>, n: usize) -> Result<Vec<Entry>> {
+        let rows = match after {
+            None => self.t.get_first(Table::Outbox, n).await?,
+            Some(seq) => {
+                let (lo, hi) = (Key::Num(seq.saturating_add(1)), Key::Num(u64::MAX));
+                self.t.get_range(Table::Outbox, None, &lo, &hi, n).await?
+            }
+        };
         self.entries(rows)
     }
 

@@ -2,6 +2,9 @@
 //! send them with no transaction open, then apply every answer in a new transaction.
 
 use std::collections::HashSet;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::task::Poll;
 
 use serde_json::Value;
 
@@ -45,8 +48,61 @@ struct Picked {
     entries: Vec<Entry>,
     /// Per entry, whether it was frozen just now (so an offline answer can undo it).
     fresh: Vec<bool>,
-    /// The positions of the outbox entries the pick read, a prefix of the outbox.
+    /// The positions of the outbox entries the pick read: all of the outbox between the first
+    /// and the last of them.
     present: Vec<u64>,
+}
+
+/// What came back for a sent batch.
+struct Sent {
+    /// The answers of the first entries, in order (all of them unless the queue stopped).
+    verdicts: Vec<Verdict>,
+    /// The browser was offline: the rest never left.
+    offline: bool,
+    /// The batch endpoint does not exist: nothing was sent.
+    no_batch: bool,
+}
+
+impl Sent {
+    /// Whether the queue goes on after these answers to `picked`: every entry answered, and
+    /// nothing that makes the flush stop or wait.
+    fn goes_on(&self, picked: &[Entry]) -> bool {
+        !self.offline
+            && !self.no_batch
+            && self.verdicts.len() == picked.len()
+            && picked.iter().zip(&self.verdicts).all(|(e, v)| match v {
+                Verdict::Transient { .. } | Verdict::Unauthorized => false,
+                Verdict::Conflict(_) => e.attempts < CONFLICT_ROUNDS,
+                _ => true,
+            })
+    }
+}
+
+/// Runs two futures at once (on one thread: each is polled when woken) and returns both
+/// outputs.
+async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+    let (mut a, mut b) = (pin!(a), pin!(b));
+    let (mut ra, mut rb) = (None, None);
+    poll_fn(|cx| {
+        if ra.is_none() {
+            if let Poll::Ready(v) = a.as_mut().poll(cx) {
+                ra = Some(v);
+            }
+        }
+        if rb.is_none() {
+            if let Poll::Ready(v) = b.as_mut().poll(cx) {
+                rb = Some(v);
+            }
+        }
+        match (ra.take(), rb.take()) {
+            (Some(x), Some(y)) => Poll::Ready((x, y)),
+            (x, y) => {
+                (ra, rb) = (x, y);
+                Poll::Pending
+            }
+        }
+    })
+    .await
 }
 
 /// After this many attempts of one mutation, a conflict also makes the flush wait.
@@ -99,32 +155,95 @@ impl<S: Storage, E: Env> Engine<S, E> {
         headers: &[(String, String)],
         report: &mut Report,
     ) -> Result<RoundEnd> {
+        let first = self.pick_fitting(&HashSet::new(), None).await?;
+        if first.entries.is_empty() {
+            return Ok(RoundEnd::Idle);
+        }
+        // While the first batch is out, the next one is picked (its records left out), and while
+        // the next one is out, the first one's answers are applied: the network and IndexedDB
+        // work at the same time. The next batch is sent only after the first one's answers came
+        // back with nothing that stops the queue, so the server sees the same order as without.
+        let busy: HashSet<(String, String)> = first
+            .entries
+            .iter()
+            .map(|e| (e.c.clone(), e.r.clone()))
+            .collect();
+        let (sent, next) = join(
+            self.send(transport, headers, &first.entries, report),
+            self.pick_fitting(&busy, first.entries.iter().map(|e| e.seq).max()),
+        )
+        .await;
+        let sent = sent?;
+        // A next batch that cannot be picked now is picked by the next round, which reports why.
+        let next = next.ok().filter(|n| !n.entries.is_empty());
+        let next = match next {
+            Some(next) if sent.goes_on(&first.entries) => next,
+            unsent => {
+                let end = self.settle_sent(&first, sent, report).await?;
+                if let Some(n) = unsent {
+                    // Not sent: back to the queue as it was.
+                    self.apply_round(&n.entries, &n.fresh, &n.present, Vec::new(), report)
+                        .await?;
+                }
+                return Ok(end);
+            }
+        };
+        let mut later = Report::default();
+        let (sent_next, end) = join(
+            self.send(transport, headers, &next.entries, &mut later),
+            self.settle_sent(&first, sent, report),
+        )
+        .await;
+        report.extend(later);
+        // The first batch's answers are applied; an error there leaves the next batch's answers
+        // unapplied, to be sent again (with the same keys) and answered again.
+        let end = end?;
+        let end_next = self.settle_sent(&next, sent_next?, report).await?;
+        Ok(match end_next {
+            RoundEnd::Offline => RoundEnd::Offline,
+            other => worse(end, other),
+        })
+    }
+
+    /// Picks the next batch, leaving out the records in `busy`; near a full quota (freezing
+    /// stores each request's body), fewer at a time.
+    async fn pick_fitting(
+        &self,
+        busy: &HashSet<(String, String)>,
+        after: Option<u64>,
+    ) -> Result<Picked> {
+        let mut max = self.config.batch_size;
+        loop {
+            match self.pick(max, busy, after).await {
+                Err(e) if e.kind == ErrorKind::Quota && max > 1 => max = (max / 2).max(1),
+                other => return other,
+            }
+        }
+    }
+
+    /// Sends a picked batch: in one batch request when a batch URL is configured, else one
+    /// request each, in order, until one fails. No transaction is open meanwhile.
+    async fn send<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        picked: &[Entry],
+        report: &mut Report,
+    ) -> Result<Sent> {
         let batch_url = self
             .config
             .batch_url
             .clone()
             .filter(|_| !self.batch_off.get());
-        // Freezing stores each request's body: near a full quota, fewer at a time may still fit.
-        let mut max = self.config.batch_size;
-        let Picked {
-            entries: picked,
-            fresh,
-            present,
-        } = loop {
-            match self.pick(max).await {
-                Err(e) if e.kind == ErrorKind::Quota && max > 1 => max = (max / 2).max(1),
-                other => break other?,
-            }
-        };
-        if picked.is_empty() {
-            return Ok(RoundEnd::Idle);
-        }
         let requests: Vec<HttpRequest> = picked
             .iter()
             .map(|e| to_http(e.sent.as_ref().expect("picked entries are frozen"), headers))
             .collect();
-        let mut verdicts = Vec::with_capacity(picked.len());
-        let mut offline = false;
+        let mut sent = Sent {
+            verdicts: Vec::with_capacity(picked.len()),
+            offline: false,
+            no_batch: false,
+        };
         match &batch_url {
             Some(url) if picked.len() > 1 => {
                 report.requests += 1;
@@ -141,15 +260,15 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     if matches!(r.status, 404 | 405 | 501) {
                         // No batch endpoint after all: one request per mutation from now on.
                         self.batch_off.set(true);
-                        return self
-                            .apply_round(&picked, &fresh, &present, Vec::new(), report)
-                            .await;
+                        sent.no_batch = true;
+                        return Ok(sent);
                     }
                 }
-                offline = matches!(res, Err(NetError::Offline));
-                if !offline {
+                sent.offline = matches!(res, Err(NetError::Offline));
+                if !sent.offline {
                     for (e, a) in picked.iter().zip(split_batch(res, picked.len())) {
-                        verdicts.push(self.verdict(transport, headers, e, &a, report).await?);
+                        let v = self.verdict(transport, headers, e, &a, report).await?;
+                        sent.verdicts.push(v);
                     }
                 }
             }
@@ -157,24 +276,29 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 for (e, req) in picked.iter().zip(requests) {
                     let a = transport.send(req).await;
                     if matches!(a, Err(NetError::Offline)) {
-                        offline = true;
+                        sent.offline = true;
                         break;
                     }
                     report.requests += 1;
                     let v = self.verdict(transport, headers, e, &a, report).await?;
                     // The queue keeps its order: after a failure, the rest waits for the retry.
                     let stop = matches!(v, Verdict::Transient { .. } | Verdict::Unauthorized);
-                    verdicts.push(v);
+                    sent.verdicts.push(v);
                     if stop {
                         break;
                     }
                 }
             }
         }
+        Ok(sent)
+    }
+
+    /// Applies what came back for a sent batch.
+    async fn settle_sent(&self, b: &Picked, sent: Sent, report: &mut Report) -> Result<RoundEnd> {
         let end = self
-            .apply_all(&picked, &fresh, &present, verdicts, report)
+            .apply_all(&b.entries, &b.fresh, &b.present, sent.verdicts, report)
             .await?;
-        Ok(if offline { RoundEnd::Offline } else { end })
+        Ok(if sent.offline { RoundEnd::Offline } else { end })
     }
 
     /// Applies a round's answers in one transaction or, when that does not fit in the quota,
@@ -232,11 +356,19 @@ impl<S: Storage, E: Env> Engine<S, E> {
         Ok(v)
     }
 
-    /// Picks the next mutations to send and freezes them, in one read-write transaction.
-    async fn pick(&self, max: usize) -> Result<Picked> {
+    /// Picks the next mutations to send (none of the records in `busy`) and freezes them, in
+    /// one read-write transaction. `after`: the last position of a batch picked just before,
+    /// from whose records `busy` is made; what lies before it is that batch's, or cannot go.
+    async fn pick(
+        &self,
+        max: usize,
+        busy: &HashSet<(String, String)>,
+        after: Option<u64>,
+    ) -> Result<Picked> {
         let mut tx = self.begin(true).await?;
-        let blocked: HashSet<(String, String)> = self.blocked_records(&tx).await?;
-        let outbox = self.outbox_to_pick(&tx, max, &blocked).await?;
+        let mut blocked: HashSet<(String, String)> = self.blocked_records(&tx).await?;
+        blocked.extend(busy.iter().cloned());
+        let outbox = self.outbox_to_pick(&tx, max, &blocked, after).await?;
         let outbox_seqs: Vec<u64> = outbox.iter().map(|e| e.seq).collect();
         // Freezing looks at rows only: the outbox was just read whole.
         let want = Want {
@@ -298,7 +430,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
         }
         tx.commit().await?;
-        // The entries read were a prefix of the outbox, up to the last one.
+        // The entries read were every entry between the first and the last of them.
         let present = outbox_seqs;
         Ok(Picked {
             entries: picked,
@@ -307,24 +439,28 @@ impl<S: Storage, E: Env> Engine<S, E> {
         })
     }
 
-    /// The part of the outbox a round of `max` picks from: its head, when that holds `max`
-    /// records to send, else all of it. (Each round reading the whole outbox made a long one
-    /// quadratic.) With declared references, all of it: a child waits while its parent's create
-    /// is anywhere in the queue.
+    /// The part of the outbox a round of `max` picks from: its head (after position `after`,
+    /// when given), when that holds `max` records to send, else all of it. (Each round reading
+    /// the whole outbox made a long one quadratic.) With declared references, all of it: a child
+    /// waits while its parent's create is anywhere in the queue. Always a run of neighbouring
+    /// entries: no entry lies between two of them.
     async fn outbox_to_pick<T: crate::core::storage::Txn>(
         &self,
         tx: &crate::core::tx::Tx<T>,
         max: usize,
         blocked: &HashSet<(String, String)>,
+        after: Option<u64>,
     ) -> Result<Vec<Entry>> {
         let refs = self.config.collections.values().any(|c| !c.refs.is_empty());
         if refs {
             return tx.outbox().await;
         }
-        let n = max.saturating_mul(4).max(64);
-        let head = tx.outbox_head(n).await?;
+        // A little more than a round: usually one entry per record (a record has a second only
+        // while its first is in flight).
+        let n = max.saturating_add(max / 4).saturating_add(16);
+        let head = tx.outbox_head(after, n).await?;
         if head.len() < n {
-            return Ok(head); // the whole outbox
+            return Ok(head); // the whole (rest of the) outbox
         }
         let records: HashSet<(String, String)> = head
             .iter()
