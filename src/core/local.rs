@@ -294,7 +294,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
         base: Option<(Record, Option<String>)>,
     ) -> Result<()> {
         match coalesce(last, kind, fields, fresh) {
-            Coalesced::Drop(seq) => tx.delete_entry(seq),
+            Coalesced::Drop(seq) => match last.filter(|l| l.seq == seq) {
+                Some(l) => tx.delete_entry(l),
+                None => Err(Error::storage("the dropped entry is not the record's last")),
+            },
             Coalesced::Keep(mut e) => {
                 if e.kind == Kind::Delete {
                     if let Some((b, v)) = base {

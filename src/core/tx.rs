@@ -541,8 +541,9 @@ impl<T: Txn> Tx<T> {
         Ok(())
     }
 
-    /// Removes the entry at `seq`.
-    pub fn delete_entry(&self, seq: u64) -> Result<()> {
+    /// Removes entry `e` (the one at its position).
+    pub fn delete_entry(&self, e: &Entry) -> Result<()> {
+        let seq = e.seq;
         match self.deferred.borrow_mut().as_mut() {
             Some(d) => {
                 d.deleted.insert(seq);
@@ -550,8 +551,16 @@ impl<T: Txn> Tx<T> {
             None => self.t.delete(Table::Outbox, &Key::Num(seq))?,
         }
         if let Some(known) = self.known.borrow_mut().as_mut() {
-            for list in known.entries.values_mut() {
-                list.retain(|x| x.seq != seq);
+            // Under its record, unless a rewrite of ids moved it: then wherever it is.
+            let here = known.entries.get_mut(&e.r).filter(|_| known.c == e.c);
+            match here.and_then(|l| Some((l.iter().position(|x| x.seq == seq)?, l))) {
+                Some((i, list)) => {
+                    list.remove(i);
+                }
+                None => known
+                    .entries
+                    .values_mut()
+                    .for_each(|list| list.retain(|x| x.seq != seq)),
             }
         }
         Ok(())

@@ -146,7 +146,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
     ) -> Result<()> {
         let cfg = self.collection(&e.c)?;
         let c = cfg.name.as_str();
-        tx.delete_entry(e.seq)?;
+        tx.delete_entry(e)?;
         report.acked += 1;
         let mut later = self.later(tx, e).await?;
         match e.kind {
@@ -270,7 +270,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let row = tx.row(c, &e.r).await?;
         let mut reject =
             |e: &Entry, status: u16, body: String, record: Option<Record>| -> Result<()> {
-                tx.delete_entry(e.seq)?;
+                tx.delete_entry(e)?;
                 let item = RejectedItem {
                     mutation_id: e.id.clone(),
                     collection: e.c.clone(),

@@ -416,7 +416,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     Some(sent) => e.sent = Some(sent),
                     None => {
                         // An update of a record deleted meanwhile: the delete behind it says it all.
-                        tx.delete_entry(e.seq)?;
+                        tx.delete_entry(&e)?;
                         continue;
                     }
                 }

@@ -156,7 +156,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let idv = |d: &Record| cfg.id_of(d, &e.r);
         match outcome {
             Outcome::Server => {
-                tx.delete_entry(e.seq)?;
+                tx.delete_entry(e)?;
                 match &server {
                     Some(s) => {
                         self.adopt(tx, cfg, &e.r, s.clone(), sv, &mut later, report)
@@ -165,7 +165,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     None => {
                         // Gone on the server: so is the record here, with what was queued on it.
                         for l in later.iter().filter(|l| l.kind != Kind::Create) {
-                            tx.delete_entry(l.seq)?;
+                            tx.delete_entry(l)?;
                         }
                         if let Some(old) = &row {
                             tx.delete_row(c, &e.r)?;
@@ -189,7 +189,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 match rebase(cfg, &r, &current, &later) {
                     // Deleted here while the conflict waited: that delete stands.
                     None => {
-                        tx.delete_entry(e.seq)?;
+                        tx.delete_entry(e)?;
                         if let Some(old) = &row {
                             tx.delete_row(c, &e.r)?;
                             report.changes.push(Change::remote(
