@@ -185,7 +185,8 @@ struct Deferred {
     /// after them all (positions only grow), so a range between two of them holds only entries
     /// of this list.
     present: Vec<u64>,
-    deleted: std::collections::BTreeSet<u64>,
+    /// Positions to delete, in no order (a `Vec`: a set type would add kilobytes of wasm).
+    deleted: Vec<u64>,
 }
 
 impl<T: Txn> Tx<T> {
@@ -225,9 +226,11 @@ impl<T: Txn> Tx<T> {
 
     /// Issues the deletes [`Tx::group_entry_deletes`] held back.
     fn delete_deferred(&self) -> Result<()> {
-        let Some(d) = self.deferred.borrow_mut().take() else {
+        let Some(mut d) = self.deferred.borrow_mut().take() else {
             return Ok(());
         };
+        d.deleted.sort_unstable();
+        d.deleted.dedup();
         let run = |lo: u64, hi: u64| {
             if lo == hi {
                 self.t.delete(Table::Outbox, &Key::Num(lo))
@@ -238,7 +241,7 @@ impl<T: Txn> Tx<T> {
         };
         let mut open: Option<(u64, u64)> = None;
         for &seq in &d.present {
-            if d.deleted.contains(&seq) {
+            if d.deleted.binary_search(&seq).is_ok() {
                 open = Some((open.map_or(seq, |(lo, _)| lo), seq));
             } else if let Some((lo, hi)) = open.take() {
                 run(lo, hi)?;
@@ -526,7 +529,7 @@ impl<T: Txn> Tx<T> {
     pub fn put_entry(&self, e: &Entry) -> Result<()> {
         self.entry_put.set(true);
         if let Some(d) = self.deferred.borrow_mut().as_mut() {
-            d.deleted.remove(&e.seq);
+            d.deleted.retain(|s| *s != e.seq);
         }
         let v = serde_json::to_value(e).expect("an entry is always valid JSON");
         self.t.put(Table::Outbox, &Key::Num(e.seq), &v)?;
@@ -546,7 +549,7 @@ impl<T: Txn> Tx<T> {
         let seq = e.seq;
         match self.deferred.borrow_mut().as_mut() {
             Some(d) => {
-                d.deleted.insert(seq);
+                d.deleted.push(seq);
             }
             None => self.t.delete(Table::Outbox, &Key::Num(seq))?,
         }
