@@ -61,13 +61,16 @@ impl Key {
     }
 }
 
-/// How IndexedDB orders two keys: numbers, then strings, then arrays, strings by UTF-16 code
-/// units (which differs from `str`'s order, by UTF-8 bytes, past U+FFFF). A range read's bounds
-/// must be in this order, or IndexedDB refuses the range.
+/// Two strings in IndexedDB's order: by UTF-16 code units (which differs from `str`'s order, by
+/// UTF-8 bytes, past U+FFFF).
+pub fn utf16_order(a: &str, b: &str) -> std::cmp::Ordering {
+    a.encode_utf16().cmp(b.encode_utf16())
+}
+
+/// How IndexedDB orders two keys: numbers, then strings ([`utf16_order`]), then arrays. A range
+/// read's bounds must be in this order, or IndexedDB refuses the range.
 pub fn idb_order(a: &Key, b: &Key) -> std::cmp::Ordering {
-    fn utf16(a: &str, b: &str) -> std::cmp::Ordering {
-        a.encode_utf16().cmp(b.encode_utf16())
-    }
+    let utf16 = utf16_order;
     match (a, b) {
         (Key::Num(x), Key::Num(y)) => x.cmp(y),
         (Key::Str(x), Key::Str(y)) => utf16(x, y),

@@ -1,7 +1,7 @@
 //! Typed access to a storage transaction: rows, outbox entries, aliases and the clock.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -10,7 +10,7 @@ use super::clock::{random_id, Env, Hlc};
 use super::error::{Error, Result};
 use super::mutation::Entry;
 use super::record::Row;
-use super::storage::{Key, Read, Table, Txn, OUTBOX_BY_RECORD};
+use super::storage::{utf16_order, Key, Read, Table, Txn, OUTBOX_BY_RECORD};
 
 /// The persisted counters: which client this database is, the next outbox position, the clock.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -185,7 +185,8 @@ struct Deferred {
     /// after them all (positions only grow), so a range between two of them holds only entries
     /// of this list.
     present: Vec<u64>,
-    /// Positions to delete, in no order (a `Vec`: a set type would add kilobytes of wasm).
+    /// Positions to delete, each once, in no order (a `Vec`: a set type, or sorting, adds
+    /// kilobytes of wasm; a round deletes at most a batch).
     deleted: Vec<u64>,
 }
 
@@ -208,8 +209,10 @@ impl<T: Txn> Tx<T> {
     /// range delete.
     /// Reads through `Tx` no longer see them meanwhile.
     pub fn group_entry_deletes(&self, mut present: Vec<u64>) {
-        present.sort_unstable();
-        present.dedup();
+        // Read in key order, so ascending already; anything else groups nothing.
+        if !present.windows(2).all(|w| w[0] < w[1]) {
+            present.clear();
+        }
         *self.deferred.borrow_mut() = Some(Deferred {
             present,
             deleted: Default::default(),
@@ -226,11 +229,9 @@ impl<T: Txn> Tx<T> {
 
     /// Issues the deletes [`Tx::group_entry_deletes`] held back.
     fn delete_deferred(&self) -> Result<()> {
-        let Some(mut d) = self.deferred.borrow_mut().take() else {
+        let Some(d) = self.deferred.borrow_mut().take() else {
             return Ok(());
         };
-        d.deleted.sort_unstable();
-        d.deleted.dedup();
         let run = |lo: u64, hi: u64| {
             if lo == hi {
                 self.t.delete(Table::Outbox, &Key::Num(lo))
@@ -241,7 +242,7 @@ impl<T: Txn> Tx<T> {
         };
         let mut open: Option<(u64, u64)> = None;
         for &seq in &d.present {
-            if d.deleted.binary_search(&seq).is_ok() {
+            if d.deleted.contains(&seq) {
                 open = Some((open.map_or(seq, |(lo, _)| lo), seq));
             } else if let Some((lo, hi)) = open.take() {
                 run(lo, hi)?;
@@ -250,11 +251,7 @@ impl<T: Txn> Tx<T> {
         if let Some((lo, hi)) = open {
             run(lo, hi)?;
         }
-        for &seq in d
-            .deleted
-            .iter()
-            .filter(|s| d.present.binary_search(s).is_err())
-        {
+        for &seq in d.deleted.iter().filter(|s| !d.present.contains(s)) {
             self.t.delete(Table::Outbox, &Key::Num(seq))?;
         }
         Ok(())
@@ -273,7 +270,7 @@ impl<T: Txn> Tx<T> {
         want: Want,
     ) -> Result<()> {
         let mut ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-        ids.sort_unstable_by(|a, b| a.encode_utf16().cmp(b.encode_utf16()));
+        ids.sort_unstable_by(|a, b| utf16_order(a, b));
         ids.dedup();
         let mut known = Known {
             c: c.to_string(),
@@ -332,17 +329,20 @@ impl<T: Txn> Tx<T> {
             let found = part.take(&mut known, got)?;
             if full {
                 // Capped: what it holds is known; the others may lie past where it stopped.
-                let mut done: HashSet<&str> = found.iter().map(String::as_str).collect();
+                // `found` is in the range's order, IndexedDB's, as `ids` is.
+                let mut done: &[String] = &found;
                 if part == Part::Entries {
                     // The last record's entries may have been cut: read them again.
-                    if let Some(last) = found.last() {
-                        done.remove(last.as_str());
+                    if let Some((last, before)) = found.split_last() {
+                        done = before;
                         if let Some(list) = known.entries.get_mut(last) {
                             list.clear();
                         }
                     }
                 }
-                let rest = want_ids.into_iter().filter(|id| !done.contains(id));
+                let rest = want_ids
+                    .into_iter()
+                    .filter(|id| done.binary_search_by(|f| utf16_order(f, id)).is_err());
                 left.push((part, rest.collect()));
             }
         }
@@ -549,7 +549,9 @@ impl<T: Txn> Tx<T> {
         let seq = e.seq;
         match self.deferred.borrow_mut().as_mut() {
             Some(d) => {
-                d.deleted.push(seq);
+                if !d.deleted.contains(&seq) {
+                    d.deleted.push(seq);
+                }
             }
             None => self.t.delete(Table::Outbox, &Key::Num(seq))?,
         }
