@@ -412,3 +412,54 @@ fn mutations_of_a_collection_left_out_wait_for_a_store_that_declares_it() {
     assert_in_sync(&db, &s, "notes");
     assert_in_sync(&db, &s, "todos");
 }
+
+/// A child whose parent's create was rejected waits while that rejection waits for the app:
+/// retried, the parent gets a server id and the child goes with it; never with the temporary id.
+/// Discarded, the child goes as it is (the server decides about an id it never saw).
+#[test]
+fn child_of_a_rejected_parent_waits_for_the_apps_decision() {
+    let mut cfg = config(&["projects", "todos"]);
+    cfg.collections
+        .get_mut("todos")
+        .unwrap()
+        .refs
+        .insert("projectId".into(), "projects".into());
+    let db = open(cfg, MemoryStorage::new());
+    let s = MemServer::new();
+    let p = create(&db, "projects", json!({"name": "P"}));
+    create(&db, "todos", json!({"title": "child", "projectId": p}));
+    s.fault_match(Some("/api/projects"));
+    s.fail_next(1, 422, None);
+    let report = flush_all(&db, &s);
+    assert_eq!(report.rejected.len(), 1);
+    assert!(s.records("todos").is_empty(), "the child waits");
+    assert_eq!(pending(&db), 1);
+
+    s.clear_faults();
+    let rejected = block_on(db.rejected()).unwrap();
+    block_on(db.retry_rejected(&rejected[0].mutation_id)).unwrap();
+    flush_all(&db, &s);
+    assert_eq!(pending(&db), 0);
+    let sid = s.records("projects")[0]["id"].clone();
+    assert_eq!(s.records("todos").len(), 1, "the child was sent once");
+    assert_eq!(s.records("todos")[0]["projectId"], sid);
+
+    // The same, discarded: the child is sent as it is.
+    let q = create(&db, "projects", json!({"name": "Q"}));
+    create(&db, "todos", json!({"title": "orphan", "projectId": q}));
+    s.fault_match(Some("/api/projects"));
+    s.fail_next(1, 422, None);
+    flush_all(&db, &s);
+    assert_eq!(pending(&db), 1);
+    s.clear_faults();
+    let rejected = block_on(db.rejected()).unwrap();
+    block_on(db.discard_rejected(&rejected[0].mutation_id)).unwrap();
+    flush_all(&db, &s);
+    assert_eq!(pending(&db), 0);
+    let orphan = s
+        .records("todos")
+        .into_iter()
+        .find(|r| r["title"] == "orphan")
+        .expect("sent");
+    assert_eq!(orphan["projectId"], json!(q));
+}

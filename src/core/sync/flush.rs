@@ -381,11 +381,16 @@ impl<S: Storage, E: Env> Engine<S, E> {
             want,
         )
         .await?;
-        let creating: HashSet<(String, String)> = outbox
+        let mut creating: HashSet<(String, String)> = outbox
             .iter()
             .filter(|e| e.kind == Kind::Create)
             .map(|e| (e.c.clone(), e.r.clone()))
             .collect();
+        if self.config.collections.values().any(|c| !c.refs.is_empty()) {
+            // A create the server rejected is not over until the app retries or discards it:
+            // its children wait meanwhile, rather than go with its temporary id.
+            creating.extend(self.rejected_creates(&tx).await?);
+        }
         let mut seen: HashSet<(String, String)> = HashSet::new();
         let mut picked = Vec::new();
         let mut fresh = Vec::new();
@@ -496,6 +501,24 @@ impl<S: Storage, E: Env> Engine<S, E> {
         };
         let c = c.to_string();
         tx.prefetch(&self.env, &c, &ids, want).await
+    }
+
+    /// The records whose create is in the rejected list.
+    async fn rejected_creates<T: crate::core::storage::Txn>(
+        &self,
+        tx: &crate::core::tx::Tx<T>,
+    ) -> Result<Vec<(String, String)>> {
+        let items = tx.t.get_all(Table::Rejected).await?;
+        Ok(items
+            .into_iter()
+            .filter(|(_, v)| v.get("kind").and_then(Value::as_str) == Some("create"))
+            .filter_map(|(_, v)| {
+                Some((
+                    v.get("collection")?.as_str()?.to_string(),
+                    v.get("recordId")?.as_str()?.to_string(),
+                ))
+            })
+            .collect())
     }
 
     /// Records held back by an open conflict.
