@@ -371,12 +371,12 @@ impl Inner {
                     None,
                 );
             }
-            let mut report = Report::default();
+            // Each batch's changes reach the app (and the other tabs) as soon as they are
+            // committed, not when the round ends.
             let end = self
                 .engine
-                .flush_round(&self.transport, &headers, &mut report)
+                .flush_round_emitting(&self.transport, &headers, &mut |r| self.dispatch(r))
                 .await;
-            self.dispatch(report);
             match end {
                 // A full quota may clear (the app deletes, the browser evicts): try again later.
                 Err(e) if e.kind == ErrorKind::Quota => {

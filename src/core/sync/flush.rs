@@ -12,7 +12,7 @@ use crate::core::clock::Env;
 use crate::core::engine::Engine;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::mutation::{Entry, Kind};
-use crate::core::record::Record;
+use crate::core::record::{Record, Row};
 use crate::core::storage::{Storage, Table};
 use crate::core::tx::Want;
 
@@ -51,6 +51,11 @@ struct Picked {
     /// The positions of the outbox entries the pick read: all of the outbox between the first
     /// and the last of them.
     present: Vec<u64>,
+    /// Every record the pick looked at, up to its last pick: a pick made meanwhile leaves them
+    /// out, since their entries before that point are out, or held back, or must go first.
+    visited: HashSet<(String, String)>,
+    /// The pick passed a child waiting for its parent's create.
+    halted: bool,
 }
 
 /// What came back for a sent batch.
@@ -64,17 +69,16 @@ struct Sent {
 }
 
 impl Sent {
-    /// Whether the queue goes on after these answers to `picked`: every entry answered, and
-    /// nothing that makes the flush stop or wait.
+    /// Whether the queue goes on after these answers to `picked` with nothing to send first:
+    /// every entry answered, each with an acknowledgement or a rejection.
     fn goes_on(&self, picked: &[Entry]) -> bool {
         !self.offline
             && !self.no_batch
             && self.verdicts.len() == picked.len()
-            && picked.iter().zip(&self.verdicts).all(|(e, v)| match v {
-                Verdict::Transient { .. } | Verdict::Unauthorized => false,
-                Verdict::Conflict(_) => e.attempts < CONFLICT_ROUNDS,
-                _ => true,
-            })
+            && self
+                .verdicts
+                .iter()
+                .all(|v| matches!(v, Verdict::Ack(..) | Verdict::Rejected { .. }))
     }
 }
 
@@ -155,50 +159,90 @@ impl<S: Storage, E: Env> Engine<S, E> {
         headers: &[(String, String)],
         report: &mut Report,
     ) -> Result<RoundEnd> {
+        self.flush_round_emitting(transport, headers, &mut |r| report.extend(r))
+            .await
+    }
+
+    /// [`Engine::flush_round`], handing each batch's report to `emit` as soon as its answers
+    /// are committed (a round of two batches hands the first one's over while the second one
+    /// is still out), also when the round then fails.
+    pub async fn flush_round_emitting<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        emit: &mut dyn FnMut(Report),
+    ) -> Result<RoundEnd> {
         let first = self.pick_fitting(&HashSet::new(), None).await?;
         if first.entries.is_empty() {
             return Ok(RoundEnd::Idle);
         }
-        // While the first batch is out, the next one is picked (its records left out), and while
-        // the next one is out, the first one's answers are applied: the network and IndexedDB
-        // work at the same time. The next batch is sent only after the first one's answers came
-        // back with nothing that stops the queue, so the server sees the same order as without.
-        let busy: HashSet<(String, String)> = first
-            .entries
-            .iter()
-            .map(|e| (e.c.clone(), e.r.clone()))
-            .collect();
-        let (sent, next) = join(
-            self.send(transport, headers, &first.entries, report),
-            self.pick_fitting(&busy, first.entries.iter().map(|e| e.seq).max()),
-        )
-        .await;
-        let sent = sent?;
-        // A next batch that cannot be picked now is picked by the next round, which reports why.
-        let next = next.ok().filter(|n| !n.entries.is_empty());
-        let next = match next {
-            Some(next) if sent.goes_on(&first.entries) => next,
-            unsent => {
-                let end = self.settle_sent(&first, sent, report).await?;
-                if let Some(n) = unsent {
+        // While the first batch is out, the next one is picked, and while the next one is out,
+        // the first one's answers are applied: the network and IndexedDB work at the same time.
+        // The next one leaves out every record the first pick looked at (sent, held back, or
+        // with an earlier entry), and it is sent only after every answer to the first one was
+        // an acknowledgement or a rejection: anything else (a conflict resent at the head of
+        // the queue, a failure) must go first. A first pick stopped by a child waiting for its
+        // parent is not overlapped: the child goes before what follows it.
+        let mut rep_a = Report::default();
+        let (sent, next) = if first.halted {
+            let sent = self
+                .send(transport, headers, &first.entries, &mut rep_a)
+                .await;
+            (sent, None)
+        } else {
+            let after = first.entries.iter().map(|e| e.seq).max();
+            let (sent, next) = join(
+                self.send(transport, headers, &first.entries, &mut rep_a),
+                self.pick_fitting(&first.visited, after),
+            )
+            .await;
+            // A next batch that cannot be picked now is picked by the next round, which then
+            // reports why.
+            (sent, next.ok().filter(|n| !n.entries.is_empty()))
+        };
+        let (next, sent) = match sent {
+            Ok(sent) if sent.goes_on(&first.entries) => (next, sent),
+            sent => {
+                let end = match sent {
+                    Ok(sent) => self.settle_sent(&first, sent, &mut rep_a).await,
+                    Err(e) => Err(e),
+                };
+                emit(rep_a);
+                if let Some(n) = next {
                     // Not sent: back to the queue as it was.
-                    self.apply_round(&n.entries, &n.fresh, &n.present, Vec::new(), report)
-                        .await?;
+                    let mut r = Report::default();
+                    let back =
+                        self.apply_round(&n.entries, &n.fresh, &n.present, Vec::new(), &mut r);
+                    let back = back.await;
+                    emit(r);
+                    back?;
                 }
-                return Ok(end);
+                return end;
             }
         };
-        let mut later = Report::default();
+        let Some(next) = next else {
+            let end = self.settle_sent(&first, sent, &mut rep_a).await;
+            emit(rep_a);
+            return end;
+        };
+        let mut rep_b = Report::default();
         let (sent_next, end) = join(
-            self.send(transport, headers, &next.entries, &mut later),
-            self.settle_sent(&first, sent, report),
+            self.send(transport, headers, &next.entries, &mut rep_b),
+            async {
+                let end = self.settle_sent(&first, sent, &mut rep_a).await;
+                emit(std::mem::take(&mut rep_a));
+                end
+            },
         )
         .await;
-        report.extend(later);
-        // The first batch's answers are applied; an error there leaves the next batch's answers
-        // unapplied, to be sent again (with the same keys) and answered again.
-        let end = end?;
-        let end_next = self.settle_sent(&next, sent_next?, report).await?;
+        // The next batch's answers are applied even when the first one's could not be: they
+        // were sent, and a server that ignores Idempotency-Key must not get them twice.
+        let end_next = match sent_next {
+            Ok(sent) => self.settle_sent(&next, sent, &mut rep_b).await,
+            Err(e) => Err(e),
+        };
+        emit(rep_b);
+        let (end, end_next) = (end?, end_next?);
         Ok(match end_next {
             RoundEnd::Offline => RoundEnd::Offline,
             other => worse(end, other),
@@ -392,6 +436,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             creating.extend(self.rejected_creates(&tx).await?);
         }
         let mut seen: HashSet<(String, String)> = HashSet::new();
+        let mut halted = false;
         let mut picked = Vec::new();
         let mut fresh = Vec::new();
         for mut e in outbox {
@@ -411,12 +456,17 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 if let Some(row) = &row {
                     if refs_pending(&cfg.refs, &row.d, &creating) {
                         // Its parent has no server id yet; the next round will have it.
+                        halted = true;
                         if picked.is_empty() {
                             continue;
                         }
                         break;
                     }
                 }
+                let row = match row {
+                    Some(row) => Some(self.follow_refs(&tx, cfg, &e.r, row).await?),
+                    None => None,
+                };
                 match freeze(cfg, &e, row.as_ref()) {
                     Some(sent) => e.sent = Some(sent),
                     None => {
@@ -441,6 +491,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
             entries: picked,
             fresh,
             present,
+            visited: seen,
+            halted,
         })
     }
 
@@ -501,6 +553,41 @@ impl<S: Storage, E: Env> Engine<S, E> {
         };
         let c = c.to_string();
         tx.prefetch(&self.env, &c, &ids, want).await
+    }
+
+    /// `row` with every declared reference that still names a temporary id the target record
+    /// has left (its create was acknowledged) moved to the record's id, stored as such. The ack
+    /// rewrites references in the collections this store declares; this catches the others (a
+    /// store opened without this collection synced the parent) and an old temporary id written
+    /// after the ack.
+    async fn follow_refs<T: crate::core::storage::Txn>(
+        &self,
+        tx: &crate::core::tx::Tx<T>,
+        cfg: &crate::core::config::CollectionConfig,
+        key: &str,
+        mut row: Row,
+    ) -> Result<Row> {
+        let mut moved = false;
+        for (field, target) in &cfg.refs {
+            let Some(Value::String(old)) = row.d.get(field) else {
+                continue;
+            };
+            if !super::request::is_temp_id(old) || self.collection(target).is_err() {
+                continue;
+            }
+            let (now, found) = tx.resolve(target, old).await?;
+            let Some(found) = found.filter(|_| now != *old) else {
+                continue;
+            };
+            let id = self.collection(target)?.id_of(&found.d, &now);
+            row.d.insert(field.clone(), id);
+            moved = true;
+        }
+        if moved {
+            row.reindex(cfg);
+            tx.put_row(&cfg.name, key, &row)?;
+        }
+        Ok(row)
     }
 
     /// The records whose create is in the rejected list.
