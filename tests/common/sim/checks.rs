@@ -217,6 +217,16 @@ impl World {
             if drained {
                 break;
             }
+            // A child whose parent's create was rejected waits for the app's decision: the app
+            // settles what is left in its rejected list, as an app would.
+            for ci in 0..n {
+                let left = now(self.clients[ci].db().rejected())
+                    .expect("rejected")
+                    .len();
+                for _ in 0..left {
+                    self.settle_rejected(ci);
+                }
+            }
         }
         if !drained {
             let left: Vec<_> = self

@@ -364,6 +364,8 @@ impl World {
             }
             Some(Err(e)) => {
                 self.note(format!("c{ci} round failed: {e}"));
+                // A batch committed before the failure was handed over all the same.
+                self.absorb(ci, &report);
                 assert_eq!(e.kind, ferry::core::ErrorKind::Storage, "round: {e}");
                 None
             }
