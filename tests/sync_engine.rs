@@ -180,12 +180,7 @@ fn update_then_delete_is_one_delete_and_update_update_one_put() {
 #[test]
 fn temp_id_is_replaced_everywhere_and_still_resolves() {
     let storage = MemoryStorage::new();
-    let mut cfg = config(&["projects", "todos"]);
-    cfg.collections
-        .get_mut("todos")
-        .unwrap()
-        .refs
-        .insert("projectId".into(), "projects".into());
+    let cfg = projects_and_todos();
     let db = open(cfg, storage);
     let s = MemServer::new();
     // Make the server's ids differ between collections.
@@ -418,12 +413,7 @@ fn mutations_of_a_collection_left_out_wait_for_a_store_that_declares_it() {
 /// Discarded, the child goes as it is (the server decides about an id it never saw).
 #[test]
 fn child_of_a_rejected_parent_waits_for_the_apps_decision() {
-    let mut cfg = config(&["projects", "todos"]);
-    cfg.collections
-        .get_mut("todos")
-        .unwrap()
-        .refs
-        .insert("projectId".into(), "projects".into());
+    let cfg = projects_and_todos();
     let db = open(cfg, MemoryStorage::new());
     let s = MemServer::new();
     let p = create(&db, "projects", json!({"name": "P"}));

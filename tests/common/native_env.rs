@@ -81,6 +81,17 @@ pub fn config(collections: &[&str]) -> StoreConfig {
     )
 }
 
+/// `projects` and `todos`, whose `projectId` refers to a project.
+pub fn projects_and_todos() -> StoreConfig {
+    let mut cfg = config(&["projects", "todos"]);
+    cfg.collections
+        .get_mut("todos")
+        .expect("todos")
+        .refs
+        .insert("projectId".into(), "projects".into());
+    cfg
+}
+
 pub fn open(cfg: StoreConfig, storage: MemoryStorage) -> Db {
     block_on(Engine::open(cfg, storage, TestEnv::new())).expect("open")
 }
