@@ -1,5 +1,7 @@
-//! One flush round: pick the next mutations (read-write transaction: they are frozen and counted),
-//! send them with no transaction open, then apply every answer in a new transaction.
+//! One flush round: pick the next mutations (`pick.rs`; a read-write transaction freezes and
+//! counts them), send them with no transaction open, then apply every answer in a new
+//! transaction. A round of two batches overlaps the second one's pick and send with the first
+//! one's send and apply.
 
 use std::collections::HashSet;
 use std::future::{poll_fn, Future};
@@ -12,15 +14,16 @@ use crate::core::clock::Env;
 use crate::core::engine::Engine;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::mutation::{Entry, Kind};
-use crate::core::record::{Record, Row};
-use crate::core::storage::{Storage, Table};
+use crate::core::record::Record;
+use crate::core::storage::Storage;
 use crate::core::tx::Want;
 
 use super::batch;
 use super::classify::{classify, record_of, version_of, ServerState, Verdict};
 use super::http::{HttpRequest, HttpResponse, NetError, Transport};
+use super::pick::Picked;
 use super::report::Report;
-use super::request::{client_id_of, freeze, to_http};
+use super::request::{client_id_of, to_http};
 
 /// How a round ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -40,22 +43,6 @@ pub enum RoundEnd {
     Unauthorized,
     /// The browser is offline.
     Offline,
-}
-
-/// What a round picked.
-struct Picked {
-    /// The entries to send, frozen.
-    entries: Vec<Entry>,
-    /// Per entry, whether it was frozen just now (so an offline answer can undo it).
-    fresh: Vec<bool>,
-    /// The positions of the outbox entries the pick read: all of the outbox between the first
-    /// and the last of them.
-    present: Vec<u64>,
-    /// Every record the pick looked at, up to its last pick: a pick made meanwhile leaves them
-    /// out, since their entries before that point are out, or held back, or must go first.
-    visited: HashSet<(String, String)>,
-    /// The pick passed a child waiting for its parent's create.
-    halted: bool,
 }
 
 /// What came back for a sent batch.
@@ -134,19 +121,6 @@ pub fn backoff_ms(attempts: u32, random: u32) -> f64 {
     let full = (1000.0 * f64::from(1u32 << exp)).min(60_000.0);
     let jitter = 0.5 + 0.5 * (f64::from(random) / f64::from(u32::MAX));
     full * jitter
-}
-
-/// Field values of `rec` that name a pending temporary id through a declared reference.
-fn refs_pending(
-    refs: &std::collections::BTreeMap<String, String>,
-    rec: &Record,
-    creating: &HashSet<(String, String)>,
-) -> bool {
-    refs.iter().any(|(field, target)| {
-        rec.get(field)
-            .and_then(Value::as_str)
-            .is_some_and(|id| creating.contains(&(target.clone(), id.to_string())))
-    })
 }
 
 impl<S: Storage, E: Env> Engine<S, E> {
@@ -247,22 +221,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
             RoundEnd::Offline => RoundEnd::Offline,
             other => worse(end, other),
         })
-    }
-
-    /// Picks the next batch, leaving out the records in `busy`; near a full quota (freezing
-    /// stores each request's body), fewer at a time.
-    async fn pick_fitting(
-        &self,
-        busy: &HashSet<(String, String)>,
-        after: Option<u64>,
-    ) -> Result<Picked> {
-        let mut max = self.config.batch_size;
-        loop {
-            match self.pick(max, busy, after).await {
-                Err(e) if e.kind == ErrorKind::Quota && max > 1 => max = (max / 2).max(1),
-                other => return other,
-            }
-        }
     }
 
     /// Sends a picked batch: in one batch request when a batch URL is configured, else one
@@ -398,231 +356,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
             return Ok(self.read_server_state(transport, headers, e).await);
         }
         Ok(v)
-    }
-
-    /// Picks the next mutations to send (none of the records in `busy`) and freezes them, in
-    /// one read-write transaction. `after`: the last position of a batch picked just before,
-    /// from whose records `busy` is made; what lies before it is that batch's, or cannot go.
-    async fn pick(
-        &self,
-        max: usize,
-        busy: &HashSet<(String, String)>,
-        after: Option<u64>,
-    ) -> Result<Picked> {
-        let mut tx = self.begin(true).await?;
-        let mut blocked: HashSet<(String, String)> = self.blocked_records(&tx).await?;
-        blocked.extend(busy.iter().cloned());
-        let outbox = self.outbox_to_pick(&tx, max, &blocked, after).await?;
-        let outbox_seqs: Vec<u64> = outbox.iter().map(|e| e.seq).collect();
-        // Freezing looks at rows only: the outbox was just read whole.
-        let want = Want {
-            aliases: false,
-            entries: false,
-        };
-        self.prefetch_records(
-            &mut tx,
-            outbox.iter().filter(|e| e.sent.is_none()).take(max),
-            want,
-        )
-        .await?;
-        let mut creating: HashSet<(String, String)> = outbox
-            .iter()
-            .filter(|e| e.kind == Kind::Create)
-            .map(|e| (e.c.clone(), e.r.clone()))
-            .collect();
-        if self.config.collections.values().any(|c| !c.refs.is_empty()) {
-            // A create the server rejected is not over until the app retries or discards it:
-            // its children wait meanwhile, rather than go with its temporary id.
-            creating.extend(self.rejected_creates(&tx).await?);
-        }
-        let mut seen: HashSet<(String, String)> = HashSet::new();
-        let mut halted = false;
-        let mut picked = Vec::new();
-        let mut fresh = Vec::new();
-        for mut e in outbox {
-            let rec = (e.c.clone(), e.r.clone());
-            // Only a record's first entry may go, and only once per round.
-            if !seen.insert(rec.clone()) || blocked.contains(&rec) {
-                continue;
-            }
-            // A collection this store was opened without: its mutations wait, kept, for a store
-            // that declares it (this one does not know its URL).
-            let Ok(cfg) = self.collection(&e.c) else {
-                continue;
-            };
-            let was_fresh = e.sent.is_none();
-            if e.sent.is_none() {
-                let row = tx.row(&e.c, &e.r).await?;
-                if let Some(row) = &row {
-                    if refs_pending(&cfg.refs, &row.d, &creating) {
-                        // Its parent has no server id yet; the next round will have it.
-                        halted = true;
-                        if picked.is_empty() {
-                            continue;
-                        }
-                        break;
-                    }
-                }
-                let row = match row {
-                    Some(row) => Some(self.follow_refs(&tx, cfg, &e.r, row).await?),
-                    None => None,
-                };
-                match freeze(cfg, &e, row.as_ref()) {
-                    Some(sent) => e.sent = Some(sent),
-                    None => {
-                        // An update of a record deleted meanwhile: the delete behind it says it all.
-                        tx.delete_entry(&e)?;
-                        continue;
-                    }
-                }
-            }
-            e.attempts = e.attempts.saturating_add(1);
-            tx.put_entry(&e)?;
-            picked.push(e);
-            fresh.push(was_fresh);
-            if picked.len() >= max {
-                break;
-            }
-        }
-        tx.commit().await?;
-        // The entries read were every entry between the first and the last of them.
-        let present = outbox_seqs;
-        Ok(Picked {
-            entries: picked,
-            fresh,
-            present,
-            visited: seen,
-            halted,
-        })
-    }
-
-    /// The part of the outbox a round of `max` picks from: its head (after position `after`,
-    /// when given), when that holds `max` records to send, else all of it. (Each round reading
-    /// the whole outbox made a long one quadratic.) With declared references, all of it: a child
-    /// waits while its parent's create is anywhere in the queue. Always a run of neighbouring
-    /// entries: no entry lies between two of them.
-    async fn outbox_to_pick<T: crate::core::storage::Txn>(
-        &self,
-        tx: &crate::core::tx::Tx<T>,
-        max: usize,
-        blocked: &HashSet<(String, String)>,
-        after: Option<u64>,
-    ) -> Result<Vec<Entry>> {
-        let refs = self.config.collections.values().any(|c| !c.refs.is_empty());
-        if refs {
-            return tx.outbox().await;
-        }
-        // A little more than a round: usually one entry per record (a record has a second only
-        // while its first is in flight).
-        let n = max.saturating_add(max / 4).saturating_add(16);
-        let head = tx.outbox_head(after, n).await?;
-        if head.len() < n {
-            return Ok(head); // the whole (rest of the) outbox
-        }
-        let records: HashSet<(String, String)> = head
-            .iter()
-            .filter(|e| self.config.collections.contains_key(&e.c))
-            .map(|e| (e.c.clone(), e.r.clone()))
-            .filter(|rec| !blocked.contains(rec))
-            .collect();
-        if records.len() >= max {
-            Ok(head)
-        } else {
-            tx.outbox().await
-        }
-    }
-
-    /// Prefetches the rows (and, as `want` says, the pending entries) of the records of
-    /// `entries`, for the collection most of them belong to (a round is usually about one).
-    async fn prefetch_records<'e, T: crate::core::storage::Txn>(
-        &self,
-        tx: &mut crate::core::tx::Tx<T>,
-        entries: impl Iterator<Item = &'e Entry>,
-        want: Want,
-    ) -> Result<()> {
-        let mut by_collection: std::collections::HashMap<&str, Vec<String>> = Default::default();
-        // Only declared collections have a store to read.
-        for e in entries.filter(|e| self.config.collections.contains_key(&e.c)) {
-            by_collection
-                .entry(e.c.as_str())
-                .or_default()
-                .push(e.r.clone());
-        }
-        let Some((c, ids)) = by_collection.into_iter().max_by_key(|(_, ids)| ids.len()) else {
-            return Ok(());
-        };
-        let c = c.to_string();
-        tx.prefetch(&self.env, &c, &ids, want).await
-    }
-
-    /// `row` with every declared reference that still names a temporary id the target record
-    /// has left (its create was acknowledged) moved to the record's id, stored as such. The ack
-    /// rewrites references in the collections this store declares; this catches the others (a
-    /// store opened without this collection synced the parent) and an old temporary id written
-    /// after the ack.
-    async fn follow_refs<T: crate::core::storage::Txn>(
-        &self,
-        tx: &crate::core::tx::Tx<T>,
-        cfg: &crate::core::config::CollectionConfig,
-        key: &str,
-        mut row: Row,
-    ) -> Result<Row> {
-        let mut moved = false;
-        for (field, target) in &cfg.refs {
-            let Some(Value::String(old)) = row.d.get(field) else {
-                continue;
-            };
-            if !super::request::is_temp_id(old) || self.collection(target).is_err() {
-                continue;
-            }
-            let (now, found) = tx.resolve(target, old).await?;
-            let Some(found) = found.filter(|_| now != *old) else {
-                continue;
-            };
-            let id = self.collection(target)?.id_of(&found.d, &now);
-            row.d.insert(field.clone(), id);
-            moved = true;
-        }
-        if moved {
-            row.reindex(cfg);
-            tx.put_row(&cfg.name, key, &row)?;
-        }
-        Ok(row)
-    }
-
-    /// The records whose create is in the rejected list.
-    async fn rejected_creates<T: crate::core::storage::Txn>(
-        &self,
-        tx: &crate::core::tx::Tx<T>,
-    ) -> Result<Vec<(String, String)>> {
-        let items = tx.t.get_all(Table::Rejected).await?;
-        Ok(items
-            .into_iter()
-            .filter(|(_, v)| v.get("kind").and_then(Value::as_str) == Some("create"))
-            .filter_map(|(_, v)| {
-                Some((
-                    v.get("collection")?.as_str()?.to_string(),
-                    v.get("recordId")?.as_str()?.to_string(),
-                ))
-            })
-            .collect())
-    }
-
-    /// Records held back by an open conflict.
-    pub(crate) async fn blocked_records<T: crate::core::storage::Txn>(
-        &self,
-        tx: &crate::core::tx::Tx<T>,
-    ) -> Result<HashSet<(String, String)>> {
-        let open = tx.t.get_all(Table::Conflicts).await?;
-        Ok(open
-            .into_iter()
-            .filter_map(|(_, v)| {
-                Some((
-                    v.get("collection")?.as_str()?.to_string(),
-                    v.get("recordId")?.as_str()?.to_string(),
-                ))
-            })
-            .collect())
     }
 
     /// GETs a record after a conflict answer that did not include it.
