@@ -190,6 +190,11 @@ fn default_timeout() -> u32 {
 }
 
 impl StoreConfig {
+    /// Whether any collection declares references (then a child waits for its parent's create).
+    pub fn has_refs(&self) -> bool {
+        self.collections.values().any(|c| !c.refs.is_empty())
+    }
+
     /// A store with the given collections and every default.
     pub fn new(name: &str, collections: Vec<CollectionConfig>) -> Self {
         StoreConfig {

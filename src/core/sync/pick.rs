@@ -45,6 +45,14 @@ fn refs_pending(
     })
 }
 
+/// The record a rejected item or an open conflict is about (both name it the same way).
+fn record_named_in(v: &Value) -> Option<(String, String)> {
+    Some((
+        v.get("collection")?.as_str()?.to_string(),
+        v.get("recordId")?.as_str()?.to_string(),
+    ))
+}
+
 impl<S: Storage, E: Env> Engine<S, E> {
     /// Picks the next batch, leaving out the records in `busy`; near a full quota (freezing
     /// stores each request's body), fewer at a time.
@@ -91,7 +99,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             .filter(|e| e.kind == Kind::Create)
             .map(|e| (e.c.clone(), e.r.clone()))
             .collect();
-        if self.config.collections.values().any(|c| !c.refs.is_empty()) {
+        if self.config.has_refs() {
             // A create the server rejected is not over until the app retries or discards it:
             // its children wait meanwhile, rather than go with its temporary id.
             creating.extend(self.rejected_creates(&tx).await?);
@@ -169,7 +177,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         blocked: &HashSet<(String, String)>,
         after: Option<u64>,
     ) -> Result<Vec<Entry>> {
-        let refs = self.config.collections.values().any(|c| !c.refs.is_empty());
+        let refs = self.config.has_refs();
         if refs {
             return tx.outbox().await;
         }
@@ -260,12 +268,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         Ok(items
             .into_iter()
             .filter(|(_, v)| v.get("kind").and_then(Value::as_str) == Some("create"))
-            .filter_map(|(_, v)| {
-                Some((
-                    v.get("collection")?.as_str()?.to_string(),
-                    v.get("recordId")?.as_str()?.to_string(),
-                ))
-            })
+            .filter_map(|(_, v)| record_named_in(&v))
             .collect())
     }
 
@@ -277,12 +280,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let open = tx.t.get_all(Table::Conflicts).await?;
         Ok(open
             .into_iter()
-            .filter_map(|(_, v)| {
-                Some((
-                    v.get("collection")?.as_str()?.to_string(),
-                    v.get("recordId")?.as_str()?.to_string(),
-                ))
-            })
+            .filter_map(|(_, v)| record_named_in(&v))
             .collect())
     }
 }
