@@ -1,7 +1,7 @@
 //! The engine: a store's configuration, its storage and its host environment. Local operations
 //! live in `local.rs`, sync in `sync/`; both are `impl Engine` blocks over the same state.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -12,7 +12,7 @@ use super::error::{Error, ErrorKind, Result};
 use super::record::Record;
 use super::record::Row;
 use super::storage::{Key, Read, Storage, Table, Txn};
-use super::tx::Tx;
+use super::tx::{ClockState, Tx};
 
 /// What happened to a record, as subscribers see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -78,6 +78,9 @@ pub struct Engine<S: Storage, E: Env> {
     closed: Cell<bool>,
     /// Set when the batch URL turned out not to exist: mutations then go one by one.
     pub(crate) batch_off: Cell<bool>,
+    /// The clock state storage held when this engine last wrote it (or was about to): what a
+    /// [quick create](Engine::write) assumes and checks. `None` when unknown.
+    pub(crate) clock_seen: RefCell<Option<ClockState>>,
 }
 
 impl<S: Storage, E: Env> Engine<S, E> {
@@ -90,6 +93,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             env,
             closed: Cell::new(false),
             batch_off: Cell::new(false),
+            clock_seen: RefCell::new(None),
         };
         if engine.storage.reindexes_on_upgrade() {
             return Ok(engine);
@@ -126,6 +130,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
             tx.commit().await?;
         }
         Ok(engine)
+    }
+
+    /// Remembers the clock state storage holds after a commit (`None`: not known).
+    pub(crate) fn saw_clock(&self, clock: Option<ClockState>) {
+        *self.clock_seen.borrow_mut() = clock;
     }
 
     /// Marks the engine closed: every later call fails with a `ClosedError`.

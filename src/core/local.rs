@@ -58,21 +58,37 @@ pub struct OutboxItem {
     pub retry_at: Option<f64>,
 }
 
+/// What a local write touches: the narrower scope starts sooner in IndexedDB.
+pub(crate) fn write_scope(c: &str) -> [Table<'_>; 4] {
+    [
+        Table::Records(c),
+        Table::Outbox,
+        Table::State,
+        Table::Aliases,
+    ]
+}
+
+/// The temporary id of a record created at outbox position `seq`. Zero-padded, so that temporary
+/// ids sort in creation order and the records of one sync round lie in one key range.
+pub(crate) fn temp_id(node: &str, seq: u64) -> String {
+    format!("tmp-{node}-{seq:010}")
+}
+
 impl<S: Storage, E: Env> Engine<S, E> {
     /// Applies local writes to collection `c` in one transaction: all of them or none.
     /// Returns the records written (absent for deletes) and the changes to announce.
     pub async fn write(&self, c: &str, ops: Vec<Op>) -> Result<(Vec<Option<Record>>, Vec<Change>)> {
-        self.collection(c)?; // an unknown collection is that error, not a missing store's
-                             // Only what a write touches: the narrower scope starts sooner in IndexedDB.
-        let scope = [
-            Table::Records(c),
-            Table::Outbox,
-            Table::State,
-            Table::Aliases,
-        ];
-        let mut tx = self.begin_in(true, &scope).await?;
+        let cfg = self.collection(c)?; // an unknown collection is that error, not a missing store's
+        if let [Op::Create(data)] = &ops[..] {
+            if let Some(out) = self.quick_create(cfg, data).await? {
+                return Ok(out);
+            }
+        }
+        let mut tx = self.begin_in(true, &write_scope(c)).await?;
         let out = self.write_in(&mut tx, c, ops).await?;
+        let seen = tx.clock_after_commit();
         tx.commit().await?;
+        self.saw_clock(seen);
         Ok(out)
     }
 
@@ -123,23 +139,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let c = cfg.name.as_str();
         let idp = cfg.id_property.as_str();
         let (seq, at, node) = tx.tick(&self.env).await?;
-        let fresh = |kind, key: &str| Entry {
-            seq,
-            id: format!("{node}-{seq}"),
-            c: c.to_string(),
-            r: key.to_string(),
-            kind,
-            fields: Vec::new(),
-            made: at,
-            at,
-            attempts: 0,
-            sent: None,
-            error: None,
-            retry_at: None,
-            base: None,
-            base_v: None,
-            replace: false,
-        };
+        let fresh = |kind, key: &str| Entry::new(seq, &node, at, c, key, kind);
         match op {
             Op::Create(mut data) => {
                 let (key, pending) = match data.get(idp) {
@@ -156,9 +156,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     }
                     None => {
                         // A fresh temporary id: nothing can be stored or pending under it.
-                        // Zero-padded, so that temporary ids sort in creation order and the
-                        // records of one sync round lie in one key range.
-                        let key = format!("tmp-{node}-{seq:010}");
+                        let key = temp_id(&node, seq);
                         data.insert(idp.to_string(), Value::String(key.clone()));
                         (key, Vec::new())
                     }

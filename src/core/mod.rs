@@ -26,6 +26,7 @@ pub mod local;
 pub mod memory;
 pub mod mutation;
 pub mod query;
+mod quick;
 pub mod record;
 pub mod storage;
 pub mod sync;

@@ -84,6 +84,28 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A new entry at outbox position `seq` of client `node`, made at `at`, for record `r` of
+    /// collection `c`.
+    pub fn new(seq: u64, node: &str, at: Hlc, c: &str, r: &str, kind: Kind) -> Entry {
+        Entry {
+            seq,
+            id: format!("{node}-{seq}"),
+            c: c.to_string(),
+            r: r.to_string(),
+            kind,
+            fields: Vec::new(),
+            made: at,
+            at,
+            attempts: 0,
+            sent: None,
+            error: None,
+            retry_at: None,
+            base: None,
+            base_v: None,
+            replace: false,
+        }
+    }
+
     /// Whether this mutation has left the client (and so must be sent again exactly as it was).
     pub fn in_flight(&self) -> bool {
         self.sent.is_some()

@@ -108,6 +108,10 @@ pub enum Read<'a> {
     Get(Table<'a>, Key),
     /// The entries whose index equals a value, as [`Txn::get_by_index`].
     Index(Table<'a>, &'a str, Value),
+    /// Whether any entry's index equals a value: the primary key of the first one (with a null
+    /// value), or nothing. In Chromium this `getKey` costs a fraction of an index `getAll`, so a
+    /// write asks it first and reads the entries only when there are some.
+    FirstKey(Table<'a>, &'a str, Value),
     /// Every entry of a table, as [`Txn::get_all`].
     All(Table<'a>),
     /// The first entries (at most `limit`) whose key, or key in `index`, lies between two keys,
@@ -153,6 +157,12 @@ pub trait Txn {
                     .map(|v| vec![(k.clone(), v)])
                     .unwrap_or_default(),
                 Read::Index(t, ix, v) => self.get_by_index(*t, ix, v).await?,
+                Read::FirstKey(t, ix, v) => {
+                    let first = self.get_by_index(*t, ix, v).await?.into_iter().next();
+                    first
+                        .map(|(k, _)| vec![(k, Value::Null)])
+                        .unwrap_or_default()
+                }
                 Read::All(t) => self.get_all(*t).await?,
                 Read::Range {
                     table,
@@ -162,6 +172,24 @@ pub trait Txn {
                     limit,
                 } => self.get_range(*table, *index, lo, hi, *limit).await?,
             });
+        }
+        Ok(out)
+    }
+    /// Issues `reads`, then `writes` (a put, or a delete when the value is `None`), and answers
+    /// the reads as the transaction stood before the writes. IndexedDB issues them all before
+    /// awaiting any answer, so a write that only checks its assumptions waits for no answer
+    /// before writing.
+    async fn read_then_write(
+        &self,
+        reads: &[Read<'_>],
+        writes: &[(Table<'_>, Key, Option<Value>)],
+    ) -> Result<Vec<Vec<(Key, Value)>>> {
+        let out = self.read_many(reads).await?;
+        for (t, k, v) in writes {
+            match v {
+                Some(v) => self.put(*t, k, v)?,
+                None => self.delete(*t, k)?,
+            }
         }
         Ok(out)
     }

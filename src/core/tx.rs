@@ -26,7 +26,8 @@ pub struct ClockState {
     pub hlc: Hlc,
 }
 
-const CLOCK: &str = "clock";
+/// The key of the clock state in the state table.
+pub(crate) const CLOCK: &str = "clock";
 
 /// From this many records on, a prefetch reads each table as one range (a request per record
 /// costs more than a few values not asked for).
@@ -206,7 +207,7 @@ impl<T: Txn> Tx<T> {
             if ranged {
                 reads.push(part.range(c, want_ids));
             } else {
-                reads.extend(want_ids.iter().map(|id| part.get(c, id)));
+                reads.extend(want_ids.iter().map(|id| part.probe(c, id)));
             }
         }
         let mut answers = self.t.read_many(&reads).await?.into_iter();
@@ -218,8 +219,20 @@ impl<T: Txn> Tx<T> {
         }
         for (part, want_ids) in first_pass {
             if !ranged {
-                for _ in &want_ids {
-                    part.take(&mut known, answers.next().unwrap_or_default())?;
+                let mut pending = Vec::new();
+                for id in want_ids {
+                    let got = answers.next().unwrap_or_default();
+                    match part {
+                        // The probe found an entry: read the record's entries after.
+                        Part::Entries if !got.is_empty() => pending.push(id),
+                        Part::Entries => {}
+                        _ => {
+                            part.take(&mut known, got)?;
+                        }
+                    }
+                }
+                if !pending.is_empty() {
+                    left.push((Part::Entries, pending));
                 }
                 continue;
             }
@@ -468,6 +481,12 @@ impl<T: Txn> Tx<T> {
             }
         }
         Ok(())
+    }
+
+    /// The clock as storage will hold it once this transaction commits, when that is known.
+    pub fn clock_after_commit(&self) -> Option<ClockState> {
+        let written = self.clock_new || (self.ticked && self.entry_put.get());
+        self.clock.clone().filter(|_| written || !self.ticked)
     }
 
     /// Writes the clock back (if it was used) and commits.

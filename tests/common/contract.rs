@@ -41,6 +41,7 @@ macro_rules! for_each_contract {
         $m!(read_many_answers_each_read_in_order);
         $m!(get_first_in_key_order);
         $m!(get_range_in_idb_order);
+        $m!(read_then_write_reads_before_writing);
         $m!(delete_range_removes_the_keys_between);
         $m!(scoped_transaction_keeps_to_its_tables);
         $m!(dropped_transaction_rolls_back);
@@ -55,6 +56,7 @@ macro_rules! for_each_contract {
         $m!(engine_two_indexes_added_later_find_old_records);
         $m!(engine_collection_left_out_keeps_its_data);
         $m!(engine_big_write_over_sparse_ids_sees_everything);
+        $m!(engine_two_clients_interleave_creates);
     };
 }
 

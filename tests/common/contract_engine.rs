@@ -459,3 +459,58 @@ pub async fn engine_big_write_over_sparse_ids_sees_everything<H: Harness>(h: &H)
         assert_eq!(item.base, Some(rec(json!({"id": item.record_id, "n": n}))));
     }
 }
+
+/// Two clients (tabs) on one database take turns creating. A client that writes without reading
+/// first checks that the clock is where it left it, so no outbox position is handed out twice, a
+/// create over a taken id still fails, and one over a pending delete still folds into it.
+pub async fn engine_two_clients_interleave_creates<H: Harness>(h: &H) {
+    let (cfg, s) = open(h, "engine_two_clients").await;
+    let synced = Row::new(
+        cfg.collection("todos").expect("todos"),
+        rec(json!({"id": "s1", "title": "srv"})),
+    );
+    put_all(&s, &[(Table::Records("todos"), k("s1"), synced.to_value())]).await;
+    let a = engine(h, &cfg, s).await;
+    let b = engine(h, &cfg, h.open(&cfg).await).await;
+    let create = |v: Value| vec![Op::Create(rec(v))];
+
+    write(&a, "todos", create(json!({"id": "x1"}))).await;
+    write(&a, "todos", create(json!({"id": "x2"}))).await;
+    write(&b, "todos", create(json!({"id": "y1"}))).await;
+    write(&a, "todos", create(json!({"title": "no id"}))).await;
+    write(&a, "todos", create(json!({"id": "x3"}))).await;
+    let taken = a.write("todos", create(json!({"id": "y1"}))).await;
+    assert_eq!(taken.expect_err("y1 is b's").kind, ErrorKind::Constraint);
+    write(&a, "todos", vec![Op::Delete("s1".into())]).await;
+    write(&b, "todos", create(json!({"id": "y2"}))).await;
+    write(&a, "todos", create(json!({"id": "x4"}))).await;
+    write(&a, "todos", create(json!({"id": "s1", "title": "again"}))).await;
+
+    let out = a.outbox().await.expect("outbox");
+    let shape: Vec<_> = out
+        .iter()
+        .map(|i| (i.kind, i.record_id.as_str()))
+        .filter(|(_, r)| !r.starts_with("tmp-"))
+        .collect();
+    use Kind::{Create, Update};
+    assert_eq!(
+        shape,
+        vec![
+            (Create, "x1"),
+            (Create, "x2"),
+            (Create, "y1"),
+            (Create, "x3"),
+            (Update, "s1"),
+            (Create, "y2"),
+            (Create, "x4"),
+        ],
+        "every create kept, in order; the delete of s1 and its create again are one replace"
+    );
+    assert_eq!(out.len(), 8, "and the create without an id");
+    let mut ids: Vec<&str> = out.iter().map(|i| i.mutation_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 8, "no mutation id twice");
+    let all = b.all("todos").await.expect("all");
+    assert_eq!(all.len(), 8, "s1, x1-x4, y1, y2 and the one without an id");
+}

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::{all, count, get, k, nums, open, pair, put_all, strs, Harness};
 
-/// read_many answers gets, index reads and whole tables in the order asked, as the single reads
+/// read_many answers gets, index reads, first keys and whole tables in the order asked, as the single reads
 /// would, with the transaction's own writes.
 pub async fn read_many_answers_each_read_in_order<H: Harness>(h: &H) {
     let (_, s) = open(h, "read_many").await;
@@ -25,6 +25,10 @@ pub async fn read_many_answers_each_read_in_order<H: Harness>(h: &H) {
     let tx = s.begin(true).await.expect("begin");
     tx.put(Table::Records("todos"), &k("4"), &row(4))
         .expect("put");
+    for n in [12, 4] {
+        let e = json!({"seq": n, "c": "todos", "r": "3", "kind": "update"});
+        tx.put(Table::Outbox, &Key::Num(n), &e).expect("put");
+    }
     let reads = [
         Read::Get(Table::Records("todos"), k("2")),
         Read::Get(Table::Records("todos"), k("missing")),
@@ -34,6 +38,10 @@ pub async fn read_many_answers_each_read_in_order<H: Harness>(h: &H) {
         Read::Index(Table::Records("todos"), "ix.n", json!(4)),
         Read::Index(Table::Records("todos"), "ix.n", json!(true)),
         Read::All(Table::Records("todos")),
+        Read::FirstKey(Table::Outbox, OUTBOX_BY_RECORD, json!(["todos", "2"])),
+        Read::FirstKey(Table::Outbox, OUTBOX_BY_RECORD, json!(["todos", "3"])),
+        Read::FirstKey(Table::Outbox, OUTBOX_BY_RECORD, json!(["todos", "1"])),
+        Read::FirstKey(Table::Outbox, OUTBOX_BY_RECORD, json!(true)),
     ];
     let got = tx.read_many(&reads).await.expect("read_many");
     assert_eq!(got.len(), reads.len());
@@ -53,6 +61,14 @@ pub async fn read_many_answers_each_read_in_order<H: Harness>(h: &H) {
     );
     let all: Vec<Key> = got[7].iter().map(|(k, _)| k.clone()).collect();
     assert_eq!(all, strs(&["1", "2", "3", "4"]));
+    assert_eq!(got[8], vec![(Key::Num(9), Value::Null)]);
+    assert_eq!(
+        got[9],
+        vec![(Key::Num(4), Value::Null)],
+        "the lowest position of the record's entries, its own writes seen"
+    );
+    assert!(got[10].is_empty(), "no entry: no key");
+    assert!(got[11].is_empty(), "true is no key");
 }
 
 /// get_first answers the first entries in key order, with the transaction's own writes.
@@ -322,4 +338,40 @@ pub async fn delete_range_removes_the_keys_between<H: Harness>(h: &H) {
     assert_eq!(keys(seen), nums(&[1, 4, 13]));
     tx.commit().await.expect("commit");
     assert_eq!(keys(all(&s, Table::Outbox).await), nums(&[1, 4, 13]));
+}
+
+/// read_then_write answers its reads as the transaction stood before its writes, and the writes
+/// are then there for later reads and at commit.
+pub async fn read_then_write_reads_before_writing<H: Harness>(h: &H) {
+    let (_, s) = open(h, "read_then_write").await;
+    let notes = Table::Records("notes");
+    put_all(&s, &[(notes, k("old"), json!({"d": {"id": "old"}}))]).await;
+    let tx = s.begin(true).await.expect("begin");
+    let reads = [
+        Read::Get(notes, k("old")),
+        Read::Get(notes, k("new")),
+        Read::FirstKey(Table::Outbox, OUTBOX_BY_RECORD, json!(["notes", "new"])),
+    ];
+    let entry = json!({"seq": 1, "c": "notes", "r": "new", "kind": "create"});
+    let writes = [
+        (notes, k("new"), Some(json!({"d": {"id": "new"}}))),
+        (notes, k("old"), None),
+        (Table::Outbox, Key::Num(1), Some(entry)),
+    ];
+    let got = tx
+        .read_then_write(&reads, &writes)
+        .await
+        .expect("read_then_write");
+    assert_eq!(got[0], vec![(k("old"), json!({"d": {"id": "old"}}))]);
+    assert!(
+        got[1].is_empty() && got[2].is_empty(),
+        "before the writes: {got:?}"
+    );
+    let after = tx.read_many(&reads).await.expect("read_many");
+    assert!(after[0].is_empty(), "the delete is seen");
+    assert_eq!(after[1], vec![(k("new"), json!({"d": {"id": "new"}}))]);
+    assert_eq!(after[2], vec![(Key::Num(1), Value::Null)]);
+    tx.commit().await.expect("commit");
+    assert_eq!(get(&s, notes, &k("old")).await, None);
+    assert_eq!(count(&s, Table::Outbox).await, 1);
 }

@@ -30,6 +30,20 @@ impl Part {
         }
     }
 
+    /// The first read of this part for one record. For entries it only asks whether the record
+    /// has any (most have none, and that `getKey` is cheap); [`Part::get`] follows for those that
+    /// do.
+    pub(super) fn probe<'c>(self, c: &'c str, id: &str) -> Read<'c> {
+        match self {
+            Part::Entries => Read::FirstKey(
+                Table::Outbox,
+                OUTBOX_BY_RECORD,
+                Value::Array(vec![c.into(), id.into()]),
+            ),
+            _ => self.get(c, id),
+        }
+    }
+
     /// The cap of a range read for `n` records: a little room for ids in between (and, for
     /// entries, for a second pending entry of some records).
     pub(super) fn limit(self, n: usize) -> usize {

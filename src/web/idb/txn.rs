@@ -193,6 +193,14 @@ impl IdbTxn<'_> {
                 let query = to_js(value)?;
                 self.issue_all(*table, Some(index), &query, None)?
             }
+            Read::FirstKey(table, index, value) => {
+                if !is_key(value) {
+                    return Ok(Issued::Nothing);
+                }
+                let query = to_js(value)?;
+                let req = self.with_store(*table, |s| s.index(index)?.get_key(&query))?;
+                Issued::FirstKey(self.request(req))
+            }
             Read::All(table) => self.issue_all(*table, None, &JsValue::UNDEFINED, None)?,
             Read::Range {
                 table,
@@ -268,10 +276,36 @@ impl IdbTxn<'_> {
         })
     }
 
+    /// The answers of issued reads, in order.
+    async fn answers(&self, issued: Vec<Issued<'_>>) -> Result<Vec<Vec<(Key, Value)>>> {
+        let mut out = Vec::with_capacity(issued.len());
+        for i in issued {
+            out.push(match i {
+                Issued::One(key, req) => {
+                    let v = req.await?;
+                    if v.is_undefined() {
+                        Vec::new()
+                    } else {
+                        vec![(key, from_js(&v)?)]
+                    }
+                }
+                other => self.all_of(other).await?,
+            });
+        }
+        Ok(out)
+    }
+
     async fn all_of(&self, issued: Issued<'_>) -> Result<Vec<(Key, Value)>> {
         match issued {
             Issued::Records(req) => records_of(&req.await?),
             Issued::Pairs(k, v) => pairs_of(k, v).await,
+            Issued::FirstKey(req) => {
+                let k = req.await?;
+                if k.is_undefined() {
+                    return Ok(Vec::new());
+                }
+                Ok(vec![(key_from_json(from_js(&k)?)?, Value::Null)])
+            }
             Issued::One(..) | Issued::Nothing => Ok(Vec::new()),
         }
     }
@@ -291,6 +325,8 @@ enum Issued<'t> {
     One(Key, Request<'t>),
     Pairs(Request<'t>, Request<'t>),
     Records(Request<'t>),
+    /// A `getKey` on an index: the primary key of the first hit.
+    FirstKey(Request<'t>),
     Nothing,
 }
 
@@ -369,21 +405,28 @@ impl Txn for IdbTxn<'_> {
             .iter()
             .map(|r| self.issue(r))
             .collect::<Result<Vec<_>>>()?;
-        let mut out = Vec::with_capacity(issued.len());
-        for i in issued {
-            out.push(match i {
-                Issued::One(key, req) => {
-                    let v = req.await?;
-                    if v.is_undefined() {
-                        Vec::new()
-                    } else {
-                        vec![(key, from_js(&v)?)]
-                    }
-                }
-                other => self.all_of(other).await?,
-            });
+        self.answers(issued).await
+    }
+
+    async fn read_then_write(
+        &self,
+        reads: &[Read<'_>],
+        writes: &[(Table<'_>, Key, Option<Value>)],
+    ) -> Result<Vec<Vec<(Key, Value)>>> {
+        self.flush()?;
+        let issued = reads
+            .iter()
+            .map(|r| self.issue(r))
+            .collect::<Result<Vec<_>>>()?;
+        // Issued after the reads, so the reads do not see them (requests run in order).
+        for (t, k, v) in writes {
+            match v {
+                Some(v) => self.put(*t, k, v)?,
+                None => self.delete(*t, k)?,
+            }
         }
-        Ok(out)
+        self.flush()?;
+        self.answers(issued).await
     }
 
     async fn get_range(
