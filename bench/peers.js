@@ -91,10 +91,13 @@ export async function raw(name) {
 
 // --- raw IndexedDB asking what Ferry asks: a diagnostic, not a peer -----------------------------
 // A store that syncs must, before a write: see whether the id is taken (the row), whether it is a
-// temporary id that became a server id (the alias), and which changes of the record are still
-// pending (to fold the new one in); and take the next outbox position. This is plain JS issuing
-// exactly Ferry's requests for one write, in Ferry's layout, so Ferry/checked is what Ferry adds
-// (wasm, JSON, events) over its own request pattern, and checked/raw what that pattern costs.
+// temporary id that became a server id (the alias, asked only where there is no row), whether
+// changes of the record are still pending (to fold the new one in; an index `getKey`, the entries
+// themselves only when there are some), and take the next outbox position (the clock). A single
+// create sends those reads together with its writes and checks them after (Ferry's quick create);
+// an update or a delete needs the row before it can write. This is plain JS issuing exactly
+// Ferry's requests for one write, in Ferry's layout, so Ferry/checked is what Ferry adds (wasm,
+// JSON, events) over its own request pattern, and checked/raw what that pattern costs.
 
 export async function checked(name) {
   const r = indexedDB.open(name, 1);
@@ -107,25 +110,50 @@ export async function checked(name) {
   };
   const db = await req(r);
   const STORES = ["r:items", "outbox", "state", "aliases"];
-  const write = async (id, f) => {
+  const open = () => {
     const tx = db.transaction(STORES, "readwrite");
-    const [R, O, S, A] = STORES.map((s) => tx.objectStore(s));
-    const [clock, row, , pending] = await Promise.all([
+    return [tx, ...STORES.map((s) => tx.objectStore(s))];
+  };
+  const entry = (c, id) => ({ seq: c.seq, id: `${c.node}-${c.seq}`, c: "items", r: id, kind: "update", at: Date.now() });
+  const rowOf = (rec) => ({ d: rec, ix: { cat: rec.cat } });
+  let seen = null; // the clock as this client last wrote it
+  const write = async (id, f) => {
+    const [tx, R, O, S] = open();
+    const [clock, row] = await Promise.all([
       req(S.get("clock")),
       req(R.get(id)),
-      req(A.get(["items", id])),
-      req(O.index("record").getAllRecords({ query: ["items", id] })),
+      req(O.index("record").getKey(["items", id])),
     ]);
     const c = clock || { node: "n", seq: 0 };
     c.seq += 1;
-    f(R, row, pending);
-    O.put({ seq: c.seq, id: `${c.node}-${c.seq}`, c: "items", r: id, kind: "update", at: Date.now() }, c.seq);
+    f(R, row);
+    O.put(entry(c, id), c.seq);
     S.put(c, "clock");
+    tx.commit(); // Ferry commits as soon as its writes are issued
     await done(tx);
+    seen = c;
   };
-  const rowOf = (rec) => ({ d: rec, ix: { cat: rec.cat } });
+  const create = async (rec) => {
+    if (!seen) return write(rec.id, (R) => R.put(rowOf(rec), rec.id));
+    const [tx, R, O, S, A] = open();
+    const c = { ...seen, seq: seen.seq + 1 };
+    const checks = Promise.all([
+      req(S.get("clock")),
+      req(R.get(rec.id)),
+      req(A.get(["items", rec.id])),
+      req(O.index("record").getKey(["items", rec.id])),
+    ]);
+    R.put(rowOf(rec), rec.id);
+    O.put(entry(c, rec.id), c.seq);
+    S.put(c, "clock");
+    const [clock, ...rest] = await checks;
+    if (clock.seq !== seen.seq || rest.some((x) => x !== undefined)) throw new Error("checked: a check failed");
+    tx.commit();
+    await done(tx);
+    seen = c;
+  };
   return {
-    create: (rec) => write(rec.id, (R) => R.put(rowOf(rec), rec.id)),
+    create,
     update: (id, changes) => write(id, (R, row) => R.put(rowOf({ ...row.d, ...changes }), id)),
     remove: (id) => write(id, (R) => R.delete(id)),
     populate(recs) {

@@ -9,6 +9,7 @@ mod native_env;
 #[path = "common/sync_asserts.rs"]
 mod sync_asserts;
 
+use ferry::core::mutation::Kind;
 use ferry::core::sync::flush::RoundEnd;
 use ferry::core::sync::http::{HttpRequest, HttpResponse, NetError, Transport};
 use ferry::core::sync::report::Report;
@@ -234,6 +235,19 @@ fn temp_id_is_replaced_everywhere_and_still_resolves() {
     assert_eq!(posts, vec!["/api/projects", "/api/todos"]);
     pull(&db, &s, "todos");
     assert_in_sync(&db, &s, "todos");
+
+    // Writes through the old temporary ids reach the records under their server ids.
+    update(&db, "projects", &p, json!({"name": "P3"}));
+    delete(&db, "todos", &t);
+    let out = block_on(db.outbox()).unwrap();
+    let shape: Vec<_> = out.iter().map(|i| (i.kind, i.record_id.clone())).collect();
+    let tid = st["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        shape,
+        vec![(Kind::Update, sid.clone()), (Kind::Delete, tid)]
+    );
+    assert_eq!(get(&db, "projects", &sid).expect("project")["name"], "P3");
+    assert_eq!(get(&db, "todos", &t), None);
 }
 
 #[test]

@@ -185,9 +185,13 @@ impl<T: Txn> Tx<T> {
                 known.entries.insert(id.to_string(), Vec::new());
             }
         }
+        let ranged = ids.len() >= RANGE_FROM;
+        // Few records: an alias matters only where there is no row (`resolve` looks at the row
+        // first), so aliases are read after the rows, for the ids without one. Usually that is
+        // none, and a write asks one request fewer.
         let parts: Vec<Part> = [
             Some(Part::Rows),
-            want.aliases.then_some(Part::Aliases),
+            (want.aliases && ranged).then_some(Part::Aliases),
             want.entries.then_some(Part::Entries),
         ]
         .into_iter()
@@ -198,7 +202,6 @@ impl<T: Txn> Tx<T> {
         // little else; whatever a capped range did not reach is read key by key after.
         let mut left: Vec<(Part, Vec<&str>)> = Vec::new();
         let first_pass: Vec<(Part, Vec<&str>)> = parts.iter().map(|p| (*p, ids.clone())).collect();
-        let ranged = ids.len() >= RANGE_FROM;
         let mut reads = Vec::new();
         if self.clock.is_none() {
             reads.push(Read::Get(Table::State, Key::str(CLOCK)));
@@ -256,6 +259,19 @@ impl<T: Txn> Tx<T> {
                     .into_iter()
                     .filter(|id| done.binary_search_by(|f| utf16_order(f, id)).is_err());
                 left.push((part, rest.collect()));
+            }
+        }
+        if want.aliases && !ranged {
+            let mut rowless = Vec::new();
+            for id in &ids {
+                if let Some(None) = known.rows.get(*id) {
+                    rowless.push(*id);
+                } else {
+                    known.aliases.remove(*id); // not read: asked of storage if ever needed
+                }
+            }
+            if !rowless.is_empty() {
+                left.push((Part::Aliases, rowless));
             }
         }
         let reads: Vec<Read> = left
