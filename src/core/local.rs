@@ -10,6 +10,7 @@ use super::engine::{Change, ChangeKind, Engine};
 use super::error::{Error, ErrorKind, Result};
 use super::mutation::{coalesce, Coalesced, Entry, Kind};
 use super::query::Query;
+use super::quick::Quick;
 use super::record::{changed_fields, id_key, index_key, Record, Row};
 use super::storage::{field_index, Storage, Table, Txn};
 use super::tx::{Tx, Want};
@@ -79,12 +80,15 @@ impl<S: Storage, E: Env> Engine<S, E> {
     /// Returns the records written (absent for deletes) and the changes to announce.
     pub async fn write(&self, c: &str, ops: Vec<Op>) -> Result<(Vec<Option<Record>>, Vec<Change>)> {
         let cfg = self.collection(c)?; // an unknown collection is that error, not a missing store's
-        if let [Op::Create(data)] = &ops[..] {
-            if let Some(out) = self.quick_create(cfg, data).await? {
-                return Ok(out);
-            }
-        }
-        let mut tx = self.begin_in(true, &write_scope(c)).await?;
+        let quick = match &ops[..] {
+            [Op::Create(data)] => self.quick_create(cfg, data).await?,
+            _ => Quick::NotTried,
+        };
+        let mut tx = match quick {
+            Quick::Done(out) => return Ok(out),
+            Quick::Undone(tx) => tx,
+            Quick::NotTried => self.begin_in(true, &write_scope(c)).await?,
+        };
         let out = self.write_in(&mut tx, c, ops).await?;
         let seen = tx.clock_after_commit();
         tx.commit().await?;

@@ -165,21 +165,8 @@ mod tests {
 
     fn entry(seq: u64, kind: Kind) -> Entry {
         Entry {
-            seq,
             id: format!("m{seq}"),
-            c: "todos".into(),
-            r: "a".into(),
-            kind,
-            fields: vec![],
-            made: Hlc { ms: seq, n: 0 },
-            at: Hlc { ms: seq, n: 0 },
-            attempts: 0,
-            sent: None,
-            error: None,
-            retry_at: None,
-            base: None,
-            base_v: None,
-            replace: false,
+            ..Entry::new(seq, "n", Hlc { ms: seq, n: 0 }, "todos", "a", kind)
         }
     }
     fn f(names: &[&str]) -> Vec<String> {

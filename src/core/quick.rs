@@ -5,9 +5,10 @@
 //! trip through IndexedDB before the writes can even be issued, which is most of what a single
 //! create costs. So the reads that check those assumptions go out together with the writes, in
 //! one transaction: IndexedDB runs a transaction's requests in order, so the reads see the store
-//! as it stood before the writes. When every check holds, the transaction commits; when one
-//! fails (another tab or a sync round moved the clock, the id is taken), it is dropped, which
-//! rolls everything back, and the general path does the create from what it reads.
+//! as it stood before the writes. When every check holds, the transaction commits. When one
+//! fails (another tab moved the clock, the id is taken), what the writes replaced is put back
+//! and the general path does the create from what it reads, in the same transaction, so that
+//! the create keeps its place among the app's writes.
 
 use serde_json::Value;
 
@@ -19,49 +20,65 @@ use super::local::{temp_id, write_scope};
 use super::mutation::{Entry, Kind};
 use super::record::{changed_fields, id_key, Record, Row};
 use super::storage::{Key, Read, Storage, Table, Txn, OUTBOX_BY_RECORD};
-use super::tx::{ClockState, CLOCK};
+use super::tx::{ClockState, Tx, CLOCK};
 
 /// What a write answers: the records written and the changes to announce.
-type Written = (Vec<Option<Record>>, Vec<Change>);
+pub(crate) type Written = (Vec<Option<Record>>, Vec<Change>);
+
+/// How a quick create went.
+pub(crate) enum Quick<T> {
+    /// Written and committed.
+    Done(Written),
+    /// A check failed. What the writes replaced is put back, and the create is to be done the
+    /// general way in this same transaction: a new one would run after those of writes the app
+    /// called later (IndexedDB runs transactions in the order they are made), and those must
+    /// see this create.
+    Undone(T),
+    /// Not tried: the stored clock is not known yet.
+    NotTried,
+}
 
 impl<S: Storage, E: Env> Engine<S, E> {
     /// Creates `data` in `cfg`'s collection on the usual assumptions, checked as it writes.
-    /// `None`: an assumption did not hold (or is not known yet), nothing was written, and the
-    /// caller takes the general path.
     pub(crate) async fn quick_create(
         &self,
         cfg: &CollectionConfig,
         data: &Record,
-    ) -> Result<Option<Written>> {
+    ) -> Result<Quick<Tx<S::Txn<'_>>>> {
         let Some(seen) = self.clock_seen.borrow_mut().take() else {
-            return Ok(None);
+            return Ok(Quick::NotTried);
         };
         let (c, idp) = (cfg.name.as_str(), cfg.id_property.as_str());
         let Some(seq) = seen.seq.checked_add(1) else {
-            return Ok(None);
+            return Ok(Quick::NotTried);
         };
         let clock = ClockState {
             seq,
             hlc: seen.hlc.tick(self.env.now_ms().max(0.0) as u64),
             ..seen.clone()
         };
-        let mut reads = vec![Read::Get(Table::State, Key::str(CLOCK))];
         let mut data = data.clone();
-        let key = match data.get(idp) {
-            Some(v) => {
-                let key = id_key(v)?;
-                reads.push(Read::Get(Table::Records(c), Key::str(&key)));
-                reads.push(Read::Get(Table::Aliases, Key::Pair(c.into(), key.clone())));
-                let pair = Value::Array(vec![c.into(), key.as_str().into()]);
-                reads.push(Read::FirstKey(Table::Outbox, OUTBOX_BY_RECORD, pair));
-                key
-            }
+        let given = data.get(idp).map(id_key).transpose()?;
+        let key = match &given {
+            Some(key) => key.clone(),
             None => {
                 let key = temp_id(&clock.node, seq);
                 data.insert(idp.to_string(), Value::String(key.clone()));
                 key
             }
         };
+        // What the writes replace, to check it is nothing and to put it back if it is not.
+        let mut reads = vec![
+            Read::Get(Table::State, Key::str(CLOCK)),
+            Read::Get(Table::Outbox, Key::Num(seq)),
+            Read::Get(Table::Records(c), Key::str(&key)),
+        ];
+        if given.is_some() {
+            // An id the app chose may be taken under another name or have changes pending.
+            reads.push(Read::Get(Table::Aliases, Key::Pair(c.into(), key.clone())));
+            let pair = Value::Array(vec![c.into(), key.as_str().into()]);
+            reads.push(Read::FirstKey(Table::Outbox, OUTBOX_BY_RECORD, pair));
+        }
         let row = Row::new(cfg, data);
         let mut fields = changed_fields(&Record::new(), &row.d);
         fields.retain(|f| f != idp);
@@ -69,33 +86,42 @@ impl<S: Storage, E: Env> Engine<S, E> {
             fields,
             ..Entry::new(seq, &clock.node, clock.hlc, c, &key, Kind::Create)
         };
+        let json = |v: Result<Value, serde_json::Error>| Some(v.expect("always JSON"));
         let writes = [
-            (Table::Records(c), Key::str(&key), Some(row.to_value())),
-            (
-                Table::Outbox,
-                Key::Num(seq),
-                Some(serde_json::to_value(&entry).expect("an entry is JSON")),
-            ),
             (
                 Table::State,
                 Key::str(CLOCK),
-                Some(serde_json::to_value(&clock).expect("the clock is JSON")),
+                json(serde_json::to_value(&clock)),
             ),
+            (
+                Table::Outbox,
+                Key::Num(seq),
+                json(serde_json::to_value(&entry)),
+            ),
+            (Table::Records(c), Key::str(&key), Some(row.to_value())),
         ];
         // A create started before this one commits builds on it; if this one fails, so does that.
-        self.saw_clock(Some(clock.clone()));
+        self.saw_clock(Some(clock));
         let tx = self.begin_in(true, &write_scope(c)).await?;
-        let held = match tx.t.read_then_write(&reads, &writes).await {
-            Ok(got) => {
-                let stored = got[0].first().map(|(_, v)| v.clone());
-                let stored = stored.and_then(|v| serde_json::from_value(v).ok());
-                stored.as_ref() == Some(&seen) && got[1..].iter().all(Vec::is_empty)
+        let got = match tx.t.read_then_write(&reads, &writes).await {
+            Ok(got) => got,
+            Err(e) => {
+                self.saw_clock(None);
+                return Err(e);
             }
-            Err(_) => false, // the general path meets the same error and reports it
         };
-        if !held {
+        let stored: Option<ClockState> = got[0]
+            .first()
+            .and_then(|(_, v)| serde_json::from_value(v.clone()).ok());
+        if stored.as_ref() != Some(&seen) || got[1..].iter().any(|g| !g.is_empty()) {
             self.saw_clock(None);
-            return Ok(None); // dropping `tx` rolls the writes back
+            for ((table, key, _), old) in writes.iter().zip(&got) {
+                match old.first() {
+                    Some((_, v)) => tx.t.put(*table, key, v)?,
+                    None => tx.t.delete(*table, key)?,
+                }
+            }
+            return Ok(Quick::Undone(tx));
         }
         if let Err(e) = tx.t.commit().await {
             self.saw_clock(None);
@@ -103,6 +129,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
         }
         let id = cfg.id_of(&row.d, &key);
         let change = Change::local(ChangeKind::Created, c, id, Some(row.d.clone()));
-        Ok(Some((vec![Some(row.d)], vec![change])))
+        Ok(Quick::Done((vec![Some(row.d)], vec![change])))
     }
 }

@@ -3,6 +3,7 @@
 
 use ferry::core::mutation::Kind;
 use ferry::core::record::Row;
+use ferry::core::sync::flush::join;
 use ferry::core::{Engine, Env, ErrorKind, Op, Query, Storage, StoreConfig, Table};
 use serde_json::{json, Value};
 
@@ -513,4 +514,26 @@ pub async fn engine_two_clients_interleave_creates<H: Harness>(h: &H) {
     assert_eq!(ids.len(), 8, "no mutation id twice");
     let all = b.all("todos").await.expect("all");
     assert_eq!(all.len(), 8, "s1, x1-x4, y1, y2 and the one without an id");
+
+    // After the other client wrote, a create and an update of it called at once: the create's
+    // check fails, and it must still take effect before the update called after it.
+    write(&b, "todos", create(json!({"id": "y3"}))).await;
+    let edit = vec![Op::Update("x5".into(), rec(json!({"title": "edited"})))];
+    let (made, edited) = join(
+        a.write("todos", create(json!({"id": "x5"}))),
+        a.write("todos", edit),
+    )
+    .await;
+    made.expect("create");
+    edited.expect("the update runs after the create called before it");
+    let out = b.outbox().await.expect("outbox");
+    let last: Vec<_> = out
+        .iter()
+        .rev()
+        .take(2)
+        .map(|i| i.record_id.as_str())
+        .collect();
+    assert_eq!(last, vec!["x5", "y3"], "y3, then x5 (its update folded in)");
+    let x5 = b.get("todos", "x5").await.expect("get").expect("x5");
+    assert_eq!(x5["title"], "edited");
 }

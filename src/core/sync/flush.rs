@@ -71,7 +71,7 @@ impl Sent {
 
 /// Runs two futures at once (on one thread: each is polled when woken) and returns both
 /// outputs.
-async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
+pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
     let (mut a, mut b) = (pin!(a), pin!(b));
     let (mut ra, mut rb) = (None, None);
     poll_fn(|cx| {

@@ -1,0 +1,366 @@
+//! Writes called one after another without awaiting (several promises in flight, as
+//! `create(...)` then `update(...)` in JS) take effect in the order they were called, also when a
+//! single create's quick path (src/core/quick.rs) finds an assumption broken and falls back.
+//!
+//! `MemoryStorage` futures never wait, so two engine calls cannot interleave over it. This file
+//! wraps it in a storage that behaves like IndexedDB where it matters here: transactions run one
+//! at a time, in the order they were created, and every read waits once (a round trip through
+//! the event loop), so a call made later can create its transaction while an earlier call's
+//! transaction is still reading.
+#![cfg(not(target_arch = "wasm32"))]
+
+#[path = "common/native_env.rs"]
+mod native_env;
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use ferry::core::memory::MemoryTxn;
+use ferry::core::mutation::Kind;
+use ferry::core::record::Row;
+use ferry::core::{
+    Engine, ErrorKind, Key, MemoryStorage, Op, Record, Result, Storage, StoreConfig, Table, Txn,
+};
+use native_env::{config, rec, TestEnv};
+use serde_json::{json, Value};
+
+// ---------------------------------------------------------------------------------------------
+// A storage that serializes transactions in creation order and yields once per read.
+
+#[derive(Default)]
+struct Gate {
+    next: Cell<u64>,
+    current: Cell<u64>,
+    finished: RefCell<BTreeSet<u64>>,
+}
+
+impl Gate {
+    fn ticket(&self) -> u64 {
+        let t = self.next.get();
+        self.next.set(t + 1);
+        t
+    }
+    fn finish(&self, t: u64) {
+        self.finished.borrow_mut().insert(t);
+        let mut cur = self.current.get();
+        while self.finished.borrow_mut().remove(&cur) {
+            cur += 1;
+        }
+        self.current.set(cur);
+    }
+}
+
+/// Releases its ticket when dropped (commit or rollback).
+struct Turn {
+    gate: Rc<Gate>,
+    t: u64,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.gate.finish(self.t);
+    }
+}
+
+struct WaitTurn<'g> {
+    gate: &'g Gate,
+    t: u64,
+}
+
+impl Future for WaitTurn<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.gate.current.get() == self.t {
+            Poll::Ready(())
+        } else {
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+fn yield_once() -> YieldOnce {
+    YieldOnce(false)
+}
+
+#[derive(Clone, Default)]
+struct SerialStorage {
+    inner: MemoryStorage,
+    gate: Rc<Gate>,
+}
+
+struct SerialTxn<'a> {
+    inner: MemoryTxn<'a>,
+    turn: Turn,
+}
+
+impl SerialStorage {
+    async fn turn(&self) -> Turn {
+        // Taken when the call is first polled: the transaction is created now, and runs after
+        // every transaction created before it.
+        let t = self.gate.ticket();
+        let turn = Turn {
+            gate: self.gate.clone(),
+            t,
+        };
+        WaitTurn {
+            gate: &self.gate,
+            t,
+        }
+        .await;
+        turn
+    }
+}
+
+impl Storage for SerialStorage {
+    type Txn<'a> = SerialTxn<'a>;
+    async fn begin(&self, write: bool) -> Result<SerialTxn<'_>> {
+        let turn = self.turn().await;
+        Ok(SerialTxn {
+            inner: self.inner.begin(write).await?,
+            turn,
+        })
+    }
+    async fn begin_in(&self, write: bool, scope: &[Table<'_>]) -> Result<SerialTxn<'_>> {
+        let turn = self.turn().await;
+        Ok(SerialTxn {
+            inner: self.inner.begin_in(write, scope).await?,
+            turn,
+        })
+    }
+}
+
+impl Txn for SerialTxn<'_> {
+    async fn get(&self, table: Table<'_>, key: &Key) -> Result<Option<Value>> {
+        yield_once().await;
+        self.inner.get(table, key).await
+    }
+    async fn get_all(&self, table: Table<'_>) -> Result<Vec<(Key, Value)>> {
+        yield_once().await;
+        self.inner.get_all(table).await
+    }
+    async fn get_by_index(
+        &self,
+        table: Table<'_>,
+        index: &str,
+        value: &Value,
+    ) -> Result<Vec<(Key, Value)>> {
+        yield_once().await;
+        self.inner.get_by_index(table, index, value).await
+    }
+    async fn count(&self, table: Table<'_>) -> Result<u64> {
+        yield_once().await;
+        self.inner.count(table).await
+    }
+    fn put(&self, table: Table<'_>, key: &Key, value: &Value) -> Result<()> {
+        self.inner.put(table, key, value)
+    }
+    fn delete(&self, table: Table<'_>, key: &Key) -> Result<()> {
+        self.inner.delete(table, key)
+    }
+    fn delete_range(&self, table: Table<'_>, lo: &Key, hi: &Key) -> Result<()> {
+        self.inner.delete_range(table, lo, hi)
+    }
+    async fn commit(self) -> Result<()> {
+        let SerialTxn { inner, turn } = self;
+        let out = inner.commit().await;
+        drop(turn);
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A tiny executor: polls every future, in order, until all are done.
+
+fn run<T>(mut futs: Vec<Pin<Box<dyn Future<Output = T> + '_>>>) -> Vec<T> {
+    let mut out: Vec<Option<T>> = futs.iter().map(|_| None).collect();
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..100_000 {
+        let mut all = true;
+        for (i, f) in futs.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(&mut cx) {
+                    Poll::Ready(v) => out[i] = Some(v),
+                    Poll::Pending => all = false,
+                }
+            }
+        }
+        if all {
+            return out.into_iter().map(Option::unwrap).collect();
+        }
+    }
+    panic!("deadlock: futures never finished");
+}
+
+fn block<T>(f: impl Future<Output = T>) -> T {
+    run(vec![Box::pin(f)]).pop().unwrap()
+}
+
+type Db = Engine<SerialStorage, TestEnv>;
+type Written = Result<(Vec<Option<Record>>, Vec<ferry::core::Change>)>;
+
+fn open(cfg: StoreConfig, s: SerialStorage, seed: u32) -> Db {
+    block(Engine::open(cfg, s, TestEnv::seeded(seed))).expect("open")
+}
+
+fn write(db: &Db, ops: Vec<Op>) {
+    block(db.write("todos", ops)).expect("write");
+}
+
+/// Calls `first` and then `second` on `db` without awaiting `first`, and answers both.
+fn both(db: &Db, first: Vec<Op>, second: Vec<Op>) -> (Written, Written) {
+    let mut got = run(vec![
+        Box::pin(db.write("todos", first)),
+        Box::pin(db.write("todos", second)),
+    ]);
+    let b = got.pop().unwrap();
+    let a = got.pop().unwrap();
+    (a, b)
+}
+
+fn create(v: Value) -> Vec<Op> {
+    vec![Op::Create(rec(v))]
+}
+
+fn outbox_shape(db: &Db) -> Vec<(Kind, String)> {
+    block(db.outbox())
+        .expect("outbox")
+        .into_iter()
+        .map(|i| (i.kind, i.record_id))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Sanity check of the harness: with the stored clock where the engine left it, the quick
+/// create succeeds and a later call waits behind it, as in IndexedDB.
+#[test]
+fn harness_create_then_update_in_flight_when_nothing_moved() {
+    let s = SerialStorage::default();
+    let db = open(config(&["todos"]), s, 1);
+    write(&db, create(json!({"id": "a1"}))); // the engine now knows the clock
+    let (c, u) = both(
+        &db,
+        create(json!({"id": "x", "title": "new"})),
+        vec![Op::Update("x".into(), rec(json!({"title": "edited"})))],
+    );
+    c.expect("create");
+    u.expect("update");
+    let x = block(db.get("todos", "x")).unwrap().expect("x");
+    assert_eq!(x["title"], "edited");
+}
+
+/// Two tabs. Tab b writes, so tab a's remembered clock is stale. Tab a then calls
+/// `create({id: "x"})` and `update("x", ...)` without awaiting the create. The quick create
+/// fails its clock check; it must still run before the update (a create redone in a new
+/// transaction would run after the update's, which would fail with NotFound).
+#[test]
+fn two_tabs_update_right_after_create_is_not_lost() {
+    let s = SerialStorage::default();
+    let a = open(config(&["todos"]), s.clone(), 1);
+    let b = open(config(&["todos"]), s.clone(), 2);
+    write(&a, create(json!({"id": "a1"})));
+    write(&b, create(json!({"id": "b1"})));
+    let (c, u) = both(
+        &a,
+        create(json!({"id": "x", "title": "new"})),
+        vec![Op::Update("x".into(), rec(json!({"title": "edited"})))],
+    );
+    c.expect("create");
+    if let Err(e) = &u {
+        assert_ne!(
+            e.kind,
+            ErrorKind::NotFound,
+            "update ran before the create: {e:?}"
+        );
+    }
+    u.expect("update");
+    let x = block(a.get("todos", "x")).unwrap().expect("x");
+    assert_eq!(x["title"], "edited");
+    // The quick create wrote its entry where tab b's now is; that entry must be back.
+    let shape = outbox_shape(&a);
+    let ids: Vec<&str> = shape.iter().map(|(_, r)| r.as_str()).collect();
+    assert_eq!(ids, vec!["a1", "b1", "x"]);
+    assert!(block(a.get("todos", "b1")).unwrap().is_some());
+}
+
+/// One tab. A record the server has is deleted (the delete is pending), then created again under
+/// its id and edited, without awaiting the create. The quick create's id check sees the pending
+/// delete and falls back; the update must still find the record.
+#[test]
+fn recreate_over_pending_delete_then_update_in_flight() {
+    let s = SerialStorage::default();
+    let cfg = config(&["todos"]);
+    let valid = cfg.clone().validate().expect("valid");
+    let row = Row::new(
+        valid.collection("todos").expect("todos"),
+        rec(json!({"id": "s1", "title": "srv"})),
+    );
+    let tx = block(s.inner.begin(true)).expect("begin");
+    tx.put(Table::Records("todos"), &Key::str("s1"), &row.to_value())
+        .expect("put");
+    block(tx.commit()).expect("commit");
+    let db = open(cfg, s, 1);
+    write(&db, vec![Op::Delete("s1".into())]);
+    let (c, u) = both(
+        &db,
+        create(json!({"id": "s1", "title": "again"})),
+        vec![Op::Update("s1".into(), rec(json!({"title": "edited"})))],
+    );
+    c.expect("create");
+    u.expect("update (NotFound means it ran before the create)");
+    let x = block(db.get("todos", "s1")).unwrap().expect("s1");
+    assert_eq!(x["title"], "edited");
+}
+
+/// DESIGN.md: "across records, in the order of their first mutation, so a parent created before
+/// its child reaches the server first". Two tabs as above; tab a creates a parent and then, not
+/// awaiting it, its children in one write. The parent's quick create fails its clock check; the
+/// parent must still come first in the outbox.
+#[test]
+fn parent_created_before_children_stays_first_in_outbox() {
+    let s = SerialStorage::default();
+    let a = open(config(&["todos"]), s.clone(), 1);
+    let b = open(config(&["todos"]), s.clone(), 2);
+    write(&a, create(json!({"id": "a1"})));
+    write(&b, create(json!({"id": "b1"})));
+    let (p, kids) = both(
+        &a,
+        create(json!({"id": "p"})),
+        vec![
+            Op::Create(rec(json!({"id": "c1", "parent": "p"}))),
+            Op::Create(rec(json!({"id": "c2", "parent": "p"}))),
+        ],
+    );
+    p.expect("parent");
+    kids.expect("children");
+    let shape: Vec<String> = outbox_shape(&a)
+        .into_iter()
+        .map(|(_, r)| r)
+        .filter(|r| ["p", "c1", "c2"].contains(&r.as_str()))
+        .collect();
+    assert_eq!(
+        shape,
+        vec!["p", "c1", "c2"],
+        "calls were parent, then children"
+    );
+}
