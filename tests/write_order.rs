@@ -237,6 +237,36 @@ fn both(db: &Db, first: Vec<Op>, second: Vec<Op>) -> (Written, Written) {
     (a, b)
 }
 
+/// Two tabs over one database, where tab b wrote last: tab a's remembered clock is stale.
+fn stale_tabs() -> (Db, Db) {
+    let s = SerialStorage::default();
+    let a = open(config(&["todos"]), s.clone(), 1);
+    let b = open(config(&["todos"]), s, 2);
+    write(&a, create(json!({"id": "a1"})));
+    write(&b, create(json!({"id": "b1"})));
+    (a, b)
+}
+
+/// Creates record `id` and, without awaiting that, edits it; both must succeed, in that order.
+fn create_then_edit(db: &Db, id: &str) {
+    let (c, u) = both(
+        db,
+        create(json!({"id": id, "title": "new"})),
+        vec![Op::Update(id.into(), rec(json!({"title": "edited"})))],
+    );
+    c.expect("create");
+    if let Err(e) = &u {
+        assert_ne!(
+            e.kind,
+            ErrorKind::NotFound,
+            "the update ran before the create: {e:?}"
+        );
+    }
+    u.expect("update");
+    let x = block(db.get("todos", id)).unwrap().expect("the record");
+    assert_eq!(x["title"], "edited");
+}
+
 fn create(v: Value) -> Vec<Op> {
     vec![Op::Create(rec(v))]
 }
@@ -255,18 +285,9 @@ fn outbox_shape(db: &Db) -> Vec<(Kind, String)> {
 /// create succeeds and a later call waits behind it, as in IndexedDB.
 #[test]
 fn harness_create_then_update_in_flight_when_nothing_moved() {
-    let s = SerialStorage::default();
-    let db = open(config(&["todos"]), s, 1);
+    let db = open(config(&["todos"]), SerialStorage::default(), 1);
     write(&db, create(json!({"id": "a1"}))); // the engine now knows the clock
-    let (c, u) = both(
-        &db,
-        create(json!({"id": "x", "title": "new"})),
-        vec![Op::Update("x".into(), rec(json!({"title": "edited"})))],
-    );
-    c.expect("create");
-    u.expect("update");
-    let x = block(db.get("todos", "x")).unwrap().expect("x");
-    assert_eq!(x["title"], "edited");
+    create_then_edit(&db, "x");
 }
 
 /// Two tabs. Tab b writes, so tab a's remembered clock is stale. Tab a then calls
@@ -275,27 +296,8 @@ fn harness_create_then_update_in_flight_when_nothing_moved() {
 /// transaction would run after the update's, which would fail with NotFound).
 #[test]
 fn two_tabs_update_right_after_create_is_not_lost() {
-    let s = SerialStorage::default();
-    let a = open(config(&["todos"]), s.clone(), 1);
-    let b = open(config(&["todos"]), s.clone(), 2);
-    write(&a, create(json!({"id": "a1"})));
-    write(&b, create(json!({"id": "b1"})));
-    let (c, u) = both(
-        &a,
-        create(json!({"id": "x", "title": "new"})),
-        vec![Op::Update("x".into(), rec(json!({"title": "edited"})))],
-    );
-    c.expect("create");
-    if let Err(e) = &u {
-        assert_ne!(
-            e.kind,
-            ErrorKind::NotFound,
-            "update ran before the create: {e:?}"
-        );
-    }
-    u.expect("update");
-    let x = block(a.get("todos", "x")).unwrap().expect("x");
-    assert_eq!(x["title"], "edited");
+    let (a, _b) = stale_tabs();
+    create_then_edit(&a, "x");
     // The quick create wrote its entry where tab b's now is; that entry must be back.
     let shape = outbox_shape(&a);
     let ids: Vec<&str> = shape.iter().map(|(_, r)| r.as_str()).collect();
@@ -321,15 +323,7 @@ fn recreate_over_pending_delete_then_update_in_flight() {
     block(tx.commit()).expect("commit");
     let db = open(cfg, s, 1);
     write(&db, vec![Op::Delete("s1".into())]);
-    let (c, u) = both(
-        &db,
-        create(json!({"id": "s1", "title": "again"})),
-        vec![Op::Update("s1".into(), rec(json!({"title": "edited"})))],
-    );
-    c.expect("create");
-    u.expect("update (NotFound means it ran before the create)");
-    let x = block(db.get("todos", "s1")).unwrap().expect("s1");
-    assert_eq!(x["title"], "edited");
+    create_then_edit(&db, "s1");
 }
 
 /// DESIGN.md: "across records, in the order of their first mutation, so a parent created before
@@ -338,11 +332,7 @@ fn recreate_over_pending_delete_then_update_in_flight() {
 /// parent must still come first in the outbox.
 #[test]
 fn parent_created_before_children_stays_first_in_outbox() {
-    let s = SerialStorage::default();
-    let a = open(config(&["todos"]), s.clone(), 1);
-    let b = open(config(&["todos"]), s.clone(), 2);
-    write(&a, create(json!({"id": "a1"})));
-    write(&b, create(json!({"id": "b1"})));
+    let (a, _b) = stale_tabs();
     let (p, kids) = both(
         &a,
         create(json!({"id": "p"})),
