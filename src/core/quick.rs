@@ -19,7 +19,7 @@ use super::error::Result;
 use super::local::{temp_id, write_scope};
 use super::mutation::{Entry, Kind};
 use super::record::{changed_fields, id_key, Record, Row};
-use super::storage::{Key, Read, Storage, Table, Txn, OUTBOX_BY_RECORD};
+use super::storage::{write_each, Key, Read, Storage, Table, Txn, OUTBOX_BY_RECORD};
 use super::tx::{ClockState, Tx, CLOCK};
 
 /// What a write answers: the records written and the changes to announce.
@@ -115,12 +115,12 @@ impl<S: Storage, E: Env> Engine<S, E> {
             .and_then(|(_, v)| serde_json::from_value(v.clone()).ok());
         if stored.as_ref() != Some(&seen) || got[1..].iter().any(|g| !g.is_empty()) {
             self.saw_clock(None);
-            for ((table, key, _), old) in writes.iter().zip(&got) {
-                match old.first() {
-                    Some((_, v)) => tx.t.put(*table, key, v)?,
-                    None => tx.t.delete(*table, key)?,
-                }
-            }
+            let back: Vec<_> = writes
+                .into_iter()
+                .zip(got)
+                .map(|((table, key, _), old)| (table, key, old.into_iter().next().map(|(_, v)| v)))
+                .collect();
+            write_each(&tx.t, &back)?;
             return Ok(Quick::Undone(tx));
         }
         if let Err(e) = tx.t.commit().await {

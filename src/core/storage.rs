@@ -185,12 +185,7 @@ pub trait Txn {
         writes: &[(Table<'_>, Key, Option<Value>)],
     ) -> Result<Vec<Vec<(Key, Value)>>> {
         let out = self.read_many(reads).await?;
-        for (t, k, v) in writes {
-            match v {
-                Some(v) => self.put(*t, k, v)?,
-                None => self.delete(*t, k)?,
-            }
-        }
+        write_each(self, writes)?;
         Ok(out)
     }
     /// The first `limit` entries whose key (or, with `index`, whose key in that index) lies in
@@ -248,6 +243,20 @@ pub trait Txn {
     fn delete_range(&self, table: Table<'_>, lo: &Key, hi: &Key) -> Result<()>;
     /// Makes every write of this transaction durable at once, or none of them.
     async fn commit(self) -> Result<()>;
+}
+
+/// Queues `writes` in `t`: a put, or a delete when the value is `None`.
+pub fn write_each<T: Txn + ?Sized>(
+    t: &T,
+    writes: &[(Table<'_>, Key, Option<Value>)],
+) -> Result<()> {
+    for (table, key, v) in writes {
+        match v {
+            Some(v) => t.put(*table, key, v)?,
+            None => t.delete(*table, key)?,
+        }
+    }
+    Ok(())
 }
 
 /// A storage backend that opens transactions over every table.

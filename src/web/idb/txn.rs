@@ -20,7 +20,7 @@ use super::{
     Waiters, INJECTED_KEY,
 };
 use crate::core::error::{Error, Result};
-use crate::core::storage::{idb_order, Key, Read, Table, Txn};
+use crate::core::storage::{idb_order, write_each, Key, Read, Table, Txn};
 use crate::web::js::{ferry_get_all_records_with, ferry_record_pairs, ferry_write_all};
 
 /// A transaction over every store of an [`IdbStorage`]; dropping it uncommitted aborts it.
@@ -419,12 +419,7 @@ impl Txn for IdbTxn<'_> {
             .map(|r| self.issue(r))
             .collect::<Result<Vec<_>>>()?;
         // Issued after the reads, so the reads do not see them (requests run in order).
-        for (t, k, v) in writes {
-            match v {
-                Some(v) => self.put(*t, k, v)?,
-                None => self.delete(*t, k)?,
-            }
-        }
+        write_each(self, writes)?;
         self.flush()?;
         self.answers(issued).await
     }
