@@ -157,8 +157,10 @@ impl<T: Txn> Tx<T> {
         Ok(())
     }
 
-    /// Reads at once (one round trip) what writes to records `ids` of `c` will look at: their
-    /// rows, and as `want` says their aliases and pending entries, and the clock. Until
+    /// Reads what writes to records `ids` of `c` will look at: their rows, and as `want` says
+    /// their aliases and pending entries, and the clock. One round trip, and a second one only
+    /// for what the first showed is needed: the entries of records that have some, and (for a
+    /// few records) the aliases of ids without a row. Until
     /// [`Tx::forget`], [`Tx::row`], [`Tx::alias`] and [`Tx::entries_for`] answer from it (what was
     /// not read still goes to storage), and writes through `Tx` keep it current. Writes that
     /// bypass `Tx` (`tx.t.put`) must not happen in between.
@@ -501,15 +503,22 @@ impl<T: Txn> Tx<T> {
 
     /// The clock as storage will hold it once this transaction commits, when that is known.
     pub fn clock_after_commit(&self) -> Option<ClockState> {
-        let written = self.clock_new || (self.ticked && self.entry_put.get());
-        self.clock.clone().filter(|_| written || !self.ticked)
+        let unchanged = !self.ticked;
+        self.clock
+            .clone()
+            .filter(|_| self.clock_written() || unchanged)
+    }
+
+    /// Whether the commit writes the clock back: it is new, or it moved and an outbox entry used
+    /// it.
+    fn clock_written(&self) -> bool {
+        self.clock_new || (self.ticked && self.entry_put.get())
     }
 
     /// Writes the clock back (if it was used) and commits.
     pub async fn commit(self) -> Result<()> {
         self.delete_deferred()?;
-        let needed = self.clock_new || (self.ticked && self.entry_put.get());
-        if let Some(c) = self.clock.as_ref().filter(|_| needed) {
+        if let Some(c) = self.clock.as_ref().filter(|_| self.clock_written()) {
             let v = serde_json::to_value(c).expect("the clock is always valid JSON");
             self.t.put(Table::State, &Key::str(CLOCK), &v)?;
         }
