@@ -77,7 +77,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
         };
         let (_, changes) = self.write_in(&mut tx, &item.collection, vec![op]).await?;
         tx.t.delete(Table::Rejected, &k)?;
+        let seen = tx.clock_after_commit();
         tx.commit().await?;
+        self.saw_clock(seen);
         Ok(changes)
     }
 }
