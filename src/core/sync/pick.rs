@@ -11,7 +11,7 @@ use crate::core::engine::Engine;
 use crate::core::error::{ErrorKind, Result};
 use crate::core::mutation::{Entry, Kind};
 use crate::core::record::{Record, Row};
-use crate::core::storage::{Storage, Table};
+use crate::core::storage::{Read, Storage, Table};
 use crate::core::tx::Want;
 
 use super::request::freeze;
@@ -79,7 +79,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
         after: Option<u64>,
     ) -> Result<Picked> {
         let mut tx = self.begin(true).await?;
-        let mut blocked: HashSet<(String, String)> = self.blocked_records(&tx).await?;
+        // A create the server rejected is not over until the app retries or discards it: with
+        // declared refs its children wait meanwhile, rather than go with its temporary id.
+        let (mut blocked, rejected) = self.held_back(&tx, self.config.has_refs()).await?;
         blocked.extend(busy.iter().cloned());
         let outbox = self.outbox_to_pick(&tx, max, &blocked, after).await?;
         let outbox_seqs: Vec<u64> = outbox.iter().map(|e| e.seq).collect();
@@ -99,11 +101,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             .filter(|e| e.kind == Kind::Create)
             .map(|e| (e.c.clone(), e.r.clone()))
             .collect();
-        if self.config.has_refs() {
-            // A create the server rejected is not over until the app retries or discards it:
-            // its children wait meanwhile, rather than go with its temporary id.
-            creating.extend(self.rejected_creates(&tx).await?);
-        }
+        creating.extend(rejected);
         let mut seen: HashSet<(String, String)> = HashSet::new();
         let mut halted = false;
         let mut picked = Vec::new();
@@ -259,28 +257,28 @@ impl<S: Storage, E: Env> Engine<S, E> {
         Ok(row)
     }
 
-    /// The records whose create is in the rejected list.
-    async fn rejected_creates<T: crate::core::storage::Txn>(
+    /// The records held back by an open conflict and, when `rejected` asks for them, the
+    /// records whose create is in the rejected list: both tables in one round trip.
+    pub(crate) async fn held_back<T: crate::core::storage::Txn>(
         &self,
         tx: &crate::core::tx::Tx<T>,
-    ) -> Result<Vec<(String, String)>> {
-        let items = tx.t.get_all(Table::Rejected).await?;
-        Ok(items
-            .into_iter()
-            .filter(|(_, v)| v.get("kind").and_then(Value::as_str) == Some("create"))
-            .filter_map(|(_, v)| record_named_in(&v))
-            .collect())
-    }
-
-    /// Records held back by an open conflict.
-    pub(crate) async fn blocked_records<T: crate::core::storage::Txn>(
-        &self,
-        tx: &crate::core::tx::Tx<T>,
-    ) -> Result<HashSet<(String, String)>> {
-        let open = tx.t.get_all(Table::Conflicts).await?;
-        Ok(open
-            .into_iter()
-            .filter_map(|(_, v)| record_named_in(&v))
-            .collect())
+        rejected: bool,
+    ) -> Result<(HashSet<(String, String)>, Vec<(String, String)>)> {
+        let mut reads = vec![Read::All(Table::Conflicts)];
+        if rejected {
+            reads.push(Read::All(Table::Rejected));
+        }
+        let mut got = tx.t.read_many(&reads).await?.into_iter();
+        let mut named = |create_only: bool| {
+            let items = got.next().unwrap_or_default().into_iter();
+            items
+                .filter(move |(_, v)| {
+                    !create_only || v.get("kind").and_then(Value::as_str) == Some("create")
+                })
+                .filter_map(|(_, v)| record_named_in(&v))
+        };
+        let blocked = named(false).collect();
+        let creates = named(true).collect();
+        Ok((blocked, creates))
     }
 }

@@ -122,7 +122,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         for e in tx.outbox().await?.into_iter().filter(|e| e.c == c) {
             pending.entry(e.r.clone()).or_default().push(e);
         }
-        let blocked = self.blocked_records(&tx).await?;
+        let (blocked, _) = self.held_back(&tx, false).await?;
         // Our creates still waiting for their answer, by the client id they carry.
         let creating: HashMap<String, String> = pending
             .values()
