@@ -39,7 +39,8 @@ const PEERS = ["ferry", "raw", "dexie", "pouch"];
 // The single-write cases also run "checked": plain JS issuing Ferry's own IndexedDB requests.
 const CHECKED = ["create", "update", "remove"];
 const LOCAL = ["bulkCreate", "create", "update", "remove", "get", "all", "query"];
-const SYNC = ["batched", "unbatched", "naive"];
+// --sync batched narrows the sync modes (for an A/B of the batched path alone).
+const SYNC = opt("sync", "batched,unbatched,naive").split(",");
 const want = (c) => !only || only.split(",").includes(c);
 
 const stats = (xs) => {

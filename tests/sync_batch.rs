@@ -230,3 +230,55 @@ fn without_batches_a_failure_stops_the_round_and_the_rest_stay_open() {
     flush_all(&db, &s);
     assert_in_sync(&db, &s, "todos");
 }
+
+#[test]
+fn acked_creates_leave_their_temporary_ids_and_the_others_keep_theirs() {
+    // A round moves its acknowledged records from their temporary ids (which sort together) to
+    // the server's; records between them whose answer was no ack must stay where they are.
+    let mut cfg = config(&["todos"]);
+    cfg.batch_url = Some("/api/$batch".into());
+    let db = open(cfg, MemoryStorage::new());
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    let ids: Vec<String> = (0..30)
+        .map(|i| create(&db, "todos", json!({ "i": i })))
+        .collect();
+    // Item 10 meets a passing failure, item 20 is refused for good; the rest are created.
+    tap.hook(move |req| {
+        let mut answer = s.send_now(req.clone()).ok()?;
+        let mut v: Value = serde_json::from_str(&answer.body).ok()?;
+        for item in v["responses"].as_array_mut()? {
+            let i = item["id"].as_str()?.parse::<usize>().ok()? - 1;
+            if i == 10 {
+                item["status"] = json!(503);
+                item["body"] = Value::Null;
+            } else if i == 20 {
+                item["status"] = json!(422);
+                item["body"] = json!({"error": "no"});
+            }
+        }
+        answer.body = v.to_string();
+        Some(Ok(answer))
+    });
+    let (end, report) = flush(&db, &tap);
+    assert!(matches!(end, RoundEnd::Wait { .. }), "{end:?}");
+    assert_eq!(report.acked, 28);
+    assert_eq!(report.rejected.len(), 1);
+    assert_eq!(
+        local(&db, "todos").len(),
+        29,
+        "a rejected create is taken back"
+    );
+    for (i, tmp) in ids.iter().enumerate() {
+        let rec = get(&db, "todos", tmp);
+        if i == 20 {
+            assert_eq!(rec, None);
+            continue;
+        }
+        let rec = rec.unwrap_or_else(|| panic!("record {i} is gone"));
+        assert_eq!(rec["i"], json!(i));
+        let moved = !id_of(&rec).starts_with("tmp-");
+        assert_eq!(moved, i != 10, "record {i}: {rec:?}");
+    }
+    assert_eq!(pending(&db), 1, "the failed create waits for its retry");
+}

@@ -59,6 +59,12 @@ struct Known {
     rows: HashMap<String, Option<Row>>,
     aliases: HashMap<String, Option<String>>,
     entries: HashMap<String, Vec<Entry>>,
+    /// Every row key stored between the lowest and the highest id asked for, in IndexedDB's
+    /// order, when one range read showed them all and no row was written since.
+    row_keys: Option<Vec<String>>,
+    /// Rows already deleted from storage by [`Tx::delete_rows_first`] that still read as they
+    /// were until [`Tx::delete_row`] removes them here too.
+    gone: Vec<String>,
 }
 
 /// A transaction with typed helpers. The clock is read once, on first use, and written back at
@@ -243,6 +249,13 @@ impl<T: Txn> Tx<T> {
             }
             let got = answers.next().unwrap_or_default();
             let full = got.len() >= part.limit(want_ids.len());
+            if part == Part::Rows && !full {
+                let keys = got.iter().filter_map(|(k, _)| match k {
+                    Key::Str(k) => Some(k.clone()),
+                    _ => None,
+                });
+                known.row_keys = Some(keys.collect());
+            }
             let found = part.take(&mut known, got)?;
             if full {
                 // Capped: what it holds is known; the others may lie past where it stopped.
@@ -383,8 +396,50 @@ impl<T: Txn> Tx<T> {
 
     /// Removes a row.
     pub fn delete_row(&self, c: &str, key: &str) -> Result<()> {
-        self.t.delete(Table::Records(c), &Key::str(key))?;
+        let gone = self.known.borrow_mut().as_mut().is_some_and(|k| {
+            let at = k.gone.iter().position(|g| g == key).filter(|_| k.c == c);
+            at.map(|i| k.gone.swap_remove(i)).is_some()
+        });
+        if !gone {
+            self.t.delete(Table::Records(c), &Key::str(key))?;
+        }
         self.know_row(c, key, None);
+        Ok(())
+    }
+
+    /// The collection whose records the current prefetch read.
+    pub fn prefetched(&self) -> Option<String> {
+        self.known.borrow().as_ref().map(|k| k.c.clone())
+    }
+
+    /// Deletes from storage now the rows of `keys` (of `c`) that this transaction is about to
+    /// remove with [`Tx::delete_row`], each run of neighbouring rows as one range delete where
+    /// the prefetch saw every row in between (a sync round moves a batch of records from their
+    /// temporary ids, which sort together, to their server ids). Until `delete_row`, reads
+    /// through `Tx` still see them; a row written meanwhile is deleted again by `delete_row`.
+    pub fn delete_rows_first(&self, c: &str, keys: &[&str]) -> Result<()> {
+        let mut known = self.known.borrow_mut();
+        let Some(known) = known.as_mut().filter(|k| k.c == c) else {
+            return Ok(());
+        };
+        let Some(present) = known.row_keys.take() else {
+            return Ok(());
+        };
+        let table = Table::Records(c);
+        let mut run: Option<(&String, &String)> = None;
+        for key in present.iter().map(Some).chain([None]) {
+            match key.filter(|k| keys.contains(&k.as_str())) {
+                Some(k) => {
+                    run = Some((run.map_or(k, |(lo, _)| lo), k));
+                    known.gone.push(k.clone());
+                }
+                None => match run.take() {
+                    Some((lo, hi)) if lo == hi => self.t.delete(table, &Key::str(lo))?,
+                    Some((lo, hi)) => self.t.delete_range(table, &Key::str(lo), &Key::str(hi))?,
+                    None => {}
+                },
+            }
+        }
         Ok(())
     }
 
@@ -393,6 +448,11 @@ impl<T: Txn> Tx<T> {
     fn know_row(&self, c: &str, key: &str, row: Option<&Row>) {
         if let Some(known) = self.known.borrow_mut().as_mut().filter(|k| k.c == c) {
             known.rows.insert(key.to_string(), row.cloned());
+            if row.is_some() {
+                known.gone.retain(|g| g != key); // stored again: a delete must reach storage
+            }
+            // The keys in storage are no longer the ones the prefetch saw.
+            known.row_keys = None;
         }
     }
 

@@ -54,6 +54,17 @@ pub fn rebase(
     Some(out)
 }
 
+/// The id the server gave the record of create `e` in its answer `s`, and its storage key (the
+/// temporary key when the answer names none).
+pub(super) fn server_id(cfg: &CollectionConfig, e: &Entry, s: Option<&Record>) -> (Value, String) {
+    let sid = s
+        .and_then(|s| s.get(&cfg.id_property))
+        .cloned()
+        .unwrap_or(Value::String(e.r.clone()));
+    let skey = id_key(&sid).unwrap_or_else(|_| e.r.clone());
+    (sid, skey)
+}
+
 impl<S: Storage, E: Env> Engine<S, E> {
     /// The entries of `e`'s record queued after it.
     pub(crate) async fn later<T: Txn>(&self, tx: &Tx<T>, e: &Entry) -> Result<Vec<Entry>> {
@@ -153,11 +164,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             Kind::Delete => Ok(()),
             Kind::Create => {
                 let s = server.unwrap_or_default();
-                let sid = s
-                    .get(&cfg.id_property)
-                    .cloned()
-                    .unwrap_or(Value::String(e.r.clone()));
-                let skey = id_key(&sid).unwrap_or_else(|_| e.r.clone());
+                let (sid, skey) = server_id(cfg, e, Some(&s));
                 let mut moved = None;
                 if skey != e.r {
                     tx.put_alias(c, &e.r, &skey)?;
