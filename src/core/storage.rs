@@ -236,6 +236,18 @@ pub trait Txn {
     }
     /// Stores `value` under `key`, replacing what was there.
     fn put(&self, table: Table<'_>, key: &Key, value: &Value) -> Result<()>;
+    /// [`Txn::put`] of a typed value (a row, an entry). IndexedDB writes its JSON text at once,
+    /// without building a `Value` tree to encode and drop.
+    fn put_encoded<V: serde::Serialize>(
+        &self,
+        table: Table<'_>,
+        key: &Key,
+        value: &V,
+    ) -> Result<()> {
+        let v = serde_json::to_value(value)
+            .map_err(|e| super::error::Error::storage(format!("unencodable value: {e}")))?;
+        self.put(table, key, &v)
+    }
     /// Removes `key` (a missing key is not an error).
     fn delete(&self, table: Table<'_>, key: &Key) -> Result<()>;
     /// Removes every key in `lo..=hi` ([`idb_order`]) in one request; nothing when `lo` is

@@ -388,8 +388,7 @@ impl<T: Txn> Tx<T> {
 
     /// Stores a row.
     pub fn put_row(&self, c: &str, key: &str, row: &Row) -> Result<()> {
-        self.t
-            .put(Table::Records(c), &Key::str(key), &row.to_value())?;
+        self.t.put_encoded(Table::Records(c), &Key::str(key), row)?;
         self.know_row(c, key, Some(row));
         Ok(())
     }
@@ -521,8 +520,7 @@ impl<T: Txn> Tx<T> {
         if let Some(d) = self.deferred.borrow_mut().as_mut() {
             d.deleted.retain(|s| *s != e.seq);
         }
-        let v = serde_json::to_value(e).expect("an entry is always valid JSON");
-        self.t.put(Table::Outbox, &Key::Num(e.seq), &v)?;
+        self.t.put_encoded(Table::Outbox, &Key::Num(e.seq), e)?;
         // An entry keeps its record while a prefetch is current (ids are rewritten only by sync).
         if let Some(known) = self.known.borrow_mut().as_mut().filter(|k| k.c == e.c) {
             if let Some(list) = known.entries.get_mut(&e.r) {
@@ -579,8 +577,7 @@ impl<T: Txn> Tx<T> {
     pub async fn commit(self) -> Result<()> {
         self.delete_deferred()?;
         if let Some(c) = self.clock.as_ref().filter(|_| self.clock_written()) {
-            let v = serde_json::to_value(c).expect("the clock is always valid JSON");
-            self.t.put(Table::State, &Key::str(CLOCK), &v)?;
+            self.t.put_encoded(Table::State, &Key::str(CLOCK), c)?;
         }
         self.t.commit().await
     }

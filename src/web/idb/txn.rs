@@ -139,9 +139,9 @@ impl IdbTxn<'_> {
             key_json(&mut q, hi);
             q.extend_from_slice(b",0");
         }
-        if let Write::Put(v) = write {
+        if let Write::Put(encode) = write {
             q.push(b',');
-            if let Err(e) = serde_json::to_writer(&mut *q, v) {
+            if let Err(e) = encode(&mut q) {
                 q.truncate(start); // the whole operation goes, not only its value
                 drop(q);
                 return Err(
@@ -311,10 +311,14 @@ impl IdbTxn<'_> {
     }
 }
 
+/// Writes a value's JSON text at the end of the queue.
+type Encode<'v> = &'v dyn Fn(&mut Vec<u8>) -> serde_json::Result<()>;
+
 /// One queued write.
 #[derive(Clone, Copy)]
 enum Write<'v> {
-    Put(&'v Value),
+    /// A put, its value written straight into the queue (no `Value` built first).
+    Put(Encode<'v>),
     Delete,
     /// A delete of every key from the queued key to this one.
     DeleteTo(&'v Key),
@@ -482,7 +486,16 @@ impl Txn for IdbTxn<'_> {
     }
 
     fn put(&self, table: Table<'_>, key: &Key, value: &Value) -> Result<()> {
-        self.queue(table, key, Write::Put(value))
+        self.queue(table, key, Write::Put(&|q| serde_json::to_writer(q, value)))
+    }
+
+    fn put_encoded<V: serde::Serialize>(
+        &self,
+        table: Table<'_>,
+        key: &Key,
+        value: &V,
+    ) -> Result<()> {
+        self.queue(table, key, Write::Put(&|q| serde_json::to_writer(q, value)))
     }
 
     fn delete(&self, table: Table<'_>, key: &Key) -> Result<()> {
