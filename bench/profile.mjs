@@ -9,7 +9,8 @@
 //
 // scripts/bench --profile CASE builds a package that keeps its function names and calls this.
 import { chromium } from "playwright-core";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 const args = process.argv.slice(2);
@@ -25,11 +26,12 @@ const ops = Number(opt("ops", 1000));
 const top = Number(opt("top", 40));
 const outDir = opt("out", new URL("./results/", import.meta.url).pathname);
 
-const browser = await chromium.launch({
+// On disk, as in bench/run.mjs (an off-the-record context keeps IndexedDB in memory).
+const profileDir = mkdtempSync(join(tmpdir(), "ferry-profile-"));
+const context = await chromium.launchPersistentContext(profileDir, {
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", ...(process.env.CHROME_FLAGS ? process.env.CHROME_FLAGS.split(" ") : [])],
 });
-const context = await browser.newContext();
 const page = await context.newPage();
 await page.goto(`${base}/index.html`);
 await page.waitForFunction(() => window.bench && window.bench.ready);
@@ -58,7 +60,8 @@ const finished = new Promise((ok) => cdp.once("Profiler.consoleProfileFinished",
 await target.evaluate(() => window.bench.profile(true)); // the timed part is profiled, not the setup
 const figures = await run();
 const profile = await finished;
-await browser.close();
+await context.close();
+rmSync(profileDir, { recursive: true, force: true });
 
 // Self time per function: each sample is charged to the node it landed in.
 const byId = new Map(profile.nodes.map((nd) => [nd.id, nd]));

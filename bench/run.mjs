@@ -8,10 +8,10 @@
 // from a fresh database. --smoke runs tiny sizes once and checks only that every case produced
 // numbers (exit 1 otherwise); timings never decide anything.
 import { chromium } from "playwright-core";
-import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { cpus } from "node:os";
+import { cpus, tmpdir } from "node:os";
 import { transformSync } from "esbuild";
 import { chart } from "./chart.mjs";
 import { table, verdicts } from "./report.mjs";
@@ -75,14 +75,21 @@ function sizes() {
 
 // --- the run -----------------------------------------------------------------------------------
 
-const browser = await chromium.launch({
+// A persistent profile on disk, as a user's browser has: a context from `browser.newContext()` is
+// off the record, and Chromium keeps an off-the-record profile's IndexedDB in memory.
+// `--memory-profile` measures that instead.
+const launch = {
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: [
     "--no-sandbox", "--headless=new", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
     "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
   ],
-});
-const context = await browser.newContext();
+};
+const onDisk = !args.includes("--memory-profile");
+const profileDir = onDisk ? mkdtempSync(join(tmpdir(), "ferry-bench-")) : null;
+const context = onDisk
+  ? await chromium.launchPersistentContext(profileDir, launch)
+  : await (await chromium.launch(launch)).newContext();
 const page = await context.newPage();
 const errors = [];
 page.on("pageerror", (e) => errors.push(String(e)));
@@ -129,8 +136,10 @@ for (let r = 0; r < reps; r++) {
   }
   log(` (${Math.round((Date.now() - t0) / 1000)} s)\n`);
 }
-const version = browser.version();
-await browser.close();
+const cdp = await context.newCDPSession(page);
+const version = (await cdp.send("Browser.getVersion")).product.replace(/^\D*\//, "");
+await context.close();
+if (profileDir) rmSync(profileDir, { recursive: true, force: true });
 
 // --- figures -----------------------------------------------------------------------------------
 
