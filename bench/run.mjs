@@ -87,9 +87,8 @@ const launch = {
 };
 const onDisk = !args.includes("--memory-profile");
 const profileDir = onDisk ? mkdtempSync(join(tmpdir(), "ferry-bench-")) : null;
-const context = onDisk
-  ? await chromium.launchPersistentContext(profileDir, launch)
-  : await (await chromium.launch(launch)).newContext();
+const offRecord = onDisk ? null : await chromium.launch(launch);
+const context = onDisk ? await chromium.launchPersistentContext(profileDir, launch) : await offRecord.newContext();
 const page = await context.newPage();
 const errors = [];
 page.on("pageerror", (e) => errors.push(String(e)));
@@ -139,6 +138,7 @@ for (let r = 0; r < reps; r++) {
 const cdp = await context.newCDPSession(page);
 const version = (await cdp.send("Browser.getVersion")).product.replace(/^\D*\//, "");
 await context.close();
+if (offRecord) await offRecord.close();
 if (profileDir) rmSync(profileDir, { recursive: true, force: true });
 
 // --- figures -----------------------------------------------------------------------------------
