@@ -306,6 +306,37 @@ async fn two_tabs_one_flusher_every_change_seen_and_takeover_on_close() {
 }
 
 #[wasm_bindgen_test]
+async fn a_burst_of_writes_reaches_the_other_tab_whole_and_in_order() {
+    // A tab posts the changes of a quick run of writes together; none may be lost or reordered.
+    let c = unique("burst");
+    let name = unique("burst");
+    let first = device(&name, &c, "", None).await;
+    let second = device(&name, &c, "", None).await;
+    let heard = Rc::new(RefCell::new(Vec::<String>::new()));
+    let sink = heard.clone();
+    let f = Closure::<dyn FnMut(JsValue)>::new(move |ch: JsValue| {
+        let title = get(&get(&ch, "record"), "title").as_string();
+        sink.borrow_mut().push(title.unwrap_or_default());
+    })
+    .into_js_value();
+    second.collection(&c).unwrap().subscribe(f.unchecked_into());
+    let col = first.collection(&c).unwrap();
+    for i in 0..30 {
+        ok(col.create(js(&format!(r#"{{"title":"t{i}"}}"#)))).await;
+    }
+    for _ in 0..100 {
+        if heard.borrow().len() >= 30 {
+            break;
+        }
+        sleep(20).await;
+    }
+    let want: Vec<String> = (0..30).map(|i| format!("t{i}")).collect();
+    assert_eq!(*heard.borrow(), want);
+    first.close();
+    second.close();
+}
+
+#[wasm_bindgen_test]
 async fn set_offline_holds_for_every_tab_of_the_store() {
     let c = unique("offline");
     let name = unique("offtabs");

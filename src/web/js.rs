@@ -83,8 +83,41 @@ export class FerryTabs {
       queueMicrotask(() => { if (!this.closed) onLeader(); });
     }
   }
-  post(message) { if (this.channel && !this.closed) this.channel.postMessage(message); }
-  close() { this.closed = true; this.release(); if (this.channel) this.channel.close(); }
+  // Changes go out at once when none went in the last 16 ms, else together at the end of that
+  // window: a loop of writes posts ~60 messages a second, not one per write (a post costs
+  // ~0.1 ms of the writing tab's time, a tenth of a write). Any other message first sends the
+  // changes held back, so the other tabs hear everything in order.
+  post(message) {
+    if (!this.channel || this.closed) return;
+    if (message.t === 'changes' && Array.isArray(message.body)) {
+      if (this.timer !== undefined) {
+        if (!this.held) this.held = [];
+        for (const c of message.body) this.held.push(c);
+        return;
+      }
+      this.channel.postMessage(message);
+      this.quiet();
+      return;
+    }
+    this.flush();
+    this.channel.postMessage(message);
+  }
+  quiet() {
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      if (this.held) { this.flush(); this.quiet(); }
+    }, 16);
+  }
+  flush() {
+    const held = this.held;
+    this.held = null;
+    if (held && this.channel && !this.closed) this.channel.postMessage({ t: 'changes', body: held });
+  }
+  close() {
+    this.flush();
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.closed = true; this.release(); if (this.channel) this.channel.close();
+  }
 }
 export function ferry_listen(type, f) {
   if (typeof globalThis.addEventListener !== 'function') return () => {};
