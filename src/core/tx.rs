@@ -12,7 +12,9 @@ use super::mutation::Entry;
 use super::record::Row;
 use super::storage::{utf16_order, Key, Read, Table, Txn, OUTBOX_BY_RECORD};
 
+mod deferred;
 mod part;
+use deferred::Deferred;
 use part::Part;
 
 /// The persisted counters: which client this database is, the next outbox position, the clock.
@@ -83,19 +85,6 @@ pub struct Tx<T: Txn> {
     deferred: RefCell<Option<Deferred>>,
 }
 
-/// Outbox deletes held back to the commit, where each run of neighbouring entries goes as one
-/// range delete (a sync round drops a whole batch of acknowledged entries at once).
-struct Deferred {
-    /// Outbox positions read earlier, in order, and every entry between the first and the last
-    /// of them then: no other entry lay between two of them, and an entry written since sorts
-    /// after them all (positions only grow), so a range between two of them holds only entries
-    /// of this list.
-    present: Vec<u64>,
-    /// Positions to delete, each once, in no order (a `Vec`: a set type, or sorting, adds
-    /// kilobytes of wasm; a round deletes at most a batch).
-    deleted: Vec<u64>,
-}
-
 impl<T: Txn> Tx<T> {
     /// Wraps an open transaction.
     pub fn new(t: T) -> Self {
@@ -108,59 +97,6 @@ impl<T: Txn> Tx<T> {
             known: RefCell::new(None),
             deferred: RefCell::new(None),
         }
-    }
-
-    /// From now on, entry deletes wait for the commit, where neighbours in `present` (positions
-    /// of a run of neighbouring outbox entries, read earlier in the same flush round) go as one
-    /// range delete.
-    /// Reads through `Tx` no longer see them meanwhile.
-    pub fn group_entry_deletes(&self, mut present: Vec<u64>) {
-        // Read in key order, so ascending already; anything else groups nothing.
-        if !present.windows(2).all(|w| w[0] < w[1]) {
-            present.clear();
-        }
-        *self.deferred.borrow_mut() = Some(Deferred {
-            present,
-            deleted: Default::default(),
-        });
-    }
-
-    /// Whether the entry at `seq` waits to be deleted at commit.
-    fn doomed(&self, seq: u64) -> bool {
-        self.deferred
-            .borrow()
-            .as_ref()
-            .is_some_and(|d| d.deleted.contains(&seq))
-    }
-
-    /// Issues the deletes [`Tx::group_entry_deletes`] held back.
-    fn delete_deferred(&self) -> Result<()> {
-        let Some(d) = self.deferred.borrow_mut().take() else {
-            return Ok(());
-        };
-        let run = |lo: u64, hi: u64| {
-            if lo == hi {
-                self.t.delete(Table::Outbox, &Key::Num(lo))
-            } else {
-                self.t
-                    .delete_range(Table::Outbox, &Key::Num(lo), &Key::Num(hi))
-            }
-        };
-        let mut open: Option<(u64, u64)> = None;
-        for &seq in &d.present {
-            if d.deleted.contains(&seq) {
-                open = Some((open.map_or(seq, |(lo, _)| lo), seq));
-            } else if let Some((lo, hi)) = open.take() {
-                run(lo, hi)?;
-            }
-        }
-        if let Some((lo, hi)) = open {
-            run(lo, hi)?;
-        }
-        for &seq in d.deleted.iter().filter(|s| !d.present.contains(s)) {
-            self.t.delete(Table::Outbox, &Key::Num(seq))?;
-        }
-        Ok(())
     }
 
     /// Reads what writes to records `ids` of `c` will look at: their rows, and as `want` says

@@ -13,7 +13,7 @@ use crate::core::record::{id_key, index_key, Record, Row};
 use crate::core::storage::{field_index, Key, Storage, Table, Txn};
 use crate::core::tx::Tx;
 
-use super::classify::version_field;
+use super::classify::{version_field, Verdict};
 use super::report::{IdChange, RejectedItem, Report};
 
 /// `server` with the local values of every field that `later` (still pending) entries changed;
@@ -66,6 +66,35 @@ pub(super) fn server_id(cfg: &CollectionConfig, e: &Entry, s: Option<&Record>) -
 }
 
 impl<S: Storage, E: Env> Engine<S, E> {
+    /// Deletes at once the rows that acknowledged creates move from their temporary ids to the
+    /// server's (`apply_ack` then writes them at their new keys): a batch of temporary ids
+    /// sorts together, so this is usually one range delete instead of one delete per record.
+    pub(super) fn move_rows_first<T: Txn>(
+        &self,
+        tx: &Tx<T>,
+        picked: &[Entry],
+        verdicts: &[Verdict],
+    ) -> Result<()> {
+        let moving: Vec<(&str, &str)> = picked
+            .iter()
+            .zip(verdicts)
+            .filter_map(|(e, v)| match v {
+                Verdict::Ack(s, _) if e.kind == Kind::Create => {
+                    let cfg = self.collection(&e.c).ok()?;
+                    let (_, key) = server_id(cfg, e, s.as_ref());
+                    (key != e.r).then_some((e.c.as_str(), e.r.as_str()))
+                }
+                _ => None,
+            })
+            .collect();
+        // The prefetch read one collection's rows; the others' move one by one.
+        let Some(c) = tx.prefetched() else {
+            return Ok(());
+        };
+        let keys: Vec<&str> = moving.iter().filter(|m| m.0 == c).map(|m| m.1).collect();
+        tx.delete_rows_first(&c, &keys)
+    }
+
     /// The entries of `e`'s record queued after it.
     pub(crate) async fn later<T: Txn>(&self, tx: &Tx<T>, e: &Entry) -> Result<Vec<Entry>> {
         Ok(tx

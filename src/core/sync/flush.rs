@@ -486,35 +486,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
         Ok(end)
     }
 
-    /// Deletes at once the rows that acknowledged creates move from their temporary ids to the
-    /// server's (`apply_ack` then writes them at their new keys): a batch of temporary ids
-    /// sorts together, so this is usually one range delete instead of one delete per record.
-    fn move_rows_first<T: crate::core::storage::Txn>(
-        &self,
-        tx: &crate::core::tx::Tx<T>,
-        picked: &[Entry],
-        verdicts: &[Verdict],
-    ) -> Result<()> {
-        let moving: Vec<(&str, &str)> = picked
-            .iter()
-            .zip(verdicts)
-            .filter_map(|(e, v)| match v {
-                Verdict::Ack(s, _) if e.kind == Kind::Create => {
-                    let cfg = self.collection(&e.c).ok()?;
-                    let (_, key) = super::apply::server_id(cfg, e, s.as_ref());
-                    (key != e.r).then_some((e.c.as_str(), e.r.as_str()))
-                }
-                _ => None,
-            })
-            .collect();
-        // The prefetch read one collection's rows; the others' move one by one.
-        let Some(c) = tx.prefetched() else {
-            return Ok(());
-        };
-        let keys: Vec<&str> = moving.iter().filter(|m| m.0 == c).map(|m| m.1).collect();
-        tx.delete_rows_first(&c, &keys)
-    }
-
     /// A create answered 409/412 with a record: our own record (a retried create) is an ack;
     /// anything else is a refusal.
     async fn create_conflict<T: crate::core::storage::Txn>(
