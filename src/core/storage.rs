@@ -257,6 +257,28 @@ pub trait Txn {
     async fn commit(self) -> Result<()>;
 }
 
+/// Deletes the keys of `present` (every key of `table` between its first and its last, in
+/// IndexedDB's order) that `doomed` picks: each run of neighbours as one range delete.
+pub fn delete_runs<T: Txn + ?Sized>(
+    t: &T,
+    table: Table<'_>,
+    present: &[Key],
+    doomed: impl Fn(&Key) -> bool,
+) -> Result<()> {
+    let mut run: Option<(&Key, &Key)> = None;
+    for key in present.iter().map(Some).chain([None]) {
+        match key.filter(|k| doomed(k)) {
+            Some(k) => run = Some((run.map_or(k, |(lo, _)| lo), k)),
+            None => match run.take() {
+                Some((lo, hi)) if lo == hi => t.delete(table, lo)?,
+                Some((lo, hi)) => t.delete_range(table, lo, hi)?,
+                None => {}
+            },
+        }
+    }
+    Ok(())
+}
+
 /// Queues `writes` in `t`: a put, or a delete when the value is `None`.
 pub fn write_each<T: Txn + ?Sized>(
     t: &T,

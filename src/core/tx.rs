@@ -10,7 +10,7 @@ use super::clock::{random_id, Env, Hlc};
 use super::error::{Error, Result};
 use super::mutation::Entry;
 use super::record::Row;
-use super::storage::{utf16_order, Key, Read, Table, Txn, OUTBOX_BY_RECORD};
+use super::storage::{delete_runs, utf16_order, Key, Read, Table, Txn, OUTBOX_BY_RECORD};
 
 mod deferred;
 mod part;
@@ -360,22 +360,17 @@ impl<T: Txn> Tx<T> {
         let Some(present) = known.row_keys.take() else {
             return Ok(());
         };
-        let table = Table::Records(c);
-        let mut run: Option<(&String, &String)> = None;
-        for key in present.iter().map(Some).chain([None]) {
-            match key.filter(|k| keys.contains(&k.as_str())) {
-                Some(k) => {
-                    run = Some((run.map_or(k, |(lo, _)| lo), k));
-                    known.gone.push(k.clone());
-                }
-                None => match run.take() {
-                    Some((lo, hi)) if lo == hi => self.t.delete(table, &Key::str(lo))?,
-                    Some((lo, hi)) => self.t.delete_range(table, &Key::str(lo), &Key::str(hi))?,
-                    None => {}
-                },
-            }
-        }
-        Ok(())
+        let moving = |k: &String| keys.contains(&k.as_str());
+        known
+            .gone
+            .extend(present.iter().filter(|k| moving(k)).cloned());
+        let present: Vec<Key> = present.into_iter().map(Key::Str).collect();
+        delete_runs(
+            &self.t,
+            Table::Records(c),
+            &present,
+            |k| matches!(k, Key::Str(k) if moving(k)),
+        )
     }
 
     /// What was just written is known for certain, whether or not the prefetch read that key

@@ -75,23 +75,22 @@ impl<S: Storage, E: Env> Engine<S, E> {
         picked: &[Entry],
         verdicts: &[Verdict],
     ) -> Result<()> {
-        let moving: Vec<(&str, &str)> = picked
-            .iter()
-            .zip(verdicts)
-            .filter_map(|(e, v)| match v {
-                Verdict::Ack(s, _) if e.kind == Kind::Create => {
-                    let cfg = self.collection(&e.c).ok()?;
-                    let (_, key) = server_id(cfg, e, s.as_ref());
-                    (key != e.r).then_some((e.c.as_str(), e.r.as_str()))
-                }
-                _ => None,
-            })
-            .collect();
         // The prefetch read one collection's rows; the others' move one by one.
         let Some(c) = tx.prefetched() else {
             return Ok(());
         };
-        let keys: Vec<&str> = moving.iter().filter(|m| m.0 == c).map(|m| m.1).collect();
+        let keys: Vec<&str> = picked
+            .iter()
+            .zip(verdicts)
+            .filter_map(|(e, v)| match v {
+                Verdict::Ack(s, _) if e.kind == Kind::Create && e.c == c => {
+                    let cfg = self.collection(&e.c).ok()?;
+                    let (_, key) = server_id(cfg, e, s.as_ref());
+                    (key != e.r).then_some(e.r.as_str())
+                }
+                _ => None,
+            })
+            .collect();
         tx.delete_rows_first(&c, &keys)
     }
 

@@ -2,7 +2,7 @@
 
 use super::Tx;
 use crate::core::error::Result;
-use crate::core::storage::{Key, Table, Txn};
+use crate::core::storage::{delete_runs, Key, Table, Txn};
 
 /// Outbox deletes held back to the commit, where each run of neighbouring entries goes as one
 /// range delete (a sync round drops a whole batch of acknowledged entries at once).
@@ -46,25 +46,13 @@ impl<T: Txn> Tx<T> {
         let Some(d) = self.deferred.borrow_mut().take() else {
             return Ok(());
         };
-        let run = |lo: u64, hi: u64| {
-            if lo == hi {
-                self.t.delete(Table::Outbox, &Key::Num(lo))
-            } else {
-                self.t
-                    .delete_range(Table::Outbox, &Key::Num(lo), &Key::Num(hi))
-            }
-        };
-        let mut open: Option<(u64, u64)> = None;
-        for &seq in &d.present {
-            if d.deleted.contains(&seq) {
-                open = Some((open.map_or(seq, |(lo, _)| lo), seq));
-            } else if let Some((lo, hi)) = open.take() {
-                run(lo, hi)?;
-            }
-        }
-        if let Some((lo, hi)) = open {
-            run(lo, hi)?;
-        }
+        let present: Vec<Key> = d.present.iter().map(|s| Key::Num(*s)).collect();
+        delete_runs(
+            &self.t,
+            Table::Outbox,
+            &present,
+            |k| matches!(k, Key::Num(s) if d.deleted.contains(s)),
+        )?;
         for &seq in d.deleted.iter().filter(|s| !d.present.contains(s)) {
             self.t.delete(Table::Outbox, &Key::Num(seq))?;
         }
