@@ -4,7 +4,9 @@
 // to bench/results/<case>.cpuprofile, which Chromium's DevTools opens.
 //
 //   node bench/profile.mjs --url URL --pkg DIR --static DIR --case sync|create|update|...
-//        [--peer ferry|raw|dexie|pouch|checked] [--n 10000] [--ops 1000] [--top 40]
+//        [--peer ferry|raw|dexie|pouch|checked] [--n 10000] [--ops 1000] [--top 40] [--count]
+// --count also counts the IndexedDB calls the timed part makes (each request, transaction and
+// commit: what costs main-thread time per call), and prints them per op.
 // CHROME_FLAGS="--js-flags=..." passes flags to Chromium (e.g. --no-wasm-lazy-compilation).
 //
 // scripts/bench --profile CASE builds a package that keeps its function names and calls this.
@@ -32,6 +34,8 @@ const context = await chromium.launchPersistentContext(profileDir, {
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox", "--headless=new", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", ...(process.env.CHROME_FLAGS ? process.env.CHROME_FLAGS.split(" ") : [])],
 });
+const counting = args.includes("--count");
+if (counting) await context.addInitScript(countIdbCalls);
 const page = await context.newPage();
 await page.goto(`${base}/index.html`);
 await page.waitForFunction(() => window.bench && window.bench.ready);
@@ -58,7 +62,9 @@ await cdp.send("Profiler.enable");
 await cdp.send("Profiler.setSamplingInterval", { interval: 100 });
 const finished = new Promise((ok) => cdp.once("Profiler.consoleProfileFinished", (e) => ok(e.profile)));
 await target.evaluate(() => window.bench.profile(true)); // the timed part is profiled, not the setup
+if (counting) await target.evaluate(() => window.__idbCalls.clear());
 const figures = await run();
+const calls = counting ? await target.evaluate(() => [...window.__idbCalls.entries()]) : [];
 const profile = await finished;
 await context.close();
 rmSync(profileDir, { recursive: true, force: true });
@@ -82,7 +88,38 @@ console.log(`profiled ${(total / 1000).toFixed(0)} ms; self time by function:`);
 for (const [name, us] of rows) {
   console.log(`${(us / 1000).toFixed(1).padStart(8)} ms ${((100 * us) / total).toFixed(1).padStart(5)}%  ${name.slice(0, 140)}`);
 }
+if (counting) {
+  console.log(`\nIndexedDB calls in the timed part, per op (${ops} ops):`);
+  for (const [name, k] of calls.sort((a, b) => b[1] - a[1])) console.log(`${(k / ops).toFixed(2).padStart(8)}  ${name}`);
+}
 mkdirSync(outDir, { recursive: true });
 const file = join(outDir, `${kase}-${peer}.cpuprofile`);
 writeFileSync(file, JSON.stringify(profile));
 console.log(`\nprofile: ${file}`);
+
+// Runs in the page before anything else: wraps the IndexedDB methods that issue a request or
+// start or end a transaction, counting calls by `Interface.method` while the page's timed part
+// runs (between its console.profile and console.profileEnd).
+function countIdbCalls() {
+  const calls = (window.__idbCalls = new Map());
+  let on = false;
+  const { profile, profileEnd } = console;
+  console.profile = (...a) => ((on = true), profile.apply(console, a));
+  console.profileEnd = (...a) => ((on = false), profileEnd.apply(console, a));
+  const wrap = (proto, iface, names) => {
+    for (const m of names) {
+      const f = proto[m];
+      if (typeof f !== "function") continue;
+      proto[m] = function (...a) {
+        const k = `${iface}.${m}`;
+        if (on) calls.set(k, (calls.get(k) ?? 0) + 1);
+        return f.apply(this, a);
+      };
+    }
+  };
+  const reads = ["get", "getKey", "getAll", "getAllKeys", "count", "openCursor", "openKeyCursor"];
+  wrap(IDBObjectStore.prototype, "IDBObjectStore", [...reads, "put", "add", "delete", "clear"]);
+  wrap(IDBIndex.prototype, "IDBIndex", reads);
+  wrap(IDBDatabase.prototype, "IDBDatabase", ["transaction"]);
+  wrap(IDBTransaction.prototype, "IDBTransaction", ["commit", "abort"]);
+}
