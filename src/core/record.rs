@@ -12,13 +12,20 @@ pub type Record = Map<String, Value>;
 /// The storage key of an id. Ids are strings or numbers; `17` and `"17"` name the same record,
 /// because servers disagree on the type and a URL cannot tell them apart.
 pub fn id_key(id: &Value) -> Result<String> {
+    const MAX_SAFE_INTEGER: f64 = 9_007_199_254_740_992.0; // 2^53: JS numbers are exact below
     match id {
         // `.` and `..` would be read as path steps by every URL parser, even percent-encoded.
         Value::String(s) if s == "." || s == ".." => Err(Error::validation(format!(
             "the id {s:?} cannot be used: it is a URL path step"
         ))),
         Value::String(s) if !s.is_empty() => Ok(s.clone()),
-        Value::Number(n) => Ok(n.to_string()),
+        // `7.0`, as some servers write every number, names the same record as `7`.
+        Value::Number(n) => Ok(match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < MAX_SAFE_INTEGER => {
+                (f as i64).to_string()
+            }
+            _ => n.to_string(),
+        }),
         other => Err(Error::validation(format!(
             "an id must be a non-empty string or a number, got {}",
             short(other)

@@ -54,6 +54,38 @@ pub fn rebase(
     Some(out)
 }
 
+/// What the server holds once it acknowledged `e` with `answer`: what it held before (`base`,
+/// for a PATCH), what was sent over that, and the answer over both. Servers often answer with
+/// less than the whole record (`{"id": 7}`, the changed fields of a PATCH, or nothing at all):
+/// the fields an answer leaves out keep what was sent, as Sencha's readers merge an answer into
+/// the record, rather than being lost locally and then on the server by the next PUT.
+pub(super) fn acked_state(
+    cfg: &CollectionConfig,
+    e: &Entry,
+    base: Option<Record>,
+    answer: Option<Record>,
+) -> Record {
+    let mut s = base.unwrap_or_default();
+    if let Some(Value::Object(sent)) = e.sent.as_ref().and_then(|x| x.body.as_ref()) {
+        for (f, v) in sent {
+            // A PATCH's null clears the field (JSON merge patch).
+            if v.is_null() && e.kind == Kind::Update {
+                s.remove(f);
+            } else {
+                s.insert(f.clone(), v.clone());
+            }
+        }
+    }
+    // The version sent is the one the write replaced: the answer's stands, or none (no If-Match
+    // rather than a stale one). The client id was Ferry's, not the record's.
+    s.remove(&cfg.version_property);
+    if e.kind == Kind::Create {
+        s.remove(&cfg.client_id_property);
+    }
+    s.extend(answer.unwrap_or_default());
+    s
+}
+
 /// The id the server gave the record of create `e` in its answer `s`, and its storage key (the
 /// temporary key when the answer names none).
 pub(super) fn server_id(cfg: &CollectionConfig, e: &Entry, s: Option<&Record>) -> (Value, String) {
@@ -191,7 +223,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         match e.kind {
             Kind::Delete => Ok(()),
             Kind::Create => {
-                let s = server.unwrap_or_default();
+                let s = acked_state(cfg, e, None, server);
                 let (sid, skey) = server_id(cfg, e, Some(&s));
                 let mut moved = None;
                 if skey != e.r {
@@ -223,23 +255,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 self.adopt_over(tx, cfg, &skey, old, s, version, &mut later, report)
             }
             Kind::Update => {
-                let s = match server {
-                    Some(s) => s,
-                    // 204: the server holds what was sent.
-                    None => {
-                        let row = tx.row(c, &e.r).await?;
-                        let mut s = row.as_ref().and_then(|r| r.b.clone()).unwrap_or_default();
-                        if let Some(Value::Object(sent)) =
-                            e.sent.as_ref().and_then(|x| x.body.clone())
-                        {
-                            s.extend(sent);
-                        }
-                        // The version sent is the one the update replaced: without an ETag the
-                        // new one is unknown, so none is kept (no If-Match rather than a stale one).
-                        s.remove(&cfg.version_property);
-                        s
-                    }
+                // A PUT sent the whole record; a PATCH only its changes, over the server's base.
+                let patch = e.sent.as_ref().is_some_and(|x| x.method == "PATCH");
+                let base = match patch {
+                    true => tx.row(c, &e.r).await?.and_then(|r| r.b),
+                    false => None,
                 };
+                let s = acked_state(cfg, e, base, server);
                 self.adopt(tx, cfg, &e.r, s, version, &mut later, report)
                     .await
             }

@@ -72,8 +72,9 @@ pub fn classify(
         200..=299 => classify_success(cfg, kind, res),
         404 | 410 if kind == Kind::Delete => Verdict::Ack(None, None),
         404 | 410 if kind == Kind::Update => Verdict::Conflict(ServerState::Deleted),
+        // Only a body naming the record is its server state: `{"error": "stale"}` is not.
         409 | 412 => match record_of(cfg, res) {
-            Ok(Some(r)) => {
+            Ok(Some(r)) if has_id(cfg, &r) => {
                 let v = version_of(cfg, res, Some(&r));
                 Verdict::Conflict(ServerState::Record(r, v))
             }
@@ -97,29 +98,28 @@ fn classify_success(cfg: &CollectionConfig, kind: Kind, res: &HttpResponse) -> V
         return Verdict::Ack(None, version_of(cfg, res, None));
     }
     match record_of(cfg, res) {
-        Ok(Some(r)) => {
-            if kind == Kind::Create {
-                match r.get(&cfg.id_property).map(id_key) {
-                    Some(Ok(_)) => {}
-                    _ => {
-                        return invalid(format!(
-                            "the server's answer to a create has no usable `{}`",
-                            cfg.id_property
-                        ))
-                    }
-                }
-            }
+        // A delete may be answered with anything but a captive portal's page: `true`, `{}`,
+        // a plain-text "OK".
+        Ok(_) if kind == Kind::Delete => Verdict::Ack(None, None),
+        Err(_) if kind == Kind::Delete && !looks_like_html(res) => Verdict::Ack(None, None),
+        Ok(Some(r)) if has_id(cfg, &r) => {
             let v = version_of(cfg, res, Some(&r));
             Verdict::Ack(Some(r), v)
         }
-        // A delete may be answered with anything JSON (even `true` or `{}`).
-        Ok(None) if kind == Kind::Delete => Verdict::Ack(None, None),
-        Ok(None) => invalid("the server's answer holds no record".into()),
-        Err(why) if kind == Kind::Delete && !looks_like_html(res) && why.is_empty() => {
-            Verdict::Ack(None, None)
-        }
+        Ok(_) if kind == Kind::Create => invalid(format!(
+            "the server's answer to a create has no usable `{}`",
+            cfg.id_property
+        )),
+        // An update answered with JSON that is not the record (`{"ok": true}`, `{}`) was
+        // applied all the same: as a 204, the server holds what was sent.
+        Ok(_) => Verdict::Ack(None, version_of(cfg, res, None)),
         Err(why) => invalid(why),
     }
+}
+
+/// Whether `r` names its record: an object without a usable id is not a record.
+pub fn has_id(cfg: &CollectionConfig, r: &Record) -> bool {
+    r.get(&cfg.id_property).is_some_and(|v| id_key(v).is_ok())
 }
 
 fn invalid(reason: String) -> Verdict {

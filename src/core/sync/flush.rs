@@ -19,7 +19,7 @@ use crate::core::storage::Storage;
 use crate::core::tx::Want;
 
 use super::batch;
-use super::classify::{classify, record_of, version_of, ServerState, Verdict};
+use super::classify::{ServerState, Verdict};
 use super::http::{HttpRequest, HttpResponse, NetError, Transport};
 use super::pick::Picked;
 use super::report::Report;
@@ -337,66 +337,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
         }
         Ok(end)
-    }
-
-    /// Classifies one answer; a conflict answer without the server's record reads it first
-    /// (no transaction is open here).
-    async fn verdict<T: Transport>(
-        &self,
-        transport: &T,
-        headers: &[(String, String)],
-        e: &Entry,
-        res: &Result<HttpResponse, NetError>,
-        report: &mut Report,
-    ) -> Result<Verdict> {
-        let cfg = self.collection(&e.c)?;
-        let v = classify(cfg, e.kind, res, self.env.now_ms());
-        if let Verdict::Conflict(ServerState::Unknown) = v {
-            report.requests += 1;
-            return Ok(self.read_server_state(transport, headers, e).await);
-        }
-        Ok(v)
-    }
-
-    /// GETs a record after a conflict answer that did not include it.
-    async fn read_server_state<T: Transport>(
-        &self,
-        transport: &T,
-        headers: &[(String, String)],
-        e: &Entry,
-    ) -> Verdict {
-        let Ok(cfg) = self.collection(&e.c) else {
-            return Verdict::Transient {
-                reason: "unknown collection".into(),
-                retry_after: None,
-            };
-        };
-        let req = HttpRequest {
-            method: "GET".into(),
-            url: super::http::record_url(&cfg.url, &e.r),
-            headers: headers.to_vec(),
-            body: None,
-        };
-        match transport.send(req).await {
-            Ok(res) if res.status == 404 || res.status == 410 => {
-                Verdict::Conflict(ServerState::Deleted)
-            }
-            Ok(res) if (200..300).contains(&res.status) => match record_of(cfg, &res) {
-                Ok(Some(r)) => {
-                    let v = version_of(cfg, &res, Some(&r));
-                    Verdict::Conflict(ServerState::Record(r, v))
-                }
-                _ => Verdict::Transient {
-                    reason: "the server's record could not be read after a conflict".into(),
-                    retry_after: None,
-                },
-            },
-            Ok(res) => classify(cfg, Kind::Update, &Ok(res), self.env.now_ms()),
-            Err(e) => Verdict::Transient {
-                reason: e.to_string(),
-                retry_after: None,
-            },
-        }
     }
 
     /// Applies a round's verdicts in one read-write transaction. `verdicts` answer the first

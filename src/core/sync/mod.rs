@@ -13,4 +13,5 @@ pub mod pull;
 pub mod rejected;
 pub mod report;
 pub mod request;
+mod server_state;
 pub mod settle;

@@ -24,12 +24,12 @@ fn cursor_key(c: &str) -> Key {
 }
 
 /// A read answer: records, the next cursor, and whether it is a delta.
-struct Page {
-    records: Vec<Record>,
-    cursor: Option<String>,
+pub(super) struct Page {
+    pub(super) records: Vec<Record>,
+    pub(super) cursor: Option<String>,
 }
 
-fn parse_page(root: &str, body: &str) -> std::result::Result<Page, String> {
+pub(super) fn parse_page(root: &str, body: &str) -> std::result::Result<Page, String> {
     let v: Value =
         serde_json::from_str(body).map_err(|e| format!("the read answer is not JSON ({e})"))?;
     let (list, cursor) = match v {

@@ -1,0 +1,103 @@
+//! The verdict on one answer, reading the server's record when a conflict answer left it out.
+//! PROTOCOL.md requires only `GET {url}` of a server, so a record that `GET {url}/{id}` does not
+//! give (no such route: 404 or 405) is looked for in the collection before anything is decided:
+//! a 404 from a server without the route must not delete the record locally.
+
+use crate::core::clock::Env;
+use crate::core::engine::Engine;
+use crate::core::error::Result;
+use crate::core::mutation::{Entry, Kind};
+use crate::core::record::id_key;
+use crate::core::storage::Storage;
+
+use super::classify::{classify, has_id, record_of, version_field, version_of};
+use super::classify::{ServerState, Verdict};
+use super::http::{record_url, HttpRequest, HttpResponse, NetError, Transport};
+use super::pull::parse_page;
+use super::report::Report;
+
+impl<S: Storage, E: Env> Engine<S, E> {
+    /// Classifies one answer; a conflict answer without the server's record reads it first
+    /// (no transaction is open here).
+    pub(super) async fn verdict<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        e: &Entry,
+        res: &Result<HttpResponse, NetError>,
+        report: &mut Report,
+    ) -> Result<Verdict> {
+        let cfg = self.collection(&e.c)?;
+        let v = classify(cfg, e.kind, res, self.env.now_ms());
+        if let Verdict::Conflict(ServerState::Unknown) = v {
+            return Ok(self.read_server_state(transport, headers, e, report).await);
+        }
+        Ok(v)
+    }
+
+    /// The server's state of `e`'s record after a conflict answer that did not include it:
+    /// `GET {url}/{id}`, else the record in `GET {url}`. Deleted only when both say it is gone;
+    /// when neither can tell, the write waits and is sent again later.
+    async fn read_server_state<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        e: &Entry,
+        report: &mut Report,
+    ) -> Verdict {
+        let Ok(cfg) = self.collection(&e.c) else {
+            return unreadable("its collection is unknown".into());
+        };
+        let get = |url: String| HttpRequest {
+            method: "GET".into(),
+            url,
+            headers: headers.to_vec(),
+            body: None,
+        };
+        report.requests += 1;
+        let gone = match transport.send(get(record_url(&cfg.url, &e.r))).await {
+            Ok(res) if (200..300).contains(&res.status) => match record_of(cfg, &res) {
+                Ok(Some(r)) if has_id(cfg, &r) => {
+                    let v = version_of(cfg, &res, Some(&r));
+                    return Verdict::Conflict(ServerState::Record(r, v));
+                }
+                _ => false,
+            },
+            Ok(res) if matches!(res.status, 401 | 408 | 425 | 429 | 500..=599) => {
+                return classify(cfg, Kind::Update, &Ok(res), self.env.now_ms());
+            }
+            Ok(res) => matches!(res.status, 404 | 410),
+            Err(e) => return unreadable(e.to_string()),
+        };
+        report.requests += 1;
+        let res = match transport.send(get(cfg.url.clone())).await {
+            Ok(res) if (200..300).contains(&res.status) => res,
+            Ok(res) => return unreadable(format!("the collection read answered {}", res.status)),
+            Err(e) => return unreadable(e.to_string()),
+        };
+        let page = match parse_page(&cfg.root_property, &res.body) {
+            Ok(page) => page,
+            Err(why) => return unreadable(why),
+        };
+        let found = page.records.into_iter().find(|r| {
+            r.get(&cfg.id_property)
+                .and_then(|id| id_key(id).ok())
+                .is_some_and(|k| k == e.r)
+        });
+        match found {
+            Some(r) => {
+                let v = version_field(cfg, &r);
+                Verdict::Conflict(ServerState::Record(r, v))
+            }
+            None if gone => Verdict::Conflict(ServerState::Deleted),
+            None => unreadable("neither its URL nor the collection holds it".into()),
+        }
+    }
+}
+
+fn unreadable(why: String) -> Verdict {
+    Verdict::Transient {
+        reason: format!("the server's record could not be read after a conflict: {why}"),
+        retry_after: None,
+    }
+}

@@ -1,0 +1,255 @@
+//! Answers third-party servers give that are not quite PROTOCOL.md's: error objects with a
+//! conflict status, write answers that are not the whole record, plain-text deletes, no route for
+//! `GET {url}/{id}`, integers written as floats. None of them may lose a field, locally or on the
+//! server, or stop the queue.
+#![cfg(not(target_arch = "wasm32"))]
+
+#[path = "common/mem_server.rs"]
+mod mem_server;
+#[path = "common/native_env.rs"]
+mod native_env;
+#[path = "common/sync_asserts.rs"]
+mod sync_asserts;
+
+use ferry::core::sync::http::{HttpRequest, HttpResponse, Transport};
+use ferry::core::{MemoryStorage, UpdateMethod};
+use mem_server::MemServer;
+use native_env::*;
+use serde_json::{json, Value};
+use sync_asserts::*;
+
+/// The server's own answer to `req`, with its body replaced by `body` (status kept).
+fn rewrite(s: &MemServer, req: &HttpRequest, body: Value) -> HttpResponse {
+    let res = block_on(s.send(req.clone())).expect("the server answers");
+    json_response(res.status, body)
+}
+
+/// A created and synced record `{title, n: 1, tags}`: its server id.
+fn synced_record<T: Transport>(db: &Db, t: &T) -> String {
+    let a = create(db, "todos", json!({"title": "a", "n": 1, "tags": ["x"]}));
+    flush_all(db, t);
+    id_of(&get(db, "todos", &a).expect("created"))
+}
+
+#[test]
+fn a_conflict_answered_with_an_error_object_is_not_taken_for_the_record() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    let sid = synced_record(&db, &tap);
+    s.server_patch("todos", &sid, json!({"tags": ["theirs"]}));
+    let inner = s.clone();
+    tap.hook(move |req| {
+        let res = block_on(inner.send(req.clone()));
+        Some(res.map(|r| match r.status {
+            409 | 412 => json_response(409, json!({"error": "conflict", "message": "stale"})),
+            _ => r,
+        }))
+    });
+    update(&db, "todos", &sid, json!({"n": 2}));
+    let report = flush_all(&db, &tap);
+    assert_eq!(report.conflicts.len(), 1);
+    let mine = get(&db, "todos", &sid).expect("still there");
+    assert!(mine.get("error").is_none(), "{mine:?}");
+    let theirs = s.record("todos", &sid).expect("still on the server");
+    assert_eq!(
+        strip(&theirs),
+        json!({"title": "a", "n": 2, "tags": ["theirs"]})
+    );
+    assert_in_sync(&db, &s, "todos");
+}
+
+#[test]
+fn a_create_answered_with_only_its_id_keeps_what_was_sent() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::plain());
+    let s = tap.inner.clone();
+    let inner = s.clone();
+    tap.hook(move |req| {
+        (req.method == "POST").then(|| {
+            let res = block_on(inner.send(req.clone())).expect("answers");
+            let id = serde_json::from_str::<Value>(&res.body).unwrap()["id"].clone();
+            Ok(json_response(201, json!({ "id": id })))
+        })
+    });
+    let sid = synced_record(&db, &tap);
+    let mine = get(&db, "todos", &sid).expect("under its server id");
+    assert_eq!(
+        strip(&Value::Object(mine)),
+        json!({"title": "a", "n": 1, "tags": ["x"]})
+    );
+    // The next PUT carries every field, so the server keeps them.
+    update(&db, "todos", &sid, json!({"n": 2}));
+    flush_all(&db, &tap);
+    let theirs = s.record("todos", &sid).expect("on the server");
+    assert_eq!(strip(&theirs), json!({"title": "a", "n": 2, "tags": ["x"]}));
+}
+
+#[test]
+fn an_update_answered_with_json_that_is_not_the_record_counts_as_done() {
+    for answer in [
+        json!({"ok": true}),
+        json!({}),
+        json!({"data": {"status": "saved"}}),
+    ] {
+        let (db, _) = open_todos();
+        let tap = Tap::new(MemServer::plain());
+        let s = tap.inner.clone();
+        let sid = synced_record(&db, &tap);
+        let inner = s.clone();
+        let a = answer.clone();
+        tap.hook(move |req| (req.method == "PUT").then(|| Ok(rewrite(&inner, req, a.clone()))));
+        update(&db, "todos", &sid, json!({"n": 2}));
+        flush_all(&db, &tap);
+        let mine = get(&db, "todos", &sid).expect("still there");
+        assert_eq!(
+            strip(&Value::Object(mine)),
+            json!({"title": "a", "n": 2, "tags": ["x"]}),
+            "answered {answer}"
+        );
+        update(&db, "todos", &sid, json!({"n": 3}));
+        flush_all(&db, &tap);
+        let theirs = s.record("todos", &sid).expect("on the server");
+        assert_eq!(
+            strip(&theirs),
+            json!({"title": "a", "n": 3, "tags": ["x"]}),
+            "answered {answer}"
+        );
+    }
+}
+
+#[test]
+fn a_patch_answered_with_only_the_changed_fields_keeps_the_others() {
+    let mut cfg = config(&["todos"]);
+    cfg.collections.get_mut("todos").unwrap().update_method = UpdateMethod::Patch;
+    let db = open(cfg, MemoryStorage::new());
+    let tap = Tap::new(MemServer::plain());
+    let s = tap.inner.clone();
+    let sid = synced_record(&db, &tap);
+    let inner = s.clone();
+    tap.hook(move |req| {
+        (req.method == "PATCH").then(|| {
+            let mut answer = body(req);
+            answer["id"] = json!(req.url.rsplit('/').next().unwrap());
+            Ok(rewrite(&inner, req, answer))
+        })
+    });
+    update(&db, "todos", &sid, json!({"n": 2}));
+    flush_all(&db, &tap);
+    let mine = get(&db, "todos", &sid).expect("still there");
+    assert_eq!(
+        strip(&Value::Object(mine)),
+        json!({"title": "a", "n": 2, "tags": ["x"]})
+    );
+    assert_in_sync(&db, &s, "todos");
+}
+
+#[test]
+fn a_delete_answered_with_plain_text_is_done_and_a_login_page_is_not() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::plain());
+    let s = tap.inner.clone();
+    let sid = synced_record(&db, &tap);
+    let text = |ct: &str, body: &str| HttpResponse {
+        status: 200,
+        headers: vec![("Content-Type".into(), ct.into())],
+        body: body.into(),
+    };
+    let page = text("text/html", "<html><form>Log in</form></html>");
+    tap.hook(move |req| (req.method == "DELETE").then(|| Ok(page.clone())));
+    delete(&db, "todos", &sid);
+    let (_, report) = flush(&db, &tap);
+    assert_eq!(report.acked, 0);
+    assert_eq!(
+        pending(&db),
+        1,
+        "a captive portal's page acknowledges nothing"
+    );
+    let inner = s.clone();
+    tap.hook(move |req| {
+        (req.method == "DELETE").then(|| {
+            block_on(inner.send(req.clone())).expect("answers");
+            Ok(text("text/plain", "OK"))
+        })
+    });
+    create(&db, "todos", json!({"title": "behind it"}));
+    flush_all(&db, &tap);
+    assert_eq!(pending(&db), 0);
+    assert!(s.record("todos", &sid).is_none());
+    assert_in_sync(&db, &s, "todos");
+}
+
+/// A server without `GET {url}/{id}` answers a bodiless 409: the record is looked for in the
+/// collection, never deleted locally on the strength of the missing route's 404, and the
+/// update is not rejected with the 405 of a route it never asked for.
+#[test]
+fn a_bodiless_conflict_on_a_server_without_get_by_id() {
+    for missing in [404, 405] {
+        let (db, _) = open_todos();
+        let tap = Tap::new(MemServer::new());
+        let s = tap.inner.clone();
+        let sid = synced_record(&db, &tap);
+        s.server_patch("todos", &sid, json!({"tags": ["theirs"]}));
+        let inner = s.clone();
+        let path = format!("/{sid}");
+        tap.hook(move |req| {
+            if req.method == "GET" && req.url.split('?').next().unwrap().ends_with(&path) {
+                return Some(Ok(json_response(missing, json!({"error": "no route"}))));
+            }
+            let res = block_on(inner.send(req.clone()));
+            Some(res.map(|r| match r.status {
+                409 | 412 => HttpResponse {
+                    status: 409,
+                    headers: vec![],
+                    body: String::new(),
+                },
+                _ => r,
+            }))
+        });
+        update(&db, "todos", &sid, json!({"n": 2}));
+        let report = flush_all(&db, &tap);
+        assert_eq!(report.conflicts.len(), 1, "answered {missing}");
+        assert!(
+            block_on(db.rejected()).unwrap().is_empty(),
+            "answered {missing}"
+        );
+        let theirs = s.record("todos", &sid).expect("still on the server");
+        assert_eq!(
+            strip(&theirs),
+            json!({"title": "a", "n": 2, "tags": ["theirs"]}),
+            "answered {missing}"
+        );
+        assert_in_sync(&db, &s, "todos");
+    }
+}
+
+#[test]
+fn an_integer_id_written_as_a_float_names_the_same_record() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::plain());
+    let inner = tap.inner.clone();
+    tap.hook(move |req| {
+        (req.method == "POST").then(|| {
+            let res = block_on(inner.send(req.clone())).expect("answers");
+            let mut rec: Value = serde_json::from_str(&res.body).unwrap();
+            let n: f64 = rec["id"].as_str().unwrap().parse().unwrap();
+            rec["id"] = json!(n); // 7 written as 7.0
+            Ok(json_response(201, rec))
+        })
+    });
+    let a = create(&db, "todos", json!({"title": "a"}));
+    flush_all(&db, &tap);
+    let mine = get(&db, "todos", &a).expect("by its temporary id");
+    assert_eq!(mine["id"], json!(1.0));
+    // What a JS app holds is the number 1.
+    assert_eq!(get(&db, "todos", "1"), Some(mine));
+    update(&db, "todos", "1", json!({"title": "b"}));
+    tap.clear();
+    flush_all(&db, &tap);
+    let put = &tap.requests()[0];
+    assert_eq!(
+        (put.method.as_str(), put.url.as_str()),
+        ("PUT", "/api/todos/1")
+    );
+    assert_eq!(body(put)["title"], "b");
+}
