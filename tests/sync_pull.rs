@@ -9,6 +9,7 @@ mod native_env;
 #[path = "common/sync_asserts.rs"]
 mod sync_asserts;
 
+use ferry::core::sync::http::{HttpRequest, HttpResponse, NetError, Transport};
 use ferry::core::ChangeKind;
 use mem_server::MemServer;
 use native_env::*;
@@ -166,4 +167,56 @@ fn pull_after_a_lost_create_answer_converges_after_flush() {
     pull(&db, &s, "todos");
     assert_eq!(local(&db, "todos").len(), 1);
     assert_in_sync(&db, &s, "todos");
+}
+
+// ---------------------------------------------------------------- a flush during a pull
+
+/// The server for a pull whose read is answered with what the server held when it was sent,
+/// while a flush of the same store applies its answers before the read's answer arrives (the
+/// app's `pull()` beside a sync, or another tab's flush). Only the first read is overtaken.
+struct FlushDuringRead<'a> {
+    server: MemServer,
+    db: &'a Db,
+    done: std::cell::Cell<bool>,
+}
+
+impl Transport for FlushDuringRead<'_> {
+    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, NetError> {
+        let res = self.server.send(req).await;
+        if !self.done.replace(true) {
+            flush_all(self.db, &self.server);
+        }
+        res
+    }
+}
+
+#[test]
+fn a_read_overtaken_by_a_flush_is_made_again() {
+    for server in [MemServer::new(), MemServer::plain()] {
+        let (db, _) = open_todos();
+        let kept = create(&db, "todos", json!({"title": "kept", "n": 1}));
+        let gone = create(&db, "todos", json!({"title": "gone"}));
+        flush_all(&db, &server);
+        let kept = id_of(&get(&db, "todos", &kept).unwrap());
+        let gone = id_of(&get(&db, "todos", &gone).unwrap());
+        let new = create(&db, "todos", json!({"title": "new"}));
+        update(&db, "todos", &kept, json!({"n": 2}));
+        delete(&db, "todos", &gone);
+        let t = FlushDuringRead {
+            server: server.clone(),
+            db: &db,
+            done: Default::default(),
+        };
+        let report = block_on(db.pull(&t, &[], "todos")).expect("pull");
+        assert_eq!(pending(&db), 0);
+        assert!(get(&db, "todos", &new).is_some(), "the acked create stays");
+        assert_eq!(
+            get(&db, "todos", &kept).unwrap()["n"],
+            2,
+            "the acked update stays"
+        );
+        assert!(get(&db, "todos", &gone).is_none(), "the acked delete stays");
+        assert_in_sync(&db, &server, "todos");
+        assert_eq!(report.requests, 2, "read again");
+    }
 }

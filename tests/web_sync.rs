@@ -246,6 +246,46 @@ async fn a_401_asks_the_app_for_headers_again() {
     db.close();
 }
 
+/// With nothing pending, the first request is a read: its 401 asks for headers again too, and
+/// a 401 that fresh headers do not cure is a NetworkError with the status.
+#[wasm_bindgen_test]
+async fn a_read_answered_401_asks_the_app_for_headers_again() {
+    let t = unique("auth-read");
+    let calls = std::rc::Rc::new(std::cell::Cell::new(0));
+    let counter = calls.clone();
+    let get_headers = Closure::<dyn FnMut() -> JsValue>::new(move || {
+        counter.set(counter.get() + 1);
+        let token = if counter.get() == 1 { "stale" } else { "fresh" };
+        js(&format!(r#"{{"Authorization":"Bearer {token}"}}"#))
+    })
+    .into_js_value();
+    let cols = format!(
+        r#"{{"name":"{}","autoSync":false,"collections":{{"{t}":{{"url":"{}/api/{t}"}}}}}}"#,
+        unique("sync6r"),
+        server()
+    );
+    let opts = js(&cols);
+    Reflect::set(&opts, &"getHeaders".into(), &get_headers).unwrap();
+    let db = Ferry::open(opts).await.expect("open");
+    let todos = db.collection(&t).unwrap();
+    http("POST", &format!("/api/{t}"), Some(r#"{"title":"theirs"}"#)).await;
+    http("POST", "/__admin/token", Some(r#"{"token":"fresh"}"#)).await;
+    let pulled = JsFuture::from(todos.pull()).await;
+    let asked = calls.get();
+    let all = JsFuture::from(todos.all()).await;
+    http("POST", "/__admin/token", Some(r#"{"token":"other"}"#)).await;
+    let refused = JsFuture::from(todos.pull()).await;
+    http("POST", "/__admin/token", Some(r#"{"token":null}"#)).await;
+    pulled.expect("the second headers call gave a working token");
+    assert_eq!(asked, 2);
+    assert_eq!(Array::from(&all.unwrap()).length(), 1);
+    let e = refused.expect_err("no headers cure a token the server no longer takes");
+    assert_eq!(get(&e, "name"), "NetworkError");
+    assert_eq!(get(&e, "status"), 401);
+    assert_eq!(calls.get(), 3, "asked once more, then given up");
+    db.close();
+}
+
 #[wasm_bindgen_test]
 async fn batching_reaches_the_same_state_with_fewer_requests() {
     let (t1, t2) = (unique("single"), unique("batched"));

@@ -71,6 +71,10 @@ pub fn to_id(v: &JsValue) -> Result<String, Error> {
 pub fn js_error(e: Error) -> JsValue {
     let err = js_sys::Error::new(&e.message);
     err.set_name(e.kind.name());
+    if let Some(status) = e.status {
+        // Best effort: the error is thrown either way.
+        let _ = js_sys::Reflect::set(&err, &"status".into(), &status.into());
+    }
     err.into()
 }
 

@@ -393,8 +393,8 @@ impl Inner {
                     };
                 }
                 Ok(RoundEnd::Unauthorized) => {
-                    let e = Error::new(
-                        ErrorKind::Network,
+                    let e = Error::answered(
+                        401,
                         "the server answered 401 (not authorised); sync is paused",
                     );
                     return RunEnd::Failed(e, Some(js_sys::Date::now() + 30_000.0));
@@ -414,7 +414,7 @@ impl Inner {
         if pull && self.engine.config.pull_after_flush {
             let names: Vec<String> = self.engine.config.collections.keys().cloned().collect();
             for name in names {
-                match self.engine.pull(&self.transport, &headers, &name).await {
+                match self.pull_with(&mut headers, &mut refreshed, &name).await {
                     Ok(report) => self.dispatch(report),
                     Err(e) => return RunEnd::Failed(e, Some(js_sys::Date::now() + 5_000.0)),
                 }
@@ -423,13 +423,31 @@ impl Inner {
         RunEnd::Done
     }
 
+    /// Pulls collection `name`; a read answered 401 asks `getHeaders` again (once per run, as a
+    /// flush does) and is tried again with what it gives.
+    async fn pull_with(
+        &self,
+        headers: &mut Vec<(String, String)>,
+        refreshed: &mut bool,
+        name: &str,
+    ) -> Result<Report, Error> {
+        match self.engine.pull(&self.transport, headers, name).await {
+            Err(e) if e.status == Some(401) && self.get_headers.is_some() && !*refreshed => {
+                *refreshed = true;
+                *headers = self.headers(true).await?;
+                self.engine.pull(&self.transport, headers, name).await
+            }
+            other => other,
+        }
+    }
+
     /// `collection.pull()`.
     pub(crate) async fn pull(self: &Rc<Self>, name: &str) -> Result<(), Error> {
         if !self.sync.borrow().is_online() {
             return Err(Error::new(ErrorKind::Offline, "the browser is offline"));
         }
-        let headers = self.headers(false).await?;
-        let report = self.engine.pull(&self.transport, &headers, name).await?;
+        let mut headers = self.headers(false).await?;
+        let report = self.pull_with(&mut headers, &mut false, name).await?;
         self.dispatch(report);
         Ok(())
     }

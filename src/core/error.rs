@@ -56,6 +56,8 @@ pub struct Error {
     pub kind: ErrorKind,
     /// What happened, in words.
     pub message: String,
+    /// The status of the server's answer, when the error is one (a read answered 401, say).
+    pub status: Option<u16>,
 }
 
 impl Error {
@@ -64,6 +66,14 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            status: None,
+        }
+    }
+    /// A [`ErrorKind::Network`] error for a server's answer of `status`.
+    pub fn answered(status: u16, message: impl Into<String>) -> Self {
+        Error {
+            status: Some(status),
+            ..Self::new(ErrorKind::Network, message)
         }
     }
     /// A [`ErrorKind::Validation`] error.

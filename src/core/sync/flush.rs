@@ -15,8 +15,8 @@ use crate::core::engine::Engine;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::mutation::{Entry, Kind};
 use crate::core::record::Record;
-use crate::core::storage::Storage;
-use crate::core::tx::Want;
+use crate::core::storage::{Key, Storage, Table, Txn};
+use crate::core::tx::{Want, ANSWERED};
 
 use super::batch;
 use super::classify::{ServerState, Verdict};
@@ -420,6 +420,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     }
                 }
             }
+        }
+        // Server state applied now may be newer than a snapshot a pull holds: tell it so.
+        if step.acked > 0 || !step.rejected.is_empty() || !step.conflicts.is_empty() {
+            let mark = serde_json::json!([self.env.now_ms(), self.env.random_u32()]);
+            tx.t.put(Table::State, &Key::str(ANSWERED), &mark)?;
         }
         tx.commit().await?;
         report.extend(step);

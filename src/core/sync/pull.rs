@@ -11,13 +11,14 @@ use crate::core::engine::{Change, ChangeKind, Engine};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::mutation::{Entry, Kind};
 use crate::core::record::{id_key, Record, Row};
-use crate::core::storage::{Key, Storage, Table, Txn};
+use crate::core::storage::{Key, Read, Storage, Table, Txn};
 
 use super::apply::rebase;
 use super::classify::version_field;
 use super::http::{with_query, HttpRequest, Transport};
 use super::report::Report;
 use super::request::client_id_of;
+use crate::core::tx::ANSWERED;
 
 fn cursor_key(c: &str) -> Key {
     Key::Str(format!("cursor:{c}"))
@@ -69,51 +70,77 @@ impl<S: Storage, E: Env> Engine<S, E> {
         c: &str,
     ) -> Result<Report> {
         let cfg = self.collection(c)?;
-        let mut since = {
-            let tx = self.begin(false).await?;
-            tx.t.get(Table::State, &cursor_key(c))
-                .await?
-                .and_then(|v| v.as_str().map(str::to_string))
-        };
         let mut requests = 0;
-        let res = loop {
-            let url = match &since {
-                Some(cur) => with_query(&cfg.url, "since", cur),
-                None => cfg.url.clone(),
+        // A flush that applies answers while the read is out may leave local records newer
+        // than what the read brings (a create acked after the server took its snapshot would be
+        // removed as gone, an acked update rolled back, an acked delete brought back). Such a
+        // read is not applied: it is made again.
+        let mut tries = 0;
+        let (tx, page, since) = loop {
+            let (mut since, mark) = {
+                let tx = self.begin(false).await?;
+                let reads = [
+                    Read::Get(Table::State, cursor_key(c)),
+                    Read::Get(Table::State, Key::str(ANSWERED)),
+                ];
+                let got = tx.t.read_many(&reads).await?;
+                let mut got = got
+                    .into_iter()
+                    .map(|g| g.into_iter().next().map(|(_, v)| v));
+                let since = got.next().flatten();
+                (
+                    since.and_then(|v| v.as_str().map(str::to_string)),
+                    got.next().flatten(),
+                )
             };
-            let req = HttpRequest {
-                method: "GET".into(),
-                url,
-                headers: headers.to_vec(),
-                body: None,
+            let res = loop {
+                let url = match &since {
+                    Some(cur) => with_query(&cfg.url, "since", cur),
+                    None => cfg.url.clone(),
+                };
+                let req = HttpRequest {
+                    method: "GET".into(),
+                    url,
+                    headers: headers.to_vec(),
+                    body: None,
+                };
+                requests += 1;
+                let res = transport.send(req).await.map_err(Error::from)?;
+                // A cursor the server no longer knows (expired, or from a wiped server) would
+                // fail every pull: read everything once instead.
+                if since.is_some() && matches!(res.status, 400 | 410) {
+                    since = None;
+                    continue;
+                }
+                break res;
             };
-            requests += 1;
-            let res = transport.send(req).await.map_err(Error::from)?;
-            // A cursor the server no longer knows (expired, or from a wiped server) would fail
-            // every pull: read everything once instead.
-            if since.is_some() && matches!(res.status, 400 | 410) {
-                since = None;
-                continue;
+            if !(200..300).contains(&res.status) {
+                let what = if res.status == 401 {
+                    " (not authorised)"
+                } else {
+                    ""
+                };
+                return Err(Error::answered(
+                    res.status,
+                    format!("the server answered {}{what} to a read", res.status),
+                ));
             }
-            break res;
+            let page = parse_page(&cfg.root_property, &res.body)
+                .map_err(|e| Error::new(ErrorKind::Protocol, e))?;
+            let tx = self.begin(true).await?;
+            if tx.t.get(Table::State, &Key::str(ANSWERED)).await? == mark {
+                break (tx, page, since);
+            }
+            tries += 1;
+            if tries == 3 {
+                return Err(Error::new(
+                    ErrorKind::Network,
+                    "answers to this store's changes kept arriving while the server was read: \
+                     pull again",
+                ));
+            }
         };
-        if res.status == 401 {
-            return Err(Error::new(
-                ErrorKind::Network,
-                "the server answered 401 to a read",
-            ));
-        }
-        if !(200..300).contains(&res.status) {
-            return Err(Error::new(
-                ErrorKind::Network,
-                format!("the server answered {} to a read", res.status),
-            ));
-        }
-        let page = parse_page(&cfg.root_property, &res.body)
-            .map_err(|e| Error::new(ErrorKind::Protocol, e))?;
         let delta = since.is_some() && page.cursor.is_some();
-
-        let tx = self.begin(true).await?;
         let mut report = Report {
             requests,
             ..Report::default()
