@@ -253,3 +253,73 @@ fn an_integer_id_written_as_a_float_names_the_same_record() {
     );
     assert_eq!(body(put)["title"], "b");
 }
+
+// ---------------------------------------------------------------- batches
+
+fn batched() -> Db {
+    let mut cfg = config(&["todos"]);
+    cfg.batch_url = Some("/api/$batch".into());
+    open(cfg, MemoryStorage::new())
+}
+
+/// A server that numbers its batch answers from 0: each answer lands on the next request. Taken
+/// at its word, record "a" would become "b" and "c" "d"; each create is instead tried again
+/// (the server knows its Idempotency-Key) and every record keeps its own server id.
+#[test]
+fn batch_answers_under_the_wrong_ids_are_not_applied_to_the_wrong_records() {
+    let db = batched();
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    let inner = s.clone();
+    tap.hook(move |req| {
+        req.url.ends_with("$batch").then(|| {
+            let res = block_on(inner.send(req.clone())).expect("answers");
+            let mut v: Value = serde_json::from_str(&res.body).unwrap();
+            for r in v["responses"].as_array_mut().unwrap() {
+                let id: u32 = r["id"].as_str().unwrap().parse().unwrap();
+                r["id"] = json!((id - 1).to_string());
+            }
+            Ok(json_response(res.status, v))
+        })
+    });
+    let ids: Vec<String> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|t| create(&db, "todos", json!({ "title": t })))
+        .collect();
+    let (_, report) = flush(&db, &tap);
+    assert_eq!(report.acked, 0, "{:?}", report);
+    tap.unhook();
+    flush_all(&db, &tap);
+    for (id, title) in ids.iter().zip(["a", "b", "c", "d"]) {
+        let mine = get(&db, "todos", id).expect("by its temporary id");
+        assert_eq!(mine["title"], title);
+        let theirs = s.record("todos", &id_of(&mine)).expect("on the server");
+        assert_eq!(theirs["title"], title);
+    }
+    assert_eq!(s.records("todos").len(), 4);
+    assert_in_sync(&db, &s, "todos");
+}
+
+/// A batch endpoint that refuses a batch as a whole (400: too large, or read otherwise) gives no
+/// verdict on the mutations inside: they go one by one, rather than wait for ever.
+#[test]
+fn a_batch_refused_as_a_whole_goes_one_by_one() {
+    let db = batched();
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    tap.hook(|req| {
+        req.url.ends_with("$batch").then(|| {
+            Ok(json_response(
+                400,
+                json!({"error": "too many requests in one batch"}),
+            ))
+        })
+    });
+    for t in ["a", "b", "c"] {
+        create(&db, "todos", json!({ "title": t }));
+    }
+    flush_all(&db, &tap);
+    assert!(block_on(db.rejected()).unwrap().is_empty());
+    assert_eq!(s.records("todos").len(), 3);
+    assert_in_sync(&db, &s, "todos");
+}

@@ -71,11 +71,19 @@ pub fn decode(body: &str, count: usize) -> Result<Vec<Option<HttpResponse>>, Str
             Some(Value::String(s)) => s.clone(),
             Some(other) => other.to_string(),
         };
-        out[pos - 1] = Some(HttpResponse {
-            status: status as u16,
-            headers,
-            body,
-        });
+        // A request answered twice: a success means the server applied it (a later failure
+        // of the same request must not make it go again); otherwise the first answer stands.
+        let slot = &mut out[pos - 1];
+        if slot
+            .as_ref()
+            .is_none_or(|had| !(200..300).contains(&had.status) && (200..300).contains(&status))
+        {
+            *slot = Some(HttpResponse {
+                status: status as u16,
+                headers,
+                body,
+            });
+        }
     }
     Ok(out)
 }
@@ -106,6 +114,15 @@ mod tests {
         .unwrap();
         assert_eq!(ans[0].as_ref().unwrap().status, 201);
         assert!(decode("<html>", 1).is_err());
+        let twice = |a: u16, b: u16| {
+            let body =
+                format!(r#"{{"responses":[{{"id":"1","status":{a}}},{{"id":"1","status":{b}}}]}}"#);
+            decode(&body, 1).unwrap()[0].as_ref().unwrap().status
+        };
+        assert_eq!(
+            (twice(201, 500), twice(500, 201), twice(422, 500)),
+            (201, 201, 422)
+        );
         assert_eq!(
             decode(r#"{"responses":[{"id":"1","status":"x"}]}"#, 1).unwrap(),
             vec![None]

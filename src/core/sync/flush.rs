@@ -246,26 +246,28 @@ impl<S: Storage, E: Env> Engine<S, E> {
             offline: false,
             no_batch: false,
         };
-        match &batch_url {
-            Some(url) if picked.len() > 1 => {
-                report.requests += 1;
-                let mut h: Vec<(String, String)> = headers.to_vec();
-                h.push(("Content-Type".into(), "application/json".into()));
-                let req = HttpRequest {
-                    method: "POST".into(),
-                    url: url.clone(),
-                    headers: h,
-                    body: Some(batch::encode(&requests)),
-                };
-                let res = transport.send(req).await;
-                if let Ok(r) = &res {
-                    if matches!(r.status, 404 | 405 | 501) {
-                        // No batch endpoint after all: one request per mutation from now on.
-                        self.batch_off.set(true);
-                        sent.no_batch = true;
-                        return Ok(sent);
-                    }
-                }
+        if let Some(url) = batch_url.filter(|_| picked.len() > 1) {
+            report.requests += 1;
+            let mut h: Vec<(String, String)> = headers.to_vec();
+            h.push(("Content-Type".into(), "application/json".into()));
+            let req = HttpRequest {
+                method: "POST".into(),
+                url,
+                headers: h,
+                body: Some(batch::encode(&requests)),
+            };
+            let res = transport.send(req).await;
+            let status = res.as_ref().map_or(0, |r| r.status);
+            if matches!(status, 404 | 405 | 501) {
+                // No batch endpoint after all: one request per mutation from now on.
+                self.batch_off.set(true);
+                sent.no_batch = true;
+                return Ok(sent);
+            }
+            // Any other 4xx but these refuses the batch as a whole (too large, a shape this
+            // server reads otherwise): no verdict on the mutations inside, which go one by one
+            // this round rather than wait for ever on a batch that will never pass.
+            if !(400..500).contains(&status) || matches!(status, 401 | 408 | 425 | 429) {
                 sent.offline = matches!(res, Err(NetError::Offline));
                 if !sent.offline {
                     for (e, a) in picked.iter().zip(split_batch(res, picked.len())) {
@@ -273,23 +275,22 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         sent.verdicts.push(v);
                     }
                 }
+                return Ok(sent);
             }
-            _ => {
-                for (e, req) in picked.iter().zip(requests) {
-                    let a = transport.send(req).await;
-                    if matches!(a, Err(NetError::Offline)) {
-                        sent.offline = true;
-                        break;
-                    }
-                    report.requests += 1;
-                    let v = self.verdict(transport, headers, e, &a, report).await?;
-                    // The queue keeps its order: after a failure, the rest waits for the retry.
-                    let stop = matches!(v, Verdict::Transient { .. } | Verdict::Unauthorized);
-                    sent.verdicts.push(v);
-                    if stop {
-                        break;
-                    }
-                }
+        }
+        for (e, req) in picked.iter().zip(requests) {
+            let a = transport.send(req).await;
+            if matches!(a, Err(NetError::Offline)) {
+                sent.offline = true;
+                break;
+            }
+            report.requests += 1;
+            let v = self.verdict(transport, headers, e, &a, report).await?;
+            // The queue keeps its order: after a failure, the rest waits for the retry.
+            let stop = matches!(v, Verdict::Transient { .. } | Verdict::Unauthorized);
+            sent.verdicts.push(v);
+            if stop {
+                break;
             }
         }
         Ok(sent)

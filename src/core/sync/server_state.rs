@@ -3,11 +3,14 @@
 //! give (no such route: 404 or 405) is looked for in the collection before anything is decided:
 //! a 404 from a server without the route must not delete the record locally.
 
+use serde_json::Value;
+
 use crate::core::clock::Env;
+use crate::core::config::CollectionConfig;
 use crate::core::engine::Engine;
 use crate::core::error::Result;
 use crate::core::mutation::{Entry, Kind};
-use crate::core::record::id_key;
+use crate::core::record::{id_key, Record};
 use crate::core::storage::Storage;
 
 use super::classify::{classify, has_id, record_of, version_field, version_of};
@@ -29,10 +32,18 @@ impl<S: Storage, E: Env> Engine<S, E> {
     ) -> Result<Verdict> {
         let cfg = self.collection(&e.c)?;
         let v = classify(cfg, e.kind, res, self.env.now_ms());
-        if let Verdict::Conflict(ServerState::Unknown) = v {
-            return Ok(self.read_server_state(transport, headers, e, report).await);
+        match v {
+            Verdict::Conflict(ServerState::Unknown) => {
+                Ok(self.read_server_state(transport, headers, e, report).await)
+            }
+            Verdict::Ack(Some(r), _) if answers_another(cfg, e, &r) => Ok(Verdict::Transient {
+                reason: "unexpected answer: it names another record than the one sent (a batch \
+                         answered under the wrong ids?)"
+                    .into(),
+                retry_after: None,
+            }),
+            v => Ok(v),
         }
-        Ok(v)
     }
 
     /// The server's state of `e`'s record after a conflict answer that did not include it:
@@ -92,6 +103,27 @@ impl<S: Storage, E: Env> Engine<S, E> {
             None if gone => Verdict::Conflict(ServerState::Deleted),
             None => unreadable("neither its URL nor the collection holds it".into()),
         }
+    }
+}
+
+/// Whether record `r`, the answer to `e`, is another record's: a create's answer that echoes
+/// a client id other than the one sent, an update's that carries another id. Taken as ours, it
+/// would rename or overwrite the wrong record.
+fn answers_another(cfg: &CollectionConfig, e: &Entry, r: &Record) -> bool {
+    match e.kind {
+        Kind::Create => {
+            let sent = e.sent.as_ref().and_then(|x| x.body.as_ref());
+            let cid = |v: Option<&Value>| v.and_then(|v| v.get(&cfg.client_id_property)).cloned();
+            match (cid(sent), r.get(&cfg.client_id_property)) {
+                (Some(Value::String(mine)), Some(Value::String(echoed))) => mine != *echoed,
+                _ => false,
+            }
+        }
+        Kind::Update => r
+            .get(&cfg.id_property)
+            .and_then(|id| id_key(id).ok())
+            .is_some_and(|k| k != e.r),
+        Kind::Delete => false,
     }
 }
 
