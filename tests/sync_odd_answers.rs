@@ -323,3 +323,35 @@ fn a_batch_refused_as_a_whole_goes_one_by_one() {
     assert_eq!(s.records("todos").len(), 3);
     assert_in_sync(&db, &s, "todos");
 }
+
+/// `201 Created` with no body but a `Location`: the id comes from the URL and the record is what
+/// was sent; nothing is sent twice (a server without idempotency keys would store it twice).
+#[test]
+fn a_create_answered_with_only_a_location_is_done() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::plain());
+    let s = tap.inner.clone();
+    let inner = s.clone();
+    tap.hook(move |req| {
+        (req.method == "POST").then(|| {
+            let res = block_on(inner.send(req.clone())).expect("answers");
+            let id = serde_json::from_str::<Value>(&res.body).unwrap()["id"].clone();
+            Ok(HttpResponse {
+                status: 201,
+                headers: vec![(
+                    "Location".into(),
+                    format!("/api/todos/{}", id.as_str().unwrap()),
+                )],
+                body: String::new(),
+            })
+        })
+    });
+    let a = create(&db, "todos", json!({"title": "a", "n": 1}));
+    let report = flush_all(&db, &tap);
+    assert_eq!(report.requests, 1, "sent once");
+    let mine = get(&db, "todos", &a).expect("by its temporary id");
+    let theirs = s.records("todos");
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(id_of(&mine), id_of(theirs[0].as_object().unwrap()));
+    assert_eq!(strip(&Value::Object(mine)), json!({"title": "a", "n": 1}));
+}

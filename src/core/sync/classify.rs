@@ -7,7 +7,7 @@ use crate::core::config::CollectionConfig;
 use crate::core::mutation::Kind;
 use crate::core::record::{id_key, Record};
 
-use super::http::{HttpResponse, NetError};
+use super::http::{id_from_location, HttpResponse, NetError};
 
 /// The server's state of a record in a conflict.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +96,19 @@ fn classify_success(cfg: &CollectionConfig, kind: Kind, res: &HttpResponse) -> V
     let empty = res.body.trim().is_empty();
     if empty && kind != Kind::Create {
         return Verdict::Ack(None, version_of(cfg, res, None));
+    }
+    // `201 Created` with only a `Location` (RFC 9110): the id is the URL's last segment, and
+    // the record is what was sent. Retried instead, a server without idempotency keys would
+    // create it again.
+    if empty && res.status == 201 {
+        if let Some(id) = res
+            .header("Location")
+            .and_then(|l| id_from_location(l, &cfg.url))
+        {
+            let mut r = Record::new();
+            r.insert(cfg.id_property.clone(), Value::String(id));
+            return Verdict::Ack(Some(r), version_of(cfg, res, None));
+        }
     }
     match record_of(cfg, res) {
         // A delete may be answered with anything but a captive portal's page: `true`, `{}`,

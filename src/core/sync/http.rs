@@ -76,6 +76,43 @@ pub fn encode_segment(id: &str) -> String {
     out
 }
 
+/// The path of `url` (a path or an absolute URL), without query, fragment or trailing slash.
+fn path_of(url: &str) -> Option<&str> {
+    let path = url.split(['?', '#']).next()?;
+    let path = match path.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("", |i| &rest[i..]),
+        None => path,
+    };
+    Some(path.trim_end_matches('/'))
+}
+
+/// The id that `location` (a `Location` header) names as a record of the collection at `base`:
+/// its last path segment, percent-decoded, when the rest of the path is `base`'s.
+pub fn id_from_location(location: &str, base: &str) -> Option<String> {
+    let (parent, seg) = path_of(location)?.rsplit_once('/')?;
+    if parent != path_of(base)? {
+        return None;
+    }
+    let bytes = seg.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |k: usize| bytes.get(k).and_then(|b| (*b as char).to_digit(16));
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, ..) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    let id = String::from_utf8(out).ok()?;
+    (!id.is_empty() && id != "." && id != "..").then_some(id)
+}
+
 /// `{base}/{id}` with the id encoded as one segment.
 pub fn record_url(base: &str, id: &str) -> String {
     format!("{}/{}", base.trim_end_matches('/'), encode_segment(id))
@@ -90,6 +127,24 @@ pub fn with_query(url: &str, name: &str, value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_from_location() {
+        let at = |loc: &str, base: &str| id_from_location(loc, base);
+        assert_eq!(at("/api/todos/17", "/api/todos").as_deref(), Some("17"));
+        assert_eq!(
+            at("https://h.example/api/todos/a%2Fb?x=1#f", "/api/todos/").as_deref(),
+            Some("a/b")
+        );
+        assert_eq!(
+            at("/api/todos/17/", "http://h:1/api/todos").as_deref(),
+            Some("17")
+        );
+        assert_eq!(at("/api/todos", "/api/todos"), None);
+        assert_eq!(at("/api/other/17", "/api/todos"), None);
+        assert_eq!(at("https://h.example", "/api/todos"), None);
+        assert_eq!(at("", "/api/todos"), None);
+    }
 
     #[test]
     fn ids_stay_one_segment() {
