@@ -24,6 +24,18 @@ fn rewrite(s: &MemServer, req: &HttpRequest, body: Value) -> HttpResponse {
     json_response(res.status, body)
 }
 
+/// The server for `tap`'s creates stores them, and `answer` says what it answers instead, given
+/// the record it stored.
+fn answer_creates(tap: &Tap<MemServer>, answer: impl Fn(Value) -> HttpResponse + 'static) {
+    let inner = tap.inner.clone();
+    tap.hook(move |req| {
+        (req.method == "POST").then(|| {
+            let res = block_on(inner.send(req.clone())).expect("the server answers");
+            Ok(answer(serde_json::from_str(&res.body).expect("a record")))
+        })
+    });
+}
+
 /// A created and synced record `{title, n: 1, tags}`: its server id.
 fn synced_record<T: Transport>(db: &Db, t: &T) -> String {
     let a = create(db, "todos", json!({"title": "a", "n": 1, "tags": ["x"]}));
@@ -64,13 +76,8 @@ fn a_create_answered_with_only_its_id_keeps_what_was_sent() {
     let (db, _) = open_todos();
     let tap = Tap::new(MemServer::plain());
     let s = tap.inner.clone();
-    let inner = s.clone();
-    tap.hook(move |req| {
-        (req.method == "POST").then(|| {
-            let res = block_on(inner.send(req.clone())).expect("answers");
-            let id = serde_json::from_str::<Value>(&res.body).unwrap()["id"].clone();
-            Ok(json_response(201, json!({ "id": id })))
-        })
+    answer_creates(&tap, |stored| {
+        json_response(201, json!({ "id": stored["id"] }))
     });
     let sid = synced_record(&db, &tap);
     let mine = get(&db, "todos", &sid).expect("under its server id");
@@ -227,15 +234,10 @@ fn a_bodiless_conflict_on_a_server_without_get_by_id() {
 fn an_integer_id_written_as_a_float_names_the_same_record() {
     let (db, _) = open_todos();
     let tap = Tap::new(MemServer::plain());
-    let inner = tap.inner.clone();
-    tap.hook(move |req| {
-        (req.method == "POST").then(|| {
-            let res = block_on(inner.send(req.clone())).expect("answers");
-            let mut rec: Value = serde_json::from_str(&res.body).unwrap();
-            let n: f64 = rec["id"].as_str().unwrap().parse().unwrap();
-            rec["id"] = json!(n); // 7 written as 7.0
-            Ok(json_response(201, rec))
-        })
+    answer_creates(&tap, |mut stored| {
+        let n: f64 = stored["id"].as_str().unwrap().parse().unwrap();
+        stored["id"] = json!(n); // 1 written as 1.0
+        json_response(201, stored)
     });
     let a = create(&db, "todos", json!({"title": "a"}));
     flush_all(&db, &tap);
@@ -331,20 +333,13 @@ fn a_create_answered_with_only_a_location_is_done() {
     let (db, _) = open_todos();
     let tap = Tap::new(MemServer::plain());
     let s = tap.inner.clone();
-    let inner = s.clone();
-    tap.hook(move |req| {
-        (req.method == "POST").then(|| {
-            let res = block_on(inner.send(req.clone())).expect("answers");
-            let id = serde_json::from_str::<Value>(&res.body).unwrap()["id"].clone();
-            Ok(HttpResponse {
-                status: 201,
-                headers: vec![(
-                    "Location".into(),
-                    format!("/api/todos/{}", id.as_str().unwrap()),
-                )],
-                body: String::new(),
-            })
-        })
+    answer_creates(&tap, |stored| {
+        let url = format!("/api/todos/{}", stored["id"].as_str().unwrap());
+        HttpResponse {
+            status: 201,
+            headers: vec![("Location".into(), url)],
+            body: String::new(),
+        }
     });
     let a = create(&db, "todos", json!({"title": "a", "n": 1}));
     let report = flush_all(&db, &tap);

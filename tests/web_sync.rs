@@ -213,9 +213,9 @@ async fn a_captive_portal_page_is_not_an_acknowledgement() {
     db.close();
 }
 
-#[wasm_bindgen_test]
-async fn a_401_asks_the_app_for_headers_again() {
-    let t = unique("auth");
+/// A store of collection `t` whose `getHeaders` gives a stale token the first time and a fresh
+/// one after; with the number of times it was asked.
+async fn open_asking_for_headers(t: &str) -> (Ferry, std::rc::Rc<std::cell::Cell<u32>>) {
     let calls = std::rc::Rc::new(std::cell::Cell::new(0));
     let counter = calls.clone();
     let get_headers = Closure::<dyn FnMut() -> JsValue>::new(move || {
@@ -226,12 +226,18 @@ async fn a_401_asks_the_app_for_headers_again() {
     .into_js_value();
     let cols = format!(
         r#"{{"name":"{}","autoSync":false,"collections":{{"{t}":{{"url":"{}/api/{t}"}}}}}}"#,
-        unique("sync6"),
+        unique("auth"),
         server()
     );
     let opts = js(&cols);
     Reflect::set(&opts, &"getHeaders".into(), &get_headers).unwrap();
-    let db = Ferry::open(opts).await.expect("open");
+    (Ferry::open(opts).await.expect("open"), calls)
+}
+
+#[wasm_bindgen_test]
+async fn a_401_asks_the_app_for_headers_again() {
+    let t = unique("auth");
+    let (db, calls) = open_asking_for_headers(&t).await;
     ok(db
         .collection(&t)
         .unwrap()
@@ -251,22 +257,7 @@ async fn a_401_asks_the_app_for_headers_again() {
 #[wasm_bindgen_test]
 async fn a_read_answered_401_asks_the_app_for_headers_again() {
     let t = unique("auth-read");
-    let calls = std::rc::Rc::new(std::cell::Cell::new(0));
-    let counter = calls.clone();
-    let get_headers = Closure::<dyn FnMut() -> JsValue>::new(move || {
-        counter.set(counter.get() + 1);
-        let token = if counter.get() == 1 { "stale" } else { "fresh" };
-        js(&format!(r#"{{"Authorization":"Bearer {token}"}}"#))
-    })
-    .into_js_value();
-    let cols = format!(
-        r#"{{"name":"{}","autoSync":false,"collections":{{"{t}":{{"url":"{}/api/{t}"}}}}}}"#,
-        unique("sync6r"),
-        server()
-    );
-    let opts = js(&cols);
-    Reflect::set(&opts, &"getHeaders".into(), &get_headers).unwrap();
-    let db = Ferry::open(opts).await.expect("open");
+    let (db, calls) = open_asking_for_headers(&t).await;
     let todos = db.collection(&t).unwrap();
     http("POST", &format!("/api/{t}"), Some(r#"{"title":"theirs"}"#)).await;
     http("POST", "/__admin/token", Some(r#"{"token":"fresh"}"#)).await;
