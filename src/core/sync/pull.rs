@@ -7,18 +7,19 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 
 use crate::core::clock::Env;
+use crate::core::config::CollectionConfig;
 use crate::core::engine::{Change, ChangeKind, Engine};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::mutation::{Entry, Kind};
 use crate::core::record::{id_key, Record, Row};
 use crate::core::storage::{Key, Read, Storage, Table, Txn};
+use crate::core::tx::ANSWERED;
 
 use super::apply::rebase;
 use super::classify::version_field;
 use super::http::{with_query, HttpRequest, Transport};
 use super::report::Report;
 use super::request::client_id_of;
-use crate::core::tx::ANSWERED;
 
 fn cursor_key(c: &str) -> Key {
     Key::Str(format!("cursor:{c}"))
@@ -61,7 +62,70 @@ pub(super) fn parse_page(root: &str, body: &str) -> std::result::Result<Page, St
     Ok(Page { records, cursor })
 }
 
+/// GETs collection `cfg` since cursor `since` (in full without one, or when the server no
+/// longer knows it): the page and the cursor it was read from.
+async fn read_page<T: Transport>(
+    transport: &T,
+    headers: &[(String, String)],
+    cfg: &CollectionConfig,
+    mut since: Option<String>,
+    requests: &mut usize,
+) -> Result<(Page, Option<String>)> {
+    let res = loop {
+        let url = match &since {
+            Some(cur) => with_query(&cfg.url, "since", cur),
+            None => cfg.url.clone(),
+        };
+        let req = HttpRequest {
+            method: "GET".into(),
+            url,
+            headers: headers.to_vec(),
+            body: None,
+        };
+        *requests += 1;
+        let res = transport.send(req).await.map_err(Error::from)?;
+        // A cursor the server no longer knows (expired, or from a wiped server) would fail
+        // every pull: read everything once instead.
+        if since.is_some() && matches!(res.status, 400 | 410) {
+            since = None;
+            continue;
+        }
+        break res;
+    };
+    if !(200..300).contains(&res.status) {
+        let what = if res.status == 401 {
+            " (not authorised)"
+        } else {
+            ""
+        };
+        return Err(Error::answered(
+            res.status,
+            format!("the server answered {}{what} to a read", res.status),
+        ));
+    }
+    let page = parse_page(&cfg.root_property, &res.body)
+        .map_err(|e| Error::new(ErrorKind::Protocol, e))?;
+    Ok((page, since))
+}
+
 impl<S: Storage, E: Env> Engine<S, E> {
+    /// The cursor of collection `c` and the mark of the last answers applied, read together.
+    async fn pull_marks(&self, c: &str) -> Result<(Option<String>, Option<Value>)> {
+        let tx = self.begin(false).await?;
+        let reads = [
+            Read::Get(Table::State, cursor_key(c)),
+            Read::Get(Table::State, Key::str(ANSWERED)),
+        ];
+        let mut got = tx.t.read_many(&reads).await?.into_iter();
+        let mut next = || {
+            got.next()
+                .and_then(|g| g.into_iter().next())
+                .map(|(_, v)| v)
+        };
+        let cursor = next().and_then(|v| v.as_str().map(str::to_string));
+        Ok((cursor, next()))
+    }
+
     /// Reads collection `c` from the server and merges it. Returns what changed.
     pub async fn pull<T: Transport>(
         &self,
@@ -77,56 +141,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
         // read is not applied: it is made again.
         let mut tries = 0;
         let (tx, page, since) = loop {
-            let (mut since, mark) = {
-                let tx = self.begin(false).await?;
-                let reads = [
-                    Read::Get(Table::State, cursor_key(c)),
-                    Read::Get(Table::State, Key::str(ANSWERED)),
-                ];
-                let got = tx.t.read_many(&reads).await?;
-                let mut got = got
-                    .into_iter()
-                    .map(|g| g.into_iter().next().map(|(_, v)| v));
-                let since = got.next().flatten();
-                (
-                    since.and_then(|v| v.as_str().map(str::to_string)),
-                    got.next().flatten(),
-                )
-            };
-            let res = loop {
-                let url = match &since {
-                    Some(cur) => with_query(&cfg.url, "since", cur),
-                    None => cfg.url.clone(),
-                };
-                let req = HttpRequest {
-                    method: "GET".into(),
-                    url,
-                    headers: headers.to_vec(),
-                    body: None,
-                };
-                requests += 1;
-                let res = transport.send(req).await.map_err(Error::from)?;
-                // A cursor the server no longer knows (expired, or from a wiped server) would
-                // fail every pull: read everything once instead.
-                if since.is_some() && matches!(res.status, 400 | 410) {
-                    since = None;
-                    continue;
-                }
-                break res;
-            };
-            if !(200..300).contains(&res.status) {
-                let what = if res.status == 401 {
-                    " (not authorised)"
-                } else {
-                    ""
-                };
-                return Err(Error::answered(
-                    res.status,
-                    format!("the server answered {}{what} to a read", res.status),
-                ));
-            }
-            let page = parse_page(&cfg.root_property, &res.body)
-                .map_err(|e| Error::new(ErrorKind::Protocol, e))?;
+            let (since, mark) = self.pull_marks(c).await?;
+            let (page, since) = read_page(transport, headers, cfg, since, &mut requests).await?;
             let tx = self.begin(true).await?;
             if tx.t.get(Table::State, &Key::str(ANSWERED)).await? == mark {
                 break (tx, page, since);
