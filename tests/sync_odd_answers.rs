@@ -71,6 +71,43 @@ fn a_conflict_answered_with_an_error_object_is_not_taken_for_the_record() {
     assert_in_sync(&db, &s, "todos");
 }
 
+/// A conflict body that names another record (the one a unique field collides with, or an
+/// error object with an id of its own) is not this record's server state either.
+#[test]
+fn a_conflict_answered_with_another_record_is_not_taken_for_this_one() {
+    for body in [json!({"id": "err_8fk2", "error": "conflict"}), json!(null)] {
+        let (db, _) = open_todos();
+        let tap = Tap::new(MemServer::new());
+        let s = tap.inner.clone();
+        let other = synced_record(&db, &tap);
+        let sid = synced_record(&db, &tap);
+        s.server_patch("todos", &sid, json!({"tags": ["theirs"]}));
+        let inner = s.clone();
+        let body = match body {
+            Value::Null => s.record("todos", &other).unwrap(),
+            b => b,
+        };
+        tap.hook(move |req| {
+            let res = block_on(inner.send(req.clone()));
+            Some(res.map(|r| match r.status {
+                409 | 412 => json_response(409, body.clone()),
+                _ => r,
+            }))
+        });
+        update(&db, "todos", &sid, json!({"n": 2}));
+        let report = flush_all(&db, &tap);
+        assert_eq!(report.conflicts.len(), 1);
+        let theirs = s.record("todos", &sid).expect("still on the server");
+        assert_eq!(
+            strip(&theirs),
+            json!({"title": "a", "n": 2, "tags": ["theirs"]})
+        );
+        assert_eq!(s.records("todos").len(), 2);
+        assert_eq!(local(&db, "todos").len(), 2);
+        assert_in_sync(&db, &s, "todos");
+    }
+}
+
 #[test]
 fn a_create_answered_with_only_its_id_keeps_what_was_sent() {
     let (db, _) = open_todos();
@@ -106,12 +143,13 @@ fn an_update_answered_with_json_that_is_not_the_record_counts_as_done() {
         let inner = s.clone();
         let a = answer.clone();
         tap.hook(move |req| (req.method == "PUT").then(|| Ok(rewrite(&inner, req, a.clone()))));
-        update(&db, "todos", &sid, json!({"n": 2}));
+        // A null a PUT sends is a value the server now holds, not a field cleared.
+        update(&db, "todos", &sid, json!({"n": 2, "note": null}));
         flush_all(&db, &tap);
         let mine = get(&db, "todos", &sid).expect("still there");
         assert_eq!(
             strip(&Value::Object(mine)),
-            json!({"title": "a", "n": 2, "tags": ["x"]}),
+            json!({"title": "a", "n": 2, "tags": ["x"], "note": null}),
             "answered {answer}"
         );
         update(&db, "todos", &sid, json!({"n": 3}));
@@ -119,7 +157,7 @@ fn an_update_answered_with_json_that_is_not_the_record_counts_as_done() {
         let theirs = s.record("todos", &sid).expect("on the server");
         assert_eq!(
             strip(&theirs),
-            json!({"title": "a", "n": 3, "tags": ["x"]}),
+            json!({"title": "a", "n": 3, "tags": ["x"], "note": null}),
             "answered {answer}"
         );
     }
@@ -264,42 +302,54 @@ fn batched() -> Db {
     open(cfg, MemoryStorage::new())
 }
 
-/// A server that numbers its batch answers from 0: each answer lands on the next request. Taken
-/// at its word, record "a" would become "b" and "c" "d"; each create is instead tried again
-/// (the server knows its Idempotency-Key) and every record keeps its own server id.
+/// A server that misnumbers its batch answers. Taken at its word, record "a" would become "b"
+/// and "c" "d". Numbered from 0, one answer is to a request never sent, so none of the batch's
+/// answers is trusted (even without the client ids echoed that would give them away) and the
+/// store stops batching; numbered backwards, each echoed client id gives it away. Either way
+/// each create is tried again (the server knows its Idempotency-Key) and every record keeps its
+/// own server id, here and on the server.
 #[test]
 fn batch_answers_under_the_wrong_ids_are_not_applied_to_the_wrong_records() {
-    let db = batched();
-    let tap = Tap::new(MemServer::new());
-    let s = tap.inner.clone();
-    let inner = s.clone();
-    tap.hook(move |req| {
-        req.url.ends_with("$batch").then(|| {
-            let res = block_on(inner.send(req.clone())).expect("answers");
-            let mut v: Value = serde_json::from_str(&res.body).unwrap();
-            for r in v["responses"].as_array_mut().unwrap() {
-                let id: u32 = r["id"].as_str().unwrap().parse().unwrap();
-                r["id"] = json!((id - 1).to_string());
-            }
-            Ok(json_response(res.status, v))
-        })
-    });
-    let ids: Vec<String> = ["a", "b", "c", "d"]
-        .iter()
-        .map(|t| create(&db, "todos", json!({ "title": t })))
-        .collect();
-    let (_, report) = flush(&db, &tap);
-    assert_eq!(report.acked, 0, "{:?}", report);
-    tap.unhook();
-    flush_all(&db, &tap);
-    for (id, title) in ids.iter().zip(["a", "b", "c", "d"]) {
-        let mine = get(&db, "todos", id).expect("by its temporary id");
-        assert_eq!(mine["title"], title);
-        let theirs = s.record("todos", &id_of(&mine)).expect("on the server");
-        assert_eq!(theirs["title"], title);
+    let from_zero = |id: u32, _: u32| id - 1;
+    let backwards = |id: u32, n: u32| n + 1 - id;
+    for (renumber, echo) in [(from_zero as fn(u32, u32) -> u32, false), (backwards, true)] {
+        let db = batched();
+        let tap = Tap::new(MemServer::new());
+        let s = tap.inner.clone();
+        let inner = s.clone();
+        tap.hook(move |req| {
+            req.url.ends_with("$batch").then(|| {
+                let res = block_on(inner.send(req.clone())).expect("answers");
+                let mut v: Value = serde_json::from_str(&res.body).unwrap();
+                let list = v["responses"].as_array_mut().unwrap();
+                let n = list.len() as u32;
+                for r in list {
+                    let id: u32 = r["id"].as_str().unwrap().parse().unwrap();
+                    r["id"] = json!(renumber(id, n).to_string());
+                    if !echo {
+                        r["body"].as_object_mut().unwrap().remove("clientId");
+                    }
+                }
+                Ok(json_response(res.status, v))
+            })
+        });
+        let ids: Vec<String> = ["a", "b", "c", "d"]
+            .iter()
+            .map(|t| create(&db, "todos", json!({ "title": t })))
+            .collect();
+        let (_, report) = flush(&db, &tap);
+        assert_eq!(report.acked, 0, "{:?}", report);
+        tap.unhook();
+        flush_all(&db, &tap);
+        for (id, title) in ids.iter().zip(["a", "b", "c", "d"]) {
+            let mine = get(&db, "todos", id).expect("by its temporary id");
+            assert_eq!(mine["title"], title);
+            let theirs = s.record("todos", &id_of(&mine)).expect("on the server");
+            assert_eq!(theirs["title"], title);
+        }
+        assert_eq!(s.records("todos").len(), 4);
+        assert_in_sync(&db, &s, "todos");
     }
-    assert_eq!(s.records("todos").len(), 4);
-    assert_in_sync(&db, &s, "todos");
 }
 
 /// A batch endpoint that refuses a batch as a whole (400: too large, or read otherwise) gives no
@@ -326,27 +376,35 @@ fn a_batch_refused_as_a_whole_goes_one_by_one() {
     assert_in_sync(&db, &s, "todos");
 }
 
-/// `201 Created` with no body but a `Location`: the id comes from the URL and the record is what
-/// was sent; nothing is sent twice (a server without idempotency keys would store it twice).
+/// `201 Created` without the record but with a `Location`: the id comes from the URL and the
+/// record is what was sent; nothing is sent twice (a server without idempotency keys would store
+/// it twice). As Express's `res.location(url).sendStatus(201)` answers, among others.
 #[test]
 fn a_create_answered_with_only_a_location_is_done() {
-    let (db, _) = open_todos();
-    let tap = Tap::new(MemServer::plain());
-    let s = tap.inner.clone();
-    answer_creates(&tap, |stored| {
-        let url = format!("/api/todos/{}", stored["id"].as_str().unwrap());
-        HttpResponse {
+    let answers = [
+        ("", "/api/todos/"),
+        ("{}", "http://api.example/api/todos/"),
+        ("Created", "./todos/"),
+    ];
+    for (body, at) in answers {
+        let (db, _) = open_todos();
+        let tap = Tap::new(MemServer::plain());
+        let s = tap.inner.clone();
+        answer_creates(&tap, move |stored| HttpResponse {
             status: 201,
-            headers: vec![("Location".into(), url)],
-            body: String::new(),
-        }
-    });
-    let a = create(&db, "todos", json!({"title": "a", "n": 1}));
-    let report = flush_all(&db, &tap);
-    assert_eq!(report.requests, 1, "sent once");
-    let mine = get(&db, "todos", &a).expect("by its temporary id");
-    let theirs = s.records("todos");
-    assert_eq!(theirs.len(), 1);
-    assert_eq!(id_of(&mine), id_of(theirs[0].as_object().unwrap()));
-    assert_eq!(strip(&Value::Object(mine)), json!({"title": "a", "n": 1}));
+            headers: vec![(
+                "Location".into(),
+                format!("{at}{}", stored["id"].as_str().unwrap()),
+            )],
+            body: body.into(),
+        });
+        let a = create(&db, "todos", json!({"title": "a", "n": 1}));
+        let report = flush_all(&db, &tap);
+        assert_eq!(report.requests, 1, "sent once: {body:?} at {at}");
+        let mine = get(&db, "todos", &a).expect("by its temporary id");
+        let theirs = s.records("todos");
+        assert_eq!(theirs.len(), 1);
+        assert_eq!(id_of(&mine), id_of(theirs[0].as_object().unwrap()));
+        assert_eq!(strip(&Value::Object(mine)), json!({"title": "a", "n": 1}));
+    }
 }

@@ -220,3 +220,25 @@ fn a_read_overtaken_by_a_flush_is_made_again() {
         assert_eq!(report.requests, 2, "read again");
     }
 }
+
+/// Answers applied to another collection meanwhile do not make a read stale: with the app
+/// writing to one collection all the time, a pull of another is not read again and again.
+#[test]
+fn a_flush_of_another_collection_does_not_make_a_read_again() {
+    let db = open(
+        config(&["todos", "notes"]),
+        ferry::core::MemoryStorage::new(),
+    );
+    let server = MemServer::new();
+    server.server_create("todos", json!({"title": "theirs"}));
+    create(&db, "notes", json!({"text": "mine"}));
+    let t = FlushDuringRead {
+        server: server.clone(),
+        db: &db,
+        done: Default::default(),
+    };
+    let report = block_on(db.pull(&t, &[], "todos")).expect("pull");
+    assert_eq!(report.requests, 1);
+    assert_eq!(pending(&db), 0);
+    assert_in_sync(&db, &server, "todos");
+}

@@ -30,9 +30,12 @@ pub struct ClockState {
 
 /// The key of the clock state in the state table.
 pub(crate) const CLOCK: &str = "clock";
-/// Key in the `state` table of a mark that changes whenever a flush applies server answers: a
-/// pull compares it before its read and before it applies what it read.
-pub(crate) const ANSWERED: &str = "answered";
+/// Key in the `state` table of a mark that changes whenever a flush applies server answers to
+/// records of collection `c`: a pull of `c` compares it before its read and before it applies
+/// what it read.
+pub(crate) fn answered_key(c: &str) -> Key {
+    Key::Str(format!("answered:{c}"))
+}
 
 /// From this many records on, a prefetch reads each table as one range (a request per record
 /// costs more than a few values not asked for).

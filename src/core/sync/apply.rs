@@ -54,8 +54,9 @@ pub fn rebase(
     Some(out)
 }
 
-/// What the server holds once it acknowledged `e` with `answer`: what it held before (`base`,
-/// for a PATCH), what was sent over that, and the answer over both. Servers often answer with
+/// What the server holds once it acknowledged `e` with `answer`: what it held before (a PATCH's
+/// `base`; a POST or PUT sends the whole record), what was sent over that, and the answer over
+/// both. Servers often answer with
 /// less than the whole record (`{"id": 7}`, the changed fields of a PATCH, or nothing at all):
 /// the fields an answer leaves out keep what was sent, as Sencha's readers merge an answer into
 /// the record, rather than being lost locally and then on the server by the next PUT.
@@ -65,11 +66,12 @@ pub(super) fn acked_state(
     base: Option<Record>,
     answer: Option<Record>,
 ) -> Record {
-    let mut s = base.unwrap_or_default();
+    let patch = e.sent.as_ref().is_some_and(|x| x.method == "PATCH");
+    let mut s = base.filter(|_| patch).unwrap_or_default();
     if let Some(Value::Object(sent)) = e.sent.as_ref().and_then(|x| x.body.as_ref()) {
         for (f, v) in sent {
-            // A PATCH's null clears the field (JSON merge patch).
-            if v.is_null() && e.kind == Kind::Update {
+            // A PATCH's null clears the field (JSON merge patch); a PUT's is a value.
+            if v.is_null() && patch {
                 s.remove(f);
             } else {
                 s.insert(f.clone(), v.clone());
@@ -255,12 +257,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 self.adopt_over(tx, cfg, &skey, old, s, version, &mut later, report)
             }
             Kind::Update => {
-                // A PUT sent the whole record; a PATCH only its changes, over the server's base.
-                let patch = e.sent.as_ref().is_some_and(|x| x.method == "PATCH");
-                let base = match patch {
-                    true => tx.row(c, &e.r).await?.and_then(|r| r.b),
-                    false => None,
-                };
+                let base = tx.row(c, &e.r).await?.and_then(|r| r.b);
                 let s = acked_state(cfg, e, base, server);
                 self.adopt(tx, cfg, &e.r, s, version, &mut later, report)
                     .await

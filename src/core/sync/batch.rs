@@ -38,17 +38,19 @@ pub fn decode(body: &str, count: usize) -> Result<Vec<Option<HttpResponse>>, Str
         .ok_or_else(|| "the batch answer has no `responses` array".to_string())?;
     let mut out: Vec<Option<HttpResponse>> = vec![None; count];
     for item in list {
-        let Some(pos) = item
-            .get("id")
-            .and_then(|id| {
-                id.as_str()
-                    .map(str::to_string)
-                    .or_else(|| id.as_u64().map(|n| n.to_string()))
-            })
-            .and_then(|id| id.parse::<usize>().ok())
-            .filter(|p| (1..=count).contains(p))
-        else {
+        let Some(id) = item.get("id").and_then(|id| {
+            id.as_str()
+                .map(str::to_string)
+                .or_else(|| id.as_u64().map(|n| n.to_string()))
+        }) else {
             continue;
+        };
+        // An answer to a request never sent (answers numbered from 0, say) means the others may
+        // be misnumbered too: none of them can be trusted.
+        let Some(pos) = id.parse::<usize>().ok().filter(|p| (1..=count).contains(p)) else {
+            return Err(format!(
+                "the batch answer answers request {id:?}, which was not sent"
+            ));
         };
         let Some(status) = item
             .get("status")
@@ -108,11 +110,13 @@ mod tests {
         assert_eq!(v["requests"][0]["body"]["a"], 1);
         assert_eq!(v["requests"][0]["headers"]["Idempotency-Key"], "k");
         let ans = decode(
-            r#"{"responses":[{"id":"1","status":201,"body":{"id":"9"}},{"id":"7","status":200}]}"#,
+            r#"{"responses":[{"id":"1","status":201,"body":{"id":"9"}},{"status":200}]}"#,
             1,
         )
         .unwrap();
         assert_eq!(ans[0].as_ref().unwrap().status, 201);
+        assert!(decode(r#"{"responses":[{"id":"0","status":201}]}"#, 1).is_err());
+        assert!(decode(r#"{"responses":[{"id":"2","status":201}]}"#, 1).is_err());
         assert!(decode("<html>", 1).is_err());
         let twice = |a: u16, b: u16| {
             let body =

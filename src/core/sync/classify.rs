@@ -93,40 +93,45 @@ pub fn classify(
 }
 
 fn classify_success(cfg: &CollectionConfig, kind: Kind, res: &HttpResponse) -> Verdict {
-    let empty = res.body.trim().is_empty();
-    if empty && kind != Kind::Create {
+    if res.body.trim().is_empty() && kind != Kind::Create {
         return Verdict::Ack(None, version_of(cfg, res, None));
     }
-    // `201 Created` with only a `Location` (RFC 9110): the id is the URL's last segment, and
-    // the record is what was sent. Retried instead, a server without idempotency keys would
-    // create it again.
-    if empty && res.status == 201 {
-        if let Some(id) = res
-            .header("Location")
-            .and_then(|l| id_from_location(l, &cfg.url))
-        {
-            let mut r = Record::new();
-            r.insert(cfg.id_property.clone(), Value::String(id));
-            return Verdict::Ack(Some(r), version_of(cfg, res, None));
-        }
-    }
-    match record_of(cfg, res) {
+    match (kind, record_of(cfg, res)) {
         // A delete may be answered with anything but a captive portal's page: `true`, `{}`,
         // a plain-text "OK".
-        Ok(_) if kind == Kind::Delete => Verdict::Ack(None, None),
-        Err(_) if kind == Kind::Delete && !looks_like_html(res) => Verdict::Ack(None, None),
-        Ok(Some(r)) if has_id(cfg, &r) => {
+        (Kind::Delete, Ok(_)) => Verdict::Ack(None, None),
+        (Kind::Delete, Err(_)) if !looks_like_html(res) => Verdict::Ack(None, None),
+        (_, Ok(Some(r))) if has_id(cfg, &r) => {
             let v = version_of(cfg, res, Some(&r));
             Verdict::Ack(Some(r), v)
         }
-        Ok(_) if kind == Kind::Create => invalid(format!(
-            "the server's answer to a create has no usable `{}`",
-            cfg.id_property
-        )),
+        // A create answered without its id (no body, `{}`, a plain-text "Created") but with a
+        // `Location` naming a record of the collection (RFC 9110): the id is the URL's last
+        // segment, and the record what was sent with the answer's fields over it. Retried
+        // instead, a server without idempotency keys would store it again.
+        (Kind::Create, rec) => {
+            let id = res
+                .header("Location")
+                .filter(|_| !looks_like_html(res))
+                .and_then(|l| id_from_location(l, &cfg.url));
+            match (id, rec) {
+                (Some(id), rec) => {
+                    let mut r = rec.ok().flatten().unwrap_or_default();
+                    r.insert(cfg.id_property.clone(), Value::String(id));
+                    let v = version_of(cfg, res, Some(&r));
+                    Verdict::Ack(Some(r), v)
+                }
+                (None, Err(why)) => invalid(why),
+                (None, Ok(_)) => invalid(format!(
+                    "the server's answer to a create has no usable `{}`",
+                    cfg.id_property
+                )),
+            }
+        }
         // An update answered with JSON that is not the record (`{"ok": true}`, `{}`) was
         // applied all the same: as a 204, the server holds what was sent.
-        Ok(_) => Verdict::Ack(None, version_of(cfg, res, None)),
-        Err(why) => invalid(why),
+        (_, Ok(_)) => Verdict::Ack(None, version_of(cfg, res, None)),
+        (_, Err(why)) => invalid(why),
     }
 }
 

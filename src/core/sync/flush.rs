@@ -15,8 +15,8 @@ use crate::core::engine::Engine;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::mutation::{Entry, Kind};
 use crate::core::record::Record;
-use crate::core::storage::{Key, Storage, Table, Txn};
-use crate::core::tx::{Want, ANSWERED};
+use crate::core::storage::{Storage, Table, Txn};
+use crate::core::tx::{answered_key, Want};
 
 use super::batch;
 use super::classify::{ServerState, Verdict};
@@ -270,7 +270,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
             if !(400..500).contains(&status) || matches!(status, 401 | 408 | 425 | 429) {
                 sent.offline = matches!(res, Err(NetError::Offline));
                 if !sent.offline {
-                    for (e, a) in picked.iter().zip(split_batch(res, picked.len())) {
+                    let (answers, unreadable) = split_batch(res, picked.len());
+                    if unreadable {
+                        // A batch endpoint whose answers cannot be read (or trusted) sends the
+                        // same batch again at every retry: one request per mutation from now on.
+                        self.batch_off.set(true);
+                    }
+                    for (e, a) in picked.iter().zip(answers) {
                         let v = self.verdict(transport, headers, e, &a, report).await?;
                         sent.verdicts.push(v);
                     }
@@ -373,7 +379,15 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
             tx.put_entry(&back)?;
         }
+        let mut answered: Vec<&str> = Vec::new();
         for (e, v) in picked.iter().zip(verdicts) {
+            if matches!(
+                v,
+                Verdict::Ack(..) | Verdict::Rejected { .. } | Verdict::Conflict(_)
+            ) && !answered.contains(&e.c.as_str())
+            {
+                answered.push(&e.c);
+            }
             // A record that keeps meeting conflicts (a server that answers 409 to whatever is
             // sent) must not be resent in a tight loop: after a few rounds, wait like a failure.
             if matches!(v, Verdict::Conflict(_)) && e.attempts >= CONFLICT_ROUNDS {
@@ -422,10 +436,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 }
             }
         }
-        // Server state applied now may be newer than a snapshot a pull holds: tell it so.
-        if step.acked > 0 || !step.rejected.is_empty() || !step.conflicts.is_empty() {
+        // Server state applied now may be newer than a snapshot a pull of the same collection
+        // holds: tell it so.
+        if !answered.is_empty() {
             let mark = serde_json::json!([self.env.now_ms(), self.env.random_u32()]);
-            tx.t.put(Table::State, &Key::str(ANSWERED), &mark)?;
+            for c in answered {
+                tx.t.put(Table::State, &answered_key(c), &mark)?;
+            }
         }
         tx.commit().await?;
         report.extend(step);
@@ -485,12 +502,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
     }
 }
 
-/// One answer per batched mutation: the batch's own failure applies to all of them.
+/// One answer per batched mutation: the batch's own failure applies to all of them. Also says
+/// whether the batch was answered with a success whose body is not a batch answer.
 fn split_batch(
     res: Result<HttpResponse, NetError>,
     n: usize,
-) -> Vec<Result<HttpResponse, NetError>> {
-    match res {
+) -> (Vec<Result<HttpResponse, NetError>>, bool) {
+    let answers = match res {
         Ok(r) if (200..300).contains(&r.status) => match batch::decode(&r.body, n) {
             Ok(list) => list
                 .into_iter()
@@ -500,7 +518,7 @@ fn split_batch(
                     })
                 })
                 .collect(),
-            Err(why) => vec![Err(NetError::Failed(why)); n],
+            Err(why) => return (vec![Err(NetError::Failed(why)); n], true),
         },
         // 401 for the batch is 401 for each; anything else about the envelope is never a
         // verdict on the mutations inside, so it is retried rather than rejected.
@@ -520,7 +538,8 @@ fn split_batch(
                 .collect()
         }
         Err(e) => vec![Err(e); n],
-    }
+    };
+    (answers, false)
 }
 
 impl From<NetError> for Error {

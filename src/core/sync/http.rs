@@ -76,21 +76,44 @@ pub fn encode_segment(id: &str) -> String {
     out
 }
 
-/// The path of `url` (a path or an absolute URL), without query, fragment or trailing slash.
+/// The path of `url` (a path or an absolute URL), without query or fragment.
 fn path_of(url: &str) -> Option<&str> {
     let path = url.split(['?', '#']).next()?;
-    let path = match path.split_once("://") {
+    Some(match path.split_once("://") {
         Some((_, rest)) => rest.find('/').map_or("", |i| &rest[i..]),
         None => path,
+    })
+}
+
+/// The path `location` refers to, resolved against `base` as RFC 3986 says (`./todos/17` and
+/// `17` are relative to `base`'s folder), without dot segments or a trailing slash.
+fn resolve_path(base: &str, location: &str) -> Option<String> {
+    let loc = path_of(location)?;
+    let joined = if location.contains("://") || loc.starts_with('/') {
+        loc.to_string()
+    } else {
+        let base = path_of(base)?;
+        format!("{}{loc}", &base[..=base.rfind('/')?])
     };
-    Some(path.trim_end_matches('/'))
+    let mut out: Vec<&str> = Vec::new();
+    for seg in joined.split('/').skip(1) {
+        match seg {
+            "." | "" => {}
+            ".." => {
+                out.pop();
+            }
+            s => out.push(s),
+        }
+    }
+    Some(format!("/{}", out.join("/")))
 }
 
 /// The id that `location` (a `Location` header) names as a record of the collection at `base`:
 /// its last path segment, percent-decoded, when the rest of the path is `base`'s.
 pub fn id_from_location(location: &str, base: &str) -> Option<String> {
-    let (parent, seg) = path_of(location)?.rsplit_once('/')?;
-    if parent != path_of(base)? {
+    let path = resolve_path(base, location)?;
+    let (parent, seg) = path.rsplit_once('/')?;
+    if parent != path_of(base)?.trim_end_matches('/') {
         return None;
     }
     let bytes = seg.as_bytes();
@@ -140,6 +163,13 @@ mod tests {
             at("/api/todos/17/", "http://h:1/api/todos").as_deref(),
             Some("17")
         );
+        assert_eq!(at("./todos/17", "/api/todos").as_deref(), Some("17"));
+        assert_eq!(at("17", "/api/todos/").as_deref(), Some("17"));
+        assert_eq!(
+            at("../api/todos/17", "http://h/api/todos").as_deref(),
+            Some("17")
+        );
+        assert_eq!(at("17", "/api/todos"), None, "that is /api/17");
         assert_eq!(at("/api/todos", "/api/todos"), None);
         assert_eq!(at("/api/other/17", "/api/todos"), None);
         assert_eq!(at("https://h.example", "/api/todos"), None);

@@ -13,7 +13,7 @@ use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::mutation::{Entry, Kind};
 use crate::core::record::{id_key, Record, Row};
 use crate::core::storage::{Key, Read, Storage, Table, Txn};
-use crate::core::tx::ANSWERED;
+use crate::core::tx::answered_key;
 
 use super::apply::rebase;
 use super::classify::version_field;
@@ -114,7 +114,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let tx = self.begin(false).await?;
         let reads = [
             Read::Get(Table::State, cursor_key(c)),
-            Read::Get(Table::State, Key::str(ANSWERED)),
+            Read::Get(Table::State, answered_key(c)),
         ];
         let mut got = tx.t.read_many(&reads).await?.into_iter();
         let mut next = || {
@@ -144,7 +144,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             let (since, mark) = self.pull_marks(c).await?;
             let (page, since) = read_page(transport, headers, cfg, since, &mut requests).await?;
             let tx = self.begin(true).await?;
-            if tx.t.get(Table::State, &Key::str(ANSWERED)).await? == mark {
+            if tx.t.get(Table::State, &answered_key(c)).await? == mark {
                 break (tx, page, since);
             }
             tries += 1;

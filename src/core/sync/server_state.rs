@@ -13,7 +13,7 @@ use crate::core::mutation::{Entry, Kind};
 use crate::core::record::{id_key, Record};
 use crate::core::storage::Storage;
 
-use super::classify::{classify, has_id, record_of, version_field, version_of};
+use super::classify::{classify, record_of, version_field, version_of};
 use super::classify::{ServerState, Verdict};
 use super::http::{record_url, HttpRequest, HttpResponse, NetError, Transport};
 use super::pull::parse_page;
@@ -34,6 +34,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let v = classify(cfg, e.kind, res, self.env.now_ms());
         match v {
             Verdict::Conflict(ServerState::Unknown) => {
+                Ok(self.read_server_state(transport, headers, e, report).await)
+            }
+            // A conflict body naming another record (the one a unique field collides with, an
+            // error object with an id of its own) is not this record's server state. A create's
+            // has another id by nature: `create_conflict` looks at its client id.
+            Verdict::Conflict(ServerState::Record(r, _))
+                if e.kind != Kind::Create && !names(cfg, &r, &e.r) =>
+            {
                 Ok(self.read_server_state(transport, headers, e, report).await)
             }
             Verdict::Ack(Some(r), _) if answers_another(cfg, e, &r) => Ok(Verdict::Transient {
@@ -68,7 +76,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         report.requests += 1;
         let gone = match transport.send(get(record_url(&cfg.url, &e.r))).await {
             Ok(res) if (200..300).contains(&res.status) => match record_of(cfg, &res) {
-                Ok(Some(r)) if has_id(cfg, &r) => {
+                Ok(Some(r)) if names(cfg, &r, &e.r) => {
                     let v = version_of(cfg, &res, Some(&r));
                     return Verdict::Conflict(ServerState::Record(r, v));
                 }
@@ -119,12 +127,16 @@ fn answers_another(cfg: &CollectionConfig, e: &Entry, r: &Record) -> bool {
                 _ => false,
             }
         }
-        Kind::Update => r
-            .get(&cfg.id_property)
-            .and_then(|id| id_key(id).ok())
-            .is_some_and(|k| k != e.r),
+        Kind::Update => r.contains_key(&cfg.id_property) && !names(cfg, r, &e.r),
         Kind::Delete => false,
     }
+}
+
+/// Whether record `r` is the one stored under `key`.
+fn names(cfg: &CollectionConfig, r: &Record, key: &str) -> bool {
+    r.get(&cfg.id_property)
+        .and_then(|id| id_key(id).ok())
+        .is_some_and(|k| k == key)
 }
 
 fn unreadable(why: String) -> Verdict {
