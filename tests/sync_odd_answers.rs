@@ -189,39 +189,45 @@ fn a_patch_answered_with_only_the_changed_fields_keeps_the_others() {
     assert_in_sync(&db, &s, "todos");
 }
 
+/// A delete or an update answered `200 OK` in plain text (Express's `sendStatus(200)`) was
+/// done; a captive portal's page of HTML is no answer from the server.
 #[test]
-fn a_delete_answered_with_plain_text_is_done_and_a_login_page_is_not() {
-    let (db, _) = open_todos();
-    let tap = Tap::new(MemServer::plain());
-    let s = tap.inner.clone();
-    let sid = synced_record(&db, &tap);
-    let text = |ct: &str, body: &str| HttpResponse {
-        status: 200,
-        headers: vec![("Content-Type".into(), ct.into())],
-        body: body.into(),
-    };
-    let page = text("text/html", "<html><form>Log in</form></html>");
-    tap.hook(move |req| (req.method == "DELETE").then(|| Ok(page.clone())));
-    delete(&db, "todos", &sid);
-    let (_, report) = flush(&db, &tap);
-    assert_eq!(report.acked, 0);
-    assert_eq!(
-        pending(&db),
-        1,
-        "a captive portal's page acknowledges nothing"
-    );
-    let inner = s.clone();
-    tap.hook(move |req| {
-        (req.method == "DELETE").then(|| {
-            block_on(inner.send(req.clone())).expect("answers");
-            Ok(text("text/plain", "OK"))
-        })
-    });
-    create(&db, "todos", json!({"title": "behind it"}));
-    flush_all(&db, &tap);
-    assert_eq!(pending(&db), 0);
-    assert!(s.record("todos", &sid).is_none());
-    assert_in_sync(&db, &s, "todos");
+fn a_write_answered_with_plain_text_is_done_and_a_login_page_is_not() {
+    for method in ["DELETE", "PUT"] {
+        let (db, _) = open_todos();
+        let tap = Tap::new(MemServer::plain());
+        let s = tap.inner.clone();
+        let sid = synced_record(&db, &tap);
+        let text = |ct: &str, body: &str| HttpResponse {
+            status: 200,
+            headers: vec![("Content-Type".into(), ct.into())],
+            body: body.into(),
+        };
+        let page = text("text/html", "<html><form>Log in</form></html>");
+        tap.hook(move |req| (req.method == method).then(|| Ok(page.clone())));
+        match method {
+            "DELETE" => delete(&db, "todos", &sid),
+            _ => drop(update(&db, "todos", &sid, json!({"n": 2}))),
+        }
+        let (_, report) = flush(&db, &tap);
+        assert_eq!(report.acked, 0);
+        assert_eq!(
+            pending(&db),
+            1,
+            "a captive portal's page acknowledges nothing"
+        );
+        let inner = s.clone();
+        tap.hook(move |req| {
+            (req.method == method).then(|| {
+                block_on(inner.send(req.clone())).expect("answers");
+                Ok(text("text/plain", "OK"))
+            })
+        });
+        create(&db, "todos", json!({"title": "behind it"}));
+        flush_all(&db, &tap);
+        assert_eq!(pending(&db), 0, "{method}");
+        assert_in_sync(&db, &s, "todos");
+    }
 }
 
 /// A server without `GET {url}/{id}` answers a bodiless 409: the record is looked for in the

@@ -128,9 +128,12 @@ fn classify_success(cfg: &CollectionConfig, kind: Kind, res: &HttpResponse) -> V
                 )),
             }
         }
-        // An update answered with JSON that is not the record (`{"ok": true}`, `{}`) was
-        // applied all the same: as a 204, the server holds what was sent.
+        // An update answered with something else than the record (`{"ok": true}`, `{}`, a
+        // plain-text "OK" as Express's `sendStatus(200)` sends) was applied all the same: as a
+        // 204, the server holds what was sent. Sent again, it would get the same answer for
+        // ever. A page of HTML is a captive portal's, not the server's.
         (_, Ok(_)) => Verdict::Ack(None, version_of(cfg, res, None)),
+        (_, Err(_)) if !looks_like_html(res) => Verdict::Ack(None, version_of(cfg, res, None)),
         (_, Err(why)) => invalid(why),
     }
 }
