@@ -277,6 +277,29 @@ async fn a_read_answered_401_asks_the_app_for_headers_again() {
     db.close();
 }
 
+/// A `getHeaders` that never settles is given up after `timeoutMs`: sync says why, and does not
+/// hang.
+#[wasm_bindgen_test]
+async fn a_get_headers_that_never_settles_times_out() {
+    let t = unique("auth-hang");
+    let never = Closure::<dyn FnMut() -> JsValue>::new(|| Promise::new(&mut |_, _| {}).into())
+        .into_js_value();
+    let opts = js(&format!(
+        r#"{{"name":"{}","autoSync":false,"timeoutMs":300,"collections":{{"{t}":{{"url":"{}/api/{t}"}}}}}}"#,
+        unique("sync6h"),
+        server()
+    ));
+    Reflect::set(&opts, &"getHeaders".into(), &never).unwrap();
+    let db = Ferry::open(opts).await.expect("open");
+    let e = JsFuture::from(db.collection(&t).unwrap().pull())
+        .await
+        .expect_err("no headers, no read");
+    assert_eq!(get(&e, "name"), "NetworkError");
+    let msg = get(&e, "message").as_string().unwrap();
+    assert!(msg.contains("getHeaders"), "{msg}");
+    db.close();
+}
+
 #[wasm_bindgen_test]
 async fn batching_reaches_the_same_state_with_fewer_requests() {
     let (t1, t2) = (unique("single"), unique("batched"));

@@ -336,7 +336,17 @@ impl Inner {
                 let v = f
                     .call0(&JsValue::NULL)
                     .map_err(|e| from_js_error(e, ErrorKind::Network))?;
-                let v = JsFuture::from(Promise::resolve(&v))
+                // A getHeaders that never settles must not hold sync (and `pull()`) for ever.
+                let ms = f64::from(self.engine.config.timeout_ms);
+                let late = Promise::new(&mut |_, reject| {
+                    let why = format!("getHeaders did not settle within {ms} ms (timeoutMs)");
+                    let f = Closure::once_into_js(move || {
+                        let _ = reject.call1(&JsValue::NULL, &js_sys::Error::new(&why));
+                    });
+                    ferry_set_timeout(f.unchecked_ref(), ms);
+                });
+                let raced = Promise::race(&js_sys::Array::of2(&Promise::resolve(&v), &late));
+                let v = JsFuture::from(raced)
                     .await
                     .map_err(|e| from_js_error(e, ErrorKind::Network))?;
                 let rec = super::convert::to_record(&v, "the result of getHeaders")?;
