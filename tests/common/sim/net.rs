@@ -1,7 +1,9 @@
 //! The simulated network between one client and the shared `MemServer`: by seeded chance it
 //! drops a request, drops the answer after the server committed, sends a request twice, holds
-//! it back to arrive later, answers 503/429/422 or a captive portal's page, aborts the client's
-//! next storage commit, or leaves the client hanging (a crash mid-request). It also watches
+//! it back to arrive later, answers 503/429/422 or a captive portal's page, answers a write it
+//! applied tersely (a create with its id alone, an update with `{"ok": true}`, a delete with a
+//! plain-text "OK"), aborts the client's next storage commit, or leaves the client hanging (a
+//! crash mid-request). It also watches
 //! every answer the server gave, which is the ground truth the invariants are checked against.
 
 use std::cell::{Cell, RefCell};
@@ -69,6 +71,7 @@ enum Fault {
     Delay,
     Status(u16),
     Portal,
+    Terse,
     Crash { reached: bool },
     StorageAbort,
 }
@@ -83,6 +86,7 @@ const TABLE: &[(Fault, u32)] = &[
     (Fault::Status(429), 20),
     (Fault::Status(422), 8),
     (Fault::Portal, 15),
+    (Fault::Terse, 25),
     (Fault::Crash { reached: true }, 6),
     (Fault::Crash { reached: false }, 4),
     (Fault::StorageAbort, 20),
@@ -98,6 +102,7 @@ fn fault_name(f: Fault) -> &'static str {
         Fault::Status(429) => "429 answered (Retry-After)",
         Fault::Status(_) => "422 rejection answered",
         Fault::Portal => "captive portal page (200 HTML)",
+        Fault::Terse => "write applied, answered tersely",
         Fault::Crash { reached: true } => "crash mid-request (after server)",
         Fault::Crash { reached: false } => "crash mid-request (before server)",
         Fault::StorageAbort => "storage commit aborted after answer",
@@ -132,6 +137,7 @@ impl SimNet {
                     // A real server answers a key it already applied with the first answer, so
                     // a refusal is only realistic for a single write it has not applied.
                     Fault::Status(422) => write && !batch && !applied,
+                    Fault::Terse => write && !batch,
                     _ => true,
                 };
                 return allowed.then_some(*f);
@@ -216,6 +222,27 @@ impl Transport for SimNet {
                 &[("Content-Type", "text/html")],
                 crate::mem_server::CAPTIVE_PAGE,
             )),
+            Some(Fault::Terse) => {
+                let method = req.method.clone();
+                Ok(match self.deliver(req)? {
+                    r if !(200..300).contains(&r.status) => r,
+                    r if method == "POST" => {
+                        let v: Value = serde_json::from_str(&r.body).unwrap_or_default();
+                        let id = serde_json::json!({ "id": v["id"] });
+                        answer(
+                            r.status,
+                            &[("Content-Type", "application/json")],
+                            &id.to_string(),
+                        )
+                    }
+                    _ if method == "DELETE" => answer(200, &[("Content-Type", "text/plain")], "OK"),
+                    _ => answer(
+                        200,
+                        &[("Content-Type", "application/json")],
+                        r#"{"ok":true}"#,
+                    ),
+                })
+            }
             Some(Fault::Crash { reached }) => {
                 if reached {
                     let _ = self.deliver(req);
