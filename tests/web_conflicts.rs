@@ -227,6 +227,51 @@ async fn a_deferred_conflict_survives_a_reload_and_is_resolved_later() {
     b.close();
 }
 
+/// A tab that opens the store with more collections upgrades the database, which closes the
+/// leading tab's connection: that tab can no longer write, so the lead passes to the new one.
+#[wasm_bindgen_test]
+async fn a_tab_that_upgrades_the_database_takes_the_lead_from_the_one_it_closed() {
+    let (c, more) = (unique("upg"), unique("upg-more"));
+    let name = unique("upgrade");
+    let first = device(&name, &c, "", None).await;
+    sleep(50).await;
+    assert_eq!(get(&ok(first.status()).await, "leader"), true);
+    let opts = js(&format!(
+        r#"{{"name":"{name}","autoSync":false,"collections":{{"{c}":{{"url":"{0}/api/{c}"}},"{more}":{{"url":"{0}/api/{more}"}}}}}}"#,
+        server()
+    ));
+    let second = Ferry::open(opts).await.expect("open, upgrading");
+    let mut leads = false;
+    for _ in 0..100 {
+        if get(&ok(second.status()).await, "leader").as_bool() == Some(true) {
+            leads = true;
+            break;
+        }
+        sleep(20).await;
+    }
+    assert!(
+        leads,
+        "the upgrading tab leads once the other's connection is gone"
+    );
+    let e = JsFuture::from(first.collection(&c).unwrap().all())
+        .await
+        .expect_err("the first tab's connection is closed");
+    assert_eq!(get(&e, "name"), "ClosedError");
+    ok(second
+        .collection(&c)
+        .unwrap()
+        .create(js(r#"{"title":"after the upgrade"}"#)))
+    .await;
+    ok(second.sync()).await;
+    assert_eq!(ok(second.pending_count()).await.as_f64(), Some(0.0));
+    assert_eq!(
+        get(&server_records(&c).await.get(0), "title"),
+        "after the upgrade"
+    );
+    first.close();
+    second.close();
+}
+
 #[wasm_bindgen_test]
 async fn two_tabs_one_flusher_every_change_seen_and_takeover_on_close() {
     let c = unique("tabs");

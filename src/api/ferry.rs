@@ -138,6 +138,14 @@ impl Ferry {
             let off = ferry_listen(kind, f.unchecked_ref());
             inner.unlisten.borrow_mut().push(off);
         }
+        // A connection taken away (another tab upgrades the database) leaves this store unable
+        // to flush: the lead goes to a tab that can.
+        let weak = Rc::downgrade(&inner);
+        inner.engine.storage.when_lost(move || {
+            if let Some(inner) = weak.upgrade() {
+                inner.lost_storage();
+            }
+        });
         // Syncing starts once this tab leads (at once, unless another tab of the store does).
         inner.join_tabs();
         Ok(Ferry { inner })

@@ -11,7 +11,7 @@ use serde_json::json;
 use wasm_bindgen::prelude::*;
 
 use crate::core::{Error, ErrorKind};
-use crate::web::js::FerryTabs;
+use crate::web::js::{ferry_clear_timeout, FerryTabs};
 
 use super::convert::{js_error, to_js};
 use super::events::emit;
@@ -47,6 +47,18 @@ impl Inner {
     pub(crate) fn leave_tabs(&self) {
         if let Some(t) = self.tabs.borrow_mut().take() {
             t.close();
+        }
+    }
+
+    /// The database connection was taken away (another tab's upgrade, the browser): every call
+    /// now fails with a `ClosedError` saying why, and this tab leaves the others, giving up the
+    /// lead, so that a tab that can still write flushes.
+    pub(crate) fn lost_storage(&self) {
+        self.leave_tabs();
+        let mut s = self.sync.borrow_mut();
+        s.leader = false;
+        for t in [s.timer.take(), s.poll_timer.take()].into_iter().flatten() {
+            ferry_clear_timeout(&t);
         }
     }
 

@@ -142,8 +142,13 @@ pub struct IdbStorage {
     on_request: Closure<dyn FnMut()>,
     _on_versionchange: Closure<dyn FnMut(IdbVersionChangeEvent)>,
     _on_close: Closure<dyn FnMut()>,
+    /// Told when the connection is taken away (another tab's upgrade, the browser).
+    on_lost: OnLost,
     fail_next: Cell<bool>,
 }
+
+/// Who is told when the connection is taken away.
+type OnLost = Rc<RefCell<Option<Box<dyn Fn()>>>>;
 
 impl IdbStorage {
     /// Opens (or creates) the database `config.name`, upgrading its layout to `config`'s
@@ -154,8 +159,15 @@ impl IdbStorage {
         let name = config.name.clone();
         let raw: IdbDatabase = IdbDatabase::clone(db.as_sys());
         let closed: Rc<OnceCell<String>> = Rc::default();
+        let on_lost: OnLost = Rc::default();
+        let lost = |on_lost: &OnLost| {
+            if let Some(f) = on_lost.borrow().as_ref() {
+                f();
+            }
+        };
         let on_versionchange = {
-            let (raw, closed, name) = (raw.clone(), closed.clone(), name.clone());
+            let (raw, closed, name, on_lost) =
+                (raw.clone(), closed.clone(), name.clone(), on_lost.clone());
             Closure::<dyn FnMut(IdbVersionChangeEvent)>::new(move |e: IdbVersionChangeEvent| {
                 raw.close();
                 let why = match e.new_version() {
@@ -166,14 +178,16 @@ impl IdbStorage {
                     "IndexedDB database {name:?} was closed because {why}; \
                      open the store again (or reload the page)"
                 ));
+                lost(&on_lost);
             })
         };
         let on_close = {
-            let (closed, name) = (closed.clone(), name.clone());
+            let (closed, name, on_lost) = (closed.clone(), name.clone(), on_lost.clone());
             Closure::<dyn FnMut()>::new(move || {
                 let _ = closed.set(format!(
                     "IndexedDB database {name:?} was closed by the browser (was its storage cleared?)"
                 ));
+                lost(&on_lost);
             })
         };
         raw.set_onversionchange(Some(on_versionchange.as_ref().unchecked_ref()));
@@ -193,8 +207,15 @@ impl IdbStorage {
             on_request,
             _on_versionchange: on_versionchange,
             _on_close: on_close,
+            on_lost,
             fail_next: Cell::new(false),
         })
+    }
+
+    /// Calls `f` when the connection is taken away rather than closed by
+    /// [`IdbStorage::close`]: another tab's upgrade, or the browser.
+    pub fn when_lost(&self, f: impl Fn() + 'static) {
+        *self.on_lost.borrow_mut() = Some(Box::new(f));
     }
 
     /// Closes the connection; every later transaction fails with a `ClosedError`. Transactions
