@@ -125,6 +125,40 @@ async fn bad_input_is_a_named_error_and_changes_nothing() {
     Reflect::set(&cyclic, &"self".into(), &cyclic).unwrap();
     let e = err(todos.create(cyclic.into())).await;
     assert!(String::from(e.message()).contains("cycle"));
+    // Nesting: what is accepted can also be read back, frozen and sent (the engine reads JSON
+    // with a recursion limit); deeper is refused before anything is written.
+    let nested = |levels: usize| {
+        js(&format!(
+            "{}1{}",
+            r#"{"o":"#.repeat(levels),
+            "}".repeat(levels)
+        ))
+    };
+    let e = err(todos.create(nested(101))).await;
+    assert_eq!(String::from(e.name()), "ValidationError");
+    assert!(
+        String::from(e.message()).contains("deeper than 100"),
+        "{}",
+        String::from(e.message())
+    );
+    let half = js_sys::Object::new();
+    Reflect::set(
+        &half,
+        &"s".into(),
+        &js_sys::JsString::from_char_code1(0xD83D),
+    )
+    .unwrap();
+    let e = err(todos.create(half.into())).await;
+    assert_eq!(String::from(e.name()), "ValidationError");
+    assert!(
+        String::from(e.message()).contains("`s`"),
+        "{}",
+        String::from(e.message())
+    );
+    let deep = ok(todos.create(nested(100))).await;
+    ok(todos.update(get(&deep, "id"), js(r#"{"n":1}"#))).await;
+    assert_eq!(Array::from(&ok(db.outbox()).await).length(), 1);
+    ok(todos.delete(get(&deep, "id"))).await;
     assert_eq!(
         String::from(err(todos.update("nope".into(), js("{}"))).await.name()),
         "NotFoundError"
@@ -197,6 +231,38 @@ async fn subscribers_hear_each_committed_change_until_they_stop() {
     assert_eq!(kinds, ["created", "updated", "deleted"]);
     assert_eq!(get(&get(&seen.get(1), "record"), "a"), 2);
     db.close();
+}
+
+/// A number the app uses as an id finds its record whichever way it comes in: in the record,
+/// as an argument, written `17` or `17.0`, up to the largest numbers JS holds exactly.
+#[wasm_bindgen_test]
+async fn numeric_ids_find_their_records() {
+    let db = open(&unique("numids")).await;
+    let todos = db.collection("todos").unwrap();
+    for n in [17.0, 1e16, 9007199254740992.0] {
+        let rec = js(r#"{"title":"n"}"#);
+        Reflect::set(&rec, &"id".into(), &JsValue::from_f64(n)).unwrap();
+        ok(todos.create(rec)).await;
+        let found = ok(todos.get(JsValue::from_f64(n))).await;
+        assert_eq!(get(&found, "id").as_f64(), Some(n), "get({n})");
+        ok(todos.update(JsValue::from_f64(n), js(r#"{"title":"m"}"#))).await;
+        ok(todos.delete(JsValue::from_f64(n))).await;
+    }
+    db.close();
+}
+
+/// The function `subscribe` and `on` return can be called again, and after `close()`.
+#[wasm_bindgen_test]
+async fn unsubscribing_twice_does_nothing() {
+    let db = open(&unique("unsub")).await;
+    let todos = db.collection("todos").unwrap();
+    let f = Closure::<dyn FnMut(JsValue)>::new(|_: JsValue| {}).into_js_value();
+    let off: Function = todos.subscribe(f.unchecked_into()).unchecked_into();
+    off.call0(&JsValue::NULL).expect("the first call");
+    off.call0(&JsValue::NULL)
+        .expect("a second call does nothing");
+    db.close();
+    off.call0(&JsValue::NULL).expect("nor after close");
 }
 
 #[wasm_bindgen_test]

@@ -51,14 +51,11 @@ pub fn to_id(v: &JsValue) -> Result<String, Error> {
     if let Some(s) = v.as_string() {
         return crate::core::record::id_key(&Value::String(s));
     }
-    if let Some(n) = v.as_f64() {
-        if let Some(num) = serde_json::Number::from_f64(n) {
-            // 17.0 and 17 are one id.
-            let value = if n.fract() == 0.0 && n.abs() < 9.0e15 {
-                Value::from(n as i64)
-            } else {
-                Value::Number(num)
-            };
+    if v.as_f64().is_some_and(f64::is_finite) {
+        // Read as a record's own id reaches the engine (JSON text, as JS writes the number), so
+        // that `get(1e16)` finds the record created with `{id: 1e16}`.
+        let text = js_sys::JSON::stringify(v).ok().and_then(|t| t.as_string());
+        if let Some(Ok(value)) = text.map(|t| serde_json::from_str::<Value>(&t)) {
             return crate::core::record::id_key(&value);
         }
     }

@@ -49,11 +49,14 @@ impl Inner {
     ) -> JsValue {
         let id = self.listeners.borrow_mut().add(kind, collection, f);
         let weak = Rc::downgrade(self);
-        Closure::once_into_js(move || {
+        // Callable again (and after `close()`), doing nothing then, as unsubscribe functions
+        // usually are.
+        Closure::<dyn FnMut()>::new(move || {
             if let Some(inner) = weak.upgrade() {
                 inner.listeners.borrow_mut().remove(id);
             }
         })
+        .into_js_value()
     }
 }
 

@@ -236,7 +236,12 @@ impl StoreConfig {
                     "collection `{name}` needs a `url`"
                 )));
             }
-            for f in &c.indexes {
+            for (i, f) in c.indexes.iter().enumerate() {
+                if c.indexes[..i].contains(f) {
+                    return Err(Error::validation(format!(
+                        "collection `{name}`: index `{f}` is declared twice"
+                    )));
+                }
                 // IndexedDB key paths take identifiers only; a dot would mean a nested field.
                 let ok = f
                     .chars()
@@ -257,10 +262,18 @@ impl StoreConfig {
                     )));
                 }
             }
-            for p in [&c.id_property, &c.client_id_property, &c.version_property] {
+            let props = [&c.id_property, &c.client_id_property, &c.version_property];
+            for (i, p) in props.iter().enumerate() {
                 if p.is_empty() {
                     return Err(Error::validation(format!(
                         "collection `{name}`: field names must be non-empty"
+                    )));
+                }
+                // The client id would overwrite the id, or the version either of them.
+                if props[..i].contains(p) {
+                    return Err(Error::validation(format!(
+                        "collection `{name}`: `idProperty`, `clientIdProperty` and \
+                         `versionProperty` must be three different fields (`{p}` is named twice)"
                     )));
                 }
             }
@@ -276,5 +289,40 @@ impl StoreConfig {
                 format!("no collection `{name}` was declared in Ferry.open"),
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(edit: impl FnOnce(&mut CollectionConfig)) -> Result<StoreConfig> {
+        let mut c = CollectionConfig::new("todos", "/api/todos");
+        edit(&mut c);
+        StoreConfig::new("db", vec![c]).validate()
+    }
+
+    #[test]
+    fn options_that_cannot_work_are_refused_with_what_is_wrong() {
+        assert!(check(|_| {}).is_ok());
+        let refused = [
+            check(|c| c.indexes = vec!["a".into(), "a".into()]),
+            check(|c| c.indexes = vec!["a.b".into()]),
+            check(|c| c.client_id_property = "id".into()),
+            check(|c| c.version_property = "clientId".into()),
+            check(|c| c.url = String::new()),
+        ];
+        let said = [
+            "declared twice",
+            "plain field name",
+            "`id`",
+            "`clientId`",
+            "url",
+        ];
+        for (r, what) in refused.into_iter().zip(said) {
+            let e = r.expect_err(what);
+            assert_eq!(e.kind, super::super::error::ErrorKind::Validation);
+            assert!(e.message.contains(what), "{}", e.message);
+        }
     }
 }

@@ -11,11 +11,24 @@ export function ferry_stringify(value) {
     const kind = value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value;
     throw new TypeError('a record must be a plain object, got ' + kind);
   }
-  const stack = [];
+  // Levels of nesting: the engine reads JSON back with a recursion limit (128), and stores a
+  // record inside rows, outbox entries and batches, so deeper records could be written but
+  // never sent. Refused here, before anything is written.
+  const depth = new Map();
   return JSON.stringify(value, function (key, v) {
     const raw = this === undefined || key === '' ? value : this[key];
     const path = key === '' ? [] : [key];
+    if (raw !== null && typeof raw === 'object') {
+      const d = (depth.get(this) || 0) + 1;
+      if (d > 100) throw new TypeError(describe(path) + ' nests deeper than 100 levels');
+      depth.set(raw, d);
+    }
     switch (typeof raw) {
+      case 'string':
+        if (raw.isWellFormed && !raw.isWellFormed()) {
+          throw new TypeError(describe(path) + ' holds half of a UTF-16 surrogate pair (a cut emoji?), which cannot be stored');
+        }
+        break;
       case 'function': case 'symbol': case 'bigint':
         throw new TypeError(describe(path) + ' is a ' + typeof raw + ', which JSON cannot hold');
       case 'number':
