@@ -300,6 +300,26 @@ async fn a_get_headers_that_never_settles_times_out() {
     db.close();
 }
 
+/// One collection's read failing does not keep `sync()` from reading the others.
+#[wasm_bindgen_test]
+async fn a_failing_read_of_one_collection_does_not_stop_the_others() {
+    let (a, z) = (unique("aa-first"), unique("zz-second"));
+    let db = open(&unique("sync-pulls"), &[(&a, ""), (&z, "")], "").await;
+    http("POST", &format!("/api/{z}"), Some(r#"{"title":"theirs"}"#)).await;
+    faults(&format!(
+        r#"{{"failNext":1,"status":403,"match":"/api/{a}","methods":["GET"]}}"#
+    ))
+    .await;
+    assert!(fails(db.sync()).await.contains("403"));
+    let got = Array::from(&ok(db.collection(&z).unwrap().all()).await);
+    assert_eq!(
+        got.length(),
+        1,
+        "the second collection was read all the same"
+    );
+    db.close();
+}
+
 #[wasm_bindgen_test]
 async fn batching_reaches_the_same_state_with_fewer_requests() {
     let (t1, t2) = (unique("single"), unique("batched"));

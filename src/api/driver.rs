@@ -423,11 +423,19 @@ impl Inner {
         let pull = std::mem::take(&mut self.sync.borrow_mut().pull_next);
         if pull && self.engine.config.pull_after_flush {
             let names: Vec<String> = self.engine.config.collections.keys().cloned().collect();
+            // One collection's failed read does not keep the others from being read.
+            let mut failed = None;
             for name in names {
                 match self.pull_with(&mut headers, &mut refreshed, &name).await {
                     Ok(report) => self.dispatch(report),
-                    Err(e) => return RunEnd::Failed(e, Some(js_sys::Date::now() + 5_000.0)),
+                    Err(e) if e.kind == ErrorKind::Offline => return RunEnd::Failed(e, None),
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
                 }
+            }
+            if let Some(e) = failed {
+                return RunEnd::Failed(e, Some(js_sys::Date::now() + 5_000.0));
             }
         }
         RunEnd::Done
