@@ -36,6 +36,18 @@ fn answer_creates(tap: &Tap<MemServer>, answer: impl Fn(Value) -> HttpResponse +
     });
 }
 
+/// The server for `tap` answers a conflict (409 or 412) with `answer` instead of its own.
+fn answer_conflicts(tap: &Tap<MemServer>, answer: HttpResponse) {
+    let inner = tap.inner.clone();
+    tap.hook(move |req| {
+        let res = block_on(inner.send(req.clone()));
+        Some(res.map(|r| match r.status {
+            409 | 412 => answer.clone(),
+            _ => r,
+        }))
+    });
+}
+
 /// A created and synced record `{title, n: 1, tags}`: its server id.
 fn synced_record<T: Transport>(db: &Db, t: &T) -> String {
     let a = create(db, "todos", json!({"title": "a", "n": 1, "tags": ["x"]}));
@@ -50,14 +62,8 @@ fn a_conflict_answered_with_an_error_object_is_not_taken_for_the_record() {
     let s = tap.inner.clone();
     let sid = synced_record(&db, &tap);
     s.server_patch("todos", &sid, json!({"tags": ["theirs"]}));
-    let inner = s.clone();
-    tap.hook(move |req| {
-        let res = block_on(inner.send(req.clone()));
-        Some(res.map(|r| match r.status {
-            409 | 412 => json_response(409, json!({"error": "conflict", "message": "stale"})),
-            _ => r,
-        }))
-    });
+    let stale = json!({"error": "conflict", "message": "stale"});
+    answer_conflicts(&tap, json_response(409, stale));
     update(&db, "todos", &sid, json!({"n": 2}));
     let report = flush_all(&db, &tap);
     assert_eq!(report.conflicts.len(), 1);
@@ -82,18 +88,11 @@ fn a_conflict_answered_with_another_record_is_not_taken_for_this_one() {
         let other = synced_record(&db, &tap);
         let sid = synced_record(&db, &tap);
         s.server_patch("todos", &sid, json!({"tags": ["theirs"]}));
-        let inner = s.clone();
         let body = match body {
             Value::Null => s.record("todos", &other).unwrap(),
             b => b,
         };
-        tap.hook(move |req| {
-            let res = block_on(inner.send(req.clone()));
-            Some(res.map(|r| match r.status {
-                409 | 412 => json_response(409, body.clone()),
-                _ => r,
-            }))
-        });
+        answer_conflicts(&tap, json_response(409, body));
         update(&db, "todos", &sid, json!({"n": 2}));
         let report = flush_all(&db, &tap);
         assert_eq!(report.conflicts.len(), 1);
