@@ -10,6 +10,7 @@ mod native_env;
 mod sync_asserts;
 
 use ferry::core::sync::flush::RoundEnd;
+use ferry::core::sync::http::{HttpRequest, HttpResponse, NetError, Transport};
 use ferry::core::ChangeKind;
 use mem_server::MemServer;
 use native_env::*;
@@ -335,4 +336,56 @@ fn unauthorized_pauses_then_the_right_token_succeeds() {
     assert_eq!(end, RoundEnd::Idle);
     assert_eq!(report.acked, 2);
     assert_in_sync(&db, &s, "todos");
+}
+
+/// A server that refuses a create while a change of its record waits behind it (made while
+/// the create was out). Both go to the rejected list.
+struct RefuseWhileEdited<'a> {
+    server: MemServer,
+    db: &'a Db,
+    id: String,
+}
+
+impl Transport for RefuseWhileEdited<'_> {
+    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, NetError> {
+        if req.method != "POST" {
+            return self.server.send(req).await;
+        }
+        update(self.db, "todos", &self.id, json!({"n": 2}));
+        Ok(json_response(422, json!({"error": "title taken"})))
+    }
+}
+
+/// The changes held back with a rejected create are settled with it: retried, the create
+/// carries them (and they leave the list); retried alone first, they say to retry the create;
+/// discarded, the create takes them along.
+#[test]
+fn changes_held_back_with_a_rejected_create_go_with_it() {
+    for retry in [true, false] {
+        let (db, _) = open_todos();
+        let s = MemServer::new();
+        let id = create(&db, "todos", json!({"title": "t", "n": 1}));
+        let t = RefuseWhileEdited {
+            server: s.clone(),
+            db: &db,
+            id: id.clone(),
+        };
+        flush(&db, &t);
+        let listed = block_on(db.rejected()).unwrap();
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        let (create_id, update_id) = (&listed[0].mutation_id, &listed[1].mutation_id);
+        let e = block_on(db.retry_rejected(update_id)).expect_err("its create first");
+        assert!(e.message.contains(create_id.as_str()), "{}", e.message);
+        if retry {
+            block_on(db.retry_rejected(create_id)).unwrap();
+            flush_all(&db, &s);
+            assert_eq!(strip(&s.records("todos")[0]), json!({"title": "t", "n": 2}));
+        } else {
+            block_on(db.discard_rejected(create_id)).unwrap();
+            assert_eq!(pending(&db), 0);
+            assert!(s.records("todos").is_empty());
+        }
+        assert!(block_on(db.rejected()).unwrap().is_empty());
+        assert_in_sync(&db, &s, "todos");
+    }
 }

@@ -47,12 +47,36 @@ impl<S: Storage, E: Env> Engine<S, E> {
         )))
     }
 
-    /// Drops a rejected mutation for good.
+    /// Drops a rejected mutation for good; a create, with the changes held back with it.
     pub async fn discard_rejected(&self, mutation_id: &str) -> Result<()> {
         let tx = self.begin(true).await?;
-        let (k, _) = self.find_rejected(&tx, mutation_id).await?;
+        let (k, item) = self.find_rejected(&tx, mutation_id).await?;
         tx.t.delete(Table::Rejected, &k)?;
+        if item.kind == Kind::Create {
+            for (k2, _) in self.held_with(&tx, &k, &item).await? {
+                tx.t.delete(Table::Rejected, &k2)?;
+            }
+        }
         tx.commit().await
+    }
+
+    /// The rejected changes held back with create `item` (at `k`): those queued behind it on
+    /// its record, which the server never had.
+    async fn held_with<T: Txn>(
+        &self,
+        tx: &Tx<T>,
+        k: &Key,
+        item: &RejectedItem,
+    ) -> Result<Vec<(Key, RejectedItem)>> {
+        let mut out = Vec::new();
+        for (k2, v) in tx.t.get_all(Table::Rejected).await? {
+            let other: RejectedItem = serde_json::from_value(v)?;
+            let same = other.collection == item.collection && other.record_id == item.record_id;
+            if same && other.kind != Kind::Create && k2 > *k {
+                out.push((k2, other));
+            }
+        }
+        Ok(out)
     }
 
     /// Makes a rejected mutation again, as a new local write (with a new mutation id, since the
@@ -61,6 +85,26 @@ impl<S: Storage, E: Env> Engine<S, E> {
     pub async fn retry_rejected(&self, mutation_id: &str) -> Result<Vec<Change>> {
         let mut tx = self.begin(true).await?;
         let (k, item) = self.find_rejected(&tx, mutation_id).await?;
+        // The changes queued behind a create went to this list with it (their record never
+        // reached the server); the create's record carries them.
+        if item.kind != Kind::Create {
+            let mut create = None;
+            for (k2, v) in tx.t.get_all(Table::Rejected).await? {
+                let o: RejectedItem = serde_json::from_value(v)?;
+                let same = o.collection == item.collection && o.record_id == item.record_id;
+                if same && o.kind == Kind::Create && k2 < k {
+                    create = Some(o);
+                }
+            }
+            if let Some(create) = create {
+                return Err(Error::not_found(format!(
+                    "this change was held back with its record's create ({:?}), which the \
+                     server rejected: retry that one, which carries this change too, or \
+                     discard it",
+                    create.mutation_id
+                )));
+            }
+        }
         let record = item.record.clone().unwrap_or_default();
         let op = match item.kind {
             Kind::Create => Op::Create(record),
@@ -77,6 +121,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
         };
         let (_, changes) = self.write_in(&mut tx, &item.collection, vec![op]).await?;
         tx.t.delete(Table::Rejected, &k)?;
+        if item.kind == Kind::Create {
+            for (k2, _) in self.held_with(&tx, &k, &item).await? {
+                tx.t.delete(Table::Rejected, &k2)?;
+            }
+        }
         let seen = tx.clock_after_commit();
         tx.commit().await?;
         self.saw_clock(seen);
