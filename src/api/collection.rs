@@ -69,7 +69,7 @@ impl Collection {
 
     /// Creates a record and queues it for the server. Without an id it gets a temporary client
     /// id (`tmp-…`) at once; the server's id replaces it after sync (the old id keeps working).
-    #[wasm_bindgen(unchecked_return_type = "Promise<FerryRecord>")]
+    #[wasm_bindgen(unchecked_return_type = "Promise<StoredRecord>")]
     pub fn create(
         &self,
         #[wasm_bindgen(unchecked_param_type = "FerryRecord")] record: JsValue,
@@ -81,7 +81,7 @@ impl Collection {
     }
 
     /// Creates many records in one transaction: all of them or, on any error, none.
-    #[wasm_bindgen(js_name = createMany, unchecked_return_type = "Promise<FerryRecord[]>")]
+    #[wasm_bindgen(js_name = createMany, unchecked_return_type = "Promise<StoredRecord[]>")]
     pub fn create_many(
         &self,
         #[wasm_bindgen(unchecked_param_type = "FerryRecord[]")] records: JsValue,
@@ -101,7 +101,7 @@ impl Collection {
     }
 
     /// Merges `changes` into record `id` (a shallow merge: top-level fields are replaced).
-    #[wasm_bindgen(unchecked_return_type = "Promise<FerryRecord>")]
+    #[wasm_bindgen(unchecked_return_type = "Promise<StoredRecord>")]
     pub fn update(
         &self,
         #[wasm_bindgen(unchecked_param_type = "RecordId")] id: JsValue,
@@ -113,7 +113,7 @@ impl Collection {
     }
 
     /// Replaces record `id` with `record` (fields it lacks are removed; the id stays).
-    #[wasm_bindgen(unchecked_return_type = "Promise<FerryRecord>")]
+    #[wasm_bindgen(unchecked_return_type = "Promise<StoredRecord>")]
     pub fn replace(
         &self,
         #[wasm_bindgen(unchecked_param_type = "RecordId")] id: JsValue,
@@ -134,7 +134,7 @@ impl Collection {
     }
 
     /// The record `id`, or `undefined`. A temporary id still finds its record after sync.
-    #[wasm_bindgen(unchecked_return_type = "Promise<FerryRecord | undefined>")]
+    #[wasm_bindgen(unchecked_return_type = "Promise<StoredRecord | undefined>")]
     pub fn get(&self, #[wasm_bindgen(unchecked_param_type = "RecordId")] id: JsValue) -> Promise {
         let inner = self.inner.clone();
         let name = self.name.clone();
@@ -151,7 +151,7 @@ impl Collection {
     }
 
     /// Every record, in id order.
-    #[wasm_bindgen(unchecked_return_type = "Promise<FerryRecord[]>")]
+    #[wasm_bindgen(unchecked_return_type = "Promise<StoredRecord[]>")]
     pub fn all(&self) -> Promise {
         let inner = self.inner.clone();
         let name = self.name.clone();
@@ -163,7 +163,7 @@ impl Collection {
 
     /// The records matching `query`. A `where` on an indexed field reads through the index;
     /// otherwise the collection is scanned.
-    #[wasm_bindgen(unchecked_return_type = "Promise<FerryRecord[]>")]
+    #[wasm_bindgen(unchecked_return_type = "Promise<StoredRecord[]>")]
     pub fn query(&self, #[wasm_bindgen(unchecked_param_type = "Query")] query: JsValue) -> Promise {
         let inner = self.inner.clone();
         let name = self.name.clone();

@@ -84,6 +84,10 @@ pub struct Status {
     next_retry_at: Option<f64>,
 }
 
+/// Why nothing is sent: the browser says it is offline, or the app took the store offline.
+const OFFLINE: &str =
+    "the store is offline (the browser says so, or the app called setOffline(true))";
+
 enum RunEnd {
     Done,
     Failed(Error, Option<f64>),
@@ -238,7 +242,7 @@ impl Inner {
             } else if !online {
                 let _ = reject.call1(
                     &JsValue::NULL,
-                    &js_error(Error::new(ErrorKind::Offline, "the browser is offline")),
+                    &js_error(Error::new(ErrorKind::Offline, OFFLINE)),
                 );
             } else {
                 let mut s = inner.sync.borrow_mut();
@@ -462,7 +466,7 @@ impl Inner {
     /// `collection.pull()`.
     pub(crate) async fn pull(self: &Rc<Self>, name: &str) -> Result<(), Error> {
         if !self.sync.borrow().is_online() {
-            return Err(Error::new(ErrorKind::Offline, "the browser is offline"));
+            return Err(Error::new(ErrorKind::Offline, OFFLINE));
         }
         let mut headers = self.headers(false).await?;
         let report = self.pull_with(&mut headers, &mut false, name).await?;

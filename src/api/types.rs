@@ -10,6 +10,11 @@ export type JsonValue = null | boolean | number | string | JsonValue[] | { [fiel
 export type FerryRecord = { [field: string]: JsonValue };
 /** A record id: the server's (string or number) or a temporary client id (`tmp-…`). */
 export type RecordId = string | number;
+/**
+ * A record as Ferry gives it back: its fields, with its id under `id` (the default
+ * `idProperty`; a collection with another `idProperty` holds it in that field instead).
+ */
+export type StoredRecord = FerryRecord & { id: RecordId };
 
 /** One collection: a REST resource (PROTOCOL.md) and its local table. */
 export interface CollectionOptions {
@@ -122,7 +127,7 @@ export interface Change {
   collection: string;
   id: RecordId;
   /** The record after the change (absent for deletes). */
-  record?: FerryRecord;
+  record?: StoredRecord;
   /** True when the change came from the server (an answer or a pull). */
   remote: boolean;
 }

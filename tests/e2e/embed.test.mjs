@@ -4,7 +4,7 @@
 // under Vite's dev server, and in each a note typed into the page must reach the server.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { execFileSync } from "node:child_process";
 import { join } from "node:path";
@@ -78,12 +78,17 @@ test("the README's Vite example builds, previews and runs under the dev server",
   const app = join(dir, "vite");
   mkdirSync(join(app, "node_modules"), { recursive: true });
   for (const [name, body] of Object.entries(files)) writeFileSync(join(app, name), body);
-  writeFileSync(join(app, "package.json"), JSON.stringify({ private: true, type: "module" }));
-  // The README's own install command for the package (a local folder: no registry involved);
-  // Vite is this repository's dev dependency, linked rather than fetched again.
-  const install = files.sh.split("\n").find((l) => l.startsWith("npm install --install-links"));
-  const args = install.replace(/#.*/, "").trim().split(/\s+/).slice(1).map((a) => (a === "../ferry/pkg" ? join(root, "pkg") : a));
-  execFileSync("npm", [...args, "--no-audit", "--no-fund"], { cwd: app, stdio: "pipe" });
+  writeFileSync(join(app, "package.json"), JSON.stringify({ private: true }));
+  // The README's own npm commands, in order (the package is a local folder: no registry
+  // involved); Vite is this repository's dev dependency, linked rather than fetched again.
+  for (const line of files.sh.split("\n").map((l) => l.replace(/#.*/, "").trim())) {
+    if (!line.startsWith("npm ") || line.includes("vite")) continue;
+    const args = line.split(/\s+/).slice(1).map((a) => (a === "../ferry/pkg" ? join(root, "pkg") : a));
+    const quiet = args[0] === "install" ? ["--no-audit", "--no-fund"] : [];
+    execFileSync("npm", [...args, ...quiet], { cwd: app, stdio: "pipe" });
+  }
+  assert.equal(JSON.parse(readFileSync(join(app, "package.json"), "utf8")).type, "module");
+  assert.ok(!lstatSync(join(app, "node_modules", "ferry")).isSymbolicLink(), "a copy, not a link");
   symlinkSync(join(root, "node_modules", "vite"), join(app, "node_modules", "vite"), "dir");
 
   process.env.API_URL = server.url; // read by the example's vite.config.js

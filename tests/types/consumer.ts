@@ -1,7 +1,7 @@
 // A TypeScript app using Ferry: `tsc -p tests/types` must accept it, so the generated .d.ts types
 // every method, option and result. The @ts-expect-error lines must stay errors.
 import init, { Ferry, Collection } from "../../pkg/ferry.js";
-import type { FerryRecord, OutboxEntry, SyncStatus, Change, RejectedMutation, IdChange, OpenConflict } from "../../pkg/ferry.js";
+import type { FerryRecord, StoredRecord, OutboxEntry, SyncStatus, Change, RejectedMutation, IdChange, OpenConflict } from "../../pkg/ferry.js";
 
 export async function app(): Promise<void> {
   await init();
@@ -16,10 +16,11 @@ export async function app(): Promise<void> {
     resolveConflict: async ({ local, server }) => (server ? { ...server, ...local } : "defer"),
   });
   const todos: Collection = db.collection("todos");
-  const t: FerryRecord = await todos.create({ title: "buy milk", done: false });
-  const id = t.id as string;
-  await todos.update(id, { done: true });
-  await todos.replace(id, { title: "buy oat milk" });
+  const t: StoredRecord = await todos.create({ title: "buy milk", done: false });
+  // The README's quick start, as written: a record's id goes straight back in.
+  await todos.update(t.id, { done: true });
+  await todos.replace(t.id, { title: "buy oat milk" });
+  const id = t.id;
   const one: FerryRecord | undefined = await todos.get(id);
   const list: FerryRecord[] = await todos.all();
   const open: FerryRecord[] = await todos.query({ where: { done: false }, orderBy: "title", limit: 20 });
