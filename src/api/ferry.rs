@@ -236,13 +236,10 @@ impl Ferry {
     }
 
     /// Listens to `change`, `idChange`, `rejected`, `conflict` or `status` events. Returns the
-    /// function that stops listening.
-    #[wasm_bindgen(unchecked_return_type = "() => void")]
-    pub fn on(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "keyof FerryEvents")] kind: &str,
-        #[wasm_bindgen(unchecked_param_type = "(event: any) => void")] listener: Function,
-    ) -> Result<JsValue, JsValue> {
+    /// function that stops listening. Its TypeScript signature is generic over the event (see
+    /// `types.rs`), which wasm-bindgen cannot write itself.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn on(&self, kind: &str, listener: Function) -> Result<JsValue, JsValue> {
         if !["change", "idChange", "rejected", "conflict", "status"].contains(&kind) {
             return Err(js_error(Error::validation(format!(
                 "unknown event {kind:?}"

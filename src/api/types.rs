@@ -209,4 +209,13 @@ export interface FerryEvents {
   conflict: ConflictEvent;
   status: SyncStatus;
 }
+
+/** `db.on`, typed by event (merged into the class `Ferry`). */
+export interface Ferry {
+  /**
+   * Listens to `change`, `idChange`, `rejected`, `conflict` or `status` events. Returns the
+   * function that stops listening.
+   */
+  on<K extends keyof FerryEvents>(kind: K, listener: (event: FerryEvents[K]) => void): () => void;
+}
 "#;

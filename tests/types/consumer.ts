@@ -34,6 +34,9 @@ export async function app(): Promise<void> {
   const status: SyncStatus = await db.status();
   const rejected: RejectedMutation[] = await db.rejected();
   db.on("idChange", (e: IdChange) => console.log(e.from, e.to));
+  db.on("change", (e) => console.log(e.type, e.record?.id));
+  // @ts-expect-error a change has no field `nope`
+  db.on("change", (e) => console.log(e.nope));
   await db.sync().catch((e: Error) => console.log(e.name));
   await todos.pull();
   const open_conflicts: OpenConflict[] = await db.conflicts();
