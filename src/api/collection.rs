@@ -72,7 +72,7 @@ impl Collection {
     #[wasm_bindgen(unchecked_return_type = "Promise<StoredRecord>")]
     pub fn create(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "FerryRecord")] record: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "FerryInput")] record: JsValue,
     ) -> Promise {
         self.write(
             to_record(&record, "the record").map(|r| vec![Op::Create(r)]),
@@ -84,7 +84,7 @@ impl Collection {
     #[wasm_bindgen(js_name = createMany, unchecked_return_type = "Promise<StoredRecord[]>")]
     pub fn create_many(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "FerryRecord[]")] records: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "FerryInput[]")] records: JsValue,
     ) -> Promise {
         let ops = if Array::is_array(&records) {
             Array::from(&records)
@@ -105,7 +105,7 @@ impl Collection {
     pub fn update(
         &self,
         #[wasm_bindgen(unchecked_param_type = "RecordId")] id: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "FerryRecord")] changes: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "FerryInput")] changes: JsValue,
     ) -> Promise {
         let ops =
             to_id(&id).and_then(|id| Ok(vec![Op::Update(id, to_record(&changes, "the changes")?)]));
@@ -117,7 +117,7 @@ impl Collection {
     pub fn replace(
         &self,
         #[wasm_bindgen(unchecked_param_type = "RecordId")] id: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "FerryRecord")] record: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "FerryInput")] record: JsValue,
     ) -> Promise {
         let ops =
             to_id(&id).and_then(|id| Ok(vec![Op::Replace(id, to_record(&record, "the record")?)]));

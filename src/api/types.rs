@@ -8,6 +8,8 @@ const TS_TYPES: &'static str = r#"
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [field: string]: JsonValue };
 /** A record: a plain JSON object. */
 export type FerryRecord = { [field: string]: JsonValue };
+/** A record as a write takes it: a field set to `undefined` is left out, as JSON.stringify does. */
+export type FerryInput = { [field: string]: JsonValue | undefined };
 /** A record id: the server's (string or number) or a temporary client id (`tmp-…`). */
 export type RecordId = string | number;
 /**

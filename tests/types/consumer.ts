@@ -26,6 +26,8 @@ export async function app(): Promise<void> {
   const open: FerryRecord[] = await todos.query({ where: { done: false }, orderBy: "title", limit: 20 });
   await todos.delete(id);
   const many: FerryRecord[] = await todos.createMany([{ title: "a" }, { title: "b" }]);
+  const maybe: string | undefined = Math.random() > 0.5 ? "note" : undefined;
+  await todos.create({ title: "c", note: maybe }); // an undefined field is left out
   const off: () => void = todos.subscribe((change: Change) => console.log(change.type, change.id, change.record));
   off();
   const pending: number = await db.pendingCount();
