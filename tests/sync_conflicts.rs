@@ -127,22 +127,55 @@ fn update_update_different_fields() {
 #[test]
 fn update_update_same_field() {
     for p in ALL {
-        let (db, s, sid) = setup(p);
-        update(&db, "todos", &sid, json!({"a": 2}));
-        s.server_patch("todos", &sid, json!({"a": 5}));
-        let r = flush_all(&db, &s);
-        let e = one_conflict(&r, p);
-        assert_eq!(field(&e.base, "a"), json!(1));
-        assert_eq!(field(&e.local, "a"), json!(2));
-        assert_eq!(field(&e.server, "a"), json!(5));
-        let local_wins = matches!(p, P::MergeTieLocal | P::ClientWins);
-        let want = if local_wins { 2 } else { 5 };
-        assert_eq!(field(&e.result, "a"), json!(want), "{p:?}");
-        assert_eq!(e.resent, local_wins, "{p:?}");
-        assert_eq!(s.record("todos", &sid).unwrap()["a"], json!(want), "{p:?}");
-        assert_eq!(get(&db, "todos", &sid).unwrap()["a"], json!(want), "{p:?}");
-        assert_in_sync(&db, &s);
+        update_update_same_field_in(p, false);
     }
+}
+
+/// A pull between a local change and its flush changes nothing of how a conflict is settled:
+/// the record is left as it is, and the flush meets the conflict.
+#[test]
+fn a_pull_before_the_flush_leaves_the_conflict_to_the_policy() {
+    for p in ALL {
+        update_update_same_field_in(p, true);
+        delete_against_server_update_in(p, true);
+    }
+    // Under `serverWins` the server's record wins even where the two changed different fields.
+    let (db, s, sid) = setup(P::ServerWins);
+    update(&db, "todos", &sid, json!({"a": 2}));
+    s.server_patch("todos", &sid, json!({"b": 5}));
+    pull(&db, &s, "todos");
+    let e = one_conflict(&flush_all(&db, &s), P::ServerWins);
+    assert_eq!(
+        (field(&e.result, "a"), field(&e.result, "b")),
+        (json!(1), json!(5))
+    );
+    assert_in_sync(&db, &s);
+}
+
+fn update_update_same_field_in(p: P, pull_first: bool) {
+    let (db, s, sid) = setup(p);
+    update(&db, "todos", &sid, json!({"a": 2}));
+    s.server_patch("todos", &sid, json!({"a": 5}));
+    if pull_first {
+        pull(&db, &s, "todos");
+        assert_eq!(
+            get(&db, "todos", &sid).unwrap()["a"],
+            json!(2),
+            "{p:?}: left as it is"
+        );
+    }
+    let r = flush_all(&db, &s);
+    let e = one_conflict(&r, p);
+    assert_eq!(field(&e.base, "a"), json!(1));
+    assert_eq!(field(&e.local, "a"), json!(2));
+    assert_eq!(field(&e.server, "a"), json!(5));
+    let local_wins = matches!(p, P::MergeTieLocal | P::ClientWins);
+    let want = if local_wins { 2 } else { 5 };
+    assert_eq!(field(&e.result, "a"), json!(want), "{p:?}");
+    assert_eq!(e.resent, local_wins, "{p:?}");
+    assert_eq!(s.record("todos", &sid).unwrap()["a"], json!(want), "{p:?}");
+    assert_eq!(get(&db, "todos", &sid).unwrap()["a"], json!(want), "{p:?}");
+    assert_in_sync(&db, &s);
 }
 
 #[test]
@@ -182,28 +215,39 @@ fn update_against_server_delete() {
 #[test]
 fn delete_against_server_update() {
     for p in ALL {
-        let (db, s, sid) = setup(p);
-        delete(&db, "todos", &sid);
-        s.server_patch("todos", &sid, json!({"a": 5}));
-        let r = flush_all(&db, &s);
-        let e = one_conflict(&r, p);
-        assert_eq!(e.kind, Kind::Delete);
-        assert_eq!(e.local, None, "{p:?}");
-        assert_eq!(field(&e.base, "a"), json!(1), "{p:?}");
-        assert_eq!(field(&e.server, "a"), json!(5), "{p:?}");
-        if p == P::ClientWins {
-            assert!(e.resent);
-            assert!(s.records("todos").is_empty(), "{p:?}");
-            assert!(get(&db, "todos", &sid).is_none());
-        } else {
-            // The server's newer record comes back.
-            assert!(!e.resent);
-            assert_eq!(field(&e.result, "a"), json!(5), "{p:?}");
-            assert_eq!(get(&db, "todos", &sid).unwrap()["a"], json!(5), "{p:?}");
-            assert_eq!(s.records("todos").len(), 1);
-        }
-        assert_in_sync(&db, &s);
+        delete_against_server_update_in(p, false);
     }
+}
+
+fn delete_against_server_update_in(p: P, pull_first: bool) {
+    let (db, s, sid) = setup(p);
+    delete(&db, "todos", &sid);
+    s.server_patch("todos", &sid, json!({"a": 5}));
+    if pull_first {
+        pull(&db, &s, "todos");
+        assert!(
+            get(&db, "todos", &sid).is_none(),
+            "{p:?}: still deleted here"
+        );
+    }
+    let r = flush_all(&db, &s);
+    let e = one_conflict(&r, p);
+    assert_eq!(e.kind, Kind::Delete);
+    assert_eq!(e.local, None, "{p:?}");
+    assert_eq!(field(&e.base, "a"), json!(1), "{p:?}");
+    assert_eq!(field(&e.server, "a"), json!(5), "{p:?}");
+    if p == P::ClientWins {
+        assert!(e.resent);
+        assert!(s.records("todos").is_empty(), "{p:?}");
+        assert!(get(&db, "todos", &sid).is_none());
+    } else {
+        // The server's newer record comes back.
+        assert!(!e.resent);
+        assert_eq!(field(&e.result, "a"), json!(5), "{p:?}");
+        assert_eq!(get(&db, "todos", &sid).unwrap()["a"], json!(5), "{p:?}");
+        assert_eq!(s.records("todos").len(), 1);
+    }
+    assert_in_sync(&db, &s);
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 
 use crate::core::clock::Env;
-use crate::core::config::CollectionConfig;
+use crate::core::config::{CollectionConfig, ConflictPolicy};
 use crate::core::engine::{Change, ChangeKind, Engine};
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::mutation::{Entry, Kind};
@@ -60,6 +60,41 @@ pub(super) fn parse_page(root: &str, body: &str) -> std::result::Result<Page, St
         })
         .collect();
     Ok(Page { records, cursor })
+}
+
+/// Whether a pulled server record `s` meets the pending `entries` of a record (whose server
+/// state they were made on is `base`; `deleted`: deleted here) in a conflict the collection's
+/// policy must decide, rather than in changes that simply add up.
+fn conflicts_here(
+    cfg: &CollectionConfig,
+    base: Option<&Record>,
+    s: &Record,
+    entries: &[Entry],
+    deleted: bool,
+) -> bool {
+    let Some(base) = base else {
+        return false; // nothing to compare with: taken as it comes, as before
+    };
+    let bookkeeping = |f: &String| *f == cfg.id_property || *f == cfg.version_property;
+    let server_changed: Vec<&String> = base
+        .keys()
+        .chain(s.keys())
+        .filter(|f| !bookkeeping(f) && base.get(*f) != s.get(*f))
+        .collect();
+    if server_changed.is_empty() {
+        return false;
+    }
+    if deleted
+        || matches!(
+            cfg.conflict,
+            ConflictPolicy::ServerWins | ConflictPolicy::Custom
+        )
+    {
+        return true;
+    }
+    entries
+        .iter()
+        .any(|e| e.replace || e.fields.iter().any(|f| server_changed.contains(&f)))
 }
 
 /// GETs collection `cfg` since cursor `since` (in full without one, or when the server no
@@ -233,6 +268,19 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         continue;
                     }
                     let v = version_field(cfg, &s);
+                    // Where taking the server's new version under the local change would decide
+                    // a conflict by itself (a field both sides changed, any change under
+                    // `serverWins` or `custom`, a delete over an edit), the record is left as it
+                    // is: the flush then meets the conflict, and the collection's policy decides
+                    // it, with its event.
+                    let base = match &old {
+                        Some(row) => row.b.as_ref(),
+                        None => entries.iter().find_map(|e| e.base.as_ref()),
+                    };
+                    if conflicts_here(cfg, base, &s, entries, old.is_none()) {
+                        skipped = true;
+                        continue;
+                    }
                     if let Some(mut row) = old {
                         let unsent: Vec<Entry> =
                             entries.iter().filter(|e| !e.in_flight()).cloned().collect();
