@@ -257,6 +257,19 @@ async fn a_tab_that_upgrades_the_database_takes_the_lead_from_the_one_it_closed(
         .await
         .expect_err("the first tab's connection is closed");
     assert_eq!(get(&e, "name"), "ClosedError");
+    // Its sync() says so too, rather than wait for a run that will never come.
+    let e = JsFuture::from(first.sync())
+        .await
+        .expect_err("no sync without a connection");
+    assert_eq!(get(&e, "name"), "ClosedError");
+    assert!(
+        get(&e, "message")
+            .as_string()
+            .unwrap()
+            .contains("upgrading"),
+        "{:?}",
+        get(&e, "message")
+    );
     ok(second
         .collection(&c)
         .unwrap()

@@ -233,11 +233,17 @@ impl Inner {
     pub(crate) fn request_sync(self: &Rc<Self>) -> Promise {
         let inner = self.clone();
         Promise::new(&mut |resolve, reject| {
-            let (closed, online) = (inner.engine.is_closed(), inner.sync.borrow().is_online());
-            if closed {
+            let online = inner.sync.borrow().is_online();
+            // Closed by the app, or the connection taken away (another tab's upgrade or delete,
+            // the browser clearing storage): no run will ever settle this call.
+            let closed = match inner.engine.is_closed() {
+                true => Some("the store is closed"),
+                false => inner.engine.storage.closed_because(),
+            };
+            if let Some(why) = closed {
                 let _ = reject.call1(
                     &JsValue::NULL,
-                    &js_error(Error::new(ErrorKind::Closed, "the store is closed")),
+                    &js_error(Error::new(ErrorKind::Closed, why)),
                 );
             } else if !online {
                 let _ = reject.call1(

@@ -55,10 +55,23 @@ impl Inner {
     /// lead, so that a tab that can still write flushes.
     pub(crate) fn lost_storage(&self) {
         self.leave_tabs();
-        let mut s = self.sync.borrow_mut();
-        s.leader = false;
-        for t in [s.timer.take(), s.poll_timer.take()].into_iter().flatten() {
-            ferry_clear_timeout(&t);
+        let remote = {
+            let mut s = self.sync.borrow_mut();
+            s.leader = false;
+            for t in [s.timer.take(), s.poll_timer.take()].into_iter().flatten() {
+                ferry_clear_timeout(&t);
+            }
+            std::mem::take(&mut s.remote_waiters)
+        };
+        // `sync()` calls another tab was to carry out: no word of them will come now.
+        let why = self
+            .engine
+            .storage
+            .closed_because()
+            .unwrap_or("the store is closed");
+        let err = js_error(Error::new(ErrorKind::Closed, why));
+        for (_, _, reject) in remote {
+            let _ = reject.call1(&JsValue::NULL, &err);
         }
     }
 

@@ -232,6 +232,11 @@ impl IdbStorage {
         self.closed.get().is_some()
     }
 
+    /// Why the connection is closed, once it is.
+    pub fn closed_because(&self) -> Option<&str> {
+        self.closed.get().map(String::as_str)
+    }
+
     /// The database name.
     pub fn name(&self) -> &str {
         &self.name
