@@ -56,10 +56,10 @@ pub fn rebase(
 
 /// What the server holds once it acknowledged `e` with `answer`: what it held before (a PATCH's
 /// `base`; a POST or PUT sends the whole record), what was sent over that, and the answer over
-/// both. Servers often answer with
-/// less than the whole record (`{"id": 7}`, the changed fields of a PATCH, or nothing at all):
-/// the fields an answer leaves out keep what was sent, as Sencha's readers merge an answer into
-/// the record, rather than being lost locally and then on the server by the next PUT.
+/// both. Servers often answer with less than the whole record (`{"id": 7}`, the changed fields
+/// of a PATCH, or nothing at all): the fields an answer leaves out keep what was sent, as
+/// Sencha's readers merge an answer into the record, rather than being lost locally and then on
+/// the server by the next PUT.
 pub(super) fn acked_state(
     cfg: &CollectionConfig,
     e: &Entry,
@@ -257,10 +257,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 self.adopt_over(tx, cfg, &skey, old, s, version, &mut later, report)
             }
             Kind::Update => {
-                let base = tx.row(c, &e.r).await?.and_then(|r| r.b);
+                let old = tx.row(c, &e.r).await?;
+                let base = old.as_ref().and_then(|r| r.b.clone());
                 let s = acked_state(cfg, e, base, server);
-                self.adopt(tx, cfg, &e.r, s, version, &mut later, report)
-                    .await
+                self.adopt_over(tx, cfg, &e.r, old, s, version, &mut later, report)
             }
         }
     }

@@ -30,53 +30,44 @@ impl<S: Storage, E: Env> Engine<S, E> {
         ))
     }
 
-    /// The rejected item with `mutation_id` and its key, read inside `tx`.
-    async fn find_rejected<T: Txn>(
-        &self,
-        tx: &Tx<T>,
-        mutation_id: &str,
-    ) -> Result<(Key, RejectedItem)> {
+    /// The rejected item with `mutation_id` (its key and itself), and the other items of its
+    /// record (rejected with it), in one read inside `tx`.
+    async fn find_rejected<T: Txn>(&self, tx: &Tx<T>, mutation_id: &str) -> Result<Found> {
+        let mut found = None;
+        let mut all = Vec::new();
         for (k, v) in tx.t.get_all(Table::Rejected).await? {
             let item: RejectedItem = serde_json::from_value(v)?;
             if item.mutation_id == mutation_id {
-                return Ok((k, item));
+                found = Some((k, item));
+            } else {
+                all.push((k, item));
             }
         }
-        Err(Error::not_found(format!(
-            "no rejected mutation {mutation_id:?}"
-        )))
+        let Some((k, item)) = found else {
+            return Err(Error::not_found(format!(
+                "no rejected mutation {mutation_id:?}"
+            )));
+        };
+        let same_record = all
+            .into_iter()
+            .filter(|(_, o)| o.collection == item.collection && o.record_id == item.record_id)
+            .collect();
+        Ok(Found {
+            key: k,
+            item,
+            same_record,
+        })
     }
 
     /// Drops a rejected mutation for good; a create, with the changes held back with it.
     pub async fn discard_rejected(&self, mutation_id: &str) -> Result<()> {
         let tx = self.begin(true).await?;
-        let (k, item) = self.find_rejected(&tx, mutation_id).await?;
-        tx.t.delete(Table::Rejected, &k)?;
-        if item.kind == Kind::Create {
-            for (k2, _) in self.held_with(&tx, &k, &item).await? {
-                tx.t.delete(Table::Rejected, &k2)?;
-            }
+        let found = self.find_rejected(&tx, mutation_id).await?;
+        tx.t.delete(Table::Rejected, &found.key)?;
+        for k in found.held_with() {
+            tx.t.delete(Table::Rejected, k)?;
         }
         tx.commit().await
-    }
-
-    /// The rejected changes held back with create `item` (at `k`): those queued behind it on
-    /// its record, which the server never had.
-    async fn held_with<T: Txn>(
-        &self,
-        tx: &Tx<T>,
-        k: &Key,
-        item: &RejectedItem,
-    ) -> Result<Vec<(Key, RejectedItem)>> {
-        let mut out = Vec::new();
-        for (k2, v) in tx.t.get_all(Table::Rejected).await? {
-            let other: RejectedItem = serde_json::from_value(v)?;
-            let same = other.collection == item.collection && other.record_id == item.record_id;
-            if same && other.kind != Kind::Create && k2 > *k {
-                out.push((k2, other));
-            }
-        }
-        Ok(out)
     }
 
     /// Makes a rejected mutation again, as a new local write (with a new mutation id, since the
@@ -84,19 +75,16 @@ impl<S: Storage, E: Env> Engine<S, E> {
     /// removal from the rejected list commit together.
     pub async fn retry_rejected(&self, mutation_id: &str) -> Result<Vec<Change>> {
         let mut tx = self.begin(true).await?;
-        let (k, item) = self.find_rejected(&tx, mutation_id).await?;
+        let found = self.find_rejected(&tx, mutation_id).await?;
+        let (k, item) = (&found.key, &found.item);
         // The changes queued behind a create went to this list with it (their record never
         // reached the server); the create's record carries them.
         if item.kind != Kind::Create {
-            let mut create = None;
-            for (k2, v) in tx.t.get_all(Table::Rejected).await? {
-                let o: RejectedItem = serde_json::from_value(v)?;
-                let same = o.collection == item.collection && o.record_id == item.record_id;
-                if same && o.kind == Kind::Create && k2 < k {
-                    create = Some(o);
-                }
-            }
-            if let Some(create) = create {
+            let create = found
+                .same_record
+                .iter()
+                .find(|(k2, o)| o.kind == Kind::Create && k2 < k);
+            if let Some((_, create)) = create {
                 return Err(Error::not_found(format!(
                     "this change was held back with its record's create ({:?}), which the \
                      server rejected: retry that one, which carries this change too, or \
@@ -120,15 +108,32 @@ impl<S: Storage, E: Env> Engine<S, E> {
             Kind::Delete => Op::Delete(item.record_id.clone()),
         };
         let (_, changes) = self.write_in(&mut tx, &item.collection, vec![op]).await?;
-        tx.t.delete(Table::Rejected, &k)?;
-        if item.kind == Kind::Create {
-            for (k2, _) in self.held_with(&tx, &k, &item).await? {
-                tx.t.delete(Table::Rejected, &k2)?;
-            }
+        tx.t.delete(Table::Rejected, k)?;
+        for k2 in found.held_with() {
+            tx.t.delete(Table::Rejected, k2)?;
         }
         let seen = tx.clock_after_commit();
         tx.commit().await?;
         self.saw_clock(seen);
         Ok(changes)
+    }
+}
+
+/// A rejected item, with the others of its record.
+struct Found {
+    key: Key,
+    item: RejectedItem,
+    same_record: Vec<(Key, RejectedItem)>,
+}
+
+impl Found {
+    /// For a create: the keys of the changes held back with it (queued behind it on its record,
+    /// which the server never had). Nothing for an update or a delete.
+    fn held_with(&self) -> impl Iterator<Item = &Key> {
+        let create = self.item.kind == Kind::Create;
+        self.same_record
+            .iter()
+            .filter(move |(k, o)| create && o.kind != Kind::Create && *k > self.key)
+            .map(|(k, _)| k)
     }
 }
