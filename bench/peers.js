@@ -94,7 +94,8 @@ export async function raw(name) {
 // temporary id that became a server id (the alias, asked only where there is no row), whether
 // changes of the record are still pending (to fold the new one in; an index `getKey`, the entries
 // themselves only when there are some), and take the next outbox position (the clock). A single
-// create sends those reads together with its writes and checks them after (Ferry's quick create);
+// create sends those reads together with its writes and checks them after, adding the row and the
+// outbox entry so that a taken key fails the add rather than needing a read (Ferry's quick create);
 // an update or a delete needs the row before it can write. This is plain JS issuing exactly
 // Ferry's requests for one write, in Ferry's layout, so Ferry/checked is what Ferry adds (wasm,
 // JSON, events) over its own request pattern, and checked/raw what that pattern costs.
@@ -139,12 +140,12 @@ export async function checked(name) {
     const c = { ...seen, seq: seen.seq + 1 };
     const checks = Promise.all([
       req(S.get("clock")),
-      req(R.get(rec.id)),
       req(A.get(["items", rec.id])),
       req(O.index("record").getKey(["items", rec.id])),
     ]);
-    R.put(rowOf(rec), rec.id);
-    O.put(entry(c, rec.id), c.seq);
+    // Adds: a taken key fails the add (Ferry prevents the abort and falls back; here it throws).
+    O.add(entry(c, rec.id), c.seq);
+    R.add(rowOf(rec), rec.id);
     S.put(c, "clock");
     const [clock, ...rest] = await checks;
     if (clock.seq !== seen.seq || rest.some((x) => x !== undefined)) throw new Error("checked: a check failed");

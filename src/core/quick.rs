@@ -5,10 +5,11 @@
 //! trip through IndexedDB before the writes can even be issued, which is most of what a single
 //! create costs. So the reads that check those assumptions go out together with the writes, in
 //! one transaction: IndexedDB runs a transaction's requests in order, so the reads see the store
-//! as it stood before the writes. When every check holds, the transaction commits. When one
-//! fails (another tab moved the clock, the id is taken), what the writes replaced is put back
-//! and the general path does the create from what it reads, in the same transaction, so that
-//! the create keeps its place among the app's writes.
+//! as it stood before the writes. The row and the outbox entry are adds, which fail (alone)
+//! where their key is taken, so those two keys need no read at all. When every check holds, the
+//! transaction commits. When one fails (another tab moved the clock, the id is taken), what the
+//! writes replaced is put back and the general path does the create from what it reads, in the
+//! same transaction, so that the create keeps its place among the app's writes.
 
 use serde_json::Value;
 
@@ -67,12 +68,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 key
             }
         };
-        // What the writes replace, to check it is nothing and to put it back if it is not.
-        let mut reads = vec![
-            Read::Get(Table::State, Key::str(CLOCK)),
-            Read::Get(Table::Outbox, Key::Num(seq)),
-            Read::Get(Table::Records(c), Key::str(&key)),
-        ];
+        // What must be true for the writes to stand: the clock where this engine left it and,
+        // for an id the app chose, no alias or pending change under it. The row and the outbox
+        // position are added, not put: an add finds its key taken without a read of its own.
+        let mut reads = vec![Read::Get(Table::State, Key::str(CLOCK))];
         if given.is_some() {
             // An id the app chose may be taken under another name or have changes pending.
             reads.push(Read::Get(Table::Aliases, Key::Pair(c.into(), key.clone())));
@@ -86,40 +85,46 @@ impl<S: Storage, E: Env> Engine<S, E> {
             fields,
             ..Entry::new(seq, &clock.node, clock.hlc, c, &key, Kind::Create)
         };
-        let json = |v: Result<Value, serde_json::Error>| Some(v.expect("always JSON"));
-        let writes = [
-            (
-                Table::State,
-                Key::str(CLOCK),
-                json(serde_json::to_value(&clock)),
-            ),
+        let json = |v: Result<Value, serde_json::Error>| v.expect("always JSON");
+        let adds = [
             (
                 Table::Outbox,
                 Key::Num(seq),
                 json(serde_json::to_value(&entry)),
             ),
-            (Table::Records(c), Key::str(&key), Some(row.to_value())),
+            (Table::Records(c), Key::str(&key), row.to_value()),
         ];
+        let clock_key = Key::str(CLOCK);
+        let writes = [(
+            Table::State,
+            clock_key.clone(),
+            Some(json(serde_json::to_value(&clock))),
+        )];
         // A create started before this one commits builds on it; if this one fails, so does that.
         self.saw_clock(Some(clock));
         let tx = self.begin_in(true, &write_scope(c)).await?;
-        let got = match tx.t.read_then_write(&reads, &writes).await {
+        let (got, added) = match tx.t.read_then_write(&reads, &adds, &writes).await {
             Ok(got) => got,
             Err(e) => {
                 self.saw_clock(None);
                 return Err(e);
             }
         };
-        let stored: Option<ClockState> = got[0]
-            .first()
-            .and_then(|(_, v)| serde_json::from_value(v.clone()).ok());
-        if stored.as_ref() != Some(&seen) || got[1..].iter().any(|g| !g.is_empty()) {
+        let stored = got[0].first().map(|(_, v)| v.clone());
+        let as_seen = stored
+            .as_ref()
+            .and_then(|v| serde_json::from_value::<ClockState>(v.clone()).ok())
+            .is_some_and(|s| s == seen);
+        if !as_seen || got[1..].iter().any(|g| !g.is_empty()) || added.contains(&false) {
             self.saw_clock(None);
-            let back: Vec<_> = writes
-                .into_iter()
-                .zip(got)
-                .map(|((table, key, _), old)| (table, key, old.into_iter().next().map(|(_, v)| v)))
-                .collect();
+            // Put back what the writes replaced: the clock as it was, and nothing where an
+            // add wrote (an add that failed wrote nothing).
+            let mut back = vec![(Table::State, clock_key, stored)];
+            for ((table, key, _), wrote) in adds.into_iter().zip(added) {
+                if wrote {
+                    back.push((table, key, None));
+                }
+            }
             write_each(&tx.t, &back)?;
             return Ok(Quick::Undone(tx));
         }

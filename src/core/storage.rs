@@ -175,18 +175,29 @@ pub trait Txn {
         }
         Ok(out)
     }
-    /// Issues `reads`, then `writes` (a put, or a delete when the value is `None`), and answers
-    /// the reads as the transaction stood before the writes. IndexedDB issues them all before
-    /// awaiting any answer, so a write that only checks its assumptions waits for no answer
-    /// before writing.
+    /// Issues `reads`, then `adds`, then `writes` (a put, or a delete when the value is `None`).
+    /// Answers the reads as the transaction stood before any of them, and for each add whether
+    /// it wrote: an add writes only where its key is free, and a taken key fails that add alone,
+    /// not the transaction. IndexedDB issues them all before awaiting any answer, so a write
+    /// that only checks its assumptions waits for no answer before writing, and an add checks a
+    /// key is free without a read of its own.
     async fn read_then_write(
         &self,
         reads: &[Read<'_>],
+        adds: &[(Table<'_>, Key, Value)],
         writes: &[(Table<'_>, Key, Option<Value>)],
-    ) -> Result<Vec<Vec<(Key, Value)>>> {
+    ) -> Result<(Vec<Vec<(Key, Value)>>, Vec<bool>)> {
         let out = self.read_many(reads).await?;
+        let mut added = Vec::with_capacity(adds.len());
+        for (table, key, v) in adds {
+            let free = self.get(*table, key).await?.is_none();
+            if free {
+                self.put(*table, key, v)?;
+            }
+            added.push(free);
+        }
         write_each(self, writes)?;
-        Ok(out)
+        Ok((out, added))
     }
     /// The first `limit` entries whose key (or, with `index`, whose key in that index) lies in
     /// `lo..=hi` in [`idb_order`], ordered by that key and then by primary key, as IndexedDB's

@@ -68,6 +68,23 @@ export function ferry_write_all(tx, text) {
     else s.delete(op[1]);
   }
 }
+// Adds that fail softly: an add whose key is taken fails alone (the default action of its error
+// event, aborting the transaction, is prevented), so a write checks a key is free without
+// reading it first. `text` is the JSON of [[store, key, value], ...]; `wake` is told when each
+// request is done. Any other failure (quota) still aborts the transaction.
+export function ferry_add_all(tx, text, wake) {
+  const ops = JSON.parse(text), reqs = new Array(ops.length);
+  for (let i = 0; i < ops.length; i++) {
+    const r = tx.objectStore(ops[i][0]).add(ops[i][2], ops[i][1]);
+    r.onsuccess = wake;
+    r.onerror = (e) => {
+      if (r.error && r.error.name === 'ConstraintError') { e.preventDefault(); e.stopPropagation(); }
+      wake();
+    };
+    reqs[i] = r;
+  }
+  return reqs;
+}
 export function ferry_record_pairs(records) {
   const keys = new Array(records.length), values = new Array(records.length);
   for (let i = 0; i < records.length; i++) { keys[i] = records[i].primaryKey; values[i] = records[i].value; }
@@ -152,6 +169,13 @@ extern "C" {
     /// Issues a transaction's queued puts and deletes (see `IdbTxn::flush`).
     #[wasm_bindgen(catch)]
     pub fn ferry_write_all(tx: &web_sys::IdbTransaction, text: &str) -> Result<(), JsValue>;
+    /// Issues adds that fail alone where their key is taken; answers their requests.
+    #[wasm_bindgen(catch)]
+    pub fn ferry_add_all(
+        tx: &web_sys::IdbTransaction,
+        text: &str,
+        wake: &Function,
+    ) -> Result<js_sys::Array, JsValue>;
     /// `getAllRecords`' answer as the JSON text of `[keys, values]` (primary keys).
     #[wasm_bindgen(catch)]
     pub fn ferry_record_pairs(records: &JsValue) -> Result<String, JsValue>;

@@ -340,12 +340,20 @@ pub async fn delete_range_removes_the_keys_between<H: Harness>(h: &H) {
     assert_eq!(keys(all(&s, Table::Outbox).await), nums(&[1, 4, 13]));
 }
 
-/// read_then_write answers its reads as the transaction stood before its writes, and the writes
-/// are then there for later reads and at commit.
+/// read_then_write answers its reads as the transaction stood before its adds and writes, the
+/// writes are then there for later reads and at commit, and an add whose key is taken writes
+/// nothing and fails alone: the transaction goes on and commits.
 pub async fn read_then_write_reads_before_writing<H: Harness>(h: &H) {
     let (_, s) = open(h, "read_then_write").await;
     let notes = Table::Records("notes");
-    put_all(&s, &[(notes, k("old"), json!({"d": {"id": "old"}}))]).await;
+    put_all(
+        &s,
+        &[
+            (notes, k("old"), json!({"d": {"id": "old"}})),
+            (notes, k("kept"), json!({"d": {"id": "kept"}})),
+        ],
+    )
+    .await;
     let tx = s.begin(true).await.expect("begin");
     let reads = [
         Read::Get(notes, k("old")),
@@ -353,13 +361,16 @@ pub async fn read_then_write_reads_before_writing<H: Harness>(h: &H) {
         Read::FirstKey(Table::Outbox, OUTBOX_BY_RECORD, json!(["notes", "new"])),
     ];
     let entry = json!({"seq": 1, "c": "notes", "r": "new", "kind": "create"});
+    let adds = [
+        (Table::Outbox, Key::Num(1), entry),
+        (notes, k("kept"), json!({"d": {"id": "kept", "by": "add"}})),
+    ];
     let writes = [
         (notes, k("new"), Some(json!({"d": {"id": "new"}}))),
         (notes, k("old"), None),
-        (Table::Outbox, Key::Num(1), Some(entry)),
     ];
-    let got = tx
-        .read_then_write(&reads, &writes)
+    let (got, added) = tx
+        .read_then_write(&reads, &adds, &writes)
         .await
         .expect("read_then_write");
     assert_eq!(got[0], vec![(k("old"), json!({"d": {"id": "old"}}))]);
@@ -367,11 +378,19 @@ pub async fn read_then_write_reads_before_writing<H: Harness>(h: &H) {
         got[1].is_empty() && got[2].is_empty(),
         "before the writes: {got:?}"
     );
+    assert_eq!(added, vec![true, false], "the second add's key is taken");
     let after = tx.read_many(&reads).await.expect("read_many");
     assert!(after[0].is_empty(), "the delete is seen");
     assert_eq!(after[1], vec![(k("new"), json!({"d": {"id": "new"}}))]);
     assert_eq!(after[2], vec![(Key::Num(1), Value::Null)]);
-    tx.commit().await.expect("commit");
+    tx.commit()
+        .await
+        .expect("a failed add does not fail the commit");
     assert_eq!(get(&s, notes, &k("old")).await, None);
+    assert_eq!(
+        get(&s, notes, &k("kept")).await,
+        Some(json!({"d": {"id": "kept"}})),
+        "a failed add leaves what was there"
+    );
     assert_eq!(count(&s, Table::Outbox).await, 1);
 }

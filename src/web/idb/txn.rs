@@ -21,7 +21,9 @@ use super::{
 };
 use crate::core::error::{Error, Result};
 use crate::core::storage::{idb_order, write_each, Key, Read, Table, Txn};
-use crate::web::js::{ferry_get_all_records_with, ferry_record_pairs, ferry_write_all};
+use crate::web::js::{
+    ferry_add_all, ferry_get_all_records_with, ferry_record_pairs, ferry_write_all,
+};
 
 /// A transaction over every store of an [`IdbStorage`]; dropping it uncommitted aborts it.
 pub struct IdbTxn<'a> {
@@ -163,6 +165,31 @@ impl IdbTxn<'_> {
         q.push(b']');
         let text = String::from_utf8(q).expect("serde_json writes UTF-8");
         ferry_write_all(&self.sys, &text).map_err(|e| self.write_failed(cause(&self.sys, &e)))
+    }
+
+    /// Issues `adds` now, each failing alone where its key is taken (`ferry_add_all`).
+    fn add_all(&self, adds: &[(Table<'_>, Key, Value)]) -> Result<Vec<Request<'_>>> {
+        if adds.is_empty() {
+            return Ok(Vec::new());
+        }
+        for (table, key, v) in adds {
+            self.put(*table, key, v)?; // encoded like a put; sent below as adds
+        }
+        let mut q = std::mem::take(&mut *self.queued.borrow_mut());
+        q.push(b']');
+        let text = String::from_utf8(q).expect("serde_json writes UTF-8");
+        let wake = self.owner.on_request.as_ref().unchecked_ref();
+        let reqs = ferry_add_all(&self.sys, &text, wake)
+            .map_err(|e| self.write_failed(cause(&self.sys, &e)))?;
+        Ok(reqs
+            .iter()
+            .map(|r| Request {
+                req: r.unchecked_into(),
+                waiters: &self.owner.waiters,
+                tx: &self.sys,
+                done: false,
+            })
+            .collect())
     }
 
     /// Fails if a write already failed, so nothing is issued into a doomed transaction.
@@ -415,17 +442,29 @@ impl Txn for IdbTxn<'_> {
     async fn read_then_write(
         &self,
         reads: &[Read<'_>],
+        adds: &[(Table<'_>, Key, Value)],
         writes: &[(Table<'_>, Key, Option<Value>)],
-    ) -> Result<Vec<Vec<(Key, Value)>>> {
+    ) -> Result<(Vec<Vec<(Key, Value)>>, Vec<bool>)> {
         self.flush()?;
         let issued = reads
             .iter()
             .map(|r| self.issue(r))
             .collect::<Result<Vec<_>>>()?;
         // Issued after the reads, so the reads do not see them (requests run in order).
+        let added = self.add_all(adds)?;
         write_each(self, writes)?;
         self.flush()?;
-        self.answers(issued).await
+        let answers = self.answers(issued).await?;
+        let mut wrote = Vec::with_capacity(added.len());
+        for req in added {
+            let sys = req.req.clone();
+            wrote.push(match req.await {
+                Ok(_) => true,
+                Err(_) if is_constraint(&sys) => false,
+                Err(e) => return Err(e),
+            });
+        }
+        Ok((answers, wrote))
     }
 
     async fn get_range(
@@ -544,6 +583,11 @@ impl Txn for IdbTxn<'_> {
             (None, e) => lib_error(e),
         })
     }
+}
+
+/// Whether `req` failed because its key was taken.
+fn is_constraint(req: &IdbRequest) -> bool {
+    matches!(req.error(), Ok(Some(e)) if e.name() == "ConstraintError")
 }
 
 /// One request awaited: ready once IndexedDB fired `success` or `error` on it.
