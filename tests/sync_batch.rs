@@ -9,6 +9,7 @@ mod native_env;
 mod sync_asserts;
 
 use ferry::core::sync::flush::RoundEnd;
+use ferry::core::sync::http::{HttpRequest, NetError};
 use ferry::core::MemoryStorage;
 use mem_server::MemServer;
 use native_env::*;
@@ -281,4 +282,39 @@ fn acked_creates_leave_their_temporary_ids_and_the_others_keep_theirs() {
         assert_eq!(moved, i != 10, "record {i}: {rec:?}");
     }
     assert_eq!(pending(&db), 1, "the failed create waits for its retry");
+}
+
+#[test]
+fn a_batch_that_always_times_out_is_split_until_it_gets_through() {
+    // A server that needs longer than `timeoutMs` for more than 10 mutations at once, and
+    // applies them all the same: the answer is what is lost.
+    let mut cfg = config(&["todos"]);
+    cfg.batch_url = Some("/api/$batch".into());
+    cfg.batch_size = 40;
+    let db = open(cfg, MemoryStorage::new());
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    let items = |req: &HttpRequest| body(req)["requests"].as_array().map_or(1, Vec::len);
+    let server = s.clone();
+    tap.hook(move |req| {
+        (items(req) > 10).then(|| {
+            let _ = server.send_now(req.clone());
+            Err(NetError::Timeout)
+        })
+    });
+    for i in 0..60 {
+        create(&db, "todos", json!({ "i": i }));
+    }
+    let mut rounds = 0;
+    while flush(&db, &tap).0 != RoundEnd::Idle {
+        rounds += 1;
+        assert!(rounds < 30, "the outbox did not drain");
+        db.env.advance(120_000.0);
+    }
+    let sizes: Vec<usize> = tap.requests().iter().map(items).collect();
+    let timeouts = sizes.iter().filter(|n| **n > 10).count();
+    assert!(timeouts <= 6, "timed out {timeouts} times: {sizes:?}");
+    assert_eq!(s.records("todos").len(), 60, "each record once");
+    assert_keys_unique(&s);
+    assert_in_sync(&db, &s, "todos");
 }

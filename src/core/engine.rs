@@ -78,6 +78,10 @@ pub struct Engine<S: Storage, E: Env> {
     closed: Cell<bool>,
     /// Set when the batch URL turned out not to exist: mutations then go one by one.
     pub(crate) batch_off: Cell<bool>,
+    /// At most this many mutations go in one batch request: `batch_size`, halved each time a
+    /// batch request timed out (a server slower than `timeoutMs` for a whole batch gets smaller
+    /// ones rather than the same one for ever) and raised a little by each batch answered.
+    pub(crate) batch_cap: Cell<usize>,
     /// The clock state storage held when this engine last wrote it (or was about to): what a
     /// [quick create](Engine::write) assumes and checks. `None` when unknown.
     pub(crate) clock_seen: RefCell<Option<ClockState>>,
@@ -87,12 +91,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
     /// Opens the engine over `storage`, making sure the clock state exists.
     pub async fn open(config: StoreConfig, storage: S, env: E) -> Result<Self> {
         let config = config.validate()?;
+        let batch_cap = Cell::new(config.batch_size);
         let engine = Engine {
             config,
             storage,
             env,
             closed: Cell::new(false),
             batch_off: Cell::new(false),
+            batch_cap,
             clock_seen: RefCell::new(None),
         };
         if engine.storage.reindexes_on_upgrade() {

@@ -257,6 +257,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 body: Some(batch::encode(&requests)),
             };
             let res = transport.send(req).await;
+            self.adapt_batch_cap(&res, picked.len());
             let status = res.as_ref().map_or(0, |r| r.status);
             if matches!(status, 404 | 405 | 501) {
                 // No batch endpoint after all: one request per mutation from now on.
@@ -300,6 +301,20 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
         }
         Ok(sent)
+    }
+
+    /// Halves the batch cap after a batch request of `n` timed out, and raises it by an eighth
+    /// (up to `batch_size`) after one was answered: a server that times out at some size is
+    /// tried near it again only now and then (each timeout costs `timeoutMs`), and one that was
+    /// slow for a while gets its full batches back within a few dozen.
+    fn adapt_batch_cap(&self, res: &std::result::Result<HttpResponse, NetError>, n: usize) {
+        let cap = self.batch_cap.get();
+        let next = match res {
+            Err(NetError::Timeout) => (n / 2).max(1),
+            Ok(r) if (200..300).contains(&r.status) => cap.saturating_add((cap / 8).max(1)),
+            _ => return,
+        };
+        self.batch_cap.set(next.min(self.config.batch_size));
     }
 
     /// Applies what came back for a sent batch.
