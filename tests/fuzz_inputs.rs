@@ -216,7 +216,7 @@ proptest! {
         let cfg = CollectionConfig::new("todos", "/api/todos");
         let res = Ok(HttpResponse { status: st, headers: hs, body: b });
         match classify(&cfg, k, &res, now) {
-            Verdict::Transient { reason, retry_after } => {
+            Verdict::Transient { reason, retry_after, .. } => {
                 prop_assert!(!reason.is_empty());
                 if let Some(t) = retry_after {
                     prop_assert!(t >= now && t <= now + 3_600_000.0, "retry at {t}");

@@ -11,7 +11,7 @@ mod sync_asserts;
 
 use ferry::core::sync::flush::RoundEnd;
 use ferry::core::sync::http::{HttpRequest, HttpResponse, NetError, Transport};
-use ferry::core::ChangeKind;
+use ferry::core::{ChangeKind, ErrorKind};
 use mem_server::MemServer;
 use native_env::*;
 use serde_json::json;
@@ -85,10 +85,17 @@ fn server_error_then_success() {
     create(&db, "todos", json!({"title": "a"}));
     s.fail_next(1, 503, None);
     let (end, _) = flush(&db, &s);
-    let RoundEnd::Wait { retry_at, reason } = end else {
+    let RoundEnd::Wait {
+        retry_at,
+        reason,
+        kind,
+        status,
+    } = end
+    else {
         panic!("503 must wait, got {end:?}")
     };
     assert!(reason.contains("503"), "{reason}");
+    assert_eq!((kind, status), (ErrorKind::Network, Some(503)));
     assert!(retry_at > db.env.now() && retry_at <= db.env.now() + 60_000.0);
     let out = block_on(db.outbox()).unwrap();
     assert_eq!(out.len(), 1);
@@ -388,4 +395,64 @@ fn changes_held_back_with_a_rejected_create_go_with_it() {
         assert!(block_on(db.rejected()).unwrap().is_empty());
         assert_in_sync(&db, &s, "todos");
     }
+}
+
+#[test]
+fn an_answer_that_cannot_be_read_is_a_protocol_error_not_a_network_one() {
+    // A create answered 200 with text and no Location: no id to adopt, so it is sent again, and
+    // the app is told the server's answer was unreadable, with its status.
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    create(&db, "todos", json!({"title": "a"}));
+    tap.hook(|_| {
+        Some(Ok(HttpResponse {
+            status: 200,
+            headers: vec![("Content-Type".into(), "text/plain".into())],
+            body: "Created".into(),
+        }))
+    });
+    let (end, _) = flush(&db, &tap);
+    assert!(
+        matches!(
+            &end,
+            RoundEnd::Wait { kind: ErrorKind::Protocol, status: Some(200), reason, .. }
+                if reason.contains("unexpected answer")
+        ),
+        "{end:?}"
+    );
+
+    // A batch answered 200 with something that is not a batch answer: the same.
+    let mut cfg = config(&["todos"]);
+    cfg.batch_url = Some("/api/$batch".into());
+    let db = open(cfg, ferry::core::MemoryStorage::new());
+    create(&db, "todos", json!({"title": "a"}));
+    create(&db, "todos", json!({"title": "b"}));
+    tap.hook(|_| Some(Ok(json_response(200, json!({"ok": true})))));
+    let (end, _) = flush(&db, &tap);
+    assert!(
+        matches!(
+            &end,
+            RoundEnd::Wait {
+                kind: ErrorKind::Protocol,
+                ..
+            }
+        ),
+        "{end:?}"
+    );
+
+    // No answer at all stays a network error.
+    tap.hook(|_| Some(Err(NetError::Failed("connection reset".into()))));
+    db.env.advance(120_000.0);
+    let (end, _) = flush(&db, &tap);
+    assert!(
+        matches!(
+            &end,
+            RoundEnd::Wait {
+                kind: ErrorKind::Network,
+                status: None,
+                ..
+            }
+        ),
+        "{end:?}"
+    );
 }

@@ -404,7 +404,9 @@ fn batch_level_failures_apply_to_every_item() {
         end,
         RoundEnd::Wait {
             reason: end_reason(&end),
-            retry_at: db.env.now() + 5000.0
+            retry_at: db.env.now() + 5000.0,
+            kind: ferry::core::ErrorKind::Network,
+            status: Some(429),
         }
     );
     s.html_next(1);

@@ -425,8 +425,17 @@ impl Inner {
                         None,
                     );
                 }
-                Ok(RoundEnd::Wait { reason, retry_at }) => {
-                    return RunEnd::Failed(Error::new(ErrorKind::Network, reason), Some(retry_at));
+                Ok(RoundEnd::Wait {
+                    reason,
+                    retry_at,
+                    kind,
+                    status,
+                }) => {
+                    let e = Error {
+                        status,
+                        ..Error::new(kind, reason)
+                    };
+                    return RunEnd::Failed(e, Some(retry_at));
                 }
             }
         }

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::core::config::CollectionConfig;
+use crate::core::error::ErrorKind;
 use crate::core::mutation::Kind;
 use crate::core::record::{id_key, Record};
 
@@ -35,6 +36,11 @@ pub enum Verdict {
         reason: String,
         /// Not before this time (ms since epoch), when the server said so.
         retry_after: Option<f64>,
+        /// [`ErrorKind::Network`] (no answer, or the server's 5xx), or
+        /// [`ErrorKind::Protocol`] (an answer that cannot be read or trusted).
+        kind: ErrorKind,
+        /// The server's status, when it answered.
+        status: Option<u16>,
     },
     /// Refused for good: this mutation goes to the rejected list.
     Rejected {
@@ -58,10 +64,16 @@ pub fn classify(
     let res = match res {
         Ok(r) => r,
         Err(e) => {
+            let kind = match e {
+                NetError::Unreadable(_) => ErrorKind::Protocol,
+                _ => ErrorKind::Network,
+            };
             return Verdict::Transient {
                 reason: e.to_string(),
                 retry_after: None,
-            }
+                kind,
+                status: None,
+            };
         }
     };
     let status = res.status;
@@ -84,6 +96,8 @@ pub fn classify(
         408 | 425 | 429 | 500..=599 => Verdict::Transient {
             reason: format!("the server answered {status}"),
             retry_after,
+            kind: ErrorKind::Network,
+            status: Some(status),
         },
         _ => Verdict::Rejected {
             status,
@@ -121,11 +135,14 @@ fn classify_success(cfg: &CollectionConfig, kind: Kind, res: &HttpResponse) -> V
                     let v = version_of(cfg, res, Some(&r));
                     Verdict::Ack(Some(r), v)
                 }
-                (None, Err(why)) => invalid(why),
-                (None, Ok(_)) => invalid(format!(
-                    "the server's answer to a create has no usable `{}`",
-                    cfg.id_property
-                )),
+                (None, Err(why)) => invalid(res, why),
+                (None, Ok(_)) => invalid(
+                    res,
+                    format!(
+                        "the server's answer to a create has no usable `{}`",
+                        cfg.id_property
+                    ),
+                ),
             }
         }
         // An update answered with something else than the record (`{"ok": true}`, `{}`, a
@@ -134,7 +151,7 @@ fn classify_success(cfg: &CollectionConfig, kind: Kind, res: &HttpResponse) -> V
         // ever. A page of HTML is a captive portal's, not the server's.
         (_, Ok(_)) => Verdict::Ack(None, version_of(cfg, res, None)),
         (_, Err(_)) if !looks_like_html(res) => Verdict::Ack(None, version_of(cfg, res, None)),
-        (_, Err(why)) => invalid(why),
+        (_, Err(why)) => invalid(res, why),
     }
 }
 
@@ -143,10 +160,12 @@ pub fn has_id(cfg: &CollectionConfig, r: &Record) -> bool {
     r.get(&cfg.id_property).is_some_and(|v| id_key(v).is_ok())
 }
 
-fn invalid(reason: String) -> Verdict {
+fn invalid(res: &HttpResponse, reason: String) -> Verdict {
     Verdict::Transient {
         reason: format!("unexpected answer: {reason}"),
         retry_after: None,
+        kind: ErrorKind::Protocol,
+        status: Some(res.status),
     }
 }
 

@@ -38,6 +38,10 @@ pub enum RoundEnd {
         reason: String,
         /// When to try again.
         retry_at: f64,
+        /// [`ErrorKind::Network`] or [`ErrorKind::Protocol`] (an answer that cannot be read).
+        kind: ErrorKind,
+        /// The server's status, when it answered.
+        status: Option<u16>,
     },
     /// The server wants credentials (401).
     Unauthorized,
@@ -103,12 +107,20 @@ const CONFLICT_ROUNDS: u32 = 3;
 fn worse(a: RoundEnd, b: RoundEnd) -> RoundEnd {
     match (a, b) {
         (RoundEnd::Unauthorized, _) | (_, RoundEnd::Unauthorized) => RoundEnd::Unauthorized,
-        (RoundEnd::Wait { reason, retry_at }, RoundEnd::Wait { retry_at: r2, .. }) => {
+        (
             RoundEnd::Wait {
                 reason,
-                retry_at: retry_at.min(r2),
-            }
-        }
+                retry_at,
+                kind,
+                status,
+            },
+            RoundEnd::Wait { retry_at: r2, .. },
+        ) => RoundEnd::Wait {
+            reason,
+            retry_at: retry_at.min(r2),
+            kind,
+            status,
+        },
         (w @ RoundEnd::Wait { .. }, _) | (_, w @ RoundEnd::Wait { .. }) => w,
         (a, _) => a,
     }
@@ -412,6 +424,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     RoundEnd::Wait {
                         reason: "the server keeps answering with a conflict".into(),
                         retry_at: at,
+                        kind: ErrorKind::Network,
+                        status: None,
                     },
                 );
             }
@@ -436,6 +450,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 Verdict::Transient {
                     reason,
                     retry_after,
+                    kind,
+                    status,
                 } => {
                     let at = self.note_failure(&tx, e, &reason, retry_after)?;
                     if !matches!(end, RoundEnd::Unauthorized) {
@@ -446,6 +462,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         end = RoundEnd::Wait {
                             reason,
                             retry_at: earlier,
+                            kind,
+                            status,
                         };
                     }
                 }
@@ -529,11 +547,13 @@ fn split_batch(
                 .into_iter()
                 .map(|a| {
                     a.ok_or_else(|| {
-                        NetError::Failed("the batch answer has no response for this request".into())
+                        NetError::Unreadable(
+                            "the batch answer has no response for this request".into(),
+                        )
                     })
                 })
                 .collect(),
-            Err(why) => return (vec![Err(NetError::Failed(why)); n], true),
+            Err(why) => return (vec![Err(NetError::Unreadable(why)); n], true),
         },
         // 401 for the batch is 401 for each; anything else about the envelope is never a
         // verdict on the mutations inside, so it is retried rather than rejected.
@@ -541,14 +561,21 @@ fn split_batch(
         Ok(r) => {
             let why = format!("the batch request was answered {}", r.status);
             let retry = r.header("Retry-After").map(|v| v.to_string());
+            // A status that says "later" (503, 429...) is each mutation's, with its Retry-After.
+            let later = matches!(r.status, 408 | 425 | 429 | 500..=599);
             (0..n)
-                .map(|_| match &retry {
-                    Some(v) => Ok(HttpResponse {
-                        status: 503,
-                        headers: vec![("Retry-After".into(), v.clone())],
+                .map(|_| {
+                    if !later && retry.is_none() {
+                        return Err(NetError::Failed(why.clone()));
+                    }
+                    Ok(HttpResponse {
+                        status: if later { r.status } else { 503 },
+                        headers: retry
+                            .iter()
+                            .map(|v| ("Retry-After".to_string(), v.clone()))
+                            .collect(),
                         body: String::new(),
-                    }),
-                    None => Err(NetError::Failed(why.clone())),
+                    })
                 })
                 .collect()
         }

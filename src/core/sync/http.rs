@@ -45,6 +45,8 @@ pub enum NetError {
     Timeout,
     /// The connection failed (refused, reset, DNS, CORS...).
     Failed(String),
+    /// An answer came that cannot be read (a batch answer that is not one).
+    Unreadable(String),
 }
 
 impl std::fmt::Display for NetError {
@@ -53,6 +55,7 @@ impl std::fmt::Display for NetError {
             NetError::Offline => write!(f, "offline"),
             NetError::Timeout => write!(f, "the request timed out"),
             NetError::Failed(m) => write!(f, "network error: {m}"),
+            NetError::Unreadable(m) => write!(f, "unexpected answer: {m}"),
         }
     }
 }

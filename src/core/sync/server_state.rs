@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::core::clock::Env;
 use crate::core::config::CollectionConfig;
 use crate::core::engine::Engine;
-use crate::core::error::Result;
+use crate::core::error::{ErrorKind, Result};
 use crate::core::mutation::{Entry, Kind};
 use crate::core::record::{id_key, Record};
 use crate::core::storage::Storage;
@@ -49,6 +49,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
                          answered under the wrong ids?)"
                     .into(),
                 retry_after: None,
+                kind: ErrorKind::Protocol,
+                status: None,
             }),
             v => Ok(v),
         }
@@ -65,7 +67,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         report: &mut Report,
     ) -> Verdict {
         let Ok(cfg) = self.collection(&e.c) else {
-            return unreadable("its collection is unknown".into());
+            return unreadable(ErrorKind::Protocol, "its collection is unknown".into());
         };
         let get = |url: String| HttpRequest {
             method: "GET".into(),
@@ -86,17 +88,20 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 return classify(cfg, Kind::Update, &Ok(res), self.env.now_ms());
             }
             Ok(res) => matches!(res.status, 404 | 410),
-            Err(e) => return unreadable(e.to_string()),
+            Err(e) => return unreadable(ErrorKind::Network, e.to_string()),
         };
         report.requests += 1;
         let res = match transport.send(get(cfg.url.clone())).await {
             Ok(res) if (200..300).contains(&res.status) => res,
-            Ok(res) => return unreadable(format!("the collection read answered {}", res.status)),
-            Err(e) => return unreadable(e.to_string()),
+            Ok(res) => {
+                let why = format!("the collection read answered {}", res.status);
+                return unreadable(ErrorKind::Protocol, why);
+            }
+            Err(e) => return unreadable(ErrorKind::Network, e.to_string()),
         };
         let page = match parse_page(&cfg.root_property, &res.body) {
             Ok(page) => page,
-            Err(why) => return unreadable(why),
+            Err(why) => return unreadable(ErrorKind::Protocol, why),
         };
         let found = page.records.into_iter().find(|r| {
             r.get(&cfg.id_property)
@@ -109,7 +114,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 Verdict::Conflict(ServerState::Record(r, v))
             }
             None if gone => Verdict::Conflict(ServerState::Deleted),
-            None => unreadable("neither its URL nor the collection holds it".into()),
+            None => unreadable(
+                ErrorKind::Protocol,
+                "neither its URL nor the collection holds it".into(),
+            ),
         }
     }
 }
@@ -139,9 +147,11 @@ fn names(cfg: &CollectionConfig, r: &Record, key: &str) -> bool {
         .is_some_and(|k| k == key)
 }
 
-fn unreadable(why: String) -> Verdict {
+fn unreadable(kind: ErrorKind, why: String) -> Verdict {
     Verdict::Transient {
         reason: format!("the server's record could not be read after a conflict: {why}"),
         retry_after: None,
+        kind,
+        status: None,
     }
 }
