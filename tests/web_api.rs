@@ -251,6 +251,33 @@ async fn numeric_ids_find_their_records() {
     db.close();
 }
 
+/// Numbers come back exactly as written: JSON text has the shortest digits that name a double,
+/// and reading them back must find that same double, not its neighbour.
+#[wasm_bindgen_test]
+async fn numbers_come_back_exactly() {
+    let db = open(&unique("floats")).await;
+    let todos = db.collection("todos").unwrap();
+    let tricky = [
+        0.130_720_535_741_294_39,
+        1e15 + 0.5,
+        3e30,
+        123_456_789_012_345_680_000.0,
+        5e-324,
+        1.797_693_134_862_315_7e308,
+        0.1 + 0.2,
+        -2.225_073_858_507_201e-308,
+    ];
+    for (i, x) in tricky.into_iter().enumerate() {
+        let rec = js(&format!(r#"{{"id":"f{i}"}}"#));
+        Reflect::set(&rec, &"n".into(), &JsValue::from_f64(x)).unwrap();
+        let made = ok(todos.create(rec)).await;
+        assert_eq!(get(&made, "n").as_f64(), Some(x), "create answered {x}");
+        let found = ok(todos.get(format!("f{i}").into())).await;
+        assert_eq!(get(&found, "n").as_f64(), Some(x), "get gave back {x}");
+    }
+    db.close();
+}
+
 /// The function `subscribe` and `on` return can be called again, and after `close()`.
 #[wasm_bindgen_test]
 async fn unsubscribing_twice_does_nothing() {
