@@ -216,7 +216,10 @@ async fn subscribers_hear_each_committed_change_until_they_stop() {
         sink.push(&c);
     })
     .into_js_value();
-    let off: Function = todos.subscribe(f.unchecked_into()).unchecked_into();
+    let off: Function = todos
+        .subscribe(f.unchecked_into())
+        .unwrap()
+        .unchecked_into();
     let t = ok(todos.create(js(r#"{"a":1}"#))).await;
     ok(todos.update(get(&t, "id"), js(r#"{"a":2}"#))).await;
     // A failed write announces nothing.
@@ -284,12 +287,57 @@ async fn unsubscribing_twice_does_nothing() {
     let db = open(&unique("unsub")).await;
     let todos = db.collection("todos").unwrap();
     let f = Closure::<dyn FnMut(JsValue)>::new(|_: JsValue| {}).into_js_value();
-    let off: Function = todos.subscribe(f.unchecked_into()).unchecked_into();
+    let off: Function = todos
+        .subscribe(f.unchecked_into())
+        .unwrap()
+        .unchecked_into();
     off.call0(&JsValue::NULL).expect("the first call");
     off.call0(&JsValue::NULL)
         .expect("a second call does nothing");
     db.close();
     off.call0(&JsValue::NULL).expect("nor after close");
+}
+
+/// A listener or callback that is not a function is refused when it is given, not reported as a
+/// `TypeError` at every event; and a closed store refuses new collections, listeners and the
+/// offline switch, which would otherwise do nothing.
+#[wasm_bindgen_test]
+async fn callbacks_must_be_functions_and_a_closed_store_says_so() {
+    let name = unique("callbacks");
+    let db = open(&name).await;
+    let todos = db.collection("todos").unwrap();
+    let name_of = |e: JsValue| String::from(e.unchecked_into::<js_sys::Error>().name());
+    let not_fn: Function = JsValue::from_str("oops").unchecked_into();
+    assert_eq!(
+        name_of(todos.subscribe(not_fn.clone()).unwrap_err()),
+        "ValidationError"
+    );
+    assert_eq!(
+        name_of(db.on("change", not_fn).unwrap_err()),
+        "ValidationError"
+    );
+    for option in ["getHeaders", "resolveConflict"] {
+        let opts = js(&format!(
+            r#"{{"name":"{name}-o","{option}":5,"collections":{{"t":{{"url":"/api/t"}}}}}}"#
+        ));
+        let e = Ferry::open(opts).await.err().expect(option);
+        assert_eq!(name_of(e), "ValidationError", "{option}");
+    }
+    db.close();
+    let f = Closure::<dyn FnMut(JsValue)>::new(|_: JsValue| {}).into_js_value();
+    let closed = [
+        db.collection("todos").err(),
+        todos.subscribe(f.clone().unchecked_into()).err(),
+        db.on("change", f.unchecked_into()).err(),
+        db.set_offline(true).err(),
+    ];
+    for (i, e) in closed.into_iter().enumerate() {
+        assert_eq!(
+            name_of(e.expect("refused after close")),
+            "ClosedError",
+            "call {i}"
+        );
+    }
 }
 
 #[wasm_bindgen_test]

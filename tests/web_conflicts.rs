@@ -307,7 +307,11 @@ async fn two_tabs_one_flusher_every_change_seen_and_takeover_on_close() {
             .push(get(&ch, "type").as_string().unwrap());
     })
     .into_js_value();
-    second.collection(&c).unwrap().subscribe(f.unchecked_into());
+    second
+        .collection(&c)
+        .unwrap()
+        .subscribe(f.unchecked_into())
+        .unwrap();
     ok(first
         .collection(&c)
         .unwrap()
@@ -377,7 +381,11 @@ async fn a_burst_of_writes_reaches_the_other_tab_whole_and_in_order() {
         sink.borrow_mut().push(title.unwrap_or_default());
     })
     .into_js_value();
-    second.collection(&c).unwrap().subscribe(f.unchecked_into());
+    second
+        .collection(&c)
+        .unwrap()
+        .subscribe(f.unchecked_into())
+        .unwrap();
     let col = first.collection(&c).unwrap();
     for i in 0..30 {
         ok(col.create(js(&format!(r#"{{"title":"t{i}"}}"#)))).await;
@@ -403,7 +411,7 @@ async fn set_offline_holds_for_every_tab_of_the_store() {
     let follower = device(&name, &c, "", None).await;
     sleep(50).await;
     assert_eq!(get(&ok(leader.status()).await, "leader"), true);
-    follower.set_offline(true);
+    follower.set_offline(true).unwrap();
     sleep(50).await;
     assert_eq!(
         get(&ok(leader.status()).await, "online"),
@@ -425,7 +433,7 @@ async fn set_offline_holds_for_every_tab_of_the_store() {
         Some(1.0),
         "nothing was sent"
     );
-    follower.set_offline(false);
+    follower.set_offline(false).unwrap();
     sleep(50).await;
     ok(follower.sync()).await;
     assert_eq!(ok(follower.pending_count()).await.as_f64(), Some(0.0));
@@ -441,13 +449,13 @@ async fn a_follower_that_comes_back_online_syncs_at_once() {
     sleep(50).await;
     let follower = device(&name, &c, "", None).await;
     sleep(50).await;
-    follower.set_offline(true);
+    follower.set_offline(true).unwrap();
     ok(follower
         .collection(&c)
         .unwrap()
         .create(js(r#"{"title":"waiting"}"#)))
     .await;
-    follower.set_offline(false);
+    follower.set_offline(false).unwrap();
     ok(follower.sync()).await; // no OfflineError from a leader that had not heard yet
     assert_eq!(ok(follower.pending_count()).await.as_f64(), Some(0.0));
     leader.close();

@@ -190,7 +190,7 @@ impl Collection {
     pub fn subscribe(
         &self,
         #[wasm_bindgen(unchecked_param_type = "(change: Change) => void")] listener: Function,
-    ) -> JsValue {
+    ) -> Result<JsValue, JsValue> {
         self.inner
             .listen("change", Some(self.name.clone()), listener)
     }

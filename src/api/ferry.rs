@@ -40,23 +40,41 @@ impl Inner {
         }
     }
 
-    /// Registers a listener and returns its `unsubscribe` function.
+    /// Registers a listener and returns its `unsubscribe` function; a closed store or a
+    /// listener that is not a function is an error now, not a `TypeError` at every event.
     pub(crate) fn listen(
         self: &Rc<Self>,
         kind: &str,
         collection: Option<String>,
         f: Function,
-    ) -> JsValue {
+    ) -> Result<JsValue, JsValue> {
+        self.check_open()?;
+        if !f.is_function() {
+            return Err(js_error(Error::validation(format!(
+                "a `{kind}` listener must be a function"
+            ))));
+        }
         let id = self.listeners.borrow_mut().add(kind, collection, f);
         let weak = Rc::downgrade(self);
         // Callable again (and after `close()`), doing nothing then, as unsubscribe functions
         // usually are.
-        Closure::<dyn FnMut()>::new(move || {
+        Ok(Closure::<dyn FnMut()>::new(move || {
             if let Some(inner) = weak.upgrade() {
                 inner.listeners.borrow_mut().remove(id);
             }
         })
-        .into_js_value()
+        .into_js_value())
+    }
+
+    /// A `ClosedError` once the store is closed.
+    pub(crate) fn check_open(&self) -> Result<(), JsValue> {
+        if self.engine.is_closed() {
+            return Err(js_error(Error::new(
+                crate::core::ErrorKind::Closed,
+                "the store is closed",
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -97,14 +115,17 @@ impl Ferry {
         // Functions cannot cross as JSON: take them out of a shallow copy first.
         let copy = js_sys::Object::assign(&js_sys::Object::new(), options.unchecked_ref());
         let take = |name: &str| {
-            let f = Reflect::get(&options, &name.into())
-                .ok()
-                .and_then(|f| f.dyn_into::<Function>().ok());
+            let v = Reflect::get(&options, &name.into()).unwrap_or(JsValue::UNDEFINED);
             let _ = Reflect::delete_property(&copy, &name.into());
-            f
+            if v.is_undefined() || v.is_null() {
+                return Ok(None);
+            }
+            v.dyn_into::<Function>()
+                .map(Some)
+                .map_err(|_| js_error(Error::validation(format!("`{name}` must be a function"))))
         };
-        let get_headers = take("getHeaders");
-        let resolver = take("resolveConflict");
+        let get_headers = take("getHeaders")?;
+        let resolver = take("resolveConflict")?;
         let raw = to_record(&copy, "the options").map_err(js_error)?;
         let config: StoreConfig = serde_json::from_value(serde_json::Value::Object(raw))
             .map_err(|e| js_error(Error::validation(format!("the options are not valid: {e}"))))?;
@@ -156,6 +177,7 @@ impl Ferry {
 
     /// The collection `name` (declared in the options), or an `UnknownCollectionError`.
     pub fn collection(&self, name: &str) -> Result<Collection, JsValue> {
+        self.inner.check_open()?;
         self.inner.engine.collection(name).map_err(js_error)?;
         Ok(Collection {
             inner: self.inner.clone(),
@@ -245,7 +267,7 @@ impl Ferry {
                 "unknown event {kind:?}"
             ))));
         }
-        Ok(self.inner.listen(kind, None, listener))
+        self.inner.listen(kind, None, listener)
     }
 
     /// Conflicts that wait for a decision (collections with `conflict: "custom"`): deferred or
@@ -283,11 +305,13 @@ impl Ferry {
     /// Takes the store offline (`true`) or back (`false`) whatever the browser says, in every tab
     /// of it: nothing is sent while it is offline. Local reads and writes work either way.
     #[wasm_bindgen(js_name = setOffline)]
-    pub fn set_offline(&self, offline: bool) {
+    pub fn set_offline(&self, offline: bool) -> Result<(), JsValue> {
+        self.inner.check_open()?;
         // The other tabs first: a `sync()` that follows must find the leader online.
         self.inner
             .tell_tabs("offline", &JsValue::from_bool(offline));
         self.inner.set_online(!offline, true);
+        Ok(())
     }
 
     /// Closes the store: sync stops, listeners are dropped, later calls fail with `ClosedError`.

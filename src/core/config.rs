@@ -223,6 +223,20 @@ impl StoreConfig {
         if self.batch_size == 0 {
             return Err(Error::validation("`batchSize` must be at least 1"));
         }
+        // Browsers run a timer of 2^31 ms or more at once, so such a timeout would abort every
+        // request as it leaves, and such an interval would pull without pause.
+        let max = i32::MAX as u32;
+        for (option, ms, least) in [
+            ("timeoutMs", self.timeout_ms, 1),
+            ("debounceMs", self.debounce_ms, 0),
+            ("pullIntervalMs", self.pull_interval_ms, 0),
+        ] {
+            if ms < least || ms > max {
+                return Err(Error::validation(format!(
+                    "`{option}` must be from {least} to {max} (about 24.8 days), got {ms}"
+                )));
+            }
+        }
         let names: Vec<String> = self.collections.keys().cloned().collect();
         for (name, c) in self.collections.iter_mut() {
             if name.is_empty() {
@@ -323,6 +337,29 @@ mod tests {
             let e = r.expect_err(what);
             assert_eq!(e.kind, super::super::error::ErrorKind::Validation);
             assert!(e.message.contains(what), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn times_a_browser_timer_cannot_hold_are_refused() {
+        let with = |edit: fn(&mut StoreConfig)| {
+            let mut s = StoreConfig::new("db", vec![CollectionConfig::new("t", "/api/t")]);
+            edit(&mut s);
+            s.validate()
+        };
+        assert!(with(|s| s.timeout_ms = i32::MAX as u32).is_ok());
+        assert!(with(|s| s.pull_interval_ms = 60_000).is_ok());
+        for (edit, option) in [
+            (with(|s| s.timeout_ms = 1 << 31), "timeoutMs"),
+            (with(|s| s.timeout_ms = 0), "timeoutMs"),
+            (
+                with(|s| s.pull_interval_ms = 3_000_000_000),
+                "pullIntervalMs",
+            ),
+            (with(|s| s.debounce_ms = u32::MAX), "debounceMs"),
+        ] {
+            let e = edit.expect_err(option);
+            assert!(e.message.contains(option), "{}", e.message);
         }
     }
 }

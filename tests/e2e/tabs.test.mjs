@@ -141,3 +141,26 @@ test("the leader closes while its flush is in flight: the new leader finishes it
     await context.close();
   }
 });
+
+test("`using` (Symbol.dispose) closes the store: the other tab takes the lead, and the disposed one stops", async () => {
+  const context = await browser.newContext();
+  const a = await openPage(context, server.url, "tabs-dispose");
+  const b = await openPage(context, server.url, "tabs-dispose");
+  try {
+    await until(async () => (await leader(a)) && !(await leader(b)), "the first page to lead");
+    const after = await a.evaluate(async () => {
+      const { db, items } = window.ferry;
+      db[Symbol.dispose]();
+      try {
+        await items.create({ key: "after-dispose" });
+        return "written";
+      } catch (e) {
+        return e.name;
+      }
+    });
+    assert.equal(after, "ClosedError", "a collection of a disposed store refuses writes");
+    await until(() => leader(b), "the other page to take the lead", 5_000);
+  } finally {
+    await context.close();
+  }
+});
