@@ -108,6 +108,35 @@ fn patch_sends_only_changed_fields() {
     assert_in_sync(&db, &tap.inner, "todos");
 }
 
+#[test]
+fn replace_keeps_the_servers_version_and_a_patch_never_clears_it() {
+    let mut cfg = config(&["todos"]);
+    cfg.collections.get_mut("todos").unwrap().update_method = UpdateMethod::Patch;
+    let db = open(cfg, MemoryStorage::new());
+    let tap = Tap::new(MemServer::new());
+    let a = create(&db, "todos", json!({"title": "a", "n": 1}));
+    flush_all(&db, &tap);
+    let sa = id_of(&get(&db, "todos", &a).unwrap());
+    let version = get(&db, "todos", &sa).unwrap()["version"].clone();
+    assert!(!version.is_null(), "the server gave a version");
+    tap.clear();
+    let replaced = replace(&db, "todos", &sa, json!({"title": "b"}));
+    assert_eq!(
+        replaced["version"], version,
+        "the replacement keeps the version"
+    );
+    assert!(replaced.get("n").is_none(), "and drops what it left out");
+    assert!(
+        replaced.get("clientId").is_some(),
+        "and the client id the server echoed"
+    );
+    flush_all(&db, &tap);
+    let reqs = tap.requests();
+    assert_eq!(reqs[0].method, "PATCH");
+    assert_eq!(body(&reqs[0]), json!({"n": null, "title": "b"}));
+    assert_in_sync(&db, &tap.inner, "todos");
+}
+
 // ---------------------------------------------------------------- wire details
 
 #[test]

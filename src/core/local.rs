@@ -254,6 +254,16 @@ impl<S: Storage, E: Env> Engine<S, E> {
         if let Some(v) = row.d.get(idp) {
             next.insert(idp.to_string(), v.clone());
         }
+        // The version and the client id are the sync's, not part of what the app replaces: a
+        // replacement without them keeps them (else a PATCH would send them as null, and the
+        // record shows no version until the next answer).
+        if replace {
+            for f in [&cfg.version_property, &cfg.client_id_property] {
+                if let (Some(v), false) = (row.d.get(f), next.contains_key(f)) {
+                    next.insert(f.clone(), v.clone());
+                }
+            }
+        }
         let mut fields = changed_fields(&row.d, &next);
         fields.retain(|f| f != idp);
         if fields.is_empty() {
