@@ -455,3 +455,39 @@ fn regression_patch_recreate_over_in_flight_create() {
     ];
     run_against_naive(&ops, true, false);
 }
+
+#[test]
+fn all_and_query_list_records_in_id_order_numbers_by_value() {
+    let (db, _) = open_todos();
+    for id in [
+        json!(10),
+        json!("b"),
+        json!(9),
+        json!(2),
+        json!("a"),
+        json!(1.5),
+        json!(-1),
+    ] {
+        create(&db, "todos", json!({ "id": id }));
+    }
+    let ids = |rs: Vec<Record>| rs.into_iter().map(|r| r["id"].clone()).collect::<Vec<_>>();
+    let want = vec![
+        json!(-1),
+        json!(1.5),
+        json!(2),
+        json!(9),
+        json!(10),
+        json!("a"),
+        json!("b"),
+    ];
+    assert_eq!(ids(block_on(db.all("todos")).unwrap()), want);
+    let q = |v: Value| serde_json::from_value::<ferry::core::Query>(v).unwrap();
+    let first = block_on(db.query("todos", &q(json!({"limit": 3}))))
+        .unwrap()
+        .0;
+    assert_eq!(ids(first), want[..3].to_vec());
+    let last = block_on(db.query("todos", &q(json!({"desc": true, "limit": 3}))))
+        .unwrap()
+        .0;
+    assert_eq!(ids(last), vec![json!("b"), json!("a"), json!(10)]);
+}

@@ -150,7 +150,7 @@ impl Collection {
         })
     }
 
-    /// Every record, in id order.
+    /// Every record, in id order (numeric ids by value, then string ids).
     #[wasm_bindgen(unchecked_return_type = "Promise<StoredRecord[]>")]
     pub fn all(&self) -> Promise {
         let inner = self.inner.clone();

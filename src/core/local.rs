@@ -332,14 +332,16 @@ impl<S: Storage, E: Env> Engine<S, E> {
         Ok(tx.resolve(c, id).await?.1.map(|r| r.d))
     }
 
-    /// Every record of `c`, in id order.
+    /// Every record of `c`, in id order ([`in_id_order`]).
     pub async fn all(&self, c: &str) -> Result<Vec<Record>> {
-        self.collection(c)?;
+        let cfg = self.collection(c)?;
         let tx = self.begin(false).await?;
         let rows = tx.t.get_all(Table::Records(c)).await?;
-        rows.into_iter()
+        let records = rows
+            .into_iter()
             .map(|(_, v)| Ok(Row::from_value(v)?.d))
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        Ok(in_id_order(records, &cfg.id_property))
     }
 
     /// The records of `c` that match `q`, and the indexed field it used (if any).
@@ -366,6 +368,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 hits.push(d);
             }
         }
+        let hits = in_id_order(hits, &cfg.id_property);
         Ok((q.finish(hits), indexed.map(|(f, _)| f.clone())))
     }
 
@@ -411,6 +414,24 @@ impl<S: Storage, E: Env> Engine<S, E> {
         }
         Ok(out)
     }
+}
+
+/// `records` (read in key order) in id order: numeric ids by value, before string ids in
+/// IndexedDB's order. Rows are keyed by the id's text, which orders 10 before 9; only numeric ids
+/// need moving, so records without any are returned as read.
+pub(crate) fn in_id_order(mut records: Vec<Record>, idp: &str) -> Vec<Record> {
+    let num = |r: &Record| r.get(idp).filter(|v| v.is_number()).and_then(Value::as_f64);
+    if !records.iter().any(|r| num(r).is_some()) {
+        return records;
+    }
+    // Stable: string ids keep their (key) order among themselves.
+    records.sort_by(|a, b| match (num(a), num(b)) {
+        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    });
+    records
 }
 
 fn not_found(c: &str, id: &str) -> Error {
