@@ -254,6 +254,37 @@ async fn numeric_ids_find_their_records() {
     db.close();
 }
 
+/// `all()` and `query()` list numeric ids by value, then string ids (rows are keyed by the id's
+/// text, which would put 10 before 9).
+#[wasm_bindgen_test]
+async fn records_come_in_id_order_numbers_by_value() {
+    let db = open(&unique("idorder")).await;
+    let todos = db.collection("todos").unwrap();
+    for id in ["10", "\"b\"", "9", "2", "\"a\"", "1.5", "-1"] {
+        ok(todos.create(js(&format!(r#"{{"id":{id},"done":false}}"#)))).await;
+    }
+    let ids = |v: JsValue| {
+        js_sys::JSON::stringify(&Array::from(&v).map(&mut |r, _, _| get(&r, "id")))
+            .unwrap()
+            .as_string()
+            .unwrap()
+    };
+    let want = r#"[-1,1.5,2,9,10,"a","b"]"#;
+    assert_eq!(ids(ok(todos.all()).await), want);
+    let q = |text: &str| ok(todos.query(js(text)));
+    assert_eq!(ids(q(r#"{"limit":3}"#).await), "[-1,1.5,2]");
+    assert_eq!(
+        ids(q(r#"{"desc":true,"limit":3}"#).await),
+        r#"["b","a",10]"#
+    );
+    assert_eq!(
+        ids(q(r#"{"where":{"done":false}}"#).await),
+        want,
+        "through the index"
+    );
+    db.close();
+}
+
 /// Numbers come back exactly as written: JSON text has the shortest digits that name a double,
 /// and reading them back must find that same double, not its neighbour.
 #[wasm_bindgen_test]

@@ -156,8 +156,14 @@ impl Collection {
         let inner = self.inner.clone();
         let name = self.name.clone();
         future_to_promise(async move {
-            readable(&inner, &name)?;
-            inner.engine.storage.read_all(&name).await.map_err(js_error)
+            let cfg = readable(&inner, &name)?;
+            let idp = &cfg.id_property;
+            inner
+                .engine
+                .storage
+                .read_all(&name, idp)
+                .await
+                .map_err(js_error)
         })
     }
 
@@ -178,7 +184,7 @@ impl Collection {
             inner
                 .engine
                 .storage
-                .read_query(&name, &cfg.indexes, &q)
+                .read_query(cfg, &q)
                 .await
                 .map_err(js_error)
         })

@@ -426,7 +426,7 @@ pub(crate) fn in_id_order(mut records: Vec<Record>, idp: &str) -> Vec<Record> {
     }
     // Stable: string ids keep their (key) order among themselves.
     records.sort_by(|a, b| match (num(a), num(b)) {
-        (Some(x), Some(y)) => x.total_cmp(&y),
+        (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal),
         (Some(_), None) => std::cmp::Ordering::Less,
         (None, Some(_)) => std::cmp::Ordering::Greater,
         (None, None) => std::cmp::Ordering::Equal,

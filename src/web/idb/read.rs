@@ -17,6 +17,7 @@ use wasm_bindgen_futures::JsFuture;
 use web_sys::IdbDatabase;
 
 use super::{idb_error, store_name, IdbStorage};
+use crate::core::config::CollectionConfig;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::query::Query;
 use crate::core::storage::{field_index, Table};
@@ -47,10 +48,21 @@ export function ferry_read_get(db, store, c, id) {
     req(t, recs.get(id), (r) => r !== undefined ? ok(r.d) : alias(id), fail);
   });
 }
-export function ferry_read_all(db, store) {
+// Rows are keyed by the id's text (10 before 9): numeric ids go first, by value, as the engine's
+// `in_id_order`; a stable sort keeps string ids in key order.
+function inIdOrder(ds, idp) {
+  const num = (d) => typeof field(d, idp) === 'number';
+  if (!ds.some(num)) return ds;
+  return ds.sort((a, b) => {
+    const x = num(a), y = num(b);
+    if (x && y) return a[idp] < b[idp] ? -1 : a[idp] > b[idp] ? 1 : 0;
+    return x === y ? 0 : x ? -1 : 1;
+  });
+}
+export function ferry_read_all(db, store, idp) {
   return new Promise((ok, fail) => {
     const t = tx(db, store);
-    req(t, t.objectStore(store).getAll(), (rows) => ok(data(rows)), fail);
+    req(t, t.objectStore(store).getAll(), (rows) => ok(inIdOrder(data(rows), idp)), fail);
   });
 }
 const own = Object.prototype.hasOwnProperty;
@@ -123,12 +135,12 @@ export function ferry_finish(ds, where, orderBy, desc, offset, limit) {
   const end = limit === undefined ? hits.length : offset + limit;
   return offset === 0 && end >= hits.length ? hits : hits.slice(offset, end);
 }
-export function ferry_read_query(db, store, index, key, where, orderBy, desc, offset, limit) {
+export function ferry_read_query(db, store, idp, index, key, where, orderBy, desc, offset, limit) {
   return new Promise((ok, fail) => {
     const t = tx(db, store);
     const s = t.objectStore(store);
     const r = index === undefined ? s.getAll() : s.index(index).getAll(key);
-    req(t, r, (rows) => ok(ferry_finish(data(rows), where, orderBy, desc, offset, limit)), fail);
+    req(t, r, (rows) => ok(ferry_finish(inIdOrder(data(rows), idp), where, orderBy, desc, offset, limit)), fail);
   });
 }
 "#)]
@@ -137,12 +149,13 @@ extern "C" {
     fn ferry_read_get(db: &IdbDatabase, store: &str, c: &str, id: &str)
         -> Result<Promise, JsValue>;
     #[wasm_bindgen(catch)]
-    fn ferry_read_all(db: &IdbDatabase, store: &str) -> Result<Promise, JsValue>;
+    fn ferry_read_all(db: &IdbDatabase, store: &str, idp: &str) -> Result<Promise, JsValue>;
     #[allow(clippy::too_many_arguments)]
     #[wasm_bindgen(catch)]
     fn ferry_read_query(
         db: &IdbDatabase,
         store: &str,
+        idp: &str,
         index: Option<String>,
         key: &JsValue,
         filter: &JsValue,
@@ -189,16 +202,18 @@ impl IdbStorage {
         self.answer(ferry_read_get(&self.raw, &store, c, id)).await
     }
 
-    /// Every record of `c`, in id order, as a JS array.
-    pub async fn read_all(&self, c: &str) -> Result<JsValue> {
+    /// Every record of `c`, in id order (`idp` its id field), as a JS array.
+    pub async fn read_all(&self, c: &str, idp: &str) -> Result<JsValue> {
         self.closed_error()?;
         let store = store_name(Table::Records(c));
-        self.answer(ferry_read_all(&self.raw, &store)).await
+        self.answer(ferry_read_all(&self.raw, &store, idp)).await
     }
 
-    /// The records of `c` that match `q`, as a JS array; `indexes` are the collection's indexed
-    /// fields (the first `where` field among them is read through its index).
-    pub async fn read_query(&self, c: &str, indexes: &[String], q: &Query) -> Result<JsValue> {
+    /// The records of `c` that match `q`, as a JS array, in id order before `q` sorts them;
+    /// `cfg` tells its id field and indexed fields (the first `where` field among them is read
+    /// through its index).
+    pub async fn read_query(&self, cfg: &CollectionConfig, q: &Query) -> Result<JsValue> {
+        let (c, indexes) = (cfg.name.as_str(), &cfg.indexes);
         self.closed_error()?;
         let store = store_name(Table::Records(c));
         let (index, key) = match q.index_lookup(indexes) {
@@ -209,6 +224,7 @@ impl IdbStorage {
         let p = ferry_read_query(
             &self.raw,
             &store,
+            &cfg.id_property,
             index,
             &key,
             &filter,
