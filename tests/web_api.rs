@@ -189,6 +189,12 @@ async fn bad_input_is_a_named_error_and_changes_nothing() {
         String::from(err(todos.query(js(r#"{"wher":{}}"#))).await.name()),
         "ValidationError"
     );
+    // `where: { done: undefined }` would match every record once JSON drops it.
+    let q = js(r#"{"where":{"done":false}}"#);
+    Reflect::set(&get(&q, "where"), &"done".into(), &JsValue::UNDEFINED).unwrap();
+    let e = err(todos.query(q)).await;
+    assert_eq!(String::from(e.name()), "ValidationError");
+    assert!(String::from(e.message()).contains("where.done"));
     db.close();
     assert_eq!(String::from(err(todos.all()).await.name()), "ClosedError");
 }

@@ -174,6 +174,7 @@ impl Collection {
         let inner = self.inner.clone();
         let name = self.name.clone();
         future_to_promise(async move {
+            undefined_in_where(&query).map_err(js_error)?;
             let q = to_record(&query, "the query").map_err(js_error)?;
             let q: Query = serde_json::from_value(serde_json::Value::Object(q)).map_err(|e| {
                 js_error(crate::core::Error::validation(format!(
@@ -212,4 +213,25 @@ impl Collection {
             Ok(JsValue::UNDEFINED)
         })
     }
+}
+
+/// A `where` field whose value is `undefined` would vanish in JSON and match every record
+/// (`where: { projectId: current?.id }` listing all projects' records): it is an error instead.
+fn undefined_in_where(query: &JsValue) -> Result<(), crate::core::Error> {
+    let Ok(filter) = js_sys::Reflect::get(query, &"where".into()) else {
+        return Ok(());
+    };
+    if !filter.is_object() {
+        return Ok(());
+    }
+    for key in js_sys::Object::keys(filter.unchecked_ref::<js_sys::Object>()).iter() {
+        let undefined = js_sys::Reflect::get(&filter, &key).is_ok_and(|v| v.is_undefined());
+        if undefined {
+            return Err(crate::core::Error::validation(format!(
+                "`where.{}` is undefined (use null to match records without the field)",
+                key.as_string().unwrap_or_default()
+            )));
+        }
+    }
+    Ok(())
 }
