@@ -228,6 +228,14 @@ fn temp_id_is_replaced_everywhere_and_still_resolves() {
         .ids
         .iter()
         .any(|i| i.collection == "todos" && i.from == t));
+    // The change event of the acknowledgement says which id the record had: a view kept by id
+    // (from `subscribe` alone) moves it rather than keep it twice.
+    let acked = report
+        .changes
+        .iter()
+        .find(|c| c.collection == "projects" && c.id == json!(sid))
+        .expect("the project's change");
+    assert_eq!(acked.previous_id.as_deref(), Some(p.as_str()));
     assert_eq!(sp["name"], "P2");
     assert_in_sync(&db, &s, "projects");
     // The parent reached the server first.

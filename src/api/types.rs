@@ -132,6 +132,11 @@ export interface Change {
   record?: StoredRecord;
   /** True when the change came from the server (an answer or a pull). */
   remote: boolean;
+  /**
+   * The id the record had until this change gave it `id`: a create's acknowledgement carries
+   * the temporary id here (an `idChange` event says the same to `db.on` listeners).
+   */
+  previousId?: string;
 }
 
 /** A pending mutation, as `outbox()` lists it. */

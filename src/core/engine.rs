@@ -41,6 +41,10 @@ pub struct Change {
     pub record: Option<Record>,
     /// Whether the change came from the server rather than this client.
     pub remote: bool,
+    /// The id the record had before this change, when the change gave it another (a create's
+    /// acknowledgement: the temporary id), so a view kept by id can move the record.
+    #[serde(rename = "previousId", skip_serializing_if = "Option::is_none")]
+    pub previous_id: Option<String>,
 }
 
 impl Change {
@@ -52,6 +56,7 @@ impl Change {
             id,
             record,
             remote: false,
+            previous_id: None,
         }
     }
 
@@ -63,6 +68,7 @@ impl Change {
             id,
             record,
             remote: true,
+            previous_id: None,
         }
     }
 }

@@ -250,11 +250,19 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         to: sid,
                     });
                 }
+                let was_moved = moved.is_some();
                 let old = match moved {
                     Some(row) => Some(row),
                     None => tx.row(c, &skey).await?,
                 };
-                self.adopt_over(tx, cfg, &skey, old, s, version, &mut later, report)
+                let from = report.changes.len();
+                self.adopt_over(tx, cfg, &skey, old, s, version, &mut later, report)?;
+                if was_moved {
+                    for ch in &mut report.changes[from..] {
+                        ch.previous_id = Some(e.r.clone());
+                    }
+                }
+                Ok(())
             }
             Kind::Update => {
                 let old = tx.row(c, &e.r).await?;
