@@ -529,8 +529,23 @@ fn a_server_that_always_answers_409_makes_the_flush_wait_not_spin() {
     tap.hook(move |req| (req.method == "PUT").then(|| Ok(json_response(409, current.clone()))));
     let (end, _) = block_on(db.flush(&tap, &[])).unwrap();
     assert!(matches!(end, RoundEnd::Wait { .. }), "{end:?}");
-    let puts = tap.requests().iter().filter(|r| r.method == "PUT").count();
+    let keys: Vec<String> = tap
+        .requests()
+        .iter()
+        .filter(|r| r.method == "PUT")
+        .filter_map(|r| {
+            r.headers
+                .iter()
+                .find(|(k, _)| k == "Idempotency-Key")
+                .map(|(_, v)| v.clone())
+        })
+        .collect();
+    let puts = keys.len();
     assert!(puts <= 4, "resent {puts} times before waiting");
+    // Each resend has a new key, `<mutation id>.<attempt>`: one segment, not one per conflict.
+    assert!(keys.iter().all(|k| k.matches('.').count() <= 1), "{keys:?}");
+    let unique: std::collections::HashSet<&String> = keys.iter().collect();
+    assert_eq!(unique.len(), puts, "{keys:?}");
     assert_eq!(
         pending(&db),
         1,

@@ -10,7 +10,7 @@ mod native_env;
 mod sync_asserts;
 
 use ferry::core::sync::http::{HttpRequest, HttpResponse, NetError, Transport};
-use ferry::core::ChangeKind;
+use ferry::core::{ChangeKind, MemoryStorage};
 use mem_server::MemServer;
 use native_env::*;
 use serde_json::{json, Value};
@@ -241,4 +241,102 @@ fn a_flush_of_another_collection_does_not_make_a_read_again() {
     assert_eq!(report.requests, 1);
     assert_eq!(pending(&db), 0);
     assert_in_sync(&db, &server, "todos");
+}
+
+#[test]
+fn a_list_without_versions_keeps_the_version_the_last_answer_gave() {
+    // A server that gives versions only as ETags (PROTOCOL.md section 4): its list has none.
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let server = tap.inner.clone();
+    tap.hook(move |req| {
+        let mut res = server.send_now(req.clone());
+        if req.method == "GET" {
+            if let Ok(r) = &mut res {
+                let mut v: Value = serde_json::from_str(&r.body).unwrap();
+                for rec in v["data"].as_array_mut().unwrap() {
+                    rec.as_object_mut().unwrap().remove("version");
+                }
+                r.body = v.to_string();
+            }
+        }
+        Some(res)
+    });
+    let a = create(&db, "todos", json!({"title": "a"}));
+    flush_all(&db, &tap);
+    let sid = id_of(&get(&db, "todos", &a).unwrap());
+    pull(&db, &tap, "todos");
+    tap.clear();
+    update(&db, "todos", &sid, json!({"title": "b"}));
+    flush_all(&db, &tap);
+    let put = &tap.requests()[0];
+    assert_eq!(put.method, "PUT");
+    assert!(
+        put.headers
+            .iter()
+            .any(|(k, v)| k == "If-Match" && v == "\"1\""),
+        "the update still says which version it changes: {:?}",
+        put.headers
+    );
+}
+
+/// A Django REST framework style server over `s`: `{count, next, previous, results}`, two
+/// records a page, `next` an absolute URL; `fail_page` answers 500.
+fn paged(s: &MemServer, fail_page: Option<usize>) -> Tap<MemServer> {
+    let tap = Tap::new(s.clone());
+    let server = s.clone();
+    tap.hook(move |req| {
+        if req.method != "GET" {
+            return None;
+        }
+        let page: usize = req
+            .url
+            .split("page=")
+            .nth(1)
+            .map_or(1, |p| p.parse().unwrap());
+        if Some(page) == fail_page {
+            return Some(Ok(json_response(500, json!({"detail": "boom"}))));
+        }
+        let all = server.send_now(HttpRequest {
+            url: "/api/todos".into(),
+            ..req.clone()
+        });
+        let v: Value = serde_json::from_str(&all.unwrap().body).unwrap();
+        let recs = v["data"].as_array().unwrap().clone();
+        let chunk: Vec<Value> = recs.iter().skip((page - 1) * 2).take(2).cloned().collect();
+        let next = (page * 2 < recs.len())
+            .then(|| format!("http://testserver/api/todos?page={}", page + 1));
+        Some(Ok(json_response(
+            200,
+            json!({"count": recs.len(), "next": next, "previous": null, "results": chunk}),
+        )))
+    });
+    tap
+}
+
+#[test]
+fn a_paged_list_is_read_to_its_last_page() {
+    let mut cfg = config(&["todos"]);
+    cfg.collections.get_mut("todos").unwrap().root_property = "results".into();
+    let db = open(cfg, MemoryStorage::new());
+    let s = MemServer::new();
+    for i in 0..5 {
+        create(&db, "todos", json!({ "i": i }));
+    }
+    flush_all(&db, &s);
+    s.server_create("todos", json!({"i": 5}));
+    let tap = paged(&s, None);
+    let report = pull(&db, &tap, "todos");
+    assert_eq!(report.requests, 3, "pages of 2, 2 and 2");
+    assert_eq!(
+        block_on(db.all("todos")).unwrap().len(),
+        6,
+        "no record on a later page taken for deleted"
+    );
+
+    // A page that fails fails the read: nothing of it is applied.
+    s.server_create("todos", json!({"i": 6}));
+    let tap = paged(&s, Some(3));
+    assert!(block_on(db.pull(&tap, &[], "todos")).is_err());
+    assert_eq!(block_on(db.all("todos")).unwrap().len(), 6);
 }

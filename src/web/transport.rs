@@ -3,7 +3,7 @@
 use gloo_net::http::{Method, RequestBuilder};
 use wasm_bindgen::prelude::*;
 
-use crate::core::sync::http::{HttpRequest, HttpResponse, NetError, Transport};
+use crate::core::sync::http::{HttpRequest, HttpResponse, NetError, Transport, REDIRECTED_TO};
 
 use super::js::{ferry_clear_timeout, ferry_on_line, ferry_set_timeout};
 
@@ -37,6 +37,15 @@ impl Transport for FetchTransport {
         for (k, v) in &req.headers {
             b = b.header(k, v);
         }
+        // Frameworks that pick the answer's format from `Accept` (Rails, Laravel) answer `*/*`
+        // with HTML: a validation error becomes a redirect to a form page.
+        if !req
+            .headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("Accept"))
+        {
+            b = b.header("Accept", "application/json");
+        }
         let request = match req.body {
             Some(body) => b.body(body),
             None => b.build(),
@@ -52,7 +61,10 @@ impl Transport for FetchTransport {
                 .send()
                 .await
                 .map_err(|e| NetError::Failed(e.to_string()))?;
-            let headers = res.headers().entries().collect();
+            let mut headers: Vec<(String, String)> = res.headers().entries().collect();
+            if res.redirected() {
+                headers.push((REDIRECTED_TO.to_string(), res.url()));
+            }
             let status = res.status();
             let body = res
                 .text()

@@ -8,7 +8,7 @@ use crate::core::error::ErrorKind;
 use crate::core::mutation::Kind;
 use crate::core::record::{id_key, Record};
 
-use super::http::{id_from_location, HttpResponse, NetError};
+use super::http::{id_from_location, HttpResponse, NetError, REDIRECTED_TO};
 
 /// The server's state of a record in a conflict.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,6 +110,11 @@ fn classify_success(cfg: &CollectionConfig, kind: Kind, res: &HttpResponse) -> V
     if res.body.trim().is_empty() && kind != Kind::Create {
         return Verdict::Ack(None, version_of(cfg, res, None));
     }
+    if let Some(to) = res.header(REDIRECTED_TO) {
+        if kind == Kind::Create && res.status != 201 && res.header("Location").is_none() {
+            return redirected_create(cfg, res, to);
+        }
+    }
     match (kind, record_of(cfg, res)) {
         // A delete may be answered with anything but a captive portal's page: `true`, `{}`,
         // a plain-text "OK".
@@ -155,6 +160,31 @@ fn classify_success(cfg: &CollectionConfig, kind: Kind, res: &HttpResponse) -> V
     }
 }
 
+/// A create whose answer came after a redirect that made it a GET: a page of the new record
+/// (Post/Redirect/Get: created, and the URL names it) or anything else, which says nothing of the
+/// create (a list, when the collection URL lacks the trailing slash the server wants).
+fn redirected_create(cfg: &CollectionConfig, res: &HttpResponse, to: &str) -> Verdict {
+    let Some(id) = id_from_location(to, &cfg.url) else {
+        return invalid(
+            res,
+            format!(
+                "the create was redirected to {to}, which is not a record of {} (does the \
+                 collection URL need a trailing slash, or the server an `Accept: application/json`?)",
+                cfg.url
+            ),
+        );
+    };
+    // The page's record, when it is JSON and this record; else what was sent stands.
+    let mut r = record_of(cfg, res)
+        .ok()
+        .flatten()
+        .filter(|r| r.get(&cfg.id_property).and_then(|v| id_key(v).ok()) == Some(id.clone()))
+        .unwrap_or_default();
+    r.insert(cfg.id_property.clone(), Value::String(id));
+    let v = version_of(cfg, res, Some(&r));
+    Verdict::Ack(Some(r), v)
+}
+
 /// Whether `r` names its record: an object without a usable id is not a record.
 pub fn has_id(cfg: &CollectionConfig, r: &Record) -> bool {
     r.get(&cfg.id_property).is_some_and(|v| id_key(v).is_ok())
@@ -186,6 +216,21 @@ pub fn record_of(cfg: &CollectionConfig, res: &HttpResponse) -> Result<Option<Re
     let v: Value =
         serde_json::from_str(&res.body).map_err(|e| format!("the body is not JSON ({e})"))?;
     Ok(match v {
+        // `{"todo": {"id": 1, ...}}` (Rails' and Ember's single-record root): one key, holding
+        // an object with the id, around an object without one is an envelope, not a field.
+        Value::Object(m)
+            if m.len() == 1
+                && !m.contains_key(&cfg.id_property)
+                && m.values().all(|v| {
+                    v.as_object()
+                        .is_some_and(|o| o.contains_key(&cfg.id_property))
+                }) =>
+        {
+            m.into_iter().next().and_then(|(_, v)| match v {
+                Value::Object(inner) => Some(inner),
+                _ => None,
+            })
+        }
         Value::Object(mut m) => match m.remove(&cfg.root_property) {
             Some(Value::Object(inner)) => Some(inner),
             Some(Value::Array(mut a)) if a.len() == 1 => match a.pop() {
@@ -373,5 +418,57 @@ mod tests {
         );
         assert_eq!(parse_retry_after("99999999", 0.0), Some(3_600_000.0));
         assert_eq!(parse_retry_after("soon", 0.0), None);
+    }
+    #[test]
+    fn a_single_record_root_is_unwrapped() {
+        let cfg = CollectionConfig::new("todos", "/api/todos");
+        let wrapped = res(
+            201,
+            &[("Location", "/api/todos/1")],
+            r#"{"todo":{"id":1,"t":"x"}}"#,
+        );
+        match classify(&cfg, Kind::Create, &wrapped, 0.0) {
+            Verdict::Ack(Some(r), _) => {
+                assert_eq!(Value::Object(r), serde_json::json!({"id": 1, "t": "x"}))
+            }
+            v => panic!("{v:?}"),
+        }
+        // A field that happens to hold an object is a field when the record has its id.
+        let plain = res(200, &[], r#"{"id":1,"meta":{"id":2}}"#);
+        match classify(&cfg, Kind::Update, &plain, 0.0) {
+            Verdict::Ack(Some(r), _) => assert_eq!(r["id"], serde_json::json!(1)),
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
+    fn a_create_redirected_into_a_get_is_acked_only_by_a_record_url() {
+        let cfg = CollectionConfig::new("todos", "/api/todos");
+        // Post/Redirect/Get to the new record's page: created, and the URL names it.
+        let prg = res(
+            200,
+            &[(REDIRECTED_TO, "http://h/api/todos/7")],
+            "<html>todo 7</html>",
+        );
+        match classify(&cfg, Kind::Create, &prg, 0.0) {
+            Verdict::Ack(Some(r), _) => assert_eq!(r["id"], serde_json::json!("7")),
+            v => panic!("{v:?}"),
+        }
+        // A 301 to the collection with a slash made the POST a GET of the list: one record in
+        // it is not this create's answer.
+        let list = res(
+            200,
+            &[(REDIRECTED_TO, "http://h/api/todos/")],
+            r#"[{"id":3}]"#,
+        );
+        assert!(
+            matches!(
+                classify(&cfg, Kind::Create, &list, 0.0),
+                Verdict::Transient { kind: ErrorKind::Protocol, ref reason, .. }
+                    if reason.contains("trailing slash")
+            ),
+            "{:?}",
+            classify(&cfg, Kind::Create, &list, 0.0)
+        );
     }
 }

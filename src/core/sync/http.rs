@@ -36,6 +36,11 @@ impl HttpResponse {
     }
 }
 
+/// A header the fetch transport adds to an answer that came after redirects: the URL it came
+/// from. (A POST redirected with 301, 302 or 303 is sent on as a GET, so such an answer is not
+/// the create's.)
+pub const REDIRECTED_TO: &str = "Ferry-Redirected-To";
+
 /// Why no answer came.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetError {
@@ -139,9 +144,45 @@ pub fn id_from_location(location: &str, base: &str) -> Option<String> {
     (!id.is_empty() && id != "." && id != "..").then_some(id)
 }
 
-/// `{base}/{id}` with the id encoded as one segment.
+/// `{base}/{id}` with the id encoded as one segment. A `base` that ends in `/` (as Django REST
+/// framework's routers write them, which redirect or fail a write to a URL without it) gives
+/// record URLs that end in `/` too.
 pub fn record_url(base: &str, id: &str) -> String {
-    format!("{}/{}", base.trim_end_matches('/'), encode_segment(id))
+    let slash = if base.ends_with('/') { "/" } else { "" };
+    format!(
+        "{}/{}{slash}",
+        base.trim_end_matches('/'),
+        encode_segment(id)
+    )
+}
+
+/// The URL `reference` (a link in an answer: absolute, `/path`, `?query` or relative) names,
+/// resolved against `base` (a collection URL, itself absolute or a path), as RFC 3986 does for
+/// the forms servers write.
+pub fn resolve_url(base: &str, reference: &str) -> String {
+    let origin = base
+        .split_once("://")
+        .map(|(scheme, rest)| {
+            let host = rest.split('/').next().unwrap_or(rest);
+            format!("{scheme}://{host}")
+        })
+        .unwrap_or_default();
+    let no_query = base.split(['?', '#']).next().unwrap_or(base);
+    if reference.contains("://") {
+        reference.to_string()
+    } else if let Some(rest) = reference.strip_prefix("//") {
+        match base.split_once("://") {
+            Some((scheme, _)) => format!("{scheme}://{rest}"),
+            None => reference.to_string(),
+        }
+    } else if reference.starts_with('/') {
+        format!("{origin}{reference}")
+    } else if reference.starts_with('?') {
+        format!("{no_query}{reference}")
+    } else {
+        let folder = no_query.rfind('/').map_or("", |i| &no_query[..=i]);
+        format!("{folder}{reference}")
+    }
 }
 
 /// `url` with `name=value` added to its query string (value percent-encoded).
@@ -153,6 +194,41 @@ pub fn with_query(url: &str, name: &str, value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_resolve_against_the_collection_url() {
+        let abs = "https://h.example/api/todos/?page=1";
+        assert_eq!(resolve_url(abs, "https://x/y?page=2"), "https://x/y?page=2");
+        assert_eq!(
+            resolve_url(abs, "/api/todos/?page=2"),
+            "https://h.example/api/todos/?page=2"
+        );
+        assert_eq!(
+            resolve_url(abs, "?page=2"),
+            "https://h.example/api/todos/?page=2"
+        );
+        assert_eq!(resolve_url(abs, "//cdn/x"), "https://cdn/x");
+        assert_eq!(resolve_url("/api/todos", "?page=2"), "/api/todos?page=2");
+        assert_eq!(
+            resolve_url("/api/todos", "todos?page=2"),
+            "/api/todos?page=2"
+        );
+        assert_eq!(resolve_url("/api/todos", "/v2/todos"), "/v2/todos");
+    }
+
+    #[test]
+    fn record_urls_keep_the_collections_trailing_slash() {
+        assert_eq!(record_url("/api/todos", "7"), "/api/todos/7");
+        assert_eq!(record_url("/api/todos/", "7"), "/api/todos/7/");
+        assert_eq!(
+            record_url("https://h/api/todos/", "a/b"),
+            "https://h/api/todos/a%2Fb/"
+        );
+        assert_eq!(
+            id_from_location("/api/todos/7/", "/api/todos/"),
+            Some("7".into())
+        );
+    }
 
     #[test]
     fn ids_from_location() {
@@ -181,7 +257,7 @@ mod tests {
 
     #[test]
     fn ids_stay_one_segment() {
-        assert_eq!(record_url("/api/todos/", "a/b"), "/api/todos/a%2Fb");
+        assert_eq!(record_url("/api/todos", "a/b"), "/api/todos/a%2Fb");
         assert_eq!(
             record_url("/api/todos", "../admin"),
             "/api/todos/%2E%2E%2Fadmin"

@@ -17,7 +17,7 @@ use crate::core::tx::answered_key;
 
 use super::apply::rebase;
 use super::classify::version_field;
-use super::http::{with_query, HttpRequest, Transport};
+use super::http::{resolve_url, with_query, HttpRequest, Transport};
 use super::report::Report;
 use super::request::client_id_of;
 
@@ -25,25 +25,49 @@ fn cursor_key(c: &str) -> Key {
     Key::Str(format!("cursor:{c}"))
 }
 
-/// A read answer: records, the next cursor, and whether it is a delta.
+/// A read answer: records, the next cursor, and the link to the next page, if the server pages.
 pub(super) struct Page {
     pub(super) records: Vec<Record>,
     pub(super) cursor: Option<String>,
+    pub(super) next: Option<String>,
+}
+
+/// At most this many pages in one read: a server whose `next` links never end is an error, not a
+/// read that never ends.
+const MAX_PAGES: usize = 10_000;
+
+/// The link to the next page in a read envelope, as paging frameworks write it: `next` (Django
+/// REST framework), `links.next` (Laravel, JSON:API), `next_page_url` (Laravel's simple
+/// paginator), `_links.next.href` (HAL). Null or empty on the last page.
+fn next_link(m: &serde_json::Map<String, Value>) -> Option<String> {
+    let link = [
+        m.get("next"),
+        m.get("links").and_then(|l| l.get("next")),
+        m.get("next_page_url"),
+        m.get("_links")
+            .and_then(|l| l.get("next"))
+            .and_then(|n| n.get("href")),
+    ];
+    link.into_iter()
+        .flatten()
+        .find_map(|v| v.as_str().filter(|s| !s.is_empty()))
+        .map(str::to_string)
 }
 
 pub(super) fn parse_page(root: &str, body: &str) -> std::result::Result<Page, String> {
     let v: Value =
         serde_json::from_str(body).map_err(|e| format!("the read answer is not JSON ({e})"))?;
-    let (list, cursor) = match v {
-        Value::Array(a) => (a, None),
+    let (list, cursor, next) = match v {
+        Value::Array(a) => (a, None, None),
         Value::Object(mut m) => {
             let cursor = match m.remove("cursor") {
                 Some(Value::String(s)) => Some(s),
                 Some(Value::Number(n)) => Some(n.to_string()),
                 _ => None,
             };
+            let next = next_link(&m);
             match m.remove(root) {
-                Some(Value::Array(a)) => (a, cursor),
+                Some(Value::Array(a)) => (a, cursor, next),
                 _ => return Err(format!("the read answer has no `{root}` array")),
             }
         }
@@ -59,7 +83,11 @@ pub(super) fn parse_page(root: &str, body: &str) -> std::result::Result<Page, St
             }
         })
         .collect();
-    Ok(Page { records, cursor })
+    Ok(Page {
+        records,
+        cursor,
+        next,
+    })
 }
 
 /// Whether a pulled server record `s` meets the pending `entries` of a record (whose server
@@ -106,14 +134,15 @@ async fn read_page<T: Transport>(
     mut since: Option<String>,
     requests: &mut usize,
 ) -> Result<(Page, Option<String>)> {
+    let mut url;
     let res = loop {
-        let url = match &since {
+        url = match &since {
             Some(cur) => with_query(&cfg.url, "since", cur),
             None => cfg.url.clone(),
         };
         let req = HttpRequest {
             method: "GET".into(),
-            url,
+            url: url.clone(),
             headers: headers.to_vec(),
             body: None,
         };
@@ -138,8 +167,37 @@ async fn read_page<T: Transport>(
             format!("the server answered {}{what} to a read", res.status),
         ));
     }
-    let page = parse_page(&cfg.root_property, &res.body)
-        .map_err(|e| Error::new(ErrorKind::Protocol, e))?;
+    let protocol = |e: String| Error::new(ErrorKind::Protocol, e);
+    let mut page = parse_page(&cfg.root_property, &res.body).map_err(protocol)?;
+    // A paged answer is one read: every page, or (any page failing) none, since a part of a
+    // snapshot would take the records on the other pages for deleted.
+    let mut seen = HashSet::new();
+    while let Some(link) = page.next.take() {
+        url = resolve_url(&url, &link);
+        if !seen.insert(url.clone()) || seen.len() >= MAX_PAGES {
+            return Err(protocol(format!(
+                "the read's `next` links do not end (at {url})"
+            )));
+        }
+        let req = HttpRequest {
+            method: "GET".into(),
+            url: url.clone(),
+            headers: headers.to_vec(),
+            body: None,
+        };
+        *requests += 1;
+        let res = transport.send(req).await.map_err(Error::from)?;
+        if !(200..300).contains(&res.status) {
+            return Err(Error::answered(
+                res.status,
+                format!("the server answered {} to a read of {url}", res.status),
+            ));
+        }
+        let more = parse_page(&cfg.root_property, &res.body).map_err(protocol)?;
+        page.records.extend(more.records);
+        page.cursor = more.cursor.or(page.cursor);
+        page.next = more.next;
+    }
     Ok((page, since))
 }
 
@@ -246,7 +304,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 }
                 None => {
                     let mut row = Row::new(cfg, s);
-                    row.v = version_field(cfg, &row.d);
+                    // A server that gives versions only as ETags (PROTOCOL.md section 4) lists
+                    // records without them: the version the last answer gave stays. Stale, it
+                    // makes the next write meet a conflict (If-Match fails) rather than
+                    // overwrite without one.
+                    row.v = version_field(cfg, &row.d).or_else(|| old.as_ref()?.v.clone());
                     if old.as_ref() != Some(&row) {
                         tx.put_row(c, &key, &row)?;
                         if old.as_ref().map(|o| &o.d) != Some(&row.d) {
@@ -290,7 +352,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                             if unsent.len() == entries.len() {
                                 row.d = d;
                                 row.b = Some(s);
-                                row.v = v;
+                                row.v = v.or(row.v);
                                 row.reindex(cfg);
                                 tx.put_row(c, &key, &row)?;
                                 report.changes.push(Change::remote(
@@ -310,7 +372,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                             .filter(|e| e.kind == Kind::Delete && !e.in_flight())
                         {
                             e.base = Some(s.clone());
-                            e.base_v = v.clone();
+                            e.base_v = v.clone().or(e.base_v.take());
                             tx.put_entry(e)?;
                         }
                     }

@@ -149,7 +149,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let mut again = e.clone();
         // What is sent again is a new request: a server that keeps Idempotency-Keys would
         // answer the old key with the old answer (or refuse the new body under it).
-        again.id = format!("{}.{}", e.id, e.attempts);
+        // `<mutation id>.<attempt>`, not one more segment per conflict: attempts only grow, so
+        // the key is still new each time.
+        let base = e.id.split('.').next().unwrap_or(&e.id);
+        again.id = format!("{base}.{}", e.attempts);
         again.sent = None;
         again.error = None;
         again.retry_at = None;
