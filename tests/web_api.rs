@@ -189,6 +189,11 @@ async fn bad_input_is_a_named_error_and_changes_nothing() {
         String::from(err(todos.query(js(r#"{"wher":{}}"#))).await.name()),
         "ValidationError"
     );
+    let unnamed = db.collection_js(JsValue::UNDEFINED).err().expect("no name");
+    assert_eq!(
+        String::from(unnamed.unchecked_into::<js_sys::Error>().name()),
+        "UnknownCollectionError"
+    );
     // `where: { done: undefined }` would match every record once JSON drops it.
     let q = js(r#"{"where":{"done":false}}"#);
     Reflect::set(&get(&q, "where"), &"done".into(), &JsValue::UNDEFINED).unwrap();

@@ -85,6 +85,16 @@ pub struct Ferry {
 }
 
 impl Ferry {
+    /// The collection `name` (declared in the options), or an `UnknownCollectionError`.
+    pub fn collection(&self, name: &str) -> Result<Collection, JsValue> {
+        self.inner.check_open()?;
+        self.inner.engine.collection(name).map_err(js_error)?;
+        Ok(Collection {
+            inner: self.inner.clone(),
+            name: name.to_string(),
+        })
+    }
+
     fn settle(&self, conflict_id: String, resolution: Result<Resolution, Error>) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
@@ -176,13 +186,22 @@ impl Ferry {
     }
 
     /// The collection `name` (declared in the options), or an `UnknownCollectionError`.
-    pub fn collection(&self, name: &str) -> Result<Collection, JsValue> {
-        self.inner.check_open()?;
-        self.inner.engine.collection(name).map_err(js_error)?;
-        Ok(Collection {
-            inner: self.inner.clone(),
-            name: name.to_string(),
-        })
+    // Taken as any value, so `collection(undefined)` is that error, not the glue's TypeError.
+    #[wasm_bindgen(js_name = collection)]
+    pub fn collection_js(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
+    ) -> Result<Collection, JsValue> {
+        match name.as_string() {
+            Some(name) => self.collection(&name),
+            None => {
+                self.inner.check_open()?;
+                Err(js_error(Error::new(
+                    crate::core::ErrorKind::UnknownCollection,
+                    format!("a collection name is a string, got {}", kind_of(&name)),
+                )))
+            }
+        }
     }
 
     /// How many mutations wait to be sent.
@@ -345,5 +364,16 @@ impl Ferry {
             let _ = reject.call1(&JsValue::NULL, &err);
         }
         inner.listeners.borrow_mut().clear();
+    }
+}
+
+/// What a JS value is, for messages: `undefined`, `null`, `a number`...
+fn kind_of(v: &JsValue) -> String {
+    if v.is_undefined() {
+        "undefined".into()
+    } else if v.is_null() {
+        "null".into()
+    } else {
+        format!("a {}", v.js_typeof().as_string().unwrap_or_default())
     }
 }
