@@ -12,7 +12,7 @@ use std::collections::HashSet;
 
 use ferry::core::mutation::Kind;
 use ferry::core::sync::flush::RoundEnd;
-use ferry::core::sync::http::HttpResponse;
+use ferry::core::sync::http::{HttpResponse, NetError};
 use ferry::core::sync::report::{ConflictEvent, Report};
 use ferry::core::{ConflictPolicy, MemoryStorage, TieRule};
 use mem_server::MemServer;
@@ -426,6 +426,65 @@ fn create_answered_409_with_someone_elses_record_is_rejected_not_lost() {
     assert!(rej.body.contains("theirs"));
     assert!(get(&db, "todos", &id).is_none());
     assert_eq!(block_on(db.rejected()).unwrap().len(), 1);
+}
+
+#[test]
+fn create_answered_409_without_a_record_is_rejected_not_deleted() {
+    // `{"error": "title must be unique"}`: a refusal of the request, not a record's state.
+    for p in ALL {
+        let tap = Tap::new(MemServer::new());
+        let db = db_with(p);
+        create(&db, "todos", json!({"title": "dup", "body": "a long note"}));
+        tap.hook(|req| {
+            (req.method == "POST")
+                .then(|| Ok(json_response(409, json!({"error": "title must be unique"}))))
+        });
+        let r = flush_all(&db, &tap);
+        assert!(r.conflicts.is_empty(), "{p:?}: {:?}", r.conflicts);
+        assert_eq!(r.rejected.len(), 1, "{p:?}");
+        let kept = &block_on(db.rejected()).unwrap()[0];
+        assert_eq!(
+            kept.record.as_ref().unwrap()["body"],
+            "a long note",
+            "{p:?}"
+        );
+        assert!(kept.body.contains("unique"));
+    }
+}
+
+#[test]
+fn create_answered_409_while_still_being_processed_is_tried_again() {
+    // The idempotency draft's answer to a retry of a request still in progress: the first send
+    // timed out, the second meets 409, the third gets the stored answer.
+    for p in ALL {
+        let tap = Tap::new(MemServer::new());
+        let s = tap.inner.clone();
+        let db = db_with(p);
+        create(&db, "todos", json!({"title": "slow"}));
+        let server = s.clone();
+        let mut posts = 0;
+        tap.hook(move |req| {
+            if req.method != "POST" {
+                return None;
+            }
+            posts += 1;
+            match posts {
+                1 => {
+                    let _ = server.send_now(req.clone());
+                    Some(Err(NetError::Timeout))
+                }
+                2 => Some(Ok(json_response(409, json!({"error": "in progress"})))),
+                _ => None,
+            }
+        });
+        let r = flush_all(&db, &tap);
+        assert!(
+            r.conflicts.is_empty() && r.rejected.is_empty(),
+            "{p:?}: {r:?}"
+        );
+        assert_eq!(s.records("todos").len(), 1, "{p:?}: stored once");
+        assert_eq!(local(&db, "todos"), s.records("todos"), "{p:?}");
+    }
 }
 
 #[test]

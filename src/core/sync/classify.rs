@@ -323,7 +323,7 @@ fn http_date_ms(v: &str) -> Option<f64> {
     Some(((days * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2]) * 1000) as f64)
 }
 
-fn keep_body(body: &str) -> String {
+pub(super) fn keep_body(body: &str) -> String {
     if body.len() <= MAX_KEPT_BODY {
         return body.to_string();
     }

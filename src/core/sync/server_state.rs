@@ -19,6 +19,9 @@ use super::http::{record_url, HttpRequest, HttpResponse, NetError, Transport};
 use super::pull::parse_page;
 use super::report::Report;
 
+/// How many sends of a create a 409 without a record may be "still being processed" for.
+const RETRIED_CONFLICTS: u32 = 4;
+
 impl<S: Storage, E: Env> Engine<S, E> {
     /// Classifies one answer; a conflict answer without the server's record reads it first
     /// (no transaction is open here).
@@ -33,6 +36,29 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let cfg = self.collection(&e.c)?;
         let v = classify(cfg, e.kind, res, self.env.now_ms());
         match v {
+            // A create has no server state to read: a 409 or 412 without the record is about
+            // the request, not a record. Sent before under this key, it may be the idempotency
+            // draft's "still being processed": tried again (a few times). Else it is a refusal
+            // (a unique field taken), kept for the app in `rejected()`, not a deletion.
+            Verdict::Conflict(ServerState::Unknown) if e.kind == Kind::Create => {
+                let (status, body) = match res {
+                    Ok(r) => (r.status, super::classify::keep_body(&r.body)),
+                    Err(_) => (409, String::new()),
+                };
+                Ok(if (2..=RETRIED_CONFLICTS).contains(&e.attempts) {
+                    Verdict::Transient {
+                        reason: format!(
+                            "the server answered {status} to a create sent again (still being \
+                             processed?)"
+                        ),
+                        retry_after: None,
+                        kind: ErrorKind::Network,
+                        status: Some(status),
+                    }
+                } else {
+                    Verdict::Rejected { status, body }
+                })
+            }
             Verdict::Conflict(ServerState::Unknown) => {
                 Ok(self.read_server_state(transport, headers, e, report).await)
             }
