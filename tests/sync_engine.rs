@@ -324,11 +324,12 @@ fn reload_during_flush_neither_duplicates_nor_loses() {
         s.drop_after_commit(1);
         let mut report = Report::default();
         let end = block_on(db.flush_round(&s, &[], &mut report)).unwrap();
-        assert!(matches!(end, RoundEnd::Wait { .. }), "{end:?}");
+        // The first answer was lost; the second went through all the same.
+        assert_eq!(end, RoundEnd::Progress);
         // The tab closes here.
     }
     let db = open(config(&["todos"]), storage.clone());
-    assert_eq!(pending(&db), 2);
+    assert_eq!(pending(&db), 1);
     assert!(block_on(db.outbox()).unwrap()[0].in_flight);
     flush_all(&db, &s);
     assert_eq!(s.records("todos").len(), 2);

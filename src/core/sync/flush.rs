@@ -18,12 +18,12 @@ use crate::core::record::Record;
 use crate::core::storage::{Storage, Table, Txn};
 use crate::core::tx::{answered_key, Want};
 
-use super::batch;
 use super::classify::{ServerState, Verdict};
-use super::http::{HttpRequest, HttpResponse, NetError, Transport};
+use super::http::{NetError, Transport};
 use super::pick::Picked;
 use super::report::Report;
-use super::request::{client_id_of, to_http};
+use super::request::client_id_of;
+use super::send::Sent;
 
 /// How a round ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,30 +47,6 @@ pub enum RoundEnd {
     Unauthorized,
     /// The browser is offline.
     Offline,
-}
-
-/// What came back for a sent batch.
-struct Sent {
-    /// The answers of the first entries, in order (all of them unless the queue stopped).
-    verdicts: Vec<Verdict>,
-    /// The browser was offline: the rest never left.
-    offline: bool,
-    /// The batch endpoint does not exist: nothing was sent.
-    no_batch: bool,
-}
-
-impl Sent {
-    /// Whether the queue goes on after these answers to `picked` with nothing to send first:
-    /// every entry answered, each with an acknowledgement or a rejection.
-    fn goes_on(&self, picked: &[Entry]) -> bool {
-        !self.offline
-            && !self.no_batch
-            && self.verdicts.len() == picked.len()
-            && self
-                .verdicts
-                .iter()
-                .all(|v| matches!(v, Verdict::Ack(..) | Verdict::Rejected { .. }))
-    }
 }
 
 /// Runs two futures at once (on one thread: each is polled when woken) and returns both
@@ -235,100 +211,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
         })
     }
 
-    /// Sends a picked batch: in one batch request when a batch URL is configured, else one
-    /// request each, in order, until one fails. No transaction is open meanwhile.
-    async fn send<T: Transport>(
-        &self,
-        transport: &T,
-        headers: &[(String, String)],
-        picked: &[Entry],
-        report: &mut Report,
-    ) -> Result<Sent> {
-        let batch_url = self
-            .config
-            .batch_url
-            .clone()
-            .filter(|_| !self.batch_off.get());
-        let requests: Vec<HttpRequest> = picked
-            .iter()
-            .map(|e| to_http(e.sent.as_ref().expect("picked entries are frozen"), headers))
-            .collect();
-        let mut sent = Sent {
-            verdicts: Vec::with_capacity(picked.len()),
-            offline: false,
-            no_batch: false,
-        };
-        if let Some(url) = batch_url.filter(|_| picked.len() > 1) {
-            report.requests += 1;
-            let mut h: Vec<(String, String)> = headers.to_vec();
-            h.push(("Content-Type".into(), "application/json".into()));
-            let req = HttpRequest {
-                method: "POST".into(),
-                url,
-                headers: h,
-                body: Some(batch::encode(&requests)),
-            };
-            let res = transport.send(req).await;
-            self.adapt_batch_cap(&res, picked.len());
-            let status = res.as_ref().map_or(0, |r| r.status);
-            if matches!(status, 404 | 405 | 501) {
-                // No batch endpoint after all: one request per mutation from now on.
-                self.batch_off.set(true);
-                sent.no_batch = true;
-                return Ok(sent);
-            }
-            // Any other 4xx but these refuses the batch as a whole (too large, a shape this
-            // server reads otherwise): no verdict on the mutations inside, which go one by one
-            // this round rather than wait for ever on a batch that will never pass.
-            if !(400..500).contains(&status) || matches!(status, 401 | 408 | 425 | 429) {
-                sent.offline = matches!(res, Err(NetError::Offline));
-                if !sent.offline {
-                    let (answers, unreadable) = split_batch(res, picked.len());
-                    if unreadable {
-                        // A batch endpoint whose answers cannot be read (or trusted) sends the
-                        // same batch again at every retry: one request per mutation from now on.
-                        self.batch_off.set(true);
-                    }
-                    for (e, a) in picked.iter().zip(answers) {
-                        let v = self.verdict(transport, headers, e, &a, report).await?;
-                        sent.verdicts.push(v);
-                    }
-                }
-                return Ok(sent);
-            }
-        }
-        for (e, req) in picked.iter().zip(requests) {
-            let a = transport.send(req).await;
-            if matches!(a, Err(NetError::Offline)) {
-                sent.offline = true;
-                break;
-            }
-            report.requests += 1;
-            let v = self.verdict(transport, headers, e, &a, report).await?;
-            // The queue keeps its order: after a failure, the rest waits for the retry.
-            let stop = matches!(v, Verdict::Transient { .. } | Verdict::Unauthorized);
-            sent.verdicts.push(v);
-            if stop {
-                break;
-            }
-        }
-        Ok(sent)
-    }
-
-    /// Halves the batch cap after a batch request of `n` timed out, and raises it by an eighth
-    /// (up to `batch_size`) after one was answered: a server that times out at some size is
-    /// tried near it again only now and then (each timeout costs `timeoutMs`), and one that was
-    /// slow for a while gets its full batches back within a few dozen.
-    fn adapt_batch_cap(&self, res: &std::result::Result<HttpResponse, NetError>, n: usize) {
-        let cap = self.batch_cap.get();
-        let next = match res {
-            Err(NetError::Timeout) => (n / 2).max(1),
-            Ok(r) if (200..300).contains(&r.status) => cap.saturating_add((cap / 8).max(1)),
-            _ => return,
-        };
-        self.batch_cap.set(next.min(self.config.batch_size));
-    }
-
     /// Applies what came back for a sent batch.
     async fn settle_sent(&self, b: &Picked, sent: Sent, report: &mut Report) -> Result<RoundEnd> {
         let end = self
@@ -407,6 +289,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             tx.put_entry(&back)?;
         }
         let mut answered: Vec<&str> = Vec::new();
+        let mut settled = false;
         for (e, v) in picked.iter().zip(verdicts) {
             if matches!(
                 v,
@@ -429,6 +312,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     },
                 );
             }
+            settled |= matches!(v, Verdict::Ack(..) | Verdict::Rejected { .. });
             match v {
                 Verdict::Ack(rec, ver) => self.apply_ack(&tx, e, rec, ver, &mut step).await?,
                 Verdict::Rejected { status, body } => {
@@ -479,6 +363,12 @@ impl<S: Storage, E: Env> Engine<S, E> {
         }
         tx.commit().await?;
         report.extend(step);
+        // A mutation that failed while others went through waits for its retry without holding
+        // them back: the next round goes on at once (and sends it again first); only a round in
+        // which nothing went through waits.
+        if settled && matches!(end, RoundEnd::Wait { .. }) {
+            end = RoundEnd::Progress;
+        }
         Ok(end)
     }
 
@@ -533,55 +423,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
         }
     }
-}
-
-/// One answer per batched mutation: the batch's own failure applies to all of them. Also says
-/// whether the batch was answered with a success whose body is not a batch answer.
-fn split_batch(
-    res: Result<HttpResponse, NetError>,
-    n: usize,
-) -> (Vec<Result<HttpResponse, NetError>>, bool) {
-    let answers = match res {
-        Ok(r) if (200..300).contains(&r.status) => match batch::decode(&r.body, n) {
-            Ok(list) => list
-                .into_iter()
-                .map(|a| {
-                    a.ok_or_else(|| {
-                        NetError::Unreadable(
-                            "the batch answer has no response for this request".into(),
-                        )
-                    })
-                })
-                .collect(),
-            Err(why) => return (vec![Err(NetError::Unreadable(why)); n], true),
-        },
-        // 401 for the batch is 401 for each; anything else about the envelope is never a
-        // verdict on the mutations inside, so it is retried rather than rejected.
-        Ok(r) if r.status == 401 => vec![Ok(r); n],
-        Ok(r) => {
-            let why = format!("the batch request was answered {}", r.status);
-            let retry = r.header("Retry-After").map(|v| v.to_string());
-            // A status that says "later" (503, 429...) is each mutation's, with its Retry-After.
-            let later = matches!(r.status, 408 | 425 | 429 | 500..=599);
-            (0..n)
-                .map(|_| {
-                    if !later && retry.is_none() {
-                        return Err(NetError::Failed(why.clone()));
-                    }
-                    Ok(HttpResponse {
-                        status: if later { r.status } else { 503 },
-                        headers: retry
-                            .iter()
-                            .map(|v| ("Retry-After".to_string(), v.clone()))
-                            .collect(),
-                        body: String::new(),
-                    })
-                })
-                .collect()
-        }
-        Err(e) => vec![Err(e); n],
-    };
-    (answers, false)
 }
 
 impl From<NetError> for Error {

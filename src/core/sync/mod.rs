@@ -13,5 +13,6 @@ pub mod pull;
 pub mod rejected;
 pub mod report;
 pub mod request;
+mod send;
 mod server_state;
 pub mod settle;

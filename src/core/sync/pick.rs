@@ -61,7 +61,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
         busy: &HashSet<(String, String)>,
         after: Option<u64>,
     ) -> Result<Picked> {
-        let mut max = self.batch_cap.get().clamp(1, self.config.batch_size);
+        // A round is `batch_size` mutations; `send` cuts it into batches of the batch cap.
+        let mut max = self.config.batch_size;
         loop {
             match self.pick(max, busy, after).await {
                 Err(e) if e.kind == ErrorKind::Quota && max > 1 => max = (max / 2).max(1),

@@ -186,11 +186,20 @@ impl Transport for SimNet {
         }
         let write = req.method != "GET";
         let batch = req.url.ends_with("$batch");
+        // Applied, or on its way in a request the network holds back (the server will apply it
+        // when it arrives): a server that refuses a key is one that never applies it.
         let applied = req
             .headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("idempotency-key"))
-            .is_some_and(|(_, k)| self.server.applied_keys().contains(k));
+            .is_some_and(|(_, k)| {
+                let quoted = format!("\"{k}\"");
+                self.server.applied_keys().contains(k)
+                    || self.shared.delayed.borrow().iter().any(|(_, d)| {
+                        d.headers.iter().any(|(_, v)| v == k)
+                            || d.body.as_deref().is_some_and(|b| b.contains(&quoted))
+                    })
+            });
         let fault = self.roll(write, batch, applied);
         if let Some(f) = fault {
             self.shared.count(fault_name(f));

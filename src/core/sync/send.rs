@@ -1,0 +1,255 @@
+//! Sending a picked round: batch requests of at most the batch cap, or one request per
+//! mutation. The cap halves after a batch fails in a way a smaller one may not (too slow, too
+//! large, one mutation in it the server cannot take) and grows back with answered batches. A
+//! request or batch that fails does not hold back the rest of the round; two failures in a row
+//! (the server is down) stop it.
+
+use crate::core::clock::Env;
+use crate::core::engine::Engine;
+use crate::core::error::Result;
+use crate::core::mutation::Entry;
+use crate::core::storage::Storage;
+
+use super::batch;
+use super::classify::Verdict;
+use super::http::{HttpRequest, HttpResponse, NetError, Transport};
+use super::report::Report;
+use super::request::to_http;
+
+/// What came back for a sent round.
+pub(super) struct Sent {
+    /// The answers of the first entries, in order (all of them unless the round stopped).
+    pub(super) verdicts: Vec<Verdict>,
+    /// The browser was offline: the rest never left.
+    pub(super) offline: bool,
+    /// The batch endpoint does not exist: the rest was not sent.
+    pub(super) no_batch: bool,
+}
+
+impl Sent {
+    /// Whether the queue goes on after these answers to `picked` with nothing to send first:
+    /// every entry answered, each with an acknowledgement or a rejection.
+    pub(super) fn goes_on(&self, picked: &[Entry]) -> bool {
+        !self.offline
+            && !self.no_batch
+            && self.verdicts.len() == picked.len()
+            && self
+                .verdicts
+                .iter()
+                .all(|v| matches!(v, Verdict::Ack(..) | Verdict::Rejected { .. }))
+    }
+}
+
+/// How one batch request went.
+enum BatchSent {
+    /// One verdict per mutation in it.
+    Answered(Vec<Verdict>),
+    /// The batch URL does not exist (404, 405, 501): batching is off from now on.
+    Missing,
+    /// Refused as a whole (another 4xx): its mutations go one by one.
+    Refused,
+    /// The browser is offline: nothing left.
+    Offline,
+}
+
+impl<S: Storage, E: Env> Engine<S, E> {
+    /// Sends a picked round, in order: in batch requests of at most the batch cap when a batch
+    /// URL is configured, else one request each. No transaction is open meanwhile.
+    pub(super) async fn send<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        picked: &[Entry],
+        report: &mut Report,
+    ) -> Result<Sent> {
+        let requests: Vec<HttpRequest> = picked
+            .iter()
+            .map(|e| to_http(e.sent.as_ref().expect("picked entries are frozen"), headers))
+            .collect();
+        let mut sent = Sent {
+            verdicts: Vec::with_capacity(picked.len()),
+            offline: false,
+            no_batch: false,
+        };
+        // Entries before this index go one by one (their batch was refused as a whole).
+        let mut singly_until = 0;
+        let mut failed_last = false;
+        let mut i = 0;
+        while i < picked.len() {
+            let url = self
+                .config
+                .batch_url
+                .clone()
+                .filter(|_| !self.batch_off.get());
+            let cap = self.batch_cap.get().clamp(1, self.config.batch_size);
+            let n = match url {
+                Some(_) if i >= singly_until => cap.min(picked.len() - i),
+                _ => 1,
+            };
+            let verdicts = match url.filter(|_| n > 1) {
+                Some(url) => {
+                    let (chunk, reqs) = (&picked[i..i + n], &requests[i..i + n]);
+                    match self
+                        .send_batch(transport, headers, url, chunk, reqs, report)
+                        .await?
+                    {
+                        BatchSent::Answered(v) => v,
+                        BatchSent::Missing => {
+                            sent.no_batch = true;
+                            return Ok(sent);
+                        }
+                        BatchSent::Refused => {
+                            singly_until = i + n;
+                            continue;
+                        }
+                        BatchSent::Offline => {
+                            sent.offline = true;
+                            return Ok(sent);
+                        }
+                    }
+                }
+                None => {
+                    let a = transport.send(requests[i].clone()).await;
+                    if matches!(a, Err(NetError::Offline)) {
+                        sent.offline = true;
+                        return Ok(sent);
+                    }
+                    report.requests += 1;
+                    vec![
+                        self.verdict(transport, headers, &picked[i], &a, report)
+                            .await?,
+                    ]
+                }
+            };
+            i += verdicts.len();
+            let unauthorized = verdicts.iter().any(|v| matches!(v, Verdict::Unauthorized));
+            let failed = verdicts
+                .iter()
+                .all(|v| matches!(v, Verdict::Transient { .. } | Verdict::Unauthorized));
+            sent.verdicts.extend(verdicts);
+            // A 401 is the whole store's; two failures in a row are the server's, not one
+            // mutation's: the rest waits for the retry.
+            if unauthorized || (failed && failed_last) {
+                break;
+            }
+            failed_last = failed;
+        }
+        Ok(sent)
+    }
+
+    /// Sends `chunk` (whose requests are `reqs`) as one batch request to `url`.
+    async fn send_batch<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        url: String,
+        chunk: &[Entry],
+        reqs: &[HttpRequest],
+        report: &mut Report,
+    ) -> Result<BatchSent> {
+        report.requests += 1;
+        let mut h: Vec<(String, String)> = headers.to_vec();
+        h.push(("Content-Type".into(), "application/json".into()));
+        let req = HttpRequest {
+            method: "POST".into(),
+            url,
+            headers: h,
+            body: Some(batch::encode(reqs)),
+        };
+        let res = transport.send(req).await;
+        if matches!(res, Err(NetError::Offline)) {
+            return Ok(BatchSent::Offline);
+        }
+        self.adapt_batch_cap(&res, chunk.len());
+        let status = res.as_ref().map_or(0, |r| r.status);
+        if matches!(status, 404 | 405 | 501) {
+            // No batch endpoint after all: one request per mutation from now on.
+            self.batch_off.set(true);
+            return Ok(BatchSent::Missing);
+        }
+        // Any other 4xx but these refuses the batch as a whole (too large, a shape this server
+        // reads otherwise): no verdict on the mutations inside, which go one by one rather than
+        // wait for ever on a batch that will never pass.
+        if (400..500).contains(&status) && !matches!(status, 401 | 408 | 425 | 429) {
+            return Ok(BatchSent::Refused);
+        }
+        let (answers, unreadable) = split_batch(res, chunk.len());
+        if unreadable {
+            // A batch endpoint whose answers cannot be read (or trusted) sends the same batch
+            // again at every retry: one request per mutation from now on.
+            self.batch_off.set(true);
+        }
+        let mut verdicts = Vec::with_capacity(chunk.len());
+        for (e, a) in chunk.iter().zip(answers) {
+            verdicts.push(self.verdict(transport, headers, e, &a, report).await?);
+        }
+        Ok(BatchSent::Answered(verdicts))
+    }
+
+    /// Halves the batch cap after a batch request of `n` failed in a way a smaller one may not
+    /// (timed out, cut off, answered 500, 502 or 504: too slow or too large for a gateway, or one
+    /// request in it the server cannot take, which halving isolates), and raises it by an eighth
+    /// (up to `batch_size`) after one was answered. A server that fails at some size is tried
+    /// near it again only now and then (a timeout costs `timeoutMs`), and one that was down for
+    /// a while gets its full batches back within a few dozen. A 503 or 429 (busy, come back
+    /// later) says nothing of the size.
+    fn adapt_batch_cap(&self, res: &std::result::Result<HttpResponse, NetError>, n: usize) {
+        let cap = self.batch_cap.get();
+        let next = match res {
+            Err(NetError::Timeout | NetError::Failed(_)) => (n / 2).max(1),
+            Ok(r) if matches!(r.status, 500 | 502 | 504) => (n / 2).max(1),
+            Ok(r) if (200..300).contains(&r.status) => cap.saturating_add((cap / 8).max(1)),
+            _ => return,
+        };
+        self.batch_cap.set(next.min(self.config.batch_size));
+    }
+}
+
+/// One answer per batched mutation: the batch's own failure applies to all of them. Also says
+/// whether the batch was answered with a success whose body is not a batch answer.
+fn split_batch(
+    res: Result<HttpResponse, NetError>,
+    n: usize,
+) -> (Vec<Result<HttpResponse, NetError>>, bool) {
+    let answers = match res {
+        Ok(r) if (200..300).contains(&r.status) => match batch::decode(&r.body, n) {
+            Ok(list) => list
+                .into_iter()
+                .map(|a| {
+                    a.ok_or_else(|| {
+                        NetError::Unreadable(
+                            "the batch answer has no response for this request".into(),
+                        )
+                    })
+                })
+                .collect(),
+            Err(why) => return (vec![Err(NetError::Unreadable(why)); n], true),
+        },
+        // 401 for the batch is 401 for each; anything else about the envelope is never a
+        // verdict on the mutations inside, so it is retried rather than rejected.
+        Ok(r) if r.status == 401 => vec![Ok(r); n],
+        Ok(r) => {
+            let why = format!("the batch request was answered {}", r.status);
+            let retry = r.header("Retry-After").map(|v| v.to_string());
+            // A status that says "later" (503, 429...) is each mutation's, with its Retry-After.
+            let later = matches!(r.status, 408 | 425 | 429 | 500..=599);
+            (0..n)
+                .map(|_| {
+                    if !later && retry.is_none() {
+                        return Err(NetError::Failed(why.clone()));
+                    }
+                    Ok(HttpResponse {
+                        status: if later { r.status } else { 503 },
+                        headers: retry
+                            .iter()
+                            .map(|v| ("Retry-After".to_string(), v.clone()))
+                            .collect(),
+                        body: String::new(),
+                    })
+                })
+                .collect()
+        }
+        Err(e) => vec![Err(e); n],
+    };
+    (answers, false)
+}
