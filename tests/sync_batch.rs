@@ -259,11 +259,7 @@ fn without_batches_a_failure_does_not_hold_back_the_rest_but_two_stop_the_round(
 fn acked_creates_leave_their_temporary_ids_and_the_others_keep_theirs() {
     // A round moves its acknowledged records from their temporary ids (which sort together) to
     // the server's; records between them whose answer was no ack must stay where they are.
-    let mut cfg = config(&["todos"]);
-    cfg.batch_url = Some("/api/$batch".into());
-    let db = open(cfg, MemoryStorage::new());
-    let tap = Tap::new(MemServer::new());
-    let s = tap.inner.clone();
+    let (db, tap, s) = batched(100);
     let ids: Vec<String> = (0..30)
         .map(|i| create(&db, "todos", json!({ "i": i })))
         .collect();
@@ -312,13 +308,7 @@ fn acked_creates_leave_their_temporary_ids_and_the_others_keep_theirs() {
 fn a_batch_that_always_times_out_is_split_until_it_gets_through() {
     // A server that needs longer than `timeoutMs` for more than 10 mutations at once, and
     // applies them all the same: the answer is what is lost.
-    let mut cfg = config(&["todos"]);
-    cfg.batch_url = Some("/api/$batch".into());
-    cfg.batch_size = 40;
-    let db = open(cfg, MemoryStorage::new());
-    let tap = Tap::new(MemServer::new());
-    let s = tap.inner.clone();
-    let items = |req: &HttpRequest| body(req)["requests"].as_array().map_or(1, Vec::len);
+    let (db, tap, s) = batched(40);
     let server = s.clone();
     tap.hook(move |req| {
         (items(req) > 10).then(|| {
@@ -329,12 +319,7 @@ fn a_batch_that_always_times_out_is_split_until_it_gets_through() {
     for i in 0..60 {
         create(&db, "todos", json!({ "i": i }));
     }
-    let mut rounds = 0;
-    while flush(&db, &tap).0 != RoundEnd::Idle {
-        rounds += 1;
-        assert!(rounds < 30, "the outbox did not drain");
-        db.env.advance(120_000.0);
-    }
+    drain(&db, &tap, 30);
     let sizes: Vec<usize> = tap.requests().iter().map(items).collect();
     let timeouts = sizes.iter().filter(|n| **n > 10).count();
     assert!(timeouts <= 6, "timed out {timeouts} times: {sizes:?}");
@@ -347,23 +332,12 @@ fn a_batch_that_always_times_out_is_split_until_it_gets_through() {
 fn a_batch_a_gateway_refuses_past_some_size_is_split_until_it_passes() {
     // A proxy that answers 504 to any batch of more than 10 (too slow, too large) and applies
     // nothing; single requests and small batches pass.
-    let mut cfg = config(&["todos"]);
-    cfg.batch_url = Some("/api/$batch".into());
-    cfg.batch_size = 40;
-    let db = open(cfg, MemoryStorage::new());
-    let tap = Tap::new(MemServer::new());
-    let s = tap.inner.clone();
-    let items = |req: &HttpRequest| body(req)["requests"].as_array().map_or(1, Vec::len);
+    let (db, tap, s) = batched(40);
     tap.hook(move |req| (items(req) > 10).then(|| Ok(json_response(504, json!({})))));
     for i in 0..60 {
         create(&db, "todos", json!({ "i": i }));
     }
-    let mut rounds = 0;
-    while flush(&db, &tap).0 != RoundEnd::Idle {
-        rounds += 1;
-        assert!(rounds < 30, "the outbox did not drain");
-        db.env.advance(120_000.0);
-    }
+    drain(&db, &tap, 30);
     assert_eq!(s.records("todos").len(), 60);
     assert_in_sync(&db, &s, "todos");
 }
@@ -372,11 +346,7 @@ fn a_batch_a_gateway_refuses_past_some_size_is_split_until_it_passes() {
 fn one_request_the_server_always_fails_does_not_hold_back_a_batch() {
     // A server bug on one record: any batch holding it is answered 500 as a whole. Halving
     // isolates it; everything else arrives, and it alone waits.
-    let mut cfg = config(&["todos"]);
-    cfg.batch_url = Some("/api/$batch".into());
-    let db = open(cfg, MemoryStorage::new());
-    let tap = Tap::new(MemServer::new());
-    let s = tap.inner.clone();
+    let (db, tap, s) = batched(100);
     tap.hook(|req| {
         let text = req.body.clone().unwrap_or_default();
         text.contains("poison")
@@ -396,4 +366,31 @@ fn one_request_the_server_always_fails_does_not_hold_back_a_batch() {
     }
     assert_eq!(s.records("todos").len(), 29, "all but the poisoned one");
     assert_eq!(pending(&db), 1);
+}
+
+/// Flushes (letting every backoff pass) until the outbox is empty, in fewer than `rounds`.
+fn drain(db: &Db, tap: &Tap<MemServer>, rounds: usize) {
+    for _ in 0..rounds {
+        if flush(db, tap).0 == RoundEnd::Idle {
+            return;
+        }
+        db.env.advance(120_000.0);
+    }
+    panic!("the outbox did not drain in {rounds} flushes");
+}
+
+/// A store batching up to `size` mutations, a tap in front of its server, and the server.
+fn batched(size: usize) -> (Db, Tap<MemServer>, MemServer) {
+    let mut cfg = config(&["todos"]);
+    cfg.batch_url = Some("/api/$batch".into());
+    cfg.batch_size = size;
+    let db = open(cfg, MemoryStorage::new());
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    (db, tap, s)
+}
+
+/// How many mutations a request carries: a batch's count, or 1.
+fn items(req: &HttpRequest) -> usize {
+    body(req)["requests"].as_array().map_or(1, Vec::len)
 }

@@ -17,7 +17,7 @@ use crate::core::tx::answered_key;
 
 use super::apply::rebase;
 use super::classify::version_field;
-use super::http::{resolve_url, with_query, HttpRequest, Transport};
+use super::http::{resolve_url, with_query, HttpRequest, HttpResponse, Transport};
 use super::report::Report;
 use super::request::client_id_of;
 
@@ -125,6 +125,34 @@ fn conflicts_here(
         .any(|e| e.replace || e.fields.iter().any(|f| server_changed.contains(&f)))
 }
 
+fn get_request(url: &str, headers: &[(String, String)]) -> HttpRequest {
+    HttpRequest {
+        method: "GET".into(),
+        url: url.to_string(),
+        headers: headers.to_vec(),
+        body: None,
+    }
+}
+
+/// The error of a read of `url` answered with something else than a 2xx.
+fn refused_read(res: &HttpResponse, url: &str) -> Result<()> {
+    if (200..300).contains(&res.status) {
+        return Ok(());
+    }
+    let what = if res.status == 401 {
+        " (not authorised)"
+    } else {
+        ""
+    };
+    Err(Error::answered(
+        res.status,
+        format!(
+            "the server answered {}{what} to a read of {url}",
+            res.status
+        ),
+    ))
+}
+
 /// GETs collection `cfg` since cursor `since` (in full without one, or when the server no
 /// longer knows it): the page and the cursor it was read from.
 async fn read_page<T: Transport>(
@@ -140,14 +168,11 @@ async fn read_page<T: Transport>(
             Some(cur) => with_query(&cfg.url, "since", cur),
             None => cfg.url.clone(),
         };
-        let req = HttpRequest {
-            method: "GET".into(),
-            url: url.clone(),
-            headers: headers.to_vec(),
-            body: None,
-        };
         *requests += 1;
-        let res = transport.send(req).await.map_err(Error::from)?;
+        let res = transport
+            .send(get_request(&url, headers))
+            .await
+            .map_err(Error::from)?;
         // A cursor the server no longer knows (expired, or from a wiped server) would fail
         // every pull: read everything once instead.
         if since.is_some() && matches!(res.status, 400 | 410) {
@@ -156,17 +181,7 @@ async fn read_page<T: Transport>(
         }
         break res;
     };
-    if !(200..300).contains(&res.status) {
-        let what = if res.status == 401 {
-            " (not authorised)"
-        } else {
-            ""
-        };
-        return Err(Error::answered(
-            res.status,
-            format!("the server answered {}{what} to a read", res.status),
-        ));
-    }
+    refused_read(&res, &url)?;
     let protocol = |e: String| Error::new(ErrorKind::Protocol, e);
     let mut page = parse_page(&cfg.root_property, &res.body).map_err(protocol)?;
     // A paged answer is one read: every page, or (any page failing) none, since a part of a
@@ -179,20 +194,12 @@ async fn read_page<T: Transport>(
                 "the read's `next` links do not end (at {url})"
             )));
         }
-        let req = HttpRequest {
-            method: "GET".into(),
-            url: url.clone(),
-            headers: headers.to_vec(),
-            body: None,
-        };
         *requests += 1;
-        let res = transport.send(req).await.map_err(Error::from)?;
-        if !(200..300).contains(&res.status) {
-            return Err(Error::answered(
-                res.status,
-                format!("the server answered {} to a read of {url}", res.status),
-            ));
-        }
+        let res = transport
+            .send(get_request(&url, headers))
+            .await
+            .map_err(Error::from)?;
+        refused_read(&res, &url)?;
         let more = parse_page(&cfg.root_property, &res.body).map_err(protocol)?;
         page.records.extend(more.records);
         page.cursor = more.cursor.or(page.cursor);
