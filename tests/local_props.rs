@@ -490,4 +490,13 @@ fn all_and_query_list_records_in_id_order_numbers_by_value() {
         .unwrap()
         .0;
     assert_eq!(ids(last), vec![json!("b"), json!("a"), json!(10)]);
+    // `where` on the id finds the record as `get` does: 9 and "9" alike.
+    for id in [json!(9), json!("9"), json!(9.0)] {
+        let by_id = block_on(db.query("todos", &q(json!({"where": {"id": id}}))))
+            .unwrap()
+            .0;
+        assert_eq!(ids(by_id), vec![json!(9)], "where id {id}");
+    }
+    let none = block_on(db.query("todos", &q(json!({"where": {"id": "9", "x": 1}})))).unwrap();
+    assert!(none.0.is_empty(), "the other fields still filter");
 }

@@ -293,6 +293,9 @@ async fn records_come_in_id_order_numbers_by_value() {
         want,
         "through the index"
     );
+    let by_id = ids(q(r#"{"where":{"id":"9"}}"#).await);
+    assert_eq!(by_id, "[9]", "by id, as get finds it");
+    assert_eq!(ids(q(r#"{"where":{"id":9,"done":true}}"#).await), "[]");
     db.close();
 }
 

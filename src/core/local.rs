@@ -348,6 +348,17 @@ impl<S: Storage, E: Env> Engine<S, E> {
     pub async fn query(&self, c: &str, q: &Query) -> Result<(Vec<Record>, Option<String>)> {
         let cfg = self.collection(c)?;
         let tx = self.begin(false).await?;
+        if let Some(id) = q.filter.get(&cfg.id_property) {
+            // By id, as `get` finds it: `7` and `"7"` alike, a temporary id after its rename.
+            let mut rest = q.clone();
+            rest.filter.remove(&cfg.id_property);
+            let found = match id_key(id) {
+                Ok(key) => tx.resolve(c, &key).await?.1.map(|r| r.d),
+                Err(_) => None,
+            };
+            let hits = found.into_iter().filter(|d| rest.matches(d)).collect();
+            return Ok((rest.finish(hits), None));
+        }
         let indexed = q.filter.iter().find_map(|(f, v)| {
             cfg.indexes
                 .contains(f)

@@ -20,6 +20,7 @@ use super::{idb_error, store_name, IdbStorage};
 use crate::core::config::CollectionConfig;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::query::Query;
+use crate::core::record::id_key;
 use crate::core::storage::{field_index, Table};
 
 #[wasm_bindgen(inline_js = r#"
@@ -135,6 +136,10 @@ export function ferry_finish(ds, where, orderBy, desc, offset, limit) {
   const end = limit === undefined ? hits.length : offset + limit;
   return offset === 0 && end >= hits.length ? hits : hits.slice(offset, end);
 }
+export function ferry_read_by_id(db, store, c, id, where, orderBy, desc, offset, limit) {
+  return ferry_read_get(db, store, c, id)
+    .then((d) => ferry_finish(d === undefined ? [] : [d], where, orderBy, desc, offset, limit));
+}
 export function ferry_read_query(db, store, idp, index, key, where, orderBy, desc, offset, limit) {
   return new Promise((ok, fail) => {
     const t = tx(db, store);
@@ -158,6 +163,19 @@ extern "C" {
         idp: &str,
         index: Option<String>,
         key: &JsValue,
+        filter: &JsValue,
+        order_by: Option<String>,
+        desc: bool,
+        offset: f64,
+        limit: Option<f64>,
+    ) -> Result<Promise, JsValue>;
+    #[allow(clippy::too_many_arguments)]
+    #[wasm_bindgen(catch)]
+    fn ferry_read_by_id(
+        db: &IdbDatabase,
+        store: &str,
+        c: &str,
+        id: &str,
         filter: &JsValue,
         order_by: Option<String>,
         desc: bool,
@@ -216,6 +234,26 @@ impl IdbStorage {
         let (c, indexes) = (cfg.name.as_str(), &cfg.indexes);
         self.closed_error()?;
         let store = store_name(Table::Records(c));
+        if let Some(id) = q.filter.get(&cfg.id_property) {
+            // By id, as `get` finds it: `7` and `"7"` alike, a temporary id after its rename.
+            let mut rest = q.filter.clone();
+            rest.remove(&cfg.id_property);
+            let Ok(key) = id_key(id) else {
+                return Ok(js_sys::Array::new().into());
+            };
+            let p = ferry_read_by_id(
+                &self.raw,
+                &store,
+                c,
+                &key,
+                &super::to_js(&Value::Object(rest))?,
+                q.order_by.clone(),
+                q.desc,
+                q.offset as f64,
+                q.limit.map(|l| l as f64),
+            );
+            return self.answer(p).await;
+        }
         let (index, key) = match q.index_lookup(indexes) {
             Some((f, k)) => (Some(field_index(f)), super::to_js(&k)?),
             None => (None, JsValue::UNDEFINED),
