@@ -12,7 +12,7 @@ use wasm_bindgen_futures::{spawn_local, JsFuture};
 use crate::core::sync::flush::RoundEnd;
 use crate::core::sync::report::Report;
 use crate::core::{Error, ErrorKind};
-use crate::web::js::{ferry_clear_timeout, ferry_set_timeout};
+use crate::web::js::Timer;
 
 use super::convert::{from_js_error, js_error, to_js};
 use super::events::emit;
@@ -26,7 +26,7 @@ pub struct SyncState {
     pub(crate) pull_next: bool,
     last_error: Option<String>,
     next_retry: Option<f64>,
-    pub(crate) timer: Option<JsValue>,
+    pub(crate) timer: Option<Timer>,
     pub(crate) waiters: Vec<(Function, Function)>,
     /// This tab's `sync()` calls that the leading tab carries out, by request id.
     pub(crate) remote_waiters: Vec<(String, Function, Function)>,
@@ -40,7 +40,7 @@ pub struct SyncState {
     /// The app took the store offline (`setOffline(true)`), whatever the browser says.
     pub(crate) forced_offline: bool,
     /// The timer of the next periodic pull (`pullIntervalMs`).
-    pub(crate) poll_timer: Option<JsValue>,
+    pub(crate) poll_timer: Option<Timer>,
 }
 
 impl SyncState {
@@ -170,7 +170,7 @@ impl Inner {
             return;
         }
         let weak = Rc::downgrade(self);
-        let f = Closure::once_into_js(move || {
+        let timer = Timer::new(f64::from(every), move || {
             if let Some(inner) = weak.upgrade() {
                 let waiting = {
                     let mut s = inner.sync.borrow_mut();
@@ -184,24 +184,21 @@ impl Inner {
                 }
             }
         });
-        let id = ferry_set_timeout(f.unchecked_ref(), f64::from(every));
-        if let Some(old) = self.sync.borrow_mut().poll_timer.replace(id) {
-            ferry_clear_timeout(&old);
-        }
+        let old = self.sync.borrow_mut().poll_timer.replace(timer);
+        drop(old);
     }
 
     fn schedule(self: &Rc<Self>, ms: f64) {
         let weak = Rc::downgrade(self);
-        let f = Closure::once_into_js(move || {
+        let timer = Timer::new(ms, move || {
             if let Some(inner) = weak.upgrade() {
-                inner.sync.borrow_mut().timer = None;
+                let fired = inner.sync.borrow_mut().timer.take();
+                drop(fired);
                 inner.kick();
             }
         });
-        let id = ferry_set_timeout(f.unchecked_ref(), ms.max(0.0));
-        if let Some(old) = self.sync.borrow_mut().timer.replace(id) {
-            ferry_clear_timeout(&old);
-        }
+        let old = self.sync.borrow_mut().timer.replace(timer);
+        drop(old);
     }
 
     /// Starts a run now, or asks the current run to go round once more.
@@ -221,9 +218,7 @@ impl Inner {
                 return;
             }
             s.running = true;
-            if let Some(t) = s.timer.take() {
-                ferry_clear_timeout(&t);
-            }
+            drop(s.timer.take()); // the run starts now
         }
         let inner = self.clone();
         spawn_local(async move { inner.run().await });
@@ -348,17 +343,17 @@ impl Inner {
                     .map_err(|e| from_js_error(e, ErrorKind::Network))?;
                 // A getHeaders that never settles must not hold sync (and `pull()`) for ever.
                 let ms = f64::from(self.engine.config.timeout_ms);
+                let mut timer = None;
                 let late = Promise::new(&mut |_, reject| {
                     let why = format!("getHeaders did not settle within {ms} ms (timeoutMs)");
-                    let f = Closure::once_into_js(move || {
+                    timer = Some(Timer::new(ms, move || {
                         let _ = reject.call1(&JsValue::NULL, &js_sys::Error::new(&why));
-                    });
-                    ferry_set_timeout(f.unchecked_ref(), ms);
+                    }));
                 });
                 let raced = Promise::race(&js_sys::Array::of2(&Promise::resolve(&v), &late));
-                let v = JsFuture::from(raced)
-                    .await
-                    .map_err(|e| from_js_error(e, ErrorKind::Network))?;
+                let v = JsFuture::from(raced).await;
+                drop(timer);
+                let v = v.map_err(|e| from_js_error(e, ErrorKind::Network))?;
                 let rec = super::convert::to_record(&v, "the result of getHeaders")?;
                 let list = rec
                     .into_iter()

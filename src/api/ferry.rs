@@ -9,7 +9,7 @@ use wasm_bindgen_futures::future_to_promise;
 
 use crate::core::sync::report::Resolution;
 use crate::core::{Change, Engine, Error, StoreConfig};
-use crate::web::js::{ferry_clear_timeout, ferry_listen, ferry_on_line, FerryTabs};
+use crate::web::js::{ferry_listen, ferry_on_line, FerryTabs};
 use crate::web::{BrowserEnv, FetchTransport, IdbStorage};
 
 use super::collection::Collection;
@@ -353,9 +353,7 @@ impl Ferry {
             );
             ([s.timer.take(), s.poll_timer.take()], waiters)
         };
-        for t in timers.into_iter().flatten() {
-            ferry_clear_timeout(&t);
-        }
+        drop(timers);
         let err = js_error(Error::new(
             crate::core::ErrorKind::Closed,
             "the store was closed",

@@ -11,7 +11,7 @@ use serde_json::json;
 use wasm_bindgen::prelude::*;
 
 use crate::core::{Error, ErrorKind};
-use crate::web::js::{ferry_clear_timeout, FerryTabs};
+use crate::web::js::FerryTabs;
 
 use super::convert::{js_error, to_js};
 use super::events::emit;
@@ -58,9 +58,7 @@ impl Inner {
         let remote = {
             let mut s = self.sync.borrow_mut();
             s.leader = false;
-            for t in [s.timer.take(), s.poll_timer.take()].into_iter().flatten() {
-                ferry_clear_timeout(&t);
-            }
+            drop([s.timer.take(), s.poll_timer.take()]);
             std::mem::take(&mut s.remote_waiters)
         };
         // `sync()` calls another tab was to carry out: no word of them will come now.

@@ -204,3 +204,27 @@ extern "C" {
     #[wasm_bindgen(method, getter)]
     pub fn shared(this: &FerryTabs) -> bool;
 }
+
+/// A `setTimeout` that owns its callback. Dropping it clears the timer and frees the callback,
+/// also from inside the callback (wasm-bindgen frees a closure only after its call returns). A
+/// callback handed over with `Closure::once_into_js` is freed only when it runs, so each timer
+/// cleared first (every request's timeout, every debounced write) leaked it and what it held.
+pub struct Timer {
+    id: JsValue,
+    _f: Closure<dyn FnMut()>,
+}
+
+impl Timer {
+    /// Calls `f` once after `ms` milliseconds, unless dropped first.
+    pub fn new(ms: f64, f: impl FnOnce() + 'static) -> Timer {
+        let f = Closure::once(f);
+        let id = ferry_set_timeout(f.as_ref().unchecked_ref(), ms.max(0.0));
+        Timer { id, _f: f }
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        ferry_clear_timeout(&self.id);
+    }
+}

@@ -1,11 +1,10 @@
 //! The engine's [`Transport`] over `fetch` (gloo-net), with a timeout through AbortController.
 
 use gloo_net::http::{Method, RequestBuilder};
-use wasm_bindgen::prelude::*;
 
 use crate::core::sync::http::{HttpRequest, HttpResponse, NetError, Transport, REDIRECTED_TO};
 
-use super::js::{ferry_clear_timeout, ferry_on_line, ferry_set_timeout};
+use super::js::{ferry_on_line, Timer};
 
 /// Sends requests with `fetch`.
 #[derive(Debug, Clone)]
@@ -51,11 +50,10 @@ impl Transport for FetchTransport {
             None => b.build(),
         }
         .map_err(|e| NetError::Failed(e.to_string()))?;
-        let abort = {
+        let timer = {
             let c = controller.clone();
-            Closure::once_into_js(move || c.abort())
+            Timer::new(f64::from(self.timeout_ms), move || c.abort())
         };
-        let timer = ferry_set_timeout(abort.unchecked_ref(), f64::from(self.timeout_ms));
         let result = async {
             let res = request
                 .send()
@@ -77,7 +75,7 @@ impl Transport for FetchTransport {
             })
         }
         .await;
-        ferry_clear_timeout(&timer);
+        drop(timer);
         match result {
             Err(_) if controller.signal().aborted() => Err(NetError::Timeout),
             other => other,
