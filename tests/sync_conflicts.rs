@@ -7,39 +7,20 @@
 mod mem_server;
 #[path = "common/native_env.rs"]
 mod native_env;
+#[path = "common/policies.rs"]
+mod policies;
 
 use std::collections::HashSet;
 
 use ferry::core::mutation::Kind;
 use ferry::core::sync::flush::RoundEnd;
-use ferry::core::sync::http::{HttpResponse, NetError};
+use ferry::core::sync::http::HttpResponse;
 use ferry::core::sync::report::{ConflictEvent, Report};
-use ferry::core::{ConflictPolicy, MemoryStorage, TieRule};
+use ferry::core::MemoryStorage;
 use mem_server::MemServer;
 use native_env::*;
+use policies::*;
 use serde_json::{json, Value};
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum P {
-    Merge,
-    MergeTieLocal,
-    ServerWins,
-    ClientWins,
-}
-
-const ALL: [P; 4] = [P::Merge, P::MergeTieLocal, P::ServerWins, P::ClientWins];
-
-fn db_with(p: P) -> Db {
-    let mut cfg = config(&["todos"]);
-    let c = cfg.collections.get_mut("todos").unwrap();
-    (c.conflict, c.tie) = match p {
-        P::Merge => (ConflictPolicy::Merge, TieRule::Server),
-        P::MergeTieLocal => (ConflictPolicy::Merge, TieRule::Local),
-        P::ServerWins => (ConflictPolicy::ServerWins, TieRule::Server),
-        P::ClientWins => (ConflictPolicy::ClientWins, TieRule::Server),
-    };
-    open(cfg, MemoryStorage::new())
-}
 
 fn policy_name(p: P) -> &'static str {
     match p {
@@ -366,141 +347,6 @@ fn repeated_conflicts_settle_without_losing_the_local_change() {
     let sr = s.record("todos", &sid).unwrap();
     assert_eq!((sr["a"].clone(), sr["b"].clone()), (json!(2), json!(13)));
     assert_in_sync(&db, &s);
-}
-
-#[test]
-fn retried_create_answered_409_with_our_record_is_an_ack() {
-    // A server without idempotency keys that refuses a second record with the same clientId,
-    // answering 409 with the record it holds.
-    let tap = Tap::new(MemServer::plain());
-    let s = tap.inner.clone();
-    let db = db_with(P::Merge);
-    let id = create(&db, "todos", json!({"title": "t"}));
-    s.drop_after_commit(1);
-    flush(&db, &tap);
-    assert_eq!(s.records("todos").len(), 1);
-    let inner = s.clone();
-    tap.hook(move |req| {
-        if req.method != "POST" {
-            return None;
-        }
-        let cid = body(req)["clientId"].clone();
-        inner
-            .records("todos")
-            .into_iter()
-            .find(|r| r["clientId"] == cid)
-            .map(|existing| Ok(json_response(409, existing)))
-    });
-    let r = flush_all(&db, &tap);
-    assert!(r.rejected.is_empty(), "{:?}", r.rejected);
-    assert_eq!(r.acked, 1);
-    assert_eq!(s.records("todos").len(), 1, "no duplicate");
-    let sid = s.records("todos")[0]["id"].clone();
-    assert_eq!(get(&db, "todos", &id).unwrap()["id"], sid);
-    assert!(r.ids.iter().any(|i| i.from == id && i.to == sid));
-    assert_eq!(local(&db, "todos"), s.records("todos"));
-}
-
-#[test]
-fn create_answered_409_with_someone_elses_record_is_rejected_not_lost() {
-    let tap = Tap::new(MemServer::new());
-    let db = db_with(P::Merge);
-    let id = create(&db, "todos", json!({"id": "taken", "title": "mine"}));
-    tap.hook(|req| {
-        (req.method == "POST").then(|| {
-            Ok(json_response(
-                409,
-                json!({"id": "taken", "title": "theirs", "clientId": "someone"}),
-            ))
-        })
-    });
-    let r = flush_all(&db, &tap);
-    assert_eq!(r.rejected.len(), 1);
-    let rej = &r.rejected[0];
-    assert_eq!(rej.status, 409);
-    assert_eq!(
-        rej.record.as_ref().unwrap()["title"],
-        "mine",
-        "the local record is kept in the rejected list"
-    );
-    assert!(rej.body.contains("theirs"));
-    assert!(get(&db, "todos", &id).is_none());
-    assert_eq!(block_on(db.rejected()).unwrap().len(), 1);
-}
-
-#[test]
-fn create_answered_409_without_a_record_is_rejected_not_deleted() {
-    // `{"error": "title must be unique"}`: a refusal of the request, not a record's state.
-    for p in ALL {
-        let tap = Tap::new(MemServer::new());
-        let db = db_with(p);
-        create(&db, "todos", json!({"title": "dup", "body": "a long note"}));
-        tap.hook(|req| {
-            (req.method == "POST")
-                .then(|| Ok(json_response(409, json!({"error": "title must be unique"}))))
-        });
-        let r = flush_all(&db, &tap);
-        assert!(r.conflicts.is_empty(), "{p:?}: {:?}", r.conflicts);
-        assert_eq!(r.rejected.len(), 1, "{p:?}");
-        let kept = &block_on(db.rejected()).unwrap()[0];
-        assert_eq!(
-            kept.record.as_ref().unwrap()["body"],
-            "a long note",
-            "{p:?}"
-        );
-        assert!(kept.body.contains("unique"));
-    }
-}
-
-#[test]
-fn create_answered_409_while_still_being_processed_is_tried_again() {
-    // The idempotency draft's answer to a retry of a request still in progress: the first send
-    // timed out, the second meets 409, the third gets the stored answer.
-    for p in ALL {
-        let tap = Tap::new(MemServer::new());
-        let s = tap.inner.clone();
-        let db = db_with(p);
-        create(&db, "todos", json!({"title": "slow"}));
-        let server = s.clone();
-        let mut posts = 0;
-        tap.hook(move |req| {
-            if req.method != "POST" {
-                return None;
-            }
-            posts += 1;
-            match posts {
-                1 => {
-                    let _ = server.send_now(req.clone());
-                    Some(Err(NetError::Timeout))
-                }
-                2 => Some(Ok(json_response(409, json!({"error": "in progress"})))),
-                _ => None,
-            }
-        });
-        let r = flush_all(&db, &tap);
-        assert!(
-            r.conflicts.is_empty() && r.rejected.is_empty(),
-            "{p:?}: {r:?}"
-        );
-        assert_eq!(s.records("todos").len(), 1, "{p:?}: stored once");
-        assert_eq!(local(&db, "todos"), s.records("todos"), "{p:?}");
-    }
-}
-
-#[test]
-fn retried_create_with_idempotency_is_replayed_not_duplicated() {
-    for p in ALL {
-        let db = db_with(p);
-        let s = MemServer::new();
-        create(&db, "todos", json!({"title": "t"}));
-        s.drop_after_commit(1);
-        flush(&db, &s);
-        let r = flush_all(&db, &s);
-        assert!(r.conflicts.is_empty());
-        assert_eq!(s.records("todos").len(), 1);
-        assert_eq!(s.stats().replays, 1);
-        assert_in_sync(&db, &s);
-    }
 }
 
 #[test]

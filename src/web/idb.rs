@@ -42,6 +42,7 @@ use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::storage::{Key, Storage, Table};
 
 mod read;
+mod request;
 mod schema;
 mod txn;
 

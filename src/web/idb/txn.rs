@@ -4,26 +4,22 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use indexed_db_futures::error::{Error as IdbError, UnexpectedDataError};
 use indexed_db_futures::internals::SystemRepr;
 use indexed_db_futures::transaction::Transaction;
 use serde_json::Value;
 use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{IdbObjectStore, IdbRequest, IdbRequestReadyState, IdbTransaction};
+use web_sys::{IdbObjectStore, IdbRequest, IdbTransaction};
 
+use super::request::{cause, is_constraint, pairs_of, records_of, Request};
 use super::{
     from_js, idb_error, is_key, key_from_json, key_to_js, lib_error, store_name, to_js, IdbStorage,
-    Waiters, INJECTED_KEY,
+    INJECTED_KEY,
 };
 use crate::core::error::{Error, Result};
 use crate::core::storage::{idb_order, write_each, Key, Read, Table, Txn};
-use crate::web::js::{
-    ferry_add_all, ferry_get_all_records_with, ferry_record_pairs, ferry_write_all,
-};
+use crate::web::js::{ferry_add_all, ferry_get_all_records_with, ferry_write_all};
 
 /// A transaction over every store of an [`IdbStorage`]; dropping it uncommitted aborts it.
 pub struct IdbTxn<'a> {
@@ -55,15 +51,6 @@ impl<'a> IdbTxn<'a> {
             failed: RefCell::default(),
             queued: RefCell::default(),
         }
-    }
-}
-
-/// The error of a failed call or request: the transaction's own error when one aborted it (the
-/// cause, such as the `ConstraintError` behind a later `AbortError`), else `e`'s.
-fn cause(tx: &IdbTransaction, e: &JsValue) -> Error {
-    match tx.error() {
-        Some(cause) => idb_error(&cause),
-        None => idb_error(e),
     }
 }
 
@@ -361,40 +348,6 @@ enum Issued<'t> {
     Nothing,
 }
 
-/// `getAllRecords`' answer as pairs, decoded in one crossing.
-fn records_of(records: &JsValue) -> Result<Vec<(Key, Value)>> {
-    let text = ferry_record_pairs(records)
-        .map_err(|_| Error::storage("IndexedDB: a stored value is not JSON"))?;
-    // Two arrays rather than pairs: `Vec<Value>` is the one shape the decoder already knows.
-    let halves: Vec<Value> = serde_json::from_str(&text).map_err(|e| {
-        Error::storage(format!(
-            "IndexedDB: a stored value could not be decoded: {e}"
-        ))
-    })?;
-    match <[Value; 2]>::try_from(halves) {
-        Ok([Value::Array(keys), Value::Array(values)]) if keys.len() == values.len() => keys
-            .into_iter()
-            .zip(values)
-            .map(|(k, v)| Ok((key_from_json(k)?, v)))
-            .collect(),
-        _ => Err(Error::storage(
-            "IndexedDB: getAllRecords answered something else",
-        )),
-    }
-}
-
-async fn pairs_of(keys: Request<'_>, values: Request<'_>) -> Result<Vec<(Key, Value)>> {
-    let keys: Vec<Value> = from_js(&keys.await?)?;
-    let values: Vec<Value> = from_js(&values.await?)?;
-    if keys.len() != values.len() {
-        return Err(Error::storage("IndexedDB: getAllKeys and getAll disagree"));
-    }
-    keys.into_iter()
-        .zip(values)
-        .map(|(k, v)| Ok((key_from_json(k)?, v)))
-        .collect()
-}
-
 impl Txn for IdbTxn<'_> {
     async fn get(&self, table: Table<'_>, key: &Key) -> Result<Option<Value>> {
         self.flush()?;
@@ -582,44 +535,5 @@ impl Txn for IdbTxn<'_> {
             }
             (None, e) => lib_error(e),
         })
-    }
-}
-
-/// Whether `req` failed because its key was taken.
-fn is_constraint(req: &IdbRequest) -> bool {
-    matches!(req.error(), Ok(Some(e)) if e.name() == "ConstraintError")
-}
-
-/// One request awaited: ready once IndexedDB fired `success` or `error` on it.
-struct Request<'t> {
-    req: IdbRequest,
-    waiters: &'t Waiters,
-    tx: &'t IdbTransaction,
-    done: bool,
-}
-
-impl Future for Request<'_> {
-    type Output = Result<JsValue>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if self.req.ready_state() != IdbRequestReadyState::Done {
-            self.waiters.add(cx.waker());
-            return Poll::Pending;
-        }
-        self.done = true;
-        Poll::Ready(match self.req.error() {
-            Ok(None) => self.req.result().map_err(|e| idb_error(&e)),
-            Ok(Some(e)) => Err(cause(self.tx, &e)),
-            Err(e) => Err(cause(self.tx, &e)),
-        })
-    }
-}
-
-impl Drop for Request<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            self.req.set_onsuccess(None);
-            self.req.set_onerror(None);
-        }
     }
 }
