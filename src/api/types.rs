@@ -107,6 +107,8 @@ export interface OpenConflict {
   state: "open" | "deferred" | "failed";
   error: string | null;
   at: number;
+  /** The change's place in the outbox: conflicts are listed, and their records go on, in it. */
+  seq: number;
 }
 
 /** A query: equality filters, one sort field, offset and limit. */
