@@ -50,12 +50,7 @@ impl Collection {
 /// which hands its own objects back instead of decoding and re-encoding every record.
 fn readable<'a>(inner: &'a Inner, name: &str) -> Result<&'a CollectionConfig, JsValue> {
     let cfg = inner.engine.collection(name).map_err(js_error)?;
-    if inner.engine.is_closed() {
-        return Err(js_error(crate::core::Error::new(
-            crate::core::ErrorKind::Closed,
-            "the store is closed",
-        )));
-    }
+    inner.check_open()?;
     Ok(cfg)
 }
 

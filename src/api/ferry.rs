@@ -68,13 +68,7 @@ impl Inner {
 
     /// A `ClosedError` once the store is closed.
     pub(crate) fn check_open(&self) -> Result<(), JsValue> {
-        if self.engine.is_closed() {
-            return Err(js_error(Error::new(
-                crate::core::ErrorKind::Closed,
-                "the store is closed",
-            )));
-        }
-        Ok(())
+        self.engine.check_open().map_err(js_error)
     }
 }
 

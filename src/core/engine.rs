@@ -159,6 +159,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
         self.closed.get()
     }
 
+    /// A `ClosedError` once [`Engine::close`] was called.
+    pub fn check_open(&self) -> Result<()> {
+        if self.closed.get() {
+            return Err(Error::new(ErrorKind::Closed, "the store is closed"));
+        }
+        Ok(())
+    }
+
     /// The collection `name`, or an `UnknownCollectionError`.
     pub fn collection(&self, name: &str) -> Result<&CollectionConfig> {
         self.config.collection(name)
@@ -166,17 +174,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
 
     /// Opens a typed transaction, unless closed.
     pub async fn begin(&self, write: bool) -> Result<Tx<S::Txn<'_>>> {
-        if self.closed.get() {
-            return Err(Error::new(ErrorKind::Closed, "the store is closed"));
-        }
+        self.check_open()?;
         Ok(Tx::new(self.storage.begin(write).await?))
     }
 
     /// Opens a typed transaction over `scope` only, unless closed.
     pub async fn begin_in(&self, write: bool, scope: &[Table<'_>]) -> Result<Tx<S::Txn<'_>>> {
-        if self.closed.get() {
-            return Err(Error::new(ErrorKind::Closed, "the store is closed"));
-        }
+        self.check_open()?;
         Ok(Tx::new(self.storage.begin_in(write, scope).await?))
     }
 }

@@ -136,10 +136,6 @@ export function ferry_finish(ds, where, orderBy, desc, offset, limit) {
   const end = limit === undefined ? hits.length : offset + limit;
   return offset === 0 && end >= hits.length ? hits : hits.slice(offset, end);
 }
-export function ferry_read_by_id(db, store, c, id, where, orderBy, desc, offset, limit) {
-  return ferry_read_get(db, store, c, id)
-    .then((d) => ferry_finish(d === undefined ? [] : [d], where, orderBy, desc, offset, limit));
-}
 export function ferry_read_query(db, store, idp, index, key, where, orderBy, desc, offset, limit) {
   return new Promise((ok, fail) => {
     const t = tx(db, store);
@@ -169,25 +165,11 @@ extern "C" {
         offset: f64,
         limit: Option<f64>,
     ) -> Result<Promise, JsValue>;
-    #[allow(clippy::too_many_arguments)]
-    #[wasm_bindgen(catch)]
-    fn ferry_read_by_id(
-        db: &IdbDatabase,
-        store: &str,
-        c: &str,
-        id: &str,
-        filter: &JsValue,
-        order_by: Option<String>,
-        desc: bool,
-        offset: f64,
-        limit: Option<f64>,
-    ) -> Result<Promise, JsValue>;
     /// The order of `orderBy` ([`crate::core::query::compare`]) over JS values, for tests.
     #[cfg(test)]
     fn ferry_compare(a: &JsValue, b: &JsValue) -> f64;
-    /// Filters, sorts and cuts `records` as [`Query::matches`] and [`Query::finish`], for tests.
-    #[cfg(test)]
-    #[allow(clippy::too_many_arguments)]
+    /// Filters, sorts and cuts `records` as [`Query::matches`] and [`Query::finish`].
+    #[wasm_bindgen(catch)]
     fn ferry_finish(
         records: &JsValue,
         filter: &JsValue,
@@ -195,7 +177,7 @@ extern "C" {
         desc: bool,
         offset: f64,
         limit: Option<f64>,
-    ) -> JsValue;
+    ) -> Result<JsValue, JsValue>;
 }
 
 impl IdbStorage {
@@ -238,21 +220,24 @@ impl IdbStorage {
             // By id, as `get` finds it: `7` and `"7"` alike, a temporary id after its rename.
             let mut rest = q.filter.clone();
             rest.remove(&cfg.id_property);
-            let Ok(key) = id_key(id) else {
-                return Ok(js_sys::Array::new().into());
+            let found = match id_key(id) {
+                Ok(key) => self.read_get(c, &key).await?,
+                Err(_) => JsValue::UNDEFINED,
             };
-            let p = ferry_read_by_id(
-                &self.raw,
-                &store,
-                c,
-                &key,
+            let found = if found.is_undefined() {
+                js_sys::Array::new()
+            } else {
+                js_sys::Array::of1(&found)
+            };
+            return ferry_finish(
+                &found,
                 &super::to_js(&Value::Object(rest))?,
                 q.order_by.clone(),
                 q.desc,
                 q.offset as f64,
                 q.limit.map(|l| l as f64),
-            );
-            return self.answer(p).await;
+            )
+            .map_err(|e| idb_error(&e));
         }
         let (index, key) = match q.index_lookup(indexes) {
             Some((f, k)) => (Some(field_index(f)), super::to_js(&k)?),
@@ -368,7 +353,8 @@ mod tests {
                 query.desc,
                 query.offset as f64,
                 query.limit.map(|l| l as f64),
-            );
+            )
+            .unwrap();
             let got: Value =
                 serde_json::from_str(&String::from(js_sys::JSON::stringify(&got).unwrap()))
                     .unwrap();
