@@ -428,10 +428,17 @@ fn a_change_sent_again_after_a_conflict_carries_a_new_idempotency_key() {
 #[test]
 fn a_server_that_always_answers_409_makes_the_flush_wait_not_spin() {
     let (db, s, sid) = setup(P::ClientWins);
-    let current = s.record("todos", &sid).unwrap();
+    let mut current = s.record("todos", &sid).unwrap();
     update(&db, "todos", &sid, json!({"a": 9}));
     let tap = Tap::new(s.clone());
-    tap.hook(move |req| (req.method == "PUT").then(|| Ok(json_response(409, current.clone()))));
+    // Each answer names a newer version than the one sent: a conflict each time. (A 409 at the
+    // version sent is a refusal instead: `sync_server_says.rs`.)
+    tap.hook(move |req| {
+        (req.method == "PUT").then(|| {
+            current["version"] = json!(current["version"].as_i64().unwrap() + 1);
+            Ok(json_response(409, current.clone()))
+        })
+    });
     let (end, _) = block_on(db.flush(&tap, &[])).unwrap();
     assert!(matches!(end, RoundEnd::Wait { .. }), "{end:?}");
     let keys: Vec<String> = tap

@@ -84,6 +84,9 @@ pub struct Status {
     next_retry_at: Option<f64>,
 }
 
+/// How often a store that met the browser offline without hearing an `offline` event tries
+/// again (ms).
+const OFFLINE_RETRY_MS: f64 = 10_000.0;
 /// Why nothing is sent: the browser says it is offline, or the app took the store offline.
 const OFFLINE: &str =
     "the store is offline (the browser says so, or the app called setOffline(true))";
@@ -270,7 +273,11 @@ impl Inner {
         let end = loop {
             let end = self.run_once().await;
             let mut s = self.sync.borrow_mut();
-            if s.rerun && matches!(end, RunEnd::Done) {
+            // Asked to go round again during the run: after a clean end, or when the run met the
+            // browser offline and it is back (its `online` event came while the run ended,
+            // and will not come again).
+            let offline = matches!(&end, RunEnd::Failed(e, _) if e.kind == ErrorKind::Offline);
+            if s.rerun && (matches!(end, RunEnd::Done) || (offline && s.is_online())) {
                 s.rerun = false;
                 continue;
             }
@@ -299,11 +306,18 @@ impl Inner {
                 self.schedule_poll();
             }
             RunEnd::Failed(e, retry_at) => {
-                {
+                let retry_at = {
                     let mut s = self.sync.borrow_mut();
+                    // The browser said offline when a request left, but no `offline` event
+                    // came (a worker may hear none): its `online` may not come either, so the
+                    // run is tried again now and then.
+                    let unheard = e.kind == ErrorKind::Offline && s.is_online();
+                    let retry_at = retry_at
+                        .or_else(|| unheard.then(|| js_sys::Date::now() + OFFLINE_RETRY_MS));
                     s.last_error = Some(e.message.clone());
                     s.next_retry = retry_at;
-                }
+                    retry_at
+                };
                 if let (Some(at), true) = (retry_at, self.engine.config.auto_sync) {
                     self.schedule(at - js_sys::Date::now());
                 }

@@ -36,22 +36,26 @@ impl Listeners {
 }
 
 /// Calls every listener of `kind` (and of `collection`, for collection listeners) with `payload`.
-/// The list is copied first so no borrow is held while JS runs; a throwing listener is reported
-/// on the console and does not stop the others.
+/// The list is copied first so no borrow is held while JS runs; a listener removed by an earlier
+/// one is skipped, as `EventTarget` does. A throwing listener is reported on the console and does
+/// not stop the others.
 pub fn emit(
     listeners: &RefCell<Listeners>,
     kind: &str,
     collection: Option<&str>,
     payload: &JsValue,
 ) {
-    let targets: Vec<Function> = listeners
+    let targets: Vec<(u32, Function)> = listeners
         .borrow()
         .items
         .iter()
         .filter(|(_, k, c, _)| k == kind && (c.is_none() || c.as_deref() == collection))
-        .map(|(.., f)| f.clone())
+        .map(|(i, .., f)| (*i, f.clone()))
         .collect();
-    for f in targets {
+    for (id, f) in targets {
+        if !listeners.borrow().items.iter().any(|(i, ..)| *i == id) {
+            continue;
+        }
         if let Err(e) = f.call1(&JsValue::NULL, payload) {
             web_sys::console::error_2(&JsValue::from_str("Ferry: a listener threw"), &e);
         }

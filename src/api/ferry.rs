@@ -28,8 +28,8 @@ pub struct Inner {
     pub(crate) unlisten: RefCell<Vec<Function>>,
     pub(crate) resolver: Option<Function>,
     pub(crate) tabs: RefCell<Option<FerryTabs>>,
-    /// The resolver is being asked (see `offer_conflicts`).
-    pub(crate) offering: std::cell::Cell<bool>,
+    /// The conflicts the resolver was asked about, or is being asked (see `offer_conflicts`).
+    pub(crate) offered: RefCell<Vec<String>>,
 }
 
 impl Inner {
@@ -152,7 +152,7 @@ impl Ferry {
             unlisten: RefCell::new(Vec::new()),
             resolver,
             tabs: RefCell::new(None),
-            offering: std::cell::Cell::new(false),
+            offered: RefCell::new(Vec::new()),
         });
         for kind in ["online", "offline"] {
             let weak = Rc::downgrade(&inner);

@@ -21,23 +21,19 @@ impl Inner {
         let Some(resolver) = self.resolver.clone() else {
             return false;
         };
-        // A resolver may take its time (a dialog): while it decides, runs that end meanwhile
-        // must not ask it about the same conflicts again.
-        if self.offering.replace(true) {
-            return false;
-        }
-        let settled = self.offer_open(&resolver).await;
-        self.offering.set(false);
-        settled
-    }
-
-    async fn offer_open(self: &Rc<Self>, resolver: &js_sys::Function) -> bool {
         let Ok(open) = self.engine.conflicts().await else {
             return false;
         };
         let mut settled = false;
         for c in open.into_iter().filter(|c| c.state == ConflictState::Open) {
-            let answer = ask(resolver, &c).await;
+            // A resolver may take its time (a dialog), or never answer: runs that end meanwhile
+            // offer the other conflicts, never one it was asked about already.
+            let id = c.conflict_id.clone();
+            if self.offered.borrow().contains(&id) {
+                continue;
+            }
+            self.offered.borrow_mut().push(id);
+            let answer = ask(&resolver, &c).await;
             let outcome = match answer {
                 Ok(v) if v.as_string().as_deref() == Some("defer") => {
                     Err((ConflictState::Deferred, None))
@@ -57,13 +53,17 @@ impl Inner {
             };
             match outcome {
                 Ok(resolution) => {
-                    if let Ok(report) = self
+                    match self
                         .engine
                         .resolve_conflict(&c.conflict_id, resolution)
                         .await
                     {
-                        self.emit_everywhere("report", &report);
-                        settled = true;
+                        Ok(report) => {
+                            self.emit_everywhere("report", &report);
+                            settled = true;
+                        }
+                        // Still open: offered again after the next run.
+                        Err(_) => self.offered.borrow_mut().retain(|x| *x != c.conflict_id),
                     }
                 }
                 Err((state, error)) => {

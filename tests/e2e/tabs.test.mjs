@@ -151,14 +151,23 @@ test("`using` (Symbol.dispose) closes the store: the other tab takes the lead, a
     const after = await a.evaluate(async () => {
       const { db, items } = window.ferry;
       db[Symbol.dispose]();
-      try {
-        await items.create({ key: "after-dispose" });
-        return "written";
-      } catch (e) {
-        return e.name;
-      }
+      const name = async (f) => {
+        try {
+          await f();
+          return "done";
+        } catch (e) {
+          return e.name;
+        }
+      };
+      return {
+        write: await name(() => items.create({ key: "after-dispose" })),
+        sync: await name(() => db.sync()),
+        free: await name(() => db.free()),
+      };
     });
-    assert.equal(after, "ClosedError", "a collection of a disposed store refuses writes");
+    assert.equal(after.write, "ClosedError", "a collection of a disposed store refuses writes");
+    assert.equal(after.sync, "ClosedError", "the disposed store itself refuses sync() as a closed one does");
+    assert.equal(after.free, "done", "free() after dispose is harmless");
     await until(() => leader(b), "the other page to take the lead", 5_000);
   } finally {
     await context.close();

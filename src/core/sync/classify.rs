@@ -82,6 +82,11 @@ pub fn classify(
         .and_then(|v| parse_retry_after(v, now_ms));
     match status {
         200..=299 => classify_success(cfg, kind, res),
+        // A 404 that is a page (a proxy's, a router's "Cannot PUT") is not the API saying the
+        // record is gone: what the server holds is read before anything is decided.
+        404 | 410 if kind != Kind::Create && not_json(res) => {
+            Verdict::Conflict(ServerState::Unknown)
+        }
         404 | 410 if kind == Kind::Delete => Verdict::Ack(None, None),
         404 | 410 if kind == Kind::Update => Verdict::Conflict(ServerState::Deleted),
         // Only a body naming the record is its server state: `{"error": "stale"}` is not.
@@ -197,6 +202,13 @@ fn invalid(res: &HttpResponse, reason: String) -> Verdict {
         kind: ErrorKind::Protocol,
         status: Some(res.status),
     }
+}
+
+/// Whether `res` has a body that is not JSON (an empty one is not such a body).
+fn not_json(res: &HttpResponse) -> bool {
+    let body = res.body.trim_start_matches('\u{feff}').trim();
+    !body.is_empty()
+        && (looks_like_html(res) || serde_json::from_str::<serde::de::IgnoredAny>(body).is_err())
 }
 
 fn looks_like_html(res: &HttpResponse) -> bool {

@@ -290,6 +290,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
         }
         let mut answered: Vec<&str> = Vec::new();
         let mut settled = false;
+        // The latest time the server asked not to be sent anything before (`Retry-After`).
+        let mut pause_until: Option<f64> = None;
         for (e, v) in picked.iter().zip(verdicts) {
             if matches!(
                 v,
@@ -338,6 +340,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     status,
                 } => {
                     let at = self.note_failure(&tx, e, &reason, retry_after)?;
+                    if retry_after.is_some() {
+                        pause_until = Some(pause_until.unwrap_or(at).max(at));
+                    }
                     if !matches!(end, RoundEnd::Unauthorized) {
                         let earlier = match &end {
                             RoundEnd::Wait { retry_at, .. } => retry_at.min(at),
@@ -365,9 +370,12 @@ impl<S: Storage, E: Env> Engine<S, E> {
         report.extend(step);
         // A mutation that failed while others went through waits for its retry without holding
         // them back: the next round goes on at once (and sends it again first); only a round in
-        // which nothing went through waits.
-        if settled && matches!(end, RoundEnd::Wait { .. }) {
-            end = RoundEnd::Progress;
+        // which nothing went through waits. A pause the server asked for (`Retry-After`) is
+        // the whole server's: the round waits that long whatever else went through.
+        match (&mut end, pause_until) {
+            (RoundEnd::Wait { retry_at, .. }, Some(p)) => *retry_at = retry_at.max(p),
+            (RoundEnd::Wait { .. }, None) if settled => end = RoundEnd::Progress,
+            _ => {}
         }
         Ok(end)
     }

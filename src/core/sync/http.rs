@@ -146,12 +146,15 @@ pub fn id_from_location(location: &str, base: &str) -> Option<String> {
 
 /// `{base}/{id}` with the id encoded as one segment. A `base` that ends in `/` (as Django REST
 /// framework's routers write them, which redirect or fail a write to a URL without it) gives
-/// record URLs that end in `/` too.
+/// record URLs that end in `/` too. A query in `base` (`/api/notes?tenant=3`) stays the query
+/// of the record's URL: the id goes into the path, never after the `?`.
 pub fn record_url(base: &str, id: &str) -> String {
-    let slash = if base.ends_with('/') { "/" } else { "" };
+    let (path, query) = base.split_at(base.find(['?', '#']).unwrap_or(base.len()));
+    let query = query.split('#').next().unwrap_or_default();
+    let slash = if path.ends_with('/') { "/" } else { "" };
     format!(
-        "{}/{}{slash}",
-        base.trim_end_matches('/'),
+        "{}/{}{slash}{query}",
+        path.trim_end_matches('/'),
         encode_segment(id)
     )
 }
@@ -185,8 +188,10 @@ pub fn resolve_url(base: &str, reference: &str) -> String {
     }
 }
 
-/// `url` with `name=value` added to its query string (value percent-encoded).
+/// `url` with `name=value` added to its query string (value percent-encoded); a fragment,
+/// which is never sent, goes.
 pub fn with_query(url: &str, name: &str, value: &str) -> String {
+    let url = url.split('#').next().unwrap_or_default();
     let sep = if url.contains('?') { '&' } else { '?' };
     format!("{url}{sep}{name}={}", encode_segment(value))
 }
@@ -220,6 +225,15 @@ mod tests {
     fn record_urls_keep_the_collections_trailing_slash() {
         assert_eq!(record_url("/api/todos", "7"), "/api/todos/7");
         assert_eq!(record_url("/api/todos/", "7"), "/api/todos/7/");
+        assert_eq!(
+            record_url("/api/notes?tenant=3", "5"),
+            "/api/notes/5?tenant=3"
+        );
+        assert_eq!(
+            record_url("https://h/api/notes/?tenant=3&x=a/b#top", "a/b"),
+            "https://h/api/notes/a%2Fb/?tenant=3&x=a/b"
+        );
+        assert_eq!(record_url("/api/notes#top", "5"), "/api/notes/5");
         assert_eq!(
             record_url("https://h/api/todos/", "a/b"),
             "https://h/api/todos/a%2Fb/"

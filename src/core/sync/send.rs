@@ -123,13 +123,15 @@ impl<S: Storage, E: Env> Engine<S, E> {
             };
             i += verdicts.len();
             let unauthorized = verdicts.iter().any(|v| matches!(v, Verdict::Unauthorized));
+            // A `Retry-After` (429, 503) asks the client to pause: nothing more goes this round.
+            let paused = verdicts.iter().any(asks_pause);
             let failed = verdicts
                 .iter()
                 .all(|v| matches!(v, Verdict::Transient { .. } | Verdict::Unauthorized));
             sent.verdicts.extend(verdicts);
             // A 401 is the whole store's; two failures in a row are the server's, not one
             // mutation's: the rest waits for the retry.
-            if unauthorized || (failed && failed_last) {
+            if unauthorized || paused || (failed && failed_last) {
                 break;
             }
             failed_last = failed;
@@ -203,6 +205,18 @@ impl<S: Storage, E: Env> Engine<S, E> {
         };
         self.batch_cap.set(next.min(self.config.batch_size));
     }
+}
+
+/// Whether `v` carries the server's request to pause (`Retry-After`), which holds for every
+/// request to it, not only the one answered.
+pub(super) fn asks_pause(v: &Verdict) -> bool {
+    matches!(
+        v,
+        Verdict::Transient {
+            retry_after: Some(_),
+            ..
+        }
+    )
 }
 
 /// One answer per batched mutation: the batch's own failure applies to all of them. Also says

@@ -13,11 +13,13 @@ use crate::core::mutation::{Entry, Kind};
 use crate::core::record::{id_key, Record};
 use crate::core::storage::Storage;
 
+use super::classify::keep_body;
 use super::classify::{classify, record_of, version_field, version_of};
 use super::classify::{ServerState, Verdict};
 use super::http::{record_url, HttpRequest, HttpResponse, NetError, Transport};
 use super::pull::parse_page;
 use super::report::Report;
+use super::request::quote_version;
 
 /// How many sends of a create a 409 without a record may be "still being processed" for.
 const RETRIED_CONFLICTS: u32 = 4;
@@ -42,7 +44,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             // (a unique field taken), kept for the app in `rejected()`, not a deletion.
             Verdict::Conflict(ServerState::Unknown) if e.kind == Kind::Create => {
                 let (status, body) = match res {
-                    Ok(r) => (r.status, super::classify::keep_body(&r.body)),
+                    Ok(r) => (r.status, keep_body(&r.body)),
                     Err(_) => (409, String::new()),
                 };
                 Ok(if (2..=RETRIED_CONFLICTS).contains(&e.attempts) {
@@ -60,7 +62,17 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 })
             }
             Verdict::Conflict(ServerState::Unknown) => {
-                Ok(self.read_server_state(transport, headers, e, report).await)
+                let v = self.read_server_state(transport, headers, e, report).await;
+                // A delete answered with a 404 page whose record is indeed gone is done.
+                let not_found = matches!(res, Ok(r) if matches!(r.status, 404 | 410));
+                Ok(match v {
+                    Verdict::Conflict(ServerState::Deleted)
+                        if e.kind == Kind::Delete && not_found =>
+                    {
+                        Verdict::Ack(None, None)
+                    }
+                    v => v,
+                })
             }
             // A conflict body naming another record (the one a unique field collides with, an
             // error object with an id of its own) is not this record's server state. A create's
@@ -69,6 +81,28 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 if e.kind != Kind::Create && !names(cfg, &r, &e.r) =>
             {
                 Ok(self.read_server_state(transport, headers, e, report).await)
+            }
+            // An update of a versioned record acknowledged without a new version (a 204, `{"ok":
+            // true}`, the record without its version): the record is read back for it. Without
+            // it the next write would go without `If-Match` and overwrite what others changed.
+            Verdict::Ack(rec, None)
+                if e.kind == Kind::Update
+                    && sent_if_match(e)
+                    && rec.as_ref().is_none_or(|r| !answers_another(cfg, e, r)) =>
+            {
+                Ok(self.read_back(transport, headers, e, rec, report).await)
+            }
+            // A 409 with the record at the very version the write named is not about the
+            // version (a unique field taken, a rule of the server's): sent again it would meet
+            // the same answer for ever. A refusal, as a 422 would be.
+            Verdict::Conflict(ServerState::Record(r, Some(v)))
+                if e.kind != Kind::Create
+                    && names(cfg, &r, &e.r)
+                    && matches!(res, Ok(x) if x.status == 409)
+                    && sent_header(e, "If-Match") == Some(quote_version(&v)) =>
+            {
+                let body = res.as_ref().map(|x| keep_body(&x.body)).unwrap_or_default();
+                Ok(Verdict::Rejected { status: 409, body })
             }
             Verdict::Ack(Some(r), _) if answers_another(cfg, e, &r) => Ok(Verdict::Transient {
                 reason: "unexpected answer: it names another record than the one sent (a batch \
@@ -79,6 +113,38 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 status: None,
             }),
             v => Ok(v),
+        }
+    }
+
+    /// The acknowledgement of update `e` (answered with `rec`, without a version) with the
+    /// record and version `GET {url}/{id}` gives; as it was when that read fails or has none.
+    async fn read_back<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        e: &Entry,
+        rec: Option<Record>,
+        report: &mut Report,
+    ) -> Verdict {
+        let Ok(cfg) = self.collection(&e.c) else {
+            return Verdict::Ack(rec, None);
+        };
+        report.requests += 1;
+        let req = HttpRequest {
+            method: "GET".into(),
+            url: record_url(&cfg.url, &e.r),
+            headers: headers.to_vec(),
+            body: None,
+        };
+        match transport.send(req).await {
+            Ok(res) if (200..300).contains(&res.status) => match record_of(cfg, &res) {
+                Ok(Some(r)) if names(cfg, &r, &e.r) => match version_of(cfg, &res, Some(&r)) {
+                    Some(v) => Verdict::Ack(Some(r), Some(v)),
+                    None => Verdict::Ack(rec, None),
+                },
+                _ => Verdict::Ack(rec, None),
+            },
+            _ => Verdict::Ack(rec, None),
         }
     }
 
@@ -146,6 +212,21 @@ impl<S: Storage, E: Env> Engine<S, E> {
             ),
         }
     }
+}
+
+/// The value of header `name` that `e` was sent with.
+fn sent_header(e: &Entry, name: &str) -> Option<String> {
+    let sent = e.sent.as_ref()?;
+    let (_, v) = sent
+        .headers
+        .iter()
+        .find(|(h, _)| h.eq_ignore_ascii_case(name))?;
+    Some(v.clone())
+}
+
+/// Whether `e` went with an `If-Match`: its record has a version the server checks.
+fn sent_if_match(e: &Entry) -> bool {
+    sent_header(e, "If-Match").is_some()
 }
 
 /// Whether record `r`, the answer to `e`, is another record's: a create's answer that echoes

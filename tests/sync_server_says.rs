@@ -1,0 +1,217 @@
+//! What the server's answer says beyond its status, read as PROTOCOL.md means it: a `Retry-After`
+//! pauses the whole queue, a 404 page is not "deleted", an update acknowledged without its new
+//! version has that version read back, a 409 at the version sent is a refusal, and a collection
+//! URL's query stays a query.
+#![cfg(not(target_arch = "wasm32"))]
+
+#[path = "common/mem_server.rs"]
+mod mem_server;
+#[path = "common/native_env.rs"]
+mod native_env;
+#[path = "common/sync_asserts.rs"]
+mod sync_asserts;
+
+use ferry::core::sync::flush::RoundEnd;
+use ferry::core::sync::http::{HttpResponse, Transport};
+use ferry::core::MemoryStorage;
+use mem_server::MemServer;
+use native_env::*;
+use serde_json::json;
+use sync_asserts::*;
+
+/// A created and synced record `{title: "a", n: 1}`: its server id.
+fn synced<T: Transport>(db: &Db, t: &T) -> String {
+    let a = create(db, "todos", json!({"title": "a", "n": 1}));
+    flush_all(db, t);
+    id_of(&get(db, "todos", &a).expect("created"))
+}
+
+fn page(status: u16) -> HttpResponse {
+    HttpResponse {
+        status,
+        headers: vec![("Content-Type".into(), "text/html".into())],
+        body: "<html><body><h1>404 Not Found</h1>nginx</body></html>".into(),
+    }
+}
+
+#[test]
+fn an_update_acknowledged_without_its_version_reads_it_back() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    let sid = synced(&db, &tap);
+    // The server applies each PUT and answers 204, with no ETag.
+    let inner = s.clone();
+    tap.hook(move |req| {
+        (req.method == "PUT").then(|| {
+            let res = block_on(inner.send(req.clone()))?;
+            Ok(HttpResponse {
+                status: if res.status == 200 { 204 } else { res.status },
+                headers: Vec::new(),
+                body: if res.status == 200 {
+                    String::new()
+                } else {
+                    res.body
+                },
+            })
+        })
+    });
+    update(&db, "todos", &sid, json!({"n": 2}));
+    flush_all(&db, &tap);
+    // Another client changes another field; then this one writes again.
+    s.server_patch("todos", &sid, json!({"title": "theirs"}));
+    update(&db, "todos", &sid, json!({"n": 3}));
+    flush_all(&db, &tap);
+    let theirs = s.record("todos", &sid).expect("on the server");
+    assert_eq!(
+        strip(&theirs),
+        json!({"title": "theirs", "n": 3}),
+        "the second PUT went over the other client's change without If-Match"
+    );
+    assert_in_sync(&db, &s, "todos");
+}
+
+#[test]
+fn a_404_page_to_an_update_is_not_taken_for_a_deletion() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    let sid = synced(&db, &tap);
+    // A proxy in front of the API answers its 404 page to writes; reads still reach the API.
+    tap.hook(|req| (req.method == "PUT").then(|| Ok(page(404))));
+    update(&db, "todos", &sid, json!({"n": 2}));
+    for _ in 0..4 {
+        flush(&db, &tap);
+        db.env.advance(120_000.0);
+    }
+    let mine = get(&db, "todos", &sid).expect("the record is still here");
+    assert_eq!(mine["n"], 2, "and keeps the local change: {mine:?}");
+    assert!(pending(&db) > 0, "the change waits to be sent");
+    assert!(s.record("todos", &sid).is_some());
+    // The proxy is fixed: the change goes through.
+    tap.unhook();
+    flush_all(&db, &tap);
+    assert_eq!(s.record("todos", &sid).expect("on the server")["n"], 2);
+    assert_in_sync(&db, &s, "todos");
+}
+
+#[test]
+fn a_404_page_to_a_delete_of_a_record_the_server_has_does_not_drop_it_silently() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    let sid = synced(&db, &tap);
+    tap.hook(|req| (req.method == "DELETE").then(|| Ok(page(404))));
+    delete(&db, "todos", &sid);
+    flush(&db, &tap);
+    assert!(pending(&db) > 0, "the delete is not taken as done");
+    tap.unhook();
+    flush_all(&db, &tap);
+    assert!(s.record("todos", &sid).is_none(), "deleted on the server");
+    assert_in_sync(&db, &s, "todos");
+}
+
+#[test]
+fn a_404_page_to_a_delete_of_a_record_already_gone_is_done() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    let sid = synced(&db, &tap);
+    s.server_delete("todos", &sid);
+    tap.hook(|req| (req.method == "DELETE").then(|| Ok(page(404))));
+    delete(&db, "todos", &sid);
+    let report = flush_all(&db, &tap);
+    assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+    assert_eq!(pending(&db), 0);
+}
+
+#[test]
+fn retry_after_pauses_the_queue_even_when_other_mutations_went_through() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    for n in 0..3 {
+        create(&db, "todos", json!({"title": "t", "n": n}));
+    }
+    // The second create is answered 429 with a pause of 5 s, once.
+    let (mut posts, mut refused) = (0, false);
+    tap.hook(move |req| {
+        posts += usize::from(req.method == "POST");
+        (posts == 2 && !refused).then(|| {
+            refused = true;
+            Ok(HttpResponse {
+                status: 429,
+                headers: vec![("Retry-After".into(), "5".into())],
+                body: String::new(),
+            })
+        })
+    });
+    let now = db.env.now();
+    let (end, _) = flush(&db, &tap);
+    match end {
+        RoundEnd::Wait { retry_at, .. } => assert!(retry_at >= now + 4_000.0, "{retry_at}"),
+        other => panic!("the queue went on at once: {other:?}"),
+    }
+    assert_eq!(
+        tap.requests().len(),
+        2,
+        "nothing more was sent after the 429"
+    );
+    assert_eq!(s.records("todos").len(), 1);
+    db.env.advance(5_000.0);
+    flush_all(&db, &tap);
+    assert_eq!(s.records("todos").len(), 3);
+    assert_in_sync(&db, &s, "todos");
+}
+
+#[test]
+fn a_409_at_the_version_sent_is_a_refusal_not_a_conflict_for_ever() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    let sid = synced(&db, &tap);
+    // A unique field taken: 409 with the record as the server holds it, at the version sent.
+    let inner = s.clone();
+    let id = sid.clone();
+    tap.hook(move |req| {
+        (req.method == "PUT").then(|| {
+            let current = inner.record("todos", &id).expect("on the server");
+            Ok(json_response(409, current))
+        })
+    });
+    update(&db, "todos", &sid, json!({"title": "taken"}));
+    let report = flush_all(&db, &tap);
+    assert_eq!(report.rejected.len(), 1, "{report:?}");
+    assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+    let puts = tap.requests().iter().filter(|r| r.method == "PUT").count();
+    assert_eq!(puts, 1, "sent once, not again and again");
+    assert_eq!(get(&db, "todos", &sid).expect("kept")["title"], "a");
+}
+
+#[test]
+fn a_collection_url_with_a_query_keeps_it_after_the_record_id() {
+    let mut cfg = config(&["todos"]);
+    for c in cfg.collections.values_mut() {
+        c.url = format!("{}?tenant=3", c.url);
+    }
+    let db = open(cfg, MemoryStorage::new());
+    let tap = Tap::new(MemServer::new());
+    let a = create(&db, "todos", json!({"title": "a"}));
+    let _ = flush(&db, &tap);
+    let sid = id_of(&get(&db, "todos", &a).expect("created"));
+    update(&db, "todos", &sid, json!({"title": "b"}));
+    delete(&db, "todos", &sid);
+    let _ = flush(&db, &tap);
+    let urls: Vec<(String, String)> = tap
+        .requests()
+        .into_iter()
+        .map(|r| (r.method, r.url))
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            ("POST".to_string(), "/api/todos?tenant=3".to_string()),
+            ("DELETE".to_string(), format!("/api/todos/{sid}?tenant=3")),
+        ]
+    );
+}
