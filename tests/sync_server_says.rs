@@ -215,3 +215,39 @@ fn a_collection_url_with_a_query_keeps_it_after_the_record_id() {
         ]
     );
 }
+
+#[test]
+fn a_create_answered_with_the_id_of_another_record_created_here_overwrites_nothing() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let x = create(&db, "todos", json!({"title": "x"}));
+    // The app's own record, under an id of its choosing, not sent yet.
+    create(&db, "todos", json!({"id": "7", "title": "mine"}));
+    // The server gives X the id 7.
+    tap.hook(|req| {
+        let sent = body(req);
+        (req.method == "POST" && sent.get("id").is_none()).then(|| {
+            let mut answer = sent.clone();
+            answer["id"] = json!("7");
+            Ok(json_response(201, answer))
+        })
+    });
+    let _ = flush(&db, &tap);
+    assert_eq!(get(&db, "todos", "7").expect("kept")["title"], "mine");
+    assert_eq!(get(&db, "todos", &x).expect("still here")["title"], "x");
+    let sent_as_7: Vec<_> = tap
+        .requests()
+        .iter()
+        .map(body)
+        .filter(|b| b.get("id") == Some(&json!("7")))
+        .collect();
+    assert!(
+        sent_as_7.iter().all(|b| b["title"] == "mine"),
+        "X's data went out as record 7: {sent_as_7:?}"
+    );
+    let status = block_on(db.outbox()).expect("outbox");
+    assert!(
+        status.iter().any(|e| e.record_id == x),
+        "X's create waits to be sent again"
+    );
+}

@@ -556,3 +556,42 @@ async fn reads_without_get_all_records() {
     contract::get_first_in_key_order(&Idb).await;
     drop(hidden);
 }
+
+#[wasm_bindgen_test]
+async fn a_damaged_row_fails_the_reads_that_meet_it_instead_of_hanging() {
+    let cfg = with(&unique("damaged"), &[("todos", &["n"])]);
+    let s = open(&cfg).await;
+    let tx = s.begin(true).await.expect("begin");
+    let good = Row::new(
+        &cfg.collections["todos"],
+        contract::rec(json!({"id": "a", "n": 1})),
+    );
+    tx.put(Table::Records("todos"), &Key::str("a"), &good.to_value())
+        .expect("put");
+    // Written by something else than Ferry: no record in it.
+    tx.put(Table::Records("todos"), &Key::str("b"), &json!("garbage"))
+        .expect("put");
+    tx.commit().await.expect("commit");
+    let todos = &cfg.collections["todos"];
+    let all = s
+        .read_all("todos", "id")
+        .await
+        .expect_err("all() meets the damaged row");
+    assert_eq!(all.kind, ErrorKind::Storage);
+    assert!(
+        all.message.contains("r:todos is damaged"),
+        "{}",
+        all.message
+    );
+    let q = ferry::core::Query::default();
+    let err = s.read_query(todos, &q).await.expect_err("so does a query");
+    assert_eq!(err.kind, ErrorKind::Storage);
+    let err = s.read_get("todos", "b").await.expect_err("and a get of it");
+    assert_eq!(err.kind, ErrorKind::Storage);
+    // The other record still reads.
+    assert!(!s
+        .read_get("todos", "a")
+        .await
+        .expect("get a")
+        .is_undefined());
+}

@@ -277,6 +277,17 @@ impl<S: Storage, E: Env> Engine<S, E> {
             entries: true,
         };
         self.prefetch_records(&mut tx, picked.iter(), want).await?;
+        let mut verdicts = verdicts;
+        for (e, v) in picked.iter().zip(verdicts.iter_mut()) {
+            if let Some(why) = self.id_taken(&tx, e, v).await? {
+                *v = Verdict::Transient {
+                    reason: why,
+                    retry_after: None,
+                    kind: ErrorKind::Protocol,
+                    status: None,
+                };
+            }
+        }
         self.move_rows_first(&tx, picked, &verdicts)?;
         let mut end = RoundEnd::Progress;
         let mut step = Report::default();
@@ -378,6 +389,48 @@ impl<S: Storage, E: Env> Engine<S, E> {
             _ => {}
         }
         Ok(end)
+    }
+
+    /// Why acknowledgement `v` of create `e` cannot stand: the id the server gave is one that
+    /// another record here holds (created here and not sent yet, or the server's echo of another
+    /// create). Taken, the answer would overwrite that record, and a create of it still to be
+    /// sent would then send this one's data.
+    async fn id_taken<T: crate::core::storage::Txn>(
+        &self,
+        tx: &crate::core::tx::Tx<T>,
+        e: &Entry,
+        v: &Verdict,
+    ) -> Result<Option<String>> {
+        let Verdict::Ack(rec, _) = v else {
+            return Ok(None);
+        };
+        if e.kind != Kind::Create {
+            return Ok(None);
+        }
+        let cfg = self.collection(&e.c)?;
+        let (_, skey) = super::apply::server_id(cfg, e, rec.as_ref());
+        if skey == e.r {
+            return Ok(None);
+        }
+        let theirs = tx.entries_for(&e.c, &skey).await?;
+        // A row already there is this record when a pull brought it meanwhile, and another
+        // when it carries another client id (the server's echo of its own create).
+        let other = match tx.row(&e.c, &skey).await? {
+            Some(row) => row
+                .d
+                .get(&cfg.client_id_property)
+                .and_then(Value::as_str)
+                .is_some_and(|cid| cid != client_id_of(e)),
+            None => false,
+        };
+        Ok(
+            (other || theirs.iter().any(|l| l.kind == Kind::Create)).then(|| {
+                format!(
+                "unexpected answer: the server gave the new record the id {skey:?}, which another \
+                 record here holds"
+            )
+            }),
+        )
     }
 
     /// A create answered 409/412 with a record: our own record (a retried create) is an ack;

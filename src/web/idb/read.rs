@@ -26,12 +26,23 @@ use crate::core::storage::{field_index, Table};
 #[wasm_bindgen(inline_js = r#"
 function tx(db, stores) { return db.transaction(stores, 'readonly'); }
 function req(t, r, then, fail) {
-  r.onsuccess = () => then(r.result);
+  // A throw in `then` (a damaged row) rejects the read rather than leaving it pending for ever.
+  r.onsuccess = () => { try { then(r.result); } catch (e) { fail(e); } };
   r.onerror = (e) => { e.preventDefault(); fail(t.error || r.error); };
 }
-function data(rows) {
+// The record a stored row holds; a row that holds none (written by something else than Ferry,
+// or damaged) is an error naming its store, not a record of another shape.
+function row(r, store) {
+  const d = r !== null && typeof r === 'object' ? r.d : undefined;
+  if (d === null || typeof d !== 'object' || Array.isArray(d)) {
+    const what = String(JSON.stringify(r)).slice(0, 80);
+    throw new Error(`a row of ${store} is damaged: it holds no record (${what})`);
+  }
+  return d;
+}
+function data(rows, store) {
   const out = new Array(rows.length);
-  for (let i = 0; i < rows.length; i++) out[i] = rows[i].d;
+  for (let i = 0; i < rows.length; i++) out[i] = row(rows[i], store);
   return out;
 }
 export function ferry_read_get(db, store, c, id) {
@@ -44,9 +55,9 @@ export function ferry_read_get(db, store, c, id) {
     const alias = (k) => req(t, als.get([c, k]), (next) => {
       if (typeof next !== 'string') return ok(undefined);
       steps++;
-      req(t, recs.get(next), (r) => r !== undefined ? ok(r.d) : steps < 8 ? alias(next) : ok(undefined), fail);
+      req(t, recs.get(next), (r) => r !== undefined ? ok(row(r, store)) : steps < 8 ? alias(next) : ok(undefined), fail);
     }, fail);
-    req(t, recs.get(id), (r) => r !== undefined ? ok(r.d) : alias(id), fail);
+    req(t, recs.get(id), (r) => r !== undefined ? ok(row(r, store)) : alias(id), fail);
   });
 }
 // Rows are keyed by the id's text (10 before 9): numeric ids go first, by value, as the engine's
@@ -63,7 +74,7 @@ function inIdOrder(ds, idp) {
 export function ferry_read_all(db, store, idp) {
   return new Promise((ok, fail) => {
     const t = tx(db, store);
-    req(t, t.objectStore(store).getAll(), (rows) => ok(inIdOrder(data(rows), idp)), fail);
+    req(t, t.objectStore(store).getAll(), (rows) => ok(inIdOrder(data(rows, store), idp)), fail);
   });
 }
 const own = Object.prototype.hasOwnProperty;
@@ -141,7 +152,7 @@ export function ferry_read_query(db, store, idp, index, key, where, orderBy, des
     const t = tx(db, store);
     const s = t.objectStore(store);
     const r = index === undefined ? s.getAll() : s.index(index).getAll(key);
-    req(t, r, (rows) => ok(ferry_finish(inIdOrder(data(rows), idp), where, orderBy, desc, offset, limit)), fail);
+    req(t, r, (rows) => ok(ferry_finish(inIdOrder(data(rows, store), idp), where, orderBy, desc, offset, limit)), fail);
   });
 }
 "#)]
