@@ -15,7 +15,7 @@ use crate::core::engine::Engine;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::mutation::{Entry, Kind};
 use crate::core::record::Record;
-use crate::core::storage::{Storage, Table, Txn};
+use crate::core::storage::{Key, Read, Storage, Table, Txn, OUTBOX_BY_RECORD};
 use crate::core::tx::{answered_key, Want};
 
 use super::classify::{ServerState, Verdict};
@@ -278,16 +278,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         };
         self.prefetch_records(&mut tx, picked.iter(), want).await?;
         let mut verdicts = verdicts;
-        for (e, v) in picked.iter().zip(verdicts.iter_mut()) {
-            if let Some(why) = self.id_taken(&tx, e, v).await? {
-                *v = Verdict::Transient {
-                    reason: why,
-                    retry_after: None,
-                    kind: ErrorKind::Protocol,
-                    status: None,
-                };
-            }
-        }
+        self.refuse_taken_ids(&tx, picked, &mut verdicts).await?;
         self.move_rows_first(&tx, picked, &verdicts)?;
         let mut end = RoundEnd::Progress;
         let mut step = Report::default();
@@ -391,46 +382,66 @@ impl<S: Storage, E: Env> Engine<S, E> {
         Ok(end)
     }
 
-    /// Why acknowledgement `v` of create `e` cannot stand: the id the server gave is one that
-    /// another record here holds (created here and not sent yet, or the server's echo of another
-    /// create). Taken, the answer would overwrite that record, and a create of it still to be
-    /// sent would then send this one's data.
-    async fn id_taken<T: crate::core::storage::Txn>(
+    /// Turns into failures the acknowledgements of creates whose server id another record here
+    /// holds: one created here under that id (by the app) and not sent yet, or one whose row
+    /// carries another client id (the server's echo of another create). Taken, such an answer
+    /// would overwrite that record, and its own create would then send this one's data. A row
+    /// that is this record (a pull brought it meanwhile) has no entries of its own yet. One
+    /// round trip for the whole round.
+    async fn refuse_taken_ids<T: crate::core::storage::Txn>(
         &self,
         tx: &crate::core::tx::Tx<T>,
-        e: &Entry,
-        v: &Verdict,
-    ) -> Result<Option<String>> {
-        let Verdict::Ack(rec, _) = v else {
-            return Ok(None);
-        };
-        if e.kind != Kind::Create {
-            return Ok(None);
+        picked: &[Entry],
+        verdicts: &mut [Verdict],
+    ) -> Result<()> {
+        let mut moving = Vec::new();
+        for (i, (e, v)) in picked.iter().zip(verdicts.iter()).enumerate() {
+            if let (Kind::Create, Verdict::Ack(rec, _)) = (e.kind, v) {
+                let (_, skey) = super::apply::server_id(self.collection(&e.c)?, e, rec.as_ref());
+                if skey != e.r {
+                    moving.push((i, skey));
+                }
+            }
         }
-        let cfg = self.collection(&e.c)?;
-        let (_, skey) = super::apply::server_id(cfg, e, rec.as_ref());
-        if skey == e.r {
-            return Ok(None);
+        if moving.is_empty() {
+            return Ok(());
         }
-        let theirs = tx.entries_for(&e.c, &skey).await?;
-        // A row already there is this record when a pull brought it meanwhile, and another
-        // when it carries another client id (the server's echo of its own create).
-        let other = match tx.row(&e.c, &skey).await? {
-            Some(row) => row
-                .d
-                .get(&cfg.client_id_property)
+        let reads: Vec<Read> = moving
+            .iter()
+            .flat_map(|(i, skey)| {
+                let c = picked[*i].c.as_str();
+                let pair = Value::Array(vec![c.into(), skey.as_str().into()]);
+                [
+                    Read::Get(Table::Records(c), Key::str(skey)),
+                    Read::FirstKey(Table::Outbox, OUTBOX_BY_RECORD, pair),
+                ]
+            })
+            .collect();
+        let answers = tx.t.read_many(&reads).await?;
+        for ((i, skey), got) in moving.iter().zip(answers.chunks(2)) {
+            let e = &picked[*i];
+            let cid = self.collection(&e.c)?.client_id_property.as_str();
+            let Some((_, row)) = got[0].first() else {
+                continue;
+            };
+            let theirs = row
+                .get("d")
+                .and_then(|d| d.get(cid))
                 .and_then(Value::as_str)
-                .is_some_and(|cid| cid != client_id_of(e)),
-            None => false,
-        };
-        Ok(
-            (other || theirs.iter().any(|l| l.kind == Kind::Create)).then(|| {
-                format!(
-                "unexpected answer: the server gave the new record the id {skey:?}, which another \
-                 record here holds"
-            )
-            }),
-        )
+                .is_some_and(|x| x != client_id_of(e));
+            if theirs || !got[1].is_empty() {
+                verdicts[*i] = Verdict::Transient {
+                    reason: format!(
+                        "unexpected answer: the server gave the new record the id {skey:?}, \
+                         which another record here holds"
+                    ),
+                    retry_after: None,
+                    kind: ErrorKind::Protocol,
+                    status: None,
+                };
+            }
+        }
+        Ok(())
     }
 
     /// A create answered 409/412 with a record: our own record (a retried create) is an ack;

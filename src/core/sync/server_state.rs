@@ -13,8 +13,7 @@ use crate::core::mutation::{Entry, Kind};
 use crate::core::record::{id_key, Record};
 use crate::core::storage::Storage;
 
-use super::classify::keep_body;
-use super::classify::{classify, record_of, version_field, version_of};
+use super::classify::{classify, keep_body, record_of, version_field, version_of};
 use super::classify::{ServerState, Verdict};
 use super::http::{record_url, HttpRequest, HttpResponse, NetError, Transport};
 use super::pull::parse_page;
@@ -87,7 +86,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             // it the next write would go without `If-Match` and overwrite what others changed.
             Verdict::Ack(rec, None)
                 if e.kind == Kind::Update
-                    && sent_if_match(e)
+                    && sent_header(e, "If-Match").is_some()
                     && rec.as_ref().is_none_or(|r| !answers_another(cfg, e, r)) =>
             {
                 Ok(self.read_back(transport, headers, e, rec, report).await)
@@ -222,11 +221,6 @@ fn sent_header(e: &Entry, name: &str) -> Option<String> {
         .iter()
         .find(|(h, _)| h.eq_ignore_ascii_case(name))?;
     Some(v.clone())
-}
-
-/// Whether `e` went with an `If-Match`: its record has a version the server checks.
-fn sent_if_match(e: &Entry) -> bool {
-    sent_header(e, "If-Match").is_some()
 }
 
 /// Whether record `r`, the answer to `e`, is another record's: a create's answer that echoes
