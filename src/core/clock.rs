@@ -36,6 +36,9 @@ pub trait Env {
     fn now_ms(&self) -> f64;
     /// A random 32-bit number (need not be cryptographic: it only makes ids unique).
     fn random_u32(&self) -> u32;
+    /// Tells the developer of something wrong that is not any call's error (the browser's
+    /// console); nothing by default.
+    fn warn(&self, _message: &str) {}
 }
 
 /// A random id of `len` base-36 characters.

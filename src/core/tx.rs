@@ -89,6 +89,9 @@ pub struct Tx<T: Txn> {
     entry_put: std::cell::Cell<bool>,
     known: RefCell<Option<Known>>,
     deferred: RefCell<Option<Deferred>>,
+    /// Outbox entries read that could not be decoded (written by something else than Ferry):
+    /// left out of what reads answer, for [`Tx::set_aside_damaged`].
+    damaged: RefCell<Vec<(Key, Value)>>,
 }
 
 impl<T: Txn> Tx<T> {
@@ -102,6 +105,7 @@ impl<T: Txn> Tx<T> {
             entry_put: std::cell::Cell::new(false),
             known: RefCell::new(None),
             deferred: RefCell::new(None),
+            damaged: RefCell::new(Vec::new()),
         }
     }
 
@@ -166,9 +170,7 @@ impl<T: Txn> Tx<T> {
         let mut answers = self.t.read_many(&reads).await?.into_iter();
         if self.clock.is_none() {
             let stored = answers.next().and_then(|a| a.into_iter().next());
-            let stored = stored.map(|(_, v)| v);
-            self.clock_new = stored.is_none();
-            self.clock = Some(new_clock(stored, env)?);
+            self.load_clock(stored.map(|(_, v)| v), env).await?;
         }
         for (part, want_ids) in first_pass {
             if !ranged {
@@ -260,10 +262,41 @@ impl<T: Txn> Tx<T> {
     pub async fn clock(&mut self, env: &impl Env) -> Result<&mut ClockState> {
         if self.clock.is_none() {
             let stored = self.t.get(Table::State, &Key::str(CLOCK)).await?;
-            self.clock_new = stored.is_none();
-            self.clock = Some(new_clock(stored, env)?);
+            self.load_clock(stored, env).await?;
         }
         Ok(self.clock.as_mut().expect("set just above"))
+    }
+
+    /// Takes the stored clock `stored`. A new one is made where there is none (a new database)
+    /// or it cannot be read (something else wrote it): with a new node id, so no mutation id or
+    /// temporary id is made twice, and past every outbox position in use, so no write replaces
+    /// an entry that is waiting.
+    async fn load_clock(&mut self, stored: Option<Value>, env: &impl Env) -> Result<()> {
+        let decoded = stored.and_then(|v| serde_json::from_value::<ClockState>(v).ok());
+        self.clock_new = decoded.is_none();
+        let clock = match decoded {
+            Some(c) => c,
+            None => {
+                let last = self
+                    .t
+                    .get_all(Table::Outbox)
+                    .await?
+                    .iter()
+                    .filter_map(|(k, _)| match k {
+                        Key::Num(n) => Some(*n),
+                        _ => None,
+                    })
+                    .max()
+                    .unwrap_or(0);
+                ClockState {
+                    node: random_id(env, 10),
+                    seq: last,
+                    hlc: Hlc::default(),
+                }
+            }
+        };
+        self.clock = Some(clock);
+        Ok(())
     }
 
     /// A new outbox position and clock reading, with the node id.
@@ -424,12 +457,41 @@ impl<T: Txn> Tx<T> {
         Ok(out)
     }
 
-    /// Decodes stored entries, without those deleted at commit.
+    /// Decodes stored entries, without those deleted at commit. One that cannot be decoded is
+    /// left out (and kept for [`Tx::set_aside_damaged`]): one damaged entry must not stop the
+    /// queue, nor hide it from the app.
     fn entries(&self, rows: Vec<(Key, Value)>) -> Result<Vec<Entry>> {
-        rows.into_iter()
-            .map(decode_entry)
-            .filter(|e| !e.as_ref().is_ok_and(|e| self.doomed(e.seq)))
-            .collect()
+        let mut out = Vec::with_capacity(rows.len());
+        for (k, v) in rows {
+            match decode_entry((k.clone(), v.clone())) {
+                Ok(e) if self.doomed(e.seq) => {}
+                Ok(e) => out.push(e),
+                Err(_) => self.damaged.borrow_mut().push((k, v)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves the outbox entries that reads found damaged out of the outbox, into the state
+    /// table under `damaged:outbox:<key>` as they were, and says what was moved.
+    pub fn set_aside_damaged(&self) -> Result<Vec<String>> {
+        let damaged = std::mem::take(&mut *self.damaged.borrow_mut());
+        let mut said = Vec::with_capacity(damaged.len());
+        for (k, v) in damaged {
+            let name = match &k {
+                Key::Num(n) => n.to_string(),
+                other => format!("{other:?}"),
+            };
+            let aside = Key::Str(format!("damaged:outbox:{name}"));
+            self.t.put(Table::State, &aside, &v)?;
+            self.t.delete(Table::Outbox, &k)?;
+            said.push(format!(
+                "outbox entry {name} could not be read (written by something else than Ferry?); \
+                 it was moved aside to the `state` store under {aside:?}, and the rest of the \
+                 queue goes on"
+            ));
+        }
+        Ok(said)
     }
 
     /// The whole outbox, in order.
@@ -518,18 +580,6 @@ impl<T: Txn> Tx<T> {
         }
         self.t.commit().await
     }
-}
-
-/// The stored clock state, or a new one (a new database).
-fn new_clock(stored: Option<Value>, env: &impl Env) -> Result<ClockState> {
-    Ok(match stored {
-        Some(v) => serde_json::from_value(v)?,
-        None => ClockState {
-            node: random_id(env, 10),
-            seq: 0,
-            hlc: Hlc::default(),
-        },
-    })
 }
 
 /// An outbox entry read back. It is acknowledged (deleted) by its position, so an entry whose

@@ -29,6 +29,12 @@ impl Default for BrowserEnv {
 }
 
 impl Env for BrowserEnv {
+    fn warn(&self, message: &str) {
+        web_sys::console::error_1(&wasm_bindgen::JsValue::from_str(&format!(
+            "Ferry: {message}"
+        )));
+    }
+
     fn now_ms(&self) -> f64 {
         js_sys::Date::now()
     }

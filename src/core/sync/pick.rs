@@ -85,6 +85,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let (mut blocked, rejected) = self.held_back(&tx, self.config.has_refs()).await?;
         blocked.extend(busy.iter().cloned());
         let outbox = self.outbox_to_pick(&tx, max, &blocked, after).await?;
+        for said in tx.set_aside_damaged()? {
+            self.env.warn(&said);
+        }
         let outbox_seqs: Vec<u64> = outbox.iter().map(|e| e.seq).collect();
         // Freezing looks at rows only: the outbox was just read whole.
         let want = Want {
