@@ -462,3 +462,30 @@ fn an_answer_that_cannot_be_read_is_a_protocol_error_not_a_network_one() {
         "{end:?}"
     );
 }
+
+#[test]
+fn outbox_shows_what_an_in_flight_create_sends_not_what_the_record_became() {
+    let (db, _) = open_todos();
+    let a = create(&db, "todos", json!({"title": "a"}));
+    let b = create(&db, "todos", json!({"title": "b"}));
+    let s = MemServer::new();
+    s.fail_next(2, 503, None);
+    let _ = flush(&db, &s);
+    update(&db, "todos", &a, json!({"title": "a2"}));
+    delete(&db, "todos", &b);
+    let items = block_on(db.outbox()).expect("outbox");
+    let create_of = |id: &str| {
+        items
+            .iter()
+            .find(|i| i.record_id == id && i.in_flight)
+            .unwrap_or_else(|| panic!("{id}'s create in flight: {items:?}"))
+    };
+    assert_eq!(
+        create_of(&a).changes["title"],
+        "a",
+        "the body that is sent again"
+    );
+    assert_eq!(create_of(&b).changes["title"], "b");
+    let later = items.iter().find(|i| i.record_id == a && !i.in_flight);
+    assert_eq!(later.expect("the update waits").changes["title"], "a2");
+}

@@ -340,3 +340,22 @@ fn a_paged_list_is_read_to_its_last_page() {
     assert!(block_on(db.pull(&tap, &[], "todos")).is_err());
     assert_eq!(block_on(db.all("todos")).unwrap().len(), 6);
 }
+
+#[test]
+fn a_read_answered_with_a_page_is_a_protocol_error_with_its_status() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    tap.hook(|req| {
+        (req.method == "GET").then(|| {
+            Ok(HttpResponse {
+                status: 200,
+                headers: vec![("Content-Type".into(), "text/html".into())],
+                body: "<html>Sign in to the Wi-Fi</html>".into(),
+            })
+        })
+    });
+    let e = block_on(db.pull(&tap, &[], "todos")).expect_err("not a page of records");
+    assert_eq!(e.kind, ferry::core::ErrorKind::Protocol);
+    assert_eq!(e.status, Some(200));
+    assert!(e.message.contains("HTML"), "{}", e.message);
+}

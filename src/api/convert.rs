@@ -81,6 +81,18 @@ pub fn from_js_error(e: JsValue, kind: ErrorKind) -> Error {
         .dyn_ref::<js_sys::Error>()
         .map(|e| format!("{}: {}", String::from(e.name()), String::from(e.message())))
         .or_else(|| e.as_string())
-        .unwrap_or_else(|| format!("{e:?}"));
+        .unwrap_or_else(|| describe(&e));
     Error::new(kind, msg)
+}
+
+/// A JS value as a message shows it: JSON where it has one (`42`, `{"a":1}`), else its type
+/// (`undefined`, a function), never wasm-bindgen's `JsValue(...)` debug form.
+pub fn describe(v: &JsValue) -> String {
+    if v.is_undefined() {
+        return "undefined".into();
+    }
+    match js_sys::JSON::stringify(v).ok().and_then(|s| s.as_string()) {
+        Some(text) => text.chars().take(200).collect(),
+        None => format!("a {}", v.js_typeof().as_string().unwrap_or_default()),
+    }
 }

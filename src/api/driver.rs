@@ -352,22 +352,24 @@ impl Inner {
     async fn headers(&self, refresh: bool) -> Result<Vec<(String, String)>, Error> {
         if let Some(f) = &self.get_headers {
             if refresh || self.auth.borrow().is_empty() {
-                let v = f
-                    .call0(&JsValue::NULL)
-                    .map_err(|e| from_js_error(e, ErrorKind::Network))?;
+                let failed = |e: JsValue| {
+                    let e = from_js_error(e, ErrorKind::Network);
+                    Error::new(e.kind, format!("getHeaders failed: {}", e.message))
+                };
+                let v = f.call0(&JsValue::NULL).map_err(failed)?;
                 // A getHeaders that never settles must not hold sync (and `pull()`) for ever.
                 let ms = f64::from(self.engine.config.timeout_ms);
                 let mut timer = None;
                 let late = Promise::new(&mut |_, reject| {
-                    let why = format!("getHeaders did not settle within {ms} ms (timeoutMs)");
+                    let why = format!("it did not settle within {ms} ms (timeoutMs)");
                     timer = Some(Timer::new(ms, move || {
-                        let _ = reject.call1(&JsValue::NULL, &js_sys::Error::new(&why));
+                        let _ = reject.call1(&JsValue::NULL, &JsValue::from_str(&why));
                     }));
                 });
                 let raced = Promise::race(&js_sys::Array::of2(&Promise::resolve(&v), &late));
                 let v = JsFuture::from(raced).await;
                 drop(timer);
-                let v = v.map_err(|e| from_js_error(e, ErrorKind::Network))?;
+                let v = v.map_err(failed)?;
                 let rec = super::convert::to_record(&v, "the result of getHeaders")?;
                 let list = rec
                     .into_iter()

@@ -12,7 +12,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use crate::core::sync::report::{ConflictState, OpenConflict, Resolution};
 
-use super::convert::{from_js_error, to_js, to_record};
+use super::convert::{describe, from_js_error, to_js, to_record};
 use super::ferry::Inner;
 
 impl Inner {
@@ -46,7 +46,8 @@ impl Inner {
                 Ok(v) => Err((
                     ConflictState::Failed,
                     Some(format!(
-                        "the resolver returned {v:?}; expected a record, null or \"defer\""
+                        "the resolver returned {}; expected a record, null or \"defer\"",
+                        describe(&v)
                     )),
                 )),
                 Err(e) => Err((ConflictState::Failed, Some(e))),

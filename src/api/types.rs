@@ -6,6 +6,17 @@ use wasm_bindgen::prelude::*;
 const TS_TYPES: &'static str = r#"
 /** A JSON value, as records hold them. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [field: string]: JsonValue };
+/** The `name` of every error Ferry throws or rejects with (README, "Errors"). */
+export type FerryErrorName =
+  | "ValidationError" | "NotFoundError" | "ConstraintError" | "UnknownCollectionError"
+  | "ClosedError" | "StorageError" | "QuotaExceededError" | "OfflineError" | "NetworkError"
+  | "ProtocolError";
+/** An error from Ferry (a real `Error`): branch on `name`. */
+export interface FerryError extends Error {
+  name: FerryErrorName;
+  /** The HTTP status, when the error is the server's answer (`NetworkError`, `ProtocolError`). */
+  status?: number;
+}
 /** A record: a plain JSON object. */
 export type FerryRecord = { [field: string]: JsonValue };
 /** A record as a write takes it: a field set to `undefined` is left out, as JSON.stringify does. */
@@ -148,7 +159,10 @@ export interface OutboxEntry {
   collection: string;
   recordId: string;
   kind: "create" | "update" | "delete";
-  /** Create: the record; update: changed fields with current values; delete: empty. */
+  /**
+   * Create: the record; update: changed fields with current values; delete: empty. In flight:
+   * what was sent (and is sent again), whatever the record became since.
+   */
   changes: FerryRecord;
   /** The server's record the change was made on (null if the server never saw it). */
   base: FerryRecord | null;

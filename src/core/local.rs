@@ -399,12 +399,24 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 Err(_) if self.collection(&e.c).is_err() => None,
                 row => row?,
             };
-            let changes = match (&e.kind, &row) {
-                (Kind::Create, Some(r)) => r.d.clone(),
-                (Kind::Update, Some(r)) => e
+            // Sent already: what goes (again) is the frozen body, whatever the record became.
+            let sent = e.sent.as_ref().and_then(|s| s.body.as_ref());
+            let source = match sent {
+                Some(Value::Object(body)) => {
+                    let mut body = body.clone();
+                    if let Ok(cfg) = self.collection(&e.c) {
+                        body.remove(&cfg.client_id_property);
+                    }
+                    Some(body)
+                }
+                _ => row.as_ref().map(|r| r.d.clone()),
+            };
+            let changes = match (&e.kind, source) {
+                (Kind::Create, Some(d)) => d,
+                (Kind::Update, Some(d)) => e
                     .fields
                     .iter()
-                    .map(|f| (f.clone(), r.d.get(f).cloned().unwrap_or(Value::Null)))
+                    .map(|f| (f.clone(), d.get(f).cloned().unwrap_or(Value::Null)))
                     .collect(),
                 _ => Record::new(),
             };

@@ -150,6 +150,10 @@ test("`using` (Symbol.dispose) closes the store: the other tab takes the lead, a
     await until(async () => (await leader(a)) && !(await leader(b)), "the first page to lead");
     const after = await a.evaluate(async () => {
       const { db, items } = window.ferry;
+      // A collection handle disposed on its own holds nothing: it goes on working.
+      const handle = db.collection("items");
+      handle[Symbol.dispose]();
+      const disposedHandleReads = (await handle.get("nothing-here")) === undefined;
       db[Symbol.dispose]();
       const name = async (f) => {
         try {
@@ -163,11 +167,13 @@ test("`using` (Symbol.dispose) closes the store: the other tab takes the lead, a
         write: await name(() => items.create({ key: "after-dispose" })),
         sync: await name(() => db.sync()),
         free: await name(() => db.free()),
+        disposedHandleReads,
       };
     });
     assert.equal(after.write, "ClosedError", "a collection of a disposed store refuses writes");
     assert.equal(after.sync, "ClosedError", "the disposed store itself refuses sync() as a closed one does");
     assert.equal(after.free, "done", "free() after dispose is harmless");
+    assert.equal(after.disposedHandleReads, true, "a disposed collection handle still reads");
     await until(() => leader(b), "the other page to take the lead", 5_000);
   } finally {
     await context.close();

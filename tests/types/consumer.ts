@@ -1,7 +1,7 @@
 // A TypeScript app using Ferry: `tsc -p tests/types` must accept it, so the generated .d.ts types
 // every method, option and result. The @ts-expect-error lines must stay errors.
 import init, { Ferry, Collection } from "../../pkg/ferry.js";
-import type { FerryRecord, StoredRecord, OutboxEntry, SyncStatus, Change, RejectedMutation, IdChange, OpenConflict } from "../../pkg/ferry.js";
+import type { FerryRecord, StoredRecord, OutboxEntry, SyncStatus, Change, RejectedMutation, IdChange, OpenConflict, FerryError } from "../../pkg/ferry.js";
 
 export async function app(): Promise<void> {
   await init();
@@ -40,6 +40,14 @@ export async function app(): Promise<void> {
   // @ts-expect-error a change has no field `nope`
   db.on("change", (e) => console.log(e.nope));
   await db.sync().catch((e: Error) => console.log(e.name));
+  try {
+    await db.sync();
+  } catch (e) {
+    const err = e as FerryError;
+    if (err.name === "NetworkError" && err.status === 503) console.log("busy");
+    // @ts-expect-error not an error name Ferry uses
+    if (err.name === "NetwrokError") console.log("never");
+  }
   await todos.pull();
   const open_conflicts: OpenConflict[] = await db.conflicts();
   for (const c of open_conflicts) {

@@ -211,7 +211,8 @@ fn not_json(res: &HttpResponse) -> bool {
         && (looks_like_html(res) || serde_json::from_str::<serde::de::IgnoredAny>(body).is_err())
 }
 
-fn looks_like_html(res: &HttpResponse) -> bool {
+/// Whether `res` is a page of HTML (a captive portal's, a login page), not an API's answer.
+pub(super) fn looks_like_html(res: &HttpResponse) -> bool {
     let ct = res
         .header("Content-Type")
         .unwrap_or("")

@@ -16,6 +16,7 @@ use crate::core::storage::{Key, Read, Storage, Table, Txn};
 use crate::core::tx::answered_key;
 
 use super::apply::rebase;
+use super::classify::looks_like_html;
 use super::classify::version_field;
 use super::http::{resolve_url, with_query, HttpRequest, HttpResponse, Transport};
 use super::report::Report;
@@ -153,6 +154,20 @@ fn refused_read(res: &HttpResponse, url: &str) -> Result<()> {
     ))
 }
 
+/// The page a read's answer holds; one that is not a page is a `ProtocolError` with the
+/// answer's status.
+fn read_answer(cfg: &CollectionConfig, res: &HttpResponse) -> Result<Page> {
+    let why = if looks_like_html(res) {
+        Err("an HTML page where JSON was expected (a captive portal, a login page?)".to_string())
+    } else {
+        parse_page(&cfg.root_property, &res.body)
+    };
+    why.map_err(|e| Error {
+        status: Some(res.status),
+        ..Error::new(ErrorKind::Protocol, e)
+    })
+}
+
 /// GETs collection `cfg` since cursor `since` (in full without one, or when the server no
 /// longer knows it): the page and the cursor it was read from.
 async fn read_page<T: Transport>(
@@ -182,17 +197,17 @@ async fn read_page<T: Transport>(
         break res;
     };
     refused_read(&res, &url)?;
-    let protocol = |e: String| Error::new(ErrorKind::Protocol, e);
-    let mut page = parse_page(&cfg.root_property, &res.body).map_err(protocol)?;
+    let mut page = read_answer(cfg, &res)?;
     // A paged answer is one read: every page, or (any page failing) none, since a part of a
     // snapshot would take the records on the other pages for deleted.
     let mut seen = HashSet::new();
     while let Some(link) = page.next.take() {
         url = resolve_url(&url, &link);
         if !seen.insert(url.clone()) || seen.len() >= MAX_PAGES {
-            return Err(protocol(format!(
-                "the read's `next` links do not end (at {url})"
-            )));
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                format!("the read's `next` links do not end (at {url})"),
+            ));
         }
         *requests += 1;
         let res = transport
@@ -200,7 +215,7 @@ async fn read_page<T: Transport>(
             .await
             .map_err(Error::from)?;
         refused_read(&res, &url)?;
-        let more = parse_page(&cfg.root_property, &res.body).map_err(protocol)?;
+        let more = read_answer(cfg, &res)?;
         page.records.extend(more.records);
         page.cursor = more.cursor.or(page.cursor);
         page.next = more.next;
