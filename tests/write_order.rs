@@ -244,6 +244,8 @@ fn stale_tabs() -> (Db, Db) {
     let b = open(config(&["todos"]), s, 2);
     write(&a, create(json!({"id": "a1"})));
     write(&b, create(json!({"id": "b1"})));
+    // As the tabs layer does when it hears b's write: a's positions now lie below b's.
+    a.retire_block();
     (a, b)
 }
 
@@ -290,15 +292,14 @@ fn harness_create_then_update_in_flight_when_nothing_moved() {
     create_then_edit(&db, "x");
 }
 
-/// Two tabs. Tab b writes, so tab a's remembered clock is stale. Tab a then calls
-/// `create({id: "x"})` and `update("x", ...)` without awaiting the create. The quick create
-/// fails its clock check; it must still run before the update (a create redone in a new
-/// transaction would run after the update's, which would fail with NotFound).
+/// Two tabs. Tab b writes, so tab a's outbox positions lie below b's. Tab a then calls
+/// `create({id: "x"})` and `update("x", ...)` without awaiting the create. The create takes new
+/// positions (above b's) in its own transaction; it must still run before the update, and its
+/// entry must come after b's.
 #[test]
 fn two_tabs_update_right_after_create_is_not_lost() {
     let (a, _b) = stale_tabs();
     create_then_edit(&a, "x");
-    // The quick create wrote its entry where tab b's now is; that entry must be back.
     let shape = outbox_shape(&a);
     let ids: Vec<&str> = shape.iter().map(|(_, r)| r.as_str()).collect();
     assert_eq!(ids, vec!["a1", "b1", "x"]);
@@ -328,8 +329,8 @@ fn recreate_over_pending_delete_then_update_in_flight() {
 
 /// DESIGN.md: "across records, in the order of their first mutation, so a parent created before
 /// its child reaches the server first". Two tabs as above; tab a creates a parent and then, not
-/// awaiting it, its children in one write. The parent's quick create fails its clock check; the
-/// parent must still come first in the outbox.
+/// awaiting it, its children in one write. The parent's create reserves new positions in its own
+/// transaction; the parent must still come first in the outbox.
 #[test]
 fn parent_created_before_children_stays_first_in_outbox() {
     let (a, _b) = stale_tabs();

@@ -109,6 +109,7 @@ impl Inner {
         match field(m, "t").as_string().as_deref() {
             // Another tab wrote: its subscribers were told; ours are now, and the leader flushes.
             Some("changes") => {
+                self.engine.retire_block();
                 self.emit_each("change", &body);
                 if self.sync.borrow().leader {
                     self.after_write();

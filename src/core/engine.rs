@@ -1,7 +1,7 @@
 //! The engine: a store's configuration, its storage and its host environment. Local operations
 //! live in `local.rs`, sync in `sync/`; both are `impl Engine` blocks over the same state.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -12,7 +12,8 @@ use super::error::{Error, ErrorKind, Result};
 use super::record::Record;
 use super::record::Row;
 use super::storage::{Key, Read, Storage, Table, Txn};
-use super::tx::{ClockState, Tx};
+use super::tx::alloc::SharedAlloc;
+use super::tx::Tx;
 
 /// What happened to a record, as subscribers see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -88,9 +89,8 @@ pub struct Engine<S: Storage, E: Env> {
     /// batch request timed out (a server slower than `timeoutMs` for a whole batch gets smaller
     /// ones rather than the same one for ever) and raised a little by each batch answered.
     pub(crate) batch_cap: Cell<usize>,
-    /// The clock state storage held when this engine last wrote it (or was about to): what a
-    /// [quick create](Engine::write) assumes and checks. `None` when unknown.
-    pub(crate) clock_seen: RefCell<Option<ClockState>>,
+    /// The outbox positions this engine holds, and its clock (`tx/alloc.rs`).
+    pub(crate) alloc: SharedAlloc,
 }
 
 impl<S: Storage, E: Env> Engine<S, E> {
@@ -105,7 +105,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             closed: Cell::new(false),
             batch_off: Cell::new(false),
             batch_cap,
-            clock_seen: RefCell::new(None),
+            alloc: SharedAlloc::default(),
         };
         if engine.storage.reindexes_on_upgrade() {
             return Ok(engine);
@@ -144,9 +144,12 @@ impl<S: Storage, E: Env> Engine<S, E> {
         Ok(engine)
     }
 
-    /// Remembers the clock state storage holds after a commit (`None`: not known).
-    pub(crate) fn saw_clock(&self, clock: Option<ClockState>) {
-        *self.clock_seen.borrow_mut() = clock;
+    /// Another engine on this database (another tab) wrote: its positions may lie above those
+    /// this engine holds, so the next write here reserves new ones above everything reserved,
+    /// and the outbox keeps the order in which the tabs wrote (`tx/alloc.rs`).
+    pub fn retire_block(&self) {
+        let mut a = self.alloc.borrow_mut();
+        a.end = a.next;
     }
 
     /// Marks the engine closed: every later call fails with a `ClosedError`.
@@ -175,12 +178,18 @@ impl<S: Storage, E: Env> Engine<S, E> {
     /// Opens a typed transaction, unless closed.
     pub async fn begin(&self, write: bool) -> Result<Tx<S::Txn<'_>>> {
         self.check_open()?;
-        Ok(Tx::new(self.storage.begin(write).await?))
+        Ok(Tx::new(
+            self.storage.begin(write).await?,
+            self.alloc.clone(),
+        ))
     }
 
     /// Opens a typed transaction over `scope` only, unless closed.
     pub async fn begin_in(&self, write: bool, scope: &[Table<'_>]) -> Result<Tx<S::Txn<'_>>> {
         self.check_open()?;
-        Ok(Tx::new(self.storage.begin_in(write, scope).await?))
+        Ok(Tx::new(
+            self.storage.begin_in(write, scope).await?,
+            self.alloc.clone(),
+        ))
     }
 }

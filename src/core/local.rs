@@ -90,9 +90,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             Quick::NotTried => self.begin_in(true, &write_scope(c)).await?,
         };
         let out = self.write_in(&mut tx, c, ops).await?;
-        let seen = tx.clock_after_commit();
         tx.commit().await?;
-        self.saw_clock(seen);
         Ok(out)
     }
 
@@ -112,7 +110,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 Op::Update(id, _) | Op::Replace(id, _) | Op::Delete(id) => Some(id.clone()),
             })
             .collect();
-        tx.prefetch(&self.env, c, &ids, Want::ALL).await?;
+        tx.prefetch(c, &ids, Want::ALL).await?;
         let done = self.apply_ops(tx, cfg, ops).await;
         tx.forget();
         done
@@ -142,11 +140,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
     ) -> Result<(Option<Record>, Option<Change>)> {
         let c = cfg.name.as_str();
         let idp = cfg.id_property.as_str();
-        let (seq, at, node) = tx.tick(&self.env).await?;
-        let fresh = |kind, key: &str| Entry::new(seq, &node, at, c, key, kind);
+        // A new entry's position and mutation id are given when it is stored (`fold`): a change
+        // folded into a pending entry, or dropping one, takes none.
+        let at = tx.now(&self.env);
+        let fresh = |kind, key: &str| Entry::new(0, "", at, c, key, kind);
         match op {
             Op::Create(mut data) => {
-                let (key, pending) = match data.get(idp) {
+                let (key, pending, fresh) = match data.get(idp) {
                     Some(v) => {
                         let key = id_key(v)?;
                         if tx.resolve(c, &key).await?.1.is_some() {
@@ -156,13 +156,17 @@ impl<S: Storage, E: Env> Engine<S, E> {
                             ));
                         }
                         let pending = tx.entries_for(c, &key).await?;
-                        (key, pending)
+                        let fresh = fresh(Kind::Create, &key);
+                        (key, pending, fresh)
                     }
                     None => {
-                        // A fresh temporary id: nothing can be stored or pending under it.
+                        // A fresh temporary id: nothing can be stored or pending under it. It is
+                        // made from the entry's position, taken now.
+                        let (seq, node) = tx.next_seq(&self.env, 0).await?;
                         let key = temp_id(&node, seq);
                         data.insert(idp.to_string(), Value::String(key.clone()));
-                        (key, Vec::new())
+                        let fresh = Entry::new(seq, &node, at, c, &key, Kind::Create);
+                        (key, Vec::new(), fresh)
                     }
                 };
                 let mut row = Row::new(cfg, data);
@@ -176,14 +180,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 let mut fields = changed_fields(row.b.as_ref().unwrap_or(&Record::new()), &row.d);
                 fields.retain(|f| f != idp);
                 tx.put_row(c, &key, &row)?;
-                self.fold(
-                    tx,
-                    last,
-                    Kind::Create,
-                    &fields,
-                    fresh(Kind::Create, &key),
-                    None,
-                )?;
+                let floor = pending.last().map_or(0, |e| e.seq);
+                self.fold(tx, last, floor, Kind::Create, &fields, fresh, None)
+                    .await?;
                 let id = cfg.id_of(&row.d, &key);
                 Ok((
                     Some(row.d.clone()),
@@ -206,14 +205,18 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 let base = known.then(|| row.b.clone().unwrap_or_else(|| row.d.clone()));
                 tx.delete_row(c, &key)?;
                 let last = pending.last().filter(|e| !e.in_flight());
+                let floor = pending.last().map_or(0, |e| e.seq);
+                let base = base.map(|b| (b, row.v.clone()));
                 self.fold(
                     tx,
                     last,
+                    floor,
                     Kind::Delete,
                     &[],
                     fresh(Kind::Delete, &key),
-                    base.map(|b| (b, row.v.clone())),
-                )?;
+                    base,
+                )
+                .await?;
                 let idv = cfg.id_of(&row.d, &key);
                 Ok((None, Some(Change::local(ChangeKind::Deleted, c, idv, None))))
             }
@@ -277,17 +280,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
         row.reindex(cfg);
         tx.put_row(c, &key, &row)?;
         let last = pending.last().filter(|e| !e.in_flight());
-        self.fold(
-            tx,
-            last,
-            Kind::Update,
-            &fields,
-            Entry {
-                r: key.clone(),
-                ..fresh
-            },
-            None,
-        )?;
+        let floor = pending.last().map_or(0, |e| e.seq);
+        let fresh = Entry {
+            r: key.clone(),
+            ..fresh
+        };
+        self.fold(tx, last, floor, Kind::Update, &fields, fresh, None)
+            .await?;
         let idv = cfg.id_of(&row.d, &key);
         Ok((
             Some(row.d.clone()),
@@ -295,11 +294,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
         ))
     }
 
-    /// Folds a change into the record's pending entry (or appends a new one) and stores it.
-    fn fold<T: Txn>(
+    /// Folds a change into the record's pending entry (or appends a new one, numbered above
+    /// `floor`, the last position of the record's pending entries) and stores it.
+    #[allow(clippy::too_many_arguments)]
+    async fn fold<T: Txn>(
         &self,
-        tx: &Tx<T>,
+        tx: &mut Tx<T>,
         last: Option<&Entry>,
+        floor: u64,
         kind: Kind,
         fields: &[String],
         fresh: Entry,
@@ -311,6 +313,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 None => Err(Error::storage("the dropped entry is not the record's last")),
             },
             Coalesced::Keep(mut e) => {
+                if e.seq == 0 {
+                    // New: its position now, and the mutation id made from it.
+                    let (seq, node) = tx.next_seq(&self.env, floor).await?;
+                    let made = Entry::new(seq, &node, e.made, &e.c, &e.r, e.kind);
+                    e.seq = seq;
+                    e.id = made.id;
+                }
                 if e.kind == Kind::Delete {
                     if let Some((b, v)) = base {
                         e.base = Some(b);

@@ -12,8 +12,10 @@ use super::mutation::Entry;
 use super::record::Row;
 use super::storage::{delete_runs, utf16_order, Key, Read, Table, Txn, OUTBOX_BY_RECORD};
 
+pub(crate) mod alloc;
 mod deferred;
 mod part;
+use alloc::{SharedAlloc, BLOCK};
 use deferred::Deferred;
 use part::Part;
 
@@ -22,7 +24,7 @@ use part::Part;
 pub struct ClockState {
     /// A random id of this database, the prefix of mutation ids and temporary ids.
     pub node: String,
-    /// The last outbox position handed out.
+    /// The last outbox position reserved (by some engine's block, see `tx/alloc.rs`).
     pub seq: u64,
     /// The last clock reading.
     pub hlc: Hlc,
@@ -75,18 +77,20 @@ struct Known {
     gone: Vec<String>,
 }
 
-/// A transaction with typed helpers. The clock is read once, on first use, and written back at
-/// commit, so every write in a transaction shares one read and one write of it.
+/// A transaction with typed helpers. Outbox positions come from the engine's block (`alloc`);
+/// the clock is read and written only to reserve a new block, at most once per transaction.
 pub struct Tx<T: Txn> {
     /// The raw transaction.
     pub t: T,
+    alloc: SharedAlloc,
     clock: Option<ClockState>,
-    /// The clock must be written back: it is new, or it moved and an outbox entry used it.
-    /// (A transaction that only deletes, say a never-sent record, then writes nothing at all, so
-    /// it still works when the browser's quota is full and is how an app makes room.)
-    clock_new: bool,
-    ticked: bool,
-    entry_put: std::cell::Cell<bool>,
+    /// The clock must be written back: it is new or a block was reserved. (A transaction that
+    /// only deletes, say a never-sent record, writes nothing else, so it still works when the
+    /// browser's quota is full and is how an app makes room.)
+    clock_dirty: bool,
+    /// The block this transaction reserved, `(node, next, end)`: the engine takes what is left of
+    /// it once the reservation is committed.
+    reserved: Option<(String, u64, u64)>,
     known: RefCell<Option<Known>>,
     deferred: RefCell<Option<Deferred>>,
     /// Outbox entries read that could not be decoded (written by something else than Ferry):
@@ -95,14 +99,14 @@ pub struct Tx<T: Txn> {
 }
 
 impl<T: Txn> Tx<T> {
-    /// Wraps an open transaction.
-    pub fn new(t: T) -> Self {
+    /// Wraps an open transaction of the engine whose positions are `alloc`.
+    pub(crate) fn new(t: T, alloc: SharedAlloc) -> Self {
         Tx {
             t,
+            alloc,
             clock: None,
-            clock_new: false,
-            ticked: false,
-            entry_put: std::cell::Cell::new(false),
+            clock_dirty: false,
+            reserved: None,
             known: RefCell::new(None),
             deferred: RefCell::new(None),
             damaged: RefCell::new(Vec::new()),
@@ -110,19 +114,13 @@ impl<T: Txn> Tx<T> {
     }
 
     /// Reads what writes to records `ids` of `c` will look at: their rows, and as `want` says
-    /// their aliases and pending entries, and the clock. One round trip, and a second one only
+    /// their aliases and pending entries. One round trip, and a second one only
     /// for what the first showed is needed: the entries of records that have some, and (for a
     /// few records) the aliases of ids without a row. Until
     /// [`Tx::forget`], [`Tx::row`], [`Tx::alias`] and [`Tx::entries_for`] answer from it (what was
     /// not read still goes to storage), and writes through `Tx` keep it current. Writes that
     /// bypass `Tx` (`tx.t.put`) must not happen in between.
-    pub async fn prefetch(
-        &mut self,
-        env: &impl Env,
-        c: &str,
-        ids: &[String],
-        want: Want,
-    ) -> Result<()> {
+    pub async fn prefetch(&mut self, c: &str, ids: &[String], want: Want) -> Result<()> {
         let mut ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         ids.sort_unstable_by(|a, b| utf16_order(a, b));
         ids.dedup();
@@ -157,9 +155,6 @@ impl<T: Txn> Tx<T> {
         let mut left: Vec<(Part, Vec<&str>)> = Vec::new();
         let first_pass: Vec<(Part, Vec<&str>)> = parts.iter().map(|p| (*p, ids.clone())).collect();
         let mut reads = Vec::new();
-        if self.clock.is_none() {
-            reads.push(Read::Get(Table::State, Key::str(CLOCK)));
-        }
         for (part, want_ids) in &first_pass {
             if ranged {
                 reads.push(part.range(c, want_ids));
@@ -168,10 +163,6 @@ impl<T: Txn> Tx<T> {
             }
         }
         let mut answers = self.t.read_many(&reads).await?.into_iter();
-        if self.clock.is_none() {
-            let stored = answers.next().and_then(|a| a.into_iter().next());
-            self.load_clock(stored.map(|(_, v)| v), env).await?;
-        }
         for (part, want_ids) in first_pass {
             if !ranged {
                 let mut pending = Vec::new();
@@ -259,7 +250,7 @@ impl<T: Txn> Tx<T> {
     }
 
     /// Reads (or, in a new database, creates) the clock state.
-    pub async fn clock(&mut self, env: &impl Env) -> Result<&mut ClockState> {
+    async fn clock(&mut self, env: &impl Env) -> Result<&mut ClockState> {
         if self.clock.is_none() {
             let stored = self.t.get(Table::State, &Key::str(CLOCK)).await?;
             self.load_clock(stored, env).await?;
@@ -273,7 +264,7 @@ impl<T: Txn> Tx<T> {
     /// an entry that is waiting.
     async fn load_clock(&mut self, stored: Option<Value>, env: &impl Env) -> Result<()> {
         let decoded = stored.and_then(|v| serde_json::from_value::<ClockState>(v).ok());
-        self.clock_new = decoded.is_none();
+        self.clock_dirty |= decoded.is_none();
         let clock = match decoded {
             Some(c) => c,
             None => {
@@ -299,17 +290,38 @@ impl<T: Txn> Tx<T> {
         Ok(())
     }
 
-    /// A new outbox position and clock reading, with the node id.
-    pub async fn tick(&mut self, env: &impl Env) -> Result<(u64, Hlc, String)> {
-        let now = env.now_ms().max(0.0) as u64;
+    /// A clock reading for a change made now.
+    pub fn now(&self, env: &impl Env) -> Hlc {
+        self.alloc.borrow_mut().tick(env)
+    }
+
+    /// A new outbox position above `floor` (the last position of the record's pending changes),
+    /// with the node id: from the engine's block, else from a block this transaction reserves.
+    pub async fn next_seq(&mut self, env: &impl Env, floor: u64) -> Result<(u64, String)> {
+        if let Some((node, next, end)) = self.reserved.as_mut() {
+            if *next < *end && *next > floor {
+                *next += 1;
+                return Ok((*next - 1, node.clone()));
+            }
+        }
+        if let Some(got) = self.alloc.borrow_mut().take(floor) {
+            return Ok(got);
+        }
+        let hlc = self.alloc.borrow().hlc;
         let c = self.clock(env).await?;
-        c.seq = c.seq.checked_add(1).ok_or_else(|| {
-            Error::storage("the stored outbox counter is damaged (at its maximum)")
-        })?;
-        c.hlc = c.hlc.tick(now);
-        let out = (c.seq, c.hlc, c.node.clone());
-        self.ticked = true;
-        Ok(out)
+        let damaged = || Error::storage("the stored outbox counter is damaged (at its maximum)");
+        let start = c.seq.max(floor).checked_add(1).ok_or_else(damaged)?;
+        let end = start.checked_add(BLOCK).ok_or_else(damaged)?;
+        c.seq = end - 1;
+        c.hlc = c.hlc.max(hlc);
+        let (node, stored_hlc) = (c.node.clone(), c.hlc);
+        {
+            let mut a = self.alloc.borrow_mut();
+            a.hlc = a.hlc.max(stored_hlc);
+        }
+        self.clock_dirty = true;
+        self.reserved = Some((node.clone(), start + 1, end));
+        Ok((start, node))
     }
 
     /// The row of record `key`, if present.
@@ -515,7 +527,6 @@ impl<T: Txn> Tx<T> {
 
     /// Stores an entry under its position.
     pub fn put_entry(&self, e: &Entry) -> Result<()> {
-        self.entry_put.set(true);
         if let Some(d) = self.deferred.borrow_mut().as_mut() {
             d.deleted.retain(|s| *s != e.seq);
         }
@@ -558,27 +569,19 @@ impl<T: Txn> Tx<T> {
         Ok(())
     }
 
-    /// The clock as storage will hold it once this transaction commits, when that is known.
-    pub fn clock_after_commit(&self) -> Option<ClockState> {
-        let unchanged = !self.ticked;
-        self.clock
-            .clone()
-            .filter(|_| self.clock_written() || unchanged)
-    }
-
-    /// Whether the commit writes the clock back: it is new, or it moved and an outbox entry used
-    /// it.
-    fn clock_written(&self) -> bool {
-        self.clock_new || (self.ticked && self.entry_put.get())
-    }
-
-    /// Writes the clock back (if it was used) and commits.
+    /// Writes the clock back (if a block was reserved) and commits; the engine then takes what
+    /// is left of the block.
     pub async fn commit(self) -> Result<()> {
         self.delete_deferred()?;
-        if let Some(c) = self.clock.as_ref().filter(|_| self.clock_written()) {
+        let clock = self.clock.filter(|_| self.clock_dirty);
+        if let Some(c) = &clock {
             self.t.put_encoded(Table::State, &Key::str(CLOCK), c)?;
         }
-        self.t.commit().await
+        self.t.commit().await?;
+        if let (Some((node, next, end)), Some(c)) = (self.reserved, clock) {
+            self.alloc.borrow_mut().adopt(node, next, end, c.hlc);
+        }
+        Ok(())
     }
 }
 

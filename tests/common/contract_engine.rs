@@ -475,15 +475,21 @@ pub async fn engine_two_clients_interleave_creates<H: Harness>(h: &H) {
     let b = engine(h, &cfg, h.open(&cfg).await).await;
     let create = |v: Value| vec![Op::Create(rec(v))];
 
+    // Each tab hears the other's writes (the tabs layer calls `retire_block`), so the outbox
+    // keeps the order in which they wrote.
     write(&a, "todos", create(json!({"id": "x1"}))).await;
     write(&a, "todos", create(json!({"id": "x2"}))).await;
+    b.retire_block();
     write(&b, "todos", create(json!({"id": "y1"}))).await;
+    a.retire_block();
     write(&a, "todos", create(json!({"title": "no id"}))).await;
     write(&a, "todos", create(json!({"id": "x3"}))).await;
     let taken = a.write("todos", create(json!({"id": "y1"}))).await;
     assert_eq!(taken.expect_err("y1 is b's").kind, ErrorKind::Constraint);
     write(&a, "todos", vec![Op::Delete("s1".into())]).await;
+    b.retire_block();
     write(&b, "todos", create(json!({"id": "y2"}))).await;
+    a.retire_block();
     write(&a, "todos", create(json!({"id": "x4"}))).await;
     write(&a, "todos", create(json!({"id": "s1", "title": "again"}))).await;
 
@@ -515,9 +521,11 @@ pub async fn engine_two_clients_interleave_creates<H: Harness>(h: &H) {
     let all = b.all("todos").await.expect("all");
     assert_eq!(all.len(), 8, "s1, x1-x4, y1, y2 and the one without an id");
 
-    // After the other client wrote, a create and an update of it called at once: the create's
-    // check fails, and it must still take effect before the update called after it.
+    // After the other client wrote, a create and an update of it called at once: the create
+    // reserves new positions, and it must still take effect before the update called after it.
+    b.retire_block();
     write(&b, "todos", create(json!({"id": "y3"}))).await;
+    a.retire_block();
     let edit = vec![Op::Update("x5".into(), rec(json!({"title": "edited"})))];
     let (made, edited) = join(
         a.write("todos", create(json!({"id": "x5"}))),

@@ -223,7 +223,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             return Ok(());
         };
         let c = c.to_string();
-        tx.prefetch(&self.env, &c, &ids, want).await
+        tx.prefetch(&c, &ids, want).await
     }
 
     /// `row` with every declared reference that still names a temporary id the target record

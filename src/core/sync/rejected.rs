@@ -112,9 +112,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         for k2 in found.held_with() {
             tx.t.delete(Table::Rejected, k2)?;
         }
-        let seen = tx.clock_after_commit();
         tx.commit().await?;
-        self.saw_clock(seen);
         Ok(changes)
     }
 }
