@@ -232,7 +232,8 @@ fn a_create_answered_with_the_id_of_another_record_created_here_overwrites_nothi
             Ok(json_response(201, answer))
         })
     });
-    let _ = flush(&db, &tap);
+    // One round: X's answer is refused while the app's own 7 waits to be sent.
+    block_on(db.flush_round(&tap, &[], &mut Default::default())).expect("a round");
     assert_eq!(get(&db, "todos", "7").expect("kept")["title"], "mine");
     assert_eq!(get(&db, "todos", &x).expect("still here")["title"], "x");
     let sent_as_7: Vec<_> = tap
@@ -249,5 +250,38 @@ fn a_create_answered_with_the_id_of_another_record_created_here_overwrites_nothi
     assert!(
         status.iter().any(|e| e.record_id == x),
         "X's create waits to be sent again"
+    );
+}
+
+#[test]
+fn an_id_the_server_gives_out_again_names_the_new_record() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    let old = synced(&db, &tap);
+    // The server is wiped (restored from an old backup): it gives the next record the old id.
+    s.wipe();
+    let inner = s.clone();
+    let reused = old.clone();
+    tap.hook(move |req| {
+        (req.method == "POST").then(|| {
+            let res = block_on(inner.send(req.clone()))?;
+            let mut r: serde_json::Value = serde_json::from_str(&res.body).expect("a record");
+            inner.server_delete("todos", r["id"].as_str().unwrap_or_default());
+            inner.server_put("todos", &reused, r.clone());
+            r["id"] = json!(reused);
+            Ok(json_response(201, r))
+        })
+    });
+    let x = create(&db, "todos", json!({"title": "new"}));
+    flush_all(&db, &tap);
+    assert_eq!(pending(&db), 0, "the create is not refused for ever");
+    assert_eq!(
+        get(&db, "todos", &old).expect("the new record")["title"],
+        "new"
+    );
+    assert_eq!(
+        get(&db, "todos", &x).expect("by its temporary id")["title"],
+        "new"
     );
 }

@@ -507,3 +507,57 @@ async fn pull_interval_brings_other_devices_changes_without_a_call() {
     writer.close();
     reader.close();
 }
+
+#[wasm_bindgen_test]
+async fn a_mutation_the_server_keeps_failing_does_not_stop_the_pulls() {
+    let t = unique("poisoned");
+    let writer = open(&unique("sync13"), &[(&t, "")], "").await;
+    let opts = js(&format!(
+        r#"{{"name":"{}","pullIntervalMs":150,"collections":{{"{t}":{{"url":"{}/api/{t}"}}}}}}"#,
+        unique("sync14"),
+        server()
+    ));
+    let reader = Ferry::open(opts).await.expect("open");
+    ok(reader
+        .collection(&t)
+        .unwrap()
+        .create(js(r#"{"title":"a"}"#)))
+    .await;
+    ok(reader.sync()).await;
+    // Every update the reader sends fails; the writer's create goes through.
+    faults(&format!(
+        r#"{{"failNext":100000,"status":500,"methods":["PUT","PATCH"],"match":"/api/{t}"}}"#
+    ))
+    .await;
+    let id = get(
+        &get(&ok(reader.collection(&t).unwrap().all()).await, "0"),
+        "id",
+    );
+    ok(reader
+        .collection(&t)
+        .unwrap()
+        .update(id, js(r#"{"title":"stuck"}"#)))
+    .await;
+    ok(writer
+        .collection(&t)
+        .unwrap()
+        .create(js(r#"{"title":"from elsewhere"}"#)))
+    .await;
+    ok(writer.sync()).await;
+    let mut seen = 0;
+    for _ in 0..50 {
+        seen = Array::from(&ok(reader.collection(&t).unwrap().all()).await).length();
+        if seen == 2 {
+            break;
+        }
+        sleep(100).await;
+    }
+    faults(r#"{"failNext":0,"methods":null,"match":null}"#).await;
+    assert_eq!(
+        seen, 2,
+        "the reader pulled the other store's record meanwhile"
+    );
+    assert_eq!(ok(reader.pending_count()).await.as_f64(), Some(1.0));
+    writer.close();
+    reader.close();
+}

@@ -321,6 +321,8 @@ impl Inner {
                 if let (Some(at), true) = (retry_at, self.engine.config.auto_sync) {
                     self.schedule(at - js_sys::Date::now());
                 }
+                // Periodic pulls go on while a mutation waits for its retry.
+                self.schedule_poll();
                 let body = serde_json::json!({
                     "ids": served,
                     "error": { "name": e.kind.name(), "message": e.message },
@@ -446,29 +448,48 @@ impl Inner {
                         status,
                         ..Error::new(kind, reason)
                     };
+                    // A mutation the server keeps failing must not keep the others' changes
+                    // out: the reads still go (they never overwrite what waits to be sent).
+                    if let Some(Err(e)) = self.pull_all(&mut headers, &mut refreshed).await {
+                        if e.kind == ErrorKind::Offline {
+                            return RunEnd::Failed(e, None);
+                        }
+                    }
                     return RunEnd::Failed(e, Some(retry_at));
                 }
             }
         }
-        let pull = std::mem::take(&mut self.sync.borrow_mut().pull_next);
-        if pull && self.engine.config.pull_after_flush {
-            let names: Vec<String> = self.engine.config.collections.keys().cloned().collect();
-            // One collection's failed read does not keep the others from being read.
-            let mut failed = None;
-            for name in names {
-                match self.pull_with(&mut headers, &mut refreshed, &name).await {
-                    Ok(report) => self.dispatch(report),
-                    Err(e) if e.kind == ErrorKind::Offline => return RunEnd::Failed(e, None),
-                    Err(e) => {
-                        failed.get_or_insert(e);
-                    }
-                }
-            }
-            if let Some(e) = failed {
-                return RunEnd::Failed(e, Some(js_sys::Date::now() + 5_000.0));
-            }
+        if let Some(Err(e)) = self.pull_all(&mut headers, &mut refreshed).await {
+            let retry = (e.kind != ErrorKind::Offline).then(|| js_sys::Date::now() + 5_000.0);
+            return RunEnd::Failed(e, retry);
         }
         RunEnd::Done
+    }
+
+    /// Pulls every collection, when a pull is due (`pull_next`) and `pullAfterFlush` is on; one
+    /// collection's failed read does not keep the others from being read. `None` when no pull
+    /// was due; else the first error, if any (an offline one at once).
+    async fn pull_all(
+        self: &Rc<Self>,
+        headers: &mut Vec<(String, String)>,
+        refreshed: &mut bool,
+    ) -> Option<Result<(), Error>> {
+        let pull = std::mem::take(&mut self.sync.borrow_mut().pull_next);
+        if !pull || !self.engine.config.pull_after_flush {
+            return None;
+        }
+        let names: Vec<String> = self.engine.config.collections.keys().cloned().collect();
+        let mut failed = None;
+        for name in names {
+            match self.pull_with(headers, refreshed, &name).await {
+                Ok(report) => self.dispatch(report),
+                Err(e) if e.kind == ErrorKind::Offline => return Some(Err(e)),
+                Err(e) => {
+                    failed.get_or_insert(e);
+                }
+            }
+        }
+        Some(failed.map_or(Ok(()), Err))
     }
 
     /// Pulls collection `name`; a read answered 401 asks `getHeaders` again (once per run, as a

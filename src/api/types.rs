@@ -75,7 +75,7 @@ export interface FerryOptions {
   timeoutMs?: number;
   /** Open offline, as if `setOffline(true)` came first (default false). */
   offline?: boolean;
-  /** Also pull every collection this often while online and idle (ms; default 0: off). */
+  /** Also pull every collection this often while online, also while a mutation waits for its retry (ms; default 0: off). */
   pullIntervalMs?: number;
   /** Called before a flush and again after a 401; returns headers such as Authorization. */
   getHeaders?: () => { [name: string]: string } | Promise<{ [name: string]: string }>;

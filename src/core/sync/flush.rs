@@ -382,12 +382,12 @@ impl<S: Storage, E: Env> Engine<S, E> {
         Ok(end)
     }
 
-    /// Turns into failures the acknowledgements of creates whose server id another record here
-    /// holds: one created here under that id (by the app) and not sent yet, or one whose row
-    /// carries another client id (the server's echo of another create). Taken, such an answer
-    /// would overwrite that record, and its own create would then send this one's data. A row
-    /// that is this record (a pull brought it meanwhile) has no entries of its own yet. One
-    /// round trip for the whole round.
+    /// Turns into failures the acknowledgements of creates whose server id a record here holds
+    /// with changes of its own still to send (one the app created under that id, say): taken,
+    /// such an answer would overwrite that record, and its own create would then send this
+    /// one's data. A record here without pending changes is the server's to replace: an id the
+    /// server gives out again (after a wipe, a restore) names the new record now. One round trip
+    /// for the whole round.
     async fn refuse_taken_ids<T: crate::core::storage::Txn>(
         &self,
         tx: &crate::core::tx::Tx<T>,
@@ -419,21 +419,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
             .collect();
         let answers = tx.t.read_many(&reads).await?;
         for ((i, skey), got) in moving.iter().zip(answers.chunks(2)) {
-            let e = &picked[*i];
-            let cid = self.collection(&e.c)?.client_id_property.as_str();
-            let Some((_, row)) = got[0].first() else {
-                continue;
-            };
-            let theirs = row
-                .get("d")
-                .and_then(|d| d.get(cid))
-                .and_then(Value::as_str)
-                .is_some_and(|x| x != client_id_of(e));
-            if theirs || !got[1].is_empty() {
+            if !got[0].is_empty() && !got[1].is_empty() {
                 verdicts[*i] = Verdict::Transient {
                     reason: format!(
                         "unexpected answer: the server gave the new record the id {skey:?}, \
-                         which another record here holds"
+                         which another record here holds, with changes not sent yet"
                     ),
                     retry_after: None,
                     kind: ErrorKind::Protocol,
