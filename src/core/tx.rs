@@ -424,6 +424,14 @@ impl<T: Txn> Tx<T> {
         )
     }
 
+    /// Row `key` of `c` as a read outside the prefetch found it: later reads through `Tx` answer
+    /// from it, as for the prefetched rows (unless the prefetch read it, or it was written since).
+    pub fn learn_row(&self, c: &str, key: &str, row: Option<Row>) {
+        if let Some(known) = self.known.borrow_mut().as_mut().filter(|k| k.c == c) {
+            known.rows.entry(key.to_string()).or_insert(row);
+        }
+    }
+
     /// What was just written is known for certain, whether or not the prefetch read that key
     /// (an ack moves a row to its server id, which the next step reads back).
     fn know_row(&self, c: &str, key: &str, row: Option<&Row>) {

@@ -14,7 +14,7 @@ use crate::core::clock::Env;
 use crate::core::engine::Engine;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::mutation::{Entry, Kind};
-use crate::core::record::Record;
+use crate::core::record::{Record, Row};
 use crate::core::storage::{Key, Read, Storage, Table, Txn, OUTBOX_BY_RECORD};
 use crate::core::tx::{answered_key, Want};
 
@@ -406,21 +406,41 @@ impl<S: Storage, E: Env> Engine<S, E> {
         if moving.is_empty() {
             return Ok(());
         }
-        let reads: Vec<Read> = moving
+        // The rows under the new ids: usually none. The acknowledgements read them anyway, so
+        // they are handed to `tx` for those reads.
+        let rows: Vec<Read> = moving
             .iter()
-            .flat_map(|(i, skey)| {
+            .map(|(i, skey)| Read::Get(Table::Records(&picked[*i].c), Key::str(skey)))
+            .collect();
+        let found = tx.t.read_many(&rows).await?;
+        let mut held = Vec::new();
+        for ((i, skey), got) in moving.iter().zip(found) {
+            let c = picked[*i].c.as_str();
+            match got.into_iter().next() {
+                None => tx.learn_row(c, skey, None),
+                Some((_, v)) => {
+                    if let Ok(row) = Row::from_value(v) {
+                        tx.learn_row(c, skey, Some(row));
+                    }
+                    held.push((*i, skey));
+                }
+            }
+        }
+        if held.is_empty() {
+            return Ok(());
+        }
+        let pending: Vec<Read> = held
+            .iter()
+            .map(|(i, skey)| {
                 let c = picked[*i].c.as_str();
                 let pair = Value::Array(vec![c.into(), skey.as_str().into()]);
-                [
-                    Read::Get(Table::Records(c), Key::str(skey)),
-                    Read::FirstKey(Table::Outbox, OUTBOX_BY_RECORD, pair),
-                ]
+                Read::FirstKey(Table::Outbox, OUTBOX_BY_RECORD, pair)
             })
             .collect();
-        let answers = tx.t.read_many(&reads).await?;
-        for ((i, skey), got) in moving.iter().zip(answers.chunks(2)) {
-            if !got[0].is_empty() && !got[1].is_empty() {
-                verdicts[*i] = Verdict::Transient {
+        let answers = tx.t.read_many(&pending).await?;
+        for ((i, skey), got) in held.into_iter().zip(answers) {
+            if !got.is_empty() {
+                verdicts[i] = Verdict::Transient {
                     reason: format!(
                         "unexpected answer: the server gave the new record the id {skey:?}, \
                          which another record here holds, with changes not sent yet"
