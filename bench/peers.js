@@ -91,14 +91,15 @@ export async function raw(name) {
 
 // --- raw IndexedDB asking what Ferry asks: a diagnostic, not a peer -----------------------------
 // A store that syncs must, before a write: see whether the id is taken (the row), whether it is a
-// temporary id that became a server id (the alias, asked only where there is no row), whether
+// temporary id that became a server id (the alias, asked only where there is no row), and whether
 // changes of the record are still pending (to fold the new one in; an index `getKey`, the entries
-// themselves only when there are some), and take the next outbox position (the clock). A single
-// create sends those reads together with its writes and checks them after, adding the row and the
-// outbox entry so that a taken key fails the add rather than needing a read (Ferry's quick create);
-// an update or a delete needs the row before it can write. This is plain JS issuing exactly
-// Ferry's requests for one write, in Ferry's layout, so Ferry/checked is what Ferry adds (wasm,
-// JSON, events) over its own request pattern, and checked/raw what that pattern costs.
+// themselves only when there are some). Its outbox position comes from a block the tab reserved
+// (Ferry's `tx/alloc.rs`), so no request. A single create sends those reads together with its
+// writes and checks them after, adding the row and the outbox entry so that a taken key fails the
+// add rather than needing a read (Ferry's quick create); an update or a delete needs the row before
+// it can write. This is plain JS issuing exactly Ferry's requests for one write, in Ferry's layout,
+// so Ferry/checked is what Ferry adds (wasm, JSON, events) over its own request pattern, and
+// checked/raw what that pattern costs.
 
 export async function checked(name) {
   const r = indexedDB.open(name, 1);
@@ -115,43 +116,28 @@ export async function checked(name) {
     const tx = db.transaction(STORES, "readwrite");
     return [tx, ...STORES.map((s) => tx.objectStore(s))];
   };
-  const entry = (c, id) => ({ seq: c.seq, id: `${c.node}-${c.seq}`, c: "items", r: id, kind: "update", at: Date.now() });
+  let seq = 0; // this tab's block of outbox positions
+  const entry = (id) => ({ seq: ++seq, id: `n-${seq}`, c: "items", r: id, kind: "update", at: Date.now() });
   const rowOf = (rec) => ({ d: rec, ix: { cat: rec.cat } });
-  let seen = null; // the clock as this client last wrote it
   const write = async (id, f) => {
-    const [tx, R, O, S] = open();
-    const [clock, row] = await Promise.all([
-      req(S.get("clock")),
-      req(R.get(id)),
-      req(O.index("record").getKey(["items", id])),
-    ]);
-    const c = clock || { node: "n", seq: 0 };
-    c.seq += 1;
+    const [tx, R, O] = open();
+    const [row] = await Promise.all([req(R.get(id)), req(O.index("record").getKey(["items", id]))]);
     f(R, row);
-    O.put(entry(c, id), c.seq);
-    S.put(c, "clock");
+    const e = entry(id);
+    O.put(e, e.seq);
     tx.commit(); // Ferry commits as soon as its writes are issued
     await done(tx);
-    seen = c;
   };
   const create = async (rec) => {
-    if (!seen) return write(rec.id, (R) => R.put(rowOf(rec), rec.id));
-    const [tx, R, O, S, A] = open();
-    const c = { ...seen, seq: seen.seq + 1 };
-    const checks = Promise.all([
-      req(S.get("clock")),
-      req(A.get(["items", rec.id])),
-      req(O.index("record").getKey(["items", rec.id])),
-    ]);
+    const [tx, R, O, , A] = open();
+    const checks = Promise.all([req(A.get(["items", rec.id])), req(O.index("record").getKey(["items", rec.id]))]);
     // Adds: a taken key fails the add (Ferry prevents the abort and falls back; here it throws).
-    O.add(entry(c, rec.id), c.seq);
+    const e = entry(rec.id);
+    O.add(e, e.seq);
     R.add(rowOf(rec), rec.id);
-    S.put(c, "clock");
-    const [clock, ...rest] = await checks;
-    if (clock.seq !== seen.seq || rest.some((x) => x !== undefined)) throw new Error("checked: a check failed");
+    if ((await checks).some((x) => x !== undefined)) throw new Error("checked: a check failed");
     tx.commit();
     await done(tx);
-    seen = c;
   };
   return {
     create,
