@@ -473,37 +473,45 @@ async fn opened_offline_it_sends_nothing_until_set_online() {
     db.close();
 }
 
+/// A store of collection `t` that pulls every 150 ms by itself, and another that writes to it.
+async fn reader_and_writer(t: &str) -> (Ferry, Ferry) {
+    let writer = open(&unique("writer"), &[(t, "")], "").await;
+    let opts = js(&format!(
+        r#"{{"name":"{}","pullIntervalMs":150,"collections":{{"{t}":{{"url":"{}/api/{t}"}}}}}}"#,
+        unique("reader"),
+        server()
+    ));
+    (Ferry::open(opts).await.expect("open"), writer)
+}
+
+/// How many records `db` holds in `t` once it holds `n`, or after about 5 s.
+async fn count_reaches(db: &Ferry, t: &str, n: u32) -> u32 {
+    let mut seen = 0;
+    for _ in 0..50 {
+        seen = Array::from(&ok(db.collection(t).unwrap().all()).await).length();
+        if seen == n {
+            break;
+        }
+        sleep(100).await;
+    }
+    seen
+}
+
 #[wasm_bindgen_test]
 async fn pull_interval_brings_other_devices_changes_without_a_call() {
     let t = unique("poll");
-    let writer = open(&unique("sync11"), &[(&t, "")], "").await;
-    let opts = js(&format!(
-        r#"{{"name":"{}","pullIntervalMs":150,"collections":{{"{t}":{{"url":"{}/api/{t}"}}}}}}"#,
-        unique("sync12"),
-        server()
-    ));
-    let reader = Ferry::open(opts).await.expect("open");
+    let (reader, writer) = reader_and_writer(&t).await;
     ok(writer
         .collection(&t)
         .unwrap()
         .create(js(r#"{"title":"from elsewhere"}"#)))
     .await;
     ok(writer.sync()).await;
-    let mut seen = 0;
-    for _ in 0..40 {
-        seen = Array::from(&ok(reader.collection(&t).unwrap().all()).await).length();
-        if seen == 1 {
-            break;
-        }
-        let wait = Promise::new(&mut |resolve, _| {
-            web_sys::window()
-                .unwrap()
-                .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 100)
-                .unwrap();
-        });
-        ok(wait).await;
-    }
-    assert_eq!(seen, 1, "the reader pulled by itself");
+    assert_eq!(
+        count_reaches(&reader, &t, 1).await,
+        1,
+        "the reader pulled by itself"
+    );
     writer.close();
     reader.close();
 }
@@ -511,13 +519,7 @@ async fn pull_interval_brings_other_devices_changes_without_a_call() {
 #[wasm_bindgen_test]
 async fn a_mutation_the_server_keeps_failing_does_not_stop_the_pulls() {
     let t = unique("poisoned");
-    let writer = open(&unique("sync13"), &[(&t, "")], "").await;
-    let opts = js(&format!(
-        r#"{{"name":"{}","pullIntervalMs":150,"collections":{{"{t}":{{"url":"{}/api/{t}"}}}}}}"#,
-        unique("sync14"),
-        server()
-    ));
-    let reader = Ferry::open(opts).await.expect("open");
+    let (reader, writer) = reader_and_writer(&t).await;
     ok(reader
         .collection(&t)
         .unwrap()
@@ -544,14 +546,7 @@ async fn a_mutation_the_server_keeps_failing_does_not_stop_the_pulls() {
         .create(js(r#"{"title":"from elsewhere"}"#)))
     .await;
     ok(writer.sync()).await;
-    let mut seen = 0;
-    for _ in 0..50 {
-        seen = Array::from(&ok(reader.collection(&t).unwrap().all()).await).length();
-        if seen == 2 {
-            break;
-        }
-        sleep(100).await;
-    }
+    let seen = count_reaches(&reader, &t, 2).await;
     faults(r#"{"failNext":0,"methods":null,"match":null}"#).await;
     assert_eq!(
         seen, 2,
