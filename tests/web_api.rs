@@ -121,6 +121,21 @@ async fn bad_input_is_a_named_error_and_changes_nothing() {
             String::from(e.message())
         );
     }
+    // A value deep in the record is named by its path.
+    let deep_bad = js(r#"{"a":{"list":[1,{"b":2}]}}"#);
+    let inner = Reflect::get(
+        &Reflect::get(&deep_bad, &"a".into()).unwrap(),
+        &"list".into(),
+    )
+    .unwrap();
+    let item = Array::from(&inner).get(1);
+    Reflect::set(&item, &"when".into(), &js_sys::Date::new_0().into()).unwrap();
+    let e = err(todos.create(deep_bad)).await;
+    assert!(
+        String::from(e.message()).contains("`a.list[1].when` is a Date"),
+        "{}",
+        String::from(e.message())
+    );
     let cyclic = js_sys::Object::new();
     Reflect::set(&cyclic, &"self".into(), &cyclic).unwrap();
     let e = err(todos.create(cyclic.into())).await;

@@ -21,7 +21,7 @@ pub fn to_record(v: &JsValue, what: &str) -> Result<Record, Error> {
         } else {
             msg
         };
-        Error::validation(format!("{what} is not valid: {msg}"))
+        Error::validation(format!("{what}: {msg}"))
     })?;
     let v: Value =
         serde_json::from_str(&text).map_err(|e| Error::validation(format!("{what}: {e}")))?;

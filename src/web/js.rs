@@ -5,7 +5,8 @@ use js_sys::Function;
 use wasm_bindgen::prelude::*;
 
 #[wasm_bindgen(inline_js = r#"
-function describe(path) { return path.length ? '`' + path.join('.') + '`' : 'the value'; }
+// `a.b[2].c`: where in the record a value sits.
+function describe(path) { return path.length ? '`' + path.join('.').replace(/\.\[/g, '[') + '`' : 'the value'; }
 export function ferry_stringify(value) {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     const kind = value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value;
@@ -15,13 +16,15 @@ export function ferry_stringify(value) {
   // record inside rows, outbox entries and batches, so deeper records could be written but
   // never sent. Refused here, before anything is written.
   const depth = new Map();
+  const paths = new Map([[value, []]]);
   return JSON.stringify(value, function (key, v) {
     const raw = this === undefined || key === '' ? value : this[key];
-    const path = key === '' ? [] : [key];
+    const path = key === '' ? [] : [...(paths.get(this) || []), Array.isArray(this) ? '[' + key + ']' : key];
     if (raw !== null && typeof raw === 'object') {
       const d = (depth.get(this) || 0) + 1;
       if (d > 100) throw new TypeError(describe(path) + ' nests deeper than 100 levels');
       depth.set(raw, d);
+      paths.set(raw, path);
     }
     switch (typeof raw) {
       case 'string':
@@ -35,7 +38,7 @@ export function ferry_stringify(value) {
         if (!Number.isFinite(raw)) throw new TypeError(describe(path) + ' is ' + raw + ', which JSON cannot hold');
         break;
       case 'undefined':
-        if (Array.isArray(this)) throw new TypeError('an array holds undefined, which JSON cannot hold');
+        if (Array.isArray(this)) throw new TypeError(describe(path) + ' is undefined, which an array in JSON cannot hold');
         return undefined;
       case 'object':
         if (raw !== null && !Array.isArray(raw)) {
