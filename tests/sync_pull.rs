@@ -359,3 +359,18 @@ fn a_read_answered_with_a_page_is_a_protocol_error_with_its_status() {
     assert_eq!(e.status, Some(200));
     assert!(e.message.contains("HTML"), "{}", e.message);
 }
+
+#[test]
+fn a_full_pull_removes_what_the_deltas_never_said_was_gone() {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    create(&db, "todos", json!({"title": "a"}));
+    flush_all(&db, &s);
+    pull(&db, &s, "todos"); // a snapshot, and a cursor
+    s.wipe(); // gone on the server, and no tombstone says so
+    pull(&db, &s, "todos");
+    assert_eq!(local(&db, "todos").len(), 1, "a delta cannot tell");
+    block_on(db.forget_cursor("todos")).expect("forget the cursor");
+    pull(&db, &s, "todos");
+    assert!(local(&db, "todos").is_empty(), "{:?}", local(&db, "todos"));
+}

@@ -261,11 +261,11 @@ async fn a_read_answered_401_asks_the_app_for_headers_again() {
     let todos = db.collection(&t).unwrap();
     http("POST", &format!("/api/{t}"), Some(r#"{"title":"theirs"}"#)).await;
     http("POST", "/__admin/token", Some(r#"{"token":"fresh"}"#)).await;
-    let pulled = JsFuture::from(todos.pull()).await;
+    let pulled = JsFuture::from(todos.pull(None)).await;
     let asked = calls.get();
     let all = JsFuture::from(todos.all()).await;
     http("POST", "/__admin/token", Some(r#"{"token":"other"}"#)).await;
-    let refused = JsFuture::from(todos.pull()).await;
+    let refused = JsFuture::from(todos.pull(None)).await;
     http("POST", "/__admin/token", Some(r#"{"token":null}"#)).await;
     pulled.expect("the second headers call gave a working token");
     assert_eq!(asked, 2);
@@ -291,7 +291,7 @@ async fn a_get_headers_that_never_settles_times_out() {
     ));
     Reflect::set(&opts, &"getHeaders".into(), &never).unwrap();
     let db = Ferry::open(opts).await.expect("open");
-    let e = JsFuture::from(db.collection(&t).unwrap().pull())
+    let e = JsFuture::from(db.collection(&t).unwrap().pull(None))
         .await
         .expect_err("no headers, no read");
     assert_eq!(get(&e, "name"), "NetworkError");
@@ -382,7 +382,7 @@ async fn a_pull_keeps_pending_local_changes() {
     )
     .await;
     ok(todos.update(id.clone().into(), js(r#"{"a":5}"#))).await;
-    ok(todos.pull()).await;
+    ok(todos.pull(None)).await;
     let local = ok(todos.get(id.clone().into())).await;
     assert_eq!(
         (get(&local, "a"), get(&local, "b")),
@@ -555,4 +555,23 @@ async fn a_mutation_the_server_keeps_failing_does_not_stop_the_pulls() {
     assert_eq!(ok(reader.pending_count()).await.as_f64(), Some(1.0));
     writer.close();
     reader.close();
+}
+
+#[wasm_bindgen_test]
+async fn a_full_pull_drops_records_the_server_lost_without_a_tombstone() {
+    let t = unique("lost");
+    let db = open(&unique("sync15"), &[(&t, "")], "").await;
+    let todos = db.collection(&t).unwrap();
+    ok(todos.create(js(r#"{"title":"a"}"#))).await;
+    ok(db.sync()).await; // sent, then pulled: the store holds a cursor
+    http("POST", "/__admin/wipe", Some("{}")).await;
+    ok(todos.pull(None)).await;
+    assert_eq!(
+        Array::from(&ok(todos.all()).await).length(),
+        1,
+        "a delta cannot tell"
+    );
+    ok(todos.pull(Some(js(r#"{"full":true}"#)))).await;
+    assert_eq!(Array::from(&ok(todos.all()).await).length(), 0);
+    db.close();
 }

@@ -198,13 +198,19 @@ impl Collection {
     }
 
     /// Reads the collection from the server now and merges it (a `since` delta when the server
-    /// gave a cursor). Records with pending local changes keep them.
-    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn pull(&self) -> Promise {
+    /// gave a cursor). Records with pending local changes keep them. `{ full: true }` reads
+    /// everything instead, as a first pull does: records the server no longer has (and that have
+    /// no pending change) go, whatever the deltas said. (Its TypeScript signature, with the
+    /// options optional, is in `types.rs`.)
+    #[wasm_bindgen(skip_typescript)]
+    pub fn pull(&self, options: Option<JsValue>) -> Promise {
         let inner = self.inner.clone();
         let name = self.name.clone();
+        let full = options
+            .and_then(|o| js_sys::Reflect::get(&o, &"full".into()).ok())
+            .is_some_and(|v| v.is_truthy());
         future_to_promise(async move {
-            inner.pull(&name).await.map_err(js_error)?;
+            inner.pull(&name, full).await.map_err(js_error)?;
             Ok(JsValue::UNDEFINED)
         })
     }

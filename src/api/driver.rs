@@ -510,10 +510,13 @@ impl Inner {
         }
     }
 
-    /// `collection.pull()`.
-    pub(crate) async fn pull(self: &Rc<Self>, name: &str) -> Result<(), Error> {
+    /// `collection.pull()`; `full`: read everything, not the changes since the cursor.
+    pub(crate) async fn pull(self: &Rc<Self>, name: &str, full: bool) -> Result<(), Error> {
         if !self.sync.borrow().is_online() {
             return Err(Error::new(ErrorKind::Offline, OFFLINE));
+        }
+        if full {
+            self.engine.forget_cursor(name).await?;
         }
         let mut headers = self.headers(false).await?;
         let report = self.pull_with(&mut headers, &mut false, name).await?;

@@ -241,4 +241,15 @@ export interface Ferry {
    */
   on<K extends keyof FerryEvents>(kind: K, listener: (event: FerryEvents[K]) => void): () => void;
 }
+
+/** `collection.pull`, whose options are optional (merged into the class `Collection`). */
+export interface Collection {
+  /**
+   * Reads the collection from the server now and merges it (a `since` delta when the server
+   * gave a cursor). Records with pending local changes keep them. `{ full: true }` reads
+   * everything instead, as a first pull does: records the server no longer has (and that have
+   * no pending change) go, whatever the deltas said.
+   */
+  pull(options?: { full?: boolean }): Promise<void>;
+}
 "#;

@@ -40,6 +40,8 @@ export async function app(): Promise<void> {
   // @ts-expect-error a change has no field `nope`
   db.on("change", (e) => console.log(e.nope));
   await db.sync().catch((e: Error) => console.log(e.name));
+  await todos.pull();
+  await todos.pull({ full: true });
   try {
     await db.sync();
   } catch (e) {

@@ -241,6 +241,16 @@ impl<S: Storage, E: Env> Engine<S, E> {
         Ok((cursor, next()))
     }
 
+    /// Forgets the cursor of collection `c`: its next pull reads everything (a full snapshot,
+    /// which also removes records the server no longer has and that have no pending change).
+    /// The escape hatch for a server whose deltas missed something.
+    pub async fn forget_cursor(&self, c: &str) -> Result<()> {
+        self.collection(c)?;
+        let tx = self.begin(true).await?;
+        tx.t.delete(Table::State, &cursor_key(c))?;
+        tx.commit().await
+    }
+
     /// Reads collection `c` from the server and merges it. Returns what changed.
     pub async fn pull<T: Transport>(
         &self,
