@@ -180,8 +180,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 let mut fields = changed_fields(row.b.as_ref().unwrap_or(&Record::new()), &row.d);
                 fields.retain(|f| f != idp);
                 tx.put_row(c, &key, &row)?;
-                let floor = pending.last().map_or(0, |e| e.seq);
-                self.fold(tx, last, floor, Kind::Create, &fields, fresh, None)
+                self.fold(tx, &pending, Kind::Create, &fields, fresh, None)
                     .await?;
                 let id = cfg.id_of(&row.d, &key);
                 Ok((
@@ -204,19 +203,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 let known = !pending.iter().any(|e| e.kind == Kind::Create);
                 let base = known.then(|| row.b.clone().unwrap_or_else(|| row.d.clone()));
                 tx.delete_row(c, &key)?;
-                let last = pending.last().filter(|e| !e.in_flight());
-                let floor = pending.last().map_or(0, |e| e.seq);
                 let base = base.map(|b| (b, row.v.clone()));
-                self.fold(
-                    tx,
-                    last,
-                    floor,
-                    Kind::Delete,
-                    &[],
-                    fresh(Kind::Delete, &key),
-                    base,
-                )
-                .await?;
+                let fresh = fresh(Kind::Delete, &key);
+                self.fold(tx, &pending, Kind::Delete, &[], fresh, base)
+                    .await?;
                 let idv = cfg.id_of(&row.d, &key);
                 Ok((None, Some(Change::local(ChangeKind::Deleted, c, idv, None))))
             }
@@ -279,13 +269,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
         row.d = next;
         row.reindex(cfg);
         tx.put_row(c, &key, &row)?;
-        let last = pending.last().filter(|e| !e.in_flight());
-        let floor = pending.last().map_or(0, |e| e.seq);
         let fresh = Entry {
             r: key.clone(),
             ..fresh
         };
-        self.fold(tx, last, floor, Kind::Update, &fields, fresh, None)
+        self.fold(tx, &pending, Kind::Update, &fields, fresh, None)
             .await?;
         let idv = cfg.id_of(&row.d, &key);
         Ok((
@@ -294,19 +282,19 @@ impl<S: Storage, E: Env> Engine<S, E> {
         ))
     }
 
-    /// Folds a change into the record's pending entry (or appends a new one, numbered above
-    /// `floor`, the last position of the record's pending entries) and stores it.
-    #[allow(clippy::too_many_arguments)]
+    /// Folds a change into the last of the record's `pending` entries (or appends a new one,
+    /// numbered above all of them, also one in flight) and stores it.
     async fn fold<T: Txn>(
         &self,
         tx: &mut Tx<T>,
-        last: Option<&Entry>,
-        floor: u64,
+        pending: &[Entry],
         kind: Kind,
         fields: &[String],
         fresh: Entry,
         base: Option<(Record, Option<String>)>,
     ) -> Result<()> {
+        let last = pending.last();
+        let floor = last.map_or(0, |e| e.seq);
         match coalesce(last, kind, fields, fresh) {
             Coalesced::Drop(seq) => match last.filter(|l| l.seq == seq) {
                 Some(l) => tx.delete_entry(l),
