@@ -374,3 +374,102 @@ fn a_full_pull_removes_what_the_deltas_never_said_was_gone() {
     pull(&db, &s, "todos");
     assert!(local(&db, "todos").is_empty(), "{:?}", local(&db, "todos"));
 }
+
+/// `s`, answering every read since a cursor with `status`, and every full read with the records
+/// and a cursor of 50,000 characters.
+fn refusing_cursors(s: &MemServer, status: u16) -> Tap<MemServer> {
+    let tap = Tap::new(s.clone());
+    let server = s.clone();
+    tap.hook(move |req| {
+        if req.method != "GET" {
+            return None;
+        }
+        if req.url.contains("since=") {
+            return Some(Ok(json_response(status, json!({"error": "no"}))));
+        }
+        let all = server.send_now(req.clone()).unwrap();
+        let v: Value = serde_json::from_str(&all.body).unwrap();
+        let cursor = "c".repeat(50_000);
+        Some(Ok(json_response(
+            200,
+            json!({"data": v["data"], "cursor": cursor}),
+        )))
+    });
+    tap
+}
+
+#[test]
+fn a_cursor_too_long_for_a_url_falls_back_to_a_full_read() {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    s.server_create("todos", json!({"title": "a"}));
+    let tap = refusing_cursors(&s, 414);
+    pull(&db, &tap, "todos");
+    s.server_create("todos", json!({"title": "b"}));
+    tap.clear();
+    pull(&db, &tap, "todos"); // 414 to the delta: read in full
+    let urls: Vec<String> = tap.requests().into_iter().map(|r| r.url).collect();
+    assert_eq!(
+        urls.len(),
+        2,
+        "{:?}",
+        urls.iter().map(|u| u.len()).collect::<Vec<_>>()
+    );
+    assert!(!urls[1].contains("since="), "the second read is a full one");
+    assert_eq!(local(&db, "todos").len(), 2, "b arrived");
+}
+
+#[test]
+fn an_error_names_a_long_url_in_short() {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    let tap = refusing_cursors(&s, 500);
+    pull(&db, &tap, "todos");
+    let e = block_on(db.pull(&tap, &[], "todos")).expect_err("a 500");
+    assert_eq!(e.status, Some(500));
+    assert!(e.message.len() < 400, "{} characters", e.message.len());
+    assert!(e.message.contains("(50017 characters)"), "{}", &e.message);
+}
+
+#[test]
+fn next_links_that_go_on_without_records_end_the_read() {
+    let mut cfg = config(&["todos"]);
+    cfg.collections.get_mut("todos").unwrap().root_property = "results".into();
+    let db = open(cfg, MemoryStorage::new());
+    let tap = Tap::new(MemServer::new());
+    tap.hook(|req| {
+        let page: usize = req
+            .url
+            .split("page=")
+            .nth(1)
+            .map_or(1, |p| p.parse().unwrap());
+        let next = format!("/api/todos?page={}", page + 1);
+        Some(Ok(json_response(200, json!({"results": [], "next": next}))))
+    });
+    let e = block_on(db.pull(&tap, &[], "todos")).expect_err("pages without end");
+    assert_eq!(e.kind, ferry::core::ErrorKind::Protocol);
+    assert!(e.message.contains("do not end"), "{}", e.message);
+    let sent = tap.requests().len();
+    assert!(sent <= 52, "{sent} requests");
+
+    // Empty pages between full ones are a server's right (a filtered page): the count restarts.
+    tap.hook(|req| {
+        let page: usize = req
+            .url
+            .split("page=")
+            .nth(1)
+            .map_or(1, |p| p.parse().unwrap());
+        let recs = if page % 40 == 0 {
+            json!([{"id": page, "title": "t"}])
+        } else {
+            json!([])
+        };
+        let next = (page < 200).then(|| format!("/api/todos?page={}", page + 1));
+        Some(Ok(json_response(
+            200,
+            json!({"results": recs, "next": next}),
+        )))
+    });
+    block_on(db.pull(&tap, &[], "todos")).expect("200 pages, 5 of them with a record");
+    assert_eq!(local(&db, "todos").len(), 5);
+}

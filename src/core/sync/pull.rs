@@ -37,6 +37,19 @@ pub(super) struct Page {
 /// read that never ends.
 const MAX_PAGES: usize = 10_000;
 
+/// At most this many empty pages in a row: a server that keeps linking to pages without records
+/// (page numbers counting up for ever) is an error long before `MAX_PAGES` requests.
+const MAX_EMPTY_PAGES: usize = 50;
+
+/// `url` as an error message shows it: a cursor can make a URL of megabytes.
+pub(super) fn shown(url: &str) -> String {
+    const MAX: usize = 200;
+    match url.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}… ({} characters)", &url[..at], url.chars().count()),
+        None => url.to_string(),
+    }
+}
+
 /// The link to the next page in a read envelope, as paging frameworks write it: `next` (Django
 /// REST framework), `links.next` (Laravel, JSON:API), `next_page_url` (Laravel's simple
 /// paginator), `_links.next.href` (HAL). Null or empty on the last page.
@@ -148,8 +161,9 @@ fn refused_read(res: &HttpResponse, url: &str) -> Result<()> {
     Err(Error::answered(
         res.status,
         format!(
-            "the server answered {}{what} to a read of {url}",
-            res.status
+            "the server answered {}{what} to a read of {}",
+            res.status,
+            shown(url)
         ),
     ))
 }
@@ -188,9 +202,9 @@ async fn read_page<T: Transport>(
             .send(get_request(&url, headers))
             .await
             .map_err(Error::from)?;
-        // A cursor the server no longer knows (expired, or from a wiped server) would fail
-        // every pull: read everything once instead.
-        if since.is_some() && matches!(res.status, 400 | 410) {
+        // A cursor the server no longer knows (expired, or from a wiped server) or cannot take
+        // (414: too long for a URL) would fail every pull: read everything once instead.
+        if since.is_some() && matches!(res.status, 400 | 410 | 414) {
             since = None;
             continue;
         }
@@ -201,12 +215,13 @@ async fn read_page<T: Transport>(
     // A paged answer is one read: every page, or (any page failing) none, since a part of a
     // snapshot would take the records on the other pages for deleted.
     let mut seen = HashSet::new();
+    let mut empty = 0;
     while let Some(link) = page.next.take() {
         url = resolve_url(&url, &link);
-        if !seen.insert(url.clone()) || seen.len() >= MAX_PAGES {
+        if !seen.insert(url.clone()) || seen.len() >= MAX_PAGES || empty >= MAX_EMPTY_PAGES {
             return Err(Error::new(
                 ErrorKind::Protocol,
-                format!("the read's `next` links do not end (at {url})"),
+                format!("the read's `next` links do not end (at {})", shown(&url)),
             ));
         }
         *requests += 1;
@@ -216,6 +231,11 @@ async fn read_page<T: Transport>(
             .map_err(Error::from)?;
         refused_read(&res, &url)?;
         let more = read_answer(cfg, &res)?;
+        empty = if more.records.is_empty() {
+            empty + 1
+        } else {
+            0
+        };
         page.records.extend(more.records);
         page.cursor = more.cursor.or(page.cursor);
         page.next = more.next;
