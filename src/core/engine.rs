@@ -1,7 +1,7 @@
 //! The engine: a store's configuration, its storage and its host environment. Local operations
 //! live in `local.rs`, sync in `sync/`; both are `impl Engine` blocks over the same state.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -91,6 +91,10 @@ pub struct Engine<S: Storage, E: Env> {
     pub(crate) batch_cap: Cell<usize>,
     /// The outbox positions this engine holds, and its clock (`tx/alloc.rs`).
     pub(crate) alloc: SharedAlloc,
+    /// Collections whose server gave a record without a version (it keeps none): a write
+    /// without a version is no longer read first there (`read_first`). Learnt again after a
+    /// reload, at the cost of one read.
+    pub(crate) versionless: RefCell<Vec<String>>,
 }
 
 impl<S: Storage, E: Env> Engine<S, E> {
@@ -106,6 +110,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             batch_off: Cell::new(false),
             batch_cap,
             alloc: SharedAlloc::default(),
+            versionless: RefCell::default(),
         };
         if engine.storage.reindexes_on_upgrade() {
             return Ok(engine);

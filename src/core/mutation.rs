@@ -35,6 +35,12 @@ pub struct Sent {
     /// The JSON body, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<Value>,
+    /// The server's record an update or a delete was made on, when its version is not known
+    /// (a server that gives versions only as `ETag`s gives none in a list): the server's record
+    /// is read before the write goes, so that it is not sent without `If-Match` over changes
+    /// made since (`server_state.rs`, `read_first`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<super::record::Record>,
 }
 
 /// One pending mutation. It holds only what the flush needs: the record store holds the data,
@@ -225,6 +231,7 @@ mod tests {
             url: "/x".into(),
             headers: vec![],
             body: None,
+            check: None,
         });
         match coalesce(Some(&c), Kind::Delete, &[], entry(2, Kind::Update)) {
             Coalesced::Keep(e) => assert_eq!((e.seq, e.kind), (2, Kind::Delete)),

@@ -37,7 +37,7 @@ pub fn freeze(cfg: &CollectionConfig, e: &Entry, row: Option<&Row>) -> Option<Se
         ("Idempotency-Key".to_string(), e.id.clone()),
         ("Ferry-Changed-At".to_string(), e.at.ms.to_string()),
     ];
-    let (method, url, body, version) = match e.kind {
+    let (method, url, body, version, base) = match e.kind {
         Kind::Create => {
             let row = row?;
             let mut body = row.d.clone();
@@ -48,7 +48,7 @@ pub fn freeze(cfg: &CollectionConfig, e: &Entry, row: Option<&Row>) -> Option<Se
                 cfg.client_id_property.clone(),
                 Value::String(client_id_of(e).to_string()),
             );
-            ("POST", cfg.url.clone(), Some(body), None)
+            ("POST", cfg.url.clone(), Some(body), None, None)
         }
         Kind::Update => {
             let row = row?;
@@ -80,10 +80,18 @@ pub fn freeze(cfg: &CollectionConfig, e: &Entry, row: Option<&Row>) -> Option<Se
                 record_url(&cfg.url, &e.r),
                 Some(body),
                 row.v.clone(),
+                row.b.as_ref(),
             )
         }
-        Kind::Delete => ("DELETE", record_url(&cfg.url, &e.r), None, e.base_v.clone()),
+        Kind::Delete => (
+            "DELETE",
+            record_url(&cfg.url, &e.r),
+            None,
+            e.base_v.clone(),
+            e.base.as_ref(),
+        ),
     };
+    let check = base.filter(|_| version.is_none()).cloned();
     if let Some(v) = version {
         headers.push(("If-Match".to_string(), quote_version(&v)));
     }
@@ -92,6 +100,7 @@ pub fn freeze(cfg: &CollectionConfig, e: &Entry, row: Option<&Row>) -> Option<Se
         url,
         headers,
         body: body.map(Value::Object),
+        check,
     })
 }
 

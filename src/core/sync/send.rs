@@ -14,7 +14,8 @@ use super::batch;
 use super::classify::Verdict;
 use super::http::{HttpRequest, HttpResponse, NetError, Transport};
 use super::report::Report;
-use super::request::to_http;
+use super::request::{quote_version, to_http};
+use super::server_state::Before;
 
 /// What came back for a sent round.
 pub(super) struct Sent {
@@ -62,10 +63,29 @@ impl<S: Storage, E: Env> Engine<S, E> {
         picked: &[Entry],
         report: &mut Report,
     ) -> Result<Sent> {
-        let requests: Vec<HttpRequest> = picked
+        let mut requests: Vec<HttpRequest> = picked
             .iter()
             .map(|e| to_http(e.sent.as_ref().expect("picked entries are frozen"), headers))
             .collect();
+        // Writes made on a record whose version is not known read the server's first: with
+        // its version they go with `If-Match`; a record that moved meanwhile is a conflict,
+        // decided here without sending the write.
+        let mut early: Vec<Option<Verdict>> = Vec::new();
+        for (i, e) in picked.iter().enumerate() {
+            let Some(base) = e.sent.as_ref().and_then(|s| s.check.as_ref()) else {
+                continue;
+            };
+            match self.read_first(transport, headers, e, base, report).await {
+                Before::Send(Some(v)) => requests[i]
+                    .headers
+                    .push(("If-Match".into(), quote_version(&v))),
+                Before::Send(None) => {}
+                Before::Moved(v) => {
+                    early.resize_with(picked.len(), || None);
+                    early[i] = Some(v);
+                }
+            }
+        }
         let mut sent = Sent {
             verdicts: Vec::with_capacity(picked.len()),
             offline: false,
@@ -76,6 +96,16 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let mut failed_last = false;
         let mut i = 0;
         while i < picked.len() {
+            if let Some(v) = early.get_mut(i).and_then(Option::take) {
+                sent.verdicts.push(v);
+                i += 1;
+                continue;
+            }
+            // A batch ends before a write already decided.
+            let run = match early.get(i..) {
+                Some(rest) if !rest.is_empty() => rest.iter().take_while(|v| v.is_none()).count(),
+                _ => usize::MAX,
+            };
             let url = self
                 .config
                 .batch_url
@@ -83,7 +113,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 .filter(|_| !self.batch_off.get());
             let cap = self.batch_cap.get().clamp(1, self.config.batch_size);
             let n = match url {
-                Some(_) if i >= singly_until => cap.min(picked.len() - i),
+                Some(_) if i >= singly_until => cap.min(picked.len() - i).min(run),
                 _ => 1,
             };
             let verdicts = match url.filter(|_| n > 1) {

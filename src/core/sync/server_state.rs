@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use crate::core::clock::Env;
-use crate::core::config::CollectionConfig;
+use crate::core::config::{CollectionConfig, UpdateMethod};
 use crate::core::engine::Engine;
 use crate::core::error::{ErrorKind, Result};
 use crate::core::mutation::{Entry, Kind};
@@ -15,10 +15,20 @@ use crate::core::storage::Storage;
 
 use super::classify::{classify, keep_body, record_of, version_field, version_of};
 use super::classify::{ServerState, Verdict};
+use super::conflict::same_content;
 use super::http::{record_url, HttpRequest, HttpResponse, NetError, Transport};
 use super::pull::parse_page;
 use super::report::Report;
 use super::request::quote_version;
+
+/// What reading the server's record before a write without a version found.
+pub(super) enum Before {
+    /// Send the write, with `If-Match` on this version when the server gave one.
+    Send(Option<String>),
+    /// The server's record moved since the one the write was made on: the conflict the write
+    /// would have met, settled as if the server had answered it so.
+    Moved(Verdict),
+}
 
 /// How many sends of a create a 409 without a record may be "still being processed" for.
 const RETRIED_CONFLICTS: u32 = 4;
@@ -112,6 +122,72 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 status: None,
             }),
             v => Ok(v),
+        }
+    }
+
+    /// Reads `GET {url}/{id}` before update or delete `e`, made on the server's record `base`
+    /// without knowing its version. A server that gives versions only as `ETag`s gives none in
+    /// a list, so a record a device only pulled would otherwise go without `If-Match` and
+    /// silently replace what others changed since. The same record at a version: the write goes
+    /// with `If-Match` on it. A changed one: the conflict. No version (the server keeps none),
+    /// or no such route: the write goes as it is, and this collection is not read first again.
+    /// Anything else (offline, an error, a 404): as it is, to meet what it meets.
+    pub(super) async fn read_first<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        e: &Entry,
+        base: &Record,
+        report: &mut Report,
+    ) -> Before {
+        let Ok(cfg) = self.collection(&e.c) else {
+            return Before::Send(None);
+        };
+        if self.versionless.borrow().contains(&e.c) {
+            return Before::Send(None);
+        }
+        report.requests += 1;
+        let req = HttpRequest {
+            method: "GET".into(),
+            url: record_url(&cfg.url, &e.r),
+            headers: headers.to_vec(),
+            body: None,
+        };
+        let res = match transport.send(req).await {
+            Ok(res) => res,
+            Err(_) => return Before::Send(None),
+        };
+        let found = match record_of(cfg, &res) {
+            Ok(Some(r)) if (200..300).contains(&res.status) && names(cfg, &r, &e.r) => r,
+            _ => {
+                if matches!(res.status, 405 | 501) {
+                    self.versionless.borrow_mut().push(e.c.clone());
+                }
+                return Before::Send(None);
+            }
+        };
+        let Some(v) = version_of(cfg, &res, Some(&found)) else {
+            self.versionless.borrow_mut().push(e.c.clone());
+            return Before::Send(None);
+        };
+        // A PATCH replaces only its fields; a PUT or a delete, the whole record.
+        let moved = match (cfg.update_method, e.kind) {
+            (UpdateMethod::Patch, Kind::Update) if !e.replace => {
+                e.fields.iter().any(|f| base.get(f) != found.get(f))
+            }
+            _ => !same_content(cfg, Some(base), Some(&found)),
+        };
+        // This very write, sent before and its answer lost, is not someone else's change.
+        let body = e.sent.as_ref().and_then(|s| s.body.as_ref());
+        let landed = body.and_then(Value::as_object).is_some_and(|b| {
+            b.iter()
+                .filter(|(f, _)| **f != cfg.version_property)
+                .all(|(f, v)| found.get(f) == Some(v) || (v.is_null() && !found.contains_key(f)))
+        });
+        if moved && !landed {
+            Before::Moved(Verdict::Conflict(ServerState::Record(found, Some(v))))
+        } else {
+            Before::Send(Some(v))
         }
     }
 

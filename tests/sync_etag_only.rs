@@ -1,0 +1,236 @@
+//! A server that gives versions only as `ETag`s (PROTOCOL.md section 4): its lists carry none,
+//! so a device that only pulled a record does not know its version. Its writes read the
+//! server's record first rather than going without `If-Match` over other devices' changes.
+#![cfg(not(target_arch = "wasm32"))]
+
+#[path = "common/mem_server.rs"]
+mod mem_server;
+#[path = "common/native_env.rs"]
+mod native_env;
+
+use ferry::core::sync::http::HttpRequest;
+use ferry::core::{Engine, MemoryStorage, UpdateMethod};
+use mem_server::MemServer;
+use native_env::*;
+use serde_json::{json, Value};
+
+/// `s` without the `version` field in any body: versions only in `ETag`.
+fn etag_only(s: &MemServer) -> Tap<MemServer> {
+    let tap = Tap::new(s.clone());
+    let server = s.clone();
+    tap.hook(move |req| {
+        let mut res = server.send_now(req.clone());
+        if let Ok(r) = &mut res {
+            if let Ok(mut v) = serde_json::from_str::<Value>(&r.body) {
+                strip_versions(&mut v);
+                r.body = v.to_string();
+            }
+        }
+        Some(res)
+    });
+    tap
+}
+
+fn strip_versions(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.remove("version");
+            m.values_mut().for_each(strip_versions);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_versions),
+        _ => {}
+    }
+}
+
+fn if_match(req: &HttpRequest) -> Option<&str> {
+    header(req, "If-Match")
+}
+
+/// Device A creates a record; device B (another store on the same server) only pulls it.
+fn two_devices(cfg: impl Fn() -> ferry::core::StoreConfig) -> (Db, Db, Tap<MemServer>, String) {
+    let s = MemServer::new();
+    let tap = etag_only(&s);
+    let a = open(cfg(), MemoryStorage::new());
+    let b = block_on(Engine::open(
+        cfg(),
+        MemoryStorage::new(),
+        TestEnv::seeded(2),
+    ))
+    .unwrap();
+    let id = create(&a, "todos", json!({"title": "first", "n": 1}));
+    flush_all(&a, &tap);
+    let sid = id_of(&get(&a, "todos", &id).unwrap());
+    pull(&b, &tap, "todos");
+    (a, b, tap, sid)
+}
+
+#[test]
+fn an_edit_of_a_pulled_record_meets_the_change_made_since() {
+    let (a, b, tap, sid) = two_devices(|| config(&["todos"]));
+    update(&a, "todos", &sid, json!({"title": "A's"}));
+    flush_all(&a, &tap);
+    update(&b, "todos", &sid, json!({"title": "B's"}));
+    tap.clear();
+    let report = flush_all(&b, &tap);
+    assert_eq!(report.conflicts.len(), 1, "told, not lost silently");
+    // `merge`, a field changed on both: the server's by default.
+    assert_eq!(tap.inner.record("todos", &sid).unwrap()["title"], "A's");
+    assert_eq!(get(&b, "todos", &sid).unwrap()["title"], "A's");
+    let first = &tap.requests()[0];
+    assert_eq!(first.method, "GET", "the server's record is read first");
+    assert!(
+        tap.requests().iter().all(|r| r.method != "PUT"),
+        "no write over A's change"
+    );
+}
+
+#[test]
+fn an_edit_of_an_unchanged_pulled_record_goes_with_its_version() {
+    let (a, b, tap, sid) = two_devices(|| config(&["todos"]));
+    update(&a, "todos", &sid, json!({"n": 2}));
+    flush_all(&a, &tap);
+    pull(&b, &tap, "todos"); // B has A's change, still without a version
+    update(&b, "todos", &sid, json!({"title": "B's"}));
+    tap.clear();
+    let report = flush_all(&b, &tap);
+    assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+    let put = tap
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PUT")
+        .unwrap();
+    assert_eq!(if_match(&put), Some("\"2\""), "the version the GET gave");
+    let theirs = tap.inner.record("todos", &sid).unwrap();
+    assert_eq!((&theirs["title"], &theirs["n"]), (&json!("B's"), &json!(2)));
+
+    // Now B knows the version (the answer's ETag): its next write reads nothing first.
+    update(&b, "todos", &sid, json!({"n": 3}));
+    tap.clear();
+    flush_all(&b, &tap);
+    let methods: Vec<String> = tap.requests().into_iter().map(|r| r.method).collect();
+    assert_eq!(methods, ["PUT"]);
+}
+
+#[test]
+fn a_patch_compares_only_its_own_fields() {
+    let cfg = || {
+        let mut cfg = config(&["todos"]);
+        cfg.collections.get_mut("todos").unwrap().update_method = UpdateMethod::Patch;
+        cfg
+    };
+    let (a, b, tap, sid) = two_devices(cfg);
+    update(&a, "todos", &sid, json!({"n": 2}));
+    flush_all(&a, &tap);
+    update(&b, "todos", &sid, json!({"title": "B's"}));
+    let report = flush_all(&b, &tap);
+    assert!(report.conflicts.is_empty(), "A changed another field");
+    let theirs = tap.inner.record("todos", &sid).unwrap();
+    assert_eq!((&theirs["title"], &theirs["n"]), (&json!("B's"), &json!(2)));
+    assert_eq!(get(&b, "todos", &sid).unwrap()["n"], 2, "B has A's field");
+}
+
+#[test]
+fn a_delete_of_a_pulled_record_meets_the_change_made_since() {
+    let (a, b, tap, sid) = two_devices(|| config(&["todos"]));
+    update(&a, "todos", &sid, json!({"title": "A's"}));
+    flush_all(&a, &tap);
+    delete(&b, "todos", &sid);
+    let report = flush_all(&b, &tap);
+    assert_eq!(report.conflicts.len(), 1);
+    // `merge`: a delete over a changed record gives way; the record comes back.
+    assert!(tap.inner.record("todos", &sid).is_some());
+    assert_eq!(get(&b, "todos", &sid).unwrap()["title"], "A's");
+}
+
+#[test]
+fn a_server_without_versions_is_read_first_once() {
+    let s = MemServer::plain();
+    let tap = Tap::new(s.clone());
+    let (db, _) = open_todos();
+    let id = create(&db, "todos", json!({"title": "a"}));
+    flush_all(&db, &tap);
+    let sid = id_of(&get(&db, "todos", &id).unwrap());
+    for (i, want) in [(1, vec!["GET", "PUT"]), (2, vec!["PUT"]), (3, vec!["PUT"])] {
+        update(&db, "todos", &sid, json!({ "n": i }));
+        tap.clear();
+        flush_all(&db, &tap);
+        let methods: Vec<String> = tap.requests().into_iter().map(|r| r.method).collect();
+        assert_eq!(methods, want, "update {i}");
+        assert_eq!(s.record("todos", &sid).unwrap()["n"], i);
+    }
+}
+
+#[test]
+fn a_batch_goes_around_the_write_that_met_a_change() {
+    let cfg = || {
+        let mut cfg = config(&["todos"]);
+        cfg.batch_url = Some("/api/$batch".into());
+        cfg
+    };
+    let s = MemServer::new();
+    let tap = etag_only(&s);
+    let a = open(cfg(), MemoryStorage::new());
+    let b = block_on(Engine::open(
+        cfg(),
+        MemoryStorage::new(),
+        TestEnv::seeded(2),
+    ))
+    .unwrap();
+    let ids: Vec<String> = (0..4)
+        .map(|i| create(&a, "todos", json!({ "title": "first", "i": i })))
+        .collect();
+    flush_all(&a, &tap);
+    let sids: Vec<String> = ids
+        .iter()
+        .map(|id| id_of(&get(&a, "todos", id).unwrap()))
+        .collect();
+    pull(&b, &tap, "todos");
+    update(&a, "todos", &sids[1], json!({"title": "A's"}));
+    flush_all(&a, &tap);
+    for sid in &sids {
+        update(&b, "todos", sid, json!({"title": "B's"}));
+    }
+    let report = flush_all(&b, &tap);
+    assert_eq!(report.conflicts.len(), 1, "{:?}", report.conflicts);
+    let titles: Vec<Value> = sids
+        .iter()
+        .map(|id| s.record("todos", id).unwrap()["title"].clone())
+        .collect();
+    assert_eq!(
+        titles,
+        [json!("B's"), json!("A's"), json!("B's"), json!("B's")]
+    );
+    for (sid, want) in sids.iter().zip(&titles) {
+        assert_eq!(
+            &get(&b, "todos", sid).unwrap()["title"],
+            want,
+            "B as the server"
+        );
+    }
+}
+
+#[test]
+fn a_write_whose_answer_was_lost_is_not_its_own_conflict() {
+    let (_a, b, tap, sid) = two_devices(|| config(&["todos"]));
+    update(&b, "todos", &sid, json!({"title": "B's"}));
+    // The server applies the PUT; its answer never arrives.
+    let server = tap.inner.clone();
+    tap.hook(move |req| {
+        if req.method == "PUT" {
+            let _ = server.send_now(req.clone());
+            return Some(Err(ferry::core::sync::http::NetError::Failed(
+                "cut off".into(),
+            )));
+        }
+        None
+    });
+    flush(&b, &tap);
+    tap.unhook();
+    let s = tap.inner.clone();
+    let tap2 = etag_only(&s);
+    tap2.clear();
+    let report = flush_all(&b, &tap2);
+    assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+    assert_eq!(s.record("todos", &sid).unwrap()["title"], "B's");
+    assert_eq!(pending(&b), 0);
+}
