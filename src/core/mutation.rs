@@ -87,6 +87,11 @@ pub struct Entry {
     /// the server's fields that the local record lacks must go.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub replace: bool,
+    /// A send of it may have reached the server without the answer reaching here (no answer,
+    /// or a success that could not be read): a create is then looked for on the server before
+    /// it is sent again (`sync/landed.rs`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unsure: bool,
 }
 
 impl Entry {
@@ -109,6 +114,7 @@ impl Entry {
             base: None,
             base_v: None,
             replace: false,
+            unsure: false,
         }
     }
 

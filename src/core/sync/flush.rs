@@ -332,7 +332,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 }
                 Verdict::Conflict(_) => self.apply_conflict(&tx, e, None, &mut step).await?,
                 Verdict::Unauthorized => {
-                    self.note_failure(&tx, e, "the server answered 401", None)?;
+                    self.note_failure(&tx, e, "the server answered 401", None, false)?;
                     end = RoundEnd::Unauthorized;
                 }
                 Verdict::Transient {
@@ -341,7 +341,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     kind,
                     status,
                 } => {
-                    let at = self.note_failure(&tx, e, &reason, retry_after)?;
+                    // No answer, a success that could not be read, a gateway that gave up
+                    // waiting: the write may have been stored.
+                    let unsure = status.is_none_or(|s| (200..300).contains(&s) || s == 504);
+                    let at = self.note_failure(&tx, e, &reason, retry_after, unsure)?;
                     if retry_after.is_some() {
                         pause_until = Some(pause_until.unwrap_or(at).max(at));
                     }
@@ -480,11 +483,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
         e: &Entry,
         reason: &str,
         retry_after: Option<f64>,
+        unsure: bool,
     ) -> Result<f64> {
         let now = self.env.now_ms();
         let at = retry_after.unwrap_or_else(|| now + backoff_ms(e.attempts, self.env.random_u32()));
         let mut e = e.clone();
         e.error = Some(reason.to_string());
+        // Once unsure, for good: a send that got no answer may still land after a later one.
+        e.unsure |= unsure;
         e.retry_at = Some(at);
         tx.put_entry(&e)?;
         Ok(at)

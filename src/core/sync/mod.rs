@@ -8,6 +8,7 @@ pub mod classify;
 pub mod conflict;
 pub mod flush;
 pub mod http;
+mod landed;
 mod pick;
 pub mod pull;
 pub mod rejected;

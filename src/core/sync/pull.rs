@@ -184,7 +184,7 @@ fn read_answer(cfg: &CollectionConfig, res: &HttpResponse) -> Result<Page> {
 
 /// GETs collection `cfg` since cursor `since` (in full without one, or when the server no
 /// longer knows it): the page and the cursor it was read from.
-async fn read_page<T: Transport>(
+pub(super) async fn read_page<T: Transport>(
     transport: &T,
     headers: &[(String, String)],
     cfg: &CollectionConfig,
@@ -245,7 +245,7 @@ async fn read_page<T: Transport>(
 
 impl<S: Storage, E: Env> Engine<S, E> {
     /// The cursor of collection `c` and the mark of the last answers applied, read together.
-    async fn pull_marks(&self, c: &str) -> Result<(Option<String>, Option<Value>)> {
+    pub(super) async fn pull_marks(&self, c: &str) -> Result<(Option<String>, Option<Value>)> {
         let tx = self.begin(false).await?;
         let reads = [
             Read::Get(Table::State, cursor_key(c)),

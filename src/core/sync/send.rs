@@ -67,10 +67,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
             .iter()
             .map(|e| to_http(e.sent.as_ref().expect("picked entries are frozen"), headers))
             .collect();
-        // Writes made on a record whose version is not known read the server's first: with
-        // its version they go with `If-Match`; a record that moved meanwhile is a conflict,
-        // decided here without sending the write.
-        let mut early: Vec<Option<Verdict>> = Vec::new();
+        // Creates sent before may be on the server already (`landed.rs`). Writes made on a
+        // record whose version is not known read the server's first: with its version they go
+        // with `If-Match`; a record that moved meanwhile is a conflict, decided here without
+        // sending the write.
+        let mut early = self.find_landed(transport, headers, picked, report).await;
         for (i, e) in picked.iter().enumerate() {
             let Some(base) = e.sent.as_ref().and_then(|s| s.check.as_ref()) else {
                 continue;

@@ -1,0 +1,68 @@
+//! Creates about to be sent again after a send whose answer never came (or could not be read).
+//! That send may have reached the server, and a server that ignores `Idempotency-Key` (it is optional,
+//! PROTOCOL.md section 3) would store it twice. So the collection is read first (since the last
+//! pull's cursor, which does not move past a create of ours still waiting for its answer), and
+//! a record carrying the create's client id is its acknowledgement: nothing is sent.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::core::clock::Env;
+use crate::core::engine::Engine;
+use crate::core::mutation::{Entry, Kind};
+use crate::core::record::Record;
+use crate::core::storage::Storage;
+
+use super::classify::{version_field, Verdict};
+use super::http::Transport;
+use super::pull::read_page;
+use super::report::Report;
+
+impl<S: Storage, E: Env> Engine<S, E> {
+    /// For each of `picked`, the acknowledgement found on the server for a create sent before:
+    /// one read per collection, only when some create is sent again. Empty when none is; a
+    /// read that fails finds nothing (the create is then sent, and meets what it meets).
+    pub(super) async fn find_landed<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        picked: &[Entry],
+        report: &mut Report,
+    ) -> Vec<Option<Verdict>> {
+        let mut found: Vec<Option<Verdict>> = Vec::new();
+        let mut read: HashMap<String, Vec<Record>> = HashMap::new();
+        for (i, e) in picked.iter().enumerate() {
+            if e.kind != Kind::Create || !e.unsure {
+                continue;
+            }
+            let Ok(cfg) = self.collection(&e.c) else {
+                continue;
+            };
+            let sent = e.sent.as_ref().and_then(|s| s.body.as_ref());
+            let Some(cid) = sent.and_then(|b| b.get(&cfg.client_id_property)) else {
+                continue;
+            };
+            if !read.contains_key(&e.c) {
+                let since = self.pull_marks(&e.c).await.ok().and_then(|(c, _)| c);
+                let mut n = 0;
+                let recs = match read_page(transport, headers, cfg, since, &mut n).await {
+                    Ok((page, _)) => page.records,
+                    Err(_) => Vec::new(),
+                };
+                report.requests += n;
+                read.insert(e.c.clone(), recs);
+            }
+            let landed = read[&e.c].iter().find(|r| {
+                r.get(&cfg.client_id_property) == Some(cid)
+                    && r.get("deleted") != Some(&Value::Bool(true))
+                    && r.contains_key(&cfg.id_property)
+            });
+            if let Some(r) = landed {
+                found.resize_with(picked.len(), || None);
+                found[i] = Some(Verdict::Ack(Some(r.clone()), version_field(cfg, r)));
+            }
+        }
+        found
+    }
+}

@@ -1,0 +1,106 @@
+//! A create whose answer was lost, sent again to a server that ignores `Idempotency-Key`
+//! (PROTOCOL.md section 3 makes it optional): Ferry first looks for it on the server by its
+//! client id, and takes the record found as the create's answer instead of storing it twice.
+#![cfg(not(target_arch = "wasm32"))]
+
+#[path = "common/mem_server.rs"]
+mod mem_server;
+#[path = "common/native_env.rs"]
+mod native_env;
+
+use mem_server::MemServer;
+use native_env::*;
+use serde_json::json;
+
+fn forgetful() -> MemServer {
+    let s = MemServer::new();
+    s.set_idempotency(false);
+    s
+}
+
+#[test]
+fn a_create_whose_answer_was_lost_is_found_not_stored_twice() {
+    for plain in [false, true] {
+        let (db, _) = open_todos();
+        let s = forgetful();
+        s.set_envelope(!plain); // with a cursor, and with full reads only
+        let tap = Tap::new(s.clone());
+        let a = create(&db, "todos", json!({"title": "a"}));
+        s.drop_after_commit(1);
+        flush(&db, &tap);
+        assert_eq!(s.records("todos").len(), 1, "stored, its answer lost");
+        tap.clear();
+        flush_all(&db, &tap);
+        assert_eq!(s.records("todos").len(), 1, "plain {plain}: stored once");
+        let posts = tap.requests().iter().filter(|r| r.method == "POST").count();
+        assert_eq!(posts, 0, "plain {plain}: not sent again");
+        let mine = get(&db, "todos", &a).expect("by its temporary id");
+        assert_eq!(
+            mine["id"],
+            s.records("todos")[0]["id"],
+            "it has the server's id"
+        );
+        assert_eq!(pending(&db), 0);
+    }
+}
+
+#[test]
+fn a_create_that_never_arrived_is_sent_again() {
+    let (db, _) = open_todos();
+    let s = forgetful();
+    let tap = Tap::new(s.clone());
+    create(&db, "todos", json!({"title": "a"}));
+    create(&db, "todos", json!({"title": "b"}));
+    s.drop_before(2); // both fail before reaching the server
+    flush(&db, &tap);
+    assert!(s.records("todos").is_empty());
+    flush_all(&db, &tap);
+    let titles: Vec<_> = s
+        .records("todos")
+        .iter()
+        .map(|r| r["title"].clone())
+        .collect();
+    assert_eq!(titles, [json!("a"), json!("b")]);
+}
+
+#[test]
+fn only_creates_that_may_have_landed_are_looked_for() {
+    let (db, _) = open_todos();
+    let s = forgetful();
+    let tap = Tap::new(s.clone());
+    create(&db, "todos", json!({"title": "a"}));
+    s.fail_next(1, 503, None); // answered: not stored
+    flush(&db, &tap);
+    db.env.advance(60_000.0);
+    tap.clear();
+    flush_all(&db, &tap);
+    let methods: Vec<String> = tap.requests().into_iter().map(|r| r.method).collect();
+    assert_eq!(methods, ["POST"], "no read first");
+}
+
+#[test]
+fn one_read_serves_a_whole_round() {
+    let mut cfg = config(&["todos"]);
+    cfg.batch_url = Some("/api/$batch".into());
+    let db = open(cfg, ferry::core::MemoryStorage::new());
+    let s = forgetful();
+    let tap = Tap::new(s.clone());
+    for i in 0..5 {
+        create(&db, "todos", json!({ "i": i }));
+    }
+    s.drop_after_commit(1); // the batch is stored, its answer lost
+    flush(&db, &tap);
+    assert_eq!(s.records("todos").len(), 5);
+    tap.clear();
+    flush_all(&db, &tap);
+    let methods: Vec<String> = tap.requests().into_iter().map(|r| r.method).collect();
+    assert_eq!(methods, ["GET"], "one read, nothing sent again");
+    assert_eq!(s.records("todos").len(), 5);
+    assert_eq!(pending(&db), 0);
+    let mut ids: Vec<_> = local(&db, "todos")
+        .iter()
+        .map(|r| r["id"].clone())
+        .collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 5);
+}
