@@ -273,7 +273,11 @@ async fn a_read_answered_401_asks_the_app_for_headers_again() {
     let e = refused.expect_err("no headers cure a token the server no longer takes");
     assert_eq!(get(&e, "name"), "NetworkError");
     assert_eq!(get(&e, "status"), 401);
-    assert_eq!(calls.get(), 3, "asked once more, then given up");
+    assert_eq!(
+        calls.get(),
+        4,
+        "asked for the read, once more after its 401, then given up"
+    );
     db.close();
 }
 

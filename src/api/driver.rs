@@ -7,14 +7,14 @@ use std::rc::Rc;
 use js_sys::{Function, Promise};
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{spawn_local, JsFuture};
+use wasm_bindgen_futures::spawn_local;
 
 use crate::core::sync::flush::RoundEnd;
 use crate::core::sync::report::Report;
 use crate::core::{Error, ErrorKind};
 use crate::web::js::Timer;
 
-use super::convert::{from_js_error, js_error, to_js};
+use super::convert::{js_error, to_js};
 use super::events::emit;
 use super::ferry::Inner;
 
@@ -87,6 +87,9 @@ pub struct Status {
 /// How often a store that met the browser offline without hearing an `offline` event tries
 /// again (ms).
 const OFFLINE_RETRY_MS: f64 = 10_000.0;
+/// How soon a run whose `getHeaders` failed (threw, rejected, timed out, gave no headers) is
+/// tried again.
+const HEADERS_RETRY_MS: f64 = 10_000.0;
 /// Why nothing is sent: the browser says it is offline, or the app took the store offline.
 const OFFLINE: &str =
     "the store is offline (the browser says so, or the app called setOffline(true))";
@@ -351,50 +354,12 @@ impl Inner {
         }
     }
 
-    async fn headers(&self, refresh: bool) -> Result<Vec<(String, String)>, Error> {
-        if let Some(f) = &self.get_headers {
-            if refresh || self.auth.borrow().is_empty() {
-                let failed = |e: JsValue| {
-                    let e = from_js_error(e, ErrorKind::Network);
-                    Error::new(e.kind, format!("getHeaders failed: {}", e.message))
-                };
-                let v = f.call0(&JsValue::NULL).map_err(failed)?;
-                // A getHeaders that never settles must not hold sync (and `pull()`) for ever.
-                let ms = f64::from(self.engine.config.timeout_ms);
-                let mut timer = None;
-                let late = Promise::new(&mut |_, reject| {
-                    let why = format!("it did not settle within {ms} ms (timeoutMs)");
-                    timer = Some(Timer::new(ms, move || {
-                        let _ = reject.call1(&JsValue::NULL, &JsValue::from_str(&why));
-                    }));
-                });
-                let raced = Promise::race(&js_sys::Array::of2(&Promise::resolve(&v), &late));
-                let v = JsFuture::from(raced).await;
-                drop(timer);
-                let v = v.map_err(failed)?;
-                let rec = super::convert::to_record(&v, "the result of getHeaders")?;
-                let list = rec
-                    .into_iter()
-                    .filter_map(|(k, v)| Some((k, v.as_str()?.to_string())))
-                    .collect();
-                *self.auth.borrow_mut() = list;
-            }
-        }
-        let mut h: Vec<(String, String)> = self
-            .engine
-            .config
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        h.extend(self.auth.borrow().iter().cloned());
-        Ok(h)
-    }
-
     async fn run_once(self: &Rc<Self>) -> RunEnd {
-        let mut headers = match self.headers(false).await {
+        // A getHeaders that failed (its refresh endpoint unreachable, say) is asked again later.
+        let again = || Some(js_sys::Date::now() + HEADERS_RETRY_MS);
+        let mut headers = match self.headers().await {
             Ok(h) => h,
-            Err(e) => return RunEnd::Failed(e, None),
+            Err(e) => return RunEnd::Failed(e, again()),
         };
         let mut refreshed = false;
         loop {
@@ -406,10 +371,19 @@ impl Inner {
             }
             // Each batch's changes reach the app (and the other tabs) as soon as they are
             // committed, not when the round ends.
+            let mut acked = 0;
             let end = self
                 .engine
-                .flush_round_emitting(&self.transport, &headers, &mut |r| self.dispatch(r))
+                .flush_round_emitting(&self.transport, &headers, &mut |r| {
+                    acked += r.acked;
+                    self.dispatch(r)
+                })
                 .await;
+            // Credentials that worked for some requests and then expired (short-lived tokens
+            // in a long queue) are renewed again: the last renewal cured the 401 before.
+            if acked > 0 {
+                refreshed = false;
+            }
             match end {
                 // A full quota may clear (the app deletes, the browser evicts): try again later.
                 Err(e) if e.kind == ErrorKind::Quota => {
@@ -420,9 +394,9 @@ impl Inner {
                 Ok(RoundEnd::Idle) => break,
                 Ok(RoundEnd::Unauthorized) if self.get_headers.is_some() && !refreshed => {
                     refreshed = true;
-                    headers = match self.headers(true).await {
+                    headers = match self.refresh_headers(&headers).await {
                         Ok(h) => h,
-                        Err(e) => return RunEnd::Failed(e, None),
+                        Err(e) => return RunEnd::Failed(e, again()),
                     };
                 }
                 Ok(RoundEnd::Unauthorized) => {
@@ -500,14 +474,18 @@ impl Inner {
         refreshed: &mut bool,
         name: &str,
     ) -> Result<Report, Error> {
-        match self.engine.pull(&self.transport, headers, name).await {
+        let read = match self.engine.pull(&self.transport, headers, name).await {
             Err(e) if e.status == Some(401) && self.get_headers.is_some() && !*refreshed => {
                 *refreshed = true;
-                *headers = self.headers(true).await?;
+                *headers = self.refresh_headers(headers).await?;
                 self.engine.pull(&self.transport, headers, name).await
             }
             other => other,
+        };
+        if read.is_ok() {
+            *refreshed = false;
         }
+        read
     }
 
     /// `collection.pull()`; `full`: read everything, not the changes since the cursor.
@@ -518,7 +496,7 @@ impl Inner {
         if full {
             self.engine.forget_cursor(name).await?;
         }
-        let mut headers = self.headers(false).await?;
+        let mut headers = self.headers().await?;
         let report = self.pull_with(&mut headers, &mut false, name).await?;
         self.dispatch(report);
         Ok(())

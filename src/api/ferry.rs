@@ -25,6 +25,8 @@ pub struct Inner {
     pub(crate) transport: FetchTransport,
     pub(crate) get_headers: Option<Function>,
     pub(crate) auth: RefCell<Vec<(String, String)>>,
+    /// The `getHeaders` call in flight, which overlapping callers share (`auth.rs`).
+    pub(crate) headers_call: RefCell<Option<super::auth::HeadersCall>>,
     pub(crate) unlisten: RefCell<Vec<Function>>,
     pub(crate) resolver: Option<Function>,
     pub(crate) tabs: RefCell<Option<FerryTabs>>,
@@ -149,6 +151,7 @@ impl Ferry {
             transport,
             get_headers,
             auth: RefCell::new(Vec::new()),
+            headers_call: RefCell::new(None),
             unlisten: RefCell::new(Vec::new()),
             resolver,
             tabs: RefCell::new(None),

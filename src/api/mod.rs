@@ -1,5 +1,6 @@
 //! The JS-facing surface (`#[wasm_bindgen]`): the only place that knows `JsValue`.
 
+pub mod auth;
 pub mod collection;
 pub mod convert;
 pub mod driver;

@@ -77,8 +77,12 @@ export interface FerryOptions {
   offline?: boolean;
   /** Also pull every collection this often while online, also while a mutation waits for its retry (ms; default 0: off). */
   pullIntervalMs?: number;
-  /** Called before a flush and again after a 401; returns headers such as Authorization. */
-  getHeaders?: () => { [name: string]: string } | Promise<{ [name: string]: string }>;
+  /**
+   * Asked at the start of every sync run and read, and again after a 401; returns headers such
+   * as Authorization (a number or boolean is sent as text, `null` leaves the header out).
+   * Overlapping calls share one answer; keep it cheap.
+   */
+  getHeaders?: () => FerryHeaders | Promise<FerryHeaders>;
   /**
    * Settles conflicts of collections whose policy is `custom`: return the record to keep, `null`
    * to delete it, or `"defer"` to decide later through `db.conflicts()`. Throwing leaves the
@@ -86,6 +90,9 @@ export interface FerryOptions {
    */
   resolveConflict?: (conflict: ConflictInput) => ConflictAnswer | Promise<ConflictAnswer>;
 }
+
+/** Headers `getHeaders` gives. */
+export type FerryHeaders = { [name: string]: string | number | boolean | null };
 
 /** What a custom resolver is given. */
 export interface ConflictInput {
