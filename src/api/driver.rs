@@ -475,7 +475,12 @@ impl Inner {
         name: &str,
     ) -> Result<Report, Error> {
         let read = match self.engine.pull(&self.transport, headers, name).await {
-            Err(e) if e.status == Some(401) && self.get_headers.is_some() && !*refreshed => {
+            Err(e)
+                if e.status
+                    .is_some_and(|s| self.engine.config.is_auth_status(s))
+                    && self.get_headers.is_some()
+                    && !*refreshed =>
+            {
                 *refreshed = true;
                 *headers = self.refresh_headers(headers).await?;
                 self.engine.pull(&self.transport, headers, name).await

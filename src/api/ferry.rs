@@ -140,6 +140,7 @@ impl Ferry {
         let storage = IdbStorage::open(&config).await.map_err(js_error)?;
         let transport = FetchTransport {
             timeout_ms: config.timeout_ms,
+            credentials: config.credentials,
         };
         let engine = Engine::open(config, storage, BrowserEnv::new())
             .await

@@ -78,6 +78,13 @@ export interface FerryOptions {
   /** Also pull every collection this often while online, also while a mutation waits for its retry (ms; default 0: off). */
   pullIntervalMs?: number;
   /**
+   * Statuses that mean "not authorised" as 401 does: 403 from a session or CSRF check, 419
+   * (Laravel). They ask `getHeaders` again and pause the queue instead of rejecting the write.
+   */
+  authStatuses?: number[];
+  /** Whether requests carry cookies, as `fetch`'s `credentials` (default `"same-origin"`). */
+  credentials?: "same-origin" | "include" | "omit";
+  /**
    * Asked at the start of every sync run and read, and again after a 401; returns headers such
    * as Authorization (a number or boolean is sent as text, `null` leaves the header out).
    * Overlapping calls share one answer; keep it cheap.

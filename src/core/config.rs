@@ -59,6 +59,29 @@ unit_enum_deserialize!(TieRule {
     "local" => TieRule::Local,
 });
 
+/// Whether `fetch` sends cookies (its `credentials`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum Credentials {
+    /// Only to the page's own origin (`fetch`'s default).
+    #[default]
+    #[serde(rename = "same-origin")]
+    SameOrigin,
+    /// Also to another origin: a cookie session on an API elsewhere (its CORS must allow it).
+    #[serde(rename = "include")]
+    Include,
+    /// Never.
+    #[serde(rename = "omit")]
+    Omit,
+}
+unit_enum_deserialize!(Credentials {
+    "same-origin" => Credentials::SameOrigin,
+    "include" => Credentials::Include,
+    "omit" => Credentials::Omit,
+});
+
+/// Statuses `authStatuses` may not name: they mean something else to the sync.
+const NOT_AUTH: [u16; 7] = [404, 408, 409, 410, 412, 425, 429];
+
 /// One collection: a REST resource and its local table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -95,6 +118,9 @@ pub struct CollectionConfig {
     /// Under `merge`, who wins a field both sides changed.
     #[serde(default)]
     pub tie: TieRule,
+    /// The store's `authStatuses`, copied here by [`StoreConfig::validate`].
+    #[serde(skip)]
+    pub auth_statuses: Vec<u16>,
 }
 
 fn default_id() -> String {
@@ -111,6 +137,11 @@ fn default_root() -> String {
 }
 
 impl CollectionConfig {
+    /// Whether an answer with `status` means "not authorised" (401, or an `authStatuses` one).
+    pub fn is_auth_status(&self, status: u16) -> bool {
+        status == 401 || self.auth_statuses.contains(&status)
+    }
+
     /// The id of record `d` as the app sees it (its own id field, a number or a string), or
     /// `key` where the record lacks one.
     pub fn id_of(&self, d: &super::record::Record, key: &str) -> serde_json::Value {
@@ -133,6 +164,7 @@ impl CollectionConfig {
             update_method: UpdateMethod::Put,
             conflict: ConflictPolicy::Merge,
             tie: TieRule::Server,
+            auth_statuses: Vec::new(),
         }
     }
 }
@@ -174,6 +206,14 @@ pub struct StoreConfig {
     /// changes without a local write; 0 (the default) pulls only on reconnect and in `sync()`.
     #[serde(default)]
     pub pull_interval_ms: u32,
+    /// Statuses that mean "not authorised", as 401 always does: 403 from a session or CSRF
+    /// check, 419 (Laravel's "page expired"). Such an answer asks `getHeaders` again and pauses
+    /// the queue, rather than rejecting the write and undoing it locally.
+    #[serde(default)]
+    pub auth_statuses: Vec<u16>,
+    /// Whether requests carry cookies (`fetch`'s `credentials`).
+    #[serde(default)]
+    pub credentials: Credentials,
 }
 
 fn default_batch_size() -> usize {
@@ -212,6 +252,8 @@ impl StoreConfig {
             timeout_ms: default_timeout(),
             offline: false,
             pull_interval_ms: 0,
+            auth_statuses: Vec::new(),
+            credentials: Credentials::default(),
         }
     }
 
@@ -237,8 +279,17 @@ impl StoreConfig {
                 )));
             }
         }
+        for &s in &self.auth_statuses {
+            if !(400..500).contains(&s) || NOT_AUTH.contains(&s) {
+                return Err(Error::validation(format!(
+                    "`authStatuses`: {s} cannot mean \"not authorised\" (a 4xx other than \
+                     404, 408, 409, 410, 412, 425 and 429)"
+                )));
+            }
+        }
         let names: Vec<String> = self.collections.keys().cloned().collect();
         for (name, c) in self.collections.iter_mut() {
+            c.auth_statuses = self.auth_statuses.clone();
             if name.is_empty() {
                 return Err(Error::validation(
                     "a collection name must be a non-empty string",
@@ -293,6 +344,11 @@ impl StoreConfig {
             }
         }
         Ok(self)
+    }
+
+    /// Whether an answer with `status` means "not authorised" (401, or an `authStatuses` one).
+    pub fn is_auth_status(&self, status: u16) -> bool {
+        status == 401 || self.auth_statuses.contains(&status)
     }
 
     /// The collection called `name`.

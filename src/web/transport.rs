@@ -1,7 +1,9 @@
 //! The engine's [`Transport`] over `fetch` (gloo-net), with a timeout through AbortController.
 
 use gloo_net::http::{Method, RequestBuilder};
+use web_sys::RequestCredentials;
 
+use crate::core::config::Credentials;
 use crate::core::sync::http::{HttpRequest, HttpResponse, NetError, Transport, REDIRECTED_TO};
 
 use super::js::{ferry_on_line, Timer};
@@ -11,6 +13,8 @@ use super::js::{ferry_on_line, Timer};
 pub struct FetchTransport {
     /// Abort a request after this many milliseconds.
     pub timeout_ms: u32,
+    /// Whether cookies go with requests.
+    pub credentials: Credentials,
 }
 
 fn method(m: &str) -> Method {
@@ -30,8 +34,14 @@ impl Transport for FetchTransport {
         }
         let controller =
             web_sys::AbortController::new().map_err(|e| NetError::Failed(format!("{e:?}")))?;
+        let credentials = match self.credentials {
+            Credentials::SameOrigin => RequestCredentials::SameOrigin,
+            Credentials::Include => RequestCredentials::Include,
+            Credentials::Omit => RequestCredentials::Omit,
+        };
         let mut b = RequestBuilder::new(&req.url)
             .method(method(&req.method))
+            .credentials(credentials)
             .abort_signal(Some(&controller.signal()));
         for (k, v) in &req.headers {
             b = b.header(k, v);

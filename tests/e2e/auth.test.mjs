@@ -128,3 +128,72 @@ test("reads answered 401 at the same time renew the token once", async () => {
     await context.close();
   }
 });
+
+test("credentials: 'include' sends cookies to an API on another origin", async () => {
+  // Another port is another origin: fetch's default sends cookies to the page's origin only.
+  const api = await startServer({ extra: ["--cors-origin", "*"] });
+  const context = await browser.newContext();
+  try {
+    await context.addCookies([{ name: "sid", value: "s3cret", url: api.url }]);
+    const sent = [];
+    await context.route(`${api.url}/api/**`, async (route) => {
+      const h = await route.request().allHeaders();
+      sent.push({ key: route.request().method(), cookie: h.cookie ?? null });
+      return route.continue();
+    });
+    const page = await openPage(context, server.url, "creds-unused", { autoSync: false });
+    const errors = await page.evaluate(async (url) => {
+      const errors = [];
+      for (const credentials of [undefined, "include", "omit"]) {
+        const db = await window.ferry.Ferry.open({
+          name: `creds-${credentials}`,
+          collections: { items: { url } },
+          autoSync: false,
+          pullAfterFlush: false,
+          ...(credentials ? { credentials } : {}),
+        });
+        await db.collection("items").create({ key: String(credentials) });
+        await db.sync().catch((e) => errors.push(`${e.name}: ${e.message}`));
+        db.close();
+      }
+      return errors;
+    }, `${api.url}/api/items`);
+    assert.deepEqual(errors, []);
+    assert.deepEqual(sent.map((s) => s.cookie), [null, "sid=s3cret", null]);
+    assert.equal((await api.items()).length, 3);
+  } finally {
+    await context.close();
+    await api.stop();
+  }
+});
+
+test("a status named in authStatuses asks for credentials and keeps the offline work", async () => {
+  await server.admin("/__admin/wipe", {});
+  const { context, page } = await withAuth("auth-419", { uses: 1000 });
+  try {
+    await context.route("**/api/**", async (route) => {
+      const h = await route.request().allHeaders();
+      if (h.authorization !== "Bearer renewed") {
+        return route.fulfill({ status: 419, contentType: "application/json", body: '{"message":"Page Expired"}' });
+      }
+      return route.fallback();
+    });
+    const result = await page.evaluate(async () => {
+      let calls = 0;
+      const db = await window.ferry.Ferry.open({
+        name: "auth-419",
+        collections: { items: { url: "/api/items" } },
+        autoSync: false,
+        authStatuses: [419],
+        getHeaders: () => ({ Authorization: ++calls === 1 ? "Bearer old" : "Bearer renewed" }),
+      });
+      await db.collection("items").create({ key: "offline work" });
+      await db.sync();
+      return { calls, rejected: (await db.rejected()).length, local: (await db.collection("items").all()).length };
+    });
+    assert.deepEqual(result, { calls: 2, rejected: 0, local: 1 });
+    assert.deepEqual((await server.items()).map((r) => r.key), ["offline work"]);
+  } finally {
+    await context.close();
+  }
+});

@@ -12,7 +12,9 @@ export async function app(): Promise<void> {
       projects: { url: "/api/projects", updateMethod: "PATCH", conflict: "serverWins" },
     },
     batchUrl: "/api/$batch",
-    getHeaders: async () => ({ Authorization: "Bearer t" }),
+    getHeaders: async () => ({ Authorization: "Bearer t", "X-Tenant": 3, "X-Debug": null }),
+    authStatuses: [403, 419],
+    credentials: "include",
     resolveConflict: async ({ local, server }) => (server ? { ...server, ...local } : "defer"),
   });
   const todos: Collection = db.collection("todos");

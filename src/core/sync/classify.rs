@@ -97,7 +97,7 @@ pub fn classify(
             }
             _ => Verdict::Conflict(ServerState::Unknown),
         },
-        401 => Verdict::Unauthorized,
+        s if cfg.is_auth_status(s) => Verdict::Unauthorized,
         408 | 425 | 429 | 500..=599 => Verdict::Transient {
             reason: format!("the server answered {status}"),
             retry_after,

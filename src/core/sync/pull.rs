@@ -149,11 +149,11 @@ fn get_request(url: &str, headers: &[(String, String)]) -> HttpRequest {
 }
 
 /// The error of a read of `url` answered with something else than a 2xx.
-fn refused_read(res: &HttpResponse, url: &str) -> Result<()> {
+fn refused_read(cfg: &CollectionConfig, res: &HttpResponse, url: &str) -> Result<()> {
     if (200..300).contains(&res.status) {
         return Ok(());
     }
-    let what = if res.status == 401 {
+    let what = if cfg.is_auth_status(res.status) {
         " (not authorised)"
     } else {
         ""
@@ -210,7 +210,7 @@ pub(super) async fn read_page<T: Transport>(
         }
         break res;
     };
-    refused_read(&res, &url)?;
+    refused_read(cfg, &res, &url)?;
     let mut page = read_answer(cfg, &res)?;
     // A paged answer is one read: every page, or (any page failing) none, since a part of a
     // snapshot would take the records on the other pages for deleted.
@@ -229,7 +229,7 @@ pub(super) async fn read_page<T: Transport>(
             .send(get_request(&url, headers))
             .await
             .map_err(Error::from)?;
-        refused_read(&res, &url)?;
+        refused_read(cfg, &res, &url)?;
         let more = read_answer(cfg, &res)?;
         empty = if more.records.is_empty() {
             empty + 1

@@ -203,10 +203,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
         // Any other 4xx but these refuses the batch as a whole (too large, a shape this server
         // reads otherwise): no verdict on the mutations inside, which go one by one rather than
         // wait for ever on a batch that will never pass.
-        if (400..500).contains(&status) && !matches!(status, 401 | 408 | 425 | 429) {
+        let auth = self.config.is_auth_status(status);
+        if (400..500).contains(&status) && !auth && !matches!(status, 408 | 425 | 429) {
             return Ok(BatchSent::Refused);
         }
-        let (answers, unreadable) = split_batch(res, chunk.len());
+        let (answers, unreadable) = split_batch(res, chunk.len(), auth);
         if unreadable {
             // A batch endpoint whose answers cannot be read (or trusted) sends the same batch
             // again at every retry: one request per mutation from now on.
@@ -255,6 +256,7 @@ pub(super) fn asks_pause(v: &Verdict) -> bool {
 fn split_batch(
     res: Result<HttpResponse, NetError>,
     n: usize,
+    auth: bool,
 ) -> (Vec<Result<HttpResponse, NetError>>, bool) {
     let answers = match res {
         Ok(r) if (200..300).contains(&r.status) => match batch::decode(&r.body, n) {
@@ -270,9 +272,9 @@ fn split_batch(
                 .collect(),
             Err(why) => return (vec![Err(NetError::Unreadable(why)); n], true),
         },
-        // 401 for the batch is 401 for each; anything else about the envelope is never a
-        // verdict on the mutations inside, so it is retried rather than rejected.
-        Ok(r) if r.status == 401 => vec![Ok(r); n],
+        // "Not authorised" for the batch is for each; anything else about the envelope is
+        // never a verdict on the mutations inside, so it is retried rather than rejected.
+        Ok(r) if auth => vec![Ok(r); n],
         Ok(r) => {
             let why = format!("the batch request was answered {}", r.status);
             let retry = r.header("Retry-After").map(|v| v.to_string());

@@ -251,7 +251,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 }
                 _ => false,
             },
-            Ok(res) if matches!(res.status, 401 | 408 | 425 | 429 | 500..=599) => {
+            Ok(res)
+                if cfg.is_auth_status(res.status)
+                    || matches!(res.status, 408 | 425 | 429 | 500..=599) =>
+            {
                 return classify(cfg, Kind::Update, &Ok(res), self.env.now_ms());
             }
             Ok(res) => matches!(res.status, 404 | 410),

@@ -24,12 +24,13 @@ export function freePort() {
 
 /**
  * Starts `ferry-server` serving this folder at / and pkg/ at /pkg/. `port` 0 picks one; `db` is a
- * SQLite file, else the database is in memory. `kill()` sends SIGKILL (no clean shutdown).
+ * SQLite file, else the database is in memory; `extra`, more arguments. `kill()` sends SIGKILL
+ * (no clean shutdown).
  */
-export async function startServer({ port = 0, db = null } = {}) {
+export async function startServer({ port = 0, db = null, extra = [] } = {}) {
   const bin = process.env.FERRY_SERVER_BIN ?? join(root, "target", "debug", "ferry-server");
   const args = ["--port", String(port), ...(db ? ["--db", db] : ["--memory"]),
-    "--static", pageDir, "--pkg", join(root, "pkg")];
+    "--static", pageDir, "--pkg", join(root, "pkg"), ...extra];
   const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
   let stderr = "";
   child.stderr.on("data", (d) => (stderr += d));
