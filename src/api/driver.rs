@@ -24,7 +24,7 @@ pub struct SyncState {
     running: bool,
     rerun: bool,
     pub(crate) pull_next: bool,
-    last_error: Option<String>,
+    last_error: Option<Error>,
     next_retry: Option<f64>,
     pub(crate) timer: Option<Timer>,
     pub(crate) waiters: Vec<(Function, Function)>,
@@ -81,6 +81,10 @@ pub struct Status {
     pending: u64,
     rejected: u64,
     last_error: Option<String>,
+    /// The last error's `name` and HTTP status: an app can tell "log in again" (a 401) from
+    /// "the server is down" without reading the message.
+    last_error_name: Option<&'static str>,
+    last_error_status: Option<u16>,
     next_retry_at: Option<f64>,
 }
 
@@ -110,7 +114,9 @@ impl Inner {
             leader: s.leader,
             pending,
             rejected,
-            last_error: s.last_error.clone(),
+            last_error: s.last_error.as_ref().map(|e| e.message.clone()),
+            last_error_name: s.last_error.as_ref().map(|e| e.kind.name()),
+            last_error_status: s.last_error.as_ref().and_then(|e| e.status),
             next_retry_at: s.next_retry,
         })
     }
@@ -317,7 +323,7 @@ impl Inner {
                     let unheard = e.kind == ErrorKind::Offline && s.is_online();
                     let retry_at = retry_at
                         .or_else(|| unheard.then(|| js_sys::Date::now() + OFFLINE_RETRY_MS));
-                    s.last_error = Some(e.message.clone());
+                    s.last_error = Some(e.clone());
                     s.next_retry = retry_at;
                     retry_at
                 };
@@ -402,7 +408,7 @@ impl Inner {
                 Ok(RoundEnd::Unauthorized) => {
                     let e = Error::answered(
                         401,
-                        "the server answered 401 (not authorised); sync is paused",
+                        "the server refused the credentials (401, or a status in authStatuses); sync is paused",
                     );
                     return RunEnd::Failed(e, Some(js_sys::Date::now() + 30_000.0));
                 }

@@ -234,7 +234,12 @@ export interface SyncStatus {
   leader: boolean;
   pending: number;
   rejected: number;
+  /** Why the last sync run failed, until one succeeds. */
   lastError: string | null;
+  /** The `name` of that error (`"NetworkError"`, ...). */
+  lastErrorName: FerryErrorName | null;
+  /** Its HTTP status, when the server answered (401: credentials refused, also for a status named in `authStatuses`). */
+  lastErrorStatus: number | null;
   nextRetryAt: number | null;
 }
 

@@ -173,7 +173,7 @@ impl IdbStorage {
                 raw.close();
                 let why = match e.new_version() {
                     Some(v) => format!("another tab is upgrading it to version {}", v as u64),
-                    None => "another tab is deleting it".to_string(),
+                    None => "it is being deleted (by this page or another)".to_string(),
                 };
                 let _ = closed.set(format!(
                     "IndexedDB database {name:?} was closed because {why}; \

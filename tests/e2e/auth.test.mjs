@@ -185,13 +185,31 @@ test("a status named in authStatuses asks for credentials and keeps the offline 
         collections: { items: { url: "/api/items" } },
         autoSync: false,
         authStatuses: [419],
-        getHeaders: () => ({ Authorization: ++calls === 1 ? "Bearer old" : "Bearer renewed" }),
+        getHeaders: () => ({ Authorization: ++calls === 1 || window.refuse ? "Bearer old" : "Bearer renewed" }),
       });
       await db.collection("items").create({ key: "offline work" });
       await db.sync();
-      return { calls, rejected: (await db.rejected()).length, local: (await db.collection("items").all()).length };
+      const ok = await db.status();
+      // Credentials the app cannot renew: the run fails, and the status says why.
+      await db.collection("items").create({ key: "later" });
+      window.refuse = true;
+      const error = await db.sync().then(() => null, (e) => e.name);
+      const { lastErrorName, lastErrorStatus } = await db.status();
+      return {
+        calls: calls > 2,
+        rejected: (await db.rejected()).length,
+        local: (await db.collection("items").all()).length,
+        cleared: [ok.lastError, ok.lastErrorName, ok.lastErrorStatus],
+        failed: [error, lastErrorName, lastErrorStatus],
+      };
     });
-    assert.deepEqual(result, { calls: 2, rejected: 0, local: 1 });
+    assert.deepEqual(result, {
+      calls: true,
+      rejected: 0,
+      local: 2,
+      cleared: [null, null, null],
+      failed: ["NetworkError", "NetworkError", 401],
+    });
     assert.deepEqual((await server.items()).map((r) => r.key), ["offline work"]);
   } finally {
     await context.close();

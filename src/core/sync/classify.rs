@@ -224,7 +224,9 @@ pub(super) fn looks_like_html(res: &HttpResponse) -> bool {
 /// an array of one). `Ok(None)` for JSON that holds no record; `Err` for a body that is not JSON.
 pub fn record_of(cfg: &CollectionConfig, res: &HttpResponse) -> Result<Option<Record>, String> {
     if looks_like_html(res) {
-        return Err("an HTML page where JSON was expected (a captive portal?)".into());
+        return Err(
+            "an HTML page where JSON was expected (a captive portal, a login page?)".into(),
+        );
     }
     let v: Value =
         serde_json::from_str(&res.body).map_err(|e| format!("the body is not JSON ({e})"))?;
