@@ -370,8 +370,13 @@ fn a_full_pull_removes_what_the_deltas_never_said_was_gone() {
     s.wipe(); // gone on the server, and no tombstone says so
     pull(&db, &s, "todos");
     assert_eq!(local(&db, "todos").len(), 1, "a delta cannot tell");
-    block_on(db.forget_cursor("todos")).expect("forget the cursor");
+    // A full read that fails leaves the cursor: the next pull is still a delta.
+    s.fail_next(1, 503, None);
+    block_on(db.pull_full(&s, &[], "todos")).expect_err("a 503");
+    s.reset_stats();
     pull(&db, &s, "todos");
+    assert!(s.log()[0].1.contains("since="), "{:?}", s.log());
+    block_on(db.pull_full(&s, &[], "todos")).expect("a full read");
     assert!(local(&db, "todos").is_empty(), "{:?}", local(&db, "todos"));
 }
 

@@ -461,7 +461,7 @@ impl Inner {
         let names: Vec<String> = self.engine.config.collections.keys().cloned().collect();
         let mut failed = None;
         for name in names {
-            match self.pull_with(headers, refreshed, &name).await {
+            match self.pull_with(headers, refreshed, &name, false).await {
                 Ok(report) => self.dispatch(report),
                 Err(e) if e.kind == ErrorKind::Offline => return Some(Err(e)),
                 Err(e) => {
@@ -472,15 +472,23 @@ impl Inner {
         Some(failed.map_or(Ok(()), Err))
     }
 
-    /// Pulls collection `name`; a read answered 401 asks `getHeaders` again (once per run, as a
-    /// flush does) and is tried again with what it gives.
+    /// Pulls collection `name` (`full`: everything, whatever the cursor); a read answered 401
+    /// asks `getHeaders` again (once per run, as a flush does) and is tried again with what it
+    /// gives.
     async fn pull_with(
         &self,
         headers: &mut Vec<(String, String)>,
         refreshed: &mut bool,
         name: &str,
+        full: bool,
     ) -> Result<Report, Error> {
-        let read = match self.engine.pull(&self.transport, headers, name).await {
+        let read = |headers: Vec<(String, String)>| async move {
+            match full {
+                true => self.engine.pull_full(&self.transport, &headers, name).await,
+                false => self.engine.pull(&self.transport, &headers, name).await,
+            }
+        };
+        let read = match read(headers.clone()).await {
             Err(e)
                 if e.status
                     .is_some_and(|s| self.engine.config.is_auth_status(s))
@@ -489,7 +497,7 @@ impl Inner {
             {
                 *refreshed = true;
                 *headers = self.refresh_headers(headers).await?;
-                self.engine.pull(&self.transport, headers, name).await
+                read(headers.clone()).await
             }
             other => other,
         };
@@ -504,11 +512,8 @@ impl Inner {
         if !self.sync.borrow().is_online() {
             return Err(Error::new(ErrorKind::Offline, OFFLINE));
         }
-        if full {
-            self.engine.forget_cursor(name).await?;
-        }
         let mut headers = self.headers().await?;
-        let report = self.pull_with(&mut headers, &mut false, name).await?;
+        let report = self.pull_with(&mut headers, &mut false, name, full).await?;
         self.dispatch(report);
         Ok(())
     }

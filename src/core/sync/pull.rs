@@ -261,22 +261,34 @@ impl<S: Storage, E: Env> Engine<S, E> {
         Ok((cursor, next()))
     }
 
-    /// Forgets the cursor of collection `c`: its next pull reads everything (a full snapshot,
-    /// which also removes records the server no longer has and that have no pending change).
-    /// The escape hatch for a server whose deltas missed something.
-    pub async fn forget_cursor(&self, c: &str) -> Result<()> {
-        self.collection(c)?;
-        let tx = self.begin(true).await?;
-        tx.t.delete(Table::State, &cursor_key(c))?;
-        tx.commit().await
-    }
-
     /// Reads collection `c` from the server and merges it. Returns what changed.
     pub async fn pull<T: Transport>(
         &self,
         transport: &T,
         headers: &[(String, String)],
         c: &str,
+    ) -> Result<Report> {
+        self.pull_since(transport, headers, c, false).await
+    }
+
+    /// [`Engine::pull`], reading everything whatever the cursor (`collection.pull({ full:
+    /// true })`). The cursor is replaced only once the read is applied: a read that fails
+    /// leaves the next pull a delta, as before.
+    pub async fn pull_full<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        c: &str,
+    ) -> Result<Report> {
+        self.pull_since(transport, headers, c, true).await
+    }
+
+    async fn pull_since<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        c: &str,
+        full: bool,
     ) -> Result<Report> {
         let cfg = self.collection(c)?;
         let mut requests = 0;
@@ -287,6 +299,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let mut tries = 0;
         let (tx, page, since) = loop {
             let (since, mark) = self.pull_marks(c).await?;
+            let since = since.filter(|_| !full);
             let (page, since) = read_page(transport, headers, cfg, since, &mut requests).await?;
             let tx = self.begin(true).await?;
             if tx.t.get(Table::State, &answered_key(c)).await? == mark {
