@@ -46,10 +46,9 @@ fn if_match(req: &HttpRequest) -> Option<&str> {
     header(req, "If-Match")
 }
 
-/// Device A creates a record; device B (another store on the same server) only pulls it.
-fn two_devices(cfg: impl Fn() -> ferry::core::StoreConfig) -> (Db, Db, Tap<MemServer>, String) {
-    let s = MemServer::new();
-    let tap = etag_only(&s);
+/// Two devices (stores of different clients) of an ETag-only server.
+fn devices(cfg: impl Fn() -> ferry::core::StoreConfig) -> (Db, Db, Tap<MemServer>) {
+    let tap = etag_only(&MemServer::new());
     let a = open(cfg(), MemoryStorage::new());
     let b = block_on(Engine::open(
         cfg(),
@@ -57,6 +56,12 @@ fn two_devices(cfg: impl Fn() -> ferry::core::StoreConfig) -> (Db, Db, Tap<MemSe
         TestEnv::seeded(2),
     ))
     .unwrap();
+    (a, b, tap)
+}
+
+/// Device A creates a record; device B only pulls it.
+fn two_devices(cfg: impl Fn() -> ferry::core::StoreConfig) -> (Db, Db, Tap<MemServer>, String) {
+    let (a, b, tap) = devices(cfg);
     let id = create(&a, "todos", json!({"title": "first", "n": 1}));
     flush_all(&a, &tap);
     let sid = id_of(&get(&a, "todos", &id).unwrap());
@@ -167,15 +172,8 @@ fn a_batch_goes_around_the_write_that_met_a_change() {
         cfg.batch_url = Some("/api/$batch".into());
         cfg
     };
-    let s = MemServer::new();
-    let tap = etag_only(&s);
-    let a = open(cfg(), MemoryStorage::new());
-    let b = block_on(Engine::open(
-        cfg(),
-        MemoryStorage::new(),
-        TestEnv::seeded(2),
-    ))
-    .unwrap();
+    let (a, b, tap) = devices(cfg);
+    let s = tap.inner.clone();
     let ids: Vec<String> = (0..4)
         .map(|i| create(&a, "todos", json!({ "title": "first", "i": i })))
         .collect();

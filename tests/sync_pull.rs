@@ -280,6 +280,11 @@ fn a_list_without_versions_keeps_the_version_the_last_answer_gave() {
     );
 }
 
+/// The `page=` number of a paged read's URL (1 without one).
+fn page_of(url: &str) -> usize {
+    url.split("page=").nth(1).map_or(1, |p| p.parse().unwrap())
+}
+
 /// A Django REST framework style server over `s`: `{count, next, previous, results}`, two
 /// records a page, `next` an absolute URL; `fail_page` answers 500.
 fn paged(s: &MemServer, fail_page: Option<usize>) -> Tap<MemServer> {
@@ -289,11 +294,7 @@ fn paged(s: &MemServer, fail_page: Option<usize>) -> Tap<MemServer> {
         if req.method != "GET" {
             return None;
         }
-        let page: usize = req
-            .url
-            .split("page=")
-            .nth(1)
-            .map_or(1, |p| p.parse().unwrap());
+        let page = page_of(&req.url);
         if Some(page) == fail_page {
             return Some(Ok(json_response(500, json!({"detail": "boom"}))));
         }
@@ -443,11 +444,7 @@ fn next_links_that_go_on_without_records_end_the_read() {
     let db = open(cfg, MemoryStorage::new());
     let tap = Tap::new(MemServer::new());
     tap.hook(|req| {
-        let page: usize = req
-            .url
-            .split("page=")
-            .nth(1)
-            .map_or(1, |p| p.parse().unwrap());
+        let page = page_of(&req.url);
         let next = format!("/api/todos?page={}", page + 1);
         Some(Ok(json_response(200, json!({"results": [], "next": next}))))
     });
@@ -459,11 +456,7 @@ fn next_links_that_go_on_without_records_end_the_read() {
 
     // Empty pages between full ones are a server's right (a filtered page): the count restarts.
     tap.hook(|req| {
-        let page: usize = req
-            .url
-            .split("page=")
-            .nth(1)
-            .map_or(1, |p| p.parse().unwrap());
+        let page = page_of(&req.url);
         let recs = if page % 40 == 0 {
             json!([{"id": page, "title": "t"}])
         } else {

@@ -1,21 +1,13 @@
 // Credentials as apps have them: bearer tokens that expire, renewed through `getHeaders`.
 // Playwright stands in for the auth layer in front of the reference server: a token is good for
 // a few requests, then answered 401, as a short-lived access token is.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { launch } from "./helpers.mjs";
-import { openPage, startServer, until } from "./chaos-page/lib.mjs";
+import { openPage, startServer, until, withPageServerAndBrowser } from "./chaos-page/lib.mjs";
 
 let browser;
 let server;
-before(async () => {
-  browser = await launch();
-  server = await startServer();
-});
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+withPageServerAndBrowser((s, b) => ((server = s), (browser = b)));
 
 /**
  * A page whose requests to /api carry tokens good for `uses` requests each (`null`: a token is

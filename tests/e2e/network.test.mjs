@@ -1,21 +1,13 @@
 // The network coming back at an awkward moment: its `online` event arrives while a sync run is
 // ending because a request found the browser offline. The event comes once; the outbox must
 // still drain without the app writing again or calling sync().
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { launch } from "./helpers.mjs";
-import { openPage, startServer, state, until } from "./chaos-page/lib.mjs";
+import { openPage, state, until, withPageServerAndBrowser } from "./chaos-page/lib.mjs";
 
 let browser;
 let server;
-before(async () => {
-  browser = await launch();
-  server = await startServer();
-});
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+withPageServerAndBrowser((s, b) => ((server = s), (browser = b)));
 
 test("an online event heard while a run ends offline still drains the outbox", async () => {
   await server.admin("/__admin/wipe", {});

@@ -3,22 +3,14 @@
 // without a reload, its sync() settles when the leader's run ends, and when the leader closes it
 // takes over. Checked against the server's data (/__admin/dump) and its request counters
 // (/__admin/stats): no mutation is sent twice.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { launch } from "./helpers.mjs";
-import { assertConverged, duplicates, openPage, startServer, state, until } from "./chaos-page/lib.mjs";
+import { assertConverged, duplicates, openPage, state, until, withPageServerAndBrowser } from "./chaos-page/lib.mjs";
 
 const WRITES = ["POST", "PUT", "PATCH", "DELETE"];
 let browser;
 let server;
-before(async () => {
-  browser = await launch();
-  server = await startServer();
-});
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+withPageServerAndBrowser((s, b) => ((server = s), (browser = b)));
 
 const leader = (page) => page.evaluate(async () => (await window.ferry.db.status()).leader);
 const heard = (page, key) => page.evaluate((key) => window.ferry.changes.filter((c) => c.record?.key === key && !c.remote).length, key);

@@ -147,12 +147,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             return Before::Send(None);
         }
         report.requests += 1;
-        let req = HttpRequest {
-            method: "GET".into(),
-            url: record_url(&cfg.url, &e.r),
-            headers: headers.to_vec(),
-            body: None,
-        };
+        let req = get(record_url(&cfg.url, &e.r), headers);
         let res = match transport.send(req).await {
             Ok(res) => res,
             Err(_) => return Before::Send(None),
@@ -205,12 +200,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             return Verdict::Ack(rec, None);
         };
         report.requests += 1;
-        let req = HttpRequest {
-            method: "GET".into(),
-            url: record_url(&cfg.url, &e.r),
-            headers: headers.to_vec(),
-            body: None,
-        };
+        let req = get(record_url(&cfg.url, &e.r), headers);
         match transport.send(req).await {
             Ok(res) if (200..300).contains(&res.status) => match record_of(cfg, &res) {
                 Ok(Some(r)) if names(cfg, &r, &e.r) => match version_of(cfg, &res, Some(&r)) {
@@ -236,14 +226,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let Ok(cfg) = self.collection(&e.c) else {
             return unreadable(ErrorKind::Protocol, "its collection is unknown".into());
         };
-        let get = |url: String| HttpRequest {
-            method: "GET".into(),
-            url,
-            headers: headers.to_vec(),
-            body: None,
-        };
         report.requests += 1;
-        let gone = match transport.send(get(record_url(&cfg.url, &e.r))).await {
+        let gone = match transport
+            .send(get(record_url(&cfg.url, &e.r), headers))
+            .await
+        {
             Ok(res) if (200..300).contains(&res.status) => match record_of(cfg, &res) {
                 Ok(Some(r)) if names(cfg, &r, &e.r) => {
                     let v = version_of(cfg, &res, Some(&r));
@@ -261,7 +248,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             Err(e) => return unreadable(ErrorKind::Network, e.to_string()),
         };
         report.requests += 1;
-        let res = match transport.send(get(cfg.url.clone())).await {
+        let res = match transport.send(get(cfg.url.clone(), headers)).await {
             Ok(res) if (200..300).contains(&res.status) => res,
             Ok(res) => {
                 let why = format!("the collection read answered {}", res.status);
@@ -289,6 +276,16 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 "neither its URL nor the collection holds it".into(),
             ),
         }
+    }
+}
+
+/// `GET url` with `headers`.
+fn get(url: String, headers: &[(String, String)]) -> HttpRequest {
+    HttpRequest {
+        method: "GET".into(),
+        url,
+        headers: headers.to_vec(),
+        body: None,
     }
 }
 

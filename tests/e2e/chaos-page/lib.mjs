@@ -6,7 +6,8 @@ import { createServer } from "node:net";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import assert from "node:assert/strict";
-import { admin, root, until, watch } from "../helpers.mjs";
+import { after, before } from "node:test";
+import { admin, launch, root, until, watch } from "../helpers.mjs";
 
 export const pageDir = dirname(fileURLToPath(import.meta.url));
 
@@ -60,6 +61,24 @@ export async function startServer({ port = 0, db = null, extra = [] } = {}) {
       return exited;
     },
   };
+}
+
+/**
+ * Starts a server of this page (in memory) and Chromium before a test file's tests and stops
+ * both after them; `set(server, browser)` receives them once started.
+ */
+export function withPageServerAndBrowser(set) {
+  let server;
+  let browser;
+  before(async () => {
+    browser = await launch();
+    server = await startServer();
+    set(server, browser);
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
 }
 
 /** Opens the bare page in `context` and the store `name` in it. */
