@@ -64,15 +64,15 @@ pub fn classify(
     let res = match res {
         Ok(r) => r,
         Err(e) => {
-            let kind = match e {
-                NetError::Unreadable(_) => ErrorKind::Protocol,
-                _ => ErrorKind::Network,
+            let (kind, status) = match e {
+                NetError::Unreadable(_, status) => (ErrorKind::Protocol, Some(*status)),
+                _ => (ErrorKind::Network, None),
             };
             return Verdict::Transient {
                 reason: e.to_string(),
                 retry_after: None,
                 kind,
-                status: None,
+                status,
             };
         }
     };
@@ -393,6 +393,16 @@ mod tests {
             Verdict::Conflict(ServerState::Unknown)
         ));
         assert_eq!(c(Kind::Update, res(401, &[], "")), Verdict::Unauthorized);
+        // An answer that cannot be read (a batch answer that is not one) keeps its status.
+        let unreadable = Err(NetError::Unreadable("not a batch answer".into(), 200));
+        assert!(matches!(
+            c(Kind::Create, unreadable),
+            Verdict::Transient {
+                kind: ErrorKind::Protocol,
+                status: Some(200),
+                ..
+            }
+        ));
         assert!(
             matches!(c(Kind::Update, res(429, &[("Retry-After", "7")], "")), Verdict::Transient { retry_after: Some(t), .. } if t == 8000.0)
         );

@@ -50,8 +50,8 @@ pub enum NetError {
     Timeout,
     /// The connection failed (refused, reset, DNS, CORS...).
     Failed(String),
-    /// An answer came that cannot be read (a batch answer that is not one).
-    Unreadable(String),
+    /// An answer came, with this status, that cannot be read (a batch answer that is not one).
+    Unreadable(String, u16),
 }
 
 impl std::fmt::Display for NetError {
@@ -60,7 +60,7 @@ impl std::fmt::Display for NetError {
             NetError::Offline => write!(f, "offline"),
             NetError::Timeout => write!(f, "the request timed out"),
             NetError::Failed(m) => write!(f, "network error: {m}"),
-            NetError::Unreadable(m) => write!(f, "unexpected answer: {m}"),
+            NetError::Unreadable(m, _) => write!(f, "unexpected answer: {m}"),
         }
     }
 }

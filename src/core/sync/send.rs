@@ -264,13 +264,12 @@ fn split_batch(
                 .into_iter()
                 .map(|a| {
                     a.ok_or_else(|| {
-                        NetError::Unreadable(
-                            "the batch answer has no response for this request".into(),
-                        )
+                        let why = "the batch answer has no response for this request";
+                        NetError::Unreadable(why.into(), r.status)
                     })
                 })
                 .collect(),
-            Err(why) => return (vec![Err(NetError::Unreadable(why)); n], true),
+            Err(why) => return (vec![Err(NetError::Unreadable(why, r.status)); n], true),
         },
         // "Not authorised" for the batch is for each; anything else about the envelope is
         // never a verdict on the mutations inside, so it is retried rather than rejected.
