@@ -168,6 +168,30 @@ fn too_many_requests_honours_retry_after() {
     assert_in_sync(&db, &s, "todos");
 }
 
+#[test]
+fn a_retry_after_of_zero_keeps_the_backoff() {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    create(&db, "todos", json!({"title": "a"}));
+    for (i, after) in ["0", "Thu, 01 Jan 1970 00:00:00 GMT"]
+        .into_iter()
+        .enumerate()
+    {
+        s.fail_next(1, 503, Some(after));
+        let (end, _) = flush(&db, &s);
+        let RoundEnd::Wait { retry_at, .. } = end else {
+            panic!("{end:?}")
+        };
+        let least = 1000.0 * f64::from(1u32 << i) / 2.0;
+        assert!(
+            retry_at >= db.env.now() + least,
+            "{after}: {}",
+            retry_at - db.env.now()
+        );
+        db.env.advance(60_000.0);
+    }
+}
+
 // ---------------------------------------------------------------- rejections
 
 #[test]

@@ -285,3 +285,51 @@ fn an_id_the_server_gives_out_again_names_the_new_record() {
         "new"
     );
 }
+
+#[test]
+fn a_round_of_ids_given_out_together_is_checked_whole() {
+    // Enough creates that their new ids are read as one key range; then also rows of other
+    // records inside that range, more than the range's limit, so that the rest is read key by
+    // key.
+    for between in [0, 60] {
+        let (db, _) = open_todos();
+        let tap = Tap::new(MemServer::new());
+        for i in 0..between {
+            create(
+                &db,
+                "todos",
+                json!({"id": format!("k01-{i:03}"), "title": "between"}),
+            );
+        }
+        flush_all(&db, &tap);
+        let xs: Vec<String> = (0..20)
+            .map(|i| create(&db, "todos", json!({ "title": format!("x{i}") })))
+            .collect();
+        // The app's own records, under ids of its choosing, not sent yet.
+        for k in ["k05", "k12"] {
+            create(&db, "todos", json!({"id": k, "title": "mine"}));
+        }
+        let next = std::cell::Cell::new(0);
+        tap.hook(move |req| {
+            let sent = body(req);
+            (req.method == "POST" && sent.get("id").is_none()).then(|| {
+                let mut answer = sent.clone();
+                answer["id"] = json!(format!("k{:02}", next.get()));
+                next.set(next.get() + 1);
+                Ok(json_response(201, answer))
+            })
+        });
+        block_on(db.flush_round(&tap, &[], &mut Default::default())).expect("a round");
+        for k in ["k05", "k12"] {
+            assert_eq!(get(&db, "todos", k).expect("kept")["title"], "mine", "{k}");
+        }
+        for (i, x) in xs.iter().enumerate() {
+            let mine = get(&db, "todos", x).expect("by its temporary id");
+            assert_eq!(mine["title"], format!("x{i}"));
+            let moved = i != 5 && i != 12;
+            let id = json!(format!("k{i:02}"));
+            assert_eq!(mine["id"] == id, moved, "{between} {i}: {mine:?}");
+        }
+        assert_eq!(local(&db, "todos").len(), between + 22);
+    }
+}

@@ -16,6 +16,7 @@ pub(crate) mod alloc;
 mod damaged;
 mod deferred;
 mod part;
+mod rows;
 use alloc::{SharedAlloc, BLOCK};
 use deferred::Deferred;
 use part::Part;
@@ -42,7 +43,7 @@ pub(crate) fn answered_key(c: &str) -> Key {
 
 /// From this many records on, a prefetch reads each table as one range (a request per record
 /// costs more than a few values not asked for).
-const RANGE_FROM: usize = 16;
+pub(super) const RANGE_FROM: usize = 16;
 
 /// What a [`Tx::prefetch`] reads besides the rows (and the clock).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

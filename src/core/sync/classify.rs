@@ -79,7 +79,7 @@ pub fn classify(
     let status = res.status;
     let retry_after = res
         .header("Retry-After")
-        .and_then(|v| parse_retry_after(v, now_ms));
+        .and_then(|v| parse_retry_after_at(v, now_ms, res.header("Date")));
     match status {
         200..=299 => classify_success(cfg, kind, res),
         // A 404 that is a page (a proxy's, a router's "Cannot PUT") is not the API saying the
@@ -294,12 +294,20 @@ pub fn version_field(cfg: &CollectionConfig, rec: &Record) -> Option<String> {
 /// `Retry-After` as an absolute time (ms): delta-seconds or an HTTP date. Capped at one hour so a
 /// hostile value cannot park the queue for ever.
 pub fn parse_retry_after(v: &str, now_ms: f64) -> Option<f64> {
+    parse_retry_after_at(v, now_ms, None)
+}
+
+/// [`parse_retry_after`] of an answer sent at `date` (its `Date` header): an HTTP date is then
+/// a wait from the server's clock, so a device clock hours off neither parks the queue for the
+/// cap nor retries at once.
+pub fn parse_retry_after_at(v: &str, now_ms: f64, date: Option<&str>) -> Option<f64> {
     const CAP_MS: f64 = 3_600_000.0;
     let v = v.trim();
     let delay = if let Ok(secs) = v.parse::<u64>() {
         secs as f64 * 1000.0
     } else {
-        http_date_ms(v)? - now_ms
+        let sent = date.and_then(|d| http_date_ms(d.trim())).unwrap_or(now_ms);
+        http_date_ms(v)? - sent
     };
     Some(now_ms + delay.clamp(0.0, CAP_MS))
 }
@@ -443,6 +451,14 @@ mod tests {
         );
         assert_eq!(parse_retry_after("99999999", 0.0), Some(3_600_000.0));
         assert_eq!(parse_retry_after("soon", 0.0), None);
+        // The device clock 3 h slow: the date is read against the answer's own `Date`.
+        let now = -3.0 * 3_600_000.0;
+        let at = parse_retry_after_at(
+            "Thu, 01 Jan 1970 00:02:00 GMT",
+            now,
+            Some("Thu, 01 Jan 1970 00:00:00 GMT"),
+        );
+        assert_eq!(at, Some(now + 120_000.0));
     }
     #[test]
     fn a_single_record_root_is_unwrapped() {

@@ -15,7 +15,7 @@ use crate::core::engine::Engine;
 use crate::core::error::{Error, ErrorKind, Result};
 use crate::core::mutation::{Entry, Kind};
 use crate::core::record::{Record, Row};
-use crate::core::storage::{Key, Read, Storage, Table, Txn, OUTBOX_BY_RECORD};
+use crate::core::storage::{Read, Storage, Table, Txn, OUTBOX_BY_RECORD};
 use crate::core::tx::{answered_key, Want};
 
 use super::classify::{ServerState, Verdict};
@@ -410,18 +410,28 @@ impl<S: Storage, E: Env> Engine<S, E> {
             return Ok(());
         }
         // The rows under the new ids: usually none. The acknowledgements read them anyway, so
-        // they are handed to `tx` for those reads.
-        let rows: Vec<Read> = moving
-            .iter()
-            .map(|(i, skey)| Read::Get(Table::Records(&picked[*i].c), Key::str(skey)))
-            .collect();
-        let found = tx.t.read_many(&rows).await?;
+        // they are handed to `tx` for those reads. One read per collection (a round's are
+        // usually all of one): ids given out together are usually one key range.
+        let mut found: Vec<Option<Value>> = vec![None; moving.len()];
+        let mut collections: Vec<&str> =
+            moving.iter().map(|(i, _)| picked[*i].c.as_str()).collect();
+        collections.sort_unstable();
+        collections.dedup();
+        for c in collections {
+            let at: Vec<usize> = (0..moving.len())
+                .filter(|j| picked[moving[*j].0].c == c)
+                .collect();
+            let keys: Vec<String> = at.iter().map(|j| moving[*j].1.clone()).collect();
+            for (j, row) in at.into_iter().zip(tx.read_rows(c, &keys).await?) {
+                found[j] = row;
+            }
+        }
         let mut held = Vec::new();
         for ((i, skey), got) in moving.iter().zip(found) {
             let c = picked[*i].c.as_str();
-            match got.into_iter().next() {
+            match got {
                 None => tx.learn_row(c, skey, None),
-                Some((_, v)) => {
+                Some(v) => {
                     if let Ok(row) = Row::from_value(v) {
                         tx.learn_row(c, skey, Some(row));
                     }
@@ -486,7 +496,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
         unsure: bool,
     ) -> Result<f64> {
         let now = self.env.now_ms();
-        let at = retry_after.unwrap_or_else(|| now + backoff_ms(e.attempts, self.env.random_u32()));
+        // `Retry-After` is a least wait: one of 0 s (or a date already past) must not take the
+        // backoff away, or a server that is down is asked again at once, without end.
+        let backoff = now + backoff_ms(e.attempts, self.env.random_u32());
+        let at = retry_after.map_or(backoff, |r| r.max(backoff));
         let mut e = e.clone();
         e.error = Some(reason.to_string());
         // Once unsure, for good: a send that got no answer may still land after a later one.
