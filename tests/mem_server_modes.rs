@@ -134,7 +134,11 @@ fn lww_orders_writes_by_changed_at() {
     );
     assert_eq!(r.header("etag"), Some("\"2\""));
     let r = call(&s, "DELETE", "/api/t/1", &at("299"), None);
-    assert_eq!((r.status, json_of(&r)["v"].clone()), (200, json!("newer")));
+    assert_eq!(
+        (r.status, json_of(&r)["v"].clone()),
+        (409, json!("newer")),
+        "an older delete is a conflict"
+    );
     assert_eq!(
         call(&s, "PATCH", "/api/t/1", &at("300"), Some(json!({"w": 1}))).status,
         200,

@@ -50,7 +50,17 @@ pub fn apply(
                 return Ok(missing(&collection, &id));
             };
             if let Some(reply) = precondition(&row, if_match, lww, changed_at) {
-                return Ok(reply);
+                // A 2xx to a DELETE means "deleted" (PROTOCOL.md section 1): a delete that lost
+                // is a conflict, with the record that won.
+                let lost = reply.status == 200;
+                return Ok(if lost {
+                    Reply {
+                        status: 409,
+                        ..reply
+                    }
+                } else {
+                    reply
+                });
             }
             let tombstone = json!({ "id": id_value(&row.body, &id), "deleted": true });
             db::put(
@@ -99,7 +109,8 @@ fn precondition(
 ) -> Option<Reply> {
     let current = || Reply::json(0, row.body.clone()).etag(row.version);
     if lww {
-        // The older write lost: answer 200 with the winner so the client adopts it.
+        // The older write lost: answer 200 with the winner so the client adopts it (a delete
+        // turns it into a 409).
         return (changed_at < row.changed_at).then(|| Reply {
             status: 200,
             ..current()

@@ -92,12 +92,12 @@ fn lww_orders_writes_by_changed_at() {
         .json(json!({"v": "p"}))
         .send();
     assert_eq!(patch.json()["v"], "tie");
-    // An older delete loses too: 200 with the surviving record.
+    // An older delete loses too: a conflict (a 2xx would say "deleted"), with the survivor.
     let del = s
         .req("DELETE", &url)
         .header("Ferry-Changed-At", "2999")
         .send();
-    assert_eq!((del.status, del.json()["v"].clone()), (200, json!("tie")));
+    assert_eq!((del.status, del.json()["v"].clone()), (409, json!("tie")));
     assert_eq!(s.get(&url).status, 200);
     let del = s
         .req("DELETE", &url)

@@ -147,7 +147,8 @@ pub fn coalesce(pending: Option<&Entry>, kind: Kind, fields: &[String], fresh: E
         }));
     };
     let mut e = old.clone();
-    e.at = fresh.at;
+    // Another tab's clock (or this one's after a reload) may be behind the entry's.
+    e.at = fresh.at.max(old.at);
     match (old.kind, kind) {
         (Kind::Create, Kind::Delete) => return Coalesced::Drop(old.seq),
         (Kind::Create, _) => {}

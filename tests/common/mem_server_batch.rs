@@ -509,7 +509,11 @@ impl State {
                 let Some(row) = self.live(&c, &id) else {
                     return Reply::error(404, format!("no record {id:?} in {c}"));
                 };
-                if let Some(r) = self.precondition(&row, if_match, at) {
+                if let Some(mut r) = self.precondition(&row, if_match, at) {
+                    // A lost LWW delete is a conflict (a 2xx would say "deleted").
+                    if r.status == 200 {
+                        r.status = 409;
+                    }
                     return r;
                 }
                 let idv = row.body.get("id").cloned().unwrap_or(json!(id));

@@ -11,7 +11,7 @@ use crate::core::engine::Engine;
 use crate::core::error::{ErrorKind, Result};
 use crate::core::mutation::{Entry, Kind};
 use crate::core::record::{Record, Row};
-use crate::core::storage::{Read, Storage, Table};
+use crate::core::storage::{Key, Read, Storage, Table, Txn};
 use crate::core::tx::Want;
 
 use super::request::freeze;
@@ -33,6 +33,11 @@ pub(super) struct Picked {
 }
 
 /// Field values of `rec` that name a pending temporary id through a declared reference.
+/// Where the last `Ferry-Changed-At` this store froze is kept (`state`).
+fn stamp_key() -> Key {
+    Key::str("stamp")
+}
+
 fn refs_pending(
     refs: &std::collections::BTreeMap<String, String>,
     rec: &Record,
@@ -110,6 +115,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let mut halted = false;
         let mut picked = Vec::new();
         let mut fresh = Vec::new();
+        // The last `Ferry-Changed-At` this store sent, read when a first write is frozen.
+        let mut stamp: Option<u64> = None;
+        let mut stamped = false;
         for mut e in outbox {
             let rec = (e.c.clone(), e.r.clone());
             // Only a record's first entry may go, and only once per round.
@@ -138,8 +146,24 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     Some(row) => Some(self.follow_refs(&tx, cfg, &e.r, row).await?),
                     None => None,
                 };
-                match freeze(cfg, &e, row.as_ref()) {
-                    Some(sent) => e.sent = Some(sent),
+                // `Ferry-Changed-At` never goes backwards from one store: each tab's clock
+                // stamps its own writes, and a device clock may be set back between a write
+                // and the next (or across a reload). A server that orders writes by it (last
+                // writer wins) must see this store's in the order they were made.
+                let last = match stamp {
+                    Some(s) => s,
+                    None => {
+                        let got = tx.t.get(Table::State, &stamp_key()).await?;
+                        got.as_ref().and_then(Value::as_u64).unwrap_or(0)
+                    }
+                };
+                let at = e.at.ms.max(last.saturating_add(1));
+                match freeze(cfg, &e, row.as_ref(), at) {
+                    Some(sent) => {
+                        e.sent = Some(sent);
+                        stamp = Some(at);
+                        stamped = true;
+                    }
                     None => {
                         // An update of a record deleted meanwhile: the delete behind it says it all.
                         tx.delete_entry(&e)?;
@@ -154,6 +178,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
             if picked.len() >= max {
                 break;
             }
+        }
+        if let (Some(s), true) = (stamp, stamped) {
+            tx.t.put(Table::State, &stamp_key(), &Value::from(s))?;
         }
         tx.commit().await?;
         // The entries read were every entry between the first and the last of them.

@@ -29,13 +29,18 @@ pub fn quote_version(v: &str) -> String {
     format!("\"{}\"", v.trim_matches('"'))
 }
 
-/// The request for `e`, made from the record's current row (`None` once deleted). Returns
-/// `None` when there is nothing to send (an update whose record is gone meanwhile is carried by
-/// the delete that follows it).
-pub fn freeze(cfg: &CollectionConfig, e: &Entry, row: Option<&Row>) -> Option<Sent> {
+/// The request for `e`, made from the record's current row (`None` once deleted), stamped
+/// `Ferry-Changed-At: changed_at`. Returns `None` when there is nothing to send (an update
+/// whose record is gone meanwhile is carried by the delete that follows it).
+pub fn freeze(
+    cfg: &CollectionConfig,
+    e: &Entry,
+    row: Option<&Row>,
+    changed_at: u64,
+) -> Option<Sent> {
     let mut headers = vec![
         ("Idempotency-Key".to_string(), e.id.clone()),
-        ("Ferry-Changed-At".to_string(), e.at.ms.to_string()),
+        ("Ferry-Changed-At".to_string(), changed_at.to_string()),
     ];
     let (method, url, body, version, base) = match e.kind {
         Kind::Create => {
