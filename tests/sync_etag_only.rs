@@ -232,3 +232,80 @@ fn a_write_whose_answer_was_lost_is_not_its_own_conflict() {
     assert_eq!(s.record("todos", &sid).unwrap()["title"], "B's");
     assert_eq!(pending(&b), 0);
 }
+
+#[test]
+fn a_record_url_that_shows_more_than_the_list_is_not_a_change() {
+    // A detail serializer adds the record's own `url` and writes the id as text; under
+    // `serverWins` a false conflict would throw the edit away.
+    let cfg = || {
+        let mut cfg = config(&["todos"]);
+        cfg.collections.get_mut("todos").unwrap().conflict =
+            ferry::core::ConflictPolicy::ServerWins;
+        cfg
+    };
+    let (_a, b, tap, sid) = two_devices(cfg);
+    let server = tap.inner.clone();
+    let id = sid.clone();
+    tap.hook(move |req| {
+        let single = req.method == "GET" && req.url.ends_with(&format!("/{id}"));
+        single.then(|| {
+            let mut res = server.send_now(req.clone())?;
+            let mut v: Value = serde_json::from_str(&res.body).unwrap();
+            strip_versions(&mut v);
+            v["url"] = json!(format!("/api/todos/{id}"));
+            v["id"] = json!(id.clone());
+            res.body = v.to_string();
+            Ok(res)
+        })
+    });
+    update(&b, "todos", &sid, json!({"title": "B's"}));
+    let report = flush_all(&b, &tap);
+    assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+    assert_eq!(tap.inner.record("todos", &sid).unwrap()["title"], "B's");
+}
+
+#[test]
+fn a_record_url_that_does_not_answer_is_read_once_a_round() {
+    let (_a, b, tap, _) = two_devices(|| config(&["todos"]));
+    let more: Vec<String> = (0..3)
+        .map(|i| tap.inner.server_create("todos", json!({ "i": i })))
+        .collect();
+    pull(&b, &tap, "todos");
+    tap.hook(|req| {
+        (req.method == "GET" && !req.url.ends_with("/todos"))
+            .then_some(Err(ferry::core::sync::http::NetError::Timeout))
+    });
+    for id in &more {
+        update(&b, "todos", id, json!({"n": 1}));
+    }
+    tap.clear();
+    flush_all(&b, &tap);
+    let methods: Vec<String> = tap.requests().into_iter().map(|r| r.method).collect();
+    assert_eq!(methods, ["GET", "PUT", "PUT", "PUT"]);
+}
+
+#[test]
+fn a_server_without_the_record_route_is_read_first_once() {
+    let s = MemServer::plain();
+    let tap = Tap::new(s.clone());
+    tap.hook(|req| {
+        (req.method == "GET" && !req.url.ends_with("/todos")).then(|| {
+            Ok(ferry::core::sync::http::HttpResponse {
+                status: 404,
+                headers: vec![("Content-Type".into(), "text/html".into())],
+                body: "<pre>Cannot GET</pre>".into(),
+            })
+        })
+    });
+    let (db, _) = open_todos();
+    let id = create(&db, "todos", json!({"title": "a"}));
+    flush_all(&db, &tap);
+    let sid = id_of(&get(&db, "todos", &id).unwrap());
+    for (i, want) in [(1, vec!["GET", "PUT"]), (2, vec!["PUT"])] {
+        update(&db, "todos", &sid, json!({ "n": i }));
+        tap.clear();
+        flush_all(&db, &tap);
+        let methods: Vec<String> = tap.requests().into_iter().map(|r| r.method).collect();
+        assert_eq!(methods, want, "update {i}");
+    }
+}

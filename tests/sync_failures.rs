@@ -24,9 +24,9 @@ fn lost_answer_after_commit_is_retried_with_the_same_key_and_no_duplicate() {
     let (db, _) = open_todos();
     let tap = Tap::new(MemServer::new());
     let s = tap.inner.clone();
-    // Reads fail: the create cannot be found on the server first (`landed.rs`), so it goes
-    // again, and the server's idempotency answers it.
-    tap.hook(|req| (req.method == "GET").then(|| Ok(json_response(503, json!({})))));
+    // The read before the retry finds nothing (`landed.rs`: the server's list does not show
+    // it), so it goes again, and the server's idempotency answers it.
+    tap.hook(|req| (req.method == "GET").then(|| Ok(json_response(200, json!({"data": []})))));
     let a = create(&db, "todos", json!({"title": "a"}));
     create(&db, "todos", json!({"title": "b"}));
     s.drop_after_commit(1);

@@ -104,3 +104,45 @@ fn one_read_serves_a_whole_round() {
     ids.dedup();
     assert_eq!(ids.len(), 5);
 }
+
+#[test]
+fn a_create_that_cannot_be_looked_for_waits() {
+    let (db, _) = open_todos();
+    let s = forgetful();
+    let tap = Tap::new(s.clone());
+    create(&db, "todos", json!({"title": "a"}));
+    s.drop_after_commit(1);
+    flush(&db, &tap);
+    tap.hook(|req| (req.method == "GET").then(|| Ok(json_response(500, json!({})))));
+    tap.clear();
+    flush(&db, &tap);
+    let posts = tap.requests().iter().filter(|r| r.method == "POST").count();
+    assert_eq!(posts, 0, "not sent again unseen");
+    assert_eq!(pending(&db), 1);
+    tap.unhook();
+    db.env.advance(60_000.0);
+    flush_all(&db, &tap);
+    assert_eq!(s.records("todos").len(), 1, "stored once");
+    assert_eq!(pending(&db), 0);
+}
+
+#[test]
+fn a_create_answered_500_after_it_was_stored_is_looked_for() {
+    let (db, _) = open_todos();
+    let s = forgetful();
+    let tap = Tap::new(s.clone());
+    let inner = s.clone();
+    tap.hook(move |req| {
+        (req.method == "POST").then(|| {
+            let _ = inner.send_now(req.clone());
+            Ok(json_response(500, json!({"error": "after commit"})))
+        })
+    });
+    create(&db, "todos", json!({"title": "a"}));
+    flush(&db, &tap);
+    tap.unhook();
+    db.env.advance(60_000.0);
+    flush_all(&db, &tap);
+    assert_eq!(s.records("todos").len(), 1, "stored once");
+    assert_eq!(pending(&db), 0);
+}

@@ -15,8 +15,9 @@ use crate::web::js::Timer;
 use super::convert::{from_js_error, to_record};
 use super::ferry::Inner;
 
-/// A `getHeaders` call in flight: its answer, raced with `timeoutMs`, and the timer of that.
-pub(crate) type HeadersCall = (Promise, Timer);
+/// A `getHeaders` call in flight: its answer, raced with `timeoutMs`; the timer of that; and
+/// what rejects it early (when the store closes).
+pub(crate) type HeadersCall = (Promise, Timer, js_sys::Function);
 
 impl Inner {
     /// The headers for a sync run or a read, asking `getHeaders` now.
@@ -37,6 +38,14 @@ impl Inner {
             self.ask_headers().await?;
         }
         Ok(self.compose_headers())
+    }
+
+    /// Ends a `getHeaders` call in flight (the store closes): what waits on it fails now, not
+    /// after `timeoutMs`.
+    pub(crate) fn drop_headers_call(&self, why: &JsValue) {
+        if let Some((_, _, reject)) = self.headers_call.borrow_mut().take() {
+            let _ = reject.call1(&JsValue::NULL, why);
+        }
     }
 
     fn compose_headers(&self) -> Vec<(String, String)> {
@@ -60,7 +69,7 @@ impl Inner {
             let e = from_js_error(e, ErrorKind::Network);
             Error::new(e.kind, format!("getHeaders failed: {}", e.message))
         };
-        let call = self.headers_call.borrow().as_ref().map(|(p, _)| p.clone());
+        let call = self.headers_call.borrow().as_ref().map(|(p, ..)| p.clone());
         let call = match call {
             Some(p) => p,
             None => {
@@ -68,23 +77,28 @@ impl Inner {
                 // A getHeaders that never settles must not hold sync (and `pull()`) for ever.
                 let ms = f64::from(self.engine.config.timeout_ms);
                 let mut timer = None;
+                let mut early = None;
                 let late = Promise::new(&mut |_, reject| {
+                    early = Some(reject.clone());
                     let why = format!("it did not settle within {ms} ms (timeoutMs)");
                     timer = Some(Timer::new(ms, move || {
                         let _ = reject.call1(&JsValue::NULL, &JsValue::from_str(&why));
                     }));
                 });
                 let raced = Promise::race(&js_sys::Array::of2(&Promise::resolve(&v), &late));
-                if let Some(timer) = timer {
-                    *self.headers_call.borrow_mut() = Some((raced.clone(), timer));
+                if let (Some(timer), Some(early)) = (timer, early) {
+                    *self.headers_call.borrow_mut() = Some((raced.clone(), timer, early));
                 }
                 raced
             }
         };
         let v = JsFuture::from(call.clone()).await;
-        let done = matches!(&*self.headers_call.borrow(), Some((p, _)) if JsValue::from(p) == JsValue::from(&call));
+        let done = matches!(&*self.headers_call.borrow(), Some((p, ..)) if JsValue::from(p) == JsValue::from(&call));
         if done {
             self.headers_call.borrow_mut().take();
+        }
+        if self.engine.is_closed() {
+            return Err(Error::new(ErrorKind::Closed, "the store was closed"));
         }
         let rec = to_record(&v.map_err(failed)?, "the result of getHeaders")?;
         let mut list = Vec::with_capacity(rec.len());

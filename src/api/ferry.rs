@@ -359,6 +359,7 @@ impl Ferry {
         for (_, reject) in waiters {
             let _ = reject.call1(&JsValue::NULL, &err);
         }
+        inner.drop_headers_call(&err);
         inner.listeners.borrow_mut().clear();
     }
 }

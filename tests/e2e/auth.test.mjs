@@ -207,3 +207,27 @@ test("a status named in authStatuses asks for credentials and keeps the offline 
     await context.close();
   }
 });
+
+test("closing a store while getHeaders is pending ends its sync and pull at once", async () => {
+  const { context, page } = await withAuth("auth-close", { uses: 1000 });
+  try {
+    const result = await page.evaluate(async () => {
+      const db = await window.ferry.Ferry.open({
+        name: "auth-close",
+        collections: { items: { url: "/api/items" } },
+        autoSync: false,
+        getHeaders: () => new Promise(() => {}), // never settles (timeoutMs is 30 s)
+      });
+      const outcome = (p) => p.then(() => "resolved", (e) => e.name);
+      const pending = [outcome(db.sync()), outcome(db.collection("items").pull())];
+      await new Promise((r) => setTimeout(r, 200));
+      const t0 = performance.now();
+      db.close();
+      const names = await Promise.all(pending);
+      return { names, settledFast: performance.now() - t0 < 5000 };
+    });
+    assert.deepEqual(result, { names: ["ClosedError", "ClosedError"], settledFast: true });
+  } finally {
+    await context.close();
+  }
+});

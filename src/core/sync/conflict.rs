@@ -77,7 +77,7 @@ pub fn settle(
 }
 
 /// Whether two records hold the same data, ignoring the version field.
-pub(crate) fn same_content(cfg: &CollectionConfig, a: Option<&Record>, b: Option<&Record>) -> bool {
+fn same_content(cfg: &CollectionConfig, a: Option<&Record>, b: Option<&Record>) -> bool {
     let strip = |r: Option<&Record>| {
         r.map(|r| {
             let mut r = r.clone();

@@ -341,9 +341,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     kind,
                     status,
                 } => {
-                    // No answer, a success that could not be read, a gateway that gave up
-                    // waiting: the write may have been stored.
-                    let unsure = status.is_none_or(|s| (200..300).contains(&s) || s == 504);
+                    // No answer, a success that could not be read, a server error or a gateway
+                    // that gave up (after the write was stored, maybe): it may have been stored.
+                    let unsure = status
+                        .is_none_or(|s| (200..300).contains(&s) || matches!(s, 500 | 502 | 504));
                     let at = self.note_failure(&tx, e, &reason, retry_after, unsure)?;
                     if retry_after.is_some() {
                         pause_until = Some(pause_until.unwrap_or(at).max(at));

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::core::clock::Env;
 use crate::core::engine::Engine;
+use crate::core::error::{ErrorKind, Result};
 use crate::core::mutation::{Entry, Kind};
 use crate::core::record::Record;
 use crate::core::storage::Storage;
@@ -31,7 +32,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         report: &mut Report,
     ) -> Vec<Option<Verdict>> {
         let mut found: Vec<Option<Verdict>> = Vec::new();
-        let mut read: HashMap<String, Vec<Record>> = HashMap::new();
+        let mut read: HashMap<String, Result<Vec<Record>>> = HashMap::new();
         for (i, e) in picked.iter().enumerate() {
             if e.kind != Kind::Create || !e.unsure {
                 continue;
@@ -46,14 +47,36 @@ impl<S: Storage, E: Env> Engine<S, E> {
             if !read.contains_key(&e.c) {
                 let since = self.pull_marks(&e.c).await.ok().and_then(|(c, _)| c);
                 let mut n = 0;
-                let recs = match read_page(transport, headers, cfg, since, &mut n).await {
-                    Ok((page, _)) => page.records,
-                    Err(_) => Vec::new(),
-                };
+                let recs = read_page(transport, headers, cfg, since, &mut n).await;
                 report.requests += n;
-                read.insert(e.c.clone(), recs);
+                read.insert(e.c.clone(), recs.map(|(page, _)| page.records));
             }
-            let landed = read[&e.c].iter().find(|r| {
+            let recs = match &read[&e.c] {
+                Ok(recs) => recs,
+                // Offline: the send says so. Else, sent again unseen it could be stored twice:
+                // it waits for a round that can look.
+                Err(err) if err.kind == ErrorKind::Offline => continue,
+                Err(err) if err.status.is_some_and(|s| cfg.is_auth_status(s)) => {
+                    found.resize_with(picked.len(), || None);
+                    found[i] = Some(Verdict::Unauthorized);
+                    continue;
+                }
+                Err(err) => {
+                    found.resize_with(picked.len(), || None);
+                    found[i] = Some(Verdict::Transient {
+                        reason: format!(
+                            "its answer was lost, and whether the server stored it could not be \
+                             read: {}",
+                            err.message
+                        ),
+                        retry_after: None,
+                        kind: err.kind,
+                        status: err.status,
+                    });
+                    continue;
+                }
+            };
+            let landed = recs.iter().find(|r| {
                 r.get(&cfg.client_id_property) == Some(cid)
                     && r.get("deleted") != Some(&Value::Bool(true))
                     && r.contains_key(&cfg.id_property)

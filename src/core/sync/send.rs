@@ -72,11 +72,16 @@ impl<S: Storage, E: Env> Engine<S, E> {
         // with `If-Match`; a record that moved meanwhile is a conflict, decided here without
         // sending the write.
         let mut early = self.find_landed(transport, headers, picked, report).await;
+        let mut unreachable: Vec<&str> = Vec::new();
         for (i, e) in picked.iter().enumerate() {
             let Some(base) = e.sent.as_ref().and_then(|s| s.check.as_ref()) else {
                 continue;
             };
+            if unreachable.contains(&e.c.as_str()) {
+                continue;
+            }
             match self.read_first(transport, headers, e, base, report).await {
+                Before::Unreachable => unreachable.push(&e.c),
                 Before::Send(Some(v)) => requests[i]
                     .headers
                     .push(("If-Match".into(), quote_version(&v))),

@@ -13,9 +13,8 @@ use crate::core::mutation::{Entry, Kind};
 use crate::core::record::{id_key, Record};
 use crate::core::storage::Storage;
 
-use super::classify::{classify, keep_body, record_of, version_field, version_of};
+use super::classify::{classify, keep_body, looks_like_html, record_of, version_field, version_of};
 use super::classify::{ServerState, Verdict};
-use super::conflict::same_content;
 use super::http::{record_url, HttpRequest, HttpResponse, NetError, Transport};
 use super::pull::parse_page;
 use super::report::Report;
@@ -28,6 +27,9 @@ pub(super) enum Before {
     /// The server's record moved since the one the write was made on: the conflict the write
     /// would have met, settled as if the server had answered it so.
     Moved(Verdict),
+    /// The read failed (no answer in time, a 5xx): send the write as it is, and read no more
+    /// records of this collection first in this round (each would wait as long).
+    Unreachable,
 }
 
 /// How many sends of a create a 409 without a record may be "still being processed" for.
@@ -149,13 +151,18 @@ impl<S: Storage, E: Env> Engine<S, E> {
         report.requests += 1;
         let req = get(record_url(&cfg.url, &e.r), headers);
         let res = match transport.send(req).await {
-            Ok(res) => res,
-            Err(_) => return Before::Send(None),
+            Ok(res) if res.status < 500 => res,
+            Err(NetError::Offline) => return Before::Send(None),
+            _ => return Before::Unreachable,
         };
         let found = match record_of(cfg, &res) {
             Ok(Some(r)) if (200..300).contains(&res.status) && names(cfg, &r, &e.r) => r,
             _ => {
-                if matches!(res.status, 405 | 501) {
+                // No such route (PROTOCOL.md asks only for `GET {url}`): a 405, or a 404 that
+                // is a page rather than the API's JSON.
+                let no_route = matches!(res.status, 405 | 501)
+                    || (matches!(res.status, 404 | 410) && looks_like_html(&res));
+                if no_route {
                     self.versionless.borrow_mut().push(e.c.clone());
                 }
                 return Before::Send(None);
@@ -165,13 +172,16 @@ impl<S: Storage, E: Env> Engine<S, E> {
             self.versionless.borrow_mut().push(e.c.clone());
             return Before::Send(None);
         };
-        // A PATCH replaces only its fields; a PUT or a delete, the whole record.
-        let moved = match (cfg.update_method, e.kind) {
-            (UpdateMethod::Patch, Kind::Update) if !e.replace => {
-                e.fields.iter().any(|f| base.get(f) != found.get(f))
-            }
-            _ => !same_content(cfg, Some(base), Some(&found)),
+        // A PATCH replaces only its fields; a PUT or a delete, the whole record. Compared are
+        // the fields the device read: a record's own URL may carry more (a detail serializer's
+        // `url`, HAL links) than the list gave, and the id may be written as text there.
+        let fields: Vec<&String> = match (cfg.update_method, e.kind) {
+            (UpdateMethod::Patch, Kind::Update) if !e.replace => e.fields.iter().collect(),
+            _ => base.keys().collect(),
         };
+        let moved = fields.into_iter().any(|f| {
+            *f != cfg.id_property && *f != cfg.version_property && base.get(f) != found.get(f)
+        });
         // This very write, sent before and its answer lost, is not someone else's change.
         let body = e.sent.as_ref().and_then(|s| s.body.as_ref());
         let landed = body.and_then(Value::as_object).is_some_and(|b| {
