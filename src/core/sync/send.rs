@@ -67,31 +67,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
             .iter()
             .map(|e| to_http(e.sent.as_ref().expect("picked entries are frozen"), headers))
             .collect();
-        // Creates sent before may be on the server already (`landed.rs`). Writes made on a
-        // record whose version is not known read the server's first: with its version they go
-        // with `If-Match`; a record that moved meanwhile is a conflict, decided here without
-        // sending the write.
-        let mut early = self.find_landed(transport, headers, picked, report).await;
-        let mut unreachable: Vec<&str> = Vec::new();
-        for (i, e) in picked.iter().enumerate() {
-            let Some(base) = e.sent.as_ref().and_then(|s| s.check.as_ref()) else {
-                continue;
-            };
-            if unreachable.contains(&e.c.as_str()) {
-                continue;
-            }
-            match self.read_first(transport, headers, e, base, report).await {
-                Before::Unreachable => unreachable.push(&e.c),
-                Before::Send(Some(v)) => requests[i]
-                    .headers
-                    .push(("If-Match".into(), quote_version(&v))),
-                Before::Send(None) => {}
-                Before::Moved(v) => {
-                    early.resize_with(picked.len(), || None);
-                    early[i] = Some(v);
-                }
-            }
-        }
+        let mut early = self
+            .look_first(transport, headers, picked, &mut requests, report)
+            .await;
         let mut sent = Sent {
             verdicts: Vec::with_capacity(picked.len()),
             offline: false,
@@ -173,6 +151,42 @@ impl<S: Storage, E: Env> Engine<S, E> {
             failed_last = failed;
         }
         Ok(sent)
+    }
+
+    /// What is known of `picked` before any is sent, by index: creates sent before may be on
+    /// the server already (`landed.rs`); writes made on a record whose version is not known
+    /// read the server's first (`read_first`): with its version they go with `If-Match` (added
+    /// to `requests`), and a record that moved meanwhile is a conflict, decided without sending.
+    async fn look_first<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        picked: &[Entry],
+        requests: &mut [HttpRequest],
+        report: &mut Report,
+    ) -> Vec<Option<Verdict>> {
+        let mut early = self.find_landed(transport, headers, picked, report).await;
+        let mut unreachable: Vec<&str> = Vec::new();
+        for (i, e) in picked.iter().enumerate() {
+            let Some(base) = e.sent.as_ref().and_then(|s| s.check.as_ref()) else {
+                continue;
+            };
+            if unreachable.contains(&e.c.as_str()) {
+                continue;
+            }
+            match self.read_first(transport, headers, e, base, report).await {
+                Before::Unreachable => unreachable.push(&e.c),
+                Before::Send(Some(v)) => requests[i]
+                    .headers
+                    .push(("If-Match".into(), quote_version(&v))),
+                Before::Send(None) => {}
+                Before::Moved(v) => {
+                    early.resize_with(picked.len(), || None);
+                    early[i] = Some(v);
+                }
+            }
+        }
+        early
     }
 
     /// Sends `chunk` (whose requests are `reqs`) as one batch request to `url`.
