@@ -32,12 +32,12 @@ pub(super) struct Picked {
     pub(super) halted: bool,
 }
 
-/// Field values of `rec` that name a pending temporary id through a declared reference.
 /// Where the last `Ferry-Changed-At` this store froze is kept (`state`).
 fn stamp_key() -> Key {
     Key::str("stamp")
 }
 
+/// Field values of `rec` that name a pending temporary id through a declared reference.
 fn refs_pending(
     refs: &std::collections::BTreeMap<String, String>,
     rec: &Record,
@@ -117,7 +117,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let mut fresh = Vec::new();
         // The last `Ferry-Changed-At` this store sent, read when a first write is frozen.
         let mut stamp: Option<u64> = None;
-        let mut stamped = false;
         for mut e in outbox {
             let rec = (e.c.clone(), e.r.clone());
             // Only a record's first entry may go, and only once per round.
@@ -162,7 +161,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     Some(sent) => {
                         e.sent = Some(sent);
                         stamp = Some(at);
-                        stamped = true;
                     }
                     None => {
                         // An update of a record deleted meanwhile: the delete behind it says it all.
@@ -179,7 +177,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 break;
             }
         }
-        if let (Some(s), true) = (stamp, stamped) {
+        if let Some(s) = stamp {
             tx.t.put(Table::State, &stamp_key(), &Value::from(s))?;
         }
         tx.commit().await?;
