@@ -76,7 +76,7 @@ fn a_read_answered_with_it_fails_with_its_status() {
 
 #[test]
 fn statuses_with_another_meaning_cannot_be_named() {
-    for s in [200, 404, 409, 412, 429, 500] {
+    for s in [200, 400, 404, 409, 412, 414, 429, 431, 500] {
         let mut cfg = config(&["todos"]);
         cfg.auth_statuses = vec![s];
         let e = cfg.validate().expect_err("refused");

@@ -406,23 +406,24 @@ fn refusing_cursors(s: &MemServer, status: u16) -> Tap<MemServer> {
 
 #[test]
 fn a_cursor_too_long_for_a_url_falls_back_to_a_full_read() {
-    let (db, _) = open_todos();
-    let s = MemServer::new();
-    s.server_create("todos", json!({"title": "a"}));
-    let tap = refusing_cursors(&s, 414);
-    pull(&db, &tap, "todos");
-    s.server_create("todos", json!({"title": "b"}));
-    tap.clear();
-    pull(&db, &tap, "todos"); // 414 to the delta: read in full
-    let urls: Vec<String> = tap.requests().into_iter().map(|r| r.url).collect();
-    assert_eq!(
-        urls.len(),
-        2,
-        "{:?}",
-        urls.iter().map(|u| u.len()).collect::<Vec<_>>()
-    );
-    assert!(!urls[1].contains("since="), "the second read is a full one");
-    assert_eq!(local(&db, "todos").len(), 2, "b arrived");
+    // 414, or 431 from servers (Node's) whose header limit a long URL passes first.
+    for status in [414, 431] {
+        let (db, _) = open_todos();
+        let s = MemServer::new();
+        s.server_create("todos", json!({"title": "a"}));
+        let tap = refusing_cursors(&s, status);
+        pull(&db, &tap, "todos");
+        s.server_create("todos", json!({"title": "b"}));
+        tap.clear();
+        pull(&db, &tap, "todos"); // refused delta: read in full
+        let urls: Vec<String> = tap.requests().into_iter().map(|r| r.url).collect();
+        assert_eq!(urls.len(), 2, "{status}");
+        assert!(
+            !urls[1].contains("since="),
+            "{status}: the second read is a full one"
+        );
+        assert_eq!(local(&db, "todos").len(), 2, "{status}: b arrived");
+    }
 }
 
 #[test]

@@ -33,7 +33,8 @@ const ALLOWED_HEADERS: &[&str] = &[
     "ferry-changed-at",
     "authorization",
 ];
-const EXPOSED_HEADERS: &str = "ETag, Retry-After, Location, Idempotent-Replayed";
+// `Date` too: a `Retry-After` date is a wait from the server's clock only beside it.
+const EXPOSED_HEADERS: &str = "ETag, Retry-After, Location, Idempotent-Replayed, Date";
 
 enum BodyError {
     TooBig,

@@ -112,7 +112,8 @@ impl Inner {
                 Value::Null => continue,
                 _ => {
                     return Err(Error::validation(format!(
-                        "the result of getHeaders: header `{k}` is not text, a number or null"
+                        "the result of getHeaders: header `{k}` is not text, a number, a \
+                         boolean or null"
                     )))
                 }
             };

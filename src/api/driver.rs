@@ -91,6 +91,8 @@ pub struct Status {
 /// How often a store that met the browser offline without hearing an `offline` event tries
 /// again (ms).
 const OFFLINE_RETRY_MS: f64 = 10_000.0;
+/// How long credentials that fresh headers did not cure pause the queue.
+const AUTH_PAUSE_MS: f64 = 30_000.0;
 /// How soon a run whose `getHeaders` failed (threw, rejected, timed out, gave no headers) is
 /// tried again.
 const HEADERS_RETRY_MS: f64 = 10_000.0;
@@ -410,7 +412,7 @@ impl Inner {
                         401,
                         "the server refused the credentials (401, or a status in authStatuses); sync is paused",
                     );
-                    return RunEnd::Failed(e, Some(js_sys::Date::now() + 30_000.0));
+                    return RunEnd::Failed(e, Some(js_sys::Date::now() + AUTH_PAUSE_MS));
                 }
                 Ok(RoundEnd::Offline) => {
                     return RunEnd::Failed(
@@ -440,7 +442,12 @@ impl Inner {
             }
         }
         if let Some(Err(e)) = self.pull_all(&mut headers, &mut refreshed).await {
-            let retry = (e.kind != ErrorKind::Offline).then(|| js_sys::Date::now() + 5_000.0);
+            // Credentials fresh headers did not cure pause reads as they pause writes.
+            let auth = e
+                .status
+                .is_some_and(|s| self.engine.config.is_auth_status(s));
+            let wait = if auth { AUTH_PAUSE_MS } else { 5_000.0 };
+            let retry = (e.kind != ErrorKind::Offline).then(|| js_sys::Date::now() + wait);
             return RunEnd::Failed(e, retry);
         }
         RunEnd::Done

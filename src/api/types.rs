@@ -238,7 +238,7 @@ export interface SyncStatus {
   lastError: string | null;
   /** The `name` of that error (`"NetworkError"`, ...). */
   lastErrorName: FerryErrorName | null;
-  /** Its HTTP status, when the server answered (401: credentials refused, also for a status named in `authStatuses`). */
+  /** Its HTTP status, when the server answered (a write's credentials refused: 401, also for a status named in `authStatuses`; a read keeps its own). */
   lastErrorStatus: number | null;
   nextRetryAt: number | null;
 }

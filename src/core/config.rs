@@ -80,7 +80,7 @@ unit_enum_deserialize!(Credentials {
 });
 
 /// Statuses `authStatuses` may not name: they mean something else to the sync.
-const NOT_AUTH: [u16; 7] = [404, 408, 409, 410, 412, 425, 429];
+const NOT_AUTH: [u16; 12] = [400, 404, 405, 408, 409, 410, 412, 413, 414, 425, 429, 431];
 
 /// One collection: a REST resource and its local table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -283,7 +283,7 @@ impl StoreConfig {
             if !(400..500).contains(&s) || NOT_AUTH.contains(&s) {
                 return Err(Error::validation(format!(
                     "`authStatuses`: {s} cannot mean \"not authorised\" (a 4xx other than \
-                     404, 408, 409, 410, 412, 425 and 429)"
+                     400, 404, 405, 408, 409, 410, 412, 413, 414, 425, 429 and 431)"
                 )));
             }
         }

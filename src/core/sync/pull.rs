@@ -203,8 +203,9 @@ pub(super) async fn read_page<T: Transport>(
             .await
             .map_err(Error::from)?;
         // A cursor the server no longer knows (expired, or from a wiped server) or cannot take
-        // (414: too long for a URL) would fail every pull: read everything once instead.
-        if since.is_some() && matches!(res.status, 400 | 410 | 414) {
+        // (414 or 431: too long for a URL or for the server's header limit) would fail every
+        // pull: read everything once instead.
+        if since.is_some() && matches!(res.status, 400 | 410 | 414 | 431) {
             since = None;
             continue;
         }
