@@ -209,6 +209,21 @@ async fn bad_input_is_a_named_error_and_changes_nothing() {
         String::from(unnamed.unchecked_into::<js_sys::Error>().name()),
         "UnknownCollectionError"
     );
+    // An id that is not a string (`r.id` passed for `r.mutationId`): a ValidationError.
+    for p in [
+        db.retry_rejected(JsValue::UNDEFINED),
+        db.discard_rejected(JsValue::from_f64(3.0)),
+        db.resolve_conflict(JsValue::NULL, JsValue::NULL),
+        db.discard_conflict(JsValue::UNDEFINED),
+    ] {
+        let e = err(p).await;
+        assert_eq!(
+            String::from(e.name()),
+            "ValidationError",
+            "{:?}",
+            e.message()
+        );
+    }
     // `where: { done: undefined }` would match every record once JSON drops it.
     let q = js(r#"{"where":{"done":false}}"#);
     Reflect::set(&get(&q, "where"), &"done".into(), &JsValue::UNDEFINED).unwrap();

@@ -220,7 +220,7 @@ async fn a_deferred_conflict_survives_a_reload_and_is_resolved_later() {
     assert_eq!(get(&get(&conflict, "local"), "title"), "B");
     assert_eq!(get(&get(&conflict, "server"), "title"), "A");
     let chosen = js(&format!(r#"{{"id":"{id}","title":"chosen"}}"#));
-    ok(b.resolve_conflict(get(&conflict, "conflictId").as_string().unwrap(), chosen)).await;
+    ok(b.resolve_conflict(get(&conflict, "conflictId"), chosen)).await;
     ok(b.sync()).await;
     assert_eq!(get(&server_record(&c, &id).await, "title"), "chosen");
     a.close();

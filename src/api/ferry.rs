@@ -231,7 +231,14 @@ impl Ferry {
 
     /// Makes a rejected mutation again (as a new mutation) and queues it.
     #[wasm_bindgen(js_name = retryRejected, unchecked_return_type = "Promise<void>")]
-    pub fn retry_rejected(&self, mutation_id: String) -> Promise {
+    pub fn retry_rejected(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] mutation_id: JsValue,
+    ) -> Promise {
+        let mutation_id = match id_arg(&mutation_id, "a rejected mutation's `mutationId`") {
+            Ok(id) => id,
+            Err(e) => return Promise::reject(&e),
+        };
         let inner = self.inner.clone();
         future_to_promise(async move {
             let changes = inner
@@ -247,7 +254,14 @@ impl Ferry {
 
     /// Forgets a rejected mutation.
     #[wasm_bindgen(js_name = discardRejected, unchecked_return_type = "Promise<void>")]
-    pub fn discard_rejected(&self, mutation_id: String) -> Promise {
+    pub fn discard_rejected(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] mutation_id: JsValue,
+    ) -> Promise {
+        let mutation_id = match id_arg(&mutation_id, "a rejected mutation's `mutationId`") {
+            Ok(id) => id,
+            Err(e) => return Promise::reject(&e),
+        };
         let inner = self.inner.clone();
         future_to_promise(async move {
             inner
@@ -302,9 +316,13 @@ impl Ferry {
     #[wasm_bindgen(js_name = resolveConflict, unchecked_return_type = "Promise<void>")]
     pub fn resolve_conflict(
         &self,
-        conflict_id: String,
+        #[wasm_bindgen(unchecked_param_type = "string")] conflict_id: JsValue,
         #[wasm_bindgen(unchecked_param_type = "FerryRecord | null")] record: JsValue,
     ) -> Promise {
+        let conflict_id = match id_arg(&conflict_id, "a conflict's `conflictId`") {
+            Ok(id) => id,
+            Err(e) => return Promise::reject(&e),
+        };
         let resolution = if record.is_null() {
             Ok(Resolution::Delete)
         } else {
@@ -315,8 +333,14 @@ impl Ferry {
 
     /// Settles an open conflict by dropping the local change: the server's state stands.
     #[wasm_bindgen(js_name = discardConflict, unchecked_return_type = "Promise<void>")]
-    pub fn discard_conflict(&self, conflict_id: String) -> Promise {
-        self.settle(conflict_id, Ok(Resolution::Discard))
+    pub fn discard_conflict(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] conflict_id: JsValue,
+    ) -> Promise {
+        match id_arg(&conflict_id, "a conflict's `conflictId`") {
+            Ok(id) => self.settle(id, Ok(Resolution::Discard)),
+            Err(e) => Promise::reject(&e),
+        }
     }
 
     /// Takes the store offline (`true`) or back (`false`) whatever the browser says, in every tab
@@ -373,4 +397,15 @@ fn kind_of(v: &JsValue) -> String {
     } else {
         format!("a {}", v.js_typeof().as_string().unwrap_or_default())
     }
+}
+
+/// An id argument (`retryRejected`, `resolveConflict`...): a string, else a `ValidationError`
+/// that names what was expected, not the glue's `TypeError`.
+fn id_arg(v: &JsValue, what: &str) -> Result<String, JsValue> {
+    v.as_string().ok_or_else(|| {
+        js_error(Error::validation(format!(
+            "{what} is a string, got {}",
+            kind_of(v)
+        )))
+    })
 }
