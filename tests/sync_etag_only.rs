@@ -309,3 +309,66 @@ fn a_server_without_the_record_route_is_read_first_once() {
         assert_eq!(methods, want, "update {i}");
     }
 }
+
+/// `T`, whose requests each wait one turn before they are answered, counting how many are out
+/// at once.
+struct Slow<T> {
+    inner: T,
+    out: std::cell::Cell<usize>,
+    most: std::cell::Cell<usize>,
+}
+
+impl<T: ferry::core::sync::http::Transport> ferry::core::sync::http::Transport for Slow<T> {
+    async fn send(
+        &self,
+        req: HttpRequest,
+    ) -> Result<ferry::core::sync::http::HttpResponse, ferry::core::sync::http::NetError> {
+        self.out.set(self.out.get() + 1);
+        self.most.set(self.most.get().max(self.out.get()));
+        let mut turned = false;
+        std::future::poll_fn(|_| {
+            if std::mem::replace(&mut turned, true) {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        self.out.set(self.out.get() - 1);
+        self.inner.send(req).await
+    }
+}
+
+/// Polls `f` until it is ready (a noop waker: the futures here only wait a turn).
+fn run<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let waker = std::task::Waker::noop();
+    loop {
+        if let std::task::Poll::Ready(v) =
+            f.as_mut().poll(&mut std::task::Context::from_waker(waker))
+        {
+            return v;
+        }
+    }
+}
+
+#[test]
+fn the_reads_before_a_round_of_writes_go_together() {
+    let (_a, b, tap, _) = two_devices(|| config(&["todos"]));
+    let more: Vec<String> = (0..5)
+        .map(|i| tap.inner.server_create("todos", json!({ "i": i })))
+        .collect();
+    pull(&b, &tap, "todos");
+    for id in &more {
+        update(&b, "todos", id, json!({"n": 1}));
+    }
+    let slow = Slow {
+        inner: tap,
+        out: Default::default(),
+        most: Default::default(),
+    };
+    run(b.flush(&slow, &[])).expect("a flush");
+    // The first alone (it may show the server keeps no versions), then the other four at once.
+    assert_eq!(slow.most.get(), 4);
+    assert_eq!(pending(&b), 0);
+}

@@ -49,6 +49,27 @@ pub enum RoundEnd {
     Offline,
 }
 
+/// Runs `futures` at once (as [`join`]) and returns their outputs in order.
+pub async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futs: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outs: Vec<Option<F::Output>> = futs.iter().map(|_| None).collect();
+    poll_fn(|cx| {
+        for (f, out) in futs.iter_mut().zip(outs.iter_mut()) {
+            if out.is_none() {
+                if let Poll::Ready(v) = f.as_mut().poll(cx) {
+                    *out = Some(v);
+                }
+            }
+        }
+        if outs.iter().all(Option::is_some) {
+            Poll::Ready(outs.iter_mut().filter_map(Option::take).collect())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
+}
+
 /// Runs two futures at once (on one thread: each is polled when woken) and returns both
 /// outputs.
 pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {

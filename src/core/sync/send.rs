@@ -4,14 +4,18 @@
 //! request or batch that fails does not hold back the rest of the round; two failures in a row
 //! (the server is down) stop it.
 
+use std::cell::Cell;
+
 use crate::core::clock::Env;
 use crate::core::engine::Engine;
 use crate::core::error::Result;
 use crate::core::mutation::Entry;
+use crate::core::record::Record;
 use crate::core::storage::Storage;
 
 use super::batch;
 use super::classify::Verdict;
+use super::flush::join_all;
 use super::http::{HttpRequest, HttpResponse, NetError, Transport};
 use super::report::Report;
 use super::request::{quote_version, to_http};
@@ -166,20 +170,52 @@ impl<S: Storage, E: Env> Engine<S, E> {
         report: &mut Report,
     ) -> Vec<Option<Verdict>> {
         let mut early = self.find_landed(transport, headers, picked, report).await;
-        let mut unreachable: Vec<&str> = Vec::new();
-        for (i, e) in picked.iter().enumerate() {
-            let Some(base) = e.sent.as_ref().and_then(|s| s.check.as_ref()) else {
+        let want: Vec<(usize, &Record)> = picked
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| Some((i, e.sent.as_ref()?.check.as_ref()?)))
+            .collect();
+        let mut collections: Vec<&str> = want.iter().map(|(i, _)| picked[*i].c.as_str()).collect();
+        collections.sort_unstable();
+        collections.dedup();
+        let requests_made = Cell::new(0);
+        let mut outcomes: Vec<(usize, Before)> = Vec::new();
+        for c in collections {
+            let mine: Vec<(usize, &Record)> = want
+                .iter()
+                .filter(|(i, _)| picked[*i].c == c)
+                .copied()
+                .collect();
+            let Some(((first, base), rest)) = mine.split_first() else {
                 continue;
             };
-            if unreachable.contains(&e.c.as_str()) {
-                continue;
+            // The first alone: it may show that the server keeps no versions (then none of the
+            // others is read) or does not answer (then none waits as long). The rest at once,
+            // so a round of them costs one round trip, not one each.
+            let seen = self
+                .read_first(transport, headers, &picked[*first], base, &requests_made)
+                .await;
+            let go_on = !matches!(seen, Before::Unreachable)
+                && !self.versionless.borrow().iter().any(|v| v == c);
+            outcomes.push((*first, seen));
+            if go_on {
+                let reads: Vec<_> = rest
+                    .iter()
+                    .map(|(i, base)| {
+                        self.read_first(transport, headers, &picked[*i], base, &requests_made)
+                    })
+                    .collect();
+                let seen = join_all(reads).await;
+                outcomes.extend(rest.iter().map(|(i, _)| *i).zip(seen));
             }
-            match self.read_first(transport, headers, e, base, report).await {
-                Before::Unreachable => unreachable.push(&e.c),
+        }
+        report.requests += requests_made.get();
+        for (i, seen) in outcomes {
+            match seen {
                 Before::Send(Some(v)) => requests[i]
                     .headers
                     .push(("If-Match".into(), quote_version(&v))),
-                Before::Send(None) => {}
+                Before::Send(None) | Before::Unreachable => {}
                 Before::Moved(v) => {
                     early.resize_with(picked.len(), || None);
                     early[i] = Some(v);

@@ -140,7 +140,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         headers: &[(String, String)],
         e: &Entry,
         base: &Record,
-        report: &mut Report,
+        requests: &std::cell::Cell<usize>,
     ) -> Before {
         let Ok(cfg) = self.collection(&e.c) else {
             return Before::Send(None);
@@ -148,7 +148,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         if self.versionless.borrow().contains(&e.c) {
             return Before::Send(None);
         }
-        report.requests += 1;
+        requests.set(requests.get() + 1);
         let req = get(record_url(&cfg.url, &e.r), headers);
         let res = match transport.send(req).await {
             Ok(res) if res.status < 500 => res,
