@@ -264,20 +264,26 @@ fn a_record_url_that_shows_more_than_the_list_is_not_a_change() {
     assert_eq!(tap.inner.record("todos", &sid).unwrap()["title"], "B's");
 }
 
-#[test]
-fn a_record_url_that_does_not_answer_is_read_once_a_round() {
+/// Device B pulls `n` records another client stored (no versions known), then updates each.
+fn pulled_then_updated(n: usize) -> (Db, Tap<MemServer>) {
     let (_a, b, tap, _) = two_devices(|| config(&["todos"]));
-    let more: Vec<String> = (0..3)
+    let ids: Vec<String> = (0..n)
         .map(|i| tap.inner.server_create("todos", json!({ "i": i })))
         .collect();
     pull(&b, &tap, "todos");
+    for id in &ids {
+        update(&b, "todos", id, json!({"n": 1}));
+    }
+    (b, tap)
+}
+
+#[test]
+fn a_record_url_that_does_not_answer_is_read_once_a_round() {
+    let (b, tap) = pulled_then_updated(3);
     tap.hook(|req| {
         (req.method == "GET" && !req.url.ends_with("/todos"))
             .then_some(Err(ferry::core::sync::http::NetError::Timeout))
     });
-    for id in &more {
-        update(&b, "todos", id, json!({"n": 1}));
-    }
     tap.clear();
     flush_all(&b, &tap);
     let methods: Vec<String> = tap.requests().into_iter().map(|r| r.method).collect();
@@ -354,14 +360,7 @@ fn run<F: std::future::Future>(f: F) -> F::Output {
 
 #[test]
 fn the_reads_before_a_round_of_writes_go_together() {
-    let (_a, b, tap, _) = two_devices(|| config(&["todos"]));
-    let more: Vec<String> = (0..5)
-        .map(|i| tap.inner.server_create("todos", json!({ "i": i })))
-        .collect();
-    pull(&b, &tap, "todos");
-    for id in &more {
-        update(&b, "todos", id, json!({"n": 1}));
-    }
+    let (b, tap) = pulled_then_updated(5);
     let slow = Slow {
         inner: tap,
         out: Default::default(),

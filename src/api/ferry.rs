@@ -91,9 +91,10 @@ impl Ferry {
         })
     }
 
-    fn settle(&self, conflict_id: String, resolution: Result<Resolution, Error>) -> Promise {
+    fn settle(&self, conflict_id: JsValue, resolution: Result<Resolution, Error>) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
+            let conflict_id = id_arg(&conflict_id, "a conflict's `conflictId`")?;
             let report = inner
                 .engine
                 .resolve_conflict(&conflict_id, resolution.map_err(js_error)?)
@@ -235,12 +236,9 @@ impl Ferry {
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] mutation_id: JsValue,
     ) -> Promise {
-        let mutation_id = match id_arg(&mutation_id, "a rejected mutation's `mutationId`") {
-            Ok(id) => id,
-            Err(e) => return Promise::reject(&e),
-        };
         let inner = self.inner.clone();
         future_to_promise(async move {
+            let mutation_id = id_arg(&mutation_id, MUTATION_ID)?;
             let changes = inner
                 .engine
                 .retry_rejected(&mutation_id)
@@ -258,12 +256,9 @@ impl Ferry {
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] mutation_id: JsValue,
     ) -> Promise {
-        let mutation_id = match id_arg(&mutation_id, "a rejected mutation's `mutationId`") {
-            Ok(id) => id,
-            Err(e) => return Promise::reject(&e),
-        };
         let inner = self.inner.clone();
         future_to_promise(async move {
+            let mutation_id = id_arg(&mutation_id, MUTATION_ID)?;
             inner
                 .engine
                 .discard_rejected(&mutation_id)
@@ -319,10 +314,6 @@ impl Ferry {
         #[wasm_bindgen(unchecked_param_type = "string")] conflict_id: JsValue,
         #[wasm_bindgen(unchecked_param_type = "FerryRecord | null")] record: JsValue,
     ) -> Promise {
-        let conflict_id = match id_arg(&conflict_id, "a conflict's `conflictId`") {
-            Ok(id) => id,
-            Err(e) => return Promise::reject(&e),
-        };
         let resolution = if record.is_null() {
             Ok(Resolution::Delete)
         } else {
@@ -337,10 +328,7 @@ impl Ferry {
         &self,
         #[wasm_bindgen(unchecked_param_type = "string")] conflict_id: JsValue,
     ) -> Promise {
-        match id_arg(&conflict_id, "a conflict's `conflictId`") {
-            Ok(id) => self.settle(id, Ok(Resolution::Discard)),
-            Err(e) => Promise::reject(&e),
-        }
+        self.settle(conflict_id, Ok(Resolution::Discard))
     }
 
     /// Takes the store offline (`true`) or back (`false`) whatever the browser says, in every tab
@@ -398,6 +386,8 @@ fn kind_of(v: &JsValue) -> String {
         format!("a {}", v.js_typeof().as_string().unwrap_or_default())
     }
 }
+
+const MUTATION_ID: &str = "a rejected mutation's `mutationId`";
 
 /// An id argument (`retryRejected`, `resolveConflict`...): a string, else a `ValidationError`
 /// that names what was expected, not the glue's `TypeError`.
