@@ -122,7 +122,7 @@ impl<T: Txn> Tx<T> {
     /// [`Tx::forget`], [`Tx::row`], [`Tx::alias`] and [`Tx::entries_for`] answer from it (what was
     /// not read still goes to storage), and writes through `Tx` keep it current. Writes that
     /// bypass `Tx` (`tx.t.put`) must not happen in between.
-    pub async fn prefetch(&mut self, c: &str, ids: &[String], want: Want) -> Result<()> {
+    pub async fn prefetch(&self, c: &str, ids: &[String], want: Want) -> Result<()> {
         let mut ids: Vec<&str> = ids.iter().map(String::as_str).collect();
         ids.sort_unstable_by(|a, b| utf16_order(a, b));
         ids.dedup();

@@ -287,19 +287,27 @@ impl<S: Storage, E: Env> Engine<S, E> {
         verdicts: Vec<Verdict>,
         report: &mut Report,
     ) -> Result<RoundEnd> {
-        let mut tx = self.begin(true).await?;
+        let tx = self.begin(true).await?;
         // A round's acknowledged entries are usually neighbours: one range delete for them all.
         tx.group_entry_deletes(present.to_vec());
         // Read every row and pending entry the answers touch in one round trip, not one await
-        // per read per answer.
+        // per read per answer: the rows and entries of the records sent, and the rows under
+        // the server ids given to creates.
         // Acks look at rows and at the entries queued after the answered ones, never at aliases.
         let want = Want {
             aliases: false,
             entries: true,
         };
-        self.prefetch_records(&mut tx, picked.iter(), want).await?;
+        let moving = self.moving_ids(picked, &verdicts)?;
+        let (prefetched, found) = join(
+            self.prefetch_records(&tx, picked.iter(), want),
+            self.rows_under(&tx, picked, &moving),
+        )
+        .await;
+        prefetched?;
         let mut verdicts = verdicts;
-        self.refuse_taken_ids(&tx, picked, &mut verdicts).await?;
+        self.refuse_taken_ids(&tx, picked, &mut verdicts, moving, found?)
+            .await?;
         self.move_rows_first(&tx, picked, &verdicts)?;
         let mut end = RoundEnd::Progress;
         let mut step = Report::default();
@@ -407,18 +415,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
         Ok(end)
     }
 
-    /// Turns into failures the acknowledgements of creates whose server id a record here holds
-    /// with changes of its own still to send (one the app created under that id, say): taken,
-    /// such an answer would overwrite that record, and its own create would then send this
-    /// one's data. A record here without pending changes is the server's to replace: an id the
-    /// server gives out again (after a wipe, a restore) names the new record now. One round trip
-    /// for the whole round.
-    async fn refuse_taken_ids<T: crate::core::storage::Txn>(
-        &self,
-        tx: &crate::core::tx::Tx<T>,
-        picked: &[Entry],
-        verdicts: &mut [Verdict],
-    ) -> Result<()> {
+    /// The creates of `picked` whose answers give them a new id: their index and that id.
+    fn moving_ids(&self, picked: &[Entry], verdicts: &[Verdict]) -> Result<Vec<(usize, String)>> {
         let mut moving = Vec::new();
         for (i, (e, v)) in picked.iter().zip(verdicts.iter()).enumerate() {
             if let (Kind::Create, Verdict::Ack(rec, _)) = (e.kind, v) {
@@ -428,12 +426,17 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 }
             }
         }
-        if moving.is_empty() {
-            return Ok(());
-        }
-        // The rows under the new ids: usually none. The acknowledgements read them anyway, so
-        // they are handed to `tx` for those reads. One read per collection (a round's are
-        // usually all of one): ids given out together are usually one key range.
+        Ok(moving)
+    }
+
+    /// The stored rows under the new ids of `moving` (usually none). One read per collection
+    /// (a round's are usually all of one): ids given out together are usually one key range.
+    async fn rows_under<T: crate::core::storage::Txn>(
+        &self,
+        tx: &crate::core::tx::Tx<T>,
+        picked: &[Entry],
+        moving: &[(usize, String)],
+    ) -> Result<Vec<Option<Value>>> {
         let mut found: Vec<Option<Value>> = vec![None; moving.len()];
         let mut collections: Vec<&str> =
             moving.iter().map(|(i, _)| picked[*i].c.as_str()).collect();
@@ -448,6 +451,24 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 found[j] = row;
             }
         }
+        Ok(found)
+    }
+
+    /// Turns into failures the acknowledgements of creates whose server id a record here holds
+    /// with changes of its own still to send (one the app created under that id, say): taken,
+    /// such an answer would overwrite that record, and its own create would then send this
+    /// one's data. A record here without pending changes is the server's to replace: an id the
+    /// server gives out again (after a wipe, a restore) names the new record now. `found`: the
+    /// rows under the new ids of `moving` ([`Engine::rows_under`]); the acknowledgements read
+    /// them anyway, so they are handed to `tx` for those reads.
+    async fn refuse_taken_ids<T: crate::core::storage::Txn>(
+        &self,
+        tx: &crate::core::tx::Tx<T>,
+        picked: &[Entry],
+        verdicts: &mut [Verdict],
+        moving: Vec<(usize, String)>,
+        found: Vec<Option<Value>>,
+    ) -> Result<()> {
         let mut held = Vec::new();
         for ((i, skey), got) in moving.iter().zip(found) {
             let c = picked[*i].c.as_str();

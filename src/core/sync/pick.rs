@@ -14,6 +14,7 @@ use crate::core::record::{Record, Row};
 use crate::core::storage::{Key, Read, Storage, Table, Txn};
 use crate::core::tx::Want;
 
+use super::flush::join;
 use super::request::freeze;
 
 /// What a round picked.
@@ -84,12 +85,21 @@ impl<S: Storage, E: Env> Engine<S, E> {
         busy: &HashSet<(String, String)>,
         after: Option<u64>,
     ) -> Result<Picked> {
-        let mut tx = self.begin(true).await?;
+        let tx = self.begin(true).await?;
+        // What holds records back, the outbox's head and the last stamp are read in one round
+        // trip (every await inside this transaction holds up the next one: a whole flush is a
+        // chain of them).
+        let stamp_at = stamp_key();
+        let stamp_read = tx.t.get(Table::State, &stamp_at);
+        let head_read = self.outbox_first(&tx, max, after);
         // A create the server rejected is not over until the app retries or discards it: with
         // declared refs its children wait meanwhile, rather than go with its temporary id.
-        let (mut blocked, rejected) = self.held_back(&tx, self.config.has_refs()).await?;
+        let held_read = self.held_back(&tx, self.config.has_refs());
+        let (held, (head, stamp_read)) = join(held_read, join(head_read, stamp_read)).await;
+        let ((mut blocked, rejected), head) = (held?, head?);
         blocked.extend(busy.iter().cloned());
-        let outbox = self.outbox_to_pick(&tx, max, &blocked, after).await?;
+        let outbox = self.outbox_to_pick(&tx, max, &blocked, head).await?;
+        let last_stamp = stamp_read?.as_ref().and_then(Value::as_u64).unwrap_or(0);
         for said in tx.set_aside_damaged()? {
             self.env.warn(&said);
         }
@@ -100,7 +110,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             entries: false,
         };
         self.prefetch_records(
-            &mut tx,
+            &tx,
             outbox.iter().filter(|e| e.sent.is_none()).take(max),
             want,
         )
@@ -115,7 +125,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let mut halted = false;
         let mut picked = Vec::new();
         let mut fresh = Vec::new();
-        // The last `Ferry-Changed-At` this store sent, read when a first write is frozen.
+        // The last `Ferry-Changed-At` this round froze.
         let mut stamp: Option<u64> = None;
         for mut e in outbox {
             let rec = (e.c.clone(), e.r.clone());
@@ -149,13 +159,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 // stamps its own writes, and a device clock may be set back between a write
                 // and the next (or across a reload). A server that orders writes by it (last
                 // writer wins) must see this store's in the order they were made.
-                let last = match stamp {
-                    Some(s) => s,
-                    None => {
-                        let got = tx.t.get(Table::State, &stamp_key()).await?;
-                        got.as_ref().and_then(Value::as_u64).unwrap_or(0)
-                    }
-                };
+                let last = stamp.unwrap_or(last_stamp);
                 let at = e.at.ms.max(last.saturating_add(1));
                 match freeze(cfg, &e, row.as_ref(), at) {
                     Some(sent) => {
@@ -192,28 +196,39 @@ impl<S: Storage, E: Env> Engine<S, E> {
         })
     }
 
-    /// The part of the outbox a round of `max` picks from: its head (after position `after`,
-    /// when given), when that holds `max` records to send, else all of it. (Each round reading
-    /// the whole outbox made a long one quadratic.) With declared references, all of it: a child
-    /// waits while its parent's create is anywhere in the queue. Always a run of neighbouring
+    /// The outbox a round of `max` reads first: its head (after position `after`, when given)
+    /// and whether that is all of (the rest of) it. With declared references, all of it: a
+    /// child waits while its parent's create is anywhere in the queue.
+    async fn outbox_first<T: crate::core::storage::Txn>(
+        &self,
+        tx: &crate::core::tx::Tx<T>,
+        max: usize,
+        after: Option<u64>,
+    ) -> Result<(Vec<Entry>, bool)> {
+        if self.config.has_refs() {
+            return Ok((tx.outbox().await?, true));
+        }
+        // A little more than a round: usually one entry per record (a record has a second only
+        // while its first is in flight).
+        let n = max.saturating_add(max / 4).saturating_add(16);
+        let head = tx.outbox_head(after, n).await?;
+        let whole = head.len() < n;
+        Ok((head, whole))
+    }
+
+    /// The part of the outbox a round of `max` picks from: the `head` read first, when that
+    /// holds `max` records to send (or is all of it), else all of the outbox. (Each round
+    /// reading the whole outbox made a long one quadratic.) Always a run of neighbouring
     /// entries: no entry lies between two of them.
     async fn outbox_to_pick<T: crate::core::storage::Txn>(
         &self,
         tx: &crate::core::tx::Tx<T>,
         max: usize,
         blocked: &HashSet<(String, String)>,
-        after: Option<u64>,
+        (head, whole): (Vec<Entry>, bool),
     ) -> Result<Vec<Entry>> {
-        let refs = self.config.has_refs();
-        if refs {
-            return tx.outbox().await;
-        }
-        // A little more than a round: usually one entry per record (a record has a second only
-        // while its first is in flight).
-        let n = max.saturating_add(max / 4).saturating_add(16);
-        let head = tx.outbox_head(after, n).await?;
-        if head.len() < n {
-            return Ok(head); // the whole (rest of the) outbox
+        if whole {
+            return Ok(head);
         }
         let records: HashSet<(String, String)> = head
             .iter()
@@ -232,7 +247,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
     /// `entries`, for the collection most of them belong to (a round is usually about one).
     pub(super) async fn prefetch_records<'e, T: crate::core::storage::Txn>(
         &self,
-        tx: &mut crate::core::tx::Tx<T>,
+        tx: &crate::core::tx::Tx<T>,
         entries: impl Iterator<Item = &'e Entry>,
         want: Want,
     ) -> Result<()> {
