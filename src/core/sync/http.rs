@@ -196,6 +196,45 @@ pub fn with_query(url: &str, name: &str, value: &str) -> String {
     format!("{url}{sep}{name}={}", encode_segment(value))
 }
 
+/// The value of query parameter `name` in `url`, as written (not decoded).
+pub fn query_param<'u>(url: &'u str, name: &str) -> Option<&'u str> {
+    let url = url.split('#').next().unwrap_or_default();
+    let (_, query) = url.split_once('?')?;
+    query
+        .split('&')
+        .find_map(|pair| match pair.split_once('=') {
+            Some((k, v)) if k == name => Some(v),
+            None if pair == name => Some(""),
+            _ => None,
+        })
+}
+
+/// `url` with query parameter `name` set to `value` (percent-encoded): replaced where the URL
+/// has it, added where not.
+pub fn set_query(url: &str, name: &str, value: &str) -> String {
+    let url = url.split('#').next().unwrap_or_default();
+    let Some((path, query)) = url.split_once('?') else {
+        return with_query(url, name, value);
+    };
+    let mut found = false;
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| {
+            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+            if key == name && !found {
+                found = true;
+                format!("{name}={}", encode_segment(value))
+            } else {
+                pair.to_string()
+            }
+        })
+        .collect();
+    if !found {
+        return with_query(url, name, value);
+    }
+    format!("{path}?{}", pairs.join("&"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ pub mod conflict;
 pub mod flush;
 pub mod http;
 mod landed;
+mod paging;
 mod pick;
 pub mod pull;
 pub mod rejected;

@@ -19,6 +19,7 @@ use super::apply::rebase;
 use super::classify::looks_like_html;
 use super::classify::version_field;
 use super::http::{resolve_url, with_query, HttpRequest, HttpResponse, Transport};
+use super::paging::{paging, Paging};
 use super::report::Report;
 use super::request::client_id_of;
 
@@ -26,11 +27,11 @@ fn cursor_key(c: &str) -> Key {
     Key::Str(format!("cursor:{c}"))
 }
 
-/// A read answer: records, the next cursor, and the link to the next page, if the server pages.
+/// A read answer: records, the next cursor, and the rest of its envelope (paging).
 pub(super) struct Page {
     pub(super) records: Vec<Record>,
     pub(super) cursor: Option<String>,
-    pub(super) next: Option<String>,
+    pub(super) envelope: Option<serde_json::Map<String, Value>>,
 }
 
 /// At most this many pages in one read: a server whose `next` links never end is an error, not a
@@ -50,28 +51,10 @@ pub(super) fn shown(url: &str) -> String {
     }
 }
 
-/// The link to the next page in a read envelope, as paging frameworks write it: `next` (Django
-/// REST framework), `links.next` (Laravel, JSON:API), `next_page_url` (Laravel's simple
-/// paginator), `_links.next.href` (HAL). Null or empty on the last page.
-fn next_link(m: &serde_json::Map<String, Value>) -> Option<String> {
-    let link = [
-        m.get("next"),
-        m.get("links").and_then(|l| l.get("next")),
-        m.get("next_page_url"),
-        m.get("_links")
-            .and_then(|l| l.get("next"))
-            .and_then(|n| n.get("href")),
-    ];
-    link.into_iter()
-        .flatten()
-        .find_map(|v| v.as_str().filter(|s| !s.is_empty()))
-        .map(str::to_string)
-}
-
 pub(super) fn parse_page(root: &str, body: &str) -> std::result::Result<Page, String> {
     let v: Value =
         serde_json::from_str(body).map_err(|e| format!("the read answer is not JSON ({e})"))?;
-    let (list, cursor, next) = match v {
+    let (list, cursor, envelope) = match v {
         Value::Array(a) => (a, None, None),
         Value::Object(mut m) => {
             let cursor = match m.remove("cursor") {
@@ -79,9 +62,8 @@ pub(super) fn parse_page(root: &str, body: &str) -> std::result::Result<Page, St
                 Some(Value::Number(n)) => Some(n.to_string()),
                 _ => None,
             };
-            let next = next_link(&m);
             match m.remove(root) {
-                Some(Value::Array(a)) => (a, cursor, next),
+                Some(Value::Array(a)) => (a, cursor, Some(m)),
                 _ => return Err(format!("the read answer has no `{root}` array")),
             }
         }
@@ -100,7 +82,7 @@ pub(super) fn parse_page(root: &str, body: &str) -> std::result::Result<Page, St
     Ok(Page {
         records,
         cursor,
-        next,
+        envelope,
     })
 }
 
@@ -168,18 +150,39 @@ fn refused_read(cfg: &CollectionConfig, res: &HttpResponse, url: &str) -> Result
     ))
 }
 
-/// The page a read's answer holds; one that is not a page is a `ProtocolError` with the
-/// answer's status.
-fn read_answer(cfg: &CollectionConfig, res: &HttpResponse) -> Result<Page> {
+/// The page a read of `url` was answered with, and how it says the list goes on; one that is
+/// not a page is a `ProtocolError` with the answer's status.
+fn read_answer(cfg: &CollectionConfig, res: &HttpResponse, url: &str) -> Result<(Page, Paging)> {
     let why = if looks_like_html(res) {
         Err("an HTML page where JSON was expected (a captive portal, a login page?)".to_string())
     } else {
         parse_page(&cfg.root_property, &res.body)
     };
-    why.map_err(|e| Error {
+    let page = why.map_err(|e| Error {
         status: Some(res.status),
         ..Error::new(ErrorKind::Protocol, e)
-    })
+    })?;
+    let paging = paging(
+        page.envelope.as_ref(),
+        page.records.len(),
+        url,
+        res.header("link"),
+        res.header("x-total-count"),
+    );
+    if let Some(why) = &paging.stuck {
+        return Err(Error {
+            status: Some(res.status),
+            ..Error::new(
+                ErrorKind::Protocol,
+                format!(
+                    "the read of {} is one page of a longer list that Ferry cannot page \
+                     through: {why}",
+                    shown(url)
+                ),
+            )
+        });
+    }
+    Ok((page, paging))
 }
 
 /// GETs collection `cfg` since cursor `since` (in full without one, or when the server no
@@ -212,12 +215,15 @@ pub(super) async fn read_page<T: Transport>(
         break res;
     };
     refused_read(cfg, &res, &url)?;
-    let mut page = read_answer(cfg, &res)?;
+    let (mut page, mut paging) = read_answer(cfg, &res, &url)?;
+    // What the whole list holds, as the first page says (later pages may count changes made
+    // while the pages were read).
+    let total = paging.total;
     // A paged answer is one read: every page, or (any page failing) none, since a part of a
     // snapshot would take the records on the other pages for deleted.
     let mut seen = HashSet::new();
     let mut empty = 0;
-    while let Some(link) = page.next.take() {
+    while let Some(link) = paging.next.take() {
         url = resolve_url(&url, &link);
         if !seen.insert(url.clone()) || seen.len() >= MAX_PAGES || empty >= MAX_EMPTY_PAGES {
             return Err(Error::new(
@@ -231,7 +237,7 @@ pub(super) async fn read_page<T: Transport>(
             .await
             .map_err(Error::from)?;
         refused_read(cfg, &res, &url)?;
-        let more = read_answer(cfg, &res)?;
+        let (more, more_paging) = read_answer(cfg, &res, &url)?;
         empty = if more.records.is_empty() {
             empty + 1
         } else {
@@ -239,7 +245,25 @@ pub(super) async fn read_page<T: Transport>(
         };
         page.records.extend(more.records);
         page.cursor = more.cursor.or(page.cursor);
-        page.next = more.next;
+        paging = more_paging;
+    }
+    // A whole list shorter than the server says it is: pages were missed (offset paging over a
+    // list that lost records meanwhile, a page limit Ferry cannot see), and the records on them
+    // would look deleted. A delta is a part of the list by design.
+    if let (None, Some(total)) = (&since, total) {
+        let read = page.records.len() as u64;
+        if read < total {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                format!(
+                    "the read of {} gave {read} records where the server says the list holds \
+                     {total}, and named no further page that Ferry can follow (Ferry follows \
+                     `next` links, `Link: rel=\"next\"`, Feathers' `skip` and json-server's \
+                     `_page`): the read is not applied",
+                    shown(&cfg.url)
+                ),
+            ));
+        }
     }
     Ok((page, since))
 }

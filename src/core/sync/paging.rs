@@ -1,0 +1,226 @@
+//! How a read answer says that the list goes on, and where: the paging conventions of the usual
+//! frameworks and servers. A page taken for the whole list makes the records on the other pages
+//! look deleted (and a lost create look unsent), so an answer that says there is more, in a way
+//! Ferry cannot follow, fails the read instead.
+
+use serde_json::{Map, Value};
+
+use super::http::{query_param, set_query};
+
+/// What a page says of the pages after it.
+#[derive(Debug, Default, PartialEq)]
+pub(super) struct Paging {
+    /// The next page's URL (relative to this page's, or absolute).
+    pub(super) next: Option<String>,
+    /// How many records the server says the whole list holds, where it says so.
+    pub(super) total: Option<u64>,
+    /// Why the answer says more pages follow without naming one Ferry can read.
+    pub(super) stuck: Option<String>,
+}
+
+/// The paging of a page of `len` records read from `url`: `envelope` is the answer's object
+/// (none for a bare array); `link` and `total_count` the `Link` and `X-Total-Count` headers.
+pub(super) fn paging(
+    envelope: Option<&Map<String, Value>>,
+    len: usize,
+    url: &str,
+    link: Option<&str>,
+    total_count: Option<&str>,
+) -> Paging {
+    let empty = Map::new();
+    let m = envelope.unwrap_or(&empty);
+    let mut p = Paging {
+        total: total_of(m).or_else(|| total_count.and_then(|t| t.trim().parse().ok())),
+        ..Paging::default()
+    };
+    if let Some(n) = next_field(m) {
+        match n {
+            Next::Link(l) => p.next = Some(l),
+            // A page number (json-server 1.x: `"next": 2`): set in the parameter the URL
+            // numbers its pages with.
+            Next::Number(n) => match ["_page", "page"]
+                .into_iter()
+                .find(|k| query_param(url, k).is_some())
+            {
+                Some(k) => p.next = Some(set_query(url, k, &n.to_string())),
+                None => {
+                    p.stuck = Some(format!(
+                        "its `next` is page {n}, and the collection URL has no `page` or `_page` \
+                         parameter to ask for it with"
+                    ))
+                }
+            },
+        }
+        return p;
+    }
+    if let Some(l) = link.and_then(next_in_link_header) {
+        p.next = Some(l);
+        return p;
+    }
+    // Feathers: `{ total, limit, skip, data }`, the next page asked with `$skip`.
+    let num = |k: &str| m.get(k).and_then(Value::as_u64);
+    if let (Some(total), Some(_), Some(skip)) = (num("total"), num("limit"), num("skip")) {
+        let read = skip.saturating_add(len as u64);
+        if len > 0 && read < total {
+            p.next = Some(set_query(url, "$skip", &read.to_string()));
+        }
+    }
+    p
+}
+
+/// A `next` in an envelope.
+enum Next {
+    Link(String),
+    Number(u64),
+}
+
+/// The next page as paging frameworks write it in the envelope: `next` (Django REST framework;
+/// a page number in json-server 1.x), `links.next` (Laravel, JSON:API), `next_page_url`
+/// (Laravel's simple paginator), `_links.next.href` (HAL). Null or empty on the last page.
+fn next_field(m: &Map<String, Value>) -> Option<Next> {
+    let fields = [
+        m.get("next"),
+        m.get("links").and_then(|l| l.get("next")),
+        m.get("next_page_url"),
+        m.get("_links")
+            .and_then(|l| l.get("next"))
+            .and_then(|n| n.get("href")),
+    ];
+    fields.into_iter().flatten().find_map(|v| match v {
+        Value::Number(n) => n.as_u64().map(Next::Number),
+        Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+            s.parse().ok().map(Next::Number)
+        }
+        Value::String(s) if !s.is_empty() => Some(Next::Link(s.clone())),
+        _ => None,
+    })
+}
+
+/// The `rel="next"` target of a `Link` header (RFC 8288, as GitHub's API and json-server 0.17
+/// page with it).
+fn next_in_link_header(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.trim().split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        let is_next = params.split(';').any(|param| {
+            let Some((k, v)) = param.split_once('=') else {
+                return false;
+            };
+            k.trim().eq_ignore_ascii_case("rel")
+                && v.trim()
+                    .trim_matches('"')
+                    .split_ascii_whitespace()
+                    .any(|r| r.eq_ignore_ascii_case("next"))
+        });
+        is_next.then(|| target.to_string())
+    })
+}
+
+/// How many records the envelope says the whole list holds, read only from fields that are
+/// counts by their name or beside paging fields (a `total` alone may be a sum of amounts).
+fn total_of(m: &Map<String, Value>) -> Option<u64> {
+    const PAGING: [&str; 12] = [
+        "skip",
+        "limit",
+        "offset",
+        "page",
+        "per_page",
+        "perPage",
+        "pageSize",
+        "page_size",
+        "current_page",
+        "last_page",
+        "pages",
+        "next",
+    ];
+    let num = |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_u64);
+    let paged = |m: &Map<String, Value>| PAGING.iter().any(|k| m.contains_key(*k));
+    let named = ["totalCount", "total_count", "totalItems", "total_items"]
+        .iter()
+        .find_map(|k| num(m, k));
+    named
+        .or_else(|| {
+            paged(m)
+                .then(|| num(m, "total").or_else(|| num(m, "count")))
+                .flatten()
+        })
+        // json-server 1.x: `{ first, prev, next, last, pages, items, data }`.
+        .or_else(|| m.contains_key("pages").then(|| num(m, "items")).flatten())
+        // Laravel's API resources: `meta: { current_page, last_page, per_page, total }`.
+        .or_else(|| {
+            let meta = m.get("meta")?.as_object()?;
+            paged(meta).then(|| num(meta, "total")).flatten()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn of(v: Value, len: usize, url: &str) -> Paging {
+        paging(v.as_object(), len, url, None, None)
+    }
+
+    #[test]
+    fn frameworks_name_their_next_pages() {
+        let drf = of(
+            json!({"count": 5, "next": "?page=2", "results": []}),
+            2,
+            "/t/",
+        );
+        assert_eq!(drf.next.as_deref(), Some("?page=2"));
+        assert_eq!(drf.total, Some(5));
+        let json_server = of(
+            json!({"first": 1, "prev": null, "next": 2, "last": 3, "pages": 3, "items": 250}),
+            100,
+            "/todos?_page=1&_per_page=100",
+        );
+        assert_eq!(
+            json_server.next.as_deref(),
+            Some("/todos?_page=2&_per_page=100")
+        );
+        assert_eq!(json_server.total, Some(250));
+        let feathers = of(json!({"total": 25, "limit": 10, "skip": 10}), 10, "/notes");
+        assert_eq!(feathers.next.as_deref(), Some("/notes?$skip=20"));
+        let last = of(
+            json!({"total": 25, "limit": 10, "skip": 20}),
+            5,
+            "/notes?$skip=20",
+        );
+        assert_eq!(last.next, None);
+        let hal = of(json!({"_links": {"next": {"href": "/x?p=2"}}}), 1, "/x");
+        assert_eq!(hal.next.as_deref(), Some("/x?p=2"));
+    }
+
+    #[test]
+    fn a_page_number_without_a_parameter_to_set_is_stuck() {
+        let p = of(json!({"next": 2, "items": 9, "pages": 3}), 3, "/todos");
+        assert_eq!(p.next, None);
+        assert!(p.stuck.unwrap().contains("page 2"));
+    }
+
+    #[test]
+    fn link_headers_give_the_next_page() {
+        let h = r#"<http://h/todos?_page=1>; rel="first", <http://h/todos?_page=2>; rel="next", <http://h/todos?_page=3>; rel=last"#;
+        let p = paging(None, 10, "/todos?_page=1", Some(h), Some("30"));
+        assert_eq!(p.next.as_deref(), Some("http://h/todos?_page=2"));
+        assert_eq!(p.total, Some(30));
+        assert_eq!(next_in_link_header(r#"</a>; rel="prev""#), None);
+        assert_eq!(
+            next_in_link_header("</b>; title=x; REL=\"next last\"").as_deref(),
+            Some("/b")
+        );
+    }
+
+    #[test]
+    fn a_total_alone_is_not_a_count() {
+        assert_eq!(of(json!({"total": 1234, "data": []}), 0, "/x").total, None);
+        assert_eq!(
+            of(json!({"total": 1234, "limit": 10}), 0, "/x").total,
+            Some(1234)
+        );
+        let laravel = json!({"meta": {"current_page": 1, "total": 40}, "links": {"next": null}});
+        assert_eq!(of(laravel, 15, "/x").total, Some(40));
+    }
+}

@@ -1,0 +1,231 @@
+//! Lists that servers written by others page in their own ways (Feathers' `skip`/`limit`/
+//! `total`, json-server's `_page` numbers and `Link` headers): every page is read, and a list
+//! that says it is longer than what Ferry could read fails the read rather than making the
+//! records on the other pages (an acknowledged create among them) look deleted.
+#![cfg(not(target_arch = "wasm32"))]
+
+#[path = "common/mem_server.rs"]
+mod mem_server;
+#[path = "common/native_env.rs"]
+mod native_env;
+
+use ferry::core::sync::http::HttpRequest;
+use ferry::core::ErrorKind;
+use mem_server::MemServer;
+use native_env::*;
+use serde_json::{json, Value};
+
+/// Every record `s` holds in `todos`, as a full read gives them.
+fn all_of(s: &MemServer, req: &HttpRequest) -> Vec<Value> {
+    let all = s.send_now(HttpRequest {
+        url: "/api/todos".into(),
+        ..req.clone()
+    });
+    let v: Value = serde_json::from_str(&all.unwrap().body).unwrap();
+    match v {
+        Value::Array(a) => a,
+        v => v["data"].as_array().unwrap().clone(),
+    }
+}
+
+/// The number in query parameter `name` of `url`, or `none`.
+fn param(url: &str, name: &str, none: usize) -> usize {
+    url.split(['?', '&'])
+        .find_map(|p| p.strip_prefix(&format!("{name}=")))
+        .map_or(none, |v| v.parse().unwrap())
+}
+
+/// A server without cursors, whose reads `answer(all records, url)` pages.
+fn paged(
+    answer: impl Fn(Vec<Value>, &str) -> HttpResponseOf + 'static,
+) -> (MemServer, Tap<MemServer>) {
+    let s = MemServer::plain();
+    let tap = paging_over(&s, answer);
+    (s, tap)
+}
+
+/// `s` with its reads paged by `answer(all records, url)`: a body and headers.
+fn paging_over(
+    s: &MemServer,
+    answer: impl Fn(Vec<Value>, &str) -> HttpResponseOf + 'static,
+) -> Tap<MemServer> {
+    let tap = Tap::new(s.clone());
+    let server = s.clone();
+    tap.hook(move |req| {
+        (req.method == "GET").then(|| {
+            let (body, headers) = answer(all_of(&server, req), &req.url);
+            let mut res = json_response(200, body);
+            res.headers.extend(headers);
+            Ok(res)
+        })
+    });
+    tap
+}
+
+type HttpResponseOf = (Value, Vec<(String, String)>);
+
+/// Feathers: `{ total, limit, skip, data }`, two records a page, `$skip` asking for the next.
+fn feathers() -> (MemServer, Tap<MemServer>) {
+    paged(|all, url| {
+        let skip = param(url, "$skip", 0);
+        let data: Vec<Value> = all.iter().skip(skip).take(2).cloned().collect();
+        let body = json!({"total": all.len(), "limit": 2, "skip": skip, "data": data});
+        (body, vec![])
+    })
+}
+
+fn titles(db: &Db) -> Vec<Value> {
+    let mut t: Vec<Value> = local(db, "todos")
+        .iter()
+        .map(|r| r["title"].clone())
+        .collect();
+    t.sort_by_key(|v| v.to_string());
+    t
+}
+
+#[test]
+fn feathers_pages_are_read_and_an_acknowledged_create_stays() {
+    let (db, _) = open_todos();
+    let (s, tap) = feathers();
+    for i in 0..5 {
+        s.server_create("todos", json!({"title": format!("s{i}")}));
+    }
+    let report = pull(&db, &tap, "todos");
+    assert_eq!(report.requests, 3, "pages at skip 0, 2 and 4");
+    assert_eq!(local(&db, "todos").len(), 5);
+    let mine = create(&db, "todos", json!({"title": "mine"}));
+    flush_all(&db, &tap);
+    pull(&db, &tap, "todos");
+    assert_eq!(
+        local(&db, "todos").len(),
+        6,
+        "nothing on a later page taken for deleted"
+    );
+    assert!(
+        get(&db, "todos", &mine).is_some(),
+        "the create found by its temporary id"
+    );
+}
+
+#[test]
+fn json_server_page_numbers_and_link_headers_are_followed() {
+    // json-server 1.x, asked for pages in the collection URL: `next` is a page number.
+    let (s, tap) = paged(|all, url| {
+        let page = param(url, "_page", 1);
+        let data: Vec<Value> = all.iter().skip((page - 1) * 2).take(2).cloned().collect();
+        let pages = all.len().div_ceil(2);
+        let next = (page < pages).then_some(page + 1);
+        let body = json!({"first": 1, "prev": null, "next": next, "last": pages, "pages": pages,
+            "items": all.len(), "data": data});
+        (body, vec![])
+    });
+    // json-server 0.17: a bare array, the pages in a `Link` header, the total in another.
+    let (s2, tap2) = paged(|all, url| {
+        let page = param(url, "_page", 1);
+        let data: Vec<Value> = all.iter().skip((page - 1) * 2).take(2).cloned().collect();
+        let mut links = vec![r#"<http://h/api/todos?_page=1&_limit=2>; rel="first""#.to_string()];
+        if page * 2 < all.len() {
+            links.push(format!(
+                r#"<http://h/api/todos?_page={}&_limit=2>; rel="next""#,
+                page + 1
+            ));
+        }
+        let headers = vec![
+            ("Link".to_string(), links.join(", ")),
+            ("X-Total-Count".to_string(), all.len().to_string()),
+        ];
+        (Value::Array(data), headers)
+    });
+    for (s, tap, url) in [
+        (s, tap, "/api/todos?_page=1&_per_page=2"),
+        (s2, tap2, "/api/todos?_page=1&_limit=2"),
+    ] {
+        let mut cfg = config(&["todos"]);
+        cfg.collections.get_mut("todos").unwrap().url = url.into();
+        let db = open(cfg, ferry::core::MemoryStorage::new());
+        for i in 0..5 {
+            s.server_create("todos", json!({"title": format!("s{i}")}));
+        }
+        let report = pull(&db, &tap, "todos");
+        assert_eq!(report.requests, 3, "{url}: pages 1, 2 and 3");
+        assert_eq!(titles(&db), ["s0", "s1", "s2", "s3", "s4"], "{url}");
+    }
+}
+
+#[test]
+fn a_longer_list_that_cannot_be_paged_through_fails_the_read_and_deletes_nothing() {
+    type Answer = fn(Vec<Value>, &str) -> HttpResponseOf;
+    // A page number, and no page parameter in the URL to ask for it with.
+    let numbered: Answer = |all, _| {
+        let data: Vec<Value> = all.into_iter().take(2).collect();
+        (
+            json!({"next": 2, "pages": 3, "items": 5, "data": data}),
+            vec![],
+        )
+    };
+    // A count larger than the list, and no link (a page limit the server applies silently).
+    let counted: Answer = |all, _| {
+        let (count, data): (usize, Vec<Value>) = (all.len(), all.into_iter().take(2).collect());
+        (json!({"count": count, "next": null, "data": data}), vec![])
+    };
+    for (answer, says) in [
+        (numbered, "cannot page"),
+        (counted, "says the list holds 5"),
+    ] {
+        let (db, _) = open_todos();
+        let s = MemServer::plain();
+        for i in 0..5 {
+            s.server_create("todos", json!({"title": format!("s{i}")}));
+        }
+        pull(&db, &s, "todos");
+        assert_eq!(
+            local(&db, "todos").len(),
+            5,
+            "read whole before the server pages"
+        );
+        let e = block_on(db.pull(&paging_over(&s, answer), &[], "todos")).expect_err(says);
+        assert_eq!(e.kind, ErrorKind::Protocol);
+        assert!(e.message.contains(says), "{}", e.message);
+        assert_eq!(local(&db, "todos").len(), 5, "{says}: nothing deleted");
+    }
+}
+
+#[test]
+fn a_delta_may_be_shorter_than_the_list() {
+    let (db, _) = open_todos();
+    let s = MemServer::new(); // cursors
+    s.server_create("todos", json!({"title": "a"}));
+    pull(&db, &s, "todos");
+    s.server_create("todos", json!({"title": "b"}));
+    let tap = Tap::new(s.clone());
+    let server = s.clone();
+    tap.hook(move |req| {
+        let res = server.send_now(req.clone()).unwrap();
+        let mut v: Value = serde_json::from_str(&res.body).unwrap();
+        v["count"] = json!(40); // the whole list's size, beside a delta of one
+        v["next"] = Value::Null;
+        Some(Ok(json_response(res.status, v)))
+    });
+    pull(&db, &tap, "todos");
+    assert_eq!(titles(&db), ["a", "b"]);
+}
+
+#[test]
+fn a_lost_create_is_looked_for_on_every_page() {
+    let (db, _) = open_todos();
+    let (s, tap) = feathers();
+    s.set_idempotency(false);
+    for i in 0..5 {
+        s.server_create("todos", json!({"title": format!("s{i}")}));
+    }
+    pull(&db, &tap, "todos");
+    create(&db, "todos", json!({"title": "mine"}));
+    s.drop_after_commit(1);
+    flush(&db, &tap);
+    tap.clear();
+    flush_all(&db, &tap);
+    let posts = tap.requests().iter().filter(|r| r.method == "POST").count();
+    assert_eq!(posts, 0, "found on the last page, not sent again");
+    assert_eq!(s.records("todos").len(), 6, "stored once");
+    assert_eq!(pending(&db), 0);
+}
