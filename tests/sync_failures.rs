@@ -516,3 +516,28 @@ fn outbox_shows_what_an_in_flight_create_sends_not_what_the_record_became() {
     let later = items.iter().find(|i| i.record_id == a && !i.in_flight);
     assert_eq!(later.expect("the update waits").changes["title"], "a2");
 }
+
+#[test]
+fn a_server_error_says_what_its_answer_says() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    tap.hook(|_| {
+        Some(Ok(HttpResponse {
+            status: 500,
+            headers: vec![("Content-Type".into(), "text/html".into())],
+            body: "<html><head><title>RuntimeError at /api/todos</title></head><body>You \
+                   called this URL via POST, but the URL doesn't end in a slash and you have \
+                   APPEND_SLASH set.</body></html>"
+                .into(),
+        }))
+    });
+    create(&db, "todos", json!({"title": "a"}));
+    let (end, _) = flush(&db, &tap);
+    let RoundEnd::Wait { reason, .. } = end else {
+        panic!("500 must wait, got {end:?}")
+    };
+    assert!(reason.contains("500: RuntimeError at /api/todos"), "{reason}");
+    assert!(reason.contains("needs a trailing slash"), "{reason}");
+    let out = block_on(db.outbox()).unwrap();
+    assert!(out[0].error.as_deref().unwrap().contains("RuntimeError"), "{out:?}");
+}

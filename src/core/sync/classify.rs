@@ -99,7 +99,7 @@ pub fn classify(
         },
         s if cfg.is_auth_status(s) => Verdict::Unauthorized,
         408 | 425 | 429 | 500..=599 => Verdict::Transient {
-            reason: format!("the server answered {status}"),
+            reason: format!("the server answered {status}{}", super::excerpt::said(res)),
             retry_after,
             kind: ErrorKind::Network,
             status: Some(status),

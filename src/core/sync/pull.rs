@@ -143,9 +143,10 @@ fn refused_read(cfg: &CollectionConfig, res: &HttpResponse, url: &str) -> Result
     Err(Error::answered(
         res.status,
         format!(
-            "the server answered {}{what} to a read of {}",
+            "the server answered {}{what} to a read of {}{}",
             res.status,
-            shown(url)
+            shown(url),
+            super::excerpt::said(res)
         ),
     ))
 }

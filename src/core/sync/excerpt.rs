@@ -1,0 +1,111 @@
+//! What an error answer says, in a few words for an error message: a bare "the server answered
+//! 500" leaves the app (and its developer) guessing at what the body explains.
+
+use serde_json::Value;
+
+use super::http::HttpResponse;
+
+/// At most this many characters of what an answer says.
+const MAX: usize = 160;
+
+/// `: <what the answer says>` for a message, or nothing for an empty or unreadable body: the
+/// `message`, `detail`, `error` or `title` of a JSON body, the `<title>` of an HTML page
+/// (Django's debug page names the exception there), or the first line of a text body.
+pub(super) fn said(res: &HttpResponse) -> String {
+    let body = res.body.trim();
+    let mut what = match serde_json::from_str::<Value>(body) {
+        Ok(v) => from_json(&v),
+        Err(_) if body.starts_with('<') => html_title(body),
+        Err(_) => body
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(str::to_string),
+    };
+    // Django with DEBUG on answers a PUT, PATCH, POST or DELETE to a URL without its trailing
+    // slash with a 500 (it cannot redirect those), and names the cause only in the page.
+    if body.contains("APPEND_SLASH") {
+        let hint = "Django's APPEND_SLASH: the collection URL needs a trailing slash";
+        what = Some(match what {
+            Some(w) => format!("{w} ({hint})"),
+            None => hint.to_string(),
+        });
+    }
+    match what.map(|w| short(&w)).filter(|w| !w.is_empty()) {
+        Some(w) => format!(": {w}"),
+        None => String::new(),
+    }
+}
+
+fn from_json(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(m) => ["message", "detail", "error", "title", "error_description"]
+            .iter()
+            .find_map(|k| match m.get(*k)? {
+                Value::String(s) => Some(s.clone()),
+                inner @ Value::Object(_) => from_json(inner),
+                _ => None,
+            }),
+        _ => None,
+    }
+}
+
+fn html_title(body: &str) -> Option<String> {
+    let lower = body.to_ascii_lowercase();
+    let start = lower.find("<title")?;
+    let open_end = start + lower[start..].find('>')? + 1;
+    let end = open_end + lower[open_end..].find("</title")?;
+    let text = body[open_end..end]
+        .replace("&amp;", "&")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'");
+    Some(text)
+}
+
+/// `text` on one line, cut to [`MAX`] characters.
+fn short(text: &str) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}…", &one_line[..at]),
+        None => one_line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn res(body: &str) -> HttpResponse {
+        HttpResponse {
+            status: 500,
+            headers: vec![],
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn an_answer_says_what_went_wrong_in_a_few_words() {
+        assert_eq!(said(&res("")), "");
+        assert_eq!(
+            said(&res(r#"{"message": "Insert failed, duplicate id"}"#)),
+            ": Insert failed, duplicate id"
+        );
+        assert_eq!(
+            said(&res(r#"{"error": {"message": "db down"}}"#)),
+            ": db down"
+        );
+        assert_eq!(said(&res(r#"{"name": "GeneralError", "code": 500}"#)), "");
+        assert_eq!(said(&res("Bad gateway\nnginx")), ": Bad gateway");
+        let django = "<!DOCTYPE html><html><head><title>RuntimeError\n at /api/todos</title>\
+            </head><body>You called this URL via PUT ... APPEND_SLASH set.</body></html>";
+        assert_eq!(
+            said(&res(django)),
+            ": RuntimeError at /api/todos (Django's APPEND_SLASH: the collection URL needs a \
+             trailing slash)"
+        );
+        assert_eq!(said(&res(&"x".repeat(500))).chars().count(), 2 + MAX + 1);
+    }
+}
