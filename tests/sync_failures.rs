@@ -536,8 +536,14 @@ fn a_server_error_says_what_its_answer_says() {
     let RoundEnd::Wait { reason, .. } = end else {
         panic!("500 must wait, got {end:?}")
     };
-    assert!(reason.contains("500: RuntimeError at /api/todos"), "{reason}");
+    assert!(
+        reason.contains("500: RuntimeError at /api/todos"),
+        "{reason}"
+    );
     assert!(reason.contains("needs a trailing slash"), "{reason}");
     let out = block_on(db.outbox()).unwrap();
-    assert!(out[0].error.as_deref().unwrap().contains("RuntimeError"), "{out:?}");
+    assert!(
+        out[0].error.as_deref().unwrap().contains("RuntimeError"),
+        "{out:?}"
+    );
 }

@@ -211,7 +211,9 @@ async fn bad_input_is_a_named_error_and_changes_nothing() {
     );
     // An id that is not a string (`r.id` passed for `r.mutationId`): a ValidationError.
     for p in [
-        db.retry_rejected(JsValue::UNDEFINED),
+        db.retry_rejected(JsValue::UNDEFINED, None),
+        // A fix that is not an object of fields, for a mutation that exists or not.
+        db.retry_rejected(JsValue::from_str("m"), Some(JsValue::from_f64(3.0))),
         db.discard_rejected(JsValue::from_f64(3.0)),
         db.resolve_conflict(JsValue::NULL, JsValue::NULL),
         db.discard_conflict(JsValue::UNDEFINED),

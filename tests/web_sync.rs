@@ -188,7 +188,7 @@ async fn a_rejected_mutation_does_not_block_the_rest() {
             .is_undefined(),
         "back to the server's state"
     );
-    ok(db.retry_rejected(get(&list.get(0), "mutationId"))).await;
+    ok(db.retry_rejected(get(&list.get(0), "mutationId"), None)).await;
     ok(db.sync()).await;
     assert_eq!(
         server_records(&bad).await.length(),

@@ -230,18 +230,21 @@ impl Ferry {
         )
     }
 
-    /// Makes a rejected mutation again (as a new mutation) and queues it.
-    #[wasm_bindgen(js_name = retryRejected, unchecked_return_type = "Promise<void>")]
-    pub fn retry_rejected(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "string")] mutation_id: JsValue,
-    ) -> Promise {
+    /// Makes a rejected mutation again (as a new mutation) and queues it; `changes` (fields,
+    /// for a create or an update) are made over it, in the same mutation: the fix for what the
+    /// server refused. (Its TypeScript signature, with `changes` optional, is in `types.rs`.)
+    #[wasm_bindgen(js_name = retryRejected, skip_typescript)]
+    pub fn retry_rejected(&self, mutation_id: JsValue, changes: Option<JsValue>) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
             let mutation_id = id_arg(&mutation_id, MUTATION_ID)?;
+            let fix = match changes.filter(|c| !c.is_undefined() && !c.is_null()) {
+                Some(c) => to_record(&c, "the changes").map_err(js_error)?,
+                None => Default::default(),
+            };
             let changes = inner
                 .engine
-                .retry_rejected(&mutation_id)
+                .retry_rejected_with(&mutation_id, fix)
                 .await
                 .map_err(js_error)?;
             inner.announce(&changes);

@@ -205,6 +205,8 @@ export interface RejectedMutation {
   body: string;
   record: FerryRecord | null;
   fields: string[];
+  /** For an update: the values the rejection put back (null where it removed a field). */
+  restored?: FerryRecord;
   at: number;
 }
 
@@ -252,13 +254,20 @@ export interface FerryEvents {
   status: SyncStatus;
 }
 
-/** `db.on`, typed by event (merged into the class `Ferry`). */
+/** `db.on`, typed by event, and `db.retryRejected`, whose changes are optional (merged into
+ * the class `Ferry`). */
 export interface Ferry {
   /**
    * Listens to `change`, `idChange`, `rejected`, `conflict` or `status` events. Returns the
    * function that stops listening.
    */
   on<K extends keyof FerryEvents>(kind: K, listener: (event: FerryEvents[K]) => void): () => void;
+  /**
+   * Makes a rejected mutation again (as a new mutation) and queues it. An update's fields that
+   * were edited since the rejection keep the newer edit. `changes` (for a create or an update)
+   * are made over it in the same mutation: the fix for what the server refused.
+   */
+  retryRejected(mutationId: string, changes?: Partial<FerryRecord>): Promise<void>;
 }
 
 /** `collection.pull`, whose options are optional (merged into the class `Collection`). */

@@ -37,6 +37,13 @@ export async function app(): Promise<void> {
   const kinds: ("create" | "update" | "delete")[] = outbox.map((e) => e.kind);
   const status: SyncStatus = await db.status();
   const rejected: RejectedMutation[] = await db.rejected();
+  for (const r of rejected) {
+    const putBack: FerryRecord | undefined = r.restored;
+    await db.retryRejected(r.mutationId, putBack ? { title: "fixed" } : undefined);
+    await db.retryRejected(r.mutationId);
+  }
+  // @ts-expect-error a fix is an object of fields
+  await db.retryRejected("m", 3);
   db.on("idChange", (e: IdChange) => console.log(e.from, e.to));
   db.on("change", (e) => console.log(e.type, e.record?.id));
   // @ts-expect-error a change has no field `nope`

@@ -330,31 +330,49 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let c = cfg.name.as_str();
         let later = self.later(tx, e).await?;
         let row = tx.row(c, &e.r).await?;
-        let mut reject =
-            |e: &Entry, status: u16, body: String, record: Option<Record>| -> Result<()> {
-                tx.delete_entry(e)?;
-                let item = RejectedItem {
-                    mutation_id: e.id.clone(),
-                    collection: e.c.clone(),
-                    record_id: e.r.clone(),
-                    kind: e.kind,
-                    status,
-                    body,
-                    record,
-                    fields: e.fields.clone(),
-                    at: self.env.now_ms(),
-                    entry: Some(e.clone()),
-                };
-                tx.t.put(
-                    Table::Rejected,
-                    &Key::Num(e.seq),
-                    &serde_json::to_value(&item).expect("json"),
-                )?;
-                report.rejected.push(item);
-                Ok(())
+        let mut reject = |e: &Entry,
+                          status: u16,
+                          body: String,
+                          record: Option<Record>,
+                          restored: Option<Record>|
+         -> Result<()> {
+            tx.delete_entry(e)?;
+            let item = RejectedItem {
+                mutation_id: e.id.clone(),
+                collection: e.c.clone(),
+                record_id: e.r.clone(),
+                kind: e.kind,
+                status,
+                body,
+                record,
+                fields: e.fields.clone(),
+                restored,
+                at: self.env.now_ms(),
+                entry: Some(e.clone()),
             };
+            tx.t.put(
+                Table::Rejected,
+                &Key::Num(e.seq),
+                &serde_json::to_value(&item).expect("json"),
+            )?;
+            report.rejected.push(item);
+            Ok(())
+        };
         let local = row.as_ref().map(|r| r.d.clone());
-        reject(e, status, body.clone(), local.clone())?;
+        // An update's fields go back to the server's values, except those a later change
+        // (still queued) sets again.
+        let keep: Vec<&String> = later.iter().flat_map(|l| &l.fields).collect();
+        let undo: Vec<&String> = e.fields.iter().filter(|f| !keep.contains(f)).collect();
+        let base = row.as_ref().and_then(|r| r.b.clone());
+        let restored = match (&base, e.kind) {
+            (Some(base), Kind::Update) => Some(
+                undo.iter()
+                    .map(|f| ((*f).clone(), base.get(*f).cloned().unwrap_or(Value::Null)))
+                    .collect(),
+            ),
+            _ => None,
+        };
+        reject(e, status, body.clone(), local.clone(), restored)?;
         let idv = |d: &Record| cfg.id_of(d, &e.r);
         match e.kind {
             Kind::Create => {
@@ -365,6 +383,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         status,
                         format!("its create was rejected: {body}"),
                         local.clone(),
+                        None,
                     )?;
                 }
                 if let Some(row) = row {
@@ -376,9 +395,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
             Kind::Update => {
                 if let Some(mut row) = row {
-                    if let Some(base) = row.b.clone() {
-                        let keep: Vec<&String> = later.iter().flat_map(|l| &l.fields).collect();
-                        for f in e.fields.iter().filter(|f| !keep.contains(f)) {
+                    if let Some(base) = &base {
+                        for f in undo {
                             match base.get(f) {
                                 Some(v) => row.d.insert(f.clone(), v.clone()),
                                 None => row.d.remove(f),

@@ -1,5 +1,7 @@
 //! The rejected list: mutations the server refused for good, kept for the app to retry or drop.
 
+use serde_json::Value;
+
 use crate::core::clock::Env;
 use crate::core::engine::{Change, Engine};
 use crate::core::error::{Error, Result};
@@ -74,6 +76,16 @@ impl<S: Storage, E: Env> Engine<S, E> {
     /// server may have stored its refusal under the old Idempotency-Key). The write and the
     /// removal from the rejected list commit together.
     pub async fn retry_rejected(&self, mutation_id: &str) -> Result<Vec<Change>> {
+        self.retry_rejected_with(mutation_id, Record::new()).await
+    }
+
+    /// [`Engine::retry_rejected`] with `changes` made over it: the app's fix for what the server
+    /// refused (a title too long, a field missing), in the same new mutation.
+    pub async fn retry_rejected_with(
+        &self,
+        mutation_id: &str,
+        changes: Record,
+    ) -> Result<Vec<Change>> {
         let mut tx = self.begin(true).await?;
         let found = self.find_rejected(&tx, mutation_id).await?;
         let (k, item) = (&found.key, &found.item);
@@ -95,15 +107,42 @@ impl<S: Storage, E: Env> Engine<S, E> {
         }
         let record = item.record.clone().unwrap_or_default();
         let op = match item.kind {
-            Kind::Create => Op::Create(record),
+            Kind::Create => {
+                let mut record = record;
+                record.extend(changes);
+                Op::Create(record)
+            }
             Kind::Update => {
+                // A field edited since the rejection keeps the newer edit: the rejected value
+                // goes back only where the value the rejection put back is still there.
+                let (_, now) = tx.resolve(&item.collection, &item.record_id).await?;
+                let unchanged = |f: &String| match (&item.restored, &now) {
+                    (Some(restored), Some(now)) => {
+                        now.d.get(f).unwrap_or(&Value::Null)
+                            == restored.get(f).unwrap_or(&Value::Null)
+                    }
+                    _ => true,
+                };
                 let mut patch = Record::new();
                 patch.extend(
                     item.fields
                         .iter()
+                        .filter(|f| unchanged(f))
                         .filter_map(|f| Some((f.clone(), record.get(f)?.clone()))),
                 );
+                patch.extend(changes);
+                if patch.is_empty() {
+                    // Every field was edited again since: nothing of it is left to make.
+                    tx.t.delete(Table::Rejected, k)?;
+                    tx.commit().await?;
+                    return Ok(Vec::new());
+                }
                 Op::Update(item.record_id.clone(), patch)
+            }
+            Kind::Delete if !changes.is_empty() => {
+                return Err(Error::validation(
+                    "a rejected delete is retried as it was: it takes no changes",
+                ))
             }
             Kind::Delete => Op::Delete(item.record_id.clone()),
         };

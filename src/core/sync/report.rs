@@ -38,6 +38,11 @@ pub struct RejectedItem {
     pub record: Option<Record>,
     /// The fields an update changed.
     pub fields: Vec<String>,
+    /// For an update: the values the rejection put back in its fields (null where it removed
+    /// one). A retry makes the change again only in the fields that still hold them: a field
+    /// edited since keeps the newer edit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<Record>,
     /// When it was rejected (ms since epoch).
     pub at: f64,
     /// The outbox entry as it was (internal; used by retry).

@@ -1,0 +1,102 @@
+//! `retryRejected` after the app edited the record again: the newer edits stay, and only the
+//! fields still holding what the rejection put back get the rejected change again.
+#![cfg(not(target_arch = "wasm32"))]
+
+#[path = "common/mem_server.rs"]
+mod mem_server;
+#[path = "common/native_env.rs"]
+mod native_env;
+
+use mem_server::MemServer;
+use native_env::*;
+use serde_json::json;
+
+/// A record synced as `{title: "a", notes: "n0"}` whose update to `title` the server refused.
+fn refused_title() -> (Db, MemServer, String, String) {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    let a = create(&db, "todos", json!({"title": "a", "notes": "n0"}));
+    flush_all(&db, &s);
+    update(&db, "todos", &a, json!({"title": "way too long a title"}));
+    s.fail_next(1, 400, None);
+    let (_, report) = flush(&db, &s);
+    let id = report.rejected[0].mutation_id.clone();
+    assert_eq!(get(&db, "todos", &a).unwrap()["title"], "a", "undone");
+    (db, s, a, id)
+}
+
+#[test]
+fn a_retry_keeps_the_edits_made_since_the_rejection() {
+    let (db, s, a, id) = refused_title();
+    update(
+        &db,
+        "todos",
+        &a,
+        json!({"title": "short", "notes": "user note"}),
+    );
+    block_on(db.retry_rejected(&id)).unwrap();
+    let mine = get(&db, "todos", &a).unwrap();
+    assert_eq!(
+        (&mine["title"], &mine["notes"]),
+        (&json!("short"), &json!("user note"))
+    );
+    flush_all(&db, &s);
+    let server = &s.records("todos")[0];
+    assert_eq!(
+        (&server["title"], &server["notes"]),
+        (&json!("short"), &json!("user note"))
+    );
+    assert!(block_on(db.rejected()).unwrap().is_empty());
+}
+
+#[test]
+fn a_retry_makes_the_change_again_where_nothing_was_edited_since() {
+    let (db, s, a, id) = refused_title();
+    update(&db, "todos", &a, json!({"notes": "user note"}));
+    block_on(db.retry_rejected(&id)).unwrap();
+    assert_eq!(
+        get(&db, "todos", &a).unwrap()["title"],
+        "way too long a title"
+    );
+    flush_all(&db, &s);
+    let server = &s.records("todos")[0];
+    assert_eq!(
+        (&server["title"], &server["notes"]),
+        (&json!("way too long a title"), &json!("user note"))
+    );
+}
+
+#[test]
+fn a_retry_takes_the_apps_fix() {
+    // A create the server refused, retried with the field it refused fixed.
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    let a = create(&db, "todos", json!({"title": "", "notes": "n"}));
+    s.fail_next(1, 400, None);
+    let (_, report) = flush(&db, &s);
+    assert!(
+        get(&db, "todos", &a).is_none(),
+        "a refused create is taken back"
+    );
+    let fix = rec(json!({"title": "fixed"}));
+    block_on(db.retry_rejected_with(&report.rejected[0].mutation_id, fix)).unwrap();
+    flush_all(&db, &s);
+    let server = &s.records("todos")[0];
+    assert_eq!(
+        (&server["title"], &server["notes"]),
+        (&json!("fixed"), &json!("n"))
+    );
+
+    // An update, the same way; a delete takes no changes.
+    let (db, s, a, id) = refused_title();
+    block_on(db.retry_rejected_with(&id, rec(json!({"title": "short"})))).unwrap();
+    flush_all(&db, &s);
+    assert_eq!(s.records("todos")[0]["title"], "short");
+    delete(&db, "todos", &a);
+    s.fail_next(1, 403, None);
+    let (_, report) = flush(&db, &s);
+    let id = &report.rejected[0].mutation_id;
+    let e = block_on(db.retry_rejected_with(id, rec(json!({"title": "x"})))).unwrap_err();
+    assert_eq!(e.kind, ferry::core::ErrorKind::Validation);
+    assert_eq!(block_on(db.rejected()).unwrap().len(), 1, "still listed");
+}
