@@ -418,3 +418,35 @@ fn a_create_answered_with_only_a_location_is_done() {
         assert_eq!(strip(&Value::Object(mine)), json!({"title": "a", "n": 1}));
     }
 }
+
+/// A server that gives a deleted record's id to the next one (json-server 0.17 numbers new
+/// records from the highest id left): the deleted record's temporary id finds nothing.
+#[test]
+fn a_temporary_id_does_not_find_the_next_record_under_a_reused_id() {
+    let (db, _) = open_todos();
+    let s = MemServer::plain();
+    let x = create(&db, "todos", json!({"title": "a"}));
+    flush_all(&db, &s);
+    let real = id_of(&get(&db, "todos", &x).expect("by its temporary id"));
+    delete(&db, "todos", &x);
+    flush_all(&db, &s);
+    // Another record comes under the same id.
+    let tap = Tap::new(s.clone());
+    let reused = json!([{"id": real.clone(), "title": "b"}]);
+    tap.hook(move |req| (req.method == "GET").then(|| Ok(json_response(200, reused.clone()))));
+    pull(&db, &tap, "todos");
+    assert_eq!(get(&db, "todos", &real).unwrap()["title"], "b");
+    assert!(
+        get(&db, "todos", &x).is_none(),
+        "the deleted record's temporary id finds nothing"
+    );
+    let e = block_on(db.write(
+        "todos",
+        vec![ferry::core::Op::Update(
+            x.clone(),
+            rec(json!({"title": "oops"})),
+        )],
+    ))
+    .expect_err("no record");
+    assert_eq!(e.kind, ferry::core::ErrorKind::NotFound);
+}

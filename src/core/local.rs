@@ -204,7 +204,12 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 let base = known.then(|| row.b.clone().unwrap_or_else(|| row.d.clone()));
                 tx.delete_row(c, &key)?;
                 let base = base.map(|b| (b, row.v.clone()));
-                let fresh = fresh(Kind::Delete, &key);
+                let fresh = Entry {
+                    // Deleted by the temporary id it was created under: forgotten once the
+                    // server has done the delete (a rejected one brings the record back).
+                    via: (key != id).then(|| id.clone()),
+                    ..fresh(Kind::Delete, &key)
+                };
                 self.fold(tx, &pending, Kind::Delete, &[], fresh, base)
                     .await?;
                 let idv = cfg.id_of(&row.d, &key);

@@ -92,6 +92,11 @@ pub struct Entry {
     /// it is sent again (`sync/landed.rs`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unsure: bool,
+    /// For a delete the app made by a temporary id that had become the server's: that id,
+    /// forgotten once the server has done the delete, so that it never finds the next record
+    /// a server gives the same id (json-server numbers new records from the highest id left).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 impl Entry {
@@ -115,6 +120,7 @@ impl Entry {
             base_v: None,
             replace: false,
             unsure: false,
+            via: None,
         }
     }
 
@@ -155,11 +161,13 @@ pub fn coalesce(pending: Option<&Entry>, kind: Kind, fields: &[String], fresh: E
         (Kind::Update, Kind::Delete) => {
             e.kind = Kind::Delete;
             e.fields.clear();
+            e.via = fresh.via;
         }
         (Kind::Update, _) | (Kind::Delete, _) => {
             // delete+create: the record exists again under the same id, so it replaces.
             e.replace |= old.kind == Kind::Delete;
             e.kind = Kind::Update;
+            e.via = None;
             let mut all: Vec<String> = e.fields.iter().chain(fields).cloned().collect();
             all.sort_unstable();
             all.dedup();

@@ -462,6 +462,17 @@ impl<T: Txn> Tx<T> {
         Ok(())
     }
 
+    /// Forgets that temporary id `tmp` of `c` named a record: it was deleted (a server that
+    /// gives its ids out again must not have the old temporary id find the next record).
+    pub fn delete_alias(&self, c: &str, tmp: &str) -> Result<()> {
+        self.t
+            .delete(Table::Aliases, &Key::Pair(c.into(), tmp.into()))?;
+        if let Some(known) = self.known.borrow_mut().as_mut().filter(|k| k.c == c) {
+            known.aliases.insert(tmp.to_string(), None);
+        }
+        Ok(())
+    }
+
     /// The outbox entries of one record, oldest first.
     pub async fn entries_for(&self, c: &str, r: &str) -> Result<Vec<Entry>> {
         if let Some(known) = self.known.borrow().as_ref().filter(|k| k.c == c) {

@@ -223,7 +223,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
         report.acked += 1;
         let mut later = self.later(tx, e).await?;
         match e.kind {
-            Kind::Delete => Ok(()),
+            Kind::Delete => match &e.via {
+                Some(tmp) => tx.delete_alias(c, tmp),
+                None => Ok(()),
+            },
             Kind::Create => {
                 let s = acked_state(cfg, e, None, server);
                 let (sid, skey) = server_id(cfg, e, Some(&s));
