@@ -146,3 +146,35 @@ fn a_create_answered_500_after_it_was_stored_is_looked_for() {
     assert_eq!(s.records("todos").len(), 1, "stored once");
     assert_eq!(pending(&db), 0);
 }
+
+#[test]
+fn a_server_that_drops_the_client_id_is_warned_of_once() {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    let tap = Tap::new(s.clone());
+    create(&db, "todos", json!({"title": "kept"}));
+    flush_all(&db, &tap);
+    assert!(
+        db.env.warnings.borrow().is_empty(),
+        "a server that keeps it"
+    );
+    let server = s.clone();
+    tap.hook(move |req| {
+        (req.method == "POST").then(|| {
+            let mut res = server.send_now(req.clone())?;
+            let mut v: serde_json::Value = serde_json::from_str(&res.body).unwrap();
+            v.as_object_mut().unwrap().remove("clientId"); // DRF's serializer drops it
+            res.body = v.to_string();
+            Ok(res)
+        })
+    });
+    create(&db, "todos", json!({"title": "a"}));
+    create(&db, "todos", json!({"title": "b"}));
+    flush_all(&db, &tap);
+    let warned = db.env.warnings.borrow();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].contains("`todos`") && warned[0].contains("clientId"),
+        "{warned:?}"
+    );
+}

@@ -95,6 +95,8 @@ pub struct Engine<S: Storage, E: Env> {
     /// without a version is no longer read first there (`read_first`). Learnt again after a
     /// reload, at the cost of one read.
     pub(crate) versionless: RefCell<Vec<String>>,
+    /// Collections whose server was found not to keep the client id (warned once).
+    pub(crate) no_client_id: RefCell<Vec<String>>,
 }
 
 impl<S: Storage, E: Env> Engine<S, E> {
@@ -111,6 +113,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             batch_cap,
             alloc: SharedAlloc::default(),
             versionless: RefCell::default(),
+            no_client_id: RefCell::default(),
         };
         if engine.storage.reindexes_on_upgrade() {
             return Ok(engine);

@@ -31,6 +31,8 @@ pub const T0: f64 = 1_700_000_000_000.0;
 pub struct TestEnv {
     now: Cell<f64>,
     n: Cell<u32>,
+    /// What the engine warned of (the browser's console).
+    pub warnings: RefCell<Vec<String>>,
 }
 
 impl TestEnv {
@@ -42,6 +44,7 @@ impl TestEnv {
         TestEnv {
             now: Cell::new(T0),
             n: Cell::new(seed.wrapping_mul(7919)),
+            warnings: RefCell::default(),
         }
     }
     pub fn now(&self) -> f64 {
@@ -65,6 +68,9 @@ impl Env for TestEnv {
     fn random_u32(&self) -> u32 {
         self.n.set(self.n.get().wrapping_add(1));
         self.n.get().wrapping_mul(2_654_435_761)
+    }
+    fn warn(&self, message: &str) {
+        self.warnings.borrow_mut().push(message.to_string());
     }
 }
 

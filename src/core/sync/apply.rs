@@ -228,6 +228,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 None => Ok(()),
             },
             Kind::Create => {
+                if let Some(r) = &server {
+                    self.warn_without_client_id(cfg, r);
+                }
                 let s = acked_state(cfg, e, None, server);
                 let (sid, skey) = server_id(cfg, e, Some(&s));
                 let mut moved = None;
@@ -318,6 +321,26 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
         }
         Ok(())
+    }
+
+    /// Says once per collection that its server answered a create without the client id: a
+    /// create whose answer is lost then cannot be found on the server (`sync/landed.rs`), and
+    /// is stored twice unless the server honours `Idempotency-Key` (Django REST framework's
+    /// serializers drop fields they do not declare).
+    fn warn_without_client_id(&self, cfg: &crate::core::config::CollectionConfig, r: &Record) {
+        let field = &cfg.client_id_property;
+        let mut warned = self.no_client_id.borrow_mut();
+        if r.contains_key(field) || warned.contains(&cfg.name) {
+            return;
+        }
+        warned.push(cfg.name.clone());
+        self.env.warn(&format!(
+            "Ferry: the server answered a create in `{}` without its `{field}` field: a create \
+             whose answer is lost cannot be found on the server by it, and is stored twice \
+             unless the server honours Idempotency-Key. Store the field with the record \
+             (PROTOCOL.md section 3).",
+            cfg.name
+        ));
     }
 
     /// Moves `e` to the rejected list and takes the record back to the server's state.
