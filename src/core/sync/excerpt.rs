@@ -51,11 +51,26 @@ fn from_json(v: &Value) -> Option<String> {
     }
 }
 
+/// The `<title>` of an HTML page, or where that says only "Error" (Express's default error
+/// page), the first line of its `<h1>` or `<pre>`.
 fn html_title(body: &str) -> Option<String> {
+    ["title", "h1", "pre"].into_iter().find_map(|tag| {
+        let text = element_text(body, tag)?;
+        let first = text
+            .split("<br")
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        (!first.is_empty() && !first.eq_ignore_ascii_case("error")).then_some(first)
+    })
+}
+
+fn element_text(body: &str, tag: &str) -> Option<String> {
     let lower = body.to_ascii_lowercase();
-    let start = lower.find("<title")?;
+    let start = lower.find(&format!("<{tag}"))?;
     let open_end = start + lower[start..].find('>')? + 1;
-    let end = open_end + lower[open_end..].find("</title")?;
+    let end = open_end + lower[open_end..].find(&format!("</{tag}"))?;
     let text = body[open_end..end]
         .replace("&amp;", "&")
         .replace("&lt;", "<")
@@ -107,5 +122,8 @@ mod tests {
              trailing slash)"
         );
         assert_eq!(said(&res(&"x".repeat(500))).chars().count(), 2 + MAX + 1);
+        let express = "<!DOCTYPE html><html><head><title>Error</title></head><body><pre>Error: \
+            Insert failed, duplicate id<br> &nbsp; &nbsp;at Function.insert</pre></body></html>";
+        assert_eq!(said(&res(express)), ": Error: Insert failed, duplicate id");
     }
 }
