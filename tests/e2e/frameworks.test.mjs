@@ -18,8 +18,12 @@ window.Ferry = Ferry;
 window.ready = true;
 </script>`;
 
-/** The DRF-style server: records by integer id, two a page, a log of every request. */
-function drf() {
+/**
+ * The DRF-style server: records by integer id, two a page, a log of every request. `redirect`:
+ * the status sending a URL without its slash to the one with it (FastAPI uses 307, which keeps
+ * the method); `created`: the status of a create's answer (FastAPI's is 200).
+ */
+function drf(redirect = 301, created = 201) {
   const records = new Map();
   let next = 1;
   const log = [];
@@ -43,7 +47,7 @@ function drf() {
     if (!url.pathname.startsWith("/api/todos")) return res.writeHead(404).end();
     if (!url.pathname.endsWith("/")) {
       // Django's APPEND_SLASH: fetch follows it, and a POST becomes a GET on the way.
-      return res.writeHead(301, { Location: `${url.pathname}/${url.search}` }).end();
+      return res.writeHead(redirect, { Location: `${url.pathname}/${url.search}` }).end();
     }
     // An app that answers HTML unless JSON is asked for.
     if (!(req.headers.accept ?? "").includes("application/json")) {
@@ -65,7 +69,7 @@ function drf() {
         const rec = { ...JSON.parse(body), id: next++ };
         delete rec.clientId;
         records.set(rec.id, rec);
-        return json(res, 201, rec);
+        return json(res, created, rec);
       }
       const rec = records.get(Number(id));
       if (!rec) return json(res, 404, { detail: "Not found." });
@@ -162,4 +166,34 @@ test("a collection URL without the slash the server wants: the create is not tak
   assert.match(error.message, /trailing slash/);
   assert.equal(error.pending, 1, "the create waits, nothing lost");
   await until(async () => server.records.size === before, "nothing created on the server");
+});
+
+test("a create redirected with its method kept (FastAPI's 307 to the slash) is acknowledged once", async () => {
+  const fast = drf(307, 200);
+  const fastUrl = await fast.start();
+  const context = await browser.newContext();
+  try {
+    const p = await context.newPage();
+    await p.goto(fastUrl);
+    await p.waitForFunction(() => window.ready);
+    const got = await p.evaluate(async () => {
+      const db = await window.Ferry.open({
+        name: "fast-noslash", autoSync: false,
+        collections: { todos: { url: "/api/todos", rootProperty: "results", updateMethod: "PATCH" } },
+      });
+      const todos = db.collection("todos");
+      const made = await todos.create({ title: "once" });
+      await db.sync();
+      const mine = await todos.get(made.id);
+      const out = { id: mine?.id, pending: await db.pendingCount() };
+      db.close();
+      return out;
+    });
+    assert.equal(got.pending, 0, "acknowledged");
+    assert.equal(fast.records.size, 1, "stored once");
+    assert.equal(got.id, [...fast.records.keys()][0], "the device has the server's id");
+  } finally {
+    await context.close();
+    await fast.stop();
+  }
 });

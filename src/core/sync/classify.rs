@@ -170,6 +170,14 @@ fn classify_success(cfg: &CollectionConfig, kind: Kind, res: &HttpResponse) -> V
 /// create (a list, when the collection URL lacks the trailing slash the server wants).
 fn redirected_create(cfg: &CollectionConfig, res: &HttpResponse, to: &str) -> Verdict {
     let Some(id) = id_from_location(to, &cfg.url) else {
+        // A 307 or 308 (FastAPI's to the URL with the trailing slash) keeps the method: the
+        // create was made at the new URL, and the answer is its record, an object (a list
+        // read after a 301, 302 or 303 is an array). Taken for a failure, it would be sent
+        // again, and stored again, at every retry.
+        if let Some(r) = single_record(cfg, res) {
+            let v = version_of(cfg, res, Some(&r));
+            return Verdict::Ack(Some(r), v);
+        }
         return invalid(
             res,
             format!(
@@ -188,6 +196,22 @@ fn redirected_create(cfg: &CollectionConfig, res: &HttpResponse, to: &str) -> Ve
     r.insert(cfg.id_property.clone(), Value::String(id));
     let v = version_of(cfg, res, Some(&r));
     Verdict::Ack(Some(r), v)
+}
+
+/// The record a body is, as an object with an id (itself or under the root property), never
+/// an array: a list of one record is not a write's answer here.
+fn single_record(cfg: &CollectionConfig, res: &HttpResponse) -> Option<Record> {
+    let body = res.body.trim_start_matches('\u{feff}').trim();
+    let Ok(Value::Object(mut m)) = serde_json::from_str::<Value>(body) else {
+        return None;
+    };
+    if !has_id(cfg, &m) {
+        match m.remove(&cfg.root_property) {
+            Some(Value::Object(inner)) => m = inner,
+            _ => return None,
+        }
+    }
+    has_id(cfg, &m).then_some(m)
 }
 
 /// Whether `r` names its record: an object without a usable id is not a record.
