@@ -229,3 +229,41 @@ fn a_lost_create_is_looked_for_on_every_page() {
     assert_eq!(s.records("todos").len(), 6, "stored once");
     assert_eq!(pending(&db), 0);
 }
+
+#[test]
+fn a_record_read_twice_stands_for_one_skipped() {
+    // Offset pages over a list that changed between them: the second page repeats the last
+    // record of the first and the record after it is never read (Feathers sorted by a field
+    // another client just edited), or a server ignores `$skip` and answers the first page again.
+    type Answer = fn(Vec<Value>, &str) -> HttpResponseOf;
+    let shifted: Answer = |mut all, url| {
+        let skip = param(url, "$skip", 0);
+        if skip > 0 {
+            all.rotate_right(1); // the last record, just edited, now sorts first
+        }
+        let data: Vec<Value> = all.iter().skip(skip).take(2).cloned().collect();
+        (
+            json!({"total": all.len(), "limit": 2, "skip": skip, "data": data}),
+            vec![],
+        )
+    };
+    let ignored: Answer = |all, url| {
+        let skip = param(url, "$skip", 0);
+        let data: Vec<Value> = all.iter().take(2).cloned().collect();
+        (
+            json!({"total": all.len(), "limit": 2, "skip": skip, "data": data}),
+            vec![],
+        )
+    };
+    for answer in [shifted, ignored] {
+        let (db, _) = open_todos();
+        let s = MemServer::plain();
+        for i in 0..5 {
+            s.server_create("todos", json!({"title": format!("s{i}")}));
+        }
+        pull(&db, &s, "todos");
+        let e = block_on(db.pull(&paging_over(&s, answer), &[], "todos")).expect_err("skipped");
+        assert!(e.message.contains("says the list holds 5"), "{}", e.message);
+        assert_eq!(local(&db, "todos").len(), 5, "nothing deleted");
+    }
+}

@@ -64,7 +64,9 @@ pub(super) fn paging(
         if len > 0 && read < total {
             p.next = Some(set_query(url, "$skip", &read.to_string()));
         }
+        return p;
     }
+    p.stuck = more_without_link(m);
     p
 }
 
@@ -97,23 +99,63 @@ fn next_field(m: &Map<String, Value>) -> Option<Next> {
 }
 
 /// The `rel="next"` target of a `Link` header (RFC 8288, as GitHub's API and json-server 0.17
-/// page with it).
+/// page with it). A target may hold commas (`_sort=a,b`) and a quoted parameter too, so links
+/// are split where a `<` starts one, outside quotes.
 fn next_in_link_header(header: &str) -> Option<String> {
-    header.split(',').find_map(|part| {
-        let (target, params) = part.trim().split_once(';')?;
-        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+    let mut rest = header;
+    while let Some(start) = rest.find('<') {
+        let end = start + rest[start..].find('>')?;
+        let target = &rest[start + 1..end];
+        rest = &rest[end + 1..];
+        let mut quoted = false;
+        let params_end = rest
+            .char_indices()
+            .find(|&(_, ch)| {
+                quoted ^= ch == '"';
+                ch == '<' && !quoted
+            })
+            .map_or(rest.len(), |(i, _)| i);
+        let (params, after) = rest.split_at(params_end);
+        rest = after;
         let is_next = params.split(';').any(|param| {
             let Some((k, v)) = param.split_once('=') else {
                 return false;
             };
             k.trim().eq_ignore_ascii_case("rel")
                 && v.trim()
+                    .trim_end_matches(',')
+                    .trim()
                     .trim_matches('"')
                     .split_ascii_whitespace()
                     .any(|r| r.eq_ignore_ascii_case("next"))
         });
-        is_next.then(|| target.to_string())
-    })
+        if is_next {
+            return Some(target.to_string());
+        }
+    }
+    None
+}
+
+/// A flag or a token saying more pages follow, in a way no URL can be made from (Stripe's
+/// `has_more`, Google's `nextPageToken`): a list Ferry cannot read whole.
+fn more_without_link(m: &Map<String, Value>) -> Option<String> {
+    let flag = ["has_more", "hasMore", "hasNextPage", "has_next_page"]
+        .into_iter()
+        .find(|k| m.get(*k) == Some(&Value::Bool(true)));
+    let token = [
+        "nextPageToken",
+        "next_page_token",
+        "nextCursor",
+        "next_cursor",
+    ]
+    .into_iter()
+    .find(|k| {
+        m.get(*k)
+            .and_then(Value::as_str)
+            .is_some_and(|t| !t.is_empty())
+    });
+    flag.or(token)
+        .map(|k| format!("its `{k}` says more pages follow"))
 }
 
 /// How many records the envelope says the whole list holds, read only from fields that are
@@ -207,9 +249,28 @@ mod tests {
         assert_eq!(p.next.as_deref(), Some("http://h/todos?_page=2"));
         assert_eq!(p.total, Some(30));
         assert_eq!(next_in_link_header(r#"</a>; rel="prev""#), None);
+        let sorted = r#"</t?_page=1&_sort=t,id>; rel="first", </t?_page=2&_sort=t,id>; rel="next""#;
+        assert_eq!(
+            next_in_link_header(sorted).as_deref(),
+            Some("/t?_page=2&_sort=t,id")
+        );
+        let titled = r#"</a>; title="first, <page>"; rel=prev, </b>; rel=next"#;
+        assert_eq!(next_in_link_header(titled).as_deref(), Some("/b"));
         assert_eq!(
             next_in_link_header("</b>; title=x; REL=\"next last\"").as_deref(),
             Some("/b")
+        );
+    }
+
+    #[test]
+    fn flags_and_tokens_without_a_link_are_stuck() {
+        assert!(of(json!({"has_more": true}), 10, "/x").stuck.is_some());
+        assert!(of(json!({"nextPageToken": "abc"}), 10, "/x")
+            .stuck
+            .is_some());
+        assert_eq!(
+            of(json!({"has_more": false, "nextPageToken": ""}), 10, "/x").stuck,
+            None
         );
     }
 

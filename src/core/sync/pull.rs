@@ -30,6 +30,8 @@ fn cursor_key(c: &str) -> Key {
 /// A read answer: records, the next cursor, and the rest of its envelope (paging).
 pub(super) struct Page {
     pub(super) records: Vec<Record>,
+    /// Entries of the list that are not records (not objects), left out of `records`.
+    pub(super) others: usize,
     pub(super) cursor: Option<String>,
     pub(super) envelope: Option<serde_json::Map<String, Value>>,
 }
@@ -69,7 +71,8 @@ pub(super) fn parse_page(root: &str, body: &str) -> std::result::Result<Page, St
         }
         _ => return Err("the read answer is neither an array nor an envelope".into()),
     };
-    let records = list
+    let entries = list.len();
+    let records: Vec<Record> = list
         .into_iter()
         .filter_map(|r| {
             if let Value::Object(m) = r {
@@ -80,10 +83,26 @@ pub(super) fn parse_page(root: &str, body: &str) -> std::result::Result<Page, St
         })
         .collect();
     Ok(Page {
+        others: entries - records.len(),
         records,
         cursor,
         envelope,
     })
+}
+
+/// How many records `records` holds: those with the same id count once, those without one each.
+fn distinct_records(cfg: &CollectionConfig, records: &[Record]) -> usize {
+    let mut ids = HashSet::new();
+    let mut without = 0;
+    for r in records {
+        match r.get(&cfg.id_property).and_then(|v| id_key(v).ok()) {
+            Some(k) => {
+                ids.insert(k);
+            }
+            None => without += 1,
+        }
+    }
+    ids.len() + without
 }
 
 /// Whether a pulled server record `s` meets the pending `entries` of a record (whose server
@@ -245,6 +264,7 @@ pub(super) async fn read_page<T: Transport>(
             0
         };
         page.records.extend(more.records);
+        page.others += more.others;
         page.cursor = more.cursor.or(page.cursor);
         paging = more_paging;
     }
@@ -252,15 +272,17 @@ pub(super) async fn read_page<T: Transport>(
     // list that lost records meanwhile, a page limit Ferry cannot see), and the records on them
     // would look deleted. A delta is a part of the list by design.
     if let (None, Some(total)) = (&since, total) {
-        let read = page.records.len() as u64;
+        // Records, not entries: a record read twice (offset paging over a list that changed
+        // between pages) stands for one that was skipped.
+        let read = (distinct_records(cfg, &page.records) + page.others) as u64;
         if read < total {
             return Err(Error::new(
                 ErrorKind::Protocol,
                 format!(
-                    "the read of {} gave {read} records where the server says the list holds \
-                     {total}, and named no further page that Ferry can follow (Ferry follows \
-                     `next` links, `Link: rel=\"next\"`, Feathers' `skip` and json-server's \
-                     `_page`): the read is not applied",
+                    "the read of {} gave {read} different records where the server says the \
+                     list holds {total}, and named no further page that Ferry can follow \
+                     (Ferry follows `next` links, `Link: rel=\"next\"`, Feathers' `skip` and \
+                     json-server's `_page`): the read is not applied",
                     shown(&cfg.url)
                 ),
             ));
