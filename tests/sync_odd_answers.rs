@@ -419,6 +419,15 @@ fn a_create_answered_with_only_a_location_is_done() {
     }
 }
 
+/// Another record comes under id `real`, and a pull brings it.
+fn reused_by_another(db: &Db, s: &MemServer, real: &str) {
+    let tap = Tap::new(s.clone());
+    let reused = json!([{"id": real, "title": "b"}]);
+    tap.hook(move |req| (req.method == "GET").then(|| Ok(json_response(200, reused.clone()))));
+    pull(db, &tap, "todos");
+    assert_eq!(get(db, "todos", real).unwrap()["title"], "b");
+}
+
 /// A server that gives a deleted record's id to the next one (json-server 0.17 numbers new
 /// records from the highest id left): the deleted record's temporary id finds nothing.
 #[test]
@@ -430,16 +439,43 @@ fn a_temporary_id_does_not_find_the_next_record_under_a_reused_id() {
     let real = id_of(&get(&db, "todos", &x).expect("by its temporary id"));
     delete(&db, "todos", &x);
     flush_all(&db, &s);
-    // Another record comes under the same id.
-    let tap = Tap::new(s.clone());
-    let reused = json!([{"id": real.clone(), "title": "b"}]);
-    tap.hook(move |req| (req.method == "GET").then(|| Ok(json_response(200, reused.clone()))));
-    pull(&db, &tap, "todos");
-    assert_eq!(get(&db, "todos", &real).unwrap()["title"], "b");
+    reused_by_another(&db, &s, &real);
     assert!(
         get(&db, "todos", &x).is_none(),
         "the deleted record's temporary id finds nothing"
     );
+    let e = block_on(db.write(
+        "todos",
+        vec![ferry::core::Op::Update(
+            x.clone(),
+            rec(json!({"title": "oops"})),
+        )],
+    ))
+    .expect_err("no record");
+    assert_eq!(e.kind, ferry::core::ErrorKind::NotFound);
+}
+
+/// The same, when the delete was made while the create was still out (its key then was the
+/// temporary id itself).
+#[test]
+fn a_delete_made_while_its_create_was_out_forgets_the_temporary_id() {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    let x = create(&db, "todos", json!({"title": "a"}));
+    s.drop_after_commit(1); // stored; its answer lost: the create stays out
+    flush(&db, &s);
+    delete(&db, "todos", &x);
+    db.env.advance(60_000.0);
+    flush_all(&db, &s);
+    assert!(s.records("todos").is_empty(), "created, then deleted");
+    let deleted = s
+        .log()
+        .into_iter()
+        .find(|(m, ..)| m == "DELETE")
+        .expect("sent");
+    let real = deleted.1.rsplit('/').next().unwrap().to_string();
+    reused_by_another(&db, &s, &real);
+    assert!(get(&db, "todos", &x).is_none());
     let e = block_on(db.write(
         "todos",
         vec![ferry::core::Op::Update(

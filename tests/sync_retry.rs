@@ -100,3 +100,62 @@ fn a_retry_takes_the_apps_fix() {
     assert_eq!(e.kind, ferry::core::ErrorKind::Validation);
     assert_eq!(block_on(db.rejected()).unwrap().len(), 1, "still listed");
 }
+
+#[test]
+fn a_retry_makes_the_change_again_over_what_the_server_changed_since() {
+    // The server's value came by a pull (no change of the app's own is pending): the retry is
+    // the app asking for its change again, and makes it.
+    let (db, s, a, id) = refused_title();
+    let real = ferry::core::record::id_key(&get(&db, "todos", &a).unwrap()["id"]).unwrap();
+    s.server_patch("todos", &real, json!({"title": "other device"}));
+    pull(&db, &s, "todos");
+    assert_eq!(get(&db, "todos", &a).unwrap()["title"], "other device");
+    block_on(db.retry_rejected(&id)).unwrap();
+    assert_eq!(
+        get(&db, "todos", &a).unwrap()["title"],
+        "way too long a title"
+    );
+    assert_eq!(pending(&db), 1);
+}
+
+#[test]
+fn a_created_records_id_is_not_a_fix() {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    create(&db, "todos", json!({"title": ""}));
+    s.fail_next(1, 400, None);
+    let (_, report) = flush(&db, &s);
+    let id = &report.rejected[0].mutation_id;
+    let e =
+        block_on(db.retry_rejected_with(id, rec(json!({"id": "mine", "title": "t"})))).unwrap_err();
+    assert_eq!(e.kind, ferry::core::ErrorKind::Validation);
+    assert_eq!(block_on(db.rejected()).unwrap().len(), 1, "still listed");
+}
+
+#[test]
+fn a_retried_delete_by_a_temporary_id_forgets_it_once_done() {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    let x = create(&db, "todos", json!({"title": "a"}));
+    flush_all(&db, &s);
+    delete(&db, "todos", &x);
+    s.fail_next(1, 422, None);
+    let (_, report) = flush(&db, &s);
+    assert!(
+        get(&db, "todos", &x).is_some(),
+        "a refused delete brings the record back"
+    );
+    let real = ferry::core::record::id_key(&get(&db, "todos", &x).unwrap()["id"]).unwrap();
+    block_on(db.retry_rejected(&report.rejected[0].mutation_id)).unwrap();
+    flush_all(&db, &s);
+    assert!(s.records("todos").is_empty());
+    // Another record comes under the same id (a server that gives ids out again).
+    let tap = Tap::new(s.clone());
+    let reused = json!({"data": [{"id": real, "title": "b"}]});
+    tap.hook(move |req| (req.method == "GET").then(|| Ok(json_response(200, reused.clone()))));
+    block_on(db.pull_full(&tap, &[], "todos")).unwrap();
+    assert!(
+        get(&db, "todos", &x).is_none(),
+        "its temporary id is forgotten"
+    );
+}

@@ -207,6 +207,8 @@ export interface RejectedMutation {
   fields: string[];
   /** For an update: the values the rejection put back (null where it removed a field). */
   restored?: FerryRecord;
+  /** For a delete made by the record's temporary id: that id. */
+  temporaryId?: string;
   at: number;
 }
 
@@ -264,8 +266,9 @@ export interface Ferry {
   on<K extends keyof FerryEvents>(kind: K, listener: (event: FerryEvents[K]) => void): () => void;
   /**
    * Makes a rejected mutation again (as a new mutation) and queues it. An update's fields that
-   * were edited since the rejection keep the newer edit. `changes` (for a create or an update)
-   * are made over it in the same mutation: the fix for what the server refused.
+   * the app edited since the rejection (changes still to send) keep the newer edit. `changes`
+   * (for a create or an update; not the id) are made over it in the same mutation: the fix for
+   * what the server refused.
    */
   retryRejected(mutationId: string, changes?: Partial<FerryRecord>): Promise<void>;
 }

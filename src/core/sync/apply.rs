@@ -243,6 +243,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     }
                     for l in later.iter_mut() {
                         l.r = skey.clone();
+                        if l.kind == Kind::Delete && l.via.is_none() {
+                            // Made by the id the record had then: forgotten once it is done.
+                            l.via = Some(e.r.clone());
+                        }
                         tx.put_entry(l)?;
                     }
                     // Only a temporary id is a placeholder others may point at; a server id that
@@ -373,6 +377,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 record,
                 fields: e.fields.clone(),
                 restored,
+                temporary_id: e.via.clone(),
                 at: self.env.now_ms(),
                 entry: Some(e.clone()),
             };

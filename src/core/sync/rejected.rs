@@ -108,18 +108,29 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let record = item.record.clone().unwrap_or_default();
         let op = match item.kind {
             Kind::Create => {
+                let idp = &self.collection(&item.collection)?.id_property;
+                if changes.contains_key(idp) {
+                    // Its temporary id is what other records (and the app) name it by.
+                    return Err(Error::validation(format!(
+                        "the id of a record cannot change: `{idp}` is not a field a retry fixes"
+                    )));
+                }
                 let mut record = record;
                 record.extend(changes);
                 Op::Create(record)
             }
             Kind::Update => {
-                // A field edited since the rejection keeps the newer edit: the rejected value
-                // goes back only where the value the rejection put back is still there.
-                let (_, now) = tx.resolve(&item.collection, &item.record_id).await?;
+                // A field the app edited since the rejection (a change still to send) keeps
+                // the newer edit: the rejected value goes back only where the value the
+                // rejection put back is still there, or the server changed it.
+                let (key, now) = tx.resolve(&item.collection, &item.record_id).await?;
+                let pending = tx.entries_for(&item.collection, &key).await?;
+                let edited = |f: &String| pending.iter().any(|e| e.fields.contains(f));
                 let unchanged = |f: &String| match (&item.restored, &now) {
                     (Some(restored), Some(now)) => {
-                        now.d.get(f).unwrap_or(&Value::Null)
-                            == restored.get(f).unwrap_or(&Value::Null)
+                        !edited(f)
+                            || now.d.get(f).unwrap_or(&Value::Null)
+                                == restored.get(f).unwrap_or(&Value::Null)
                     }
                     _ => true,
                 };
@@ -144,7 +155,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     "a rejected delete is retried as it was: it takes no changes",
                 ))
             }
-            Kind::Delete => Op::Delete(item.record_id.clone()),
+            // By the temporary id it was deleted by, if so: forgotten again once it is done.
+            Kind::Delete => Op::Delete(item.temporary_id.clone().unwrap_or(item.record_id.clone())),
         };
         let (_, changes) = self.write_in(&mut tx, &item.collection, vec![op]).await?;
         tx.t.delete(Table::Rejected, k)?;

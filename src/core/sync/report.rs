@@ -43,6 +43,10 @@ pub struct RejectedItem {
     /// edited since keeps the newer edit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored: Option<Record>,
+    /// For a delete the app made by the record's temporary id: that id (a retry deletes by it
+    /// again, so that it is forgotten once the delete is done).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temporary_id: Option<String>,
     /// When it was rejected (ms since epoch).
     pub at: f64,
     /// The outbox entry as it was (internal; used by retry).
