@@ -158,6 +158,19 @@ fn a_server_that_drops_the_client_id_is_warned_of_once() {
         db.env.warnings.borrow().is_empty(),
         "a server that keeps it"
     );
+    // An answer of the id and the version alone says nothing of what was stored.
+    let server = s.clone();
+    tap.hook(move |req| {
+        (req.method == "POST").then(|| {
+            let mut res = server.send_now(req.clone())?;
+            let v: serde_json::Value = serde_json::from_str(&res.body).unwrap();
+            res.body = json!({"id": v["id"], "version": v["version"]}).to_string();
+            Ok(res)
+        })
+    });
+    create(&db, "todos", json!({"title": "terse"}));
+    flush_all(&db, &tap);
+    assert!(db.env.warnings.borrow().is_empty(), "an id alone");
     let server = s.clone();
     tap.hook(move |req| {
         (req.method == "POST").then(|| {

@@ -159,3 +159,20 @@ fn a_retried_delete_by_a_temporary_id_forgets_it_once_done() {
         "its temporary id is forgotten"
     );
 }
+
+#[test]
+fn a_server_without_put_is_warned_of_once() {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    let a = create(&db, "todos", json!({"title": "a"}));
+    let b = create(&db, "todos", json!({"title": "b"}));
+    flush_all(&db, &s);
+    update(&db, "todos", &a, json!({"title": "a2"}));
+    update(&db, "todos", &b, json!({"title": "b2"}));
+    s.fail_next(2, 405, None);
+    let (_, report) = flush(&db, &s);
+    assert_eq!(report.rejected.len(), 2);
+    let warned = db.env.warnings.borrow();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].contains("updateMethod: \"PATCH\""), "{warned:?}");
+}

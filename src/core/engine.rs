@@ -95,8 +95,8 @@ pub struct Engine<S: Storage, E: Env> {
     /// without a version is no longer read first there (`read_first`). Learnt again after a
     /// reload, at the cost of one read.
     pub(crate) versionless: RefCell<Vec<String>>,
-    /// Collections whose server was found not to keep the client id (warned once).
-    pub(crate) no_client_id: RefCell<Vec<String>>,
+    /// What this engine has warned of (each once).
+    pub(crate) warned: RefCell<Vec<String>>,
 }
 
 impl<S: Storage, E: Env> Engine<S, E> {
@@ -113,7 +113,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             batch_cap,
             alloc: SharedAlloc::default(),
             versionless: RefCell::default(),
-            no_client_id: RefCell::default(),
+            warned: RefCell::default(),
         };
         if engine.storage.reindexes_on_upgrade() {
             return Ok(engine);
@@ -168,6 +168,15 @@ impl<S: Storage, E: Env> Engine<S, E> {
     /// Whether [`Engine::close`] was called.
     pub fn is_closed(&self) -> bool {
         self.closed.get()
+    }
+
+    /// Warns (the browser's console) of `message` the first time `what` happens.
+    pub(crate) fn warn_once(&self, what: String, message: impl FnOnce() -> String) {
+        let mut warned = self.warned.borrow_mut();
+        if !warned.contains(&what) {
+            warned.push(what);
+            self.env.warn(&message());
+        }
     }
 
     /// A `ClosedError` once [`Engine::close`] was called.

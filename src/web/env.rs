@@ -30,7 +30,7 @@ impl Default for BrowserEnv {
 
 impl Env for BrowserEnv {
     fn warn(&self, message: &str) {
-        web_sys::console::error_1(&wasm_bindgen::JsValue::from_str(&format!(
+        web_sys::console::warn_1(&wasm_bindgen::JsValue::from_str(&format!(
             "Ferry: {message}"
         )));
     }

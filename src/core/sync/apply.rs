@@ -333,18 +333,22 @@ impl<S: Storage, E: Env> Engine<S, E> {
     /// serializers drop fields they do not declare).
     fn warn_without_client_id(&self, cfg: &crate::core::config::CollectionConfig, r: &Record) {
         let field = &cfg.client_id_property;
-        let mut warned = self.no_client_id.borrow_mut();
-        if r.contains_key(field) || warned.contains(&cfg.name) {
+        // An answer of the id alone (and its version) says nothing of what the server stored.
+        let echoes = r
+            .keys()
+            .any(|k| *k != cfg.id_property && *k != cfg.version_property);
+        if !echoes || r.contains_key(field) {
             return;
         }
-        warned.push(cfg.name.clone());
-        self.env.warn(&format!(
-            "Ferry: the server answered a create in `{}` without its `{field}` field: a create \
-             whose answer is lost cannot be found on the server by it, and is stored twice \
-             unless the server honours Idempotency-Key. Store the field with the record \
-             (PROTOCOL.md section 3).",
-            cfg.name
-        ));
+        self.warn_once(format!("client id:{}", cfg.name), || {
+            format!(
+                "the server answered a create in `{}` without its `{field}` field: a create \
+                 whose answer is lost cannot be found on the server by it, and is stored twice \
+                 unless the server honours Idempotency-Key. Store the field with the record \
+                 (PROTOCOL.md section 3).",
+                cfg.name
+            )
+        });
     }
 
     /// Moves `e` to the rejected list and takes the record back to the server's state.
@@ -358,6 +362,18 @@ impl<S: Storage, E: Env> Engine<S, E> {
     ) -> Result<()> {
         let cfg = self.collection(&e.c)?;
         let c = cfg.name.as_str();
+        let method = e.sent.as_ref().map(|s| s.method.as_str());
+        if status == 405 && e.kind == Kind::Update && method == Some("PUT") {
+            // A server without PUT (FastAPI's usual CRUD, Feathers without `update`) refuses
+            // every update: a setting, not a verdict on the record.
+            self.warn_once(format!("405 to PUT:{c}"), || {
+                format!(
+                    "the server answered 405 (method not allowed) to a PUT of `{c}`: if it \
+                     takes PATCH, set `updateMethod: \"PATCH\"` on the collection, then \
+                     `retryRejected` the refused updates"
+                )
+            });
+        }
         let later = self.later(tx, e).await?;
         let row = tx.row(c, &e.r).await?;
         let mut reject = |e: &Entry,

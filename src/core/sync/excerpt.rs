@@ -56,12 +56,16 @@ fn from_json(v: &Value) -> Option<String> {
 fn html_title(body: &str) -> Option<String> {
     ["title", "h1", "pre"].into_iter().find_map(|tag| {
         let text = element_text(body, tag)?;
-        let first = text
-            .split("<br")
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
+        // A title is one line however it is wrapped (Django's is); in a page's text a line
+        // break ends the message (Express's `<pre>` goes on with the stack).
+        let first = match tag {
+            "title" => text.trim().to_string(),
+            _ => text
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())?
+                .to_string(),
+        };
         (!first.is_empty() && !first.eq_ignore_ascii_case("error")).then_some(first)
     })
 }
@@ -71,18 +75,47 @@ fn element_text(body: &str, tag: &str) -> Option<String> {
     let start = lower.find(&format!("<{tag}"))?;
     let open_end = start + lower[start..].find('>')? + 1;
     let end = open_end + lower[open_end..].find(&format!("</{tag}"))?;
-    let text = body[open_end..end]
-        .replace("&amp;", "&")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'");
-    Some(text)
+    // Text only: the tags inside go, and escaped angle brackets stay harmless (a message may
+    // end up in the page's HTML).
+    let mut text = String::new();
+    let mut in_tag = false;
+    let inner = &body[open_end..end];
+    for (i, ch) in inner.char_indices() {
+        match ch {
+            '<' => {
+                in_tag = true;
+                if inner[i..]
+                    .get(..3)
+                    .is_some_and(|t| t.eq_ignore_ascii_case("<br"))
+                {
+                    text.push('\n');
+                }
+            }
+            '>' if in_tag => in_tag = false,
+            _ if !in_tag => text.push(ch),
+            _ => {}
+        }
+    }
+    Some(
+        text.replace("&lt;", "‹")
+            .replace("&gt;", "›")
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&nbsp;", " ")
+            .replace("&amp;", "&"),
+    )
 }
 
-/// `text` on one line, cut to [`MAX`] characters.
+/// `text` on one line, cut to [`MAX`] characters, without control characters or the
+/// direction overrides that make a text read otherwise than it is.
 fn short(text: &str) -> String {
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let bidi = |c: char| matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let clean: String = text
+        .chars()
+        .filter(|c| !bidi(*c))
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let one_line = clean.split_whitespace().collect::<Vec<_>>().join(" ");
     match one_line.char_indices().nth(MAX) {
         Some((at, _)) => format!("{}…", &one_line[..at]),
         None => one_line,
@@ -125,5 +158,14 @@ mod tests {
         let express = "<!DOCTYPE html><html><head><title>Error</title></head><body><pre>Error: \
             Insert failed, duplicate id<br> &nbsp; &nbsp;at Function.insert</pre></body></html>";
         assert_eq!(said(&res(express)), ": Error: Insert failed, duplicate id");
+        let hostile = "<title>ValueError: &lt;img src=x onerror=alert(1)&gt;</title>";
+        assert_eq!(
+            said(&res(hostile)),
+            ": ValueError: ‹img src=x onerror=alert(1)›"
+        );
+        let tags = "<title>Error</title><h1><a href=x>click</a><script>alert(1)</script></h1>";
+        assert_eq!(said(&res(tags)), ": clickalert(1)");
+        let controls = r#"{"message": "a\u0000b\u001b[31mc\u202ed"}"#;
+        assert_eq!(said(&res(controls)), ": a b [31mcd");
     }
 }
