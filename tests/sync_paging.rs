@@ -267,3 +267,28 @@ fn a_record_read_twice_stands_for_one_skipped() {
         assert_eq!(local(&db, "todos").len(), 5, "nothing deleted");
     }
 }
+
+#[test]
+fn flask_smorest_pages_in_its_x_pagination_header() {
+    let (db, _) = open_todos();
+    let (s, tap) = paged(|all, url| {
+        let page = param(url, "page", 1);
+        let data: Vec<Value> = all.iter().skip((page - 1) * 2).take(2).cloned().collect();
+        let last = all.len().div_ceil(2);
+        let mut meta = json!({"total": all.len(), "total_pages": last, "first_page": 1,
+            "last_page": last, "page": page});
+        if page < last {
+            meta["next_page"] = json!(page + 1);
+        }
+        (
+            Value::Array(data),
+            vec![("X-Pagination".into(), meta.to_string())],
+        )
+    });
+    for i in 0..5 {
+        s.server_create("todos", json!({"title": format!("s{i}")}));
+    }
+    let report = pull(&db, &tap, "todos");
+    assert_eq!(report.requests, 3);
+    assert_eq!(titles(&db), ["s0", "s1", "s2", "s3", "s4"]);
+}

@@ -18,19 +18,34 @@ pub(super) struct Paging {
     pub(super) stuck: Option<String>,
 }
 
+/// The paging headers of an answer.
+#[derive(Default, Clone, Copy)]
+pub(super) struct Headers<'a> {
+    /// `Link` (RFC 8288).
+    pub(super) link: Option<&'a str>,
+    /// `X-Total-Count` (json-server, many APIs).
+    pub(super) total_count: Option<&'a str>,
+    /// `X-Pagination` (flask-smorest: `{"total", "page", "next_page", ...}` as JSON).
+    pub(super) pagination: Option<&'a str>,
+}
+
 /// The paging of a page of `len` records read from `url`: `envelope` is the answer's object
-/// (none for a bare array); `link` and `total_count` the `Link` and `X-Total-Count` headers.
+/// (none for a bare array).
 pub(super) fn paging(
     envelope: Option<&Map<String, Value>>,
     len: usize,
     url: &str,
-    link: Option<&str>,
-    total_count: Option<&str>,
+    headers: Headers<'_>,
 ) -> Paging {
     let empty = Map::new();
     let m = envelope.unwrap_or(&empty);
+    let meta: Option<Map<String, Value>> = headers
+        .pagination
+        .and_then(|h| serde_json::from_str(h).ok());
+    let header_total = headers.total_count.and_then(|t| t.trim().parse().ok());
+    let meta_total = meta.as_ref().and_then(|x| x.get("total")?.as_u64());
     let mut p = Paging {
-        total: total_of(m).or_else(|| total_count.and_then(|t| t.trim().parse().ok())),
+        total: total_of(m).or(header_total).or(meta_total),
         ..Paging::default()
     };
     if let Some(n) = next_field(m) {
@@ -53,8 +68,13 @@ pub(super) fn paging(
         }
         return p;
     }
-    if let Some(l) = link.and_then(next_in_link_header) {
+    if let Some(l) = headers.link.and_then(next_in_link_header) {
         p.next = Some(l);
+        return p;
+    }
+    // flask-smorest: the next page's number in `X-Pagination`, asked with `page`.
+    if let Some(n) = meta.as_ref().and_then(|x| x.get("next_page")?.as_u64()) {
+        p.next = Some(set_query(url, "page", &n.to_string()));
         return p;
     }
     // Feathers: `{ total, limit, skip, data }`, the next page asked with `$skip`.
@@ -201,7 +221,7 @@ mod tests {
     use serde_json::json;
 
     fn of(v: Value, len: usize, url: &str) -> Paging {
-        paging(v.as_object(), len, url, None, None)
+        paging(v.as_object(), len, url, Headers::default())
     }
 
     #[test]
@@ -245,7 +265,12 @@ mod tests {
     #[test]
     fn link_headers_give_the_next_page() {
         let h = r#"<http://h/todos?_page=1>; rel="first", <http://h/todos?_page=2>; rel="next", <http://h/todos?_page=3>; rel=last"#;
-        let p = paging(None, 10, "/todos?_page=1", Some(h), Some("30"));
+        let headers = Headers {
+            link: Some(h),
+            total_count: Some("30"),
+            pagination: None,
+        };
+        let p = paging(None, 10, "/todos?_page=1", headers);
         assert_eq!(p.next.as_deref(), Some("http://h/todos?_page=2"));
         assert_eq!(p.total, Some(30));
         assert_eq!(next_in_link_header(r#"</a>; rel="prev""#), None);
@@ -260,6 +285,24 @@ mod tests {
             next_in_link_header("</b>; title=x; REL=\"next last\"").as_deref(),
             Some("/b")
         );
+    }
+
+    #[test]
+    fn flask_smorest_pages_in_a_header() {
+        let meta = r#"{"total": 35, "total_pages": 4, "first_page": 1, "last_page": 4, "page": 1, "next_page": 2}"#;
+        let headers = Headers {
+            pagination: Some(meta),
+            ..Headers::default()
+        };
+        let p = paging(None, 10, "/todos/", headers);
+        assert_eq!(p.next.as_deref(), Some("/todos/?page=2"));
+        assert_eq!(p.total, Some(35));
+        let last = r#"{"total": 35, "page": 4, "last_page": 4}"#;
+        let headers = Headers {
+            pagination: Some(last),
+            ..Headers::default()
+        };
+        assert_eq!(paging(None, 5, "/todos/?page=4", headers).next, None);
     }
 
     #[test]

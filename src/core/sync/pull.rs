@@ -19,7 +19,7 @@ use super::apply::rebase;
 use super::classify::looks_like_html;
 use super::classify::version_field;
 use super::http::{resolve_url, with_query, HttpRequest, HttpResponse, Transport};
-use super::paging::{paging, Paging};
+use super::paging::{paging, Headers, Paging};
 use super::report::Report;
 use super::request::client_id_of;
 
@@ -182,13 +182,12 @@ fn read_answer(cfg: &CollectionConfig, res: &HttpResponse, url: &str) -> Result<
         status: Some(res.status),
         ..Error::new(ErrorKind::Protocol, e)
     })?;
-    let paging = paging(
-        page.envelope.as_ref(),
-        page.records.len(),
-        url,
-        res.header("link"),
-        res.header("x-total-count"),
-    );
+    let headers = Headers {
+        link: res.header("link"),
+        total_count: res.header("x-total-count"),
+        pagination: res.header("x-pagination"),
+    };
+    let paging = paging(page.envelope.as_ref(), page.records.len(), url, headers);
     if let Some(why) = &paging.stuck {
         return Err(Error {
             status: Some(res.status),
