@@ -11,6 +11,7 @@ mod native_env;
 #[path = "common/sync_asserts.rs"]
 mod sync_asserts;
 
+use ferry::core::sync::flush::RoundEnd;
 use ferry::core::sync::http::{HttpRequest, HttpResponse, Transport};
 use ferry::core::{MemoryStorage, UpdateMethod};
 use mem_server::MemServer;
@@ -485,4 +486,42 @@ fn a_delete_made_while_its_create_was_out_forgets_the_temporary_id() {
     ))
     .expect_err("no record");
     assert_eq!(e.kind, ferry::core::ErrorKind::NotFound);
+}
+
+/// A create answered after a redirect is acknowledged by the record it was turned into only:
+/// a 307 (method kept) answers with the record sent, a 302 to some other page with whatever
+/// that page shows (the signed-in user, say), which is not this create's record.
+#[test]
+fn a_redirected_create_is_acknowledged_by_its_own_record_only() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let answer = |body: Value| {
+        let mut res = json_response(200, body);
+        res.headers.push((
+            ferry::core::sync::http::REDIRECTED_TO.into(),
+            "http://h/elsewhere".into(),
+        ));
+        res
+    };
+    tap.hook(move |req| {
+        (req.method == "POST").then(|| Ok(answer(json!({"id": 5, "name": "admin"}))))
+    });
+    let a = create(&db, "todos", json!({"title": "mine"}));
+    let (end, _) = flush(&db, &tap);
+    assert!(
+        matches!(&end, RoundEnd::Wait { reason, .. } if reason.contains("redirected")),
+        "{end:?}"
+    );
+    assert_eq!(pending(&db), 1, "not taken for the user's record");
+    tap.hook(move |req| {
+        (req.method == "POST").then(|| Ok(answer(json!({"id": 6, "title": "mine", "done": false}))))
+    });
+    db.env.advance(60_000.0);
+    flush_all(&db, &tap);
+    assert_eq!(
+        pending(&db),
+        0,
+        "the record sent, redirected with its method kept"
+    );
+    assert_eq!(get(&db, "todos", &a).unwrap()["id"], 6);
 }

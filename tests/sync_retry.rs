@@ -34,7 +34,9 @@ fn a_retry_keeps_the_edits_made_since_the_rejection() {
         &a,
         json!({"title": "short", "notes": "user note"}),
     );
-    block_on(db.retry_rejected(&id)).unwrap();
+    // The refused field was edited again: nothing of the change is left to make.
+    let e = block_on(db.retry_rejected(&id)).unwrap_err();
+    assert_eq!(e.kind, ferry::core::ErrorKind::Validation);
     let mine = get(&db, "todos", &a).unwrap();
     assert_eq!(
         (&mine["title"], &mine["notes"]),
@@ -46,6 +48,7 @@ fn a_retry_keeps_the_edits_made_since_the_rejection() {
         (&server["title"], &server["notes"]),
         (&json!("short"), &json!("user note"))
     );
+    block_on(db.discard_rejected(&id)).unwrap();
     assert!(block_on(db.rejected()).unwrap().is_empty());
 }
 
@@ -102,20 +105,34 @@ fn a_retry_takes_the_apps_fix() {
 }
 
 #[test]
-fn a_retry_makes_the_change_again_over_what_the_server_changed_since() {
-    // The server's value came by a pull (no change of the app's own is pending): the retry is
-    // the app asking for its change again, and makes it.
+fn a_retry_leaves_what_changed_since_and_says_when_nothing_is_left() {
+    // The server's value came by a pull: newer than the refused one, it stays; the retry has
+    // nothing left to make, says so, and the item stays for the app to discard.
     let (db, s, a, id) = refused_title();
     let real = ferry::core::record::id_key(&get(&db, "todos", &a).unwrap()["id"]).unwrap();
     s.server_patch("todos", &real, json!({"title": "other device"}));
     pull(&db, &s, "todos");
-    assert_eq!(get(&db, "todos", &a).unwrap()["title"], "other device");
-    block_on(db.retry_rejected(&id)).unwrap();
-    assert_eq!(
-        get(&db, "todos", &a).unwrap()["title"],
-        "way too long a title"
+    let e = block_on(db.retry_rejected(&id)).unwrap_err();
+    assert_eq!(e.kind, ferry::core::ErrorKind::Validation);
+    assert!(
+        e.message.contains("nothing of this change is left"),
+        "{}",
+        e.message
     );
-    assert_eq!(pending(&db), 1);
+    assert_eq!(get(&db, "todos", &a).unwrap()["title"], "other device");
+    assert_eq!(block_on(db.rejected()).unwrap().len(), 1, "still listed");
+
+    // A fix the app made and synced since stays too; the retry's own changes go.
+    let (db, s, a, id) = refused_title();
+    update(&db, "todos", &a, json!({"title": "final title"}));
+    flush_all(&db, &s);
+    block_on(db.retry_rejected_with(&id, rec(json!({"notes": "n1"})))).unwrap();
+    flush_all(&db, &s);
+    let server = &s.records("todos")[0];
+    assert_eq!(
+        (&server["title"], &server["notes"]),
+        (&json!("final title"), &json!("n1"))
+    );
 }
 
 #[test]

@@ -266,7 +266,7 @@ export interface Ferry {
   on<K extends keyof FerryEvents>(kind: K, listener: (event: FerryEvents[K]) => void): () => void;
   /**
    * Makes a rejected mutation again (as a new mutation) and queues it. An update's fields that
-   * the app edited since the rejection (changes still to send) keep the newer edit. `changes`
+   * changed since the rejection keep the newer value (nothing left: a `ValidationError`). `changes`
    * (for a create or an update; not the id) are made over it in the same mutation: the fix for
    * what the server refused.
    */

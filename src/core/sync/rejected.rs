@@ -120,17 +120,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 Op::Create(record)
             }
             Kind::Update => {
-                // A field the app edited since the rejection (a change still to send) keeps
-                // the newer edit: the rejected value goes back only where the value the
-                // rejection put back is still there, or the server changed it.
-                let (key, now) = tx.resolve(&item.collection, &item.record_id).await?;
-                let pending = tx.entries_for(&item.collection, &key).await?;
-                let edited = |f: &String| pending.iter().any(|e| e.fields.contains(f));
+                // A field changed since the rejection (by the app, synced or not, or by a pull)
+                // keeps the newer value: the refused value goes back only where what the
+                // rejection put back is still there.
+                let (_, now) = tx.resolve(&item.collection, &item.record_id).await?;
                 let unchanged = |f: &String| match (&item.restored, &now) {
                     (Some(restored), Some(now)) => {
-                        !edited(f)
-                            || now.d.get(f).unwrap_or(&Value::Null)
-                                == restored.get(f).unwrap_or(&Value::Null)
+                        now.d.get(f).unwrap_or(&Value::Null)
+                            == restored.get(f).unwrap_or(&Value::Null)
                     }
                     _ => true,
                 };
@@ -143,10 +140,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 );
                 patch.extend(changes);
                 if patch.is_empty() {
-                    // Every field was edited again since: nothing of it is left to make.
-                    tx.t.delete(Table::Rejected, k)?;
-                    tx.commit().await?;
-                    return Ok(Vec::new());
+                    return Err(Error::validation(
+                        "nothing of this change is left to make: every field it changed was \
+                         changed again since it was rejected; discard it, or retry it with \
+                         changes",
+                    ));
                 }
                 Op::Update(item.record_id.clone(), patch)
             }

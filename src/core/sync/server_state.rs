@@ -15,7 +15,7 @@ use crate::core::storage::Storage;
 
 use super::classify::{classify, keep_body, looks_like_html, record_of, version_field, version_of};
 use super::classify::{ServerState, Verdict};
-use super::http::{record_url, HttpRequest, HttpResponse, NetError, Transport};
+use super::http::{record_url, HttpRequest, HttpResponse, NetError, Transport, REDIRECTED_TO};
 use super::pull::parse_page;
 use super::report::Report;
 use super::request::quote_version;
@@ -114,6 +114,22 @@ impl<S: Storage, E: Env> Engine<S, E> {
             {
                 let body = res.as_ref().map(|x| keep_body(&x.body)).unwrap_or_default();
                 Ok(Verdict::Rejected { status: 409, body })
+            }
+            // A create that reached its answer through a redirect: the answer is the create's
+            // only if it is the record sent (a 302 or 303 makes the POST a GET of whatever the
+            // server points at: its login page's user, another record).
+            Verdict::Ack(Some(r), _)
+                if e.kind == Kind::Create && redirected(res) && !echoes_sent(cfg, e, &r) =>
+            {
+                Ok(Verdict::Transient {
+                    reason: "unexpected answer: the create was redirected, and the record the \
+                             server answered with is not the one sent (a 302 or 303 turns a \
+                             POST into a GET: does the collection URL need a trailing slash?)"
+                        .into(),
+                    retry_after: None,
+                    kind: ErrorKind::Protocol,
+                    status: res.as_ref().ok().map(|x| x.status),
+                })
             }
             Verdict::Ack(Some(r), _) if answers_another(cfg, e, &r) => Ok(Verdict::Transient {
                 reason: "unexpected answer: it names another record than the one sent (a batch \
@@ -325,6 +341,40 @@ fn answers_another(cfg: &CollectionConfig, e: &Entry, r: &Record) -> bool {
         Kind::Update => r.contains_key(&cfg.id_property) && !names(cfg, r, &e.r),
         Kind::Delete => false,
     }
+}
+
+fn redirected(res: &Result<HttpResponse, NetError>) -> bool {
+    matches!(res, Ok(x) if x.header(REDIRECTED_TO).is_some())
+}
+
+/// Whether record `r`, a create's answer, is the record sent: its client id when it has one,
+/// else the fields sent that it shows, most of them equal. An answer of the id alone (a page
+/// the redirect named, Post/Redirect/Get) says nothing against it.
+fn echoes_sent(cfg: &CollectionConfig, e: &Entry, r: &Record) -> bool {
+    let sent = e.sent.as_ref().and_then(|x| x.body.as_ref());
+    if let Some(echoed) = r.get(&cfg.client_id_property) {
+        return sent.and_then(|b| b.get(&cfg.client_id_property)) == Some(echoed);
+    }
+    let own = [
+        &cfg.id_property,
+        &cfg.version_property,
+        &cfg.client_id_property,
+    ];
+    if r.keys().all(|k| own.contains(&k)) {
+        return true;
+    }
+    let Some(Value::Object(sent)) = sent else {
+        return true;
+    };
+    let (mut same, mut other) = (0, 0);
+    for (k, v) in sent.iter().filter(|(k, _)| !own.contains(k)) {
+        match r.get(k) {
+            Some(x) if x == v => same += 1,
+            Some(_) => other += 1,
+            None => {}
+        }
+    }
+    same > 0 && same > other
 }
 
 /// Whether record `r` is the one stored under `key`.
