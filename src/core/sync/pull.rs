@@ -32,6 +32,9 @@ pub(super) struct Page {
     pub(super) records: Vec<Record>,
     /// Entries of the list that are not records (not objects), left out of `records`.
     pub(super) others: usize,
+    /// Why the read may hold only part of the list (pages Ferry cannot ask for, fewer records
+    /// than the server counts): applied, such a read removes nothing.
+    pub(super) partial: Option<String>,
     pub(super) cursor: Option<String>,
     pub(super) envelope: Option<serde_json::Map<String, Value>>,
 }
@@ -83,6 +86,7 @@ pub(super) fn parse_page(root: &str, body: &str) -> std::result::Result<Page, St
         })
         .collect();
     Ok(Page {
+        partial: None,
         others: entries - records.len(),
         records,
         cursor,
@@ -188,19 +192,6 @@ fn read_answer(cfg: &CollectionConfig, res: &HttpResponse, url: &str) -> Result<
         pagination: res.header("x-pagination"),
     };
     let paging = paging(page.envelope.as_ref(), page.records.len(), url, headers);
-    if let Some(why) = &paging.stuck {
-        return Err(Error {
-            status: Some(res.status),
-            ..Error::new(
-                ErrorKind::Protocol,
-                format!(
-                    "the read of {} is one page of a longer list that Ferry cannot page \
-                     through: {why}",
-                    shown(url)
-                ),
-            )
-        });
-    }
     Ok((page, paging))
 }
 
@@ -242,7 +233,14 @@ pub(super) async fn read_page<T: Transport>(
     // snapshot would take the records on the other pages for deleted.
     let mut seen = HashSet::new();
     let mut empty = 0;
-    while let Some(link) = paging.next.take() {
+    loop {
+        if let Some(why) = paging.stuck.take() {
+            page.partial = Some(format!("it is one page of a longer list: {why}"));
+            break;
+        }
+        let Some(link) = paging.next.take() else {
+            break;
+        };
         url = resolve_url(&url, &link);
         if !seen.insert(url.clone()) || seen.len() >= MAX_PAGES || empty >= MAX_EMPTY_PAGES {
             return Err(Error::new(
@@ -270,20 +268,15 @@ pub(super) async fn read_page<T: Transport>(
     // A whole list shorter than the server says it is: pages were missed (offset paging over a
     // list that lost records meanwhile, a page limit Ferry cannot see), and the records on them
     // would look deleted. A delta is a part of the list by design.
-    if let (None, Some(total)) = (&since, total) {
+    if let (None, Some(total), None) = (&since, total, &page.partial) {
         // Records, not entries: a record read twice (offset paging over a list that changed
         // between pages) stands for one that was skipped.
         let read = (distinct_records(cfg, &page.records) + page.others) as u64;
         if read < total {
-            return Err(Error::new(
-                ErrorKind::Protocol,
-                format!(
-                    "the read of {} gave {read} different records where the server says the \
-                     list holds {total}, and named no further page that Ferry can follow \
-                     (Ferry follows `next` links, `Link: rel=\"next\"`, Feathers' `skip` and \
-                     json-server's `_page`): the read is not applied",
-                    shown(&cfg.url)
-                ),
+            page.partial = Some(format!(
+                "it gave {read} different records where the server counts {total}, and named \
+                 no further page that Ferry can follow (Ferry follows `next` links, `Link: \
+                 rel=\"next\"`, `X-Pagination`, Feathers' `skip` and json-server's `_page`)"
             ));
         }
     }
@@ -491,7 +484,19 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 }
             }
         }
-        if !delta {
+        if let Some(why) = &page.partial {
+            // Part of the list, maybe: what it lacks may be on the pages not read. Read whole
+            // next time.
+            skipped = true;
+            self.warn_once(format!("partial read:{c}"), || {
+                format!(
+                    "the read of `{c}` ({}) may be part of the list only: {why}. Its records were \
+                     applied, none removed: records deleted on the server stay on this device \
+                     until a read gets the whole list.",
+                    shown(&cfg.url)
+                )
+            });
+        } else if !delta {
             // A full snapshot: what it lacks and nothing local holds on to is gone.
             for (k, v) in tx.t.get_all(Table::Records(c)).await? {
                 let Key::Str(key) = k else { continue };
