@@ -371,3 +371,48 @@ fn the_reads_before_a_round_of_writes_go_together() {
     assert_eq!(slow.most.get(), 4);
     assert_eq!(pending(&b), 0);
 }
+
+/// A server that writes only with `If-Match` (flask-smorest's ETags answer 428 without it):
+/// a write that went without one (its read first failed) reads the record and goes again with
+/// its version, instead of being refused and undone.
+#[test]
+fn a_write_that_needs_its_version_reads_it_and_goes_again() {
+    let (b, tap) = pulled_then_updated(1);
+    let server = tap.inner.clone();
+    let mut first_read = true;
+    tap.hook(move |req| {
+        let record_read = req.method == "GET" && !req.url.ends_with("/todos");
+        if record_read && std::mem::take(&mut first_read) {
+            return Some(Err(ferry::core::sync::http::NetError::Timeout));
+        }
+        if req.method == "PUT" && if_match(req).is_none() {
+            return Some(Ok(json_response(
+                428,
+                json!({"message": "Precondition required"}),
+            )));
+        }
+        let mut res = server.send_now(req.clone());
+        if let Ok(r) = &mut res {
+            if let Ok(mut v) = serde_json::from_str::<Value>(&r.body) {
+                strip_versions(&mut v);
+                r.body = v.to_string();
+            }
+        }
+        Some(res)
+    });
+    tap.clear();
+    flush_all(&b, &tap);
+    assert!(block_on(b.rejected()).unwrap().is_empty(), "not refused");
+    assert_eq!(pending(&b), 0);
+    let puts: Vec<_> = tap
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PUT")
+        .collect();
+    assert!(
+        if_match(puts.last().unwrap()).is_some(),
+        "sent again with its version"
+    );
+    let stored = tap.inner.records("todos");
+    assert!(stored.iter().any(|r| r["n"] == 1), "{stored:?}");
+}

@@ -525,3 +525,36 @@ fn a_redirected_create_is_acknowledged_by_its_own_record_only() {
     );
     assert_eq!(get(&db, "todos", &a).unwrap()["id"], 6);
 }
+
+/// An update answered 404 whose record the collection still lists: the record's URL is wrong
+/// (a trailing slash its route does not take), not the record gone; the edit stays.
+#[test]
+fn an_update_whose_url_is_wrong_keeps_the_edit() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let sid = synced_record(&db, &tap);
+    let inner = tap.inner.clone();
+    let path = format!("/api/todos/{sid}");
+    tap.hook(move |req| {
+        if req.url.split('?').next().unwrap().ends_with(&path) {
+            return Some(Ok(json_response(
+                404,
+                json!({"code": 404, "status": "Not Found"}),
+            )));
+        }
+        Some(block_on(inner.send(req.clone())))
+    });
+    update(&db, "todos", &sid, json!({"notes": "edited"}));
+    let (end, report) = flush(&db, &tap);
+    assert!(
+        matches!(&end, RoundEnd::Wait { reason, .. } if reason.contains("trailing slash")),
+        "{end:?}"
+    );
+    assert!(report.conflicts.is_empty());
+    assert_eq!(
+        get(&db, "todos", &sid).unwrap()["notes"],
+        "edited",
+        "the edit stays"
+    );
+    assert_eq!(pending(&db), 1);
+}

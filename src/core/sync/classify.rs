@@ -88,7 +88,12 @@ pub fn classify(
             Verdict::Conflict(ServerState::Unknown)
         }
         404 | 410 if kind == Kind::Delete => Verdict::Ack(None, None),
-        404 | 410 if kind == Kind::Update => Verdict::Conflict(ServerState::Deleted),
+        // Read first: a record whose URL is wrong (a trailing slash its route does not take)
+        // answers 404 too, while the collection still lists it.
+        404 | 410 if kind == Kind::Update => Verdict::Conflict(ServerState::Unknown),
+        // 428 Precondition Required: the server writes only with `If-Match` (flask-smorest's
+        // ETags). Not a refusal: the record is read for its version, as after a bodiless 412.
+        428 if kind != Kind::Create => Verdict::Conflict(ServerState::Unknown),
         // Only a body naming the record is its server state: `{"error": "stale"}` is not.
         409 | 412 => match record_of(cfg, res) {
             Ok(Some(r)) if has_id(cfg, &r) => {
@@ -413,9 +418,10 @@ mod tests {
             c(Kind::Delete, res(404, &[], "")),
             Verdict::Ack(None, None)
         ));
+        // Read first: the record may be listed under a URL that is wrong.
         assert!(matches!(
             c(Kind::Update, res(410, &[], "")),
-            Verdict::Conflict(ServerState::Deleted)
+            Verdict::Conflict(ServerState::Unknown)
         ));
         assert!(
             matches!(c(Kind::Update, res(412, &[], "{\"id\":\"1\",\"version\":3}")), Verdict::Conflict(ServerState::Record(_, Some(v))) if v == "3")

@@ -79,8 +79,10 @@ pub(super) fn paging(
     }
     // Feathers: `{ total, limit, skip, data }`, the next page asked with `$skip`.
     let num = |k: &str| m.get(k).and_then(Value::as_u64);
-    if let (Some(total), Some(_), Some(skip)) = (num("total"), num("limit"), num("skip")) {
-        let read = skip.saturating_add(len as u64);
+    if let (Some(total), Some(limit), Some(skip)) = (num("total"), num("limit"), num("skip")) {
+        // `skip` counts the server's records before its hooks filter a page: a page of
+        // fewer than `limit` still moves on by `limit`.
+        let read = skip.saturating_add(limit.max(len as u64));
         if len > 0 && read < total {
             p.next = Some(set_query(url, "$skip", &read.to_string()));
         }
@@ -137,7 +139,7 @@ fn next_in_link_header(header: &str) -> Option<String> {
             .map_or(rest.len(), |(i, _)| i);
         let (params, after) = rest.split_at(params_end);
         rest = after;
-        let is_next = params.split(';').any(|param| {
+        let is_next = outside_quotes(params, ';').any(|param| {
             let Some((k, v)) = param.split_once('=') else {
                 return false;
             };
@@ -154,6 +156,15 @@ fn next_in_link_header(header: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// `s` split at `sep` where it is not inside double quotes.
+fn outside_quotes(s: &str, sep: char) -> impl Iterator<Item = &str> {
+    let mut quoted = false;
+    s.split(move |ch| {
+        quoted ^= ch == '"';
+        ch == sep && !quoted
+    })
 }
 
 /// A flag or a token saying more pages follow, in a way no URL can be made from (Stripe's
@@ -281,6 +292,8 @@ mod tests {
         );
         let titled = r#"</a>; title="first, <page>"; rel=prev, </b>; rel=next"#;
         assert_eq!(next_in_link_header(titled).as_deref(), Some("/b"));
+        let tricky = r#"</x?p=0>; title="a, <b>; rel=next"; rel="item", </x?p=2>; rel="next""#;
+        assert_eq!(next_in_link_header(tricky).as_deref(), Some("/x?p=2"));
         assert_eq!(
             next_in_link_header("</b>; title=x; REL=\"next last\"").as_deref(),
             Some("/b")

@@ -73,9 +73,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 })
             }
             Verdict::Conflict(ServerState::Unknown) => {
-                let v = self.read_server_state(transport, headers, e, report).await;
                 // A delete answered with a 404 page whose record is indeed gone is done.
                 let not_found = matches!(res, Ok(r) if matches!(r.status, 404 | 410));
+                let v = self
+                    .read_server_state(transport, headers, e, not_found, report)
+                    .await;
                 Ok(match v {
                     Verdict::Conflict(ServerState::Deleted)
                         if e.kind == Kind::Delete && not_found =>
@@ -91,7 +93,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
             Verdict::Conflict(ServerState::Record(r, _))
                 if e.kind != Kind::Create && !names(cfg, &r, &e.r) =>
             {
-                Ok(self.read_server_state(transport, headers, e, report).await)
+                Ok(self
+                    .read_server_state(transport, headers, e, false, report)
+                    .await)
             }
             // An update of a versioned record acknowledged without a new version (a 204, `{"ok":
             // true}`, the record without its version): the record is read back for it. Without
@@ -241,12 +245,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
 
     /// The server's state of `e`'s record after a conflict answer that did not include it:
     /// `GET {url}/{id}`, else the record in `GET {url}`. Deleted only when both say it is gone;
-    /// when neither can tell, the write waits and is sent again later.
+    /// when neither can tell, the write waits and is sent again later. `not_found`: the write
+    /// itself was answered 404 or 410.
     async fn read_server_state<T: Transport>(
         &self,
         transport: &T,
         headers: &[(String, String)],
         e: &Entry,
+        not_found: bool,
         report: &mut Report,
     ) -> Verdict {
         let Ok(cfg) = self.collection(&e.c) else {
@@ -292,6 +298,17 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 .is_some_and(|k| k == e.r)
         });
         match found {
+            // Listed, yet its own URL says it is not there: the URL is wrong, not the record
+            // (a collection URL with a trailing slash the record routes do not take). Taken
+            // for deleted, the edit would be dropped.
+            Some(_) if gone && not_found => unreadable(
+                ErrorKind::Protocol,
+                format!(
+                    "its URL {} answers 404 while the collection lists it (does the collection \
+                     URL have a trailing slash the record routes do not take?)",
+                    record_url(&cfg.url, &e.r)
+                ),
+            ),
             Some(r) => {
                 let v = version_field(cfg, &r);
                 Verdict::Conflict(ServerState::Record(r, v))
