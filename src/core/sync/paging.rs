@@ -1,7 +1,8 @@
 //! How a read answer says that the list goes on, and where: the paging conventions of the usual
 //! frameworks and servers. A page taken for the whole list makes the records on the other pages
-//! look deleted (and a lost create look unsent), so an answer that says there is more, in a way
-//! Ferry cannot follow, fails the read instead.
+//! look deleted (and a lost create look unsent), so a read whose answer says there is more, in
+//! a way Ferry cannot follow, or that counts more records than the pages held, is applied as
+//! part of the list: nothing is removed for being absent from it (`pull.rs`).
 
 use serde_json::{Map, Value};
 
