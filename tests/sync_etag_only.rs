@@ -416,3 +416,40 @@ fn a_write_that_needs_its_version_reads_it_and_goes_again() {
     let stored = tap.inner.records("todos");
     assert!(stored.iter().any(|r| r["n"] == 1), "{stored:?}");
 }
+
+/// A server that writes only with `If-Match` but whose records carry no version Ferry can
+/// read: the write waits with a message that says so, not a conflict every round.
+#[test]
+fn a_server_that_needs_a_version_it_never_shows_says_so() {
+    let (db, _) = open_todos();
+    let s = MemServer::plain();
+    let id = s.server_create("todos", json!({"title": "a"}));
+    pull(&db, &s, "todos");
+    let tap = Tap::new(s.clone());
+    let server = s.clone();
+    tap.hook(move |req| {
+        if req.method == "PUT" {
+            return Some(Ok(json_response(
+                428,
+                json!({"message": "If-Match required"}),
+            )));
+        }
+        Some(server.send_now(req.clone()))
+    });
+    update(&db, "todos", &id, json!({"title": "b"}));
+    let (end, report) = flush(&db, &tap);
+    let reason = match end {
+        ferry::core::sync::flush::RoundEnd::Wait { reason, .. } => reason,
+        end => panic!("{end:?}"),
+    };
+    assert!(
+        reason.contains("428") && reason.contains("If-Match"),
+        "{reason}"
+    );
+    assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+    assert_eq!(
+        get(&db, "todos", &id).unwrap()["title"],
+        "b",
+        "the edit stays"
+    );
+}

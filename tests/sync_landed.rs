@@ -8,6 +8,8 @@ mod mem_server;
 #[path = "common/native_env.rs"]
 mod native_env;
 
+use std::future::Future;
+
 use mem_server::MemServer;
 use native_env::*;
 use serde_json::json;
@@ -189,5 +191,46 @@ fn a_server_that_drops_the_client_id_is_warned_of_once() {
     assert!(
         warned[0].contains("`todos`") && warned[0].contains("clientId"),
         "{warned:?}"
+    );
+}
+
+/// A transport that delivers each request and never answers: the page is reloaded (or the
+/// leading tab closed) while the request is out.
+struct Vanishing(MemServer);
+
+impl ferry::core::sync::http::Transport for Vanishing {
+    async fn send(
+        &self,
+        req: ferry::core::sync::http::HttpRequest,
+    ) -> Result<ferry::core::sync::http::HttpResponse, ferry::core::sync::http::NetError> {
+        let _ = self.0.send_now(req);
+        std::future::pending().await
+    }
+}
+
+#[test]
+fn a_create_out_when_the_page_reloaded_is_found_not_stored_twice() {
+    let (db, storage) = open_todos();
+    let s = forgetful();
+    s.set_envelope(false);
+    let a = create(&db, "todos", json!({"title": "a"}));
+    {
+        let vanishing = Vanishing(s.clone());
+        let mut flush = std::pin::pin!(db.flush(&vanishing, &[]));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        for _ in 0..100 {
+            assert!(flush.as_mut().poll(&mut cx).is_pending());
+        }
+    } // the page goes, the request out
+    assert_eq!(s.records("todos").len(), 1, "stored, no answer");
+    drop(db);
+    let db = open(config(&["todos"]), storage); // the page again
+    let tap = Tap::new(s.clone());
+    flush_all(&db, &tap);
+    assert_eq!(s.records("todos").len(), 1, "stored once");
+    assert_eq!(pending(&db), 0);
+    assert_eq!(
+        get(&db, "todos", &a).unwrap()["id"],
+        s.records("todos")[0]["id"]
     );
 }

@@ -301,3 +301,43 @@ fn flask_smorest_pages_in_its_x_pagination_header() {
     assert_eq!(report.requests, 3);
     assert_eq!(titles(&db), ["s0", "s1", "s2", "s3", "s4"]);
 }
+
+/// An update answered 404 is looked for in the whole list, every page, before it is taken for
+/// deleted: a record on the second page is there.
+#[test]
+fn an_update_answered_404_is_looked_for_on_every_page() {
+    let (db, _) = open_todos();
+    let s = MemServer::plain();
+    let ids: Vec<String> = (0..3)
+        .map(|i| s.server_create("todos", json!({"title": format!("s{i}")})))
+        .collect();
+    pull(&db, &s, "todos");
+    let tap = Tap::new(s.clone());
+    let server = s.clone();
+    tap.hook(move |req| {
+        if req.url.split('?').next() != Some("/api/todos") {
+            return Some(Ok(json_response(404, json!({"code": 404}))));
+        }
+        let page = param(&req.url, "page", 1);
+        let all = all_of(&server, req);
+        let data: Vec<Value> = all.iter().skip(page - 1).take(1).cloned().collect();
+        let mut res = json_response(200, Value::Array(data));
+        if page < all.len() {
+            let link = format!("</api/todos?page={}>; rel=\"next\"", page + 1);
+            res.headers.push(("Link".into(), link));
+        }
+        Ok(res).into()
+    });
+    update(&db, "todos", &ids[2], json!({"title": "edited"}));
+    let (end, _) = flush(&db, &tap);
+    let reason = match end {
+        ferry::core::sync::flush::RoundEnd::Wait { reason, .. } => reason,
+        end => panic!("{end:?}"),
+    };
+    assert!(reason.contains("trailing slash"), "{reason}");
+    assert_eq!(
+        get(&db, "todos", &ids[2]).unwrap()["title"],
+        "edited",
+        "the edit stays"
+    );
+}

@@ -16,7 +16,7 @@ use crate::core::storage::Storage;
 use super::classify::{classify, keep_body, looks_like_html, record_of, version_field, version_of};
 use super::classify::{ServerState, Verdict};
 use super::http::{record_url, HttpRequest, HttpResponse, NetError, Transport, REDIRECTED_TO};
-use super::pull::parse_page;
+use super::pull::read_page;
 use super::report::Report;
 use super::request::quote_version;
 
@@ -78,11 +78,26 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 let v = self
                     .read_server_state(transport, headers, e, not_found, report)
                     .await;
+                let needs_version = matches!(res, Ok(r) if r.status == 428);
                 Ok(match v {
                     Verdict::Conflict(ServerState::Deleted)
                         if e.kind == Kind::Delete && not_found =>
                     {
                         Verdict::Ack(None, None)
+                    }
+                    // A server that writes only with `If-Match` and gives no version Ferry can
+                    // read: sent again, the write would meet the same 428 for ever.
+                    Verdict::Conflict(ServerState::Record(_, None)) if needs_version => {
+                        Verdict::Transient {
+                            reason: "the server answered 428: it writes only with If-Match, \
+                                     and its record carries no version Ferry can read (an ETag \
+                                     an API on another origin must list in \
+                                     Access-Control-Expose-Headers, or a `versionProperty`)"
+                                .into(),
+                            retry_after: None,
+                            kind: ErrorKind::Protocol,
+                            status: Some(428),
+                        }
                     }
                     v => v,
                 })
@@ -279,19 +294,18 @@ impl<S: Storage, E: Env> Engine<S, E> {
             Ok(res) => matches!(res.status, 404 | 410),
             Err(e) => return unreadable(ErrorKind::Network, e.to_string()),
         };
-        report.requests += 1;
-        let res = match transport.send(get(cfg.url.clone(), headers)).await {
-            Ok(res) if (200..300).contains(&res.status) => res,
-            Ok(res) => {
-                let why = format!("the collection read answered {}", res.status);
-                return unreadable(ErrorKind::Protocol, why);
+        // The whole list, every page, as a pull reads it: a record on a later page is there.
+        let mut n = 0;
+        let read = read_page(transport, headers, cfg, None, &mut n).await;
+        report.requests += n;
+        let page = match read {
+            Ok((page, _)) => page,
+            Err(err) => {
+                let why = format!("the collection read failed: {}", err.message);
+                return unreadable(err.kind, why);
             }
-            Err(e) => return unreadable(ErrorKind::Network, e.to_string()),
         };
-        let page = match parse_page(&cfg.root_property, &res.body) {
-            Ok(page) => page,
-            Err(why) => return unreadable(ErrorKind::Protocol, why),
-        };
+        let partial = page.partial.is_some();
         let found = page.records.into_iter().find(|r| {
             r.get(&cfg.id_property)
                 .and_then(|id| id_key(id).ok())
@@ -313,7 +327,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 let v = version_field(cfg, &r);
                 Verdict::Conflict(ServerState::Record(r, v))
             }
-            None if gone => Verdict::Conflict(ServerState::Deleted),
+            // Absent from a list that may hold part of the collection only: not proof.
+            None if gone && !partial => Verdict::Conflict(ServerState::Deleted),
             None => unreadable(
                 ErrorKind::Protocol,
                 "neither its URL nor the collection holds it".into(),
