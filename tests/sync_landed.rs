@@ -234,3 +234,19 @@ fn a_create_out_when_the_page_reloaded_is_found_not_stored_twice() {
         s.records("todos")[0]["id"]
     );
 }
+
+#[test]
+fn a_collection_that_cannot_be_listed_does_not_hold_a_create() {
+    // A write-only endpoint (no GET route): the lookup can never work, so the create goes.
+    let (db, _) = open_todos();
+    let s = MemServer::new(); // honours Idempotency-Key: the create sent again is a replay
+    let tap = Tap::new(s.clone());
+    tap.hook(|req| (req.method == "GET").then(|| Ok(json_response(405, json!({"detail": "no"})))));
+    create(&db, "todos", json!({"title": "a"}));
+    s.drop_after_commit(1);
+    flush(&db, &tap);
+    db.env.advance(60_000.0);
+    let (_, report) = flush(&db, &tap);
+    assert_eq!(pending(&db), 0, "{report:?}");
+    assert_eq!(s.records("todos").len(), 1);
+}

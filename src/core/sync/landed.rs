@@ -61,6 +61,16 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     found[i] = Some(Verdict::Unauthorized);
                     continue;
                 }
+                // A collection that cannot be listed (no GET route, or a page that is not a
+                // list): looking will never work, and waiting for it would hold the create for
+                // good. It goes, and meets what it meets.
+                Err(err)
+                    if err
+                        .status
+                        .is_some_and(|s| s < 500 && !matches!(s, 408 | 425 | 429)) =>
+                {
+                    continue
+                }
                 Err(err) => {
                     found.resize_with(picked.len(), || None);
                     found[i] = Some(Verdict::Transient {
