@@ -420,6 +420,17 @@ fn a_create_answered_with_only_a_location_is_done() {
     }
 }
 
+/// Temporary id `x` finds nothing, and an update by it is a `NotFoundError`.
+fn forgotten(db: &Db, x: &str) {
+    assert!(
+        get(db, "todos", x).is_none(),
+        "the deleted record's temporary id finds nothing"
+    );
+    let update = ferry::core::Op::Update(x.to_string(), rec(json!({"title": "oops"})));
+    let e = block_on(db.write("todos", vec![update])).expect_err("no record");
+    assert_eq!(e.kind, ferry::core::ErrorKind::NotFound);
+}
+
 /// Another record comes under id `real`, and a pull brings it.
 fn reused_by_another(db: &Db, s: &MemServer, real: &str) {
     let tap = Tap::new(s.clone());
@@ -441,19 +452,7 @@ fn a_temporary_id_does_not_find_the_next_record_under_a_reused_id() {
     delete(&db, "todos", &x);
     flush_all(&db, &s);
     reused_by_another(&db, &s, &real);
-    assert!(
-        get(&db, "todos", &x).is_none(),
-        "the deleted record's temporary id finds nothing"
-    );
-    let e = block_on(db.write(
-        "todos",
-        vec![ferry::core::Op::Update(
-            x.clone(),
-            rec(json!({"title": "oops"})),
-        )],
-    ))
-    .expect_err("no record");
-    assert_eq!(e.kind, ferry::core::ErrorKind::NotFound);
+    forgotten(&db, &x);
 }
 
 /// The same, when the delete was made while the create was still out (its key then was the
@@ -476,16 +475,7 @@ fn a_delete_made_while_its_create_was_out_forgets_the_temporary_id() {
         .expect("sent");
     let real = deleted.1.rsplit('/').next().unwrap().to_string();
     reused_by_another(&db, &s, &real);
-    assert!(get(&db, "todos", &x).is_none());
-    let e = block_on(db.write(
-        "todos",
-        vec![ferry::core::Op::Update(
-            x.clone(),
-            rec(json!({"title": "oops"})),
-        )],
-    ))
-    .expect_err("no record");
-    assert_eq!(e.kind, ferry::core::ErrorKind::NotFound);
+    forgotten(&db, &x);
 }
 
 /// A create answered after a redirect is acknowledged by the record it was turned into only:
