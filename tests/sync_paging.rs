@@ -341,3 +341,28 @@ fn an_update_answered_404_is_looked_for_on_every_page() {
         "the edit stays"
     );
 }
+
+/// A lost create looked for in a list that may be partial (a count above what was listed, no
+/// way to the rest): not found there proves nothing; it goes again, and the console says so.
+#[test]
+fn a_lost_create_not_in_a_partial_list_goes_with_a_warning() {
+    let (db, _) = open_todos();
+    let s = MemServer::plain();
+    let tap = paging_over(&s, |all, _| {
+        let count = all.len() + 10; // records the listing leaves out
+        let data: Vec<Value> = all.into_iter().take(1).collect();
+        (json!({"count": count, "next": null, "data": data}), vec![])
+    });
+    s.server_create("todos", json!({"title": "first"}));
+    create(&db, "todos", json!({"title": "mine"}));
+    s.drop_after_commit(1);
+    flush(&db, &tap);
+    db.env.advance(60_000.0);
+    flush_all(&db, &tap);
+    assert_eq!(pending(&db), 0, "not held for good");
+    let warned = db.env.warnings.borrow();
+    assert!(
+        warned.iter().any(|w| w.contains("may be stored twice")),
+        "{warned:?}"
+    );
+}

@@ -316,6 +316,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
             back.attempts = back.attempts.saturating_sub(1);
             if *was_fresh {
                 back.sent = None;
+            } else if back.error.is_none() {
+                // The pick cleared its last error for this attempt's outcome: there is one,
+                // and it says the send did not happen (not an outcome never written down).
+                back.error = Some("not sent again: the round ended before it left".into());
             }
             tx.put_entry(&back)?;
         }

@@ -32,7 +32,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
         report: &mut Report,
     ) -> Vec<Option<Verdict>> {
         let mut found: Vec<Option<Verdict>> = Vec::new();
-        let mut read: HashMap<String, Result<Vec<Record>>> = HashMap::new();
+        // Per collection: its records, and whether the read may hold part of the list only.
+        let mut read: HashMap<String, Result<(Vec<Record>, bool)>> = HashMap::new();
         for (i, e) in picked.iter().enumerate() {
             if e.kind != Kind::Create || !e.unsure {
                 continue;
@@ -49,10 +50,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 let mut n = 0;
                 let recs = read_page(transport, headers, cfg, since, &mut n).await;
                 report.requests += n;
-                read.insert(e.c.clone(), recs.map(|(page, _)| page.records));
+                let recs = recs.map(|(page, _)| (page.records, page.partial.is_some()));
+                read.insert(e.c.clone(), recs);
             }
-            let recs = match &read[&e.c] {
-                Ok(recs) => recs,
+            let (recs, partial) = match &read[&e.c] {
+                Ok((recs, partial)) => (recs, *partial),
                 // Offline: the send says so. Else, sent again unseen it could be stored twice:
                 // it waits for a round that can look.
                 Err(err) if err.kind == ErrorKind::Offline => continue,
@@ -94,6 +96,17 @@ impl<S: Storage, E: Env> Engine<S, E> {
             if let Some(r) = landed {
                 found.resize_with(picked.len(), || None);
                 found[i] = Some(Verdict::Ack(Some(r.clone()), version_field(cfg, r)));
+            } else if partial {
+                // Not on the part of the list that could be read: no proof it never landed.
+                // It goes (held, it would wait for good on such a server), said once.
+                self.warn_once(format!("partial lookup:{}", e.c), || {
+                    format!(
+                        "a create in `{}` whose answer was lost was looked for in a list that \
+                         may be part of the collection only; not found there, it is sent again \
+                         and may be stored twice",
+                        e.c
+                    )
+                });
             }
         }
         found
