@@ -122,10 +122,15 @@ fn a_create_that_cannot_be_looked_for_waits() {
     assert_eq!(posts, 0, "not sent again unseen");
     assert_eq!(pending(&db), 1);
     tap.unhook();
+    sent_again_stored_once(&db, &tap, &s);
+}
+
+/// A minute later the queue goes again: the create ends stored once, nothing pending.
+fn sent_again_stored_once(db: &Db, tap: &Tap<MemServer>, s: &MemServer) {
     db.env.advance(60_000.0);
-    flush_all(&db, &tap);
+    flush_all(db, tap);
     assert_eq!(s.records("todos").len(), 1, "stored once");
-    assert_eq!(pending(&db), 0);
+    assert_eq!(pending(db), 0);
 }
 
 #[test]
@@ -143,10 +148,7 @@ fn a_create_answered_500_after_it_was_stored_is_looked_for() {
     create(&db, "todos", json!({"title": "a"}));
     flush(&db, &tap);
     tap.unhook();
-    db.env.advance(60_000.0);
-    flush_all(&db, &tap);
-    assert_eq!(s.records("todos").len(), 1, "stored once");
-    assert_eq!(pending(&db), 0);
+    sent_again_stored_once(&db, &tap, &s);
 }
 
 #[test]
