@@ -237,6 +237,74 @@ fn a_create_out_when_the_page_reloaded_is_found_not_stored_twice() {
     );
 }
 
+/// A transport whose requests reach a server that is still working on them when the page goes:
+/// they are stored (or not) only later, by `finish`.
+#[derive(Default)]
+struct Slow(std::cell::RefCell<Vec<ferry::core::sync::http::HttpRequest>>);
+
+impl ferry::core::sync::http::Transport for Slow {
+    async fn send(
+        &self,
+        req: ferry::core::sync::http::HttpRequest,
+    ) -> Result<ferry::core::sync::http::HttpResponse, ferry::core::sync::http::NetError> {
+        self.0.borrow_mut().push(req);
+        std::future::pending().await
+    }
+}
+
+/// Reloads the page while the create of `{"title": "a"}` is out on `slow`: the store reopened.
+fn reloaded_with_create_out(slow: &Slow) -> Db {
+    let (db, storage) = open_todos();
+    create(&db, "todos", json!({"title": "a"}));
+    {
+        let mut flush = std::pin::pin!(db.flush(slow, &[]));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(flush.as_mut().poll(&mut cx).is_pending());
+    }
+    assert_eq!(slow.0.borrow().len(), 1, "the create is out");
+    drop(db);
+    open(config(&["todos"]), storage)
+}
+
+#[test]
+fn a_create_the_server_is_still_storing_after_a_reload_is_not_sent_again() {
+    let s = forgetful();
+    let slow = Slow::default();
+    let db = reloaded_with_create_out(&slow);
+    let tap = Tap::new(s.clone());
+    let (end, _) = flush(&db, &tap);
+    assert!(
+        matches!(end, ferry::core::sync::flush::RoundEnd::Wait { .. }),
+        "{end:?}"
+    );
+    let methods: Vec<_> = tap.requests().iter().map(|r| r.method.clone()).collect();
+    assert_eq!(methods, ["GET"], "looked for, not found yet, not sent");
+    // The server finishes the first send, and the next look finds it.
+    let _ = s.send_now(slow.0.borrow_mut().remove(0));
+    db.env.advance(5_000.0);
+    flush_all(&db, &tap);
+    assert_eq!(s.records("todos").len(), 1, "stored once");
+    let posts = tap.requests().iter().filter(|r| r.method == "POST").count();
+    assert_eq!(posts, 0);
+    assert_eq!(pending(&db), 0);
+}
+
+#[test]
+fn a_create_cut_off_by_a_reload_goes_once_its_time_is_up() {
+    let s = forgetful();
+    let slow = Slow::default();
+    let db = reloaded_with_create_out(&slow);
+    let tap = Tap::new(s.clone());
+    flush(&db, &tap);
+    assert!(s.records("todos").is_empty());
+    // The server never stored it (the request died with the page): after the time a request
+    // is given (`timeoutMs`), it is sent again.
+    db.env.advance(31_000.0);
+    flush_all(&db, &tap);
+    assert_eq!(s.records("todos").len(), 1);
+    assert_eq!(pending(&db), 0);
+}
+
 #[test]
 fn a_collection_that_cannot_be_listed_does_not_hold_a_create() {
     // A write-only endpoint (no GET route): the lookup can never work, so the create goes.

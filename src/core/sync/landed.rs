@@ -71,7 +71,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         .status
                         .is_some_and(|s| s < 500 && !matches!(s, 408 | 425 | 429)) =>
                 {
-                    continue
+                    if let Some(wait) = self.still_storing(e) {
+                        found.resize_with(picked.len(), || None);
+                        found[i] = Some(wait);
+                    }
+                    continue;
                 }
                 Err(err) => {
                     found.resize_with(picked.len(), || None);
@@ -96,6 +100,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
             if let Some(r) = landed {
                 found.resize_with(picked.len(), || None);
                 found[i] = Some(Verdict::Ack(Some(r.clone()), version_field(cfg, r)));
+            } else if let Some(wait) = self.still_storing(e) {
+                found.resize_with(picked.len(), || None);
+                found[i] = Some(wait);
             } else if partial {
                 // Not on the part of the list that could be read: no proof it never landed.
                 // It goes (held, it would wait for good on such a server), said once.
@@ -110,5 +117,27 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
         }
         found
+    }
+
+    /// For a create not found on the server whose previous send was cut off by a reload less
+    /// than `timeoutMs` ago: a wait, since the server may still be storing that send (a slow
+    /// handler finishes after the page that sent it is gone). Looked for again at each retry;
+    /// once the time a request is given has passed, it is sent (`Idempotency-Key` then covers a
+    /// server that honours it).
+    fn still_storing(&self, e: &Entry) -> Option<Verdict> {
+        let timeout = f64::from(self.config.timeout_ms);
+        let age = self.env.now_ms() - e.lost_at?;
+        // A clock set back across the reload gives a negative age: within one timeout, the
+        // send may still be out; further back, the mark says nothing.
+        (-timeout..timeout)
+            .contains(&age)
+            .then(|| Verdict::Transient {
+                reason: "its send was cut off by a reload and it is not on the server yet: the \
+                     server may still be storing it, so it waits before it is sent again"
+                    .into(),
+                retry_after: None,
+                kind: ErrorKind::Network,
+                status: None,
+            })
     }
 }

@@ -176,10 +176,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
             // A create sent before whose outcome was never written down (the page reloaded,
             // or the leading tab closed, while it was out) may have been stored: looked for
             // before it goes again (`landed.rs`). Each attempt's outcome is written over a
-            // cleared error, so a missing one shows.
-            if e.kind == Kind::Create && e.attempts > 0 && e.error.is_none() {
+            // cleared error, so a missing one shows; a request frozen anew (a create made
+            // again after a conflict) has had no attempt of its own yet.
+            if e.kind == Kind::Create && !was_fresh && e.attempts > 0 && e.error.is_none() {
                 e.unsure = true;
+                e.lost_at = e.left_at;
             }
+            e.left_at = Some(self.env.now_ms());
             e.error = None;
             e.attempts = e.attempts.saturating_add(1);
             tx.put_entry(&e)?;
