@@ -452,3 +452,48 @@ fn a_server_that_needs_a_version_it_never_shows_says_so() {
         "the edit stays"
     );
 }
+
+/// Express (under Sails, Feathers and most Node servers) puts a weak hash of the body on every
+/// answer, `ETag: W/"<length>-<hash>"`, and checks no version: such tags are not versions.
+/// Taken for them, an edit of a pulled record was read first (and a change made since dropped
+/// it), while an edit of a record written before went with a stale `If-Match` and silently
+/// won: the same edit, opposite outcomes. Now both are plain last-write-wins.
+#[test]
+fn express_weak_etags_are_not_versions() {
+    let tap = Tap::new(MemServer::plain());
+    let server = tap.inner.clone();
+    tap.hook(move |req| {
+        let mut res = server.send_now(req.clone());
+        if let Ok(r) = &mut res {
+            let tag = format!("W/\"{:x}-{}\"", r.body.len(), r.body.len() * 31);
+            r.headers.push(("ETag".into(), tag));
+        }
+        Some(res)
+    });
+    let (a, b) = (
+        open(config(&["todos"]), MemoryStorage::new()),
+        block_on(Engine::open(
+            config(&["todos"]),
+            MemoryStorage::new(),
+            TestEnv::seeded(2),
+        ))
+        .unwrap(),
+    );
+    let tmp = create(&b, "todos", json!({"title": "first"})); // B wrote it: an answer's tag
+    flush_all(&b, &tap);
+    let sid = id_of(&get(&b, "todos", &tmp).unwrap());
+    pull(&a, &tap, "todos"); // A only pulled it
+    for (first, second) in [(&a, &b), (&b, &a)] {
+        update(first, "todos", &sid, json!({"title": "earlier"}));
+        flush_all(first, &tap);
+        update(second, "todos", &sid, json!({"title": "later"}));
+        tap.clear();
+        let report = flush_all(second, &tap);
+        assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+        let reqs = tap.requests();
+        let put = reqs.iter().find(|r| r.method == "PUT").expect("sent");
+        assert_eq!(if_match(put), None, "no tag sent as a version");
+        assert_eq!(tap.inner.record("todos", &sid).unwrap()["title"], "later");
+        assert_eq!(get(second, "todos", &sid).unwrap()["title"], "later");
+    }
+}

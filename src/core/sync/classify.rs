@@ -296,15 +296,20 @@ pub fn record_of(cfg: &CollectionConfig, res: &HttpResponse) -> Result<Option<Re
     })
 }
 
-/// The version: the ETag header (strong or weak), else the record's version field.
+/// The version: a strong ETag header, else the record's version field. A weak ETag (`W/"…"`)
+/// is not one: `If-Match` compares strongly (RFC 9110 section 13.1.1), so it can never match,
+/// and Express (Sails, Feathers and most Node servers) puts a weak hash of the body on every
+/// answer, a server that checks no version. Taken for versions, such tags made writes on
+/// records read first (and held) or sent with a stale tag (and not), by chance.
 pub fn version_of(
     cfg: &CollectionConfig,
     res: &HttpResponse,
     rec: Option<&Record>,
 ) -> Option<String> {
     if let Some(tag) = res.header("ETag") {
-        let t = tag.trim().trim_start_matches("W/").trim_matches('"');
-        if !t.is_empty() && t.len() <= 256 {
+        let tag = tag.trim();
+        let t = tag.trim_matches('"');
+        if !tag.starts_with("W/") && !t.is_empty() && t.len() <= 256 {
             return Some(t.to_string());
         }
     }
@@ -412,7 +417,18 @@ mod tests {
             matches!(c(Kind::Create, res(200, &[], r#"{"data":{"id":7}}"#)), Verdict::Ack(Some(r), None) if r["id"] == 7)
         );
         assert!(
-            matches!(c(Kind::Update, res(204, &[("ETag", "W/\"4\"")], "")), Verdict::Ack(None, Some(v)) if v == "4")
+            matches!(c(Kind::Update, res(204, &[("ETag", "\"4\"")], "")), Verdict::Ack(None, Some(v)) if v == "4")
+        );
+        // Express's weak body hash is no version; the record's own field is.
+        assert!(matches!(
+            c(
+                Kind::Update,
+                res(200, &[("ETag", "W/\"4-x\"")], r#"{"id":"1"}"#)
+            ),
+            Verdict::Ack(Some(_), None)
+        ));
+        assert!(
+            matches!(c(Kind::Update, res(200, &[("ETag", "W/\"4-x\"")], r#"{"id":"1","version":5}"#)), Verdict::Ack(Some(_), Some(v)) if v == "5")
         );
         assert!(matches!(
             c(Kind::Delete, res(404, &[], "")),
