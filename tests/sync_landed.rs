@@ -196,6 +196,41 @@ fn a_server_that_drops_the_client_id_is_warned_of_once() {
     );
 }
 
+#[test]
+fn a_server_that_echoes_the_client_id_unstored_is_warned_of_when_a_lookup_lists() {
+    // tastypie answers a create with what was posted, `clientId` included, and stores only its
+    // model's fields: the answer looks right, the list shows it is not kept.
+    let (db, _) = open_todos();
+    let s = forgetful();
+    s.set_envelope(false);
+    let tap = Tap::new(s.clone());
+    let server = s.clone();
+    tap.hook(move |req| {
+        (req.method == "GET").then(|| {
+            let mut res = server.send_now(req.clone())?;
+            let mut v: serde_json::Value = serde_json::from_str(&res.body).unwrap();
+            for r in v.as_array_mut().unwrap() {
+                r.as_object_mut().unwrap().remove("clientId");
+            }
+            res.body = v.to_string();
+            Ok(res)
+        })
+    });
+    create(&db, "todos", json!({"title": "a"}));
+    flush_all(&db, &tap);
+    assert!(db.env.warnings.borrow().is_empty(), "the answer echoed it");
+    create(&db, "todos", json!({"title": "b"}));
+    s.drop_after_commit(1);
+    flush(&db, &tap);
+    flush_all(&db, &tap);
+    let warned = db.env.warnings.borrow();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].contains("lists `todos` without the `clientId`"),
+        "{warned:?}"
+    );
+}
+
 /// A transport that delivers each request and never answers: the page is reloaded (or the
 /// leading tab closed) while the request is out.
 struct Vanishing(MemServer);

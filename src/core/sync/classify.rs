@@ -240,13 +240,16 @@ fn not_json(res: &HttpResponse) -> bool {
         && (looks_like_html(res) || serde_json::from_str::<serde::de::IgnoredAny>(body).is_err())
 }
 
-/// Whether `res` is a page of HTML (a captive portal's, a login page), not an API's answer.
+/// Whether `res` is a page of HTML (a captive portal's, a login page), not an API's answer. An
+/// empty body is no page, whatever its type: Django labels every answer `text/html` unless told
+/// otherwise, tastypie's empty 201 (the id in `Location`) included.
 pub(super) fn looks_like_html(res: &HttpResponse) -> bool {
     let ct = res
         .header("Content-Type")
         .unwrap_or("")
         .to_ascii_lowercase();
-    ct.contains("html") || res.body.trim_start().starts_with('<')
+    let body = res.body.trim_start();
+    !body.is_empty() && (ct.contains("html") || body.starts_with('<'))
 }
 
 /// The record in a write answer: the body itself or the envelope's root property (an object or
@@ -526,6 +529,36 @@ mod tests {
             Verdict::Ack(Some(r), _) => assert_eq!(r["id"], serde_json::json!(1)),
             v => panic!("{v:?}"),
         }
+    }
+
+    #[test]
+    fn an_empty_created_labelled_html_is_acked_by_its_location() {
+        let cfg = CollectionConfig::new("todos", "/api/v1/todo/");
+        let tastypie = res(
+            201,
+            &[
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Location", "/api/v1/todo/7/"),
+            ],
+            "",
+        );
+        match classify(&cfg, Kind::Create, &tastypie, 0.0) {
+            Verdict::Ack(Some(r), _) => assert_eq!(r["id"], serde_json::json!("7")),
+            v => panic!("{v:?}"),
+        }
+        // With a page in it, it is a page.
+        let portal = res(
+            201,
+            &[
+                ("Content-Type", "text/html"),
+                ("Location", "/api/v1/todo/7/"),
+            ],
+            "<html>sign in</html>",
+        );
+        assert!(matches!(
+            classify(&cfg, Kind::Create, &portal, 0.0),
+            Verdict::Transient { .. }
+        ));
     }
 
     #[test]

@@ -51,6 +51,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 let recs = read_page(transport, headers, cfg, since, &mut n).await;
                 report.requests += n;
                 let recs = recs.map(|(page, _)| (page.records, page.partial.is_some()));
+                if let Ok((list, _)) = &recs {
+                    self.warn_if_not_stored(cfg, list);
+                }
                 read.insert(e.c.clone(), recs);
             }
             let (recs, partial) = match &read[&e.c] {
@@ -117,6 +120,25 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
         }
         found
+    }
+
+    /// Says once per collection that the list shows no record with the client id field: the
+    /// server does not store it (tastypie echoes what was posted in a create's answer, stored
+    /// or not, so the answer alone cannot tell), and lost creates will not be found by it.
+    fn warn_if_not_stored(&self, cfg: &crate::core::config::CollectionConfig, list: &[Record]) {
+        let field = &cfg.client_id_property;
+        if list.is_empty() || list.iter().any(|r| r.contains_key(field)) {
+            return;
+        }
+        self.warn_once(format!("client id:{}", cfg.name), || {
+            format!(
+                "the server lists `{}` without the `{field}` field: a create whose answer is \
+                 lost cannot be found on the server by it, and is stored twice unless the \
+                 server honours Idempotency-Key. Store the field with the record (PROTOCOL.md \
+                 section 3).",
+                cfg.name
+            )
+        });
     }
 
     /// For a create not found on the server whose previous send was cut off by a reload less

@@ -100,12 +100,14 @@ enum Next {
 }
 
 /// The next page as paging frameworks write it in the envelope: `next` (Django REST framework;
-/// a page number in json-server 1.x), `links.next` (Laravel, JSON:API), `next_page_url`
-/// (Laravel's simple paginator), `_links.next.href` (HAL). Null or empty on the last page.
+/// a page number in json-server 1.x), `links.next` (Laravel, JSON:API), `meta.next` (tastypie),
+/// `next_page_url` (Laravel's simple paginator), `_links.next.href` (HAL). Null or empty on
+/// the last page.
 fn next_field(m: &Map<String, Value>) -> Option<Next> {
     let fields = [
         m.get("next"),
         m.get("links").and_then(|l| l.get("next")),
+        m.get("meta").and_then(|l| l.get("next")),
         m.get("next_page_url"),
         m.get("_links")
             .and_then(|l| l.get("next"))
@@ -209,10 +211,15 @@ fn total_of(m: &Map<String, Value>) -> Option<u64> {
     ];
     let num = |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_u64);
     let paged = |m: &Map<String, Value>| PAGING.iter().any(|k| m.contains_key(*k));
-    let named = ["totalCount", "total_count", "totalItems", "total_items"]
-        .iter()
-        .find_map(|k| num(m, k));
-    named
+    let named = |m: &Map<String, Value>| {
+        ["totalCount", "total_count", "totalItems", "total_items"]
+            .iter()
+            .find_map(|k| num(m, k))
+    };
+    let meta = m.get("meta").and_then(Value::as_object);
+    named(m)
+        // tastypie: `meta: { limit, next, offset, previous, total_count }`.
+        .or_else(|| named(meta?))
         .or_else(|| {
             paged(m)
                 .then(|| num(m, "total").or_else(|| num(m, "count")))
@@ -222,7 +229,7 @@ fn total_of(m: &Map<String, Value>) -> Option<u64> {
         .or_else(|| m.contains_key("pages").then(|| num(m, "items")).flatten())
         // Laravel's API resources: `meta: { current_page, last_page, per_page, total }`.
         .or_else(|| {
-            let meta = m.get("meta")?.as_object()?;
+            let meta = meta?;
             paged(meta).then(|| num(meta, "total")).flatten()
         })
 }
@@ -265,6 +272,20 @@ mod tests {
         assert_eq!(last.next, None);
         let hal = of(json!({"_links": {"next": {"href": "/x?p=2"}}}), 1, "/x");
         assert_eq!(hal.next.as_deref(), Some("/x?p=2"));
+    }
+
+    #[test]
+    fn tastypie_pages_in_its_meta() {
+        let page = json!({
+            "meta": {"limit": 20, "next": "/api/v1/todo/?limit=20&offset=20", "offset": 0,
+                     "previous": null, "total_count": 61},
+            "objects": [],
+        });
+        let p = of(page, 20, "/api/v1/todo/");
+        assert_eq!(p.next.as_deref(), Some("/api/v1/todo/?limit=20&offset=20"));
+        assert_eq!(p.total, Some(61));
+        let last = json!({"meta": {"limit": 20, "next": null, "offset": 60, "total_count": 61}});
+        assert_eq!(of(last, 1, "/api/v1/todo/?limit=20&offset=60").next, None);
     }
 
     #[test]
