@@ -287,18 +287,67 @@ impl ferry::core::sync::http::Transport for Slow {
     }
 }
 
-/// Reloads the page while the create of `{"title": "a"}` is out on `slow`: the store reopened.
-fn reloaded_with_create_out(slow: &Slow) -> Db {
+/// Reloads the page while the first of `n` creates (`t0`, `t1`, ...) is out on `slow` (the
+/// others picked with it, never sent): the store reopened.
+fn reloaded_with_creates_out(slow: &impl ferry::core::sync::http::Transport, n: usize) -> Db {
     let (db, storage) = open_todos();
-    create(&db, "todos", json!({"title": "a"}));
+    for i in 0..n {
+        create(&db, "todos", json!({ "title": format!("t{i}") }));
+    }
     {
         let mut flush = std::pin::pin!(db.flush(slow, &[]));
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         assert!(flush.as_mut().poll(&mut cx).is_pending());
     }
-    assert_eq!(slow.0.borrow().len(), 1, "the create is out");
     drop(db);
     open(config(&["todos"]), storage)
+}
+
+fn reloaded_with_create_out(slow: &Slow) -> Db {
+    let db = reloaded_with_creates_out(slow, 1);
+    assert_eq!(slow.0.borrow().len(), 1, "the create is out");
+    db
+}
+
+fn posts(tap: &Tap<MemServer>) -> Vec<String> {
+    let reqs = tap.requests();
+    reqs.iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| body(r)["title"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn of_a_round_cut_off_only_the_create_that_was_out_waits() {
+    let s = forgetful();
+    let slow = Slow::default();
+    let db = reloaded_with_creates_out(&slow, 3);
+    let tap = Tap::new(s.clone());
+    flush(&db, &tap);
+    assert_eq!(
+        posts(&tap),
+        ["t1", "t2"],
+        "the ones that never left go at once"
+    );
+    let _ = s.send_now(slow.0.borrow_mut().remove(0)); // the server finishes t0
+    db.env.advance(5_000.0);
+    flush_all(&db, &tap);
+    assert_eq!(posts(&tap), ["t1", "t2"], "t0 found, not sent again");
+    assert_eq!(s.records("todos").len(), 3);
+}
+
+#[test]
+fn of_a_round_cut_off_after_a_create_was_stored_none_waits() {
+    // The tab died while the first create's answer was on its way: the server has it, and the
+    // creates after it never left.
+    let s = forgetful();
+    let db = reloaded_with_creates_out(&Vanishing(s.clone()), 3);
+    assert_eq!(s.records("todos").len(), 1);
+    let tap = Tap::new(s.clone());
+    let (end, _) = flush(&db, &tap);
+    assert_eq!(end, ferry::core::sync::flush::RoundEnd::Idle);
+    assert_eq!(posts(&tap), ["t1", "t2"]);
+    assert_eq!(s.records("todos").len(), 3);
 }
 
 #[test]

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod batch;
 pub mod classify;
 pub mod conflict;
+mod cut;
 mod excerpt;
 pub mod flush;
 pub mod http;

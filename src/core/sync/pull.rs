@@ -340,7 +340,12 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let (tx, page, since) = loop {
             let (since, mark) = self.pull_marks(c).await?;
             let since = since.filter(|_| !full);
-            let (page, since) = read_page(transport, headers, cfg, since, &mut requests).await?;
+            let (mut page, since) =
+                read_page(transport, headers, cfg, since, &mut requests).await?;
+            if since.is_none() || page.cursor.is_none() {
+                self.check_cut(transport, headers, cfg, &mut page, &mut requests)
+                    .await?;
+            }
             let tx = self.begin(true).await?;
             if tx.t.get(Table::State, &answered_key(c)).await? == mark {
                 break (tx, page, since);

@@ -1,0 +1,157 @@
+//! A server that cuts its list without saying so (a bare array at a default limit: Sails'
+//! blueprints at 30, FastAPI's tutorial at 100): before a full read removes records, one or two
+//! of them are asked for by their own URL, and one still there keeps them all.
+#![cfg(not(target_arch = "wasm32"))]
+
+#[path = "common/mem_server.rs"]
+mod mem_server;
+#[path = "common/native_env.rs"]
+mod native_env;
+
+use ferry::core::sync::http::NetError;
+use mem_server::MemServer;
+use native_env::*;
+use serde_json::{json, Value};
+
+/// A plain server whose list answers hold the first `limit` records only.
+fn capped(limit: usize) -> (MemServer, Tap<MemServer>) {
+    let s = MemServer::plain();
+    let tap = Tap::new(s.clone());
+    let server = s.clone();
+    tap.hook(move |req| {
+        (req.method == "GET" && req.url == "/api/todos").then(|| {
+            let mut res = server.send_now(req.clone())?;
+            let mut v: Value = serde_json::from_str(&res.body).unwrap();
+            v.as_array_mut().unwrap().truncate(limit);
+            res.body = v.to_string();
+            Ok(res)
+        })
+    });
+    (s, tap)
+}
+
+fn record_gets(tap: &Tap<MemServer>) -> usize {
+    let reqs = tap.requests();
+    reqs.iter()
+        .filter(|r| r.method == "GET" && r.url != "/api/todos")
+        .count()
+}
+
+#[test]
+fn a_list_cut_at_a_limit_removes_nothing() {
+    let (s, tap) = capped(30);
+    let (db, _) = open_todos();
+    let ids: Vec<String> = (0..40)
+        .map(|i| create(&db, "todos", json!({"title": format!("t{i}")})))
+        .collect();
+    flush_all(&db, &tap);
+    assert_eq!(s.records("todos").len(), 40);
+    tap.clear();
+    let report = pull(&db, &tap, "todos");
+    assert!(report.changes.is_empty(), "{:?}", report.changes);
+    assert_eq!(
+        local(&db, "todos").len(),
+        40,
+        "every acknowledged create kept"
+    );
+    for id in &ids {
+        assert!(get(&db, "todos", id).is_some(), "{id}");
+    }
+    assert_eq!(record_gets(&tap), 1, "one record asked for");
+    let warned = db.env.warnings.borrow();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].contains("cuts its list"), "{warned:?}");
+}
+
+#[test]
+fn records_deleted_on_the_server_are_removed() {
+    let (s, tap) = capped(100);
+    let (db, _) = open_todos();
+    for i in 0..13 {
+        create(&db, "todos", json!({"title": format!("t{i}")}));
+    }
+    flush_all(&db, &tap);
+    let gone: Vec<String> = s.records("todos")[2..5]
+        .iter()
+        .map(|r| id_of(r.as_object().unwrap()))
+        .collect();
+    for id in &gone {
+        s.server_delete("todos", id);
+    }
+    tap.clear();
+    pull(&db, &tap, "todos");
+    assert_eq!(local(&db, "todos").len(), 10);
+    assert!(db.env.warnings.borrow().is_empty());
+    assert_eq!(record_gets(&tap), 2, "the first and the last asked for");
+    // A read that removes nothing asks for nothing.
+    tap.clear();
+    pull(&db, &tap, "todos");
+    assert_eq!(record_gets(&tap), 0);
+    // Nor does a list whose length is no limit's (9): it is taken at its word.
+    let id = id_of(s.records("todos")[0].as_object().unwrap());
+    s.server_delete("todos", &id);
+    tap.clear();
+    pull(&db, &tap, "todos");
+    assert_eq!(local(&db, "todos").len(), 9);
+    assert_eq!(record_gets(&tap), 0);
+}
+
+#[test]
+fn a_filtered_view_of_no_round_length_drops_what_left_it() {
+    // `?done=false`: a record done elsewhere leaves the list, and its own URL still shows it.
+    let s = MemServer::plain();
+    let tap = Tap::new(s.clone());
+    let server = s.clone();
+    tap.hook(move |req| {
+        (req.method == "GET" && req.url == "/api/todos").then(|| {
+            let mut res = server.send_now(req.clone())?;
+            let mut v: Value = serde_json::from_str(&res.body).unwrap();
+            v.as_array_mut().unwrap().retain(|r| r["done"] != true);
+            res.body = v.to_string();
+            Ok(res)
+        })
+    });
+    let (db, _) = open_todos();
+    for i in 0..8 {
+        create(
+            &db,
+            "todos",
+            json!({"title": format!("t{i}"), "done": false}),
+        );
+    }
+    flush_all(&db, &tap);
+    let id = id_of(s.records("todos")[0].as_object().unwrap());
+    s.server_put("todos", &id, json!({"title": "t0", "done": true}));
+    pull(&db, &tap, "todos");
+    assert_eq!(local(&db, "todos").len(), 7);
+    assert!(get(&db, "todos", &id).is_none());
+}
+
+#[test]
+fn a_removal_that_cannot_be_checked_waits() {
+    let (s, tap) = capped(100);
+    let (db, _) = open_todos();
+    for i in 0..11 {
+        create(&db, "todos", json!({"title": format!("t{i}")}));
+    }
+    flush_all(&db, &tap);
+    let id = id_of(s.records("todos")[0].as_object().unwrap());
+    s.server_delete("todos", &id);
+    let server = s.clone();
+    tap.hook(move |req| {
+        Some(if req.url == "/api/todos" {
+            server.send_now(req.clone())
+        } else {
+            Err(NetError::Failed("connection reset".into()))
+        })
+    });
+    pull(&db, &tap, "todos");
+    assert_eq!(local(&db, "todos").len(), 11, "not removed unproven");
+    tap.unhook();
+    pull(&db, &tap, "todos");
+    assert_eq!(
+        local(&db, "todos").len(),
+        10,
+        "removed once the server says so"
+    );
+}
