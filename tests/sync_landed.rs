@@ -245,57 +245,15 @@ impl ferry::core::sync::http::Transport for Vanishing {
     }
 }
 
-#[test]
-fn a_create_out_when_the_page_reloaded_is_found_not_stored_twice() {
-    let (db, storage) = open_todos();
-    let s = forgetful();
-    s.set_envelope(false);
-    let a = create(&db, "todos", json!({"title": "a"}));
-    {
-        let vanishing = Vanishing(s.clone());
-        let mut flush = std::pin::pin!(db.flush(&vanishing, &[]));
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        for _ in 0..100 {
-            assert!(flush.as_mut().poll(&mut cx).is_pending());
-        }
-    } // the page goes, the request out
-    assert_eq!(s.records("todos").len(), 1, "stored, no answer");
-    drop(db);
-    let db = open(config(&["todos"]), storage); // the page again
-    let tap = Tap::new(s.clone());
-    flush_all(&db, &tap);
-    assert_eq!(s.records("todos").len(), 1, "stored once");
-    assert_eq!(pending(&db), 0);
-    assert_eq!(
-        get(&db, "todos", &a).unwrap()["id"],
-        s.records("todos")[0]["id"]
-    );
-}
-
-/// A transport whose requests reach a server that is still working on them when the page goes:
-/// they are stored (or not) only later, by `finish`.
-#[derive(Default)]
-struct Slow(std::cell::RefCell<Vec<ferry::core::sync::http::HttpRequest>>);
-
-impl ferry::core::sync::http::Transport for Slow {
-    async fn send(
-        &self,
-        req: ferry::core::sync::http::HttpRequest,
-    ) -> Result<ferry::core::sync::http::HttpResponse, ferry::core::sync::http::NetError> {
-        self.0.borrow_mut().push(req);
-        std::future::pending().await
-    }
-}
-
-/// Reloads the page while the first of `n` creates (`t0`, `t1`, ...) is out on `slow` (the
-/// others picked with it, never sent): the store reopened.
-fn reloaded_with_creates_out(slow: &impl ferry::core::sync::http::Transport, n: usize) -> Db {
+/// Reloads the page while the first of `n` creates (`t0`, `t1`, ...) is out on `transport`
+/// (the others picked with it, never sent): the store reopened.
+fn reloaded_with_creates_out(transport: &impl ferry::core::sync::http::Transport, n: usize) -> Db {
     let (db, storage) = open_todos();
     for i in 0..n {
         create(&db, "todos", json!({ "title": format!("t{i}") }));
     }
     {
-        let mut flush = std::pin::pin!(db.flush(slow, &[]));
+        let mut flush = std::pin::pin!(db.flush(transport, &[]));
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         assert!(flush.as_mut().poll(&mut cx).is_pending());
     }
@@ -303,10 +261,17 @@ fn reloaded_with_creates_out(slow: &impl ferry::core::sync::http::Transport, n: 
     open(config(&["todos"]), storage)
 }
 
-fn reloaded_with_create_out(slow: &Slow) -> Db {
-    let db = reloaded_with_creates_out(slow, 1);
-    assert_eq!(slow.0.borrow().len(), 1, "the create is out");
-    db
+#[test]
+fn a_create_out_when_the_page_reloaded_is_found_not_stored_twice() {
+    let s = forgetful();
+    s.set_envelope(false);
+    let db = reloaded_with_creates_out(&Vanishing(s.clone()), 1);
+    assert_eq!(s.records("todos").len(), 1, "stored, no answer");
+    let tap = Tap::new(s.clone());
+    flush_all(&db, &tap);
+    assert_eq!(s.records("todos").len(), 1, "stored once");
+    assert_eq!(pending(&db), 0);
+    assert_eq!(local(&db, "todos")[0]["id"], s.records("todos")[0]["id"]);
 }
 
 fn posts(tap: &Tap<MemServer>) -> Vec<String> {
@@ -318,26 +283,7 @@ fn posts(tap: &Tap<MemServer>) -> Vec<String> {
 }
 
 #[test]
-fn of_a_round_cut_off_only_the_create_that_was_out_waits() {
-    let s = forgetful();
-    let slow = Slow::default();
-    let db = reloaded_with_creates_out(&slow, 3);
-    let tap = Tap::new(s.clone());
-    flush(&db, &tap);
-    assert_eq!(
-        posts(&tap),
-        ["t1", "t2"],
-        "the ones that never left go at once"
-    );
-    let _ = s.send_now(slow.0.borrow_mut().remove(0)); // the server finishes t0
-    db.env.advance(5_000.0);
-    flush_all(&db, &tap);
-    assert_eq!(posts(&tap), ["t1", "t2"], "t0 found, not sent again");
-    assert_eq!(s.records("todos").len(), 3);
-}
-
-#[test]
-fn of_a_round_cut_off_after_a_create_was_stored_none_waits() {
+fn a_round_cut_off_after_its_first_create_was_stored_sends_the_rest_once() {
     // The tab died while the first create's answer was on its way: the server has it, and the
     // creates after it never left.
     let s = forgetful();
@@ -348,45 +294,6 @@ fn of_a_round_cut_off_after_a_create_was_stored_none_waits() {
     assert_eq!(end, ferry::core::sync::flush::RoundEnd::Idle);
     assert_eq!(posts(&tap), ["t1", "t2"]);
     assert_eq!(s.records("todos").len(), 3);
-}
-
-#[test]
-fn a_create_the_server_is_still_storing_after_a_reload_is_not_sent_again() {
-    let s = forgetful();
-    let slow = Slow::default();
-    let db = reloaded_with_create_out(&slow);
-    let tap = Tap::new(s.clone());
-    let (end, _) = flush(&db, &tap);
-    assert!(
-        matches!(end, ferry::core::sync::flush::RoundEnd::Wait { .. }),
-        "{end:?}"
-    );
-    let methods: Vec<_> = tap.requests().iter().map(|r| r.method.clone()).collect();
-    assert_eq!(methods, ["GET"], "looked for, not found yet, not sent");
-    // The server finishes the first send, and the next look finds it.
-    let _ = s.send_now(slow.0.borrow_mut().remove(0));
-    db.env.advance(5_000.0);
-    flush_all(&db, &tap);
-    assert_eq!(s.records("todos").len(), 1, "stored once");
-    let posts = tap.requests().iter().filter(|r| r.method == "POST").count();
-    assert_eq!(posts, 0);
-    assert_eq!(pending(&db), 0);
-}
-
-#[test]
-fn a_create_cut_off_by_a_reload_goes_once_its_time_is_up() {
-    let s = forgetful();
-    let slow = Slow::default();
-    let db = reloaded_with_create_out(&slow);
-    let tap = Tap::new(s.clone());
-    flush(&db, &tap);
-    assert!(s.records("todos").is_empty());
-    // The server never stored it (the request died with the page): after the time a request
-    // is given (`timeoutMs`), it is sent again.
-    db.env.advance(31_000.0);
-    flush_all(&db, &tap);
-    assert_eq!(s.records("todos").len(), 1);
-    assert_eq!(pending(&db), 0);
 }
 
 #[test]

@@ -97,14 +97,6 @@ pub struct Entry {
     /// a server gives the same id (json-server numbers new records from the highest id left).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<String>,
-    /// When its latest attempt left (ms since epoch).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub left_at: Option<f64>,
-    /// When the latest attempt whose outcome was never written down left (the page reloaded
-    /// while it was out): a server may still be storing that create, so for `timeoutMs` after it
-    /// left, not finding it does not send it again (`sync/landed.rs`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lost_at: Option<f64>,
 }
 
 impl Entry {
@@ -129,8 +121,6 @@ impl Entry {
             replace: false,
             unsure: false,
             via: None,
-            left_at: None,
-            lost_at: None,
         }
     }
 

@@ -34,10 +34,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let mut found: Vec<Option<Verdict>> = Vec::new();
         // Per collection: its records, and whether the read may hold part of the list only.
         let mut read: HashMap<String, Result<(Vec<Record>, bool)>> = HashMap::new();
-        // Creates not found whose send a reload cut off lately, with whether the list was
-        // partial; and those cut-off sends (by when they left) of which a create was found.
-        let mut not_yet: Vec<(usize, bool)> = Vec::new();
-        let mut stored_sends: Vec<u64> = Vec::new();
         for (i, e) in picked.iter().enumerate() {
             if e.kind != Kind::Create || !e.unsure {
                 continue;
@@ -78,9 +74,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         .status
                         .is_some_and(|s| s < 500 && !matches!(s, 408 | 425 | 429)) =>
                 {
-                    if self.lately_cut_off(e) {
-                        not_yet.push((i, false));
-                    }
                     continue;
                 }
                 Err(err) => {
@@ -106,44 +99,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
             if let Some(r) = landed {
                 found.resize_with(picked.len(), || None);
                 found[i] = Some(Verdict::Ack(Some(r.clone()), version_field(cfg, r)));
-                stored_sends.extend(e.lost_at.map(f64::to_bits));
-            } else if self.lately_cut_off(e) {
-                not_yet.push((i, partial));
             } else if partial {
                 self.warn_partial_lookup(&e.c);
             }
-        }
-        // A round's requests leave one after another, so of the creates a reload cut off,
-        // only those of the request that was out can still be in the server's hands: the first
-        // ones not found (as many as a request holds). When the server has stored one of that
-        // round, those after it are taken for never sent (the tab died while an answer was on
-        // its way). The rest go.
-        let unit = match &self.config.batch_url {
-            Some(_) if !self.batch_off.get() => {
-                self.batch_cap.get().clamp(1, self.config.batch_size)
-            }
-            _ => 1,
-        };
-        let mut held: HashMap<u64, usize> = HashMap::new();
-        for (i, partial) in not_yet {
-            let send = picked[i].lost_at.map_or(0, f64::to_bits);
-            let n = held.entry(send).or_default();
-            if stored_sends.contains(&send) || *n >= unit {
-                if partial {
-                    self.warn_partial_lookup(&picked[i].c);
-                }
-                continue;
-            }
-            *n += 1;
-            found.resize_with(picked.len(), || None);
-            found[i] = Some(Verdict::Transient {
-                reason: "its send was cut off by a reload and it is not on the server yet: the \
-                         server may still be storing it, so it waits before it is sent again"
-                    .into(),
-                retry_after: None,
-                kind: ErrorKind::Network,
-                status: None,
-            });
         }
         found
     }
@@ -178,19 +136,5 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 cfg.name
             )
         });
-    }
-
-    /// Whether `e` is a create whose send a reload cut off less than `timeoutMs` ago: a slow
-    /// handler may still be storing it, after the page that sent it is gone. Looked for again at
-    /// each retry; once the time a request is given has passed, it is sent (`Idempotency-Key`
-    /// then covers a server that honours it).
-    fn lately_cut_off(&self, e: &Entry) -> bool {
-        let Some(left) = e.lost_at else {
-            return false;
-        };
-        let timeout = f64::from(self.config.timeout_ms);
-        // A clock set back across the reload gives a negative age: within one timeout, the
-        // send may still be out; further back, the mark says nothing.
-        (-timeout..timeout).contains(&(self.env.now_ms() - left))
     }
 }

@@ -180,9 +180,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             // again after a conflict) has had no attempt of its own yet.
             if e.kind == Kind::Create && !was_fresh && e.attempts > 0 && e.error.is_none() {
                 e.unsure = true;
-                e.lost_at = e.left_at;
             }
-            e.left_at = Some(self.env.now_ms());
             e.error = None;
             e.attempts = e.attempts.saturating_add(1);
             tx.put_entry(&e)?;
