@@ -13,8 +13,8 @@ use mem_server::MemServer;
 use native_env::*;
 use serde_json::{json, Value};
 
-/// A plain server whose list answers hold the first `limit` records only.
-fn capped(limit: usize) -> (MemServer, Tap<MemServer>) {
+/// A plain server whose list answers are `edit`ed.
+fn listing(edit: impl Fn(&mut Vec<Value>) + 'static) -> (MemServer, Tap<MemServer>) {
     let s = MemServer::plain();
     let tap = Tap::new(s.clone());
     let server = s.clone();
@@ -22,12 +22,28 @@ fn capped(limit: usize) -> (MemServer, Tap<MemServer>) {
         (req.method == "GET" && req.url == "/api/todos").then(|| {
             let mut res = server.send_now(req.clone())?;
             let mut v: Value = serde_json::from_str(&res.body).unwrap();
-            v.as_array_mut().unwrap().truncate(limit);
+            edit(v.as_array_mut().unwrap());
             res.body = v.to_string();
             Ok(res)
         })
     });
     (s, tap)
+}
+
+/// A plain server whose list answers hold the first `limit` records only.
+fn capped(limit: usize) -> (MemServer, Tap<MemServer>) {
+    listing(move |v| v.truncate(limit))
+}
+
+/// A device that created `n` records (`t0`, `t1`, ...) through `tap`, all acknowledged; and
+/// their ids.
+fn synced(n: usize, tap: &Tap<MemServer>) -> (Db, Vec<String>) {
+    let (db, _) = open_todos();
+    let ids = (0..n)
+        .map(|i| create(&db, "todos", json!({ "title": format!("t{i}") })))
+        .collect();
+    flush_all(&db, tap);
+    (db, ids)
 }
 
 fn record_gets(tap: &Tap<MemServer>) -> usize {
@@ -40,11 +56,7 @@ fn record_gets(tap: &Tap<MemServer>) -> usize {
 #[test]
 fn a_list_cut_at_a_limit_removes_nothing() {
     let (s, tap) = capped(30);
-    let (db, _) = open_todos();
-    let ids: Vec<String> = (0..40)
-        .map(|i| create(&db, "todos", json!({"title": format!("t{i}")})))
-        .collect();
-    flush_all(&db, &tap);
+    let (db, ids) = synced(40, &tap);
     assert_eq!(s.records("todos").len(), 40);
     tap.clear();
     let report = pull(&db, &tap, "todos");
@@ -66,11 +78,7 @@ fn a_list_cut_at_a_limit_removes_nothing() {
 #[test]
 fn records_deleted_on_the_server_are_removed() {
     let (s, tap) = capped(100);
-    let (db, _) = open_todos();
-    for i in 0..13 {
-        create(&db, "todos", json!({"title": format!("t{i}")}));
-    }
-    flush_all(&db, &tap);
+    let (db, _) = synced(13, &tap);
     let gone: Vec<String> = s.records("todos")[2..5]
         .iter()
         .map(|r| id_of(r.as_object().unwrap()))
@@ -99,27 +107,8 @@ fn records_deleted_on_the_server_are_removed() {
 #[test]
 fn a_filtered_view_of_no_round_length_drops_what_left_it() {
     // `?done=false`: a record done elsewhere leaves the list, and its own URL still shows it.
-    let s = MemServer::plain();
-    let tap = Tap::new(s.clone());
-    let server = s.clone();
-    tap.hook(move |req| {
-        (req.method == "GET" && req.url == "/api/todos").then(|| {
-            let mut res = server.send_now(req.clone())?;
-            let mut v: Value = serde_json::from_str(&res.body).unwrap();
-            v.as_array_mut().unwrap().retain(|r| r["done"] != true);
-            res.body = v.to_string();
-            Ok(res)
-        })
-    });
-    let (db, _) = open_todos();
-    for i in 0..8 {
-        create(
-            &db,
-            "todos",
-            json!({"title": format!("t{i}"), "done": false}),
-        );
-    }
-    flush_all(&db, &tap);
+    let (s, tap) = listing(|v| v.retain(|r| r["done"] != true));
+    let (db, _) = synced(8, &tap);
     let id = id_of(s.records("todos")[0].as_object().unwrap());
     s.server_put("todos", &id, json!({"title": "t0", "done": true}));
     pull(&db, &tap, "todos");
@@ -130,11 +119,7 @@ fn a_filtered_view_of_no_round_length_drops_what_left_it() {
 #[test]
 fn a_removal_that_cannot_be_checked_waits() {
     let (s, tap) = capped(100);
-    let (db, _) = open_todos();
-    for i in 0..11 {
-        create(&db, "todos", json!({"title": format!("t{i}")}));
-    }
-    flush_all(&db, &tap);
+    let (db, _) = synced(11, &tap);
     let id = id_of(s.records("todos")[0].as_object().unwrap());
     s.server_delete("todos", &id);
     let server = s.clone();
