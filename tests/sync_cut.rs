@@ -19,7 +19,7 @@ fn listing(edit: impl Fn(&mut Vec<Value>) + 'static) -> (MemServer, Tap<MemServe
     let tap = Tap::new(s.clone());
     let server = s.clone();
     tap.hook(move |req| {
-        (req.method == "GET" && req.url == "/api/todos").then(|| {
+        (req.method == "GET" && is_list(&req.url)).then(|| {
             let mut res = server.send_now(req.clone())?;
             let mut v: Value = serde_json::from_str(&res.body).unwrap();
             edit(v.as_array_mut().unwrap());
@@ -46,10 +46,15 @@ fn synced(n: usize, tap: &Tap<MemServer>) -> (Db, Vec<String>) {
     (db, ids)
 }
 
+/// Whether `url` reads the list (with or without a query).
+fn is_list(url: &str) -> bool {
+    url.split('?').next() == Some("/api/todos")
+}
+
 fn record_gets(tap: &Tap<MemServer>) -> usize {
     let reqs = tap.requests();
     reqs.iter()
-        .filter(|r| r.method == "GET" && r.url != "/api/todos")
+        .filter(|r| r.method == "GET" && !is_list(&r.url))
         .count()
 }
 
@@ -90,7 +95,11 @@ fn records_deleted_on_the_server_are_removed() {
     pull(&db, &tap, "todos");
     assert_eq!(local(&db, "todos").len(), 10);
     assert!(db.env.warnings.borrow().is_empty());
-    assert_eq!(record_gets(&tap), 2, "the first and the last asked for");
+    assert_eq!(
+        record_gets(&tap),
+        3,
+        "the last, the first and the middle asked for"
+    );
     // A read that removes nothing asks for nothing.
     tap.clear();
     pull(&db, &tap, "todos");
@@ -139,4 +148,57 @@ fn a_removal_that_cannot_be_checked_waits() {
         10,
         "removed once the server says so"
     );
+}
+
+#[test]
+fn a_cut_is_seen_when_the_device_holds_as_many_records_as_the_list() {
+    // Two devices adding records: the list (cut at 30) holds the first 30, this device as many,
+    // its own last 10 among them.
+    let (s, tap) = capped(30);
+    let (db, _) = synced(20, &tap);
+    for i in 0..10 {
+        s.server_create("todos", json!({ "title": format!("theirs {i}") }));
+    }
+    let mine: Vec<String> = (0..10)
+        .map(|i| create(&db, "todos", json!({ "title": format!("mine {i}") })))
+        .collect();
+    flush_all(&db, &tap);
+    assert_eq!(local(&db, "todos").len(), 30);
+    pull(&db, &tap, "todos");
+    for id in &mine {
+        assert!(get(&db, "todos", id).is_some(), "{id} kept");
+    }
+}
+
+#[test]
+fn a_cut_whose_ends_were_deleted_elsewhere_is_still_seen() {
+    let (s, tap) = capped(30);
+    let (db, _) = synced(80, &tap);
+    for id in ["31", "80"] {
+        s.server_delete("todos", id);
+    }
+    pull(&db, &tap, "todos");
+    assert_eq!(
+        local(&db, "todos").len(),
+        80,
+        "the middle one is still there"
+    );
+}
+
+#[test]
+fn a_collection_url_with_a_query_is_taken_at_its_word() {
+    let (s, tap) = capped(100);
+    let mut cfg = config(&["todos"]);
+    cfg.collections.get_mut("todos").unwrap().url = "/api/todos?done=false".into();
+    let db = open(cfg, ferry::core::MemoryStorage::new());
+    for i in 0..11 {
+        create(&db, "todos", json!({ "title": format!("t{i}") }));
+    }
+    flush_all(&db, &tap);
+    let id = id_of(s.records("todos")[0].as_object().unwrap());
+    s.server_delete("todos", &id);
+    tap.clear();
+    pull(&db, &tap, "todos");
+    assert_eq!(local(&db, "todos").len(), 10);
+    assert_eq!(record_gets(&tap), 0);
 }

@@ -329,7 +329,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
 
     /// Says once per collection that its server answered a create without the client id: a
     /// create whose answer is lost then cannot be found on the server (`sync/landed.rs`), and
-    /// is stored twice unless the server honours `Idempotency-Key` (Django REST framework's
+    /// is stored again at each retry unless the server honours `Idempotency-Key` (Django REST framework's
     /// serializers drop fields they do not declare).
     fn warn_without_client_id(&self, cfg: &crate::core::config::CollectionConfig, r: &Record) {
         let field = &cfg.client_id_property;
@@ -343,9 +343,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
         self.warn_once(format!("client id:{}", cfg.name), || {
             format!(
                 "the server answered a create in `{}` without its `{field}` field: a create \
-                 whose answer is lost cannot be found on the server by it, and is stored twice \
-                 unless the server honours Idempotency-Key. Store the field with the record \
-                 (PROTOCOL.md section 3).",
+                 whose answer is lost cannot be found on the server by it, and is stored again \
+                 at each retry unless the server honours Idempotency-Key. Store the field with \
+                 the record (PROTOCOL.md section 3).",
                 cfg.name
             )
         });

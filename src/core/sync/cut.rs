@@ -2,12 +2,13 @@
 //! blueprints at 30, FastAPI's tutorial at 100, tastypie's `max_limit` at 1000) gives a full
 //! read that looks whole and is not. Applied, it removes every record past the cut from the
 //! device, acknowledged creates included. So before a full read removes records, Ferry asks the
-//! server for one or two of them by their own URL: one still there means the list was cut, and
-//! the read is applied as part of the list (nothing removed, and the console says why).
+//! server for a few of them by their own URL: one still there means the list was cut, and the
+//! read is applied as part of the list (nothing removed, and the console says why).
 
+use std::cmp::Ordering;
 use std::collections::HashSet;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::core::clock::Env;
 use crate::core::config::CollectionConfig;
@@ -20,15 +21,15 @@ use super::classify::record_of;
 use super::http::{record_url, HttpRequest, Transport};
 use super::pull::{shown, Page};
 
-/// How many of the records a read would remove are asked for: the first and the last in key
-/// order, so that a cut at either end of the server's order shows.
-const ASKED: usize = 2;
+/// How many of the records a read would remove are asked for, at most: the highest and the
+/// lowest id (a list cut at its limit loses one end of the server's order) and the middle one.
+/// Records deleted on the server answer 404, so all of them gone lets the removals stand.
+const ASKED: usize = 3;
 
 impl<S: Storage, E: Env> Engine<S, E> {
     /// Marks `page`, a full read of `cfg`, as part of the list when a record it would remove is
-    /// still on the server. Only when this device holds more records than the read gave can it
-    /// remove any, so a read that gives as many costs nothing more; nor does one whose length
-    /// is no limit's.
+    /// still on the server. A read that removes nothing costs no request; nor does one whose
+    /// length is no limit's, or one of a collection URL with a query (a filtered view).
     pub(super) async fn check_cut<T: Transport>(
         &self,
         transport: &T,
@@ -38,11 +39,15 @@ impl<S: Storage, E: Env> Engine<S, E> {
         requests: &mut usize,
     ) -> Result<()> {
         // A cut list holds exactly its limit, and limits are round numbers (10, 20, 25, 30,
-        // 50, 100, 1000): a list of any other length is taken at its word, which spares a
-        // filtered view (`?done=false`, whose records' own URLs still show those that left
-        // it) from being taken for a cut one.
+        // 50, 100, 1000): a list of any other length is taken at its word. So is a collection
+        // URL with a query: a filtered view (`?done=false`) whose record URLs (which carry the
+        // query) show the records that left it, on a server whose record route ignores it.
         let entries = page.records.len() + page.others;
-        if page.partial.is_some() || entries == 0 || (entries % 10 != 0 && entries % 25 != 0) {
+        if page.partial.is_some()
+            || entries == 0
+            || (entries % 10 != 0 && entries % 25 != 0)
+            || cfg.url.contains('?')
+        {
             return Ok(());
         }
         let listed: HashSet<String> = page
@@ -51,9 +56,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
             .filter_map(|r| id_key(r.get(&cfg.id_property)?).ok())
             .collect();
         let tx = self.begin(false).await?;
-        if tx.t.count(Table::Records(&cfg.name)).await? <= listed.len() as u64 {
-            return Ok(());
-        }
         let pending: HashSet<String> = tx
             .outbox()
             .await?
@@ -61,7 +63,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             .filter(|e| e.c == cfg.name)
             .map(|e| e.r)
             .collect();
-        let gone: Vec<String> =
+        let mut gone: Vec<String> =
             tx.t.get_all(Table::Records(&cfg.name))
                 .await?
                 .into_iter()
@@ -71,9 +73,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 })
                 .collect();
         drop(tx);
-        let mut asked: Vec<&String> = gone.iter().take(1).chain(gone.last()).collect();
-        asked.dedup();
-        for key in asked.into_iter().take(ASKED) {
+        gone.sort_by(|a, b| id_order(a, b));
+        for key in sample(&gone) {
             let url = record_url(&cfg.url, key);
             *requests += 1;
             let req = HttpRequest {
@@ -92,13 +93,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
                             .and_then(|v| id_key(v).ok())
                             .as_ref()
                             == Some(key)
-                            && r.get("deleted") != Some(&Value::Bool(true))
+                            && !soft_deleted(r)
                     })
                     .map(|_| {
                         format!(
                             "it leaves out `{key}`, which {} still shows: the server cuts its \
-                             list (a default limit?); raise the limit, or have the list say \
-                             that it pages",
+                             list (a default limit?), or its record URL shows records its list \
+                             leaves out; raise the limit, or have the list say that it pages",
                             shown(&url)
                         )
                     })
@@ -111,5 +112,77 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
         }
         Ok(())
+    }
+}
+
+/// Ids in the order a server sorts them: numbers by value ("9" before "10"), the rest as text.
+fn id_order(a: &str, b: &str) -> Ordering {
+    match (a.parse::<i64>(), b.parse::<i64>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y),
+        (Ok(_), Err(_)) => Ordering::Less,
+        (Err(_), Ok(_)) => Ordering::Greater,
+        (Err(_), Err(_)) => a.cmp(b),
+    }
+}
+
+/// The ids asked for, of `sorted`: the last, the first, the middle one.
+fn sample(sorted: &[String]) -> Vec<&String> {
+    let mut asked: Vec<&String> = Vec::with_capacity(ASKED);
+    for i in [sorted.len().wrapping_sub(1), 0, sorted.len() / 2] {
+        if let Some(k) = sorted.get(i) {
+            if !asked.contains(&k) {
+                asked.push(k);
+            }
+        }
+    }
+    asked
+}
+
+/// A record its own URL still shows, marked deleted (`deleted: true`, a `deletedAt` time, as
+/// soft-deleting ORMs keep them).
+fn soft_deleted(r: &Map<String, Value>) -> bool {
+    let set = |k: &str| match r.get(k) {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+        Some(Value::String(s)) => !s.is_empty(),
+        _ => false,
+    };
+    [
+        "deleted",
+        "isDeleted",
+        "is_deleted",
+        "deletedAt",
+        "deleted_at",
+    ]
+    .into_iter()
+    .any(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_ids_are_sampled_by_value() {
+        let mut ids: Vec<String> = (1..=120).map(|i| i.to_string()).collect();
+        ids.sort_by(|a, b| id_order(a, b));
+        assert_eq!(sample(&ids), ["120", "1", "61"]);
+        let one = vec!["x".to_string()];
+        assert_eq!(sample(&one), ["x"]);
+        assert!(sample(&[]).is_empty());
+    }
+
+    #[test]
+    fn soft_deletes_are_read_by_their_usual_marks() {
+        let rec = |v: Value| v.as_object().cloned().unwrap();
+        assert!(soft_deleted(&rec(
+            serde_json::json!({"deletedAt": "2026-01-01"})
+        )));
+        assert!(soft_deleted(&rec(serde_json::json!({"deleted": true}))));
+        assert!(!soft_deleted(&rec(serde_json::json!({"deletedAt": null}))));
+        assert!(!soft_deleted(&rec(
+            serde_json::json!({"is_deleted": false})
+        )));
+        assert!(!soft_deleted(&rec(serde_json::json!({"deleted": 0}))));
     }
 }

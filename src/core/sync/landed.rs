@@ -130,9 +130,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
         self.warn_once(format!("client id:{}", cfg.name), || {
             format!(
                 "the server lists `{}` without the `{field}` field: a create whose answer is \
-                 lost cannot be found on the server by it, and is stored twice unless the \
-                 server honours Idempotency-Key. Store the field with the record (PROTOCOL.md \
-                 section 3).",
+                 lost cannot be found on the server by it, and is stored again at each retry \
+                 unless the server honours Idempotency-Key. Store the field with the record \
+                 (PROTOCOL.md section 3).",
                 cfg.name
             )
         });
