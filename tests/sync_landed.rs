@@ -311,3 +311,52 @@ fn a_collection_that_cannot_be_listed_does_not_hold_a_create() {
     assert_eq!(pending(&db), 0, "{report:?}");
     assert_eq!(s.records("todos").len(), 1);
 }
+
+#[test]
+fn a_server_that_refuses_the_client_id_is_warned_of_once() {
+    // LoopBack's strict models refuse any field they do not declare, Ferry's own among them.
+    let (db, _) = open_todos();
+    let s = forgetful();
+    let tap = Tap::new(s.clone());
+    tap.hook(|req| {
+        (req.method == "POST").then(|| {
+            let refused = if body(req)["title"] == "long" {
+                "title"
+            } else {
+                "clientId"
+            };
+            let details = json!([{ "code": "additionalProperties", "info": refused }]);
+            Ok(json_response(
+                422,
+                json!({ "error": { "details": details } }),
+            ))
+        })
+    });
+    create(&db, "todos", json!({"title": "long"}));
+    flush_all(&db, &tap);
+    assert!(
+        db.env.warnings.borrow().is_empty(),
+        "a refusal of the app's field"
+    );
+    create(&db, "todos", json!({"title": "a"}));
+    create(&db, "todos", json!({"title": "b"}));
+    flush_all(&db, &tap);
+    let warned = db.env.warnings.borrow();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].contains("declare it"), "{warned:?}");
+}
+
+#[test]
+fn a_create_stored_twice_is_warned_of_when_a_read_shows_both() {
+    let (db, _) = open_todos();
+    let s = forgetful();
+    s.set_envelope(false);
+    s.server_create("todos", json!({"title": "a", "clientId": "c-1"}));
+    pull(&db, &s, "todos");
+    assert!(db.env.warnings.borrow().is_empty(), "one copy");
+    s.server_create("todos", json!({"title": "a", "clientId": "c-1"}));
+    pull(&db, &s, "todos");
+    let warned = db.env.warnings.borrow();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(warned[0].contains("`c-1`"), "{warned:?}");
+}

@@ -548,3 +548,33 @@ fn an_update_whose_url_is_wrong_keeps_the_edit() {
     );
     assert_eq!(pending(&db), 1);
 }
+
+/// An update answered 404 whose record its own URL cannot show (LoopBack answers a GET by id
+/// carrying the collection's `filter` with 400) and the collection does not list: deleted, a
+/// conflict settled by the policy, not a write held for good.
+#[test]
+fn an_update_answered_404_of_an_unlisted_record_whose_url_cannot_be_read_is_a_deletion() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let sid = synced_record(&db, &tap);
+    tap.inner.server_delete("todos", &sid);
+    let inner = tap.inner.clone();
+    let path = format!("/api/todos/{sid}");
+    tap.hook(move |req| {
+        if req.method == "GET" && req.url.split('?').next().unwrap().ends_with(&path) {
+            return Some(Ok(json_response(
+                400,
+                json!({"error": "where not allowed"}),
+            )));
+        }
+        Some(block_on(inner.send(req.clone())))
+    });
+    update(&db, "todos", &sid, json!({"notes": "edited"}));
+    let report = flush_all(&db, &tap);
+    assert_eq!(report.conflicts.len(), 1, "told");
+    assert_eq!(pending(&db), 0, "not held");
+    assert!(
+        get(&db, "todos", &sid).is_none(),
+        "deleted, as on the server"
+    );
+}

@@ -374,6 +374,19 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 )
             });
         }
+        let field = &cfg.client_id_property;
+        if e.kind == Kind::Create && matches!(status, 400 | 422) && body.contains(field.as_str()) {
+            // A schema that refuses unknown fields (LoopBack's strict models) refuses every
+            // create for the field Ferry adds: a setting, not a verdict on the record.
+            self.warn_once(format!("client id refused:{c}"), || {
+                format!(
+                    "the server refused a create in `{c}` with an answer naming its `{field}` \
+                     field (Ferry's client id): a schema that refuses unknown fields must \
+                     declare it (a string), or `clientIdProperty` must name a field it has; \
+                     then `retryRejected` the refused creates"
+                )
+            });
+        }
         let later = self.later(tx, e).await?;
         let row = tx.row(c, &e.r).await?;
         let mut reject = |e: &Entry,

@@ -119,6 +119,37 @@ impl<S: Storage, E: Env> Engine<S, E> {
         });
     }
 
+    /// Says once per collection that `records` (a read of it) hold one client id twice: a
+    /// create stored more than once (a server that ignores `Idempotency-Key`, whose copy the
+    /// lookup could not see). The copies are the server's records; nothing tells which to keep.
+    pub(super) fn warn_if_stored_twice(
+        &self,
+        cfg: &crate::core::config::CollectionConfig,
+        records: &[Record],
+    ) {
+        // By client id, the record's id: one record read twice (offset paging over a list
+        // that changed between pages) is not two.
+        let mut seen: HashMap<&str, &Value> = HashMap::new();
+        let twice = records.iter().find_map(|r| {
+            let cid = r.get(&cfg.client_id_property)?.as_str()?;
+            let id = r.get(&cfg.id_property)?;
+            let first = *seen.entry(cid).or_insert(id);
+            (!cid.is_empty() && first != id).then_some(cid)
+        });
+        let Some(cid) = twice else {
+            return;
+        };
+        self.warn_once(format!("stored twice:{}", cfg.name), || {
+            format!(
+                "the server holds more than one record of `{}` with the client id `{cid}`: a \
+                 create was stored more than once (a server that ignores Idempotency-Key, \
+                 with an answer lost or late). Delete the extra copies on the server, and \
+                 honour Idempotency-Key there (PROTOCOL.md section 3).",
+                cfg.name
+            )
+        });
+    }
+
     /// Says once per collection that the list shows no record with the client id field: the
     /// server does not store it (tastypie echoes what was posted in a create's answer, stored
     /// or not, so the answer alone cannot tell), and lost creates will not be found by it.

@@ -359,6 +359,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 ));
             }
         };
+        self.warn_if_stored_twice(cfg, &page.records);
         let delta = since.is_some() && page.cursor.is_some();
         let mut report = Report {
             requests,

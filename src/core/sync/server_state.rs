@@ -259,8 +259,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
     }
 
     /// The server's state of `e`'s record after a conflict answer that did not include it:
-    /// `GET {url}/{id}`, else the record in `GET {url}`. Deleted only when both say it is gone;
-    /// when neither can tell, the write waits and is sent again later. `not_found`: the write
+    /// `GET {url}/{id}`, else the record in `GET {url}`. Deleted only when both say it is gone
+    /// (a 404 to the write itself speaks for the first); when neither can tell, the write waits
+    /// and is sent again later. `not_found`: the write
     /// itself was answered 404 or 410.
     async fn read_server_state<T: Transport>(
         &self,
@@ -327,8 +328,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 let v = version_field(cfg, &r);
                 Verdict::Conflict(ServerState::Record(r, v))
             }
-            // Absent from a list that may hold part of the collection only: not proof.
-            None if gone && !partial => Verdict::Conflict(ServerState::Deleted),
+            // Absent from a list that may hold part of the collection only: not proof. The
+            // write's own 404 counts as the record URL's: a record route that cannot be read
+            // (LoopBack answers 400 to a GET by id carrying the collection's `filter`) would
+            // otherwise hold the write for good.
+            None if (gone || not_found) && !partial => Verdict::Conflict(ServerState::Deleted),
             None => unreadable(
                 ErrorKind::Protocol,
                 "neither its URL nor the collection holds it".into(),
