@@ -193,3 +193,16 @@ fn a_server_without_put_is_warned_of_once() {
     assert_eq!(warned.len(), 1, "{warned:?}");
     assert!(warned[0].contains("updateMethod: \"PATCH\""), "{warned:?}");
 }
+
+#[test]
+fn a_rejected_create_names_the_fields_of_changes_folded_into_it() {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    let a = create(&db, "todos", json!({"title": "a"}));
+    update(&db, "todos", &a, json!({"done": true})); // offline: folded into the create
+    s.fail_next(1, 422, None);
+    let (_, report) = flush(&db, &s);
+    assert_eq!(report.rejected.len(), 1);
+    let items = block_on(db.rejected()).unwrap();
+    assert_eq!(items[0].fields, ["done", "title"]);
+}

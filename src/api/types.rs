@@ -204,6 +204,7 @@ export interface RejectedMutation {
   status: number;
   body: string;
   record: FerryRecord | null;
+  /** The fields the change set: an update's changed fields; a create's record fields. */
   fields: string[];
   /** For an update: the values the rejection put back (null where it removed a field). */
   restored?: FerryRecord;

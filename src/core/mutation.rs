@@ -57,7 +57,7 @@ pub struct Entry {
     pub r: String,
     /// What it does.
     pub kind: Kind,
-    /// For an update: the fields changed, sorted.
+    /// For an update: the fields changed, sorted; for a create, the record's fields.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fields: Vec<String>,
     /// When it was first made.
@@ -157,7 +157,14 @@ pub fn coalesce(pending: Option<&Entry>, kind: Kind, fields: &[String], fresh: E
     e.at = fresh.at.max(old.at);
     match (old.kind, kind) {
         (Kind::Create, Kind::Delete) => return Coalesced::Drop(old.seq),
-        (Kind::Create, _) => {}
+        (Kind::Create, _) => {
+            // The fields a rejection of the create names (`rejected()`): the record's, all
+            // along, the later changes' among them.
+            let mut all: Vec<String> = e.fields.iter().chain(fields).cloned().collect();
+            all.sort_unstable();
+            all.dedup();
+            e.fields = all;
+        }
         (Kind::Update, Kind::Delete) => {
             e.kind = Kind::Delete;
             e.fields.clear();
@@ -174,7 +181,7 @@ pub fn coalesce(pending: Option<&Entry>, kind: Kind, fields: &[String], fresh: E
             e.fields = all;
         }
     }
-    if e.kind != Kind::Update {
+    if e.kind == Kind::Delete {
         e.fields.clear();
     }
     Coalesced::Keep(Box::new(e))
@@ -209,7 +216,7 @@ mod tests {
         };
         assert_eq!(
             kind_of(coalesce(Some(&c), Kind::Update, &f(&["x"]), fresh.clone())),
-            Some((Kind::Create, 1, vec![]))
+            Some((Kind::Create, 1, f(&["x"])))
         );
         assert_eq!(
             kind_of(coalesce(Some(&c), Kind::Delete, &[], fresh.clone())),
