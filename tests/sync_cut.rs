@@ -131,16 +131,26 @@ fn a_removal_that_cannot_be_checked_waits() {
     let (db, _) = synced(11, &tap);
     let id = id_of(s.records("todos")[0].as_object().unwrap());
     s.server_delete("todos", &id);
-    let server = s.clone();
-    tap.hook(move |req| {
-        Some(if req.url == "/api/todos" {
-            server.send_now(req.clone())
-        } else {
-            Err(NetError::Failed("connection reset".into()))
-        })
-    });
-    pull(&db, &tap, "todos");
-    assert_eq!(local(&db, "todos").len(), 11, "not removed unproven");
+    // No answer, a refusal, a rate limit, a server error: none says the record is gone.
+    for answer in [None, Some(503), Some(429), Some(403)] {
+        let server = s.clone();
+        tap.hook(move |req| {
+            Some(if req.url == "/api/todos" {
+                server.send_now(req.clone())
+            } else {
+                match answer {
+                    None => Err(NetError::Failed("connection reset".into())),
+                    Some(status) => Ok(json_response(status, json!({"detail": "no"}))),
+                }
+            })
+        });
+        pull(&db, &tap, "todos");
+        assert_eq!(
+            local(&db, "todos").len(),
+            11,
+            "{answer:?}: not removed unproven"
+        );
+    }
     tap.unhook();
     pull(&db, &tap, "todos");
     assert_eq!(
@@ -186,19 +196,84 @@ fn a_cut_whose_ends_were_deleted_elsewhere_is_still_seen() {
 }
 
 #[test]
-fn a_collection_url_with_a_query_is_taken_at_its_word() {
-    let (s, tap) = capped(100);
+fn a_filtered_view_drops_what_left_it_and_keeps_what_its_cut_left_out() {
+    // `?done=false`, cut at 30 (Sails caps filtered lists too); record URLs carry the query,
+    // and the record route ignores it.
+    let (s, tap) = listing(|v| {
+        v.retain(|r| r["done"] != true);
+        v.truncate(30);
+    });
     let mut cfg = config(&["todos"]);
     cfg.collections.get_mut("todos").unwrap().url = "/api/todos?done=false".into();
     let db = open(cfg, ferry::core::MemoryStorage::new());
-    for i in 0..11 {
-        create(&db, "todos", json!({ "title": format!("t{i}") }));
-    }
+    let ids: Vec<String> = (0..36)
+        .map(|i| {
+            create(
+                &db,
+                "todos",
+                json!({ "title": format!("t{i}"), "done": false }),
+            )
+        })
+        .collect();
     flush_all(&db, &tap);
-    let id = id_of(s.records("todos")[0].as_object().unwrap());
-    s.server_delete("todos", &id);
     tap.clear();
     pull(&db, &tap, "todos");
-    assert_eq!(local(&db, "todos").len(), 10);
-    assert_eq!(record_gets(&tap), 0);
+    assert_eq!(local(&db, "todos").len(), 36, "the cut kept");
+    assert_eq!(record_gets(&tap), 1);
+    for id in &ids {
+        assert!(get(&db, "todos", id).is_some(), "{id}");
+    }
+    // Six done elsewhere: 30 left in view, all listed, a limit's length: the records asked for
+    // show they left the view, and are dropped.
+    let done: Vec<String> = s.records("todos")[..6]
+        .iter()
+        .map(|r| id_of(r.as_object().unwrap()))
+        .collect();
+    for id in &done {
+        s.server_put("todos", id, json!({ "title": "x", "done": true }));
+    }
+    pull(&db, &tap, "todos");
+    assert_eq!(local(&db, "todos").len(), 30);
+    for id in &done {
+        assert!(get(&db, "todos", id).is_none(), "{id} left the view");
+    }
+}
+
+/// An update answered 404 whose record a list cut at its limit leaves out, and whose own URL
+/// cannot be read: not taken for deleted (the edit kept, waiting), whether the 404 was a
+/// router's page (Express's "Cannot PATCH") or the API's JSON.
+#[test]
+fn an_update_of_a_record_a_cut_list_leaves_out_is_not_taken_for_deleted() {
+    for page in [true, false] {
+        let (s, tap) = capped(30);
+        let (db, ids) = synced(35, &tap);
+        let server = s.clone();
+        tap.hook(move |req| {
+            let list = is_list(&req.url);
+            Some(match req.method.as_str() {
+                "PATCH" | "PUT" if page => Ok(ferry::core::sync::http::HttpResponse {
+                    status: 404,
+                    headers: vec![("Content-Type".into(), "text/html".into())],
+                    body: "<pre>Cannot PUT</pre>".into(),
+                }),
+                "PATCH" | "PUT" => Ok(json_response(404, json!({"error": "Not Found"}))),
+                "GET" if list => server.send_now(req.clone()).map(|mut res| {
+                    let mut v: Value = serde_json::from_str(&res.body).unwrap();
+                    v.as_array_mut().unwrap().truncate(30);
+                    res.body = v.to_string();
+                    res
+                }),
+                _ => Ok(json_response(405, json!({"error": "Method Not Allowed"}))),
+            })
+        });
+        let last = &ids[34];
+        update(&db, "todos", last, json!({"title": "edited"}));
+        flush(&db, &tap);
+        assert_eq!(
+            get(&db, "todos", last).unwrap()["title"],
+            "edited",
+            "page {page}"
+        );
+        assert_eq!(pending(&db), 1, "page {page}: the edit waits");
+    }
 }

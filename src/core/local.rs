@@ -71,8 +71,11 @@ pub(crate) fn write_scope(c: &str) -> [Table<'_>; 4] {
 
 /// The temporary id of a record created at outbox position `seq`. Zero-padded, so that temporary
 /// ids sort in creation order and the records of one sync round lie in one key range.
+/// How the temporary ids Ferry makes begin (they travel as client ids too).
+pub(crate) const TEMP_PREFIX: &str = "tmp-";
+
 pub(crate) fn temp_id(node: &str, seq: u64) -> String {
-    format!("tmp-{node}-{seq:010}")
+    format!("{TEMP_PREFIX}{node}-{seq:010}")
 }
 
 impl<S: Storage, E: Env> Engine<S, E> {

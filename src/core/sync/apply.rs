@@ -375,7 +375,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             });
         }
         let field = &cfg.client_id_property;
-        if e.kind == Kind::Create && matches!(status, 400 | 422) && body.contains(field.as_str()) {
+        if e.kind == Kind::Create && matches!(status, 400 | 422) && refuses_field(&body, field) {
             // A schema that refuses unknown fields (LoopBack's strict models) refuses every
             // create for the field Ferry adds: a setting, not a verdict on the record.
             self.warn_once(format!("client id refused:{c}"), || {
@@ -493,4 +493,23 @@ impl<S: Storage, E: Env> Engine<S, E> {
         }
         Ok(())
     }
+}
+
+/// Whether a refusal's `body` says field `field` is not one the schema has (LoopBack's
+/// `additionalProperties`, pydantic's "Extra inputs are not permitted", Joi's "is not
+/// allowed", zod's "Unrecognized key"), not merely that it echoes the record sent (pydantic's
+/// `input`) or that its value is taken (a unique index).
+fn refuses_field(body: &str, field: &str) -> bool {
+    let lower = body.to_ascii_lowercase();
+    body.contains(field)
+        && [
+            "additional",
+            "extra",
+            "not allowed",
+            "unrecognized",
+            "unknown",
+            "not permitted",
+        ]
+        .iter()
+        .any(|w| lower.contains(w))
 }

@@ -29,7 +29,7 @@ const ASKED: usize = 3;
 impl<S: Storage, E: Env> Engine<S, E> {
     /// Marks `page`, a full read of `cfg`, as part of the list when a record it would remove is
     /// still on the server. A read that removes nothing costs no request; nor does one whose
-    /// length is no limit's, or one of a collection URL with a query (a filtered view).
+    /// length is no limit's.
     pub(super) async fn check_cut<T: Transport>(
         &self,
         transport: &T,
@@ -38,16 +38,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         page: &mut Page,
         requests: &mut usize,
     ) -> Result<()> {
-        // A cut list holds exactly its limit, and limits are round numbers (10, 20, 25, 30,
-        // 50, 100, 1000): a list of any other length is taken at its word. So is a collection
-        // URL with a query: a filtered view (`?done=false`) whose record URLs (which carry the
-        // query) show the records that left it, on a server whose record route ignores it.
-        let entries = page.records.len() + page.others;
-        if page.partial.is_some()
-            || entries == 0
-            || (entries % 10 != 0 && entries % 25 != 0)
-            || cfg.url.contains('?')
-        {
+        if page.partial.is_some() || !limit_length(page.records.len() + page.others) {
             return Ok(());
         }
         let listed: HashSet<String> = page
@@ -94,6 +85,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                             .as_ref()
                             == Some(key)
                             && !soft_deleted(r)
+                            && in_view(&cfg.url, r)
                     })
                     .map(|_| {
                         format!(
@@ -104,7 +96,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         )
                     })
                 }
-                Ok(_) => None,
+                // Only a 404 or a 410 says the record is gone; a refusal, a rate limit or a
+                // server error says nothing, and taken for one it would lose live records.
+                Ok(res) if matches!(res.status, 404 | 410) => None,
+                Ok(res) => Some(format!(
+                    "whether `{key}` is gone could not be read ({} answered {})",
+                    shown(&url),
+                    res.status
+                )),
             };
             if still.is_some() {
                 page.partial = still;
@@ -113,6 +112,33 @@ impl<S: Storage, E: Env> Engine<S, E> {
         }
         Ok(())
     }
+}
+
+/// Whether a list of `entries` has a limit's length: a cut list holds exactly its limit, and
+/// limits are round numbers (10, 20, 25, 30, 50, 100, 1000). A list of any other length is
+/// taken at its word.
+pub(super) fn limit_length(entries: usize) -> bool {
+    entries > 0 && (entries % 10 == 0 || entries % 25 == 0)
+}
+
+/// Whether record `r` matches the plain `field=value` filters of collection URL `url`
+/// (`?done=false`): one that does not has left a filtered view, whatever its record URL (which
+/// carries the query, and whose route may ignore it) shows. Parameters that are no field of
+/// the record (`limit`, a JSON `filter`) say nothing.
+fn in_view(url: &str, r: &Map<String, Value>) -> bool {
+    let Some((_, query)) = url.split_once('?') else {
+        return true;
+    };
+    query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .all(|(k, v)| match r.get(k) {
+            Some(Value::String(s)) => s == v,
+            Some(Value::Null) => v.is_empty() || v == "null",
+            Some(Value::Array(_) | Value::Object(_)) | None => true,
+            Some(Value::Bool(b)) => v.parse::<bool>() == Ok(*b),
+            Some(Value::Number(n)) => v.parse::<f64>().ok() == n.as_f64(),
+        })
 }
 
 /// Ids in the order a server sorts them: numbers by value ("9" before "10"), the rest as text.
@@ -141,21 +167,21 @@ fn sample(sorted: &[String]) -> Vec<&String> {
 /// A record its own URL still shows, marked deleted (`deleted: true`, a `deletedAt` time, as
 /// soft-deleting ORMs keep them).
 fn soft_deleted(r: &Map<String, Value>) -> bool {
-    let set = |k: &str| match r.get(k) {
+    // A flag: `true`, a number not 0, or its text ("1", "true"; PHP's PDO gives "0" and "1").
+    let flag = |k: &str| match r.get(k) {
         Some(Value::Bool(b)) => *b,
         Some(Value::Number(n)) => n.as_f64() != Some(0.0),
-        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::String(s)) => matches!(s.trim(), "1" | "true" | "TRUE" | "True"),
         _ => false,
     };
-    [
-        "deleted",
-        "isDeleted",
-        "is_deleted",
-        "deletedAt",
-        "deleted_at",
-    ]
-    .into_iter()
-    .any(set)
+    // A time: set, and not MySQL's zero date.
+    let time = |k: &str| match r.get(k) {
+        Some(Value::String(s)) => !s.trim().is_empty() && !s.starts_with("0000"),
+        Some(Value::Number(n)) => n.as_f64() != Some(0.0),
+        _ => false,
+    };
+    ["deleted", "isDeleted", "is_deleted"].into_iter().any(flag)
+        || ["deletedAt", "deleted_at"].into_iter().any(time)
 }
 
 #[cfg(test)]
@@ -184,5 +210,26 @@ mod tests {
             serde_json::json!({"is_deleted": false})
         )));
         assert!(!soft_deleted(&rec(serde_json::json!({"deleted": 0}))));
+        for live in [
+            serde_json::json!({"is_deleted": "0"}),
+            serde_json::json!({"deleted": "false"}),
+            serde_json::json!({"deletedAt": "0000-00-00 00:00:00"}),
+        ] {
+            assert!(!soft_deleted(&rec(live.clone())), "{live}");
+        }
+        assert!(soft_deleted(&rec(serde_json::json!({"is_deleted": "1"}))));
+    }
+
+    #[test]
+    fn a_record_outside_a_filtered_view_is_not_in_it() {
+        let rec = |v: Value| v.as_object().cloned().unwrap();
+        let done = rec(serde_json::json!({"id": 1, "done": true, "tag": "a"}));
+        assert!(!in_view("/api/todo?done=false", &done));
+        assert!(in_view("/api/todo?done=true&tag=a", &done));
+        assert!(
+            in_view("/api/todo?limit=1000", &done),
+            "no field of the record"
+        );
+        assert!(in_view("/api/todo", &done));
     }
 }

@@ -131,7 +131,12 @@ impl<S: Storage, E: Env> Engine<S, E> {
         // that changed between pages) is not two.
         let mut seen: HashMap<&str, &Value> = HashMap::new();
         let twice = records.iter().find_map(|r| {
+            // Ferry's own client ids only: the field's name may also be an app's (a customer
+            // id shared by many records).
             let cid = r.get(&cfg.client_id_property)?.as_str()?;
+            if !cid.starts_with(crate::core::local::TEMP_PREFIX) {
+                return None;
+            }
             let id = r.get(&cfg.id_property)?;
             let first = *seen.entry(cid).or_insert(id);
             (!cid.is_empty() && first != id).then_some(cid)
@@ -143,8 +148,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
             format!(
                 "the server holds more than one record of `{}` with the client id `{cid}`: a \
                  create was stored more than once (a server that ignores Idempotency-Key, \
-                 with an answer lost or late). Delete the extra copies on the server, and \
-                 honour Idempotency-Key there (PROTOCOL.md section 3).",
+                 with an answer lost or late). Check the copies on the server, and honour \
+                 Idempotency-Key there (PROTOCOL.md section 3).",
                 cfg.name
             )
         });

@@ -13,8 +13,11 @@ use crate::core::mutation::{Entry, Kind};
 use crate::core::record::{id_key, Record};
 use crate::core::storage::Storage;
 
-use super::classify::{classify, keep_body, looks_like_html, record_of, version_field, version_of};
+use super::classify::{
+    classify, keep_body, looks_like_html, not_json, record_of, version_field, version_of,
+};
 use super::classify::{ServerState, Verdict};
+use super::cut::limit_length;
 use super::http::{record_url, HttpRequest, HttpResponse, NetError, Transport, REDIRECTED_TO};
 use super::pull::read_page;
 use super::report::Report;
@@ -75,8 +78,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
             Verdict::Conflict(ServerState::Unknown) => {
                 // A delete answered with a 404 page whose record is indeed gone is done.
                 let not_found = matches!(res, Ok(r) if matches!(r.status, 404 | 410));
+                // The API itself said so (a JSON 404), not a router's "Cannot PATCH" page.
+                let api_gone = not_found && matches!(res, Ok(r) if !not_json(r));
                 let v = self
-                    .read_server_state(transport, headers, e, not_found, report)
+                    .read_server_state(transport, headers, e, (not_found, api_gone), report)
                     .await;
                 let needs_version = matches!(res, Ok(r) if r.status == 428);
                 Ok(match v {
@@ -109,7 +114,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 if e.kind != Kind::Create && !names(cfg, &r, &e.r) =>
             {
                 Ok(self
-                    .read_server_state(transport, headers, e, false, report)
+                    .read_server_state(transport, headers, e, (false, false), report)
                     .await)
             }
             // An update of a versioned record acknowledged without a new version (a 204, `{"ok":
@@ -260,15 +265,15 @@ impl<S: Storage, E: Env> Engine<S, E> {
 
     /// The server's state of `e`'s record after a conflict answer that did not include it:
     /// `GET {url}/{id}`, else the record in `GET {url}`. Deleted only when both say it is gone
-    /// (a 404 to the write itself speaks for the first); when neither can tell, the write waits
-    /// and is sent again later. `not_found`: the write
-    /// itself was answered 404 or 410.
+    /// (the API's own 404 to the write speaks for the first); when neither can tell, the write
+    /// waits and is sent again later. `not_found`: the write itself was answered 404 or 410;
+    /// `api_gone`: with JSON (or nothing), not a router's page.
     async fn read_server_state<T: Transport>(
         &self,
         transport: &T,
         headers: &[(String, String)],
         e: &Entry,
-        not_found: bool,
+        (not_found, api_gone): (bool, bool),
         report: &mut Report,
     ) -> Verdict {
         let Ok(cfg) = self.collection(&e.c) else {
@@ -307,6 +312,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
         };
         let partial = page.partial.is_some();
+        let maybe_cut = limit_length(page.records.len() + page.others);
         let found = page.records.into_iter().find(|r| {
             r.get(&cfg.id_property)
                 .and_then(|id| id_key(id).ok())
@@ -328,11 +334,12 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 let v = version_field(cfg, &r);
                 Verdict::Conflict(ServerState::Record(r, v))
             }
-            // Absent from a list that may hold part of the collection only: not proof. The
-            // write's own 404 counts as the record URL's: a record route that cannot be read
-            // (LoopBack answers 400 to a GET by id carrying the collection's `filter`) would
-            // otherwise hold the write for good.
-            None if (gone || not_found) && !partial => Verdict::Conflict(ServerState::Deleted),
+            // Absent from a list that may hold part of the collection only: not proof.
+            None if gone && !partial => Verdict::Conflict(ServerState::Deleted),
+            // The API's own 404 to the write stands for the record URL's when that cannot be
+            // read (LoopBack answers 400 to a GET by id carrying the collection's `filter`;
+            // held, the write would wait for good), unless the list may be cut at a limit.
+            None if api_gone && !partial && !maybe_cut => Verdict::Conflict(ServerState::Deleted),
             None => unreadable(
                 ErrorKind::Protocol,
                 "neither its URL nor the collection holds it".into(),
