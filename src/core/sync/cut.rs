@@ -121,24 +121,34 @@ pub(super) fn limit_length(entries: usize) -> bool {
     entries > 0 && (entries % 10 == 0 || entries % 25 == 0)
 }
 
-/// Whether record `r` matches the plain `field=value` filters of collection URL `url`
-/// (`?done=false`): one that does not has left a filtered view, whatever its record URL (which
-/// carries the query, and whose route may ignore it) shows. Parameters that are no field of
-/// the record (`limit`, a JSON `filter`) say nothing.
+/// Whether record `r` may still be in the view collection URL `url` filters (`?done=false`):
+/// one that has plainly left it shows at its record URL (which carries the query, and whose
+/// route may ignore it) all the same. Only a boolean or a number the record holds, against a
+/// parameter of its name that reads as one, is decisive; a repeated parameter is any of its
+/// values. Text is matched in too many ways by servers (case, prefixes, encodings) to tell, and
+/// parameters that are no field of the record (`limit`, a JSON `filter`) say nothing.
 fn in_view(url: &str, r: &Map<String, Value>) -> bool {
     let Some((_, query)) = url.split_once('?') else {
         return true;
     };
-    query
-        .split('&')
-        .filter_map(|p| p.split_once('='))
-        .all(|(k, v)| match r.get(k) {
-            Some(Value::String(s)) => s == v,
-            Some(Value::Null) => v.is_empty() || v == "null",
-            Some(Value::Array(_) | Value::Object(_)) | None => true,
-            Some(Value::Bool(b)) => v.parse::<bool>() == Ok(*b),
-            Some(Value::Number(n)) => v.parse::<f64>().ok() == n.as_f64(),
+    let params: Vec<(&str, &str)> = query.split('&').filter_map(|p| p.split_once('=')).collect();
+    let outside = |v: &str, field: &Value| match field {
+        Value::Bool(b) => match v {
+            "true" | "1" => !*b,
+            "false" | "0" => *b,
+            _ => false,
+        },
+        Value::Number(n) => v.parse::<f64>().is_ok_and(|x| Some(x) != n.as_f64()),
+        _ => false,
+    };
+    !params.iter().any(|(k, _)| {
+        r.get(*k).is_some_and(|field| {
+            params
+                .iter()
+                .filter(|(k2, _)| k2 == k)
+                .all(|(_, v)| outside(v, field))
         })
+    })
 }
 
 /// Ids in the order a server sorts them: numbers by value ("9" before "10"), the rest as text.
@@ -231,5 +241,16 @@ mod tests {
             "no field of the record"
         );
         assert!(in_view("/api/todo", &done));
+        assert!(!in_view("/api/todo?done=0", &done));
+        // Text says nothing; a repeated parameter is any of its values.
+        assert!(in_view("/api/todo?tag=b", &done));
+        let owned = rec(serde_json::json!({"id": 2, "userId": 3}));
+        assert!(in_view("/api/todo?userId=3", &owned));
+        assert!(!in_view("/api/todo?userId=4", &owned));
+        assert!(in_view("/api/todo?userId=4&userId=3", &owned));
+        assert!(
+            in_view("/api/todo?userId=me", &owned),
+            "not a number: cannot tell"
+        );
     }
 }
