@@ -234,7 +234,7 @@ fn invalid(res: &HttpResponse, reason: String) -> Verdict {
 }
 
 /// Whether `res` has a body that is not JSON (an empty one is not such a body).
-pub(super) fn not_json(res: &HttpResponse) -> bool {
+fn not_json(res: &HttpResponse) -> bool {
     let body = res.body.trim_start_matches('\u{feff}').trim();
     !body.is_empty()
         && (looks_like_html(res) || serde_json::from_str::<serde::de::IgnoredAny>(body).is_err())

@@ -117,7 +117,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
 /// Whether a list of `entries` has a limit's length: a cut list holds exactly its limit, and
 /// limits are round numbers (10, 20, 25, 30, 50, 100, 1000). A list of any other length is
 /// taken at its word.
-pub(super) fn limit_length(entries: usize) -> bool {
+fn limit_length(entries: usize) -> bool {
     entries > 0 && (entries % 10 == 0 || entries % 25 == 0)
 }
 
@@ -131,7 +131,28 @@ fn in_view(url: &str, r: &Map<String, Value>) -> bool {
     let Some((_, query)) = url.split_once('?') else {
         return true;
     };
-    let params: Vec<(&str, &str)> = query.split('&').filter_map(|p| p.split_once('=')).collect();
+    // Paging and ordering parameters filter nothing, whatever fields the records have.
+    const NOT_FILTERS: [&str; 14] = [
+        "page",
+        "_page",
+        "per_page",
+        "page_size",
+        "limit",
+        "_limit",
+        "offset",
+        "skip",
+        "$skip",
+        "$limit",
+        "sort",
+        "_sort",
+        "order",
+        "_order",
+    ];
+    let params: Vec<(&str, &str)> = query
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .filter(|(k, _)| !NOT_FILTERS.contains(k))
+        .collect();
     let outside = |v: &str, field: &Value| match field {
         Value::Bool(b) => match v {
             "true" | "1" => !*b,
@@ -186,7 +207,7 @@ fn soft_deleted(r: &Map<String, Value>) -> bool {
     };
     // A time: set, and not MySQL's zero date.
     let time = |k: &str| match r.get(k) {
-        Some(Value::String(s)) => !s.trim().is_empty() && !s.starts_with("0000"),
+        Some(Value::String(s)) => !matches!(s.trim(), "" | "0") && !s.starts_with("0000"),
         Some(Value::Number(n)) => n.as_f64() != Some(0.0),
         _ => false,
     };
@@ -224,6 +245,7 @@ mod tests {
             serde_json::json!({"is_deleted": "0"}),
             serde_json::json!({"deleted": "false"}),
             serde_json::json!({"deletedAt": "0000-00-00 00:00:00"}),
+            serde_json::json!({"deleted_at": "0"}),
         ] {
             assert!(!soft_deleted(&rec(live.clone())), "{live}");
         }
@@ -251,6 +273,11 @@ mod tests {
         assert!(
             in_view("/api/todo?userId=me", &owned),
             "not a number: cannot tell"
+        );
+        let paged = rec(serde_json::json!({"id": 3, "page": 1, "order": 5}));
+        assert!(
+            in_view("/api/todo?page=2&order=9", &paged),
+            "paging filters nothing"
         );
     }
 }

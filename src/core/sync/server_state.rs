@@ -13,11 +13,8 @@ use crate::core::mutation::{Entry, Kind};
 use crate::core::record::{id_key, Record};
 use crate::core::storage::Storage;
 
-use super::classify::{
-    classify, keep_body, looks_like_html, not_json, record_of, version_field, version_of,
-};
+use super::classify::{classify, keep_body, looks_like_html, record_of, version_field, version_of};
 use super::classify::{ServerState, Verdict};
-use super::cut::limit_length;
 use super::http::{record_url, HttpRequest, HttpResponse, NetError, Transport, REDIRECTED_TO};
 use super::pull::read_page;
 use super::report::Report;
@@ -78,10 +75,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
             Verdict::Conflict(ServerState::Unknown) => {
                 // A delete answered with a 404 page whose record is indeed gone is done.
                 let not_found = matches!(res, Ok(r) if matches!(r.status, 404 | 410));
-                // The API itself said so (a JSON 404), not a router's "Cannot PATCH" page.
-                let api_gone = not_found && matches!(res, Ok(r) if !not_json(r));
                 let v = self
-                    .read_server_state(transport, headers, e, (not_found, api_gone), report)
+                    .read_server_state(transport, headers, e, not_found, report)
                     .await;
                 let needs_version = matches!(res, Ok(r) if r.status == 428);
                 Ok(match v {
@@ -114,7 +109,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 if e.kind != Kind::Create && !names(cfg, &r, &e.r) =>
             {
                 Ok(self
-                    .read_server_state(transport, headers, e, (false, false), report)
+                    .read_server_state(transport, headers, e, false, report)
                     .await)
             }
             // An update of a versioned record acknowledged without a new version (a 204, `{"ok":
@@ -264,22 +259,25 @@ impl<S: Storage, E: Env> Engine<S, E> {
     }
 
     /// The server's state of `e`'s record after a conflict answer that did not include it:
-    /// `GET {url}/{id}`, else the record in `GET {url}`. Deleted only when both say it is gone
-    /// (the API's own 404 to the write speaks for the first); when neither can tell, the write
-    /// waits and is sent again later. `not_found`: the write itself was answered 404 or 410;
-    /// `api_gone`: with JSON (or nothing), not a router's page.
+    /// `GET {url}/{id}`, else the record in `GET {url}`. Deleted only when both say it is gone;
+    /// when neither can tell, the write waits and is sent again later (a 404 to the write alone
+    /// is no proof: Fastify and Spring answer an unknown route with a JSON 404 too, and a list
+    /// cut without a word leaves live records out). `not_found`: the write itself was answered
+    /// 404 or 410.
     async fn read_server_state<T: Transport>(
         &self,
         transport: &T,
         headers: &[(String, String)],
         e: &Entry,
-        (not_found, api_gone): (bool, bool),
+        not_found: bool,
         report: &mut Report,
     ) -> Verdict {
         let Ok(cfg) = self.collection(&e.c) else {
             return unreadable(ErrorKind::Protocol, "its collection is unknown".into());
         };
         report.requests += 1;
+        // What the record URL answered, when that was not the record.
+        let mut url_said = None;
         let gone = match transport
             .send(get(record_url(&cfg.url, &e.r), headers))
             .await
@@ -297,7 +295,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
             {
                 return classify(cfg, Kind::Update, &Ok(res), self.env.now_ms());
             }
-            Ok(res) => matches!(res.status, 404 | 410),
+            Ok(res) => {
+                url_said = Some(res.status);
+                matches!(res.status, 404 | 410)
+            }
             Err(e) => return unreadable(ErrorKind::Network, e.to_string()),
         };
         // The whole list, every page, as a pull reads it: a record on a later page is there.
@@ -312,7 +313,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
         };
         let partial = page.partial.is_some();
-        let maybe_cut = limit_length(page.records.len() + page.others);
         let found = page.records.into_iter().find(|r| {
             r.get(&cfg.id_property)
                 .and_then(|id| id_key(id).ok())
@@ -336,13 +336,18 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
             // Absent from a list that may hold part of the collection only: not proof.
             None if gone && !partial => Verdict::Conflict(ServerState::Deleted),
-            // The API's own 404 to the write stands for the record URL's when that cannot be
-            // read (LoopBack answers 400 to a GET by id carrying the collection's `filter`;
-            // held, the write would wait for good), unless the list may be cut at a limit.
-            None if api_gone && !partial && !maybe_cut => Verdict::Conflict(ServerState::Deleted),
+            // LoopBack answers 400 to a GET by id carrying the collection's `filter`: said so.
             None => unreadable(
                 ErrorKind::Protocol,
-                "neither its URL nor the collection holds it".into(),
+                match url_said {
+                    Some(status) if !gone => format!(
+                        "its URL {} answered {status}, and the collection does not list it: \
+                         whether it was deleted cannot be told (does the record route take the \
+                         collection URL's query?)",
+                        record_url(&cfg.url, &e.r)
+                    ),
+                    _ => "neither its URL nor the collection holds it".into(),
+                },
             ),
         }
     }
