@@ -139,7 +139,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
             let id = r.get(&cfg.id_property)?;
             let first = *seen.entry(cid).or_insert(id);
-            (!cid.is_empty() && first != id).then_some(cid)
+            (first != id).then_some(cid)
         });
         let Some(cid) = twice else {
             return;
