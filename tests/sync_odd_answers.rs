@@ -552,7 +552,7 @@ fn an_update_whose_url_is_wrong_keeps_the_edit() {
 /// An update answered 404 whose record its own URL cannot show (LoopBack answers a GET by id
 /// carrying the collection's `filter` with 400) and the collection does not list it: not taken
 /// for deleted on the 404 alone (Fastify answers an unknown route with a JSON 404 too): the
-/// edit waits, and the error says what the URL answered.
+/// edit waits, and the error says what the URL answered, until the app deletes the record.
 #[test]
 fn an_update_answered_404_whose_url_cannot_be_read_waits_and_says_why() {
     let (db, _) = open_todos();
@@ -578,4 +578,9 @@ fn an_update_answered_404_whose_url_cannot_be_read_waits_and_says_why() {
     );
     assert_eq!(pending(&db), 1, "the edit waits");
     assert_eq!(get(&db, "todos", &sid).unwrap()["notes"], "edited");
+    // The way out: the app deletes the record, and both go.
+    delete(&db, "todos", &sid);
+    flush_all(&db, &tap);
+    assert_eq!(pending(&db), 0);
+    assert!(get(&db, "todos", &sid).is_none());
 }

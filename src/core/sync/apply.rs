@@ -223,9 +223,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
         report.acked += 1;
         let mut later = self.later(tx, e).await?;
         match e.kind {
+            // The temporary id is forgotten only while it still names the deleted record: the
+            // app may have created a record under that id since, whose create (acknowledged
+            // first) points it at its own server id.
             Kind::Delete => match &e.via {
-                Some(tmp) => tx.delete_alias(c, tmp),
-                None => Ok(()),
+                Some(tmp) if tx.alias(c, tmp).await?.as_deref() == Some(e.r.as_str()) => {
+                    tx.delete_alias(c, tmp)
+                }
+                _ => Ok(()),
             },
             Kind::Create => {
                 if let Some(r) = &server {

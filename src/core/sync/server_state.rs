@@ -75,9 +75,27 @@ impl<S: Storage, E: Env> Engine<S, E> {
             Verdict::Conflict(ServerState::Unknown) => {
                 // A delete answered with a 404 page whose record is indeed gone is done.
                 let not_found = matches!(res, Ok(r) if matches!(r.status, 404 | 410));
-                let v = self
+                let mut v = self
                     .read_server_state(transport, headers, e, not_found, report)
                     .await;
+                // Whether it was deleted cannot be told (its URL unreadable, the list without
+                // it), and the app has deleted it since: that delete is the way out, and it
+                // waits behind this update. Gone, the update is moot; the delete then meets its
+                // own 404, which is done.
+                let unreadable = matches!(
+                    v,
+                    Verdict::Transient {
+                        kind: ErrorKind::Protocol,
+                        ..
+                    }
+                );
+                if not_found
+                    && unreadable
+                    && e.kind == Kind::Update
+                    && self.deleted_since(e).await?
+                {
+                    v = Verdict::Conflict(ServerState::Deleted);
+                }
                 let needs_version = matches!(res, Ok(r) if r.status == 428);
                 Ok(match v {
                     Verdict::Conflict(ServerState::Deleted)
@@ -256,6 +274,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
             },
             _ => Verdict::Ack(rec, None),
         }
+    }
+
+    /// Whether the app deleted `e`'s record after `e` was queued.
+    async fn deleted_since(&self, e: &Entry) -> Result<bool> {
+        let tx = self.begin(false).await?;
+        let later = self.later(&tx, e).await?;
+        Ok(later.iter().any(|l| l.kind == Kind::Delete))
     }
 
     /// The server's state of `e`'s record after a conflict answer that did not include it:
