@@ -18,8 +18,9 @@ use crate::core::record::id_key;
 use crate::core::storage::{Key, Storage, Table, Txn};
 
 use super::classify::record_of;
-use super::http::{record_url, HttpRequest, Transport};
-use super::pull::{shown, Page};
+use super::flush::join;
+use super::http::{record_url, Transport};
+use super::pull::{get_request, shown, Page};
 
 /// How many of the records a read would remove are asked for, at most: the highest and the
 /// lowest id (a list cut at its limit loses one end of the server's order) and the middle one.
@@ -46,34 +47,27 @@ impl<S: Storage, E: Env> Engine<S, E> {
             .iter()
             .filter_map(|r| id_key(r.get(&cfg.id_property)?).ok())
             .collect();
+        // The outbox and the rows in one round trip.
         let tx = self.begin(false).await?;
-        let pending: HashSet<String> = tx
-            .outbox()
-            .await?
+        let (outbox, rows) = join(tx.outbox(), tx.t.get_all(Table::Records(&cfg.name))).await;
+        let pending: HashSet<String> = outbox?
             .into_iter()
             .filter(|e| e.c == cfg.name)
             .map(|e| e.r)
             .collect();
-        let mut gone: Vec<String> =
-            tx.t.get_all(Table::Records(&cfg.name))
-                .await?
-                .into_iter()
-                .filter_map(|(k, _)| match k {
-                    Key::Str(k) if !listed.contains(&k) && !pending.contains(&k) => Some(k),
-                    _ => None,
-                })
-                .collect();
+        let mut gone: Vec<String> = rows?
+            .into_iter()
+            .filter_map(|(k, _)| match k {
+                Key::Str(k) if !listed.contains(&k) && !pending.contains(&k) => Some(k),
+                _ => None,
+            })
+            .collect();
         drop(tx);
         gone.sort_by(|a, b| id_order(a, b));
         for key in sample(&gone) {
             let url = record_url(&cfg.url, key);
             *requests += 1;
-            let req = HttpRequest {
-                method: "GET".into(),
-                url: url.clone(),
-                headers: headers.to_vec(),
-                body: None,
-            };
+            let req = get_request(&url, headers);
             let still = match transport.send(req).await.map_err(Error::from) {
                 // Unread, the removal is not proven: kept until a read can tell.
                 Err(e) => Some(format!("whether `{key}` is gone could not be read ({e})")),

@@ -144,7 +144,7 @@ fn conflicts_here(
         .any(|e| e.replace || e.fields.iter().any(|f| server_changed.contains(&f)))
 }
 
-fn get_request(url: &str, headers: &[(String, String)]) -> HttpRequest {
+pub(super) fn get_request(url: &str, headers: &[(String, String)]) -> HttpRequest {
     HttpRequest {
         method: "GET".into(),
         url: url.to_string(),
