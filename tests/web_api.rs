@@ -237,6 +237,45 @@ async fn bad_input_is_a_named_error_and_changes_nothing() {
 }
 
 #[wasm_bindgen_test]
+async fn what_json_holds_is_stored_as_json_writes_it() {
+    // Records pass a quick check and then one plain `JSON.stringify`; these shapes must come
+    // back exactly as JSON writes them, and those beside them still be refused by name.
+    let db = open(&unique("plain")).await;
+    let todos = db.collection("todos").unwrap();
+    let make = |body: &str| Function::new_no_args(&format!("return {body}")).call0(&JsValue::NULL);
+    let rec = make(
+        r#"(() => { const bare = Object.create(null); bare.k = [1, null, "é😀"];
+            return { id: "p1", bare, gone: undefined, nested: [[[]], {}], z: -0, big: 1e21,
+                     flag: false, text: "a\"b\n" }; })()"#,
+    )
+    .unwrap();
+    let stored = ok(todos.create(rec)).await;
+    let want = r#"{"id":"p1","bare":{"k":[1,null,"é😀"]},"nested":[[[]],{}],"z":0,"big":1e+21,"flag":false,"text":"a\"b\n"}"#;
+    let read = ok(todos.get("p1".into())).await;
+    for v in [&stored, &read] {
+        let text = js_sys::JSON::stringify(v).unwrap().as_string().unwrap();
+        let parse = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap();
+        assert_eq!(parse(&text), parse(want), "{text}");
+    }
+    for (body, field) in [
+        ("{ id: 'p2', list: [1, , 3] }", "`list[1]`"),
+        ("{ id: 'p3', m: new Map() }", "`m`"),
+        ("{ id: 'p4', s: new String('x') }", "`s`"),
+        ("{ id: 'p6', a: [undefined] }", "`a[0]`"),
+    ] {
+        let e = err(todos.create(make(body).unwrap())).await;
+        assert_eq!(String::from(e.name()), "ValidationError", "{body}");
+        assert!(
+            String::from(e.message()).contains(field),
+            "{body}: {}",
+            String::from(e.message())
+        );
+    }
+    assert_eq!(ok(db.pending_count()).await.as_f64(), Some(1.0));
+    db.close();
+}
+
+#[wasm_bindgen_test]
 async fn concurrent_calls_from_js_both_work() {
     let db = open(&unique("conc")).await;
     let todos = db.collection("todos").unwrap();

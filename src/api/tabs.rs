@@ -76,9 +76,7 @@ impl Inner {
     /// Sends a message to the other tabs.
     pub(crate) fn tell_tabs(&self, kind: &str, body: &JsValue) {
         if let Some(t) = self.tabs.borrow().as_ref() {
-            let m = to_js(&json!({ "t": kind }));
-            let _ = Reflect::set(&m, &"body".into(), body);
-            t.post(&m);
+            t.post(kind, body);
         }
     }
 
@@ -218,13 +216,29 @@ impl Inner {
         self.emit_each("conflict", &field(report, "conflicts"));
     }
 
-    /// Emits `value`'s events here and in the other tabs.
+    /// Emits `value`'s events here and in the other tabs. Every write announces its changes, so
+    /// this is on every write's path: one JSON text, parsed here only when this tab listens, and
+    /// handed to the other tabs as it is.
     pub(crate) fn emit_everywhere<T: Serialize>(&self, kind: &str, value: &T) {
-        let js = to_js(value);
-        match kind {
-            "report" => self.emit_report(&js),
-            _ => self.emit_each("change", &js),
+        let Ok(text) = serde_json::to_string(value) else {
+            return;
+        };
+        let report = kind == "report";
+        let kinds: &[&str] = if report {
+            &["change", "idChange", "rejected", "conflict"]
+        } else {
+            &["change"]
+        };
+        if kinds.iter().any(|k| self.listeners.borrow().has(k)) {
+            let js = js_sys::JSON::parse(&text).unwrap_or(JsValue::UNDEFINED);
+            if report {
+                self.emit_report(&js);
+            } else {
+                self.emit_each("change", &js);
+            }
         }
-        self.tell_tabs(kind, &js);
+        if let Some(t) = self.tabs.borrow().as_ref() {
+            t.post_text(kind, &text);
+        }
     }
 }

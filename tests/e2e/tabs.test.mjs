@@ -45,6 +45,11 @@ test("two tabs of one store: one leader, changes heard across tabs, the follower
       for (let i = 0; i < 5; i++) await window.ferry.items.create({ key: `b-${i}`, v: i });
     });
     await b.evaluate(() => window.ferry.db.sync());
+    // Writes within 16 ms of each other reach the other tab together, in one message: each
+    // is heard once, and in order.
+    await until(async () => (await heard(a, "b-4")) === 1, "the leader to hear the follower's loop of writes");
+    const order = await a.evaluate(() => window.ferry.changes.filter((c) => !c.remote && /^b-/.test(c.record?.key)).map((c) => c.record.key));
+    assert.deepEqual(order, ["b-0", "b-1", "b-2", "b-3", "b-4"]);
     const afterSync = await server.items();
     for (let i = 0; i < 5; i++) assert.ok(afterSync.some((r) => r.key === `b-${i}`), `b-${i} on the server when sync() resolved`);
     assert.equal((await state(b)).pending, 0, "the follower sees an empty outbox");

@@ -15,8 +15,8 @@ use crate::core::storage::Storage;
 
 use super::classify::{classify, keep_body, looks_like_html, record_of, version_field, version_of};
 use super::classify::{ServerState, Verdict};
-use super::http::{record_url, HttpRequest, HttpResponse, NetError, Transport, REDIRECTED_TO};
-use super::pull::read_page;
+use super::http::{record_url, HttpResponse, NetError, Transport, REDIRECTED_TO};
+use super::pull::{get_request, read_page};
 use super::report::Report;
 use super::request::quote_version;
 
@@ -202,7 +202,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             return Before::Send(None);
         }
         requests.set(requests.get() + 1);
-        let req = get(record_url(&cfg.url, &e.r), headers);
+        let req = get_request(&record_url(&cfg.url, &e.r), headers);
         let res = match transport.send(req).await {
             Ok(res) if res.status < 500 => res,
             Err(NetError::Offline) => return Before::Send(None),
@@ -263,7 +263,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             return Verdict::Ack(rec, None);
         };
         report.requests += 1;
-        let req = get(record_url(&cfg.url, &e.r), headers);
+        let req = get_request(&record_url(&cfg.url, &e.r), headers);
         match transport.send(req).await {
             Ok(res) if (200..300).contains(&res.status) => match record_of(cfg, &res) {
                 Ok(Some(r)) if names(cfg, &r, &e.r) => match version_of(cfg, &res, Some(&r)) {
@@ -304,7 +304,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         // What the record URL answered, when that was not the record.
         let mut url_said = None;
         let gone = match transport
-            .send(get(record_url(&cfg.url, &e.r), headers))
+            .send(get_request(&record_url(&cfg.url, &e.r), headers))
             .await
         {
             Ok(res) if (200..300).contains(&res.status) => match record_of(cfg, &res) {
@@ -375,16 +375,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 },
             ),
         }
-    }
-}
-
-/// `GET url` with `headers`.
-fn get(url: String, headers: &[(String, String)]) -> HttpRequest {
-    HttpRequest {
-        method: "GET".into(),
-        url,
-        headers: headers.to_vec(),
-        body: None,
     }
 }
 
