@@ -540,6 +540,11 @@ fn an_update_whose_url_is_wrong_keeps_the_edit() {
         matches!(&end, RoundEnd::Wait { reason, .. } if reason.contains("trailing slash")),
         "{end:?}"
     );
+    // The error says what happened to the write: no conflict was met.
+    assert!(
+        matches!(&end, RoundEnd::Wait { reason, .. } if reason.contains("answered \"not found\"") && !reason.contains("conflict")),
+        "{end:?}"
+    );
     assert!(report.conflicts.is_empty());
     assert_eq!(
         get(&db, "todos", &sid).unwrap()["notes"],

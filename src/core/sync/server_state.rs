@@ -298,7 +298,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
         report: &mut Report,
     ) -> Verdict {
         let Ok(cfg) = self.collection(&e.c) else {
-            return unreadable(ErrorKind::Protocol, "its collection is unknown".into());
+            return unreadable(
+                not_found,
+                ErrorKind::Protocol,
+                "its collection is unknown".into(),
+            );
         };
         report.requests += 1;
         // What the record URL answered, when that was not the record.
@@ -324,7 +328,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 url_said = Some(res.status);
                 matches!(res.status, 404 | 410)
             }
-            Err(e) => return unreadable(ErrorKind::Network, e.to_string()),
+            Err(e) => return unreadable(not_found, ErrorKind::Network, e.to_string()),
         };
         // The whole list, every page, as a pull reads it: a record on a later page is there.
         let mut n = 0;
@@ -334,7 +338,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             Ok((page, _)) => page,
             Err(err) => {
                 let why = format!("the collection read failed: {}", err.message);
-                return unreadable(err.kind, why);
+                return unreadable(not_found, err.kind, why);
             }
         };
         let partial = page.partial.is_some();
@@ -348,6 +352,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             // (a collection URL with a trailing slash the record routes do not take). Taken
             // for deleted, the edit would be dropped.
             Some(_) if gone && not_found => unreadable(
+                not_found,
                 ErrorKind::Protocol,
                 format!(
                     "its URL {} answers 404 while the collection lists it (does the collection \
@@ -363,6 +368,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             None if gone && !partial => Verdict::Conflict(ServerState::Deleted),
             // LoopBack answers 400 to a GET by id carrying the collection's `filter`: said so.
             None => unreadable(
+                not_found,
                 ErrorKind::Protocol,
                 match url_said {
                     Some(status) if !gone => format!(
@@ -447,9 +453,16 @@ fn names(cfg: &CollectionConfig, r: &Record, key: &str) -> bool {
         .is_some_and(|k| k == key)
 }
 
-fn unreadable(kind: ErrorKind, why: String) -> Verdict {
+/// The write waits: what the server holds could not be told. `not_found`: the write was
+/// answered 404 or 410 (else it met a conflict).
+fn unreadable(not_found: bool, kind: ErrorKind, why: String) -> Verdict {
+    let after = if not_found {
+        "the write was answered \"not found\", and the server's record could not be read"
+    } else {
+        "the server's record could not be read after a conflict"
+    };
     Verdict::Transient {
-        reason: format!("the server's record could not be read after a conflict: {why}"),
+        reason: format!("{after}: {why}"),
         retry_after: None,
         kind,
         status: None,
