@@ -206,3 +206,47 @@ fn a_rejected_create_names_the_fields_of_changes_folded_into_it() {
     let items = block_on(db.rejected()).unwrap();
     assert_eq!(items[0].fields, ["done", "title"]);
 }
+
+#[test]
+fn a_write_answered_5xx_again_and_again_is_warned_of_once() {
+    // sandman2 answers a NOT NULL violation with 500: the write can never go, and is never
+    // refused. Four failures are a server having a bad minute; the fifth is said once.
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    let a = create(&db, "todos", json!({"title": "a"}));
+    flush_all(&db, &s);
+    update(&db, "todos", &a, json!({"title": "b"}));
+    let tap = Tap::new(s.clone());
+    let inner = s.clone();
+    let failures = std::rc::Rc::new(std::cell::Cell::new(0));
+    let left = failures.clone();
+    tap.hook(move |req| {
+        if req.method != "GET" && left.get() < 7 {
+            left.set(left.get() + 1);
+            return Some(Ok(json_response(500, json!({"message": "NOT NULL"}))));
+        }
+        Some(block_on(ferry::core::sync::http::Transport::send(
+            &inner,
+            req.clone(),
+        )))
+    });
+    for round in 1..=7 {
+        flush(&db, &tap);
+        let warned = db.env.warnings.borrow();
+        let said: Vec<_> = warned
+            .iter()
+            .filter(|w| w.contains("answered 500"))
+            .collect();
+        assert_eq!(
+            said.len(),
+            usize::from(round >= 5),
+            "round {round}: {warned:?}"
+        );
+    }
+    assert_eq!(failures.get(), 7);
+    let warned = db.env.warnings.borrow().clone();
+    assert!(warned[0].contains("answer 4xx"), "{warned:?}");
+    flush_all(&db, &tap);
+    assert_eq!(s.records("todos")[0]["title"], "b", "taken at last");
+    assert_eq!(db.env.warnings.borrow().len(), 1);
+}

@@ -379,6 +379,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     let unsure = status
                         .is_none_or(|s| (200..300).contains(&s) || matches!(s, 500 | 502 | 504));
                     let at = self.note_failure(&tx, e, &reason, retry_after, unsure)?;
+                    self.warn_if_stuck(e, status);
                     if retry_after.is_some() {
                         pause_until = Some(pause_until.unwrap_or(at).max(at));
                     }

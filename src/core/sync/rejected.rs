@@ -6,7 +6,7 @@ use crate::core::clock::Env;
 use crate::core::engine::{Change, Engine};
 use crate::core::error::{Error, Result};
 use crate::core::local::Op;
-use crate::core::mutation::Kind;
+use crate::core::mutation::{Entry, Kind};
 use crate::core::record::Record;
 use crate::core::storage::{Key, Storage, Table, Txn};
 use crate::core::tx::Tx;
@@ -163,6 +163,34 @@ impl<S: Storage, E: Env> Engine<S, E> {
         }
         tx.commit().await?;
         Ok(changes)
+    }
+}
+
+/// After this many attempts answered 5xx, a write is said to be stuck (a server that answers
+/// a write it will never take with a 500 keeps it out of the rejected list for good).
+const STUCK_ATTEMPTS: u32 = 5;
+
+impl<S: Storage, E: Env> Engine<S, E> {
+    /// Says once per collection that a write keeps being answered 5xx: it is sent again for as
+    /// long as it is, and its record's later changes wait behind it.
+    pub(super) fn warn_if_stuck(&self, e: &Entry, status: Option<u16>) {
+        let Some(status) = status.filter(|s| (500..600).contains(s)) else {
+            return;
+        };
+        if e.attempts < STUCK_ATTEMPTS {
+            return;
+        }
+        self.warn_once(format!("stuck:{}", e.c), || {
+            let method = e.sent.as_ref().map_or("write", |s| s.method.as_str());
+            format!(
+                "a {method} of record {:?} in `{}` was answered {status} {} times: it is sent \
+                 again, with backoff, until the server takes or refuses it, and the record's \
+                 later changes wait behind it. A server that answers a write it will never take \
+                 with a 5xx should answer 4xx (400, 422): the write then goes to `rejected()`, \
+                 where the app can fix or discard it",
+                e.r, e.c, e.attempts
+            )
+        });
     }
 }
 
