@@ -7,6 +7,8 @@ mod mem_server;
 #[path = "common/native_env.rs"]
 mod native_env;
 
+use std::future::Future;
+
 use mem_server::MemServer;
 use native_env::*;
 use serde_json::json;
@@ -249,4 +251,94 @@ fn a_write_answered_5xx_again_and_again_is_warned_of_once() {
     flush_all(&db, &tap);
     assert_eq!(s.records("todos")[0]["title"], "b", "taken at last");
     assert_eq!(db.env.warnings.borrow().len(), 1);
+}
+
+/// A transport that sends each request on and never answers: the request stays out.
+struct Unanswered(MemServer);
+
+impl ferry::core::sync::http::Transport for Unanswered {
+    async fn send(
+        &self,
+        req: ferry::core::sync::http::HttpRequest,
+    ) -> Result<ferry::core::sync::http::HttpResponse, ferry::core::sync::http::NetError> {
+        let _ = self.0.send_now(req);
+        std::future::pending().await
+    }
+}
+
+#[test]
+fn a_write_the_server_never_takes_can_be_rejected_by_the_app() {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    let a = create(&db, "todos", json!({"title": "a", "notes": "n"}));
+    flush_all(&db, &s);
+    update(&db, "todos", &a, json!({"title": "bad"}));
+    let tap = Tap::new(s.clone());
+    let inner = s.clone();
+    tap.hook(move |req| {
+        let bad = req.body.as_ref().is_some_and(|b| b.contains("\"bad\""));
+        if bad {
+            return Some(Ok(json_response(500, json!({"message": "NOT NULL"}))));
+        }
+        Some(block_on(ferry::core::sync::http::Transport::send(
+            &inner,
+            req.clone(),
+        )))
+    });
+    flush(&db, &tap);
+    // Made after the failed attempt: a change of its own, queued behind the stuck one.
+    update(&db, "todos", &a, json!({"notes": "later"}));
+    let ids: Vec<String> = block_on(db.outbox())
+        .unwrap()
+        .into_iter()
+        .map(|o| o.mutation_id)
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let e = block_on(db.reject_pending(&ids[1])).unwrap_err();
+    assert_eq!(e.kind, ferry::core::ErrorKind::Validation, "{e:?}");
+    let e = block_on(db.reject_pending("no-such-mutation")).unwrap_err();
+    assert_eq!(e.kind, ferry::core::ErrorKind::NotFound, "{e:?}");
+
+    let report = block_on(db.reject_pending(&ids[0])).unwrap();
+    assert_eq!(report.rejected.len(), 1);
+    assert_eq!(report.rejected[0].status, 0);
+    let mine = get(&db, "todos", &a).unwrap();
+    assert_eq!(
+        (&mine["title"], &mine["notes"]),
+        (&json!("a"), &json!("later"))
+    );
+    flush_all(&db, &tap);
+    assert_eq!(pending(&db), 0);
+    let server = &s.records("todos")[0];
+    assert_eq!(
+        (&server["title"], &server["notes"]),
+        (&json!("a"), &json!("later"))
+    );
+    // On the rejected list, from where it can be retried (and fail again) or dropped.
+    let items = block_on(db.rejected()).unwrap();
+    assert_eq!(items.len(), 1);
+    block_on(db.discard_rejected(&ids[0])).unwrap();
+}
+
+#[test]
+fn a_write_that_is_out_cannot_be_rejected_by_the_app() {
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    let a = create(&db, "todos", json!({"title": "a"}));
+    flush_all(&db, &s);
+    update(&db, "todos", &a, json!({"title": "b"}));
+    let id = block_on(db.outbox()).unwrap()[0].mutation_id.clone();
+    {
+        let out = Unanswered(s.clone());
+        let mut flush = std::pin::pin!(db.flush(&out, &[]));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(
+            flush.as_mut().poll(&mut cx).is_pending(),
+            "the update is out"
+        );
+        let e = block_on(db.reject_pending(&id)).unwrap_err();
+        assert_eq!(e.kind, ferry::core::ErrorKind::Validation, "{e:?}");
+        assert!(e.message.contains("being sent"), "{e:?}");
+    }
+    assert_eq!(pending(&db), 1, "still queued");
 }

@@ -352,7 +352,7 @@ impl Inner {
         }
     }
 
-    fn dispatch(self: &Rc<Self>, report: Report) {
+    pub(crate) fn dispatch(self: &Rc<Self>, report: Report) {
         let quiet = report.changes.is_empty()
             && report.ids.is_empty()
             && report.rejected.is_empty()

@@ -272,6 +272,30 @@ impl Ferry {
         })
     }
 
+    /// Moves a pending mutation that the server keeps failing (a 5xx every time, never a
+    /// refusal) to the rejected list, as if the server had refused it (status 0): the record
+    /// goes back to the server's state, and `retryRejected` or `discardRejected` then apply.
+    /// Only a record's first pending mutation, and only once an attempt of it has failed (not
+    /// while it is being sent).
+    #[wasm_bindgen(js_name = rejectPending, unchecked_return_type = "Promise<void>")]
+    pub fn reject_pending(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] mutation_id: JsValue,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let mutation_id = id_arg(&mutation_id, MUTATION_ID)?;
+            let report = inner
+                .engine
+                .reject_pending(&mutation_id)
+                .await
+                .map_err(js_error)?;
+            inner.dispatch(report);
+            inner.emit_status();
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
     /// Sends the outbox now (then pulls, with `pullAfterFlush`). Resolves when the outbox is
     /// empty; rejects with an `OfflineError`, or with the error that stopped it.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]

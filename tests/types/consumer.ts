@@ -35,6 +35,7 @@ export async function app(): Promise<void> {
   const pending: number = await db.pendingCount();
   const outbox: OutboxEntry[] = await db.outbox();
   const kinds: ("create" | "update" | "delete")[] = outbox.map((e) => e.kind);
+  for (const e of outbox) if (e.attempts > 4) await db.rejectPending(e.mutationId);
   const status: SyncStatus = await db.status();
   const rejected: RejectedMutation[] = await db.rejected();
   for (const r of rejected) {

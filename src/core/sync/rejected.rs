@@ -11,7 +11,7 @@ use crate::core::record::Record;
 use crate::core::storage::{Key, Storage, Table, Txn};
 use crate::core::tx::Tx;
 
-use super::report::RejectedItem;
+use super::report::{RejectedItem, Report};
 
 impl<S: Storage, E: Env> Engine<S, E> {
     /// The rejected mutations, oldest first.
@@ -163,6 +163,46 @@ impl<S: Storage, E: Env> Engine<S, E> {
         }
         tx.commit().await?;
         Ok(changes)
+    }
+}
+
+impl<S: Storage, E: Env> Engine<S, E> {
+    /// Moves pending mutation `mutation_id` to the rejected list, as if the server had refused
+    /// it (status 0): the app's way out of a write the server fails every time and never
+    /// refuses. The record goes back to the server's state as a refusal takes it back, and
+    /// `retryRejected` or `discardRejected` then apply. Only a record's first pending mutation,
+    /// and only while it is not out: one sent and not answered yet (or whose answer was lost)
+    /// may still be applied by the server.
+    pub async fn reject_pending(&self, mutation_id: &str) -> Result<Report> {
+        let tx = self.begin(true).await?;
+        let outbox = tx.outbox().await?;
+        let Some(e) = outbox.iter().find(|e| e.id == mutation_id) else {
+            return Err(Error::not_found(format!(
+                "no pending mutation {mutation_id:?}"
+            )));
+        };
+        if let Some(first) = outbox
+            .iter()
+            .find(|o| o.c == e.c && o.r == e.r && o.seq < e.seq)
+        {
+            return Err(Error::validation(format!(
+                "mutation {mutation_id:?} waits behind {:?}, of the same record: only a \
+                 record's first pending mutation can be rejected",
+                first.id
+            )));
+        }
+        // A pick clears the error of what it sends; a failure writes one back.
+        if e.sent.is_some() && e.error.is_none() {
+            return Err(Error::validation(format!(
+                "mutation {mutation_id:?} is being sent, or the answer to its last sending was \
+                 lost: it can be rejected once an attempt has failed"
+            )));
+        }
+        let mut report = Report::default();
+        let body = "rejected by the app (rejectPending)".to_string();
+        self.apply_reject(&tx, e, 0, body, &mut report).await?;
+        tx.commit().await?;
+        Ok(report)
     }
 }
 
