@@ -58,6 +58,10 @@ fn an_open_conflict_holds_back_only_its_record_and_survives_a_reload() {
     // A later edit of the conflicted record waits behind the conflict.
     update(&db, "todos", &one, json!({"title": "one!"}));
     flush_all(&db, &s);
+    // The app cannot take it out from under the conflict.
+    let waiting = block_on(db.outbox()).unwrap()[0].mutation_id.clone();
+    let e = block_on(db.reject_pending(&waiting)).unwrap_err();
+    assert!(e.message.contains("open conflict"), "{e:?}");
     assert_eq!(s.record("todos", &one).unwrap()["title"], "one");
     drop(db);
     let db = open(custom_config(), storage);

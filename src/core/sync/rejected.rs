@@ -191,6 +191,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 first.id
             )));
         }
+        let (open_conflicts, _) = self.held_back(&tx, false).await?;
+        if open_conflicts.contains(&(e.c.clone(), e.r.clone())) {
+            return Err(Error::validation(format!(
+                "mutation {mutation_id:?} waits behind an open conflict of its record: resolve \
+                 or discard the conflict first"
+            )));
+        }
         // A pick clears the error of what it sends; a failure writes one back.
         if e.sent.is_some() && e.error.is_none() {
             return Err(Error::validation(format!(
