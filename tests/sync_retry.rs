@@ -248,6 +248,7 @@ fn a_write_answered_5xx_again_and_again_is_warned_of_once() {
     assert_eq!(failures.get(), 7);
     let warned = db.env.warnings.borrow().clone();
     assert!(warned[0].contains("answer 4xx"), "{warned:?}");
+    assert!(warned[0].contains("rejectPending(\""), "{warned:?}");
     flush_all(&db, &tap);
     assert_eq!(s.records("todos")[0]["title"], "b", "taken at last");
     assert_eq!(db.env.warnings.borrow().len(), 1);

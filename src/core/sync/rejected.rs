@@ -234,8 +234,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                  again, with backoff, until the server takes or refuses it, and the record's \
                  later changes wait behind it. A server that answers a write it will never take \
                  with a 5xx should answer 4xx (400, 422): the write then goes to `rejected()`, \
-                 where the app can fix or discard it",
-                e.r, e.c, e.attempts
+                 where the app can fix or discard it. Meanwhile `rejectPending({:?})` takes it \
+                 out",
+                e.r, e.c, e.attempts, e.id
             )
         });
     }
