@@ -231,20 +231,6 @@ fn a_server_that_echoes_the_client_id_unstored_is_warned_of_when_a_lookup_lists(
     );
 }
 
-/// A transport that delivers each request and never answers: the page is reloaded (or the
-/// leading tab closed) while the request is out.
-struct Vanishing(MemServer);
-
-impl ferry::core::sync::http::Transport for Vanishing {
-    async fn send(
-        &self,
-        req: ferry::core::sync::http::HttpRequest,
-    ) -> Result<ferry::core::sync::http::HttpResponse, ferry::core::sync::http::NetError> {
-        let _ = self.0.send_now(req);
-        std::future::pending().await
-    }
-}
-
 /// Reloads the page while the first of `n` creates (`t0`, `t1`, ...) is out on `transport`
 /// (the others picked with it, never sent): the store reopened.
 fn reloaded_with_creates_out(transport: &impl ferry::core::sync::http::Transport, n: usize) -> Db {

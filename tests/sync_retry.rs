@@ -254,19 +254,6 @@ fn a_write_answered_5xx_again_and_again_is_warned_of_once() {
     assert_eq!(db.env.warnings.borrow().len(), 1);
 }
 
-/// A transport that sends each request on and never answers: the request stays out.
-struct Unanswered(MemServer);
-
-impl ferry::core::sync::http::Transport for Unanswered {
-    async fn send(
-        &self,
-        req: ferry::core::sync::http::HttpRequest,
-    ) -> Result<ferry::core::sync::http::HttpResponse, ferry::core::sync::http::NetError> {
-        let _ = self.0.send_now(req);
-        std::future::pending().await
-    }
-}
-
 #[test]
 fn a_write_the_server_never_takes_can_be_rejected_by_the_app() {
     let (db, _) = open_todos();
@@ -330,7 +317,7 @@ fn a_write_that_is_out_cannot_be_rejected_by_the_app() {
     update(&db, "todos", &a, json!({"title": "b"}));
     let id = block_on(db.outbox()).unwrap()[0].mutation_id.clone();
     {
-        let out = Unanswered(s.clone());
+        let out = Vanishing(s.clone());
         let mut flush = std::pin::pin!(db.flush(&out, &[]));
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         assert!(

@@ -15,6 +15,17 @@ use ferry::core::sync::report::Report;
 use ferry::core::{CollectionConfig, Engine, Env, MemoryStorage, Op, Record, StoreConfig};
 use serde_json::{json, Value};
 
+/// A transport that delivers each request and never answers: the page reloaded (or the leading
+/// tab closed) while the request was out.
+pub struct Vanishing<T>(pub T);
+
+impl<T: Transport> Transport for Vanishing<T> {
+    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, NetError> {
+        let _ = self.0.send(req).await;
+        std::future::pending().await
+    }
+}
+
 /// Runs a future that never waits (MemoryStorage and MemServer futures are ready at once).
 pub fn block_on<F: Future>(f: F) -> F::Output {
     let mut f = std::pin::pin!(f);
