@@ -11,7 +11,12 @@ use crate::core::record::Record;
 use crate::core::storage::{Key, Storage, Table, Txn};
 use crate::core::tx::Tx;
 
+use super::flush::join;
 use super::report::{RejectedItem, Report};
+
+/// After this many attempts answered 5xx, a write is said to be stuck (a server that answers
+/// a write it will never take with a 500 keeps it out of the rejected list for good).
+const STUCK_ATTEMPTS: u32 = 5;
 
 impl<S: Storage, E: Env> Engine<S, E> {
     /// The rejected mutations, oldest first.
@@ -164,9 +169,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         tx.commit().await?;
         Ok(changes)
     }
-}
 
-impl<S: Storage, E: Env> Engine<S, E> {
     /// Moves pending mutation `mutation_id` to the rejected list, as if the server had refused
     /// it (status 0): the app's way out of a write the server fails every time and never
     /// refuses. The record goes back to the server's state as a refusal takes it back, and
@@ -175,7 +178,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
     /// may still be applied by the server.
     pub async fn reject_pending(&self, mutation_id: &str) -> Result<Report> {
         let tx = self.begin(true).await?;
-        let outbox = tx.outbox().await?;
+        let (outbox, held) = join(tx.outbox(), self.held_back(&tx, false)).await;
+        let (outbox, (open_conflicts, _)) = (outbox?, held?);
         let Some(e) = outbox.iter().find(|e| e.id == mutation_id) else {
             return Err(Error::not_found(format!(
                 "no pending mutation {mutation_id:?}"
@@ -191,7 +195,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 first.id
             )));
         }
-        let (open_conflicts, _) = self.held_back(&tx, false).await?;
         if open_conflicts.contains(&(e.c.clone(), e.r.clone())) {
             return Err(Error::validation(format!(
                 "mutation {mutation_id:?} waits behind an open conflict of its record: resolve \
@@ -211,13 +214,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         tx.commit().await?;
         Ok(report)
     }
-}
 
-/// After this many attempts answered 5xx, a write is said to be stuck (a server that answers
-/// a write it will never take with a 500 keeps it out of the rejected list for good).
-const STUCK_ATTEMPTS: u32 = 5;
-
-impl<S: Storage, E: Env> Engine<S, E> {
     /// Says once per collection that a write keeps being answered 5xx: it is sent again for as
     /// long as it is, and its record's later changes wait behind it.
     pub(super) fn warn_if_stuck(&self, e: &Entry, status: Option<u16>) {
@@ -230,8 +227,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
         self.warn_once(format!("stuck:{}", e.c), || {
             let method = e.sent.as_ref().map_or("write", |s| s.method.as_str());
             format!(
-                "a {method} of record {:?} in `{}` was answered {status} {} times: it is sent \
-                 again, with backoff, until the server takes or refuses it, and the record's \
+                "a {method} of record {:?} in `{}` has been sent {} times, the last answered \
+                 {status}: it is sent again, with backoff, until the server takes or refuses it, and the record's \
                  later changes wait behind it. A server that answers a write it will never take \
                  with a 5xx should answer 4xx (400, 422): the write then goes to `rejected()`, \
                  where the app can fix or discard it. Meanwhile `rejectPending({:?})` takes it \
