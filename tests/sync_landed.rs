@@ -10,6 +10,7 @@ mod native_env;
 
 use std::future::Future;
 
+use ferry::core::sync::flush::RoundEnd;
 use mem_server::MemServer;
 use native_env::*;
 use serde_json::json;
@@ -258,6 +259,69 @@ fn a_create_out_when_the_page_reloaded_is_found_not_stored_twice() {
     assert_eq!(s.records("todos").len(), 1, "stored once");
     assert_eq!(pending(&db), 0);
     assert_eq!(local(&db, "todos")[0]["id"], s.records("todos")[0]["id"]);
+}
+
+#[test]
+fn a_create_out_when_the_page_reloaded_that_the_server_stores_late_is_stored_once() {
+    // A slow server (or a slow link) has the request but has not stored it when the reloaded
+    // page looks for it: sent again at once, it would be stored twice.
+    let s = forgetful();
+    s.set_envelope(false);
+    let out = Stalled::new();
+    let db = reloaded_with_creates_out(&out, 1);
+    let tap = Tap::new(s.clone());
+    let (end, _) = flush(&db, &tap);
+    assert!(posts(&tap).is_empty(), "not sent while it may be landing");
+    let RoundEnd::Held { until } = end else {
+        panic!("waits, looked for again later: {end:?}");
+    };
+    assert!(until <= T0 + 10_000.0, "{until}");
+    assert_eq!(pending(&db), 1);
+    out.deliver(&s);
+    db.env.advance(10_000.0);
+    flush_all(&db, &tap);
+    assert!(posts(&tap).is_empty(), "found, not sent");
+    assert_eq!(s.records("todos").len(), 1, "stored once");
+    assert_eq!(local(&db, "todos")[0]["id"], s.records("todos")[0]["id"]);
+}
+
+#[test]
+fn a_create_out_when_the_page_reloaded_that_never_arrived_is_sent_after_the_wait() {
+    let s = forgetful();
+    let out = Stalled::new();
+    // Three picked together, the first one out: the two that never left go at once.
+    let db = reloaded_with_creates_out(&out, 3);
+    let tap = Tap::new(s.clone());
+    flush(&db, &tap);
+    assert_eq!(posts(&tap), ["t1", "t2"]);
+    tap.clear();
+    db.env.advance(10_000.0);
+    flush_all(&db, &tap);
+    assert_eq!(posts(&tap), ["t0"], "sent once the wait is over");
+    assert_eq!(s.records("todos").len(), 3);
+    assert_eq!(pending(&db), 0);
+}
+
+#[test]
+fn a_create_whose_send_failed_in_this_page_goes_at_its_retry() {
+    // Only a request out when the page went waits for the server: one whose failure this page
+    // saw (the connection broke before the server read it) goes again at its retry.
+    let (db, _) = open_todos();
+    let s = forgetful();
+    let tap = Tap::new(s.clone());
+    create(&db, "todos", json!({"title": "a"}));
+    s.drop_before(1);
+    let (end, _) = flush(&db, &tap);
+    let RoundEnd::Wait { retry_at, .. } = end else {
+        panic!("{end:?}");
+    };
+    assert!(retry_at < T0 + 2_000.0, "{retry_at}");
+    tap.clear();
+    db.env.advance(2_000.0);
+    let (end, _) = flush(&db, &tap);
+    assert_eq!(end, RoundEnd::Idle);
+    assert_eq!(posts(&tap), ["a"]);
+    assert_eq!(s.records("todos").len(), 1);
 }
 
 fn posts(tap: &Tap<MemServer>) -> Vec<String> {

@@ -14,6 +14,12 @@ pub struct Faults {
     pub methods: Option<Vec<String>>,
     pub drop_after_commit: u64,
     pub delay_ms: u64,
+    /// Held this long before it is processed (a slow server: the client may give up, or its
+    /// page reload, before the write is stored).
+    pub stall_ms: u64,
+    /// Writes ignore `Idempotency-Key` (it is optional in PROTOCOL.md): a request sent again
+    /// is stored again.
+    pub ignore_keys: bool,
     pub html_next: u64,
 }
 
@@ -27,6 +33,8 @@ impl Default for Faults {
             methods: None,
             drop_after_commit: 0,
             delay_ms: 0,
+            stall_ms: 0,
+            ignore_keys: false,
             html_next: 0,
         }
     }
@@ -106,6 +114,12 @@ impl Faults {
                 "methods" => next.methods = methods(val)?,
                 "dropAfterCommit" => next.drop_after_commit = count(val, k)?,
                 "delayMs" => next.delay_ms = count(val, k)?,
+                "stallMs" => next.stall_ms = count(val, k)?,
+                "ignoreIdempotencyKey" => {
+                    next.ignore_keys = val
+                        .as_bool()
+                        .ok_or("ignoreIdempotencyKey must be a boolean")?
+                }
                 "htmlNext" => next.html_next = count(val, k)?,
                 other => return Err(format!("unknown fault {other:?}")),
             }
@@ -123,6 +137,8 @@ impl Faults {
             "methods": self.methods,
             "dropAfterCommit": self.drop_after_commit,
             "delayMs": self.delay_ms,
+            "stallMs": self.stall_ms,
+            "ignoreIdempotencyKey": self.ignore_keys,
             "htmlNext": self.html_next,
         })
     }
@@ -139,6 +155,15 @@ impl Faults {
 
     /// Delay in ms and the action for a request, consuming one count of the fault it triggers.
     /// A batch is one `POST`.
+    /// How long a request is held before it is processed.
+    pub fn stall(&self, method: &str, path: &str) -> u64 {
+        if self.matches(method, path) {
+            self.stall_ms
+        } else {
+            0
+        }
+    }
+
     pub fn plan(&mut self, method: &str, path: &str) -> (u64, Action) {
         let is_write = matches!(method, "POST" | "PUT" | "PATCH" | "DELETE");
         if !self.matches(method, path) {

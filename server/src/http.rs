@@ -156,6 +156,7 @@ async fn api_request(
     // connection in a state where the client can read it.
     let body = read_body(req.into_body(), declared, state.cfg.max_body).await;
 
+    let stall = lock(&state.faults).stall(&method, &path);
     let (delay, action) = lock(&state.faults).plan(&method, &path);
     let reply = match action {
         Action::Fail {
@@ -188,7 +189,13 @@ async fn api_request(
                             headers,
                             body,
                         };
-                        blocking(move || dispatch(&st, &req)).await
+                        // Inside the blocking task, which runs to its end even when the
+                        // client goes away meanwhile, as a server busy storing a write does.
+                        blocking(move || {
+                            std::thread::sleep(Duration::from_millis(stall));
+                            dispatch(&st, &req)
+                        })
+                        .await
                     }
                 },
             };

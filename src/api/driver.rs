@@ -399,6 +399,12 @@ impl Inner {
                 }
                 Err(e) => return RunEnd::Failed(e, None),
                 Ok(RoundEnd::Progress) => self.emit_status(),
+                // A create that was out when the page went waits a few seconds for the server
+                // to show it (`out_marks.rs`): the run sits that out, then looks again.
+                Ok(RoundEnd::Held { until }) => {
+                    self.emit_status();
+                    crate::web::js::sleep(until - js_sys::Date::now()).await;
+                }
                 Ok(RoundEnd::Idle) => break,
                 Ok(RoundEnd::Unauthorized) if self.get_headers.is_some() && !refreshed => {
                     refreshed = true;

@@ -274,6 +274,18 @@ impl Timer {
     }
 }
 
+/// Waits `ms` milliseconds (on a timer, without blocking the page).
+pub async fn sleep(ms: f64) {
+    let mut timer = None;
+    let woken = js_sys::Promise::new(&mut |resolve, _| {
+        timer = Some(Timer::new(ms, move || {
+            let _ = resolve.call0(&JsValue::NULL);
+        }));
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(woken).await;
+    drop(timer);
+}
+
 impl Drop for Timer {
     fn drop(&mut self) {
         ferry_clear_timeout(&self.id);

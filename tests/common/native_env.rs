@@ -26,6 +26,30 @@ impl<T: Transport> Transport for Vanishing<T> {
     }
 }
 
+/// A transport whose requests never reach the server and never get an answer, kept so that a
+/// test can deliver them later: a request still on its way when the page reloaded, which a
+/// slow server stores only after the reloaded page has looked for it.
+pub struct Stalled(pub RefCell<Vec<HttpRequest>>);
+
+impl Stalled {
+    pub fn new() -> Stalled {
+        Stalled(RefCell::default())
+    }
+    /// Hands the stalled requests to `to`, as the server gets round to them.
+    pub fn deliver<T: Transport>(&self, to: &T) {
+        for req in self.0.take() {
+            let _ = block_on(to.send(req));
+        }
+    }
+}
+
+impl Transport for Stalled {
+    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, NetError> {
+        self.0.borrow_mut().push(req);
+        std::future::pending().await
+    }
+}
+
 /// Runs a future that never waits (MemoryStorage and MemServer futures are ready at once).
 pub fn block_on<F: Future>(f: F) -> F::Output {
     let mut f = std::pin::pin!(f);

@@ -109,6 +109,37 @@ test("reloading the page while a flush is in flight loses nothing and duplicates
   }
 });
 
+test("reloading the page while a slow server is still storing a create, on a server that ignores Idempotency-Key, stores it once", async () => {
+  const server = await startServer();
+  const context = await browser.newContext();
+  const page = await openPage(context, server.url, "stall");
+  try {
+    await context.setOffline(true);
+    const model = new Map();
+    apply(model, await writeBurst(page, { prefix: "s", creates: 3 }));
+    // Each create is held 2.5 s before the server stores it, and sent again it is stored again.
+    await server.admin("/__admin/faults", { stallMs: 2500, methods: ["POST"], ignoreIdempotencyKey: true });
+    const before = await server.stats();
+    await context.setOffline(false);
+    await until(async () => ((await server.stats()).byMethod.POST ?? 0) > (before.byMethod.POST ?? 0), "a create reached the server", 30_000);
+    // The server has the first create and has not stored it: the page goes before its answer.
+    assert.equal((await server.items()).length, 0, "not stored yet");
+    await page.reload();
+    await openStore(page, "stall");
+    await page.evaluate(() => window.ferry.db.sync().catch(() => {}));
+    await until(async () => (await server.items()).length >= 3, "the three creates stored", 30_000);
+    await drained(page, "the outbox to drain", 30_000);
+    await server.admin("/__admin/faults", { stallMs: 0, ignoreIdempotencyKey: false });
+    await assertConverged(page, server, { expected: model });
+    const posts = (await server.stats()).byMethod.POST - (before.byMethod.POST ?? 0);
+    assert.equal(posts, 3, "each create sent once: the one out at the reload was looked for, not sent again");
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await context.close();
+    await server.stop();
+  }
+});
+
 test("the server killed (SIGKILL) and restarted on its SQLite file mid-flush: Ferry retries and converges", async () => {
   const dir = mkdtempSync(join(tmpdir(), "ferry-chaos-"));
   const db = join(dir, "chaos.sqlite");

@@ -47,6 +47,13 @@ pub enum RoundEnd {
     Unauthorized,
     /// The browser is offline.
     Offline,
+    /// Nothing failed, but a create whose request was out when the page went waits until
+    /// `until` (ms since epoch) to be looked for on the server again (`out_marks.rs`): a wait of
+    /// seconds, which `sync()` sits out rather than fails on.
+    Held {
+        /// When to go on.
+        until: f64,
+    },
 }
 
 /// Runs `futures` at once (as [`join`]) and returns their outputs in order.
@@ -97,6 +104,29 @@ pub async fn join<A: Future, B: Future>(a: A, b: B) -> (A::Output, B::Output) {
     .await
 }
 
+/// How a round ends that had an entry wait until `at`: the earliest such wait, unless the
+/// round already ends with a 401.
+fn wait_until(
+    end: RoundEnd,
+    reason: String,
+    at: f64,
+    kind: ErrorKind,
+    status: Option<u16>,
+) -> RoundEnd {
+    let retry_at = match &end {
+        RoundEnd::Unauthorized => return end,
+        RoundEnd::Wait { retry_at, .. } => retry_at.min(at),
+        RoundEnd::Held { until } => until.min(at),
+        _ => at,
+    };
+    RoundEnd::Wait {
+        reason,
+        retry_at,
+        kind,
+        status,
+    }
+}
+
 /// After this many attempts of one mutation, a conflict also makes the flush wait.
 const CONFLICT_ROUNDS: u32 = 3;
 
@@ -118,7 +148,35 @@ fn worse(a: RoundEnd, b: RoundEnd) -> RoundEnd {
             kind,
             status,
         },
+        (
+            RoundEnd::Wait {
+                retry_at,
+                reason,
+                kind,
+                status,
+            },
+            RoundEnd::Held { until },
+        )
+        | (
+            RoundEnd::Held { until },
+            RoundEnd::Wait {
+                retry_at,
+                reason,
+                kind,
+                status,
+            },
+        ) => RoundEnd::Wait {
+            reason,
+            retry_at: retry_at.min(until),
+            kind,
+            status,
+        },
         (w @ RoundEnd::Wait { .. }, _) | (_, w @ RoundEnd::Wait { .. }) => w,
+        (RoundEnd::Held { until }, RoundEnd::Held { until: u2 }) => RoundEnd::Held {
+            until: until.min(u2),
+        },
+        (o @ RoundEnd::Offline, _) | (_, o @ RoundEnd::Offline) => o,
+        (h @ RoundEnd::Held { .. }, _) | (_, h @ RoundEnd::Held { .. }) => h,
         (a, _) => a,
     }
 }
@@ -290,6 +348,17 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let tx = self.begin(true).await?;
         // A round's acknowledged entries are usually neighbours: one range delete for them all.
         tx.group_entry_deletes(present.to_vec());
+        // The answers are written down now: the marks of their requests go with them.
+        let creates = picked
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.kind == Kind::Create);
+        let answered = |i: usize| {
+            verdicts
+                .get(i)
+                .is_some_and(|v| !matches!(v, Verdict::Held { .. }))
+        };
+        super::out_marks::clear_marks(&tx.t, creates.map(|(i, e)| (e.seq, answered(i))))?;
         // Read every row and pending entry the answers touch in one round trip, not one await
         // per read per answer: the rows and entries of the records sent, and the rows under
         // the server ids given to creates.
@@ -383,18 +452,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     if retry_after.is_some() {
                         pause_until = Some(pause_until.unwrap_or(at).max(at));
                     }
-                    if !matches!(end, RoundEnd::Unauthorized) {
-                        let earlier = match &end {
-                            RoundEnd::Wait { retry_at, .. } => retry_at.min(at),
-                            _ => at,
-                        };
-                        end = RoundEnd::Wait {
-                            reason,
-                            retry_at: earlier,
-                            kind,
-                            status,
-                        };
-                    }
+                    end = wait_until(end, reason, at, kind, status);
+                }
+                Verdict::Held { reason, until } => {
+                    let mut held = e.clone();
+                    held.error = Some(reason);
+                    held.retry_at = Some(until);
+                    tx.put_entry(&held)?;
+                    end = worse(end, RoundEnd::Held { until });
                 }
             }
         }
@@ -414,7 +479,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
         // the whole server's: the round waits that long whatever else went through.
         match (&mut end, pause_until) {
             (RoundEnd::Wait { retry_at, .. }, Some(p)) => *retry_at = retry_at.max(p),
-            (RoundEnd::Wait { .. }, None) if settled => end = RoundEnd::Progress,
+            (RoundEnd::Wait { .. } | RoundEnd::Held { .. }, None) if settled => {
+                end = RoundEnd::Progress
+            }
             _ => {}
         }
         Ok(end)

@@ -17,6 +17,7 @@ use crate::core::storage::Storage;
 
 use super::classify::{version_field, Verdict};
 use super::http::Transport;
+use super::out_marks::{hold_ms, OutMark};
 use super::pull::read_page;
 use super::report::Report;
 
@@ -34,6 +35,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let mut found: Vec<Option<Verdict>> = Vec::new();
         // Per collection: its records, and whether the read may hold part of the list only.
         let mut read: HashMap<String, Result<(Vec<Record>, bool)>> = HashMap::new();
+        // The marks of requests out when the page went, read once if some create is not found.
+        let mut marks: Option<Vec<OutMark>> = None;
         for (i, e) in picked.iter().enumerate() {
             if e.kind != Kind::Create || !e.unsure {
                 continue;
@@ -99,6 +102,23 @@ impl<S: Storage, E: Env> Engine<S, E> {
             if let Some(r) = landed {
                 found.resize_with(picked.len(), || None);
                 found[i] = Some(Verdict::Ack(Some(r.clone()), version_field(cfg, r)));
+                continue;
+            }
+            if marks.is_none() {
+                marks = Some(self.out_marks().await);
+            }
+            let sent_at = marks.iter().flatten().find(|m| m.seqs.contains(&e.seq));
+            let until = sent_at.map(|m| m.at + hold_ms(self.config.timeout_ms));
+            if let Some(until) = until.filter(|u| *u > self.env.now_ms()) {
+                // Its request was out when the page went, moments ago: the server may still be
+                // storing it. Looked for again at `until`, then sent if still not there.
+                found.resize_with(picked.len(), || None);
+                found[i] = Some(Verdict::Held {
+                    reason: "its answer was lost moments ago, and the server does not show it \
+                             yet: looked for again before it is sent"
+                        .into(),
+                    until,
+                });
             } else if partial {
                 self.warn_partial_lookup(&e.c);
             }

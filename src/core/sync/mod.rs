@@ -11,6 +11,7 @@ mod excerpt;
 pub mod flush;
 pub mod http;
 mod landed;
+mod out_marks;
 mod paging;
 mod pick;
 pub mod pull;
