@@ -9,6 +9,9 @@
 //! [`hold_ms`] ago waits and is looked for again, rather than going at once. Creates picked in
 //! the same round but never sent carry no mark and go at once. The round's answers clear its
 //! marks; a mark that did not commit before the page went gives the behaviour without marks.
+//! A request the browser did not let out (offline) keeps its mark:
+//! taking it back could take the mark of the same create's request before it, which a server
+//! may still be storing. At worst a create then waits seconds it did not need to.
 
 use serde_json::{json, Value};
 
