@@ -26,6 +26,8 @@ pub struct MemoryStorage {
     tables: Rc<RefCell<Tables>>,
     /// When set, the next commit fails with this error kind (to test all-or-nothing writes).
     fail_next_commit: Rc<RefCell<Option<ErrorKind>>>,
+    /// [`Storage::set_note`]'s notes, shared by every clone (the tabs of one browser).
+    notes: Rc<RefCell<std::collections::HashMap<String, String>>>,
 }
 
 impl MemoryStorage {
@@ -42,6 +44,7 @@ impl MemoryStorage {
         MemoryStorage {
             tables: Rc::new(RefCell::new(self.tables.borrow().clone())),
             fail_next_commit: Rc::default(),
+            notes: Rc::new(RefCell::new(self.notes.borrow().clone())),
         }
     }
 }
@@ -176,5 +179,15 @@ impl Storage for MemoryStorage {
         let mut t = self.begin(write).await?;
         t.scope = Some(scope.iter().map(|t| table_name(*t)).collect());
         Ok(t)
+    }
+    fn set_note(&self, key: &str, value: Option<&str>) {
+        let mut notes = self.notes.borrow_mut();
+        match value {
+            Some(v) => notes.insert(key.to_string(), v.to_string()),
+            None => notes.remove(key),
+        };
+    }
+    fn note(&self, key: &str) -> Option<String> {
+        self.notes.borrow().get(key).cloned()
     }
 }

@@ -321,4 +321,12 @@ pub trait Storage {
     /// Opens a transaction over `scope` only. IndexedDB starts a narrow transaction sooner
     /// and runs it beside others on other stores; touching a table outside it is an error.
     async fn begin_in(&self, write: bool, scope: &[Table<'_>]) -> Result<Self::Txn<'_>>;
+    /// Keeps a short note beside the database, outside its transactions: written at once and
+    /// for next to nothing, kept across reloads and seen by every tab, but best effort (the
+    /// browser's is the page's `localStorage`, which a worker lacks). `None` removes it.
+    fn set_note(&self, _key: &str, _value: Option<&str>) {}
+    /// The note kept under `key`, if any.
+    fn note(&self, _key: &str) -> Option<String> {
+        None
+    }
 }

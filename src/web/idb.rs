@@ -275,6 +275,15 @@ impl Storage for IdbStorage {
         names.dedup();
         self.begin_over(write, &names)
     }
+
+    fn set_note(&self, key: &str, value: Option<&str>) {
+        let key = format!("ferry:{}:{key}", self.name);
+        crate::web::js::ferry_note_set(&key, value.map(str::to_string));
+    }
+
+    fn note(&self, key: &str) -> Option<String> {
+        crate::web::js::ferry_note_get(&format!("ferry:{}:{key}", self.name))
+    }
 }
 
 impl IdbStorage {

@@ -123,6 +123,16 @@ export function ferry_record_pairs(records) {
   return JSON.stringify([keys, values]);
 }
 export function ferry_set_timeout(f, ms) { return setTimeout(f, ms); }
+// localStorage may be missing (a worker), disabled or full: a note is best effort.
+export function ferry_note_get(key) {
+  try { return globalThis.localStorage ? localStorage.getItem(key) : null; } catch (_) { return null; }
+}
+export function ferry_note_set(key, value) {
+  try {
+    if (!globalThis.localStorage) return;
+    if (value === undefined || value === null) localStorage.removeItem(key); else localStorage.setItem(key, value);
+  } catch (_) {}
+}
 export function ferry_clear_timeout(id) { clearTimeout(id); }
 export function ferry_on_line() {
   return typeof navigator === 'undefined' || navigator.onLine !== false;
@@ -227,6 +237,10 @@ extern "C" {
     /// `getAllRecords`' answer as the JSON text of `[keys, values]` (primary keys).
     #[wasm_bindgen(catch)]
     pub fn ferry_record_pairs(records: &JsValue) -> Result<String, JsValue>;
+    /// `localStorage.getItem(key)`, or nothing where there is none.
+    pub fn ferry_note_get(key: &str) -> Option<String>;
+    /// `localStorage.setItem(key, value)`, or `removeItem` for `None`; silent where it fails.
+    pub fn ferry_note_set(key: &str, value: Option<String>);
     /// `setTimeout(f, ms)`.
     pub fn ferry_set_timeout(f: &Function, ms: f64) -> JsValue;
     /// `clearTimeout(id)`.

@@ -348,17 +348,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let tx = self.begin(true).await?;
         // A round's acknowledged entries are usually neighbours: one range delete for them all.
         tx.group_entry_deletes(present.to_vec());
-        // The answers are written down now: the marks of their requests go with them.
-        let creates = picked
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.kind == Kind::Create);
-        let answered = |i: usize| {
-            verdicts
-                .get(i)
-                .is_some_and(|v| !matches!(v, Verdict::Held { .. }))
-        };
-        super::out_marks::clear_marks(&tx.t, creates.map(|(i, e)| (e.seq, answered(i))))?;
         // Read every row and pending entry the answers touch in one round trip, not one await
         // per read per answer: the rows and entries of the records sent, and the rows under
         // the server ids given to creates.
@@ -374,6 +363,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
         )
         .await;
         prefetched?;
+        // Per entry: whether its request's mark stays (held, or never reached this round).
+        let keeps_mark: Vec<bool> = (0..picked.len())
+            .map(|i| {
+                verdicts
+                    .get(i)
+                    .is_none_or(|v| matches!(v, Verdict::Held { .. }))
+            })
+            .collect();
         let mut verdicts = verdicts;
         self.refuse_taken_ids(&tx, picked, &mut verdicts, moving, found?)
             .await?;
@@ -472,6 +469,15 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
         }
         tx.commit().await?;
+        // The answers are written down: the marks of their requests go (a create held, or
+        // never reached, keeps its own).
+        let answered: Vec<u64> = picked
+            .iter()
+            .zip(&keeps_mark)
+            .filter(|(e, keeps)| e.kind == Kind::Create && !**keeps)
+            .map(|(e, _)| e.seq)
+            .collect();
+        self.clear_marks(&answered);
         report.extend(step);
         // A mutation that failed while others went through waits for its retry without holding
         // them back: the next round goes on at once (and sends it again first); only a round in

@@ -105,7 +105,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 continue;
             }
             if marks.is_none() {
-                marks = Some(self.out_marks().await);
+                marks = Some(self.out_marks());
             }
             let sent_at = marks.iter().flatten().find(|m| m.seqs.contains(&e.seq));
             let until = sent_at.map(|m| m.at + hold_ms(self.config.timeout_ms));

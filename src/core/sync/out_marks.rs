@@ -3,35 +3,33 @@
 //! (`landed.rs`) before sending it again. A slow server may not have stored it yet when that
 //! lookup comes: sent again, a server that ignores `Idempotency-Key` would store it twice.
 //!
-//! So just before each request carrying a create, its outbox positions and the time are written
-//! down, beside the request rather than before it (one transaction per request would add a
-//! round trip to every unbatched create). A create not found whose request went out less than
+//! So just before each request carrying a create, its outbox positions and the time are
+//! written down in a note beside the database ([`Storage::set_note`]: `localStorage` in the
+//! browser), not in it: a transaction per request cost a round of unbatched creates a quarter
+//! of its time, even unawaited. A create not found whose request went out less than
 //! [`hold_ms`] ago waits and is looked for again, rather than going at once. Creates picked in
-//! the same round but never sent carry no mark and go at once. The round's answers clear its
-//! marks; a mark that did not commit before the page went gives the behaviour without marks.
-//! A request the browser did not let out (offline) keeps its mark:
-//! taking it back could take the mark of the same create's request before it, which a server
-//! may still be storing. At worst a create then waits seconds it did not need to.
+//! the same round but never sent carry no mark and go at once. The answers, once written down,
+//! take their marks away. Where no note is kept (a worker, a disabled `localStorage`), a create
+//! goes as it did without marks.
 
 use serde_json::{json, Value};
 
 use crate::core::clock::Env;
 use crate::core::engine::Engine;
-use crate::core::error::Result;
 use crate::core::mutation::{Entry, Kind};
-use crate::core::storage::{Key, Storage, Table, Txn};
+use crate::core::storage::Storage;
+
+/// The note the marks are kept in.
+const NOTE: &str = "out";
+
+/// Marks older than this are dropped whenever the note is written: no hold lasts longer.
+const FORGET_MS: f64 = 60_000.0;
 
 /// The longest a create whose request was out at a reload waits for the server to finish
 /// storing it, from when it was sent: a request still unanswered after `timeoutMs` was given
 /// up on anyway.
 pub(super) fn hold_ms(timeout_ms: u32) -> f64 {
     f64::from(timeout_ms).min(10_000.0)
-}
-
-/// A mark's key: `out:` and the first position of its request, zero-padded so that the keys of
-/// one round lie in one range.
-fn out_key(seq: u64) -> Key {
-    Key::Str(format!("out:{seq:020}"))
 }
 
 /// When a request went out, and the outbox positions of the creates in it.
@@ -50,6 +48,14 @@ impl OutMark {
     }
 }
 
+/// The marks a note's text holds (none when it is damaged).
+fn parse(note: Option<String>) -> Vec<OutMark> {
+    let parsed = note.and_then(|t| serde_json::from_str::<Value>(&t).ok());
+    let list = parsed.as_ref().and_then(Value::as_array);
+    list.map(|l| l.iter().filter_map(OutMark::read).collect())
+        .unwrap_or_default()
+}
+
 /// The creates among `chunk` (one request's entries): their positions.
 pub(super) fn creates_in(chunk: &[Entry]) -> Vec<u64> {
     chunk
@@ -59,57 +65,58 @@ pub(super) fn creates_in(chunk: &[Entry]) -> Vec<u64> {
         .collect()
 }
 
-/// Queues in `t` the removal of the marks of a round's creates, given in outbox order with
-/// whether each was answered (a create held or never reached keeps its mark): each run of
-/// answered neighbours as one range delete.
-pub(super) fn clear_marks<T: Txn + ?Sized>(
-    t: &T,
-    creates: impl Iterator<Item = (u64, bool)>,
-) -> Result<()> {
-    let mut run: Option<(u64, u64)> = None;
-    // A closing `false` ends the last run.
-    for (seq, answered) in creates.chain([(u64::MAX, false)]) {
-        match run {
-            _ if !answered => {
-                if let Some((lo, hi)) = run.take() {
-                    t.delete_range(Table::State, &out_key(lo), &out_key(hi))?;
-                }
-            }
-            Some((lo, _)) => run = Some((lo, seq)),
-            None => run = Some((seq, seq)),
-        }
-    }
-    Ok(())
-}
-
 impl<S: Storage, E: Env> Engine<S, E> {
-    /// Writes down that a request carrying the creates at `seqs` goes out now. Best effort: a
-    /// mark that cannot be written (a full disk) leaves the create as it was without marks.
-    pub(super) async fn mark_out(&self, seqs: Vec<u64>) {
-        let Some(first) = seqs.first() else {
+    /// Writes down that a request carrying the creates at `seqs` goes out now.
+    pub(super) fn mark_out(&self, seqs: &[u64]) {
+        if seqs.is_empty() {
             return;
-        };
-        let mark = json!({ "at": self.env.now_ms(), "seqs": seqs });
-        let write = async {
-            let tx = self.begin_in(true, &[Table::State]).await?;
-            tx.t.put(Table::State, &out_key(*first), &mark)?;
-            tx.commit().await
-        };
-        let _ = write.await;
+        }
+        let now = self.env.now_ms();
+        let mut marks = self.out_marks();
+        marks.retain(|m| m.at > now - FORGET_MS);
+        marks.push(OutMark {
+            at: now,
+            seqs: seqs.to_vec(),
+        });
+        self.keep_marks(&marks);
     }
 
-    /// The marks left by requests that went out and whose answers were never written down.
-    pub(super) async fn out_marks(&self) -> Vec<OutMark> {
-        let read = async {
-            let tx = self.begin_in(false, &[Table::State]).await?;
-            let (lo, hi) = (out_key(0), out_key(u64::MAX));
-            tx.t.get_range(Table::State, None, &lo, &hi, usize::MAX)
-                .await
-        };
-        match read.await {
-            Ok(rows) => rows.iter().filter_map(|(_, v)| OutMark::read(v)).collect(),
-            Err(_) => Vec::new(),
+    /// Takes away the marks of the creates at `answered`, whose answers are written down.
+    pub(super) fn clear_marks(&self, answered: &[u64]) {
+        if answered.is_empty() {
+            return;
         }
+        let mut marks = self.out_marks();
+        if marks.is_empty() {
+            return;
+        }
+        let was = marks.clone();
+        let now = self.env.now_ms();
+        for m in &mut marks {
+            m.seqs.retain(|s| !answered.contains(s));
+        }
+        marks.retain(|m| !m.seqs.is_empty() && m.at > now - FORGET_MS);
+        if marks != was {
+            self.keep_marks(&marks);
+        }
+    }
+
+    /// The marks of requests that went out and whose answers were never written down.
+    pub(super) fn out_marks(&self) -> Vec<OutMark> {
+        parse(self.storage.note(NOTE))
+    }
+
+    fn keep_marks(&self, marks: &[OutMark]) {
+        if marks.is_empty() {
+            self.storage.set_note(NOTE, None);
+            return;
+        }
+        let list: Vec<Value> = marks
+            .iter()
+            .map(|m| json!({ "at": m.at, "seqs": m.seqs }))
+            .collect();
+        self.storage
+            .set_note(NOTE, Some(&Value::Array(list).to_string()));
     }
 }
 
@@ -118,25 +125,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn keys_sort_by_position() {
-        let (Key::Str(a), Key::Str(b)) = (out_key(9), out_key(10)) else {
-            panic!("string keys");
-        };
-        assert!(a < b);
-    }
-
-    #[test]
-    fn a_mark_reads_back_and_a_damaged_one_is_none() {
-        let m = OutMark::read(&json!({"at": 5.0, "seqs": [3, 4]}));
+    fn a_note_reads_back_and_a_damaged_one_is_empty() {
+        let m = parse(Some(r#"[{"at": 5.0, "seqs": [3, 4]}, {"at": 1}]"#.into()));
         assert_eq!(
             m,
-            Some(OutMark {
+            [OutMark {
                 at: 5.0,
                 seqs: vec![3, 4]
-            })
+            }]
         );
-        assert_eq!(OutMark::read(&json!({"at": 5.0, "seqs": ["x"]})), None);
-        assert_eq!(OutMark::read(&json!("out")), None);
+        assert_eq!(parse(Some("{not json".into())), []);
+        assert_eq!(parse(Some(r#"{"at": 5}"#.into())), []);
+        assert_eq!(parse(None), []);
     }
 
     #[test]

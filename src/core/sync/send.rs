@@ -15,7 +15,7 @@ use crate::core::storage::Storage;
 
 use super::batch;
 use super::classify::Verdict;
-use super::flush::{join, join_all};
+use super::flush::join_all;
 use super::http::{HttpRequest, HttpResponse, NetError, Transport};
 use super::out_marks::creates_in;
 use super::report::Report;
@@ -128,8 +128,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     }
                 }
                 None => {
-                    let marked = self.mark_out(creates_in(&picked[i..=i]));
-                    let (_, a) = join(marked, transport.send(requests[i].clone())).await;
+                    self.mark_out(&creates_in(&picked[i..=i]));
+                    let a = transport.send(requests[i].clone()).await;
                     if matches!(a, Err(NetError::Offline)) {
                         sent.offline = true;
                         return Ok(sent);
@@ -246,8 +246,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
             headers: h,
             body: Some(batch::encode(reqs)),
         };
-        let marked = self.mark_out(creates_in(chunk));
-        let (_, res) = join(marked, transport.send(req)).await;
+        self.mark_out(&creates_in(chunk));
+        let res = transport.send(req).await;
         if matches!(res, Err(NetError::Offline)) {
             return Ok(BatchSent::Offline);
         }
