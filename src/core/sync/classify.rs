@@ -42,14 +42,10 @@ pub enum Verdict {
         /// The server's status, when it answered.
         status: Option<u16>,
     },
-    /// Not sent: a create whose earlier request was out when the page went, not found on the
-    /// server yet, waits until `until` (ms since epoch) for it to show (`out_marks.rs`).
-    Held {
-        /// Why.
-        reason: String,
-        /// When to look again.
-        until: f64,
-    },
+    /// Not sent: a create out when the page went, not on the server yet, waits until `until`
+    /// (ms since epoch) for it to show, with `reason` (`out_marks.rs`).
+    #[allow(missing_docs)]
+    Held { reason: String, until: f64 },
     /// Refused for good: this mutation goes to the rejected list.
     Rejected {
         /// The server's status.

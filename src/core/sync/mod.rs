@@ -18,6 +18,7 @@ pub mod pull;
 pub mod rejected;
 pub mod report;
 pub mod request;
+mod round_end;
 mod send;
 mod server_state;
 pub mod settle;
