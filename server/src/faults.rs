@@ -153,8 +153,6 @@ impl Faults {
                 .is_none_or(|ms| ms.iter().any(|m| m == method))
     }
 
-    /// Delay in ms and the action for a request, consuming one count of the fault it triggers.
-    /// A batch is one `POST`.
     /// How long a request is held before it is processed.
     pub fn stall(&self, method: &str, path: &str) -> u64 {
         if self.matches(method, path) {
@@ -164,6 +162,8 @@ impl Faults {
         }
     }
 
+    /// Delay in ms and the action for a request, consuming one count of the fault it triggers.
+    /// A batch is one `POST`.
     pub fn plan(&mut self, method: &str, path: &str) -> (u64, Action) {
         let is_write = matches!(method, "POST" | "PUT" | "PATCH" | "DELETE");
         if !self.matches(method, path) {

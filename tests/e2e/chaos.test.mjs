@@ -117,8 +117,9 @@ test("reloading the page while a slow server is still storing a create, on a ser
     await context.setOffline(true);
     const model = new Map();
     apply(model, await writeBurst(page, { prefix: "s", creates: 3 }));
-    // Each create is held 2.5 s before the server stores it, and sent again it is stored again.
-    await server.admin("/__admin/faults", { stallMs: 2500, methods: ["POST"], ignoreIdempotencyKey: true });
+    // Each create is held 5 s before the server stores it (longer than a reload and a lookup
+    // take), and sent again it is stored again.
+    await server.admin("/__admin/faults", { stallMs: 5000, methods: ["POST"], ignoreIdempotencyKey: true });
     const before = await server.stats();
     await context.setOffline(false);
     await until(async () => ((await server.stats()).byMethod.POST ?? 0) > (before.byMethod.POST ?? 0), "a create reached the server", 30_000);
@@ -126,7 +127,8 @@ test("reloading the page while a slow server is still storing a create, on a ser
     assert.equal((await server.items()).length, 0, "not stored yet");
     await page.reload();
     await openStore(page, "stall");
-    await page.evaluate(() => window.ferry.db.sync().catch(() => {}));
+    // sync() sits out the wait for the create that was out: it resolves, it does not fail.
+    await page.evaluate(() => window.ferry.db.sync());
     await until(async () => (await server.items()).length >= 3, "the three creates stored", 30_000);
     await drained(page, "the outbox to drain", 30_000);
     await server.admin("/__admin/faults", { stallMs: 0, ignoreIdempotencyKey: false });

@@ -260,12 +260,16 @@ impl<S: Storage, E: Env> Engine<S, E> {
         )
         .await;
         prefetched?;
-        // Per entry: whether its request's mark stays (held, or never reached this round).
-        let keeps_mark: Vec<bool> = (0..picked.len())
+        // The entries whose outcome is known: the marks of their requests go. Any other (held,
+        // not reached, a lookup or a send that failed: it may still be landing) keeps its own.
+        let known: Vec<bool> = (0..picked.len())
             .map(|i| {
-                verdicts
-                    .get(i)
-                    .is_none_or(|v| matches!(v, Verdict::Held { .. }))
+                verdicts.get(i).is_some_and(|v| {
+                    matches!(
+                        v,
+                        Verdict::Ack(..) | Verdict::Rejected { .. } | Verdict::Conflict(_)
+                    )
+                })
             })
             .collect();
         let mut verdicts = verdicts;
@@ -349,7 +353,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     end = wait_until(end, reason, at, kind, status);
                 }
                 Verdict::Held { reason, until } => {
+                    // Not sent: no attempt (the pick counted one). Attempts decide backoff,
+                    // warnings and how long a 409 to a create is tried again.
                     let mut held = e.clone();
+                    held.attempts = held.attempts.saturating_sub(1);
                     held.error = Some(reason);
                     held.retry_at = Some(until);
                     tx.put_entry(&held)?;
@@ -366,12 +373,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
         }
         tx.commit().await?;
-        // The answers are written down: the marks of their requests go (a create held, or
-        // never reached, keeps its own).
+        // The outcomes are written down: the marks of their requests go.
         let answered: Vec<u64> = picked
             .iter()
-            .zip(&keeps_mark)
-            .filter(|(e, keeps)| e.kind == Kind::Create && !**keeps)
+            .zip(&known)
+            .filter(|(e, known)| e.kind == Kind::Create && **known)
             .map(|(e, _)| e.seq)
             .collect();
         self.clear_marks(&answered);

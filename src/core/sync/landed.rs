@@ -17,7 +17,7 @@ use crate::core::storage::Storage;
 
 use super::classify::{version_field, Verdict};
 use super::http::Transport;
-use super::out_marks::{hold_ms, OutMark};
+use super::out_marks::OutMark;
 use super::pull::read_page;
 use super::report::Report;
 
@@ -107,9 +107,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
             if marks.is_none() {
                 marks = Some(self.out_marks());
             }
-            let sent_at = marks.iter().flatten().find(|m| m.seqs.contains(&e.seq));
-            let until = sent_at.map(|m| m.at + hold_ms(self.config.timeout_ms));
-            if let Some(until) = until.filter(|u| *u > self.env.now_ms()) {
+            let until = self.held_until(marks.as_deref().unwrap_or_default(), e.seq);
+            if let Some(until) = until {
                 // Its request was out when the page went, moments ago: the server may still be
                 // storing it. Looked for again at `until`, then sent if still not there.
                 found.resize_with(picked.len(), || None);

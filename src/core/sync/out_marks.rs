@@ -8,9 +8,9 @@
 //! browser), not in it: a transaction per request cost a round of unbatched creates a quarter
 //! of its time, even unawaited. A create not found whose request went out less than
 //! [`hold_ms`] ago waits and is looked for again, rather than going at once. Creates picked in
-//! the same round but never sent carry no mark and go at once. The answers, once written down,
-//! take their marks away. Where no note is kept (a worker, a disabled `localStorage`), a create
-//! goes as it did without marks.
+//! the same round but never sent carry no mark and go at once. An outcome written down takes
+//! the mark away; a failed send or lookup leaves it (the create may still be landing). Where no
+//! note is kept (a worker, a disabled `localStorage`), a create goes as it did without marks.
 
 use serde_json::{json, Value};
 
@@ -56,6 +56,15 @@ fn parse(note: Option<String>) -> Vec<OutMark> {
         .unwrap_or_default()
 }
 
+/// Whether `m` can be trusted at `now`: not so old that no wait lasts that long, and not in
+/// the future (the clock was set back since: a wait counted from it could last for hours).
+fn fresh(m: &OutMark, now: f64) -> bool {
+    m.at > now - FORGET_MS && m.at <= now + CLOCK_SLACK_MS
+}
+
+/// How far ahead of the clock a mark may be and still be believed (clocks of two tabs, rounding).
+const CLOCK_SLACK_MS: f64 = 1_000.0;
+
 /// The creates among `chunk` (one request's entries): their positions.
 pub(super) fn creates_in(chunk: &[Entry]) -> Vec<u64> {
     chunk
@@ -73,7 +82,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
         }
         let now = self.env.now_ms();
         let mut marks = self.out_marks();
-        marks.retain(|m| m.at > now - FORGET_MS);
+        // A create sent again is out since now: an older mark of it would cut its wait short.
+        for m in &mut marks {
+            m.seqs.retain(|s| !seqs.contains(s));
+        }
+        marks.retain(|m| !m.seqs.is_empty() && fresh(m, now));
         marks.push(OutMark {
             at: now,
             seqs: seqs.to_vec(),
@@ -95,15 +108,24 @@ impl<S: Storage, E: Env> Engine<S, E> {
         for m in &mut marks {
             m.seqs.retain(|s| !answered.contains(s));
         }
-        marks.retain(|m| !m.seqs.is_empty() && m.at > now - FORGET_MS);
+        marks.retain(|m| !m.seqs.is_empty() && fresh(m, now));
         if marks != was {
             self.keep_marks(&marks);
         }
     }
 
-    /// The marks of requests that went out and whose answers were never written down.
+    /// The marks of requests that went out and whose outcomes were never written down.
     pub(super) fn out_marks(&self) -> Vec<OutMark> {
         parse(self.storage.note(NOTE))
+    }
+
+    /// Until when the create at `seq` waits for the server to show it, if its latest request
+    /// went out moments ago (`marks`: read by [`Engine::out_marks`]).
+    pub(super) fn held_until(&self, marks: &[OutMark], seq: u64) -> Option<f64> {
+        let now = self.env.now_ms();
+        let mark = marks.iter().find(|m| m.seqs.contains(&seq))?;
+        let until = mark.at + hold_ms(self.config.timeout_ms);
+        (fresh(mark, now) && until > now).then_some(until)
     }
 
     fn keep_marks(&self, marks: &[OutMark]) {
