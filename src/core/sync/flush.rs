@@ -189,9 +189,12 @@ impl<S: Storage, E: Env> Engine<S, E> {
 
     /// Applies what came back for a sent batch.
     async fn settle_sent(&self, b: &Picked, sent: Sent, report: &mut Report) -> Result<RoundEnd> {
+        let settled = super::out_marks::settled_creates(&b.entries, &sent);
         let end = self
             .apply_all(&b.entries, &b.fresh, &b.present, sent.verdicts, report)
             .await?;
+        // Their outcomes are written down: the marks of their requests go.
+        self.clear_marks(&settled);
         Ok(if sent.offline { RoundEnd::Offline } else { end })
     }
 
@@ -260,18 +263,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
         )
         .await;
         prefetched?;
-        // The entries whose outcome is known: the marks of their requests go. Any other (held,
-        // not reached, a lookup or a send that failed: it may still be landing) keeps its own.
-        let known: Vec<bool> = (0..picked.len())
-            .map(|i| {
-                verdicts.get(i).is_some_and(|v| {
-                    matches!(
-                        v,
-                        Verdict::Ack(..) | Verdict::Rejected { .. } | Verdict::Conflict(_)
-                    )
-                })
-            })
-            .collect();
         let mut verdicts = verdicts;
         self.refuse_taken_ids(&tx, picked, &mut verdicts, moving, found?)
             .await?;
@@ -373,14 +364,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
         }
         tx.commit().await?;
-        // The outcomes are written down: the marks of their requests go.
-        let answered: Vec<u64> = picked
-            .iter()
-            .zip(&known)
-            .filter(|(e, known)| e.kind == Kind::Create && **known)
-            .map(|(e, _)| e.seq)
-            .collect();
-        self.clear_marks(&answered);
         report.extend(step);
         // A mutation that failed while others went through waits for its retry without holding
         // them back: the next round goes on at once (and sends it again first); only a round in

@@ -19,6 +19,9 @@ use crate::core::engine::Engine;
 use crate::core::mutation::{Entry, Kind};
 use crate::core::storage::Storage;
 
+use super::classify::Verdict;
+use super::send::Sent;
+
 /// The note the marks are kept in.
 const NOTE: &str = "out";
 
@@ -64,6 +67,29 @@ fn fresh(m: &OutMark, now: f64) -> bool {
 
 /// How far ahead of the clock a mark may be and still be believed (clocks of two tabs, rounding).
 const CLOCK_SLACK_MS: f64 = 1_000.0;
+
+/// The creates of `picked` that `sent` settles, whose marks go once its answers are written
+/// down: those found on the server, and those sent whose answer says where they stand (stored,
+/// refused, a conflict, or a status that says the write was not applied). A create not sent
+/// (held, its lookup failed), or whose send got no answer, an unreadable one or a 500, 502 or
+/// 504 (it may still be landing), keeps its mark.
+pub(super) fn settled_creates(picked: &[Entry], sent: &Sent) -> Vec<u64> {
+    let settles = |v: &Verdict, left: bool| match v {
+        Verdict::Ack(..) => true,
+        Verdict::Rejected { .. } | Verdict::Conflict(_) | Verdict::Unauthorized => left,
+        Verdict::Transient { status, .. } => {
+            left && status
+                .is_some_and(|s| !(200..300).contains(&s) && !matches!(s, 500 | 502 | 504))
+        }
+        Verdict::Held { .. } => false,
+    };
+    picked
+        .iter()
+        .zip(sent.verdicts.iter().zip(&sent.left))
+        .filter(|(e, (v, left))| e.kind == Kind::Create && settles(v, **left))
+        .map(|(e, _)| e.seq)
+        .collect()
+}
 
 /// The creates among `chunk` (one request's entries): their positions.
 pub(super) fn creates_in(chunk: &[Entry]) -> Vec<u64> {

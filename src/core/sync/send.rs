@@ -26,6 +26,9 @@ use super::server_state::Before;
 pub(super) struct Sent {
     /// The answers of the first entries, in order (all of them unless the round stopped).
     pub(super) verdicts: Vec<Verdict>,
+    /// For each of `verdicts`, whether its entry left in a request (else it was decided before:
+    /// found on the server, held, or read first).
+    pub(super) left: Vec<bool>,
     /// The browser was offline: the rest never left.
     pub(super) offline: bool,
     /// The batch endpoint does not exist: the rest was not sent.
@@ -77,6 +80,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             .await;
         let mut sent = Sent {
             verdicts: Vec::with_capacity(picked.len()),
+            left: Vec::with_capacity(picked.len()),
             offline: false,
             no_batch: false,
         };
@@ -87,6 +91,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         while i < picked.len() {
             if let Some(v) = early.get_mut(i).and_then(Option::take) {
                 sent.verdicts.push(v);
+                sent.left.push(false);
                 i += 1;
                 continue;
             }
@@ -148,6 +153,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             let failed = verdicts
                 .iter()
                 .all(|v| matches!(v, Verdict::Transient { .. } | Verdict::Unauthorized));
+            sent.left.extend(verdicts.iter().map(|_| true));
             sent.verdicts.extend(verdicts);
             // A 401 is the whole store's; two failures in a row are the server's, not one
             // mutation's: the rest waits for the retry.
