@@ -23,8 +23,8 @@ use super::http::{NetError, Transport};
 use super::pick::Picked;
 use super::report::Report;
 use super::request::client_id_of;
+use super::round_end::worse;
 pub use super::round_end::RoundEnd;
-use super::round_end::{wait_until, worse};
 use super::send::Sent;
 
 /// Runs `futures` at once (as [`join`]) and returns their outputs in order.
@@ -341,7 +341,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     if retry_after.is_some() {
                         pause_until = Some(pause_until.unwrap_or(at).max(at));
                     }
-                    end = wait_until(end, reason, at, kind, status);
+                    // This entry's reason, the earliest time (a 401 stays a 401).
+                    let wait = RoundEnd::Wait {
+                        reason,
+                        retry_at: at,
+                        kind,
+                        status,
+                    };
+                    end = worse(wait, end);
                 }
                 Verdict::Held { reason, until } => {
                     // Not sent: no attempt (the pick counted one). Attempts decide backoff,

@@ -33,29 +33,6 @@ pub enum RoundEnd {
     },
 }
 
-/// How a round ends that had an entry wait until `at`: the earliest such wait, unless the
-/// round already ends with a 401.
-pub(super) fn wait_until(
-    end: RoundEnd,
-    reason: String,
-    at: f64,
-    kind: ErrorKind,
-    status: Option<u16>,
-) -> RoundEnd {
-    let retry_at = match &end {
-        RoundEnd::Unauthorized => return end,
-        RoundEnd::Wait { retry_at, .. } => retry_at.min(at),
-        RoundEnd::Held { until } => until.min(at),
-        _ => at,
-    };
-    RoundEnd::Wait {
-        reason,
-        retry_at,
-        kind,
-        status,
-    }
-}
-
 /// The end that says more: a 401 over a wait, the earlier of two waits, a wait over progress.
 pub(super) fn worse(a: RoundEnd, b: RoundEnd) -> RoundEnd {
     match (a, b) {
