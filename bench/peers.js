@@ -42,6 +42,7 @@ export function rawOpen(name) {
 
 export async function raw(name) {
   const db = await rawOpen(name);
+  let auto = 0;
   const rw = () => {
     const tx = db.transaction(["records", "outbox"], "readwrite");
     return [tx, tx.objectStore("records"), tx.objectStore("outbox")];
@@ -67,6 +68,10 @@ export async function raw(name) {
       s.put(rec);
       o.add(entry("create", rec.id));
       await done(tx);
+    },
+    // A store that gives ids makes them without a request: a counter (Ferry's tab + position).
+    createAuto(rec) {
+      return this.create({ id: `a${++auto}`, ...rec });
     },
     async update(id, changes) {
       const [tx, s, o] = rw();
@@ -139,8 +144,20 @@ export async function checked(name) {
     tx.commit();
     await done(tx);
   };
+  // No id from the app: a new temporary id cannot be taken, so only the two adds (which would
+  // fail if their keys were) and the commit.
+  const createAuto = async (rec) => {
+    const [tx, R, O] = open();
+    const e = { ...entry(), kind: "create" };
+    const id = (e.r = `tmp-node-${e.seq}`);
+    O.add(e, e.seq);
+    R.add(rowOf({ ...rec, id }), id);
+    tx.commit();
+    await done(tx);
+  };
   return {
     create,
+    createAuto,
     update: (id, changes) => write(id, (R, row) => R.put(rowOf({ ...row.d, ...changes }), id)),
     remove: (id) => write(id, (R) => R.delete(id)),
     populate(recs) {
@@ -161,6 +178,7 @@ export async function dexie(name) {
   db.version(1).stores({ records: "id, cat", outbox: "++seq" });
   await db.open();
   const { records, outbox } = db;
+  let auto = 0;
   const rw = (f) => db.transaction("rw", records, outbox, f);
   return {
     bulkCreate: (recs) =>
@@ -174,6 +192,9 @@ export async function dexie(name) {
         records.put(rec);
         outbox.add(entry("create", rec.id));
       }),
+    createAuto(rec) {
+      return this.create({ id: `a${++auto}`, ...rec });
+    },
     update: (id, changes) =>
       rw(async () => {
         await records.update(id, changes);
@@ -211,6 +232,9 @@ export async function pouch(name) {
     },
     async create(rec) {
       await db.put(doc(rec));
+    },
+    async createAuto(rec) {
+      await db.post(rec); // PouchDB makes the _id
     },
     async update(id, changes) {
       const d = await db.get(id);
@@ -262,6 +286,7 @@ export async function ferry(name, { seedUrl }) {
     bulkCreate: (recs) => col.createMany(recs),
     populate: () => col.pull(),
     create: (rec) => col.create(rec),
+    createAuto: (rec) => col.create(rec), // a temporary id now, the server's after sync
     update: (id, changes) => col.update(id, changes),
     remove: (id) => col.delete(id),
     get: (id) => col.get(id),

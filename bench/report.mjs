@@ -1,10 +1,15 @@
 // The table and the targets of the issue, computed from one run's figures.
 const NAMES = { ferry: "Ferry", raw: "raw IDB", dexie: "Dexie 4", pouch: "PouchDB 9" };
+// The cold case's diagnostics (bench/page.js `runCold`), beside Ferry and raw IndexedDB.
+const COLD_NAMES = { checked: "plain JS on Ferry's database", primed: "Ferry, its code already run once" };
 export const LABELS = {
   bulkCreate: "bulk create (one call)",
-  create: "single creates",
+  create: "single creates (app's ids)",
   createP50: "  single create p50",
   createP95: "  single create p95",
+  createAuto: "single creates (store's ids)",
+  createAutoP50: "  single create p50",
+  createAutoP95: "  single create p95",
   update: "updates",
   remove: "deletes",
   get: "gets by id",
@@ -20,13 +25,13 @@ const x = (r) => (r === undefined ? "" : `${r.toFixed(2)}x`);
 /** Rows of the local cases: [label, stat per peer]. */
 export function localRows(f) {
   const rows = [];
-  for (const c of ["bulkCreate", "create", "update", "remove", "get", "all", "query"]) {
+  for (const c of ["bulkCreate", "create", "createAuto", "update", "remove", "get", "all", "query"]) {
     if (!f[c]) continue;
     const of = (k) => Object.fromEntries(Object.keys(NAMES).map((p) => [p, f[c][p]?.[k]]));
     rows.push([c, LABELS[c], of("ms")]);
-    if (c === "create") {
-      rows.push(["createP50", LABELS.createP50, of("p50")]);
-      rows.push(["createP95", LABELS.createP95, of("p95")]);
+    if (c === "create" || c === "createAuto") {
+      rows.push([`${c}P50`, LABELS[`${c}P50`], of("p50")]);
+      rows.push([`${c}P95`, LABELS[`${c}P95`], of("p95")]);
     }
   }
   return rows;
@@ -37,7 +42,7 @@ export function verdicts(f) {
   const v = [];
   const check = (what, r, ok) => r !== undefined && v.push({ what, ratio: r, met: ok(r) });
   for (const [key, label, s] of localRows(f)) {
-    const write = ["bulkCreate", "create", "createP50", "createP95", "update", "remove"].includes(key);
+    const write = /^(bulkCreate|create|update|remove)/.test(key);
     if (write) {
       check(`${label}: Ferry/raw ≤ 1.3`, ratio(s.ferry, s.raw), (r) => r <= 1.3);
       check(`${label}: Ferry/Dexie < 1`, ratio(s.ferry, s.dexie), (r) => r < 1);
@@ -77,7 +82,7 @@ export function table(result) {
     rows.push([label, cell(s.ferry), cell(s.raw), cell(s.dexie), cell(s.pouch), x(ratio(s.ferry, s.raw)), x(ratio(s.ferry, s.dexie)), x(ratio(s.ferry, s.pouch))]);
   }
   out.push(grid(rows));
-  const checked = ["create", "update", "remove"].filter((c) => f[c]?.checked);
+  const checked = ["create", "createAuto", "update", "remove"].filter((c) => f[c]?.checked);
   if (checked.length) {
     out.push("", grid([
       ["single writes against Ferry's own requests in plain JS", "Ferry", "checked", "raw IDB", "Ferry/checked", "checked/raw"],
@@ -102,7 +107,7 @@ export function table(result) {
     const c = f.cold;
     out.push("", grid([
       ["cold start (10k records, pending mutations)", "open + first query", "wasm load + init", "open", "query"],
-      ...["ferry", "raw", "checked"].filter((k) => c[k]).map((k) => [k === "checked" ? "plain JS on Ferry's database" : NAMES[k], cell(c[k].ms), cell(c[k].load), cell(c[k].open), cell(c[k].query)]),
+      ...["ferry", "raw", "checked", "primed"].filter((k) => c[k]).map((k) => [COLD_NAMES[k] ?? NAMES[k], cell(c[k].ms), k === "primed" ? "" : cell(c[k].load), cell(c[k].open), cell(c[k].query)]),
     ]));
   }
   if (f.size) {

@@ -37,8 +37,8 @@ if (!base || !pkgDir || !staticDir) {
 
 const PEERS = ["ferry", "raw", "dexie", "pouch"];
 // The single-write cases also run "checked": plain JS issuing Ferry's own IndexedDB requests.
-const CHECKED = ["create", "update", "remove"];
-const LOCAL = ["bulkCreate", "create", "update", "remove", "get", "all", "query"];
+const CHECKED = ["create", "createAuto", "update", "remove"];
+const LOCAL = ["bulkCreate", "create", "createAuto", "update", "remove", "get", "all", "query"];
 // --sync batched narrows the sync modes (for an A/B of the batched path alone).
 const SYNC = opt("sync", "batched,unbatched,naive").split(",");
 const want = (c) => !only || only.split(",").includes(c);
@@ -122,8 +122,9 @@ for (let r = 0; r < reps; r++) {
   }
   if (want("cold")) {
     const prepared = { ...(await call(page, "prepareCold", ctx)), n };
-    // "checked": plain JS opening Ferry's own database and asking the same query.
-    for (const p of r % 2 ? ["raw", "checked", "ferry"] : ["ferry", "checked", "raw"]) {
+    // "checked": plain JS opening Ferry's own database and asking the same query; "primed": Ferry
+    // after the same open and query on another store in the page (its code already compiled).
+    for (const p of r % 2 ? ["raw", "checked", "primed", "ferry"] : ["ferry", "primed", "checked", "raw"]) {
       const cold = await context.newPage(); // a new document: nothing loaded, no connection open
       cold.on("pageerror", (e) => errors.push(String(e)));
       await open(cold);
@@ -178,7 +179,7 @@ const missing = [];
 const finite = (f) => f && Object.values(f).every((s) => s.runs.every(Number.isFinite));
 for (const c of LOCAL.filter(want)) for (const p of PEERS) if (!finite(figures[c]?.[p])) missing.push(`${c}/${p}`);
 if (want("sync")) for (const m of SYNC) if (!finite(figures.sync?.[m])) missing.push(`sync/${m}`);
-if (want("cold")) for (const p of ["ferry", "raw", "checked"]) if (!finite(figures.cold?.[p])) missing.push(`cold/${p}`);
+if (want("cold")) for (const p of ["ferry", "raw", "checked", "primed"]) if (!finite(figures.cold?.[p])) missing.push(`cold/${p}`);
 if (want("size")) for (const p of ["ferry", "dexie", "pouch"]) if (!(figures.size[p].bytes > 0)) missing.push(`size/${p}`);
 if (errors.length) console.error(`page errors:\n${errors.join("\n")}`);
 if (missing.length || errors.length) {
