@@ -11,7 +11,7 @@
 
 use serde_json::Value;
 
-use super::error::Result;
+use super::error::{Error, Result};
 
 /// The tables of a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -198,6 +198,21 @@ pub trait Txn {
         }
         write_each(self, writes)?;
         Ok((out, added))
+    }
+    /// Adds `adds` where their keys are free; a taken key fails the whole transaction (here, or
+    /// at the latest its commit), so nothing of it is written. For keys the engine has just
+    /// made, which nothing else can hold: IndexedDB issues the adds and waits for none of them,
+    /// and the commit follows at once, with no round trip for answers in between.
+    async fn add_new(&self, adds: &[(Table<'_>, Key, Value)]) -> Result<()> {
+        for (table, key, v) in adds {
+            if self.get(*table, key).await?.is_some() {
+                return Err(Error::storage(format!(
+                    "an add found its key {key:?} taken in {table:?}; nothing was written"
+                )));
+            }
+            self.put(*table, key, v)?;
+        }
+        Ok(())
     }
     /// The first `limit` entries whose key (or, with `index`, whose key in that index) lies in
     /// `lo..=hi` in [`idb_order`], ordered by that key and then by primary key, as IndexedDB's

@@ -88,6 +88,7 @@ export function ferry_get_all_records_with(source, options) {
   return typeof source.getAllRecords === 'function' ? source.getAllRecords(options) : null;
 }
 // A transaction's queued writes: `text` is the JSON of [[store, key, value] (a put),
+// [store, key, value, 1] (an add: a taken key's error is left to abort the transaction),
 // [store, key] (a delete) or [store, lo, hi, 0] (a delete of lo..=hi), ...], issued in order.
 export function ferry_write_all(tx, text) {
   const ops = JSON.parse(text), stores = new Map();
@@ -96,7 +97,7 @@ export function ferry_write_all(tx, text) {
     let s = stores.get(op[0]);
     if (s === undefined) { s = tx.objectStore(op[0]); stores.set(op[0], s); }
     if (op.length === 3) s.put(op[2], op[1]);
-    else if (op.length === 4) s.delete(IDBKeyRange.bound(op[1], op[2]));
+    else if (op.length === 4) op[3] === 1 ? s.add(op[2], op[1]) : s.delete(IDBKeyRange.bound(op[1], op[2]));
     else s.delete(op[1]);
   }
 }

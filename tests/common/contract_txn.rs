@@ -394,3 +394,43 @@ pub async fn read_then_write_reads_before_writing<H: Harness>(h: &H) {
     );
     assert_eq!(count(&s, Table::Outbox).await, 1);
 }
+
+/// add_new writes its adds with the commit; where one finds its key taken, the transaction
+/// fails whole (at the add, or at the latest at the commit): the other add is not written and
+/// what held the key is left as it was.
+pub async fn add_new_on_a_taken_key_writes_nothing<H: Harness>(h: &H) {
+    let (_, s) = open(h, "add_new").await;
+    let notes = Table::Records("notes");
+    let entry = |r: &str| json!({"seq": 1, "c": "notes", "r": r, "kind": "create"});
+    let tx = s.begin(true).await.expect("begin");
+    tx.add_new(&[
+        (Table::Outbox, Key::Num(1), entry("a")),
+        (notes, k("a"), json!({"d": {"id": "a"}})),
+    ])
+    .await
+    .expect("free keys");
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        get(&s, notes, &k("a")).await,
+        Some(json!({"d": {"id": "a"}}))
+    );
+    assert_eq!(count(&s, Table::Outbox).await, 1);
+
+    let tx = s.begin(true).await.expect("begin");
+    let failed = async {
+        tx.add_new(&[
+            (Table::Outbox, Key::Num(2), entry("a")),
+            (notes, k("a"), json!({"d": {"id": "a", "by": "second"}})),
+        ])
+        .await?;
+        tx.commit().await
+    }
+    .await;
+    assert!(failed.is_err(), "a taken key fails the transaction");
+    assert_eq!(
+        get(&s, notes, &k("a")).await,
+        Some(json!({"d": {"id": "a"}})),
+        "what held the key is left"
+    );
+    assert_eq!(count(&s, Table::Outbox).await, 1, "the other add went too");
+}

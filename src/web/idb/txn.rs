@@ -128,7 +128,7 @@ impl IdbTxn<'_> {
             key_json(&mut q, hi);
             q.extend_from_slice(b",0");
         }
-        if let Write::Put(encode) = write {
+        if let Write::Put(encode) | Write::Add(encode) = write {
             q.push(b',');
             if let Err(e) = encode(&mut q) {
                 q.truncate(start); // the whole operation goes, not only its value
@@ -137,6 +137,9 @@ impl IdbTxn<'_> {
                     self.write_failed(Error::storage(format!("IndexedDB: unencodable value: {e}")))
                 );
             }
+        }
+        if let Write::Add(_) = write {
+            q.extend_from_slice(b",1");
         }
         q.push(b']');
         Ok(())
@@ -333,6 +336,8 @@ type Encode<'v> = &'v dyn Fn(&mut Vec<u8>) -> serde_json::Result<()>;
 enum Write<'v> {
     /// A put, its value written straight into the queue (no `Value` built first).
     Put(Encode<'v>),
+    /// An add: where its key is taken, its error aborts the transaction ([`Txn::add_new`]).
+    Add(Encode<'v>),
     Delete,
     /// A delete of every key from the queued key to this one.
     DeleteTo(&'v Key),
@@ -492,6 +497,19 @@ impl Txn for IdbTxn<'_> {
 
     fn delete(&self, table: Table<'_>, key: &Key) -> Result<()> {
         self.queue(table, key, Write::Delete)
+    }
+
+    /// Queued like puts, so they go with the commit (no crossing of their own) and are not
+    /// awaited: an add that fails is not handled, so its error aborts the transaction.
+    async fn add_new(&self, adds: &[(Table<'_>, Key, Value)]) -> Result<()> {
+        for (table, key, value) in adds {
+            self.queue(
+                *table,
+                key,
+                Write::Add(&|q| serde_json::to_writer(q, value)),
+            )?;
+        }
+        Ok(())
     }
 
     fn delete_range(&self, table: Table<'_>, lo: &Key, hi: &Key) -> Result<()> {
