@@ -15,7 +15,7 @@
 //! A create without an id gets a temporary id made of this engine's node and outbox position:
 //! no key it writes can be taken, so there is nothing to check. Its adds go with the commit and
 //! nothing waits for their answers first (waiting costs a round trip to IndexedDB's backend
-//! and back, a third of such a create's time); should a key be taken all the same, the adds'
+//! and back, 10–20% of such a create's time in the benchmark); should a key be taken all the same, the adds'
 //! error aborts the transaction and the create fails whole.
 
 use serde_json::Value;
