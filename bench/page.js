@@ -223,7 +223,7 @@ export async function runCold(peer, { names, seedUrl, n }) {
       o.close();
       await deleteIdb(other);
       await new Promise((ok) => setTimeout(ok, 100)); // its garbage and its deletion, out of the way
-    }
+    } // (so a primed run's `load` and `total` include the priming: only `ms` compares)
     timing(true);
     tLoad = now();
     const db = await Ferry.open(ferryOptions(names.ferry, seedUrl));

@@ -69,7 +69,8 @@ export async function raw(name) {
       o.add(entry("create", rec.id));
       await done(tx);
     },
-    // A store that gives ids makes them without a request: a counter (Ferry's tab + position).
+    // A store that gives ids makes them without a request: a counter (Ferry: its node id and an
+    // outbox position from the tab's reserved block).
     createAuto(rec) {
       return this.create({ id: `a${++auto}`, ...rec });
     },

@@ -12,11 +12,12 @@
 //! create from what it reads, in the same transaction, so that the create keeps its place among
 //! the app's writes.
 //!
-//! A create without an id gets a temporary id made of this engine's node and outbox position:
-//! no key it writes can be taken, so there is nothing to check. Its adds go with the commit and
-//! nothing waits for their answers first (waiting costs a round trip to IndexedDB's backend
-//! and back, 10–20% of such a create's time in the benchmark); should a key be taken all the same, the adds'
-//! error aborts the transaction and the create fails whole.
+//! A create without an id gets a temporary id made of the database's node id and an outbox
+//! position from this tab's reserved block (no other tab hands it out): no key it writes can be
+//! taken, so there is nothing to check. Its adds go with the commit and nothing waits for their
+//! answers first (waiting costs a round trip to IndexedDB's backend and back: 7% and 19% of
+//! such a create's time in two back-to-back benchmark runs); should a key be taken all the
+//! same, the adds' error aborts the transaction and the create fails whole.
 
 use serde_json::Value;
 

@@ -199,17 +199,20 @@ pub trait Txn {
         write_each(self, writes)?;
         Ok((out, added))
     }
-    /// Adds `adds` where their keys are free; a taken key fails the whole transaction (here, or
-    /// at the latest its commit), so nothing of it is written. For keys the engine has just
-    /// made, which nothing else can hold: IndexedDB issues the adds and waits for none of them,
-    /// and the commit follows at once, with no round trip for answers in between.
+    /// Adds `adds`, for keys the engine has just made, which nothing else can hold: IndexedDB
+    /// issues them with the commit and waits for none of their answers, so the commit follows
+    /// at once. Where a key is taken all the same, the call fails here (nothing of it written)
+    /// or IndexedDB aborts the whole transaction and its commit fails: on an error the caller
+    /// drops the transaction.
     async fn add_new(&self, adds: &[(Table<'_>, Key, Value)]) -> Result<()> {
-        for (table, key, v) in adds {
+        for (table, key, _) in adds {
             if self.get(*table, key).await?.is_some() {
                 return Err(Error::storage(format!(
                     "an add found its key {key:?} taken in {table:?}; nothing was written"
                 )));
             }
+        }
+        for (table, key, v) in adds {
             self.put(*table, key, v)?;
         }
         Ok(())

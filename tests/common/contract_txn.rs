@@ -432,5 +432,9 @@ pub async fn add_new_on_a_taken_key_writes_nothing<H: Harness>(h: &H) {
         Some(json!({"d": {"id": "a"}})),
         "what held the key is left"
     );
-    assert_eq!(count(&s, Table::Outbox).await, 1, "the other add went too");
+    assert_eq!(
+        count(&s, Table::Outbox).await,
+        1,
+        "the other add is not written either"
+    );
 }
