@@ -216,7 +216,8 @@ export async function runCold(peer, { names, seedUrl, n }) {
     if (peer === "primed") {
       // A diagnostic, not a peer: the same open and query run once first on another (empty)
       // store, so that V8 has compiled the code they take (it compiles each wasm function, and
-      // each JS function, when it is first called). What is left is Ferry's work on the data.
+      // each JS function, when it is first called). What is left is mostly Ferry's work on the
+      // data (code only a store with data reaches is still compiled in the timed part).
       const other = dbName("cold-primer");
       const o = await Ferry.open(ferryOptions(other, seedUrl));
       await o.collection("items").query({ where: { cat: "c3" } });

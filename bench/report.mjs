@@ -22,10 +22,14 @@ const cell = (s) => (s ? `${ms(s.median)} (${ms(s.min)}–${ms(s.max)})` : "");
 const ratio = (a, b) => (a && b ? a.median / b.median : undefined);
 const x = (r) => (r === undefined ? "" : `${r.toFixed(2)}x`);
 
+/** The local cases, in the order they run and print; those that also run "checked". */
+export const LOCAL_CASES = ["bulkCreate", "create", "createAuto", "update", "remove", "get", "all", "query"];
+export const CHECKED_CASES = ["create", "createAuto", "update", "remove"];
+
 /** Rows of the local cases: [label, stat per peer]. */
 export function localRows(f) {
   const rows = [];
-  for (const c of ["bulkCreate", "create", "createAuto", "update", "remove", "get", "all", "query"]) {
+  for (const c of LOCAL_CASES) {
     if (!f[c]) continue;
     const of = (k) => Object.fromEntries(Object.keys(NAMES).map((p) => [p, f[c][p]?.[k]]));
     rows.push([c, LABELS[c], of("ms")]);
@@ -82,7 +86,7 @@ export function table(result) {
     rows.push([label, cell(s.ferry), cell(s.raw), cell(s.dexie), cell(s.pouch), x(ratio(s.ferry, s.raw)), x(ratio(s.ferry, s.dexie)), x(ratio(s.ferry, s.pouch))]);
   }
   out.push(grid(rows));
-  const checked = ["create", "createAuto", "update", "remove"].filter((c) => f[c]?.checked);
+  const checked = CHECKED_CASES.filter((c) => f[c]?.checked);
   if (checked.length) {
     out.push("", grid([
       ["single writes against Ferry's own requests in plain JS", "Ferry", "checked", "raw IDB", "Ferry/checked", "checked/raw"],

@@ -14,7 +14,7 @@ import { gzipSync } from "node:zlib";
 import { cpus, tmpdir } from "node:os";
 import { transformSync } from "esbuild";
 import { chart } from "./chart.mjs";
-import { table, verdicts } from "./report.mjs";
+import { CHECKED_CASES as CHECKED, LOCAL_CASES as LOCAL, table, verdicts } from "./report.mjs";
 
 const args = process.argv.slice(2);
 const opt = (k, d) => {
@@ -36,9 +36,7 @@ if (!base || !pkgDir || !staticDir) {
 }
 
 const PEERS = ["ferry", "raw", "dexie", "pouch"];
-// The single-write cases also run "checked": plain JS issuing Ferry's own IndexedDB requests.
-const CHECKED = ["create", "createAuto", "update", "remove"];
-const LOCAL = ["bulkCreate", "create", "createAuto", "update", "remove", "get", "all", "query"];
+// The single-write cases (CHECKED) also run "checked": plain JS issuing Ferry's own IndexedDB requests.
 // --sync batched narrows the sync modes (for an A/B of the batched path alone).
 const SYNC = opt("sync", "batched,unbatched,naive").split(",");
 const want = (c) => !only || only.split(",").includes(c);
