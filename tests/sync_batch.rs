@@ -343,6 +343,26 @@ fn a_batch_a_gateway_refuses_past_some_size_is_split_until_it_passes() {
 }
 
 #[test]
+fn a_batch_too_large_for_the_server_goes_again_in_smaller_batches() {
+    // A body limit (Express's JSON parser takes 100 kB by default) that only batches of more
+    // than 10 pass: 413, nothing applied. Smaller batches get everything through; it never
+    // falls back to a request per mutation.
+    let (db, tap, s) = batched(40);
+    tap.hook(move |req| (items(req) > 10).then(|| Ok(json_response(413, json!({})))));
+    for i in 0..60 {
+        create(&db, "todos", json!({ "i": i }));
+    }
+    drain(&db, &tap, 30);
+    assert_eq!(s.records("todos").len(), 60);
+    assert_in_sync(&db, &s, "todos");
+    let reqs = tap.requests();
+    let singles = reqs.iter().filter(|r| !r.url.ends_with("$batch")).count();
+    assert_eq!(singles, 0, "no request per mutation");
+    assert!(reqs.len() < 30, "{} requests", reqs.len());
+    assert!(block_on(db.rejected()).unwrap().is_empty());
+}
+
+#[test]
 fn one_request_the_server_always_fails_does_not_hold_back_a_batch() {
     // A server bug on one record: any batch holding it is answered 500 as a whole. Halving
     // isolates it; everything else arrives, and it alone waits.

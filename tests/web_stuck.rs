@@ -1,5 +1,6 @@
-//! A write the real reference server fails every time (a 500 to each attempt, never a refusal),
-//! in real Chromium: `rejectPending` is the app's way out, and the changes behind it then go.
+//! Writes the real reference server will not take as sent, in real Chromium: one it fails every
+//! time (a 500 to each attempt, never a refusal), where `rejectPending` is the app's way out and
+//! the changes behind it then go; and a batch over its body limit.
 #![cfg(target_arch = "wasm32")]
 
 use ferry::api::Ferry;
@@ -66,5 +67,34 @@ async fn a_write_the_server_always_fails_can_be_rejected_by_the_app() {
         Some("later")
     );
     ok(db.discard_rejected(stuck)).await;
+    db.close();
+}
+
+/// A batch over the server's body limit (1 MiB: it answers 413) goes again in smaller batches:
+/// everything arrives, and not as one request per mutation.
+#[wasm_bindgen_test]
+async fn a_batch_over_the_servers_body_limit_goes_in_smaller_batches() {
+    let t = unique("large");
+    let opts = js(&format!(
+        r#"{{"name":"{t}","autoSync":false,"batchUrl":"{s}/api/$batch","batchSize":40,
+            "collections":{{"{t}":{{"url":"{s}/api/{t}"}}}}}}"#,
+        s = server()
+    ));
+    let db = Ferry::open(opts).await.expect("open");
+    let col = db.collection(&t).unwrap();
+    let filler = "x".repeat(40_000); // 40 of them: 1.6 MB in one batch, 0.8 MB in half of it
+    let many: Vec<String> = (0..40)
+        .map(|i| format!(r#"{{"n":{i},"filler":"{filler}"}}"#))
+        .collect();
+    ok(col.create_many(js(&format!("[{}]", many.join(","))))).await;
+    http("POST", "/__admin/stats/reset", None).await;
+    ok(db.sync()).await;
+    let requests = get(&http("GET", "/__admin/stats", None).await, "requests");
+    assert_eq!(server_records(&t).await.length(), 40);
+    assert_eq!(ok(db.pending_count()).await.as_f64(), Some(0.0));
+    assert!(Array::from(&ok(db.rejected()).await).length() == 0);
+    // The batch of 40 refused, two of 20, the pull: one request per mutation would be 40 more.
+    let requests = requests.as_f64().unwrap();
+    assert!(requests <= 6.0, "{requests} requests");
     db.close();
 }

@@ -57,6 +57,8 @@ enum BatchSent {
     Missing,
     /// Refused as a whole (another 4xx): its mutations go one by one.
     Refused,
+    /// Too large (413): the cap is halved, and its mutations go again in smaller batches.
+    TooLarge,
     /// The browser is offline: nothing left.
     Offline,
 }
@@ -126,6 +128,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                             singly_until = i + n;
                             continue;
                         }
+                        // The cap was halved: the same mutations go again, fewer at a time
+                        // (at a cap of 1, as single requests), so this ends.
+                        BatchSent::TooLarge => continue,
                         BatchSent::Offline => {
                             sent.offline = true;
                             return Ok(sent);
@@ -264,9 +269,15 @@ impl<S: Storage, E: Env> Engine<S, E> {
             self.batch_off.set(true);
             return Ok(BatchSent::Missing);
         }
-        // Any other 4xx but these refuses the batch as a whole (too large, a shape this server
-        // reads otherwise): no verdict on the mutations inside, which go one by one rather than
-        // wait for ever on a batch that will never pass.
+        // A body too large for the server (or a proxy before it: Express's JSON parser takes
+        // 100 kB by default) is no verdict on the mutations inside either; smaller batches
+        // pass where one request per mutation would cost a round trip each, round after round.
+        if status == 413 {
+            return Ok(BatchSent::TooLarge);
+        }
+        // Any other 4xx but these refuses the batch as a whole (a shape this server reads
+        // otherwise): no verdict on the mutations inside, which go one by one rather than wait
+        // for ever on a batch that will never pass.
         let auth = self.config.is_auth_status(status);
         if (400..500).contains(&status) && !auth && !matches!(status, 408 | 425 | 429) {
             return Ok(BatchSent::Refused);
@@ -286,7 +297,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
 
     /// Halves the batch cap after a batch request of `n` failed in a way a smaller one may not
     /// (timed out, cut off, answered 500, 502 or 504: too slow or too large for a gateway, or one
-    /// request in it the server cannot take, which halving isolates), and raises it by an eighth
+    /// request in it the server cannot take, which halving isolates; answered 413: too large),
+    /// and raises it by an eighth
     /// (up to `batch_size`) after one was answered. A server that fails at some size is tried
     /// near it again only now and then (a timeout costs `timeoutMs`), and one that was down for
     /// a while gets its full batches back within a few dozen. A 503 or 429 (busy, come back
@@ -295,7 +307,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let cap = self.batch_cap.get();
         let next = match res {
             Err(NetError::Timeout | NetError::Failed(_)) => (n / 2).max(1),
-            Ok(r) if matches!(r.status, 500 | 502 | 504) => (n / 2).max(1),
+            Ok(r) if matches!(r.status, 413 | 500 | 502 | 504) => (n / 2).max(1),
             Ok(r) if (200..300).contains(&r.status) => cap.saturating_add((cap / 8).max(1)),
             _ => return,
         };
