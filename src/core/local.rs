@@ -69,11 +69,12 @@ pub(crate) fn write_scope(c: &str) -> [Table<'_>; 4] {
     ]
 }
 
-/// The temporary id of a record created at outbox position `seq`. Zero-padded, so that temporary
-/// ids sort in creation order and the records of one sync round lie in one key range.
 /// How the temporary ids Ferry makes begin (they travel as client ids too).
 pub(crate) const TEMP_PREFIX: &str = "tmp-";
 
+/// The temporary id of a record created at outbox position `seq`. Zero-padded, so that temporary
+/// ids sort in creation order and the records of one sync round lie in one key range (and their
+/// aliases in few buckets: `tx/aliases.rs` relies on this form).
 pub(crate) fn temp_id(node: &str, seq: u64) -> String {
     format!("{TEMP_PREFIX}{node}-{seq:010}")
 }

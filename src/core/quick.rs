@@ -29,7 +29,7 @@ use super::local::{temp_id, write_scope};
 use super::mutation::{Entry, Kind};
 use super::record::{changed_fields, id_key, Record, Row};
 use super::storage::{write_each, Key, Read, Storage, Table, Txn, OUTBOX_BY_RECORD};
-use super::tx::Tx;
+use super::tx::{bucket_key, Tx};
 
 /// What a write answers: the records written and the changes to announce.
 pub(crate) type Written = (Vec<Option<Record>>, Vec<Change>);
@@ -79,6 +79,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let mut reads = Vec::new();
         if given.is_some() {
             reads.push(Read::Get(Table::Aliases, Key::Pair(c.into(), key.clone())));
+            if let Some(bk) = bucket_key(c, &key) {
+                // Any alias in its bucket sends it the long way, which reads its own.
+                reads.push(Read::Get(Table::State, bk));
+            }
             let pair = Value::Array(vec![c.into(), key.as_str().into()]);
             reads.push(Read::FirstKey(Table::Outbox, OUTBOX_BY_RECORD, pair));
         }

@@ -20,9 +20,11 @@ pub enum Table<'a> {
     Records(&'a str),
     /// Pending mutations, keyed by sequence number ([`Key::Num`]).
     Outbox,
-    /// Small named values: the clock, sync cursors ([`Key::Str`]).
+    /// Small named values: the clock, sync cursors, alias buckets ([`Key::Str`]).
     State,
-    /// Temporary ids that became server ids ([`Key::Pair`] of collection and temporary id).
+    /// Ids that became other ids ([`Key::Pair`] of collection and old id): a server id that
+    /// changed, and temporary ids whose alias was stored before Ferry kept theirs in buckets
+    /// in `State` (`tx/aliases.rs`).
     Aliases,
     /// Mutations the server refused for good, keyed by sequence number.
     Rejected,

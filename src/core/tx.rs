@@ -12,11 +12,13 @@ use super::mutation::Entry;
 use super::record::Row;
 use super::storage::{delete_runs, utf16_order, Key, Read, Table, Txn, OUTBOX_BY_RECORD};
 
+mod aliases;
 pub(crate) mod alloc;
 mod damaged;
 mod deferred;
 mod part;
 mod rows;
+pub(crate) use aliases::bucket_key;
 use alloc::{SharedAlloc, BLOCK};
 use deferred::Deferred;
 use part::Part;
@@ -98,6 +100,8 @@ pub struct Tx<T: Txn> {
     /// Outbox entries read that could not be decoded (written by something else than Ferry):
     /// left out of what reads answer, for [`Tx::set_aside_damaged`].
     damaged: RefCell<Vec<(Key, Value)>>,
+    /// The alias buckets read or changed (`tx/aliases.rs`), written at the commit.
+    buckets: RefCell<aliases::Buckets>,
 }
 
 impl<T: Txn> Tx<T> {
@@ -112,6 +116,7 @@ impl<T: Txn> Tx<T> {
             known: RefCell::new(None),
             deferred: RefCell::new(None),
             damaged: RefCell::new(Vec::new()),
+            buckets: RefCell::default(),
         }
     }
 
@@ -242,7 +247,17 @@ impl<T: Txn> Tx<T> {
             list.sort_unstable_by_key(|e| e.seq);
             list.dedup_by_key(|e| e.seq);
         }
+        // An alias matters only where there is no row (`resolve` looks at the row first).
+        let asked: Vec<String> = known
+            .aliases
+            .keys()
+            .filter(|id| matches!(known.rows.get(*id), Some(None)))
+            .cloned()
+            .collect();
         *self.known.borrow_mut() = Some(known);
+        if !asked.is_empty() {
+            self.prefetch_buckets(c, &asked).await?;
+        }
         Ok(())
     }
 
@@ -339,20 +354,6 @@ impl<T: Txn> Tx<T> {
         }
     }
 
-    /// The server id a temporary id became, if it did.
-    pub async fn alias(&self, c: &str, tmp: &str) -> Result<Option<String>> {
-        if let Some(known) = self.known.borrow().as_ref().filter(|k| k.c == c) {
-            if let Some(real) = known.aliases.get(tmp) {
-                return Ok(real.clone());
-            }
-        }
-        let v = self
-            .t
-            .get(Table::Aliases, &Key::Pair(c.into(), tmp.into()))
-            .await?;
-        Ok(v.and_then(|v| v.as_str().map(str::to_string)))
-    }
-
     /// The current key of record `id` (following a temporary id to its server id) and its row.
     pub async fn resolve(&self, c: &str, id: &str) -> Result<(String, Option<Row>)> {
         if let Some(row) = self.row(c, id).await? {
@@ -447,32 +448,6 @@ impl<T: Txn> Tx<T> {
         }
     }
 
-    /// Stores that temporary id `tmp` of `c` became `real`.
-    pub fn put_alias(&self, c: &str, tmp: &str, real: &str) -> Result<()> {
-        self.t.put(
-            Table::Aliases,
-            &Key::Pair(c.into(), tmp.into()),
-            &Value::String(real.into()),
-        )?;
-        if let Some(known) = self.known.borrow_mut().as_mut().filter(|k| k.c == c) {
-            known
-                .aliases
-                .insert(tmp.to_string(), Some(real.to_string()));
-        }
-        Ok(())
-    }
-
-    /// Forgets that temporary id `tmp` of `c` named a record: it was deleted (a server that
-    /// gives its ids out again must not have the old temporary id find the next record).
-    pub fn delete_alias(&self, c: &str, tmp: &str) -> Result<()> {
-        self.t
-            .delete(Table::Aliases, &Key::Pair(c.into(), tmp.into()))?;
-        if let Some(known) = self.known.borrow_mut().as_mut().filter(|k| k.c == c) {
-            known.aliases.insert(tmp.to_string(), None);
-        }
-        Ok(())
-    }
-
     /// The outbox entries of one record, oldest first.
     pub async fn entries_for(&self, c: &str, r: &str) -> Result<Vec<Entry>> {
         if let Some(known) = self.known.borrow().as_ref().filter(|k| k.c == c) {
@@ -556,6 +531,7 @@ impl<T: Txn> Tx<T> {
     /// Writes the clock back (if a block was reserved) and commits; the engine then takes what
     /// is left of the block.
     pub async fn commit(self) -> Result<()> {
+        self.write_buckets().await?;
         self.delete_deferred()?;
         let clock = self.clock.filter(|_| self.clock_dirty);
         if let Some(c) = &clock {

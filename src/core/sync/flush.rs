@@ -257,12 +257,18 @@ impl<S: Storage, E: Env> Engine<S, E> {
             entries: true,
         };
         let moving = self.moving_ids(picked, &verdicts)?;
-        let (prefetched, found) = join(
-            self.prefetch_records(&tx, picked.iter(), want),
-            self.rows_under(&tx, picked, &moving),
+        // The alias buckets the creates' acks will write to (`tx/aliases.rs`).
+        let creates = picked.iter().filter(|e| e.kind == Kind::Create);
+        let ((prefetched, found), buckets) = join(
+            join(
+                self.prefetch_records(&tx, picked.iter(), want),
+                self.rows_under(&tx, picked, &moving),
+            ),
+            tx.read_buckets(creates.map(|e| (e.c.as_str(), e.r.as_str()))),
         )
         .await;
         prefetched?;
+        buckets?;
         let mut verdicts = verdicts;
         self.refuse_taken_ids(&tx, picked, &mut verdicts, moving, found?)
             .await?;

@@ -47,16 +47,27 @@ function data(rows, store) {
 }
 export function ferry_read_get(db, store, c, id) {
   return new Promise((ok, fail) => {
-    const t = tx(db, [store, 'aliases']);
-    const recs = t.objectStore(store), als = t.objectStore('aliases');
+    const t = tx(db, [store, 'aliases', 'state']);
+    const recs = t.objectStore(store), als = t.objectStore('aliases'), st = t.objectStore('state');
     let steps = 0;
     // A temporary id that became a server id (maybe more than once) finds the record: at most
     // 8 steps along the alias chain, as the engine's `resolve`.
-    const alias = (k) => req(t, als.get([c, k]), (next) => {
+    const follow = (next) => {
       if (typeof next !== 'string') return ok(undefined);
       steps++;
       req(t, recs.get(next), (r) => r !== undefined ? ok(row(r, store)) : steps < 8 ? alias(next) : ok(undefined), fail);
-    }, fail);
+    };
+    const single = (k) => req(t, als.get([c, k]), follow, fail);
+    // Ferry's temporary ids have theirs in a bucket of a hundred in `state`, which wins over
+    // one under the id's own key (written before buckets): `bucket_key` in tx/aliases.rs.
+    const alias = (k) => {
+      const m = /^tmp-(.+)-(\d{10,})$/.exec(k);
+      if (!m) return single(k);
+      req(t, st.get(`aliases:${k.slice(0, -2)}:${c}`), (b) => {
+        const next = b !== null && typeof b === 'object' ? b[k] : undefined;
+        typeof next === 'string' ? follow(next) : single(k);
+      }, fail);
+    };
     req(t, recs.get(id), (r) => r !== undefined ? ok(row(r, store)) : alias(id), fail);
   });
 }
