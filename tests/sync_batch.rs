@@ -363,6 +363,30 @@ fn a_batch_too_large_for_the_server_goes_again_in_smaller_batches() {
 }
 
 #[test]
+fn batches_halved_to_one_mutation_grow_back() {
+    // Two records too large to go together: their batch of two is answered 413, so batches
+    // are down to one. The answered single requests raise them again: what follows goes in
+    // batches, not one request per mutation for good.
+    let (db, tap, s) = batched(40);
+    tap.hook(|req| {
+        let big = req.body.as_deref().unwrap_or_default().contains("\"big\"");
+        (items(req) > 1 && big).then(|| Ok(json_response(413, json!({}))))
+    });
+    create(&db, "todos", json!({ "big": 1 }));
+    create(&db, "todos", json!({ "big": 2 }));
+    drain(&db, &tap, 10);
+    let before = tap.requests().len();
+    for i in 0..40 {
+        create(&db, "todos", json!({ "i": i }));
+    }
+    drain(&db, &tap, 10);
+    assert_eq!(s.records("todos").len(), 42);
+    let after = &tap.requests()[before..];
+    let singles = after.iter().filter(|r| !r.url.ends_with("$batch")).count();
+    assert_eq!(singles, 0, "{} requests, {singles} single", after.len());
+}
+
+#[test]
 fn one_request_the_server_always_fails_does_not_hold_back_a_batch() {
     // A server bug on one record: any batch holding it is answered 500 as a whole. Halving
     // isolates it; everything else arrives, and it alone waits.

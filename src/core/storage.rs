@@ -22,9 +22,9 @@ pub enum Table<'a> {
     Outbox,
     /// Small named values: the clock, sync cursors, alias buckets ([`Key::Str`]).
     State,
-    /// Ids that became other ids ([`Key::Pair`] of collection and old id): a server id that
-    /// changed, and temporary ids whose alias was stored before Ferry kept theirs in buckets
-    /// in `State` (`tx/aliases.rs`).
+    /// Ids that became other ids ([`Key::Pair`] of collection and old id): an id the app chose
+    /// that the server replaced, a server id that changed, and temporary ids whose alias was
+    /// stored before Ferry kept theirs in buckets in `State` (`tx/aliases.rs`).
     Aliases,
     /// Mutations the server refused for good, keyed by sequence number.
     Rejected,

@@ -122,8 +122,9 @@ impl<T: Txn> Tx<T> {
 
     /// Reads what writes to records `ids` of `c` will look at: their rows, and as `want` says
     /// their aliases and pending entries. One round trip, and a second one only
-    /// for what the first showed is needed: the entries of records that have some, and (for a
-    /// few records) the aliases of ids without a row. Until
+    /// for what the first showed is needed: the entries of records that have some, (for a
+    /// few records) the aliases of ids without a row, and the alias buckets of temporary ids
+    /// without a row. Until
     /// [`Tx::forget`], [`Tx::row`], [`Tx::alias`] and [`Tx::entries_for`] answer from it (what was
     /// not read still goes to storage), and writes through `Tx` keep it current. Writes that
     /// bypass `Tx` (`tx.t.put`) must not happen in between.
@@ -231,10 +232,24 @@ impl<T: Txn> Tx<T> {
                 left.push((Part::Aliases, rowless));
             }
         }
-        let reads: Vec<Read> = left
+        // Ferry's temporary ids have their aliases in buckets (`tx/aliases.rs`), read in this
+        // second round trip. An alias matters only where there is no row (`resolve` looks at
+        // the row first); one not known here is asked of storage if ever needed.
+        let asked: Vec<String> = known
+            .aliases
+            .keys()
+            .filter(|id| matches!(known.rows.get(*id), Some(None)))
+            .cloned()
+            .collect();
+        known.aliases.retain(|id, _| {
+            bucket_key(c, id).is_none() || matches!(known.rows.get(id), Some(None))
+        });
+        let buckets = self.unread_buckets(asked.iter().map(|id| (c, id.as_str())));
+        let mut reads: Vec<Read> = left
             .iter()
             .flat_map(|(part, ids)| ids.iter().map(|id| part.get(c, id)))
             .collect();
+        reads.extend(buckets.iter().map(|k| Read::Get(Table::State, k.clone())));
         if !reads.is_empty() {
             let mut answers = self.t.read_many(&reads).await?.into_iter();
             for (part, ids) in &left {
@@ -242,18 +257,14 @@ impl<T: Txn> Tx<T> {
                     part.take(&mut known, answers.next().unwrap_or_default())?;
                 }
             }
+            for k in buckets {
+                self.learn_bucket(k, answers.next());
+            }
         }
         for list in known.entries.values_mut() {
             list.sort_unstable_by_key(|e| e.seq);
             list.dedup_by_key(|e| e.seq);
         }
-        // An alias matters only where there is no row (`resolve` looks at the row first).
-        let asked: Vec<String> = known
-            .aliases
-            .keys()
-            .filter(|id| matches!(known.rows.get(*id), Some(None)))
-            .cloned()
-            .collect();
         *self.known.borrow_mut() = Some(known);
         if !asked.is_empty() {
             self.prefetch_buckets(c, &asked).await?;

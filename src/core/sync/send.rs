@@ -112,6 +112,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 Some(_) if i >= singly_until => cap.min(picked.len() - i).min(run),
                 _ => 1,
             };
+            let batching = url.is_some() && i >= singly_until;
             let verdicts = match url.filter(|_| n > 1) {
                 Some(url) => {
                     let (chunk, reqs) = (&picked[i..i + n], &requests[i..i + n]);
@@ -145,6 +146,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         return Ok(sent);
                     }
                     report.requests += 1;
+                    // Batches halved down to one mutation grow back with answered ones too (a
+                    // 413 to a batch of two otherwise left batching off for good).
+                    if batching && a.as_ref().is_ok_and(|r| (200..300).contains(&r.status)) {
+                        self.adapt_batch_cap(&a, 1);
+                    }
                     vec![
                         self.verdict(transport, headers, &picked[i], &a, report)
                             .await?,

@@ -3,11 +3,14 @@
 //! request costs the main thread 50-90 µs and the backend as much again). So the aliases of the
 //! temporary ids Ferry makes are kept in buckets of a hundred neighbours: the `state` value
 //! `aliases:<the id but its last two digits>:<collection>`, an object of temporary id to server
-//! id, read and written once per transaction. Any other id that moved (a server id that changed
-//! when a record was created again), and every alias written before buckets, has its own value
-//! in the `aliases` table; a lookup reads both at once, and the bucket wins.
-
-use std::collections::{BTreeMap, HashMap};
+//! id, written once per transaction. Any other id that moved (an id the app chose that the
+//! server replaced, a server id that changed when a record was created again), and every alias
+//! written before buckets, has its own value in the `aliases` table; a lookup reads both at
+//! once, and the bucket wins.
+//!
+//! A tab still running a Ferry from before buckets (or a downgrade) reads only the `aliases`
+//! table: there a temporary id acknowledged since finds nothing (the record is there, under
+//! its server id).
 
 use serde_json::{Map, Value};
 
@@ -21,22 +24,42 @@ use crate::core::storage::{Key, Read, Table, Txn};
 pub(super) struct Bucket {
     /// What storage holds (empty where there is nothing), once read.
     stored: Option<Map<String, Value>>,
-    /// This transaction's changes, written at its commit: a server id, or `None` (forgotten).
-    staged: BTreeMap<String, Option<String>>,
+    /// This transaction's changes, written at its commit: a server id, or null (forgotten).
+    /// (`serde_json`'s map, not a map of options: one map type fewer in the wasm.)
+    staged: Map<String, Value>,
 }
 
 impl Bucket {
     fn get(&self, tmp: &str) -> Option<Option<String>> {
         if let Some(s) = self.staged.get(tmp) {
-            return Some(s.clone());
+            return Some(s.as_str().map(str::to_string));
         }
         let stored = self.stored.as_ref()?;
         Some(stored.get(tmp).and_then(Value::as_str).map(str::to_string))
     }
 }
 
-/// The buckets a transaction has read or changed, by key.
-pub(super) type Buckets = HashMap<Key, Bucket>;
+/// The buckets a transaction has read or changed, by key: a few, so a list (a hash map of
+/// `Key`s cost the wasm more than the rest of this module).
+#[derive(Default)]
+pub(super) struct Buckets(Vec<(Key, Bucket)>);
+
+impl Buckets {
+    fn get(&self, k: &Key) -> Option<&Bucket> {
+        self.0.iter().find(|(x, _)| x == k).map(|(_, b)| b)
+    }
+
+    fn entry(&mut self, k: Key) -> &mut Bucket {
+        let i = match self.0.iter().position(|(x, _)| *x == k) {
+            Some(i) => i,
+            None => {
+                self.0.push((k, Bucket::default()));
+                self.0.len() - 1
+            }
+        };
+        &mut self.0[i].1
+    }
+}
 
 /// The key of the bucket holding the alias of `id` of collection `c`, when `id` is a temporary
 /// id as Ferry makes them (`tmp-<node>-<position, ten digits or more>`).
@@ -123,19 +146,7 @@ impl<T: Txn> Tx<T> {
         &self,
         ids: impl Iterator<Item = (&'a str, &'a str)>,
     ) -> Result<()> {
-        let mut keys: Vec<Key> = Vec::new();
-        for (c, id) in ids {
-            if let Some(k) = bucket_key(c, id) {
-                let read = self
-                    .buckets
-                    .borrow()
-                    .get(&k)
-                    .is_some_and(|b| b.stored.is_some());
-                if !read && !keys.contains(&k) {
-                    keys.push(k);
-                }
-            }
-        }
+        let keys = self.unread_buckets(ids);
         if keys.is_empty() {
             return Ok(());
         }
@@ -148,6 +159,25 @@ impl<T: Txn> Tx<T> {
             self.learn_bucket(k, Some(g));
         }
         Ok(())
+    }
+
+    /// The keys of the buckets of those of `ids` (collection and id) that are temporary ids,
+    /// each once, unless read already.
+    pub(super) fn unread_buckets<'a>(
+        &self,
+        ids: impl Iterator<Item = (&'a str, &'a str)>,
+    ) -> Vec<Key> {
+        let buckets = self.buckets.borrow();
+        let mut keys: Vec<Key> = Vec::new();
+        for (c, id) in ids {
+            if let Some(k) = bucket_key(c, id) {
+                let read = buckets.get(&k).is_some_and(|b| b.stored.is_some());
+                if !read && !keys.contains(&k) {
+                    keys.push(k);
+                }
+            }
+        }
+        keys
     }
 
     /// Fills in, for the temporary ids among `ids` whose alias the prefetch looked for, what
@@ -177,6 +207,7 @@ impl<T: Txn> Tx<T> {
         let unread: Vec<Key> = self
             .buckets
             .borrow()
+            .0
             .iter()
             .filter(|(_, b)| !b.staged.is_empty() && b.stored.is_none())
             .map(|(k, _)| k.clone())
@@ -191,7 +222,7 @@ impl<T: Txn> Tx<T> {
                 self.learn_bucket(k, Some(g));
             }
         }
-        for (k, b) in self.buckets.borrow_mut().iter_mut() {
+        for (k, b) in self.buckets.borrow_mut().0.iter_mut() {
             if b.staged.is_empty() {
                 continue;
             }
@@ -199,8 +230,8 @@ impl<T: Txn> Tx<T> {
             let had = !merged.is_empty();
             for (tmp, real) in std::mem::take(&mut b.staged) {
                 match real {
-                    Some(r) => merged.insert(tmp, Value::String(r)),
-                    None => merged.remove(&tmp),
+                    Value::String(_) => merged.insert(tmp, real),
+                    _ => merged.remove(&tmp),
                 };
             }
             if !merged.is_empty() {
@@ -222,21 +253,18 @@ impl<T: Txn> Tx<T> {
 
     fn stage(&self, bk: Key, tmp: &str, real: Option<String>) {
         let mut buckets = self.buckets.borrow_mut();
-        buckets
-            .entry(bk)
-            .or_default()
-            .staged
-            .insert(tmp.to_string(), real);
+        let real = real.map_or(Value::Null, Value::String);
+        buckets.entry(bk).staged.insert(tmp.to_string(), real);
     }
 
     /// Keeps what a read of bucket `bk` answered (a value that is not an object holds nothing).
-    fn learn_bucket(&self, bk: Key, got: Option<Vec<(Key, Value)>>) {
+    pub(super) fn learn_bucket(&self, bk: Key, got: Option<Vec<(Key, Value)>>) {
         let stored = match got.and_then(|g| g.into_iter().next()) {
             Some((_, Value::Object(m))) => m,
             _ => Map::new(),
         };
         let mut buckets = self.buckets.borrow_mut();
-        let b = buckets.entry(bk).or_default();
+        let b = buckets.entry(bk);
         if b.stored.is_none() {
             b.stored = Some(stored);
         }
