@@ -146,7 +146,11 @@ impl<T: Txn> Tx<T> {
         &self,
         ids: impl Iterator<Item = (&'a str, &'a str)>,
     ) -> Result<()> {
-        let keys = self.unread_buckets(ids);
+        self.fetch_buckets(self.unread_buckets(ids)).await
+    }
+
+    /// Reads buckets `keys` in one round trip and keeps what they hold.
+    async fn fetch_buckets(&self, keys: Vec<Key>) -> Result<()> {
         if keys.is_empty() {
             return Ok(());
         }
@@ -212,16 +216,7 @@ impl<T: Txn> Tx<T> {
             .filter(|(_, b)| !b.staged.is_empty() && b.stored.is_none())
             .map(|(k, _)| k.clone())
             .collect();
-        if !unread.is_empty() {
-            let reads: Vec<Read> = unread
-                .iter()
-                .map(|k| Read::Get(Table::State, k.clone()))
-                .collect();
-            let got = self.t.read_many(&reads).await?;
-            for (k, g) in unread.into_iter().zip(got) {
-                self.learn_bucket(k, Some(g));
-            }
-        }
+        self.fetch_buckets(unread).await?;
         for (k, b) in self.buckets.borrow_mut().0.iter_mut() {
             if b.staged.is_empty() {
                 continue;
