@@ -304,8 +304,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
     /// Halves the batch cap after a batch request of `n` failed in a way a smaller one may not
     /// (timed out, cut off, answered 500, 502 or 504: too slow or too large for a gateway, or one
     /// request in it the server cannot take, which halving isolates; answered 413: too large),
-    /// and raises it by an eighth
-    /// (up to `batch_size`) after one was answered. A server that fails at some size is tried
+    /// and raises it by an eighth (up to `batch_size`) after one was answered (or, at a cap of
+    /// one, after a single request was). A server that fails at some size is tried
     /// near it again only now and then (a timeout costs `timeoutMs`), and one that was down for
     /// a while gets its full batches back within a few dozen. A 503 or 429 (busy, come back
     /// later) says nothing of the size.

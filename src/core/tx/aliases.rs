@@ -40,7 +40,7 @@ impl Bucket {
 }
 
 /// The buckets a transaction has read or changed, by key: a few, so a list (a hash map of
-/// `Key`s cost the wasm more than the rest of this module).
+/// `Key`s, with a map of options for `staged`, cost 1.4 KB of gzipped wasm more).
 #[derive(Default)]
 pub(super) struct Buckets(Vec<(Key, Bucket)>);
 
