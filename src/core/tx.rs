@@ -265,10 +265,8 @@ impl<T: Txn> Tx<T> {
             list.sort_unstable_by_key(|e| e.seq);
             list.dedup_by_key(|e| e.seq);
         }
+        self.prefetch_buckets(&mut known, &asked);
         *self.known.borrow_mut() = Some(known);
-        if !asked.is_empty() {
-            self.prefetch_buckets(c, &asked).await?;
-        }
         Ok(())
     }
 

@@ -14,7 +14,7 @@
 
 use serde_json::{Map, Value};
 
-use super::Tx;
+use super::{Known, Tx};
 use crate::core::error::Result;
 use crate::core::local::TEMP_PREFIX;
 use crate::core::storage::{Key, Read, Table, Txn};
@@ -184,25 +184,19 @@ impl<T: Txn> Tx<T> {
         keys
     }
 
-    /// Fills in, for the temporary ids among `ids` whose alias the prefetch looked for, what
-    /// their buckets say: a bucket's alias is newer than one under the id's own key.
-    pub(super) async fn prefetch_buckets(&self, c: &str, asked: &[String]) -> Result<()> {
-        self.read_buckets(asked.iter().map(|id| (c, id.as_str())))
-            .await?;
+    /// Fills in, for the temporary ids among `asked` whose alias the prefetch looked for, what
+    /// their buckets (read with the prefetch's second round trip) say: a bucket's alias is newer
+    /// than one under the id's own key.
+    pub(super) fn prefetch_buckets(&self, known: &mut Known, asked: &[String]) {
         let buckets = self.buckets.borrow();
-        let mut known = self.known.borrow_mut();
-        let Some(known) = known.as_mut().filter(|k| k.c == c) else {
-            return Ok(());
-        };
         for id in asked {
-            let Some(b) = bucket_key(c, id).and_then(|k| buckets.get(&k)?.get(id)) else {
+            let Some(b) = bucket_key(&known.c, id).and_then(|k| buckets.get(&k)?.get(id)) else {
                 continue;
             };
             if b.is_some() {
                 known.aliases.insert(id.clone(), b);
             }
         }
-        Ok(())
     }
 
     /// Writes the buckets this transaction changed, each once, merged into what storage holds
