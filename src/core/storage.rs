@@ -103,6 +103,18 @@ pub fn index_value<'v>(index: &str, row: &'v Value) -> Option<Value> {
     Some(cur.clone())
 }
 
+/// What [`Txn::add_unless_found`] did.
+pub enum Checked<T> {
+    /// The reads found nothing and every add wrote: committed.
+    Committed,
+    /// The reads found nothing, but an add found its key taken: the transaction is gone and
+    /// nothing of it was written.
+    Taken,
+    /// A read found something, or an add found its key taken before the commit went out: the
+    /// transaction, still open, with the reads' answers and, for each add, whether it wrote.
+    Open(T, Vec<Vec<(Key, Value)>>, Vec<bool>),
+}
+
 /// One read of [`Txn::read_many`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum Read<'a> {
@@ -200,6 +212,31 @@ pub trait Txn {
         }
         write_each(self, writes)?;
         Ok((out, added))
+    }
+    /// Issues `reads`, then `adds`, as [`Txn::read_then_write`] does, for a write that hopes its
+    /// reads find nothing. When they find nothing, it commits at once, without waiting for the
+    /// adds' answers: the commit needs no more than the reads, and every wait for an answer
+    /// before the commit is a round trip to IndexedDB's backend and back. An add that then finds
+    /// its key taken aborts the transaction ([`Checked::Taken`]: nothing is written). When a read
+    /// finds something (or an add already failed), the transaction is handed back open with the
+    /// answers, as `read_then_write` answers them.
+    async fn add_unless_found(
+        self,
+        reads: &[Read<'_>],
+        adds: &[(Table<'_>, Key, Value)],
+    ) -> Result<Checked<Self>>
+    where
+        Self: Sized,
+    {
+        let (got, added) = self.read_then_write(reads, adds, &[]).await?;
+        if got.iter().any(|g| !g.is_empty()) {
+            return Ok(Checked::Open(self, got, added));
+        }
+        if added.contains(&false) {
+            return Ok(Checked::Taken); // dropped uncommitted: nothing written
+        }
+        self.commit().await?;
+        Ok(Checked::Committed)
     }
     /// Adds `adds`, for keys the engine has just made, which nothing else can hold: IndexedDB
     /// issues them with the commit and waits for none of their answers, so the commit follows

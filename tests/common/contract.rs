@@ -43,6 +43,7 @@ macro_rules! for_each_contract {
         $m!(get_range_in_idb_order);
         $m!(read_then_write_reads_before_writing);
         $m!(add_new_on_a_taken_key_writes_nothing);
+        $m!(add_unless_found_commits_or_hands_back);
         $m!(delete_range_removes_the_keys_between);
         $m!(scoped_transaction_keeps_to_its_tables);
         $m!(dropped_transaction_rolls_back);

@@ -1,7 +1,7 @@
 //! The transaction half of the storage contract (`contract.rs`): reads issued together, the
 //! head of a table, scopes, read-only transactions, rollback and all-or-nothing commits.
 
-use ferry::core::storage::{Read, OUTBOX_BY_RECORD};
+use ferry::core::storage::{Checked, Read, OUTBOX_BY_RECORD};
 use ferry::core::{ErrorKind, Key, Storage, Table, Txn};
 use serde_json::{json, Value};
 
@@ -437,4 +437,89 @@ pub async fn add_new_on_a_taken_key_writes_nothing<H: Harness>(h: &H) {
         1,
         "the other add is not written either"
     );
+}
+
+/// add_unless_found commits at once when its reads find nothing; an add that then finds its key
+/// taken writes nothing, the other add included; a read that finds something hands the
+/// transaction back open, its adds written where their keys were free.
+pub async fn add_unless_found_commits_or_hands_back<H: Harness>(h: &H) {
+    let (_, s) = open(h, "add_unless_found").await;
+    let notes = Table::Records("notes");
+    let entry = |n: u64, r: &str| json!({"seq": n, "c": "notes", "r": r, "kind": "create"});
+    let checks = |r: &str| {
+        [
+            Read::Get(Table::Aliases, pair("notes", r)),
+            Read::FirstKey(Table::Outbox, OUTBOX_BY_RECORD, json!(["notes", r])),
+        ]
+    };
+    let adds = |n: u64, r: &str, by: &str| {
+        [
+            (Table::Outbox, Key::Num(n), entry(n, r)),
+            (notes, k(r), json!({"d": {"id": r, "by": by}})),
+        ]
+    };
+    let tx = s.begin(true).await.expect("begin");
+    match tx
+        .add_unless_found(&checks("a"), &adds(1, "a", "first"))
+        .await
+    {
+        Ok(Checked::Committed) => {}
+        Ok(_) => panic!("nothing found, every key free: committed"),
+        Err(e) => panic!("{e}"),
+    }
+    assert_eq!(
+        get(&s, notes, &k("a")).await,
+        Some(json!({"d": {"id": "a", "by": "first"}}))
+    );
+    assert_eq!(count(&s, Table::Outbox).await, 1);
+
+    // The row's key is taken (a record with nothing pending): nothing of this transaction is
+    // written.
+    let kept = json!({"d": {"id": "z", "by": "synced"}});
+    put_all(&s, &[(notes, k("z"), kept.clone())]).await;
+    let tx = s.begin(true).await.expect("begin");
+    match tx
+        .add_unless_found(&checks("z"), &adds(2, "z", "second"))
+        .await
+    {
+        Ok(Checked::Taken) => {}
+        // An add answered before the commit went out comes back open, as `read_then_write`.
+        Ok(Checked::Open(_, got, added)) => {
+            assert!(got.iter().all(|g| g.is_empty()), "{got:?}");
+            assert_eq!(added, vec![true, false]);
+        }
+        Ok(Checked::Committed) => panic!("a taken key committed"),
+        Err(e) => panic!("{e}"),
+    }
+    assert_eq!(
+        get(&s, notes, &k("z")).await,
+        Some(kept),
+        "what held the key is left"
+    );
+    assert_eq!(
+        count(&s, Table::Outbox).await,
+        1,
+        "the entry is not written either"
+    );
+
+    // A read finds something: the transaction comes back open, the free adds written in it.
+    put_all(&s, &[(Table::Aliases, pair("notes", "b"), json!("a"))]).await;
+    let tx = s.begin(true).await.expect("begin");
+    let Checked::Open(tx, got, added) = tx
+        .add_unless_found(&checks("b"), &adds(3, "b", "third"))
+        .await
+        .expect("add_unless_found")
+    else {
+        panic!("an alias was found: the transaction comes back open");
+    };
+    assert_eq!(got[0], vec![(pair("notes", "b"), json!("a"))]);
+    assert!(got[1].is_empty());
+    assert_eq!(added, vec![true, true]);
+    tx.delete(Table::Outbox, &Key::Num(3)).expect("delete");
+    tx.commit().await.expect("commit");
+    assert_eq!(
+        get(&s, notes, &k("b")).await,
+        Some(json!({"d": {"id": "b", "by": "third"}}))
+    );
+    assert_eq!(count(&s, Table::Outbox).await, 1);
 }

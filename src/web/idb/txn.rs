@@ -10,7 +10,7 @@ use indexed_db_futures::internals::SystemRepr;
 use indexed_db_futures::transaction::Transaction;
 use serde_json::Value;
 use wasm_bindgen::{JsCast, JsValue};
-use web_sys::{IdbObjectStore, IdbRequest, IdbTransaction};
+use web_sys::{IdbObjectStore, IdbRequest, IdbRequestReadyState, IdbTransaction};
 
 use super::request::{cause, is_constraint, pairs_of, records_of, Request};
 use super::{
@@ -18,7 +18,7 @@ use super::{
     INJECTED_KEY,
 };
 use crate::core::error::{Error, Result};
-use crate::core::storage::{idb_order, write_each, Key, Read, Table, Txn};
+use crate::core::storage::{idb_order, write_each, Checked, Key, Read, Table, Txn};
 use crate::web::js::{ferry_add_all, ferry_get_all_records_with, ferry_write_all};
 
 /// A transaction over every store of an [`IdbStorage`]; dropping it uncommitted aborts it.
@@ -423,6 +423,48 @@ impl Txn for IdbTxn<'_> {
             });
         }
         Ok((answers, wrote))
+    }
+
+    async fn add_unless_found(
+        self,
+        reads: &[Read<'_>],
+        adds: &[(Table<'_>, Key, Value)],
+    ) -> Result<Checked<Self>> {
+        self.flush()?;
+        let issued = reads
+            .iter()
+            .map(|r| self.issue(r))
+            .collect::<Result<Vec<_>>>()?;
+        let added = self.add_all(adds)?;
+        let answers = self.answers(issued).await?;
+        // An add answered already was answered after every read: a failure of it was kept from
+        // aborting the transaction, so the caller gets it back open.
+        let failed = |r: &IdbRequest| {
+            r.ready_state() == IdbRequestReadyState::Done && !matches!(r.error(), Ok(None))
+        };
+        if answers.iter().all(|a| a.is_empty()) && !added.iter().any(|r| failed(&r.req)) {
+            let sent: Vec<IdbRequest> = added.iter().map(|r| r.req.clone()).collect();
+            // Dropping the awaits takes away the adds' error handlers, which kept a taken key
+            // from aborting the transaction: from here one does abort it, commit and all.
+            // (Chromium aborts a committing transaction on a failed request even when the
+            // failure is prevented; without handlers, every browser must.)
+            drop(added);
+            return match self.commit().await {
+                Ok(()) => Ok(Checked::Committed),
+                Err(_) if sent.iter().any(is_constraint) => Ok(Checked::Taken),
+                Err(e) => Err(e),
+            };
+        }
+        let mut wrote = Vec::with_capacity(added.len());
+        for req in added {
+            let sys = req.req.clone();
+            wrote.push(match req.await {
+                Ok(_) => true,
+                Err(_) if is_constraint(&sys) => false,
+                Err(e) => return Err(e),
+            });
+        }
+        Ok(Checked::Open(self, answers, wrote))
     }
 
     async fn get_range(

@@ -1,0 +1,67 @@
+//! A create with an id the app chose, in real Chromium against the reference server: its checks
+//! go out with its writes and it commits before the writes are answered, so an id already taken
+//! by a synced record (no alias, nothing pending: only the row's add can find it) must still
+//! fail whole, with the error the general path gives, and leave the writes after it alone.
+#![cfg(target_arch = "wasm32")]
+
+use ferry::api::Ferry;
+use js_sys::Array;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+#[path = "common/browser.rs"]
+mod browser;
+use browser::*;
+
+#[wasm_bindgen_test]
+async fn a_create_under_a_synced_records_id_fails_whole() {
+    let t = unique("taken");
+    let url = format!("{}/api/{t}", server());
+    let opts = js(&format!(
+        r#"{{"name":"{t}","autoSync":false,"collections":{{"{t}":{{"url":"{url}"}}}}}}"#
+    ));
+    http("POST", &format!("/api/{t}"), Some(r#"{"title":"theirs"}"#)).await;
+    let db = Ferry::open(opts).await.expect("open");
+    let col = db.collection(&t).unwrap();
+    ok(col.pull(None)).await;
+    let all = Array::from(&ok(col.all()).await);
+    assert_eq!(all.length(), 1);
+    let id = get(&all.get(0), "id");
+    let id_text = id
+        .as_string()
+        .unwrap_or_else(|| format!("{}", id.as_f64().unwrap()));
+    assert_eq!(ok(db.pending_count()).await.as_f64(), Some(0.0));
+
+    // A first write reserves the block of outbox positions that quick creates take theirs from.
+    ok(col.create(js(r#"{"id":"free-0"}"#))).await;
+    // Called together, as an app that does not wait would: the taken one, then a free one.
+    let taken = col.create(js(&format!(
+        r#"{{"id":{id:?},"title":"mine"}}"#,
+        id = id_text
+    )));
+    let free = col.create(js(r#"{"id":"free-1","title":"new"}"#));
+    let failed = fails(taken).await;
+    assert!(failed.contains("ConstraintError"), "{failed}");
+    assert!(failed.contains("already has a record"), "{failed}");
+    ok(free).await;
+
+    let kept = ok(col.get(id.clone())).await;
+    assert_eq!(
+        get(&kept, "title"),
+        "theirs",
+        "the synced record is left as it was"
+    );
+    let outbox = Array::from(&ok(db.outbox()).await);
+    let pending: Vec<JsValue> = outbox.iter().map(|e| get(&e, "recordId")).collect();
+    assert_eq!(
+        pending,
+        ["free-0", "free-1"],
+        "only the free creates are pending"
+    );
+    ok(db.sync()).await;
+    let on_server = server_records(&t).await;
+    assert_eq!(on_server.length(), 3);
+    db.close();
+}
