@@ -8,7 +8,7 @@
 //! are adds, which fail (alone) where their key is taken, so those two keys need no read at all;
 //! the outbox position comes from the engine's block (`tx/alloc.rs`), with no read of the clock.
 //! When the reads find nothing, the transaction commits at once, before the adds' answers are
-//! in (waiting for them cost a fifth of such a create: `Txn::add_unless_found`); a row already
+//! in (waiting for them cost about a tenth of such a create: `Txn::add_unless_found`); a row already
 //! under the id then fails its add, which aborts the transaction, and the general path, in a
 //! transaction of its own, answers the error. When a read finds something (an alias, changes
 //! pending), what the adds wrote is taken out again and the general path does the create from
