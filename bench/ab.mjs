@@ -35,29 +35,32 @@ const context = await chromium.launchPersistentContext(dir, {
 });
 const pages = {};
 const ctx = {};
-for (const k of ["A", "B"]) {
-  const page = await context.newPage();
-  await page.goto(`${urls[k]}/index.html`);
-  await page.waitForFunction(() => window.bench && window.bench.ready);
-  const seedC = `seed${n}_${Date.now()}`;
-  ctx[k] = { n, ops, seedUrl: `${urls[k]}/api/${seedC}` };
-  await page.evaluate(([c, m]) => window.bench.seed(c, m), [seedC, n]);
-  pages[k] = page;
-}
-// The page in front runs: Chromium gives a background tab's tasks a lower priority.
-const run = async (k) => {
-  await pages[k].bringToFront();
-  return pages[k].evaluate(([c, x]) => window.bench.runLocal(c, "ferry", x), [kase, ctx[k]]);
-};
-await run("A"); // warm: both modules compiled, both pages' caches filled
-await run("B");
 const ms = { A: [], B: [] };
-for (let r = 0; r < reps; r++) {
-  for (const k of r % 2 ? ["B", "A"] : ["A", "B"]) ms[k].push((await run(k)).ms);
-  process.stderr.write(`run ${r + 1}/${reps}: A ${ms.A[r].toFixed(0)} ms, B ${ms.B[r].toFixed(0)} ms\n`);
+try {
+  for (const k of ["A", "B"]) {
+    const page = await context.newPage();
+    await page.goto(`${urls[k]}/index.html`);
+    await page.waitForFunction(() => window.bench && window.bench.ready);
+    const seedC = `seed${n}_${Date.now()}`;
+    ctx[k] = { n, ops, seedUrl: `${urls[k]}/api/${seedC}` };
+    await page.evaluate(([c, m]) => window.bench.seed(c, m), [seedC, n]);
+    pages[k] = page;
+  }
+  // The page in front runs: Chromium gives a background tab's tasks a lower priority.
+  const run = async (k) => {
+    await pages[k].bringToFront();
+    return pages[k].evaluate(([c, x]) => window.bench.runLocal(c, "ferry", x), [kase, ctx[k]]);
+  };
+  await run("A"); // warm: both modules compiled, both pages' caches filled
+  await run("B");
+  for (let r = 0; r < reps; r++) {
+    for (const k of r % 2 ? ["B", "A"] : ["A", "B"]) ms[k].push((await run(k)).ms);
+    process.stderr.write(`run ${r + 1}/${reps}: A ${ms.A[r].toFixed(0)} ms, B ${ms.B[r].toFixed(0)} ms\n`);
+  }
+} finally {
+  await context.close();
+  rmSync(dir, { recursive: true, force: true });
 }
-await context.close();
-rmSync(dir, { recursive: true, force: true });
 
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);

@@ -1,7 +1,7 @@
 //! A create with an id the app chose, in real Chromium against the reference server: its checks
 //! go out with its writes and it commits before the writes are answered, so an id already taken
 //! by a synced record (no alias, nothing pending: only the row's add can find it) must still
-//! fail whole, with the error the general path gives, and leave the writes after it alone.
+//! fail whole, with the error the general path gives, before the writes called after it run.
 #![cfg(target_arch = "wasm32")]
 
 use ferry::api::Ferry;
@@ -14,6 +14,10 @@ wasm_bindgen_test_configure!(run_in_browser);
 #[path = "common/browser.rs"]
 mod browser;
 use browser::*;
+
+fn text(v: &JsValue) -> String {
+    v.as_string().unwrap_or_default()
+}
 
 #[wasm_bindgen_test]
 async fn a_create_under_a_synced_records_id_fails_whole() {
@@ -36,32 +40,48 @@ async fn a_create_under_a_synced_records_id_fails_whole() {
 
     // A first write reserves the block of outbox positions that quick creates take theirs from.
     ok(col.create(js(r#"{"id":"free-0"}"#))).await;
-    // Called together, as an app that does not wait would: the taken one, then a free one.
+    // Called together, as an app that does not wait would: the taken one, a delete of that
+    // record, then a free one. The create fails before the delete runs (had it been retried
+    // after, it would have succeeded over the pending delete).
     let taken = col.create(js(&format!(
         r#"{{"id":{id:?},"title":"mine"}}"#,
         id = id_text
     )));
+    let delete = col.delete(id.clone());
     let free = col.create(js(r#"{"id":"free-1","title":"new"}"#));
     let failed = fails(taken).await;
     assert!(failed.contains("ConstraintError"), "{failed}");
     assert!(failed.contains("already has a record"), "{failed}");
+    ok(delete).await;
     ok(free).await;
 
-    let kept = ok(col.get(id.clone())).await;
-    assert_eq!(
-        get(&kept, "title"),
-        "theirs",
-        "the synced record is left as it was"
+    assert!(
+        ok(col.get(id.clone())).await.is_undefined(),
+        "deleted, not created again"
     );
     let outbox = Array::from(&ok(db.outbox()).await);
-    let pending: Vec<JsValue> = outbox.iter().map(|e| get(&e, "recordId")).collect();
+    let mut pending: Vec<(String, String)> = outbox
+        .iter()
+        .map(|e| (text(&get(&e, "kind")), text(&get(&e, "recordId"))))
+        .collect();
+    pending.sort();
+    let mut want = [
+        ("create", "free-0"),
+        ("create", "free-1"),
+        ("delete", id_text.as_str()),
+    ]
+    .map(|(k, r)| (k.to_string(), r.to_string()));
+    want.sort();
     assert_eq!(
-        pending,
-        ["free-0", "free-1"],
-        "only the free creates are pending"
+        pending, want,
+        "the free creates and the delete, nothing of the failed create"
     );
     ok(db.sync()).await;
     let on_server = server_records(&t).await;
-    assert_eq!(on_server.length(), 3);
+    assert_eq!(
+        on_server.length(),
+        2,
+        "the two free creates; the synced record deleted"
+    );
     db.close();
 }

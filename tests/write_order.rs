@@ -22,6 +22,7 @@ use std::task::{Context, Poll, Waker};
 use ferry::core::memory::MemoryTxn;
 use ferry::core::mutation::Kind;
 use ferry::core::record::Row;
+use ferry::core::storage::{add_unless_found_answered, Checked, Read};
 use ferry::core::{
     Engine, ErrorKind, Key, MemoryStorage, Op, Record, Result, Storage, StoreConfig, Table, Txn,
 };
@@ -106,11 +107,15 @@ fn yield_once() -> YieldOnce {
 struct SerialStorage {
     inner: MemoryStorage,
     gate: Rc<Gate>,
+    /// A check-then-add create hears that an add found its key taken before its commit goes
+    /// out (IndexedDB: when the add's answer came before the check ran), instead of after.
+    adds_answered_first: bool,
 }
 
 struct SerialTxn<'a> {
     inner: MemoryTxn<'a>,
     turn: Turn,
+    adds_answered_first: bool,
 }
 
 impl SerialStorage {
@@ -138,6 +143,7 @@ impl Storage for SerialStorage {
         Ok(SerialTxn {
             inner: self.inner.begin(write).await?,
             turn,
+            adds_answered_first: self.adds_answered_first,
         })
     }
     async fn begin_in(&self, write: bool, scope: &[Table<'_>]) -> Result<SerialTxn<'_>> {
@@ -145,6 +151,7 @@ impl Storage for SerialStorage {
         Ok(SerialTxn {
             inner: self.inner.begin_in(write, scope).await?,
             turn,
+            adds_answered_first: self.adds_answered_first,
         })
     }
 }
@@ -180,8 +187,23 @@ impl Txn for SerialTxn<'_> {
     fn delete_range(&self, table: Table<'_>, lo: &Key, hi: &Key) -> Result<()> {
         self.inner.delete_range(table, lo, hi)
     }
+    async fn add_unless_found(
+        self,
+        reads: &[Read<'_>],
+        adds: &[(Table<'_>, Key, Value)],
+    ) -> Result<Checked<Self>> {
+        if !self.adds_answered_first {
+            return add_unless_found_answered(self, reads, adds).await;
+        }
+        let (got, added) = self.read_then_write(reads, adds, &[]).await?;
+        if got.iter().all(|g| g.is_empty()) && !added.contains(&false) {
+            self.commit().await?;
+            return Ok(Checked::Committed);
+        }
+        Ok(Checked::Open(self, got, added))
+    }
     async fn commit(self) -> Result<()> {
-        let SerialTxn { inner, turn } = self;
+        let SerialTxn { inner, turn, .. } = self;
         let out = inner.commit().await;
         drop(turn);
         out
@@ -309,9 +331,8 @@ fn two_tabs_update_right_after_create_is_not_lost() {
 /// One tab. A record the server has is deleted (the delete is pending), then created again under
 /// its id and edited, without awaiting the create. The quick create's id check sees the pending
 /// delete and falls back; the update must still find the record.
-#[test]
-fn recreate_over_pending_delete_then_update_in_flight() {
-    let s = SerialStorage::default();
+/// A store over `s` holding record s1 as the server gave it: nothing pending.
+fn with_synced_s1(s: SerialStorage) -> Db {
     let cfg = config(&["todos"]);
     let valid = cfg.clone().validate().expect("valid");
     let row = Row::new(
@@ -322,9 +343,43 @@ fn recreate_over_pending_delete_then_update_in_flight() {
     tx.put(Table::Records("todos"), &Key::str("s1"), &row.to_value())
         .expect("put");
     block(tx.commit()).expect("commit");
-    let db = open(cfg, s, 1);
+    open(cfg, s, 1)
+}
+
+#[test]
+fn recreate_over_pending_delete_then_update_in_flight() {
+    let db = with_synced_s1(SerialStorage::default());
     write(&db, vec![Op::Delete("s1".into())]);
     create_then_edit(&db, "s1");
+}
+
+/// A create under a synced record's id and, not awaiting it, a delete of that record: the
+/// create fails (the id is taken) before the delete runs, whether its add heard the key taken
+/// after its commit went out or before. Were the create retried in a transaction of its own,
+/// the delete would run first and the create would then succeed over the pending delete.
+#[test]
+fn create_under_a_taken_id_fails_before_a_delete_called_after_it() {
+    for adds_answered_first in [false, true] {
+        let db = with_synced_s1(SerialStorage {
+            adds_answered_first,
+            ..SerialStorage::default()
+        });
+        write(&db, create(json!({"id": "w"}))); // reserves the positions quick creates take
+        let (c, d) = both(
+            &db,
+            create(json!({"id": "s1", "title": "mine"})),
+            vec![Op::Delete("s1".into())],
+        );
+        let e = c.expect_err("the id is taken");
+        assert_eq!(e.kind, ErrorKind::Constraint, "{e}");
+        d.expect("the delete goes through");
+        assert_eq!(block(db.get("todos", "s1")).expect("get"), None);
+        assert_eq!(
+            outbox_shape(&db),
+            [(Kind::Create, "w".into()), (Kind::Delete, "s1".into())],
+            "adds answered first: {adds_answered_first}"
+        );
+    }
 }
 
 /// DESIGN.md: "across records, in the order of their first mutation, so a parent created before

@@ -154,10 +154,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     Some(v) => {
                         let key = id_key(v)?;
                         if tx.resolve(c, &key).await?.1.is_some() {
-                            return Err(Error::new(
-                                ErrorKind::Constraint,
-                                format!("`{c}` already has a record with id {key:?}"),
-                            ));
+                            return Err(id_taken(c, &key));
                         }
                         let pending = tx.entries_for(c, &key).await?;
                         let fresh = fresh(Kind::Create, &key);
@@ -465,6 +462,14 @@ pub(crate) fn in_id_order(mut records: Vec<Record>, idp: &str) -> Vec<Record> {
         (None, None) => std::cmp::Ordering::Equal,
     });
     records
+}
+
+/// A create under an id that a record of `c` already has.
+pub(crate) fn id_taken(c: &str, key: &str) -> Error {
+    Error::new(
+        ErrorKind::Constraint,
+        format!("`{c}` already has a record with id {key:?}"),
+    )
 }
 
 fn not_found(c: &str, id: &str) -> Error {

@@ -8,12 +8,13 @@
 //! are adds, which fail (alone) where their key is taken, so those two keys need no read at all;
 //! the outbox position comes from the engine's block (`tx/alloc.rs`), with no read of the clock.
 //! When the reads find nothing, the transaction commits at once, before the adds' answers are
-//! in (waiting for them cost about a tenth of such a create: `Txn::add_unless_found`); a row already
-//! under the id then fails its add, which aborts the transaction, and the general path, in a
-//! transaction of its own, answers the error. When a read finds something (an alias, changes
-//! pending), what the adds wrote is taken out again and the general path does the create from
-//! what it reads, in the same transaction, so that the create keeps its place among the app's
-//! writes.
+//! in (waiting for them cost about a tenth of such a create: `Txn::add_unless_found`); a row
+//! already under the id then fails its add, which aborts the transaction, and the create fails
+//! with the error the general path gives (a retry in a new transaction would run after writes
+//! the app called later). When a read finds something (an alias, changes pending), or an add's
+//! failure was heard before the commit went out, what the adds wrote is taken out again and the
+//! general path does the create from what it reads, in the same transaction, so that the
+//! create keeps its place among the app's writes.
 //!
 //! A create without an id gets a temporary id made of the database's node id and an outbox
 //! position from this tab's reserved block (no other tab hands it out): no key it writes can be
@@ -27,8 +28,8 @@ use serde_json::Value;
 use super::clock::Env;
 use super::config::CollectionConfig;
 use super::engine::{Change, ChangeKind, Engine};
-use super::error::Result;
-use super::local::{temp_id, write_scope};
+use super::error::{Error, Result};
+use super::local::{id_taken, temp_id, write_scope};
 use super::mutation::{Entry, Kind};
 use super::record::{changed_fields, id_key, Record, Row};
 use super::storage::{write_each, Checked, Key, Read, Storage, Table, Txn, OUTBOX_BY_RECORD};
@@ -46,8 +47,7 @@ pub(crate) enum Quick<T> {
     /// called later (IndexedDB runs transactions in the order they are made), and those must
     /// see this create.
     Undone(T),
-    /// Not done: the engine holds no outbox positions (its first write, or its block is used
-    /// up), or a key the create added was found taken as it committed (nothing was written).
+    /// Not tried: the engine holds no outbox positions (its first write, or its block is used up).
     NotTried,
 }
 
@@ -116,9 +116,17 @@ impl<S: Storage, E: Env> Engine<S, E> {
         // Nothing else is staged in a transaction this new: its raw one can go on alone.
         match tx.t.add_unless_found(&reads, &adds).await? {
             Checked::Committed => Ok(Quick::Done(done(cfg, c, &key, row))),
-            // The id is taken (or, a fault, the position): nothing was written, and the
-            // general path, in a transaction of its own, says which.
-            Checked::Taken => Ok(Quick::NotTried),
+            // Nothing was written. With no alias and nothing pending, a row under the id is
+            // what the general path would refuse; answering here, not in a transaction of its
+            // own, keeps the failure in its place among the app's writes (a delete called
+            // right after must not run first and make the create succeed).
+            Checked::Taken(taken_keys) if taken_keys.get(1) == Some(&true) => {
+                Err(id_taken(c, &key))
+            }
+            Checked::Taken(_) => Err(Error::storage(format!(
+                "outbox position {seq} was taken: a fault in the positions' blocks; \
+                 nothing was written"
+            ))),
             Checked::Open(t, got, added) => {
                 debug_assert!(got.iter().any(|g| !g.is_empty()) || added.contains(&false));
                 // Take out what the adds wrote (an add that failed wrote nothing).

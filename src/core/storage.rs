@@ -108,8 +108,8 @@ pub enum Checked<T> {
     /// The reads found nothing and every add wrote: committed.
     Committed,
     /// The reads found nothing, but an add found its key taken: the transaction is gone and
-    /// nothing of it was written.
-    Taken,
+    /// nothing of it was written. For each add, whether its key was taken.
+    Taken(Vec<bool>),
     /// A read found something, or an add found its key taken before the commit went out: the
     /// transaction, still open, with the reads' answers and, for each add, whether it wrote.
     Open(T, Vec<Vec<(Key, Value)>>, Vec<bool>),
@@ -219,7 +219,8 @@ pub trait Txn {
     /// before the commit is a round trip to IndexedDB's backend and back. An add that then finds
     /// its key taken aborts the transaction ([`Checked::Taken`]: nothing is written). When a read
     /// finds something (or an add already failed), the transaction is handed back open with the
-    /// answers, as `read_then_write` answers them.
+    /// answers, as `read_then_write` answers them. The default waits for every answer first
+    /// ([`add_unless_found_answered`]).
     async fn add_unless_found(
         self,
         reads: &[Read<'_>],
@@ -228,15 +229,7 @@ pub trait Txn {
     where
         Self: Sized,
     {
-        let (got, added) = self.read_then_write(reads, adds, &[]).await?;
-        if got.iter().any(|g| !g.is_empty()) {
-            return Ok(Checked::Open(self, got, added));
-        }
-        if added.contains(&false) {
-            return Ok(Checked::Taken); // dropped uncommitted: nothing written
-        }
-        self.commit().await?;
-        Ok(Checked::Committed)
+        add_unless_found_answered(self, reads, adds).await
     }
     /// Adds `adds`, for keys the engine has just made, which nothing else can hold: IndexedDB
     /// issues them with the commit and waits for none of their answers, so the commit follows
@@ -323,6 +316,25 @@ pub trait Txn {
     fn delete_range(&self, table: Table<'_>, lo: &Key, hi: &Key) -> Result<()>;
     /// Makes every write of this transaction durable at once, or none of them.
     async fn commit(self) -> Result<()>;
+}
+
+/// [`Txn::add_unless_found`] for a backend whose answers are all in before it commits: an add
+/// that found its key taken while the reads found nothing is [`Checked::Taken`] (the transaction
+/// dropped uncommitted), as IndexedDB says when the add's answer comes after the commit went out.
+pub async fn add_unless_found_answered<T: Txn>(
+    t: T,
+    reads: &[Read<'_>],
+    adds: &[(Table<'_>, Key, Value)],
+) -> Result<Checked<T>> {
+    let (got, added) = t.read_then_write(reads, adds, &[]).await?;
+    if got.iter().any(|g| !g.is_empty()) {
+        return Ok(Checked::Open(t, got, added));
+    }
+    if added.contains(&false) {
+        return Ok(Checked::Taken(added.iter().map(|wrote| !wrote).collect()));
+    }
+    t.commit().await?;
+    Ok(Checked::Committed)
 }
 
 /// Deletes the keys of `present` (every key of `table` between its first and its last, in

@@ -482,7 +482,7 @@ pub async fn add_unless_found_commits_or_hands_back<H: Harness>(h: &H) {
         .add_unless_found(&checks("z"), &adds(2, "z", "second"))
         .await
     {
-        Ok(Checked::Taken) => {}
+        Ok(Checked::Taken(taken)) => assert_eq!(taken, vec![false, true], "the row's key"),
         // An add answered before the commit went out comes back open, as `read_then_write`.
         Ok(Checked::Open(_, got, added)) => {
             assert!(got.iter().all(|g| g.is_empty()), "{got:?}");

@@ -451,7 +451,9 @@ impl Txn for IdbTxn<'_> {
             drop(added);
             return match self.commit().await {
                 Ok(()) => Ok(Checked::Committed),
-                Err(_) if sent.iter().any(is_constraint) => Ok(Checked::Taken),
+                Err(_) if sent.iter().any(is_constraint) => {
+                    Ok(Checked::Taken(sent.iter().map(is_constraint).collect()))
+                }
                 Err(e) => Err(e),
             };
         }
