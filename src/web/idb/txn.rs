@@ -446,8 +446,8 @@ impl Txn for IdbTxn<'_> {
             let sent: Vec<IdbRequest> = added.iter().map(|r| r.req.clone()).collect();
             // Dropping the awaits takes away the adds' error handlers, which kept a taken key
             // from aborting the transaction: from here one does abort it, commit and all.
-            // (Chromium aborts a committing transaction on a failed request even when the
-            // failure is prevented; without handlers, every browser must.)
+            // (Chromium, tried, aborted a committing transaction on a failed add even with the
+            // failure prevented; without handlers, every browser must.)
             drop(added);
             return match self.commit().await {
                 Ok(()) => Ok(Checked::Committed),
