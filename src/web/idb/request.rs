@@ -61,6 +61,21 @@ pub(super) fn is_constraint(req: &IdbRequest) -> bool {
     matches!(req.error(), Ok(Some(e)) if e.name() == "ConstraintError")
 }
 
+/// Waits for the answers of adds that fail alone (`ferry_add_all`): for each, whether it wrote.
+/// A taken key is `false`; any other failure is the error.
+pub(super) async fn wrote_each(added: Vec<Request<'_>>) -> Result<Vec<bool>> {
+    let mut wrote = Vec::with_capacity(added.len());
+    for req in added {
+        let sys = req.req.clone();
+        wrote.push(match req.await {
+            Ok(_) => true,
+            Err(_) if is_constraint(&sys) => false,
+            Err(e) => return Err(e),
+        });
+    }
+    Ok(wrote)
+}
+
 /// One request awaited: ready once IndexedDB fired `success` or `error` on it.
 pub(super) struct Request<'t> {
     pub(super) req: IdbRequest,

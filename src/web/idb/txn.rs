@@ -12,7 +12,7 @@ use serde_json::Value;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{IdbObjectStore, IdbRequest, IdbRequestReadyState, IdbTransaction};
 
-use super::request::{cause, is_constraint, pairs_of, records_of, Request};
+use super::request::{cause, is_constraint, pairs_of, records_of, wrote_each, Request};
 use super::{
     from_js, idb_error, is_key, key_from_json, key_to_js, lib_error, store_name, to_js, IdbStorage,
     INJECTED_KEY,
@@ -193,6 +193,12 @@ impl IdbTxn<'_> {
     fn write_failed(&self, e: Error) -> Error {
         self.failed.borrow_mut().get_or_insert_with(|| e.clone());
         e
+    }
+
+    /// The requests of `reads`, issued now, after the writes queued before them.
+    fn issue_reads(&self, reads: &[Read<'_>]) -> Result<Vec<Issued<'_>>> {
+        self.flush()?;
+        reads.iter().map(|r| self.issue(r)).collect()
     }
 
     /// The requests of one [`Read`], issued now.
@@ -388,12 +394,8 @@ impl Txn for IdbTxn<'_> {
     }
 
     async fn read_many(&self, reads: &[Read<'_>]) -> Result<Vec<Vec<(Key, Value)>>> {
-        self.flush()?;
         // Every request first, then the answers: IndexedDB runs them back to back.
-        let issued = reads
-            .iter()
-            .map(|r| self.issue(r))
-            .collect::<Result<Vec<_>>>()?;
+        let issued = self.issue_reads(reads)?;
         self.answers(issued).await
     }
 
@@ -403,26 +405,13 @@ impl Txn for IdbTxn<'_> {
         adds: &[(Table<'_>, Key, Value)],
         writes: &[(Table<'_>, Key, Option<Value>)],
     ) -> Result<(Vec<Vec<(Key, Value)>>, Vec<bool>)> {
-        self.flush()?;
-        let issued = reads
-            .iter()
-            .map(|r| self.issue(r))
-            .collect::<Result<Vec<_>>>()?;
+        let issued = self.issue_reads(reads)?;
         // Issued after the reads, so the reads do not see them (requests run in order).
         let added = self.add_all(adds)?;
         write_each(self, writes)?;
         self.flush()?;
         let answers = self.answers(issued).await?;
-        let mut wrote = Vec::with_capacity(added.len());
-        for req in added {
-            let sys = req.req.clone();
-            wrote.push(match req.await {
-                Ok(_) => true,
-                Err(_) if is_constraint(&sys) => false,
-                Err(e) => return Err(e),
-            });
-        }
-        Ok((answers, wrote))
+        Ok((answers, wrote_each(added).await?))
     }
 
     async fn add_unless_found(
@@ -430,11 +419,7 @@ impl Txn for IdbTxn<'_> {
         reads: &[Read<'_>],
         adds: &[(Table<'_>, Key, Value)],
     ) -> Result<Checked<Self>> {
-        self.flush()?;
-        let issued = reads
-            .iter()
-            .map(|r| self.issue(r))
-            .collect::<Result<Vec<_>>>()?;
+        let issued = self.issue_reads(reads)?;
         let added = self.add_all(adds)?;
         let answers = self.answers(issued).await?;
         // An add answered already was answered after every read: a failure of it was kept from
@@ -457,15 +442,7 @@ impl Txn for IdbTxn<'_> {
                 Err(e) => Err(e),
             };
         }
-        let mut wrote = Vec::with_capacity(added.len());
-        for req in added {
-            let sys = req.req.clone();
-            wrote.push(match req.await {
-                Ok(_) => true,
-                Err(_) if is_constraint(&sys) => false,
-                Err(e) => return Err(e),
-            });
-        }
+        let wrote = wrote_each(added).await?;
         Ok(Checked::Open(self, answers, wrote))
     }
 
