@@ -410,3 +410,28 @@ fn parent_created_before_children_stays_first_in_outbox() {
         "calls were parent, then children"
     );
 }
+
+/// The other way round: the parents are created in one write (the general path, which numbers
+/// its changes when its transaction runs) and, not awaiting it, a child with a create of its own
+/// (the quick path, which takes its position when called). The child must not go first.
+#[test]
+fn parents_written_together_stay_before_a_child_created_after() {
+    let db = open(config(&["todos"]), SerialStorage::default(), 1);
+    write(&db, create(json!({"id": "w"}))); // reserves the positions quick creates take
+    let (parents, child) = both(
+        &db,
+        vec![
+            Op::Create(rec(json!({"id": "p1"}))),
+            Op::Create(rec(json!({"id": "p2"}))),
+        ],
+        create(json!({"id": "c", "parent": "p1"})),
+    );
+    parents.expect("parents");
+    child.expect("child");
+    let order: Vec<String> = outbox_shape(&db).into_iter().map(|(_, r)| r).collect();
+    assert_eq!(
+        order,
+        ["w", "p1", "p2", "c"],
+        "calls were the parents, then the child"
+    );
+}

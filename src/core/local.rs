@@ -90,8 +90,18 @@ impl<S: Storage, E: Env> Engine<S, E> {
         };
         let mut tx = match quick {
             Quick::Done(out) => return Ok(out),
-            Quick::Undone(tx) => tx,
-            Quick::NotTried => self.begin_in(true, &write_scope(c)).await?,
+            Quick::Undone(tx) => tx, // holding the position the create took when called
+            Quick::NotTried => {
+                // Positions now, before any await, as a quick create takes its own: a quick
+                // create called after this write must not be numbered (and sent) before it.
+                let taken: Vec<_> = {
+                    let mut alloc = self.alloc.borrow_mut();
+                    (0..ops.len()).map_while(|_| alloc.take(0)).collect()
+                };
+                let mut tx = self.begin_in(true, &write_scope(c)).await?;
+                tx.take_positions(taken);
+                tx
+            }
         };
         let out = self.write_in(&mut tx, c, ops).await?;
         tx.commit().await?;

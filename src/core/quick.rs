@@ -137,7 +137,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     .map(|((table, key, _), _)| (table, key, None))
                     .collect();
                 write_each(&t, &back)?;
-                Ok(Quick::Undone(Tx::new(t, self.alloc.clone())))
+                let mut tx = Tx::new(t, self.alloc.clone());
+                tx.take_positions([(seq, node)]); // its place among the app's writes
+                Ok(Quick::Undone(tx))
             }
         }
     }

@@ -2,6 +2,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -95,6 +96,9 @@ pub struct Tx<T: Txn> {
     /// The block this transaction reserved, `(node, next, end)`: the engine takes what is left of
     /// it once the reservation is committed.
     reserved: Option<(String, u64, u64)>,
+    /// Positions taken from the engine's block when the app called (a write's place among the
+    /// app's writes), used first by [`Tx::next_seq`].
+    taken: VecDeque<(u64, String)>,
     known: RefCell<Option<Known>>,
     deferred: RefCell<Option<Deferred>>,
     /// Outbox entries read that could not be decoded (written by something else than Ferry):
@@ -113,6 +117,7 @@ impl<T: Txn> Tx<T> {
             clock: None,
             clock_dirty: false,
             reserved: None,
+            taken: VecDeque::new(),
             known: RefCell::new(None),
             deferred: RefCell::new(None),
             damaged: RefCell::new(Vec::new()),
@@ -321,9 +326,23 @@ impl<T: Txn> Tx<T> {
         self.alloc.borrow_mut().tick(env)
     }
 
+    /// Positions the write took from the engine's block when the app called it, in order: the
+    /// changes it makes are numbered from them first, so that they keep their place before
+    /// writes called after it (a quick create takes its position when called, too).
+    pub(crate) fn take_positions(&mut self, taken: impl IntoIterator<Item = (u64, String)>) {
+        self.taken.extend(taken);
+    }
+
     /// A new outbox position above `floor` (the last position of the record's pending changes),
-    /// with the node id: from the engine's block, else from a block this transaction reserves.
+    /// with the node id: from those taken when the write was called, from the engine's block,
+    /// else from a block this transaction reserves.
     pub async fn next_seq(&mut self, env: &impl Env, floor: u64) -> Result<(u64, String)> {
+        // One taken at or below `floor` is left unused (positions are 64-bit; gaps are fine).
+        while let Some((seq, node)) = self.taken.pop_front() {
+            if seq > floor {
+                return Ok((seq, node));
+            }
+        }
         if let Some((node, next, end)) = self.reserved.as_mut() {
             if *next < *end && *next > floor {
                 *next += 1;
