@@ -129,6 +129,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
             ))),
             Checked::Open(t, got, added) => {
                 debug_assert!(got.iter().any(|g| !g.is_empty()) || added.contains(&false));
+                // The position is this create's only if its add wrote there (taken back below).
+                let own_position = added.first() == Some(&true);
                 // Take out what the adds wrote (an add that failed wrote nothing).
                 let back: Vec<_> = adds
                     .into_iter()
@@ -138,7 +140,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     .collect();
                 write_each(&t, &back)?;
                 let mut tx = Tx::new(t, self.alloc.clone());
-                tx.take_positions([(seq, node)]); // its place among the app's writes
+                if own_position {
+                    tx.take_positions([(seq, node)]); // its place among the app's writes
+                }
                 Ok(Quick::Undone(tx))
             }
         }
