@@ -175,6 +175,7 @@ async fn layout_is_as_documented() {
     let mut want = vec![
         expect("aliases", &[]),
         expect("conflicts", &[]),
+        expect("ghosts", &[]),
         expect("outbox", &["record"]),
         expect("r:notes", &[]),
         expect("r:todos", &["ix.done", "ix.n"]),

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::clock::Env;
 use super::config::{CollectionConfig, StoreConfig};
 use super::error::{Error, ErrorKind, Result};
+use super::gate::Gates;
 use super::record::Record;
 use super::record::Row;
 use super::storage::{Key, Read, Storage, Table, Txn};
@@ -97,6 +98,8 @@ pub struct Engine<S: Storage, E: Env> {
     pub(crate) versionless: RefCell<Vec<String>>,
     /// What this engine has warned of (each once).
     pub(crate) warned: RefCell<Vec<String>>,
+    /// The records whose creates are under way, for writes of them to wait for (`gate.rs`).
+    pub(crate) gates: Gates,
 }
 
 impl<S: Storage, E: Env> Engine<S, E> {
@@ -114,6 +117,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             alloc: SharedAlloc::default(),
             versionless: RefCell::default(),
             warned: RefCell::default(),
+            gates: Gates::default(),
         };
         if engine.storage.reindexes_on_upgrade() {
             return Ok(engine);
@@ -141,7 +145,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
             let tx = engine.begin(true).await?;
             for cfg in stale {
                 for (k, v) in tx.t.get_all(Table::Records(&cfg.name)).await? {
-                    let mut row = Row::from_value(v)?;
+                    let Some(mut row) = Row::from_stored(v)? else {
+                        continue;
+                    };
                     row.reindex(cfg);
                     tx.t.put(Table::Records(&cfg.name), &k, &row.to_value())?;
                 }

@@ -13,7 +13,7 @@ use super::query::Query;
 use super::quick::Quick;
 use super::record::{changed_fields, id_key, index_key, Record, Row};
 use super::storage::{field_index, Storage, Table, Txn};
-use super::tx::{Tx, Want};
+use super::tx::{bucket_key, Tx, Want};
 
 /// A local write.
 #[derive(Debug, Clone, PartialEq)]
@@ -84,13 +84,28 @@ impl<S: Storage, E: Env> Engine<S, E> {
     /// Returns the records written (absent for deletes) and the changes to announce.
     pub async fn write(&self, c: &str, ops: Vec<Op>) -> Result<(Vec<Option<Record>>, Vec<Change>)> {
         let cfg = self.collection(c)?; // an unknown collection is that error, not a missing store's
+        let keys: Vec<String> = ops.iter().filter_map(|op| op_key(cfg, op)).collect();
+        let mut waits = self.gates.waits(c, keys.iter().map(String::as_str));
+        // A create with the app's id may be done twice (`gate.rs`): writes of its record called
+        // until it is done wait for it.
+        let _closed = match (&ops[..], keys.first()) {
+            ([Op::Create(_)], Some(key)) if bucket_key(c, key).is_none() => {
+                Some(self.gates.close(c, key))
+            }
+            _ => None,
+        };
         let quick = match &ops[..] {
-            [Op::Create(data)] => self.quick_create(cfg, data).await?,
+            [Op::Create(data)] => self.quick_create(cfg, data, &mut waits).await?,
             _ => Quick::NotTried,
         };
         let mut tx = match quick {
             Quick::Done(out) => return Ok(out),
             Quick::Undone(tx) => tx, // holding the position the create took when called
+            Quick::Again(position) => {
+                let mut tx = self.begin_in(true, &write_scope(c)).await?;
+                tx.take_positions([position]);
+                tx
+            }
             Quick::NotTried => {
                 // Positions now, before any await, as a quick create takes its own: a quick
                 // create called after this write must not be numbered (and sent) before it.
@@ -98,6 +113,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     let mut alloc = self.alloc.borrow_mut();
                     (0..ops.len()).map_while(|_| alloc.take(0)).collect()
                 };
+                for w in waits {
+                    w.await;
+                }
                 let mut tx = self.begin_in(true, &write_scope(c)).await?;
                 tx.take_positions(taken);
                 tx
@@ -117,13 +135,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
     ) -> Result<(Vec<Option<Record>>, Vec<Change>)> {
         let cfg = self.collection(c)?;
         // Everything the writes look at, read in one round trip rather than three per record.
-        let ids: Vec<String> = ops
-            .iter()
-            .filter_map(|op| match op {
-                Op::Create(d) => d.get(&cfg.id_property).and_then(|v| id_key(v).ok()),
-                Op::Update(id, _) | Op::Replace(id, _) | Op::Delete(id) => Some(id.clone()),
-            })
-            .collect();
+        let ids: Vec<String> = ops.iter().filter_map(|op| op_key(cfg, op)).collect();
         tx.prefetch(c, &ids, Want::ALL).await?;
         let done = self.apply_ops(tx, cfg, ops).await;
         tx.forget();
@@ -350,10 +362,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let cfg = self.collection(c)?;
         let tx = self.begin(false).await?;
         let rows = tx.t.get_all(Table::Records(c)).await?;
-        let records = rows
-            .into_iter()
-            .map(|(_, v)| Ok(Row::from_value(v)?.d))
-            .collect::<Result<Vec<_>>>()?;
+        let mut records = Vec::with_capacity(rows.len());
+        for (_, v) in rows {
+            records.extend(Row::from_stored(v)?.map(|r| r.d));
+        }
         Ok(in_id_order(records, &cfg.id_property))
     }
 
@@ -387,7 +399,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
         };
         let mut hits = Vec::new();
         for (_, v) in rows {
-            let d = Row::from_value(v)?.d;
+            let Some(Row { d, .. }) = Row::from_stored(v)? else {
+                continue;
+            };
             if q.matches(&d) {
                 hits.push(d);
             }
@@ -475,6 +489,14 @@ pub(crate) fn in_id_order(mut records: Vec<Record>, idp: &str) -> Vec<Record> {
 }
 
 /// A create under an id that a record of `c` already has.
+/// The key of the record `op` names (a create's own id, if it has a valid one).
+fn op_key(cfg: &CollectionConfig, op: &Op) -> Option<String> {
+    match op {
+        Op::Create(d) => d.get(&cfg.id_property).and_then(|v| id_key(v).ok()),
+        Op::Update(id, _) | Op::Replace(id, _) | Op::Delete(id) => Some(id.clone()),
+    }
+}
+
 pub(crate) fn id_taken(c: &str, key: &str) -> Error {
     Error::new(
         ErrorKind::Constraint,

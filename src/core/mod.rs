@@ -22,6 +22,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;
+mod gate;
 pub mod local;
 pub mod memory;
 pub mod mutation;

@@ -29,6 +29,7 @@ use super::clock::Env;
 use super::config::CollectionConfig;
 use super::engine::{Change, ChangeKind, Engine};
 use super::error::{Error, Result};
+use super::gate::Wait;
 use super::local::{id_taken, temp_id, write_scope};
 use super::mutation::{Entry, Kind};
 use super::record::{changed_fields, id_key, Record, Row};
@@ -42,6 +43,11 @@ pub(crate) type Written = (Vec<Option<Record>>, Vec<Change>);
 pub(crate) enum Quick<T> {
     /// Written and committed.
     Done(Written),
+    /// The id is in use (a row, or a ghost: a pending delete, an alias), so its transaction
+    /// aborted and nothing was written. The create is to be done the general way in a new
+    /// transaction, at this outbox position, the one it took when called; writes of its record
+    /// called since wait for that (`gate.rs`).
+    Again((u64, String)),
     /// A check failed. What the writes replaced is put back, and the create is to be done the
     /// general way in this same transaction: a new one would run after those of writes the app
     /// called later (IndexedDB runs transactions in the order they are made), and those must
@@ -53,10 +59,13 @@ pub(crate) enum Quick<T> {
 
 impl<S: Storage, E: Env> Engine<S, E> {
     /// Creates `data` in `cfg`'s collection on the usual assumptions, checked as it writes.
+    /// `waits`: the creates of this record still under way, waited for once the position is
+    /// taken (left alone when not tried).
     pub(crate) async fn quick_create(
         &self,
         cfg: &CollectionConfig,
         data: &Record,
+        waits: &mut Vec<Wait>,
     ) -> Result<Quick<Tx<S::Txn<'_>>>> {
         // The position is taken now, when the app called: this create's place among its writes.
         let (at, taken) = {
@@ -66,6 +75,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let Some((seq, node)) = taken else {
             return Ok(Quick::NotTried);
         };
+        for w in waits.drain(..) {
+            w.await;
+        }
         let (c, idp) = (cfg.name.as_str(), cfg.id_property.as_str());
         let mut data = data.clone();
         let given = data.get(idp).map(id_key).transpose()?;
@@ -77,16 +89,17 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 key
             }
         };
-        // An id the app chose may be taken under another name or have changes pending; a
-        // fresh temporary id cannot. The row and the outbox entry are added, not put: an add
-        // finds its key taken without a read of its own.
+        // The row and the outbox entry are added, not put: an add finds its key taken without
+        // a read of its own. An id in use without a row (a pending delete, an alias) holds a
+        // ghost, which fails the add as a row does; a fresh temporary id is in use nowhere.
+        // Only an id the app chose in the form of Ferry's temporary ids is read for: those get
+        // no ghosts (`Tx::delete_row`), their aliases being kept in buckets.
         let mut reads = Vec::new();
-        if given.is_some() {
+        let bucket = given.as_ref().and_then(|_| bucket_key(c, &key));
+        if let Some(bk) = bucket {
             reads.push(Read::Get(Table::Aliases, Key::Pair(c.into(), key.clone())));
-            if let Some(bk) = bucket_key(c, &key) {
-                // Any alias in its bucket sends it the long way, which reads its own.
-                reads.push(Read::Get(Table::State, bk));
-            }
+            // Any alias in its bucket sends it the long way, which reads its own.
+            reads.push(Read::Get(Table::State, bk));
             let pair = Value::Array(vec![c.into(), key.as_str().into()]);
             reads.push(Read::FirstKey(Table::Outbox, OUTBOX_BY_RECORD, pair));
         }
@@ -116,11 +129,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
         // Nothing else is staged in a transaction this new: its raw one can go on alone.
         match tx.t.add_unless_found(&reads, &adds).await? {
             Checked::Committed => Ok(Quick::Done(done(cfg, c, &key, row))),
-            // Nothing was written. With no alias and nothing pending, a row under the id is
-            // what the general path would refuse; answering here, not in a transaction of its
-            // own, keeps the failure in its place among the app's writes (a delete called
-            // right after must not run first and make the create succeed).
-            Checked::Taken(taken_keys) if taken_keys.get(1) == Some(&true) => {
+            Checked::Taken(taken_keys) if taken_keys == [false, true] => {
+                if reads.is_empty() {
+                    // A row or a ghost: the general path reads which, and what it means.
+                    return Ok(Quick::Again((seq, node)));
+                }
+                // Nothing was written. The reads found no alias and nothing pending, so a row
+                // is under the id: what the general path would refuse.
                 Err(id_taken(c, &key))
             }
             Checked::Taken(_) => Err(Error::storage(format!(

@@ -113,10 +113,34 @@ impl Row {
         Ok(serde_json::from_value(v)?)
     }
 
+    /// Decodes what a records store holds under a key: a row, or nothing for a [`ghost`].
+    pub fn from_stored(v: Value) -> Result<Option<Row>> {
+        if is_ghost(&v) {
+            return Ok(None);
+        }
+        Row::from_value(v).map(Some)
+    }
+
     /// Encodes the row for storage.
     pub fn to_value(&self) -> Value {
         serde_json::to_value(self).expect("a row is always valid JSON")
     }
+}
+
+/// What a records store keeps under an id that holds no record but is still in use: its record
+/// was deleted and the delete is pending, or the id became another (a server's rename). Every
+/// read takes it for no row. It is there for a create with the app's id, which then needs no read
+/// to find the id in use: its add of the row fails (`quick.rs`). It has no `d` (so no reader takes
+/// it for a record) and no `ix` (so no index lists it).
+pub fn ghost() -> Value {
+    let mut m = Map::new();
+    m.insert("g".into(), Value::from(1));
+    Value::Object(m)
+}
+
+/// Whether a stored value is a [`ghost`].
+pub fn is_ghost(v: &Value) -> bool {
+    v.get("g").is_some() && v.get("d").is_none()
 }
 
 /// The index key of a field value: a `[type, value]` pair that keeps `false`, `0` and `"0"` apart

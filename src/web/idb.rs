@@ -48,7 +48,7 @@ mod txn;
 
 pub use txn::IdbTxn;
 
-const RECORDS_PREFIX: &str = "r:";
+pub(super) const RECORDS_PREFIX: &str = "r:";
 /// The key [`IdbStorage::fail_next_commit`] adds twice to make a commit fail.
 const INJECTED_KEY: &str = "ferry:injected-failure";
 

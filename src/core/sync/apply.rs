@@ -226,12 +226,19 @@ impl<S: Storage, E: Env> Engine<S, E> {
             // The temporary id is forgotten only while it still names the deleted record: the
             // app may have created a record under that id since, whose create (acknowledged
             // first) points it at its own server id.
-            Kind::Delete => match &e.via {
-                Some(tmp) if tx.alias(c, tmp).await?.as_deref() == Some(e.r.as_str()) => {
-                    tx.delete_alias(c, tmp)
+            Kind::Delete => {
+                // Done, with nothing after it: the id is free again, and its ghost goes (a row
+                // stored there since stays).
+                if later.is_empty() && tx.row(c, &e.r).await?.is_none() {
+                    tx.drop_row(c, &e.r)?;
                 }
-                _ => Ok(()),
-            },
+                match &e.via {
+                    Some(tmp) if tx.alias(c, tmp).await?.as_deref() == Some(e.r.as_str()) => {
+                        tx.delete_alias(c, tmp)
+                    }
+                    _ => Ok(()),
+                }
+            }
             Kind::Create => {
                 if let Some(r) = &server {
                     self.warn_without_client_id(cfg, r);
@@ -311,7 +318,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     tx.t.get_all(Table::Records(&other.name)).await?
                 };
                 for (k, v) in rows {
-                    let mut row = Row::from_value(v)?;
+                    let Some(mut row) = Row::from_stored(v)? else {
+                        continue;
+                    };
                     if row.d.get(field).and_then(Value::as_str) != Some(from) {
                         continue;
                     }

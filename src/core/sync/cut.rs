@@ -14,7 +14,7 @@ use crate::core::clock::Env;
 use crate::core::config::CollectionConfig;
 use crate::core::engine::Engine;
 use crate::core::error::{Error, Result};
-use crate::core::record::id_key;
+use crate::core::record::{id_key, is_ghost};
 use crate::core::storage::{Key, Storage, Table, Txn};
 
 use super::classify::record_of;
@@ -57,8 +57,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
             .collect();
         let mut gone: Vec<String> = rows?
             .into_iter()
-            .filter_map(|(k, _)| match k {
-                Key::Str(k) if !listed.contains(&k) && !pending.contains(&k) => Some(k),
+            .filter_map(|(k, v)| match k {
+                Key::Str(k) if !listed.contains(&k) && !pending.contains(&k) && !is_ghost(&v) => {
+                    Some(k)
+                }
                 _ => None,
             })
             .collect();

@@ -95,7 +95,7 @@ impl Part {
                 Part::Rows => {
                     if let Key::Str(id) = k {
                         if let Some(slot) = known.rows.get_mut(&id) {
-                            *slot = Some(Row::from_value(v)?);
+                            *slot = Row::from_stored(v)?;
                             saw(&id);
                         }
                     }

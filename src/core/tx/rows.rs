@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::part::Part;
 use super::{Tx, RANGE_FROM};
 use crate::core::error::Result;
+use crate::core::record::is_ghost;
 use crate::core::storage::{utf16_order, Key, Read, Table, Txn};
 
 impl<T: Txn> Tx<T> {
@@ -48,9 +49,11 @@ impl<T: Txn> Tx<T> {
                 found.insert(k, got.into_iter().next().map(|(_, v)| v));
             }
         }
+        // A ghost is no row.
         Ok(keys
             .iter()
             .map(|k| found.get(k.as_str()).cloned().flatten())
+            .map(|v| v.filter(|v| !is_ghost(v)))
             .collect())
     }
 }

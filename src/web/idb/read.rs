@@ -40,9 +40,11 @@ function row(r, store) {
   }
   return d;
 }
+// A ghost (`ghost` in record.rs: `{ g }` without `d`) holds an id in use and no record.
+const ghost = (r) => r !== null && typeof r === 'object' && r.g !== undefined && r.d === undefined;
 function data(rows, store) {
-  const out = new Array(rows.length);
-  for (let i = 0; i < rows.length; i++) out[i] = row(rows[i], store);
+  const out = [];
+  for (let i = 0; i < rows.length; i++) if (!ghost(rows[i])) out.push(row(rows[i], store));
   return out;
 }
 export function ferry_read_get(db, store, c, id) {
@@ -55,7 +57,7 @@ export function ferry_read_get(db, store, c, id) {
     const follow = (next) => {
       if (typeof next !== 'string') return ok(undefined);
       steps++;
-      req(t, recs.get(next), (r) => r !== undefined ? ok(row(r, store)) : steps < 8 ? alias(next) : ok(undefined), fail);
+      req(t, recs.get(next), (r) => r !== undefined && !ghost(r) ? ok(row(r, store)) : steps < 8 ? alias(next) : ok(undefined), fail);
     };
     const single = (k) => req(t, als.get([c, k]), follow, fail);
     // Ferry's temporary ids have theirs in a bucket of a hundred in `state`, which wins over
@@ -68,7 +70,7 @@ export function ferry_read_get(db, store, c, id) {
         typeof next === 'string' ? follow(next) : single(k);
       }, fail);
     };
-    req(t, recs.get(id), (r) => r !== undefined ? ok(row(r, store)) : alias(id), fail);
+    req(t, recs.get(id), (r) => r !== undefined && !ghost(r) ? ok(row(r, store)) : alias(id), fail);
   });
 }
 // Rows are keyed by the id's text (10 before 9): numeric ids go first, by value, as the engine's

@@ -13,10 +13,16 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{DomException, DomStringList, IdbDatabase, IdbObjectStore, IdbTransaction};
 
-use super::{idb_error, lib_error, open_error, store_name};
+use super::{idb_error, lib_error, open_error, store_name, RECORDS_PREFIX};
 use crate::core::config::StoreConfig;
 use crate::core::error::{Error, Result};
 use crate::core::storage::{field_index, Table, OUTBOX_BY_RECORD};
+
+/// An empty store whose presence says that the records stores keep ghosts (`ghost` in
+/// `record.rs`): the upgrade that creates it lays them for what a database from before them holds
+/// (pending mutations without a row, aliases), in the same transaction. Store names are known
+/// without a request, so the usual open still reads nothing.
+const GHOSTS_KEPT: &str = "ghosts";
 
 /// How often `open` looks again when other tabs change the database between its look and its
 /// upgrade.
@@ -57,8 +63,9 @@ fn layout(config: &StoreConfig) -> Vec<StoreSpec> {
         indexes: vec![index(OUTBOX_BY_RECORD.into(), &["c", "r"])],
         prune: false,
     }];
-    stores.extend(fixed.into_iter().map(|t| StoreSpec {
-        name: store_name(t).into_owned(),
+    let fixed = fixed.into_iter().map(store_name).map(|n| n.into_owned());
+    stores.extend(fixed.chain([GHOSTS_KEPT.into()]).map(|name| StoreSpec {
+        name,
         indexes: Vec::new(),
         prune: false,
     }));
@@ -130,6 +137,7 @@ fn apply(db: &IdbDatabase, vtx: &IdbTransaction, changes: &[Change<'_>]) -> Resu
     // store adds them all (two cursors would each write back a row without the other's key), in
     // this same transaction, so the indexes and their keys appear together or not at all.
     let mut rekey: Vec<(&str, js_sys::Array)> = Vec::new();
+    let mut lay_ghosts = false;
     for change in changes {
         match change {
             Change::CreateStore(spec) => {
@@ -137,6 +145,7 @@ fn apply(db: &IdbDatabase, vtx: &IdbTransaction, changes: &[Change<'_>]) -> Resu
                 for ix in &spec.indexes {
                     create_index(&store, ix)?;
                 }
+                lay_ghosts |= spec.name == GHOSTS_KEPT;
             }
             Change::CreateIndex(spec, ix) => {
                 create_index(&vtx.object_store(&spec.name)?, ix)?;
@@ -156,6 +165,9 @@ fn apply(db: &IdbDatabase, vtx: &IdbTransaction, changes: &[Change<'_>]) -> Resu
     }
     for (name, fields) in rekey {
         ferry_reindex(&vtx.object_store(name)?, &fields)?;
+    }
+    if lay_ghosts {
+        ferry_lay_ghosts(vtx, RECORDS_PREFIX)?;
     }
     Ok(())
 }
@@ -193,8 +205,37 @@ export function ferry_reindex(store, fields) {
     c.continue();
   };
 }
+// The ghosts a database from before them lacks: under every id with a pending mutation and no
+// row (a pending delete), and every id an alias renamed (`ghost` and `Tx::delete_row`). Ferry's
+// own temporary ids get none, as `delete_row` gives them none.
+export function ferry_lay_ghosts(vtx, prefix) {
+  const names = vtx.db.objectStoreNames;
+  const temp = /^tmp-(.+)-(\d{10,})$/;
+  const lay = (c, id) => {
+    if (typeof c !== 'string' || typeof id !== 'string' || temp.test(id)) return;
+    if (!names.contains(prefix + c)) return;
+    const s = vtx.objectStore(prefix + c);
+    const r = s.getKey(id);
+    r.onsuccess = () => { if (r.result === undefined) s.put({ g: 1 }, id); };
+  };
+  const each = (store, f) => {
+    const r = vtx.objectStore(store).openCursor();
+    r.onsuccess = () => {
+      const c = r.result;
+      if (!c) return;
+      f(c.key, c.value);
+      c.continue();
+    };
+  };
+  each('outbox', (_, e) => { if (e !== null && typeof e === 'object') lay(e.c, e.r); });
+  each('aliases', (k) => { if (Array.isArray(k) && k.length === 2) lay(k[0], k[1]); });
+}
 "#)]
 extern "C" {
+    /// Lays the ghosts a database from before them lacks (inside the version-change transaction).
+    #[wasm_bindgen(catch)]
+    fn ferry_lay_ghosts(vtx: &IdbTransaction, records_prefix: &str) -> Result<(), JsValue>;
+
     /// Sets `ix[field]` of every row of `store` from `d[field]` for each of `fields`, by one
     /// cursor (inside the version-change transaction, which stays open until it is done).
     #[wasm_bindgen(catch)]
