@@ -15,6 +15,9 @@ mod sync_asserts;
 use ferry::core::local::Op;
 use ferry::core::mutation::Kind;
 use ferry::core::query::Query;
+use std::rc::Rc;
+
+use ferry::core::sync::http::NetError;
 use ferry::core::{ErrorKind, Key, MemoryStorage, Storage, Table, Txn};
 use mem_server::MemServer;
 use native_env::*;
@@ -85,6 +88,21 @@ fn a_delete_done_on_the_server_frees_the_id() {
 }
 
 #[test]
+fn a_record_created_and_deleted_before_it_was_sent_leaves_nothing() {
+    let (db, storage) = open_todos();
+    create(&db, "todos", json!({"id": "x"}));
+    delete(&db, "todos", "x");
+    assert_eq!(pending(&db), 0, "the create and the delete cancel out");
+    assert_eq!(
+        stored(&storage, "x"),
+        None,
+        "no ghost: nothing holds the id"
+    );
+    create(&db, "todos", json!({"id": "x", "title": "new"}));
+    assert_eq!(outbox(&db), [(Kind::Create, "x".into())]);
+}
+
+#[test]
 fn an_id_the_server_renamed_is_still_taken() {
     let (db, _storage) = open_todos();
     let s = MemServer::new();
@@ -114,4 +132,47 @@ fn a_synced_records_id_is_taken() {
     assert_eq!(again.expect_err("taken").kind, ErrorKind::Constraint);
     assert_eq!(get(&db, "todos", "x").expect("kept")["title"], "first");
     assert_eq!(pending(&db), 0);
+}
+
+/// The create of x is out when another tab deletes x, and the server answers with its own id
+/// (it has an x already): the pending delete moves to the server's id, and so must what holds
+/// that id, so that a create under it folds into the delete as the general path does.
+#[test]
+fn a_delete_made_while_its_create_was_out_holds_the_server_id_it_moves_to() {
+    let storage = MemoryStorage::new();
+    let db = open(config(&["todos"]), storage.clone());
+    let other = Rc::new(open(config(&["todos"]), storage.clone()));
+    let s = MemServer::new();
+    s.server_create("todos", json!({"id": "x", "title": "theirs"}));
+    create(&db, "todos", json!({"id": "x", "title": "mine"}));
+    let tap = Tap::new(s.clone());
+    let deleter = other.clone();
+    let once = std::cell::Cell::new(false);
+    tap.hook(move |_| {
+        if once.replace(true) {
+            return Some(Err(NetError::Offline)); // the delete stays pending
+        }
+        delete(&deleter, "todos", "x");
+        None // the create goes on to the server
+    });
+    flush(&db, &tap);
+    tap.unhook();
+    let shape = outbox(&db);
+    assert_eq!(shape.len(), 1, "the delete, pending: {shape:?}");
+    let (kind, renamed) = shape[0].clone();
+    assert_eq!(kind, Kind::Delete);
+    assert_ne!(renamed, "x", "under the server's id");
+    assert_eq!(get(&db, "todos", &renamed), None);
+
+    create(&db, "todos", json!({"id": renamed, "title": "back"}));
+    assert_eq!(
+        outbox(&db),
+        [(Kind::Update, renamed.clone())],
+        "one change of it"
+    );
+    flush_all(&db, &s);
+    assert_eq!(pending(&db), 0);
+    let on_server: Vec<Value> = s.records("todos");
+    let back = on_server.iter().find(|r| r["id"] == renamed.as_str());
+    assert_eq!(back.expect("on the server")["title"], "back");
 }

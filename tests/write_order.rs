@@ -9,6 +9,8 @@
 //! transaction is still reading.
 #![cfg(not(target_arch = "wasm32"))]
 
+#[path = "common/mem_server.rs"]
+mod mem_server;
 #[path = "common/native_env.rs"]
 mod native_env;
 
@@ -26,7 +28,8 @@ use ferry::core::storage::{add_unless_found_answered, Checked, Read};
 use ferry::core::{
     Engine, ErrorKind, Key, MemoryStorage, Op, Record, Result, Storage, StoreConfig, Table, Txn,
 };
-use native_env::{config, rec, TestEnv};
+use mem_server::MemServer;
+use native_env::{body, config, rec, Tap, TestEnv};
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------------
@@ -353,6 +356,28 @@ fn recreate_over_pending_delete_then_update_in_flight() {
     create_then_edit(&db, "s1");
 }
 
+/// As above, with the update naming the record by an old id of it (an alias, as a temporary
+/// id that became the server's id): it waits for the create all the same.
+#[test]
+fn recreate_over_pending_delete_then_update_by_an_alias_in_flight() {
+    let s = SerialStorage::default();
+    let tx = block(s.inner.begin(true)).expect("begin");
+    let alias = Key::Pair("todos".into(), "old-s1".into());
+    tx.put(Table::Aliases, &alias, &json!("s1")).expect("put");
+    block(tx.commit()).expect("commit");
+    let db = with_synced_s1(s);
+    write(&db, vec![Op::Delete("s1".into())]);
+    let (c, u) = both(
+        &db,
+        create(json!({"id": "s1", "title": "new"})),
+        vec![Op::Update("old-s1".into(), rec(json!({"title": "edited"})))],
+    );
+    c.expect("created again");
+    u.expect("the update runs after the create");
+    let x = block(db.get("todos", "s1")).unwrap().expect("the record");
+    assert_eq!(x["title"], "edited");
+}
+
 /// A create under a synced record's id and, not awaiting it, a delete of that record: the
 /// create fails (the id is taken) before the delete runs, whether its add heard the key taken
 /// after its commit went out or before. Were the create retried in a transaction of its own,
@@ -433,5 +458,47 @@ fn parents_written_together_stay_before_a_child_created_after() {
         order,
         ["w", "p1", "p2", "c"],
         "calls were the parents, then the child"
+    );
+}
+
+/// A record whose delete is pending is created again (done twice: its first transaction finds
+/// the id held) and, not awaiting it, a child of it is created; a flush starts meanwhile. The
+/// flush must not send the child, stored first, before the parent's change: a server that
+/// checks references would refuse it.
+#[test]
+fn a_flush_waits_for_a_create_being_done_again() {
+    let db = with_synced_s1(SerialStorage::default());
+    write(&db, vec![Op::Delete("s1".into())]);
+    let tap = Tap::new(MemServer::new());
+    tap.inner
+        .server_put("todos", "s1", json!({"id": "s1", "title": "srv"}));
+    let mut got = run(vec![
+        Box::pin(async {
+            db.write("todos", create(json!({"id": "s1"})))
+                .await
+                .map(|_| ())
+        }),
+        Box::pin(async {
+            let child = create(json!({"id": "kid", "parent": "s1"}));
+            db.write("todos", child).await.map(|_| ())
+        }),
+        Box::pin(async { db.flush(&tap, &[]).await.map(|_| ()) }),
+    ]);
+    while let Some(done) = got.pop() {
+        done.expect("each call");
+    }
+    let sent: Vec<(String, String)> = tap
+        .requests()
+        .iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| (r.method.clone(), format!("{} {}", r.url, body(r))))
+        .collect();
+    let at = |what: &str| sent.iter().position(|(_, u)| u.contains(what));
+    let (parent, kid) = (at("s1"), at("kid"));
+    assert!(parent.is_some() && kid.is_some(), "{sent:?}");
+    assert!(parent < kid, "the parent's change first: {sent:?}");
+    assert!(
+        sent.iter().all(|(m, _)| m != "DELETE"),
+        "created again: no delete goes out: {sent:?}"
     );
 }

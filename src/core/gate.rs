@@ -7,8 +7,11 @@
 //! would run before that second try (a delete, then the create succeeding as "deleted and created
 //! again" where it should have failed). So such a create closes its record's gate until it is
 //! done, and a write of that record called meanwhile waits at the gate before it makes its
-//! transaction. Writes of other records never wait: their order in the outbox comes from the
-//! positions each write takes when called (`tx/alloc.rs`).
+//! transaction. A create of another id does not wait: its order in the outbox comes from the
+//! position it takes when called (`tx/alloc.rs`). An update, a replace or a delete waits for every
+//! create of its collection under way, since it may name the record by an alias (a temporary id
+//! that became the server's); a flush and a retry of rejected changes wait for all of them, so
+//! that nothing is sent or queued past a position whose create is still to be written.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -38,6 +41,17 @@ impl Gates {
         keys.into_iter()
             .filter_map(|k| open.get(&(c.to_string(), k.to_string())))
             .map(|g| Wait(g.clone()))
+            .collect()
+    }
+
+    /// Every create under way, of collection `c` or of any: what a write that may name a record
+    /// by another id (an alias) waits for, and a flush (a position taken before the redo of such
+    /// a create must not be sent after positions taken later).
+    pub(crate) fn waits_all(&self, c: Option<&str>) -> Vec<Wait> {
+        let open = self.0.borrow();
+        open.iter()
+            .filter(|((gc, _), _)| c.is_none_or(|c| c == gc))
+            .map(|(_, g)| Wait(g.clone()))
             .collect()
     }
 

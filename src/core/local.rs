@@ -13,7 +13,7 @@ use super::query::Query;
 use super::quick::Quick;
 use super::record::{changed_fields, id_key, index_key, Record, Row};
 use super::storage::{field_index, Storage, Table, Txn};
-use super::tx::{bucket_key, Tx, Want};
+use super::tx::{Tx, Want};
 
 /// A local write.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,13 +85,16 @@ impl<S: Storage, E: Env> Engine<S, E> {
     pub async fn write(&self, c: &str, ops: Vec<Op>) -> Result<(Vec<Option<Record>>, Vec<Change>)> {
         let cfg = self.collection(c)?; // an unknown collection is that error, not a missing store's
         let keys: Vec<String> = ops.iter().filter_map(|op| op_key(cfg, op)).collect();
-        let mut waits = self.gates.waits(c, keys.iter().map(String::as_str));
-        // A create with the app's id may be done twice (`gate.rs`): writes of its record called
-        // until it is done wait for it.
+        // What to wait for (`gate.rs`): a create, the creates of its own id under way; any other
+        // write, every create of the collection under way (it may name one by an alias).
+        let mut waits = if ops.iter().all(|op| matches!(op, Op::Create(_))) {
+            self.gates.waits(c, keys.iter().map(String::as_str))
+        } else {
+            self.gates.waits_all(Some(c))
+        };
+        // A create with the app's id may be done twice: writes called until it is done wait.
         let _closed = match (&ops[..], keys.first()) {
-            ([Op::Create(_)], Some(key)) if bucket_key(c, key).is_none() => {
-                Some(self.gates.close(c, key))
-            }
+            ([Op::Create(_)], Some(key)) => Some(self.gates.close(c, key)),
             _ => None,
         };
         let quick = match &ops[..] {
@@ -225,7 +228,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 let pending = tx.entries_for(c, &key).await?;
                 let known = !pending.iter().any(|e| e.kind == Kind::Create);
                 let base = known.then(|| row.b.clone().unwrap_or_else(|| row.d.clone()));
-                tx.delete_row(c, &key)?;
+                // A create never sent and this delete cancel out: nothing is left pending under
+                // the id, so no ghost holds it.
+                let cancels = matches!(&pending[..], [only] if only.kind == Kind::Create && !only.in_flight());
+                if cancels {
+                    tx.drop_row(c, &key)?;
+                } else {
+                    tx.delete_row(c, &key)?;
+                }
                 let base = base.map(|b| (b, row.v.clone()));
                 let fresh = Entry {
                     // Deleted by the temporary id it was created under: forgotten once the
@@ -488,7 +498,6 @@ pub(crate) fn in_id_order(mut records: Vec<Record>, idp: &str) -> Vec<Record> {
     records
 }
 
-/// A create under an id that a record of `c` already has.
 /// The key of the record `op` names (a create's own id, if it has a valid one).
 fn op_key(cfg: &CollectionConfig, op: &Op) -> Option<String> {
     match op {
@@ -497,6 +506,7 @@ fn op_key(cfg: &CollectionConfig, op: &Op) -> Option<String> {
     }
 }
 
+/// A create under an id that a record of `c` already has.
 pub(crate) fn id_taken(c: &str, key: &str) -> Error {
     Error::new(
         ErrorKind::Constraint,

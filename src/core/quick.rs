@@ -1,27 +1,27 @@
 //! A single create that writes before it has read anything.
 //!
-//! A create usually finds what it expects: its id free (no row, no alias, nothing pending under
-//! it). Reading that first costs a round trip through IndexedDB before the writes can even be
-//! issued, which is most of what a single create costs. So the reads that check it go out
-//! together with the writes, in one transaction: IndexedDB runs a transaction's requests in
-//! order, so the reads see the store as it stood before the writes. The row and the outbox entry
-//! are adds, which fail (alone) where their key is taken, so those two keys need no read at all;
-//! the outbox position comes from the engine's block (`tx/alloc.rs`), with no read of the clock.
-//! When the reads find nothing, the transaction commits at once, before the adds' answers are
-//! in (waiting for them cost about a tenth of such a create: `Txn::add_unless_found`); a row
-//! already under the id then fails its add, which aborts the transaction, and the create fails
-//! with the error the general path gives (a retry in a new transaction would run after writes
-//! the app called later). When a read finds something (an alias, changes pending), or an add's
-//! failure was heard before the commit went out, what the adds wrote is taken out again and the
-//! general path does the create from what it reads, in the same transaction, so that the
-//! create keeps its place among the app's writes.
+//! A create usually finds its id free: no row, no alias, nothing pending under it. Reading that
+//! first costs a round trip through IndexedDB before the commit can go out, and each read costs
+//! the backend as much as a write. So a create issues only its two writes, both adds, and
+//! commits at once, waiting for no answer (`Txn::add_unless_found`). An add fails where its key
+//! is taken: the row's add where a record has the id, and where the id is in use without a record
+//! (a pending delete, an id the server renamed), which keeps a ghost in the records store for
+//! exactly this (`record.rs`). The outbox position comes from the engine's block (`tx/alloc.rs`),
+//! taken when the app called.
+//!
+//! A failed add aborts the transaction, with nothing written; the create is then done again the
+//! general way, which reads (and folds into a pending delete, or refuses a taken id), in a new
+//! transaction at the same position. That transaction comes after those of writes the app called
+//! later, so writes that may touch the record wait for the create (`gate.rs`).
+//!
+//! Only an id the app chose in the form of Ferry's temporary ids is read for, together with the
+//! writes: such ids get no ghosts (`Tx::delete_row`), their aliases being kept in buckets. When a
+//! read finds something, or an add's failure is heard before the commit went out, what the adds
+//! wrote is taken out and the general path runs in the same transaction.
 //!
 //! A create without an id gets a temporary id made of the database's node id and an outbox
 //! position from this tab's reserved block (no other tab hands it out): no key it writes can be
-//! taken, so there is nothing to check. Its adds go with the commit and nothing waits for their
-//! answers first (waiting costs a round trip to IndexedDB's backend and back: 7% and 19% of
-//! such a create's time in two back-to-back benchmark runs); should a key be taken all the
-//! same, the adds' error aborts the transaction and the create fails whole.
+//! taken, so there is nothing to check, and a taken key all the same fails the create whole.
 
 use serde_json::Value;
 
@@ -30,7 +30,7 @@ use super::config::CollectionConfig;
 use super::engine::{Change, ChangeKind, Engine};
 use super::error::{Error, Result};
 use super::gate::Wait;
-use super::local::{id_taken, temp_id, write_scope};
+use super::local::{temp_id, write_scope};
 use super::mutation::{Entry, Kind};
 use super::record::{changed_fields, id_key, Record, Row};
 use super::storage::{write_each, Checked, Key, Read, Storage, Table, Txn, OUTBOX_BY_RECORD};
@@ -48,10 +48,10 @@ pub(crate) enum Quick<T> {
     /// transaction, at this outbox position, the one it took when called; writes of its record
     /// called since wait for that (`gate.rs`).
     Again((u64, String)),
-    /// A check failed. What the writes replaced is put back, and the create is to be done the
-    /// general way in this same transaction: a new one would run after those of writes the app
-    /// called later (IndexedDB runs transactions in the order they are made), and those must
-    /// see this create.
+    /// A read found something (an id in the form of Ferry's temporary ids), or an add's failure
+    /// came before the commit: what the adds wrote is taken out again, and the create is to be
+    /// done the general way in this same transaction, which keeps its place among the app's
+    /// writes.
     Undone(T),
     /// Not tried: the engine holds no outbox positions (its first write, or its block is used up).
     NotTried,
@@ -129,14 +129,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
         // Nothing else is staged in a transaction this new: its raw one can go on alone.
         match tx.t.add_unless_found(&reads, &adds).await? {
             Checked::Committed => Ok(Quick::Done(done(cfg, c, &key, row))),
+            // Nothing was written. A row or a ghost holds the id: the general path reads which,
+            // and what that means (taken, or a pending delete to fold into).
             Checked::Taken(taken_keys) if taken_keys == [false, true] => {
-                if reads.is_empty() {
-                    // A row or a ghost: the general path reads which, and what it means.
-                    return Ok(Quick::Again((seq, node)));
-                }
-                // Nothing was written. The reads found no alias and nothing pending, so a row
-                // is under the id: what the general path would refuse.
-                Err(id_taken(c, &key))
+                Ok(Quick::Again((seq, node)))
             }
             Checked::Taken(_) => Err(Error::storage(format!(
                 "outbox position {seq} was taken: a fault in the positions' blocks; \

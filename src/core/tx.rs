@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::clock::{random_id, Env, Hlc};
 use super::error::{Error, Result};
 use super::mutation::Entry;
-use super::record::{ghost, Row};
+use super::record::Row;
 use super::storage::{delete_runs, utf16_order, Key, Read, Table, Txn, OUTBOX_BY_RECORD};
 
 mod aliases;
@@ -78,7 +78,7 @@ struct Known {
     /// order, when one range read showed them all and no row was written since.
     row_keys: Option<Vec<String>>,
     /// Rows already deleted from storage by [`Tx::delete_rows_first`] that still read as they
-    /// were until [`Tx::delete_row`] removes them here too.
+    /// were until [`Tx::delete_row`] (or [`Tx::drop_row`]) removes them here too.
     gone: Vec<String>,
 }
 
@@ -408,35 +408,6 @@ impl<T: Txn> Tx<T> {
     pub fn put_row(&self, c: &str, key: &str, row: &Row) -> Result<()> {
         self.t.put_encoded(Table::Records(c), &Key::str(key), row)?;
         self.know_row(c, key, Some(row));
-        Ok(())
-    }
-
-    /// Removes a row, leaving a [`ghost`] under its key: the key may still be in use (a pending
-    /// delete, an alias), which a create with the app's id must find without a read. Ferry's own
-    /// temporary ids get none: such a create reads their aliases (`quick.rs`), and a sync round
-    /// moves a thousand of them at a time.
-    pub fn delete_row(&self, c: &str, key: &str) -> Result<()> {
-        if bucket_key(c, key).is_some() {
-            return self.drop_row(c, key);
-        }
-        if let Some(k) = self.known.borrow_mut().as_mut().filter(|k| k.c == c) {
-            k.gone.retain(|g| g != key);
-        }
-        self.t.put(Table::Records(c), &Key::str(key), &ghost())?;
-        self.know_row(c, key, None);
-        Ok(())
-    }
-
-    /// Removes a row, ghost and all: for a key nothing is pending under and no alias names.
-    pub fn drop_row(&self, c: &str, key: &str) -> Result<()> {
-        let gone = self.known.borrow_mut().as_mut().is_some_and(|k| {
-            let at = k.gone.iter().position(|g| g == key).filter(|_| k.c == c);
-            at.map(|i| k.gone.swap_remove(i)).is_some()
-        });
-        if !gone {
-            self.t.delete(Table::Records(c), &Key::str(key))?;
-        }
-        self.know_row(c, key, None);
         Ok(())
     }
 

@@ -3,7 +3,9 @@
 //! Layout: one object store per collection, `r:{collection}`, keyed by record id (out-of-line
 //! keys), with a non-unique index `ix.{field}` (key path `ix.{field}`) per indexed field; `outbox`
 //! (numeric keys) with the index `record` on `["c", "r"]`; `state` (string keys), `aliases`
-//! (`[collection, tmpId]` keys), `rejected` and `conflicts` (numeric keys).
+//! (`[collection, tmpId]` keys), `rejected` and `conflicts` (numeric keys), and `ghosts`, empty:
+//! its presence says the records stores keep ghosts (`record.rs`), laid for older data by the
+//! upgrade that created it (`schema.rs`).
 //!
 //! Opening compares that layout with the database and, when they differ, reopens it one version
 //! up and creates stores and creates or deletes indexes in `upgradeneeded`. No store is deleted:

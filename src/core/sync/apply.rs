@@ -11,7 +11,7 @@ use crate::core::error::Result;
 use crate::core::mutation::{Entry, Kind};
 use crate::core::record::{id_key, index_key, Record, Row};
 use crate::core::storage::{field_index, Key, Storage, Table, Txn};
-use crate::core::tx::Tx;
+use crate::core::tx::{bucket_key, Tx};
 
 use super::classify::{version_field, Verdict};
 use super::report::{IdChange, RejectedItem, Report};
@@ -190,9 +190,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
             _ => {
                 // Deleted locally since: the pending delete now carries this server state, and
-                // a copy a pull put under the server's id meanwhile goes too.
+                // a copy a pull put under the server's id meanwhile goes too. A ghost holds the
+                // id in either case (the delete may have been made under the temporary id).
+                tx.delete_row(c, key)?;
                 if let Some(o) = &old {
-                    tx.delete_row(c, key)?;
                     let id = cfg.id_of(&o.d, key);
                     report
                         .changes
@@ -234,7 +235,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 }
                 match &e.via {
                     Some(tmp) if tx.alias(c, tmp).await?.as_deref() == Some(e.r.as_str()) => {
-                        tx.delete_alias(c, tmp)
+                        tx.delete_alias(c, tmp)?;
+                        // Nothing can be pending under an id an alias held: its ghost goes too
+                        // (Ferry's temporary ids have none).
+                        if bucket_key(c, tmp).is_none() && tx.row(c, tmp).await?.is_none() {
+                            tx.drop_row(c, tmp)?;
+                        }
+                        Ok(())
                     }
                     _ => Ok(()),
                 }
@@ -460,8 +467,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         None,
                     )?;
                 }
+                // Nothing is left pending under the id: no ghost holds it.
+                tx.drop_row(c, &e.r)?;
                 if let Some(row) = row {
-                    tx.delete_row(c, &e.r)?;
                     report
                         .changes
                         .push(Change::remote(ChangeKind::Deleted, c, idv(&row.d), None));

@@ -67,6 +67,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
         busy: &HashSet<(String, String)>,
         after: Option<u64>,
     ) -> Result<Picked> {
+        // A create being done again (`gate.rs`) writes a position taken before those of writes
+        // that may already be stored: none of them goes out before it.
+        for w in self.gates.waits_all(None) {
+            w.await;
+        }
         // A round is `batch_size` mutations; `send` cuts it into batches of the batch cap.
         let mut max = self.config.batch_size;
         loop {

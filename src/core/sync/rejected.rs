@@ -91,6 +91,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
         mutation_id: &str,
         changes: Record,
     ) -> Result<Vec<Change>> {
+        // Its record may be one a create under way names (`gate.rs`).
+        for w in self.gates.waits_all(None) {
+            w.await;
+        }
         let mut tx = self.begin(true).await?;
         let found = self.find_rejected(&tx, mutation_id).await?;
         let (k, item) = (&found.key, &found.item);

@@ -190,11 +190,12 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     .map(|x| x.d.clone())
                     .unwrap_or_else(|| r.clone());
                 match rebase(cfg, &r, &current, &later) {
-                    // Deleted here while the conflict waited: that delete stands.
+                    // Deleted here while the conflict waited: that delete stands, and a ghost
+                    // holds the id for it.
                     None => {
                         tx.delete_entry(e)?;
+                        tx.delete_row(c, &e.r)?;
                         if let Some(old) = &row {
-                            tx.delete_row(c, &e.r)?;
                             report.changes.push(Change::remote(
                                 ChangeKind::Deleted,
                                 c,
@@ -235,8 +236,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 }
             }
             Outcome::Delete => {
+                tx.delete_row(c, &e.r)?; // the delete is queued again: a ghost holds the id
                 if let Some(old) = &row {
-                    tx.delete_row(c, &e.r)?;
                     report
                         .changes
                         .push(Change::remote(ChangeKind::Deleted, c, idv(&old.d), None));

@@ -1,18 +1,48 @@
 //! Many rows read by key at once, outside a prefetch (the rows under the ids a server has just
 //! given out): one capped key range when there are many, since ids given out together are
-//! usually neighbours, and a `get` each for those the range did not settle.
+//! usually neighbours, and a `get` each for those the range did not settle. And a row removed,
+//! with or without its ghost.
 
 use std::collections::HashMap;
 
 use serde_json::Value;
 
 use super::part::Part;
-use super::{Tx, RANGE_FROM};
+use super::{bucket_key, Tx, RANGE_FROM};
 use crate::core::error::Result;
-use crate::core::record::is_ghost;
+use crate::core::record::{ghost, is_ghost};
 use crate::core::storage::{utf16_order, Key, Read, Table, Txn};
 
 impl<T: Txn> Tx<T> {
+    /// Removes a row, leaving a [`ghost`] under its key: the key may still be in use (a pending
+    /// delete, an alias), which a create with the app's id must find without a read. Ferry's own
+    /// temporary ids get none: such a create reads their aliases (`quick.rs`), and a sync round
+    /// moves a thousand of them at a time.
+    pub fn delete_row(&self, c: &str, key: &str) -> Result<()> {
+        if bucket_key(c, key).is_some() {
+            return self.drop_row(c, key);
+        }
+        if let Some(k) = self.known.borrow_mut().as_mut().filter(|k| k.c == c) {
+            k.gone.retain(|g| g != key);
+        }
+        self.t.put(Table::Records(c), &Key::str(key), &ghost())?;
+        self.know_row(c, key, None);
+        Ok(())
+    }
+
+    /// Removes a row, ghost and all: for a key nothing is pending under and no alias names.
+    pub fn drop_row(&self, c: &str, key: &str) -> Result<()> {
+        let gone = self.known.borrow_mut().as_mut().is_some_and(|k| {
+            let at = k.gone.iter().position(|g| g == key).filter(|_| k.c == c);
+            at.map(|i| k.gone.swap_remove(i)).is_some()
+        });
+        if !gone {
+            self.t.delete(Table::Records(c), &Key::str(key))?;
+        }
+        self.know_row(c, key, None);
+        Ok(())
+    }
+
     /// The stored rows of collection `c` under `keys`, in their order (`None` where there is
     /// none), read straight from storage.
     pub async fn read_rows(&self, c: &str, keys: &[String]) -> Result<Vec<Option<Value>>> {
