@@ -8,6 +8,9 @@ mod mem_server;
 #[path = "common/native_env.rs"]
 mod native_env;
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use ferry::core::mutation::Kind;
 use mem_server::MemServer;
 use native_env::*;
@@ -74,4 +77,43 @@ fn a_write_takes_no_clock_request_while_its_block_lasts() {
         .map(|i| i.mutation_id)
         .collect();
     assert_eq!(ids.len(), 51, "every mutation id its own");
+}
+
+/// A round sends two entries that were neighbours when it picked them, but whose positions are
+/// not consecutive (one tab's block lies far below the other's). Meanwhile the tab with the
+/// lower block writes again, inside that gap. The round's range delete of what it sent must not
+/// take that new entry with it: it is still to be sent.
+#[test]
+fn an_entry_written_between_a_rounds_entries_while_it_is_out_is_kept() {
+    let (a, storage) = open_todos();
+    create(&a, "todos", json!({"id": "first"})); // a's block starts at the bottom
+    let b = open(config(&["todos"]), storage.clone());
+    create(&b, "todos", json!({"id": "second"})); // b's block lies above a's
+    let tap = Tap::new(MemServer::new());
+    let a_writes = Rc::new(a);
+    let late = a_writes.clone();
+    let once = Cell::new(false);
+    tap.hook(move |_| {
+        if !once.replace(true) {
+            // a has not heard of b: its position lies between first's and second's.
+            create(&late, "todos", json!({"id": "late"}));
+        }
+        None
+    });
+    flush(&b, &tap);
+    tap.unhook();
+    let s = &tap.inner;
+    let shape: Vec<(Kind, String)> = block_on(b.outbox())
+        .expect("outbox")
+        .into_iter()
+        .map(|i| (i.kind, i.record_id))
+        .filter(|(_, r)| r == "late")
+        .collect();
+    let sent_late = s.records("todos").iter().any(|r| r["id"] == "late");
+    assert!(
+        sent_late || shape == [(Kind::Create, "late".to_string())],
+        "late's create is neither sent nor pending"
+    );
+    flush_all(&b, s);
+    assert!(s.records("todos").iter().any(|r| r["id"] == "late"));
 }

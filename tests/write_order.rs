@@ -502,3 +502,70 @@ fn a_flush_waits_for_a_create_being_done_again() {
         "created again: no delete goes out: {sent:?}"
     );
 }
+
+/// As above, but the flush is already waiting for another create when the parent and the child
+/// are called: it wakes with the child stored and the parent still to be done again, and must
+/// leave the child for a later round.
+#[test]
+fn a_flush_woken_meanwhile_sends_no_child_before_its_parent() {
+    let db = with_synced_s1(SerialStorage::default());
+    write(&db, vec![Op::Delete("s1".into())]);
+    let tap = Tap::new(MemServer::new());
+    tap.inner
+        .server_put("todos", "s1", json!({"id": "s1", "title": "srv"}));
+    let mut got = run(vec![
+        Box::pin(async {
+            db.write("todos", create(json!({"id": "other"})))
+                .await
+                .map(|_| ())
+        }),
+        Box::pin(async { db.flush(&tap, &[]).await.map(|_| ()) }),
+        Box::pin(async {
+            db.write("todos", create(json!({"id": "s1"})))
+                .await
+                .map(|_| ())
+        }),
+        Box::pin(async {
+            let child = create(json!({"id": "kid", "parent": "s1"}));
+            db.write("todos", child).await.map(|_| ())
+        }),
+    ]);
+    while let Some(done) = got.pop() {
+        done.expect("each call");
+    }
+    eprintln!("MID {:?}", outbox_shape(&db));
+    block(db.flush(&tap, &[])).expect("the rest");
+    eprintln!(
+        "ALL {:?} {:?}",
+        tap.requests()
+            .iter()
+            .map(|r| (r.method.clone(), r.url.clone(), r.body.clone()))
+            .collect::<Vec<_>>(),
+        block(db.get("todos", "s1"))
+    );
+    // Each write sent, as the record it is about (by its URL, or a POST by its body's id).
+    let sent: Vec<(String, String)> = tap
+        .requests()
+        .iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| {
+            let id = match body(r).get("id").and_then(Value::as_str) {
+                Some(id) if r.method == "POST" => id.to_string(),
+                _ => r.url.rsplit('/').next().unwrap_or("").to_string(),
+            };
+            (r.method.clone(), id)
+        })
+        .collect();
+    let last_parent = sent
+        .iter()
+        .rposition(|(_, id)| id == "s1")
+        .expect("the parent");
+    let kid = sent
+        .iter()
+        .position(|(_, id)| id == "kid")
+        .expect("the child");
+    assert!(
+        last_parent < kid,
+        "the parent's create before its child: {sent:?}"
+    );
+}

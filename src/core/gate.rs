@@ -10,8 +10,11 @@
 //! transaction. A create of another id does not wait: its order in the outbox comes from the
 //! position it takes when called (`tx/alloc.rs`). An update, a replace or a delete waits for every
 //! create of its collection under way, since it may name the record by an alias (a temporary id
-//! that became the server's); a flush and a retry of rejected changes wait for all of them, so
-//! that nothing is sent or queued past a position whose create is still to be written.
+//! that became the server's), and so does a create under an id in the form of Ferry's temporary
+//! ids (it reads aliases in its own transaction); a retry of rejected changes waits for all of
+//! them. A flush sends nothing at or past the lowest position a create under way holds
+//! ([`Gates::lowest`]): writes called after that create may be stored before it is. All of this
+//! is one tab's: a flush led by another tab does not see these gates.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -24,11 +27,17 @@ use std::task::{Context, Poll, Waker};
 struct Gate {
     open: Cell<bool>,
     waiting: RefCell<Vec<Waker>>,
+    /// The outbox position the create took, once it took one.
+    at: Cell<Option<u64>>,
 }
 
-/// The gates of the records whose creates are under way, by collection and record key.
+/// A record: its collection and its key.
+type RecordKey = (String, String);
+
+/// The gates of the creates under way, by record (two creates of one id may be under way at
+/// once).
 #[derive(Default)]
-pub(crate) struct Gates(RefCell<HashMap<(String, String), Rc<Gate>>>);
+pub(crate) struct Gates(RefCell<HashMap<RecordKey, Vec<Rc<Gate>>>>);
 
 impl Gates {
     /// What a write of `keys` of `c`, called now, waits for: the creates of those records still
@@ -40,28 +49,40 @@ impl Gates {
         }
         keys.into_iter()
             .filter_map(|k| open.get(&(c.to_string(), k.to_string())))
+            .flatten()
             .map(|g| Wait(g.clone()))
             .collect()
     }
 
     /// Every create under way, of collection `c` or of any: what a write that may name a record
-    /// by another id (an alias) waits for, and a flush (a position taken before the redo of such
-    /// a create must not be sent after positions taken later).
+    /// by another id (an alias) waits for.
     pub(crate) fn waits_all(&self, c: Option<&str>) -> Vec<Wait> {
         let open = self.0.borrow();
         open.iter()
             .filter(|((gc, _), _)| c.is_none_or(|c| c == gc))
-            .map(|(_, g)| Wait(g.clone()))
+            .flat_map(|(_, gs)| gs.iter().map(|g| Wait(g.clone())))
             .collect()
     }
 
-    /// Closes the gate of record `key` of `c` until the guard drops. A gate closed already (an
+    /// The lowest outbox position a create under way holds: a flush that made its transaction
+    /// just now sends nothing from there on (what lies above may have been stored before that
+    /// create is).
+    pub(crate) fn lowest(&self) -> Option<u64> {
+        let open = self.0.borrow();
+        open.values().flatten().filter_map(|g| g.at.get()).min()
+    }
+
+    /// Closes a gate of record `key` of `c` until the guard drops. A gate closed already (an
     /// earlier create of the same id, still under way) is waited for by the caller first
     /// ([`Gates::waits`]), so writes called after this one wait for both.
     pub(crate) fn close(&self, c: &str, key: &str) -> Closed<'_> {
         let key = (c.to_string(), key.to_string());
         let gate = Rc::new(Gate::default());
-        self.0.borrow_mut().insert(key.clone(), gate.clone());
+        self.0
+            .borrow_mut()
+            .entry(key.clone())
+            .or_default()
+            .push(gate.clone());
         Closed {
             gates: self,
             key,
@@ -73,8 +94,15 @@ impl Gates {
 /// A closed gate; dropping it opens the gate and wakes the writes waiting there.
 pub(crate) struct Closed<'g> {
     gates: &'g Gates,
-    key: (String, String),
+    key: RecordKey,
     gate: Rc<Gate>,
+}
+
+impl Closed<'_> {
+    /// Notes the outbox position the create took.
+    pub(crate) fn at(&self, seq: u64) {
+        self.gate.at.set(Some(seq));
+    }
 }
 
 impl Drop for Closed<'_> {
@@ -84,11 +112,11 @@ impl Drop for Closed<'_> {
             w.wake();
         }
         let mut open = self.gates.0.borrow_mut();
-        if open
-            .get(&self.key)
-            .is_some_and(|g| Rc::ptr_eq(g, &self.gate))
-        {
-            open.remove(&self.key);
+        if let Some(gs) = open.get_mut(&self.key) {
+            gs.retain(|g| !Rc::ptr_eq(g, &self.gate));
+            if gs.is_empty() {
+                open.remove(&self.key);
+            }
         }
     }
 }
@@ -145,6 +173,36 @@ mod tests {
             gates.waits("todos", ["a"]).is_empty(),
             "an open gate is forgotten"
         );
+    }
+
+    #[test]
+    fn the_lowest_position_held_is_the_flushs_bound() {
+        let gates = Gates::default();
+        assert_eq!(gates.lowest(), None);
+        let a = gates.close("todos", "a");
+        assert_eq!(gates.lowest(), None, "no position taken yet");
+        a.at(12);
+        let b = gates.close("notes", "b");
+        b.at(7);
+        assert_eq!(gates.lowest(), Some(7));
+        drop(b);
+        assert_eq!(gates.lowest(), Some(12));
+        drop(a);
+        assert_eq!(gates.lowest(), None);
+    }
+
+    #[test]
+    fn a_second_create_dropped_first_leaves_the_first_ones_gate_closed() {
+        let gates = Gates::default();
+        let waker = Waker::from(Arc::new(Count(0.into())));
+        let first = gates.close("todos", "a");
+        let second = gates.close("todos", "a");
+        drop(second);
+        let mut after = gates.waits("todos", ["a"]);
+        assert_eq!(after.len(), 1, "the first create is still under way");
+        assert!(!poll(&mut after[0], &waker));
+        drop(first);
+        assert!(poll(&mut after[0], &waker));
     }
 
     #[test]

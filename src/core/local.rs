@@ -13,7 +13,7 @@ use super::query::Query;
 use super::quick::Quick;
 use super::record::{changed_fields, id_key, index_key, Record, Row};
 use super::storage::{field_index, Storage, Table, Txn};
-use super::tx::{Tx, Want};
+use super::tx::{bucket_key, Tx, Want};
 
 /// A local write.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,18 +87,24 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let keys: Vec<String> = ops.iter().filter_map(|op| op_key(cfg, op)).collect();
         // What to wait for (`gate.rs`): a create, the creates of its own id under way; any other
         // write, every create of the collection under way (it may name one by an alias).
-        let mut waits = if ops.iter().all(|op| matches!(op, Op::Create(_))) {
+        let own_only = ops.iter().all(|op| matches!(op, Op::Create(_)))
+            && keys.iter().all(|k| bucket_key(c, k).is_none());
+        let mut waits = if own_only {
             self.gates.waits(c, keys.iter().map(String::as_str))
         } else {
+            // An id in the form of Ferry's temporary ids may be an alias: its create reads it.
             self.gates.waits_all(Some(c))
         };
         // A create with the app's id may be done twice: writes called until it is done wait.
-        let _closed = match (&ops[..], keys.first()) {
+        let closed = match (&ops[..], keys.first()) {
             ([Op::Create(_)], Some(key)) => Some(self.gates.close(c, key)),
             _ => None,
         };
         let quick = match &ops[..] {
-            [Op::Create(data)] => self.quick_create(cfg, data, &mut waits).await?,
+            [Op::Create(data)] => {
+                self.quick_create(cfg, data, &mut waits, closed.as_ref())
+                    .await?
+            }
             _ => Quick::NotTried,
         };
         let mut tx = match quick {
@@ -180,6 +186,12 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         let key = id_key(v)?;
                         if tx.resolve(c, &key).await?.1.is_some() {
                             return Err(id_taken(c, &key));
+                        }
+                        // The id now names this record, not the one an alias of it led to (gone
+                        // since): an alias and a row never share a key, so a ghost can stand
+                        // for the alias once the row goes (`Tx::drop_row`).
+                        if tx.alias(c, &key).await?.is_some() {
+                            tx.delete_alias(c, &key)?;
                         }
                         let pending = tx.entries_for(c, &key).await?;
                         let fresh = fresh(Kind::Create, &key);

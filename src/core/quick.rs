@@ -29,7 +29,7 @@ use super::clock::Env;
 use super::config::CollectionConfig;
 use super::engine::{Change, ChangeKind, Engine};
 use super::error::{Error, Result};
-use super::gate::Wait;
+use super::gate::{Closed, Wait};
 use super::local::{temp_id, write_scope};
 use super::mutation::{Entry, Kind};
 use super::record::{changed_fields, id_key, Record, Row};
@@ -60,12 +60,13 @@ pub(crate) enum Quick<T> {
 impl<S: Storage, E: Env> Engine<S, E> {
     /// Creates `data` in `cfg`'s collection on the usual assumptions, checked as it writes.
     /// `waits`: the creates of this record still under way, waited for once the position is
-    /// taken (left alone when not tried).
+    /// taken (left alone when not tried); `gate`: this create's own, told the position.
     pub(crate) async fn quick_create(
         &self,
         cfg: &CollectionConfig,
         data: &Record,
         waits: &mut Vec<Wait>,
+        gate: Option<&Closed<'_>>,
     ) -> Result<Quick<Tx<S::Txn<'_>>>> {
         // The position is taken now, when the app called: this create's place among its writes.
         let (at, taken) = {
@@ -75,6 +76,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let Some((seq, node)) = taken else {
             return Ok(Quick::NotTried);
         };
+        if let Some(g) = gate {
+            g.at(seq); // a flush sends nothing from here on until this create is done
+        }
         for w in waits.drain(..) {
             w.await;
         }

@@ -67,8 +67,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
         busy: &HashSet<(String, String)>,
         after: Option<u64>,
     ) -> Result<Picked> {
-        // A create being done again (`gate.rs`) writes a position taken before those of writes
-        // that may already be stored: none of them goes out before it.
+        // The creates under way are waited for first, so that one done again is folded into
+        // what it finds pending before that goes out; those called meanwhile bound the pick.
         for w in self.gates.waits_all(None) {
             w.await;
         }
@@ -91,6 +91,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
         after: Option<u64>,
     ) -> Result<Picked> {
         let tx = self.begin(true).await?;
+        // A create under way that may be done again (`gate.rs`) will store a position taken
+        // before those of writes called after it, which may be stored already: nothing from its
+        // position on goes in this round. (A create called from here on takes a higher one, and
+        // its writes come after this transaction.)
+        let bound = self.gates.lowest();
         // What holds records back, the outbox's head and the last stamp are read in one round
         // trip (every await inside this transaction holds up the next one: a whole flush is a
         // chain of them).
@@ -133,6 +138,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
         // The last `Ferry-Changed-At` this round froze.
         let mut stamp: Option<u64> = None;
         for mut e in outbox {
+            if bound.is_some_and(|b| e.seq >= b) {
+                halted = true;
+                break;
+            }
             let rec = (e.c.clone(), e.r.clone());
             // Only a record's first entry may go, and only once per round.
             if !seen.insert(rec.clone()) || blocked.contains(&rec) {

@@ -8,9 +8,10 @@ use crate::core::storage::{delete_runs, Key, Table, Txn};
 /// range delete (a sync round drops a whole batch of acknowledged entries at once).
 pub(super) struct Deferred {
     /// Outbox positions read earlier, in order, and every entry between the first and the last
-    /// of them then: no other entry lay between two of them, and an entry written since sorts
-    /// after them all (positions only grow), so a range between two of them holds only entries
-    /// of this list.
+    /// of them then. Only runs of consecutive positions go as one range: an entry written since
+    /// may lie between two positions further apart (another tab's, numbered from a block it
+    /// reserved before this one's entries were written; a create done again at the position it
+    /// took when called, `gate.rs`), and a range over it would delete it unsent.
     pub(super) present: Vec<u64>,
     /// Positions to delete, each once, in no order (a `Vec`: a set type, or sorting, adds
     /// kilobytes of wasm; a round deletes at most a batch).
@@ -46,7 +47,14 @@ impl<T: Txn> Tx<T> {
         let Some(d) = self.deferred.borrow_mut().take() else {
             return Ok(());
         };
-        let present: Vec<Key> = d.present.iter().map(|s| Key::Num(*s)).collect();
+        // A key no delete matches breaks the runs where positions are not consecutive.
+        let mut present: Vec<Key> = Vec::with_capacity(d.present.len());
+        for (i, &seq) in d.present.iter().enumerate() {
+            if i > 0 && d.present[i - 1] + 1 != seq {
+                present.push(Key::Str(String::new()));
+            }
+            present.push(Key::Num(seq));
+        }
         delete_runs(
             &self.t,
             Table::Outbox,
