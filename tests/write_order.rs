@@ -533,16 +533,7 @@ fn a_flush_woken_meanwhile_sends_no_child_before_its_parent() {
     while let Some(done) = got.pop() {
         done.expect("each call");
     }
-    eprintln!("MID {:?}", outbox_shape(&db));
     block(db.flush(&tap, &[])).expect("the rest");
-    eprintln!(
-        "ALL {:?} {:?}",
-        tap.requests()
-            .iter()
-            .map(|r| (r.method.clone(), r.url.clone(), r.body.clone()))
-            .collect::<Vec<_>>(),
-        block(db.get("todos", "s1"))
-    );
     // Each write sent, as the record it is about (by its URL, or a POST by its body's id).
     let sent: Vec<(String, String)> = tap
         .requests()

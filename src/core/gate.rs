@@ -37,7 +37,11 @@ type RecordKey = (String, String);
 /// The gates of the creates under way, by record (two creates of one id may be under way at
 /// once).
 #[derive(Default)]
-pub(crate) struct Gates(RefCell<HashMap<RecordKey, Vec<Rc<Gate>>>>);
+pub(crate) struct Gates(
+    RefCell<HashMap<RecordKey, Vec<Rc<Gate>>>>,
+    /// Positions taken by writes waiting at gates, not yet in a transaction ([`Gates::hold`]).
+    RefCell<Vec<u64>>,
+);
 
 impl Gates {
     /// What a write of `keys` of `c`, called now, waits for: the creates of those records still
@@ -69,7 +73,17 @@ impl Gates {
     /// create is).
     pub(crate) fn lowest(&self) -> Option<u64> {
         let open = self.0.borrow();
-        open.values().flatten().filter_map(|g| g.at.get()).min()
+        let held = self.1.borrow();
+        let gates = open.values().flatten().filter_map(|g| g.at.get());
+        gates.chain(held.iter().copied()).min()
+    }
+
+    /// Holds `seq`, the lowest position a write waiting at gates took, for [`Gates::lowest`],
+    /// until the guard drops (once the write's transaction exists: IndexedDB orders it before
+    /// any later flush's). No write waits on it.
+    pub(crate) fn hold(&self, seq: u64) -> Held<'_> {
+        self.1.borrow_mut().push(seq);
+        Held { gates: self, seq }
     }
 
     /// Closes a gate of record `key` of `c` until the guard drops. A gate closed already (an
@@ -87,6 +101,21 @@ impl Gates {
             gates: self,
             key,
             gate,
+        }
+    }
+}
+
+/// A position held for [`Gates::lowest`]; dropping it lets it go.
+pub(crate) struct Held<'g> {
+    gates: &'g Gates,
+    seq: u64,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let mut held = self.gates.1.borrow_mut();
+        if let Some(i) = held.iter().position(|s| *s == self.seq) {
+            held.swap_remove(i);
         }
     }
 }
@@ -188,6 +217,14 @@ mod tests {
         drop(b);
         assert_eq!(gates.lowest(), Some(12));
         drop(a);
+        assert_eq!(gates.lowest(), None);
+        let held = gates.hold(30);
+        assert_eq!(
+            gates.lowest(),
+            Some(30),
+            "a write waiting at a gate holds its position"
+        );
+        drop(held);
         assert_eq!(gates.lowest(), None);
     }
 

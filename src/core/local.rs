@@ -122,10 +122,16 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     let mut alloc = self.alloc.borrow_mut();
                     (0..ops.len()).map_while(|_| alloc.take(0)).collect()
                 };
+                // Waiting, its positions bound a flush as a create's do (`Gates::lowest`).
+                let held = match (waits.is_empty(), taken.first()) {
+                    (false, Some((seq, _))) => Some(self.gates.hold(*seq)),
+                    _ => None,
+                };
                 for w in waits {
                     w.await;
                 }
                 let mut tx = self.begin_in(true, &write_scope(c)).await?;
+                drop(held);
                 tx.take_positions(taken);
                 tx
             }
@@ -188,8 +194,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
                             return Err(id_taken(c, &key));
                         }
                         // The id now names this record, not the one an alias of it led to (gone
-                        // since): an alias and a row never share a key, so a ghost can stand
-                        // for the alias once the row goes (`Tx::drop_row`).
+                        // since): the alias goes, so that removing this row later leaves no alias
+                        // behind without a ghost (`Tx::drop_row` lays none).
                         if tx.alias(c, &key).await?.is_some() {
                             tx.delete_alias(c, &key)?;
                         }

@@ -120,7 +120,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         // with an earlier entry), and it is sent only after every answer to the first one was
         // an acknowledgement or a rejection: anything else (a conflict resent at the head of
         // the queue, a failure) must go first. A first pick stopped by a child waiting for its
-        // parent is not overlapped: the child goes before what follows it.
+        // parent, or at a write still to be stored, is not overlapped: that goes first.
         let mut rep_a = Report::default();
         let (sent, next) = if first.halted {
             let sent = self

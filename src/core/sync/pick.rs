@@ -29,7 +29,8 @@ pub(super) struct Picked {
     /// Every record the pick looked at, up to its last pick: a pick made meanwhile leaves them
     /// out, since their entries before that point are out, or held back, or must go first.
     pub(super) visited: HashSet<(String, String)>,
-    /// The pick passed a child waiting for its parent's create.
+    /// The pick stopped before a child waiting for its parent's create, or at the position of
+    /// a write still to be stored (`Gates::lowest`).
     pub(super) halted: bool,
 }
 
