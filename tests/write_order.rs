@@ -461,39 +461,58 @@ fn parents_written_together_stay_before_a_child_created_after() {
     );
 }
 
+/// Record s1 synced, then deleted here (the delete pending), and a server holding it.
+fn deleted_s1() -> (Db, Tap<MemServer>) {
+    let db = with_synced_s1(SerialStorage::default());
+    write(&db, vec![Op::Delete("s1".into())]);
+    let tap = Tap::new(MemServer::new());
+    tap.inner
+        .server_put("todos", "s1", json!({"id": "s1", "title": "srv"}));
+    (db, tap)
+}
+
+/// The writes `tap` sent, in order: each as its method and the record it is about (by its URL,
+/// or a POST by its body's id).
+fn writes_sent(tap: &Tap<MemServer>) -> Vec<(String, String)> {
+    tap.requests()
+        .iter()
+        .filter(|r| r.method != "GET")
+        .map(|r| {
+            let id = match body(r).get("id").and_then(Value::as_str) {
+                Some(id) if r.method == "POST" => id.to_string(),
+                _ => r.url.rsplit('/').next().unwrap_or("").to_string(),
+            };
+            (r.method.clone(), id)
+        })
+        .collect()
+}
+
+fn create_kid(db: &Db) -> impl Future<Output = Result<()>> + '_ {
+    let child = create(json!({"id": "kid", "parent": "s1"}));
+    async move { db.write("todos", child).await.map(|_| ()) }
+}
+
 /// A record whose delete is pending is created again (done twice: its first transaction finds
 /// the id held) and, not awaiting it, a child of it is created; a flush starts meanwhile. The
 /// flush must not send the child, stored first, before the parent's change: a server that
 /// checks references would refuse it.
 #[test]
 fn a_flush_waits_for_a_create_being_done_again() {
-    let db = with_synced_s1(SerialStorage::default());
-    write(&db, vec![Op::Delete("s1".into())]);
-    let tap = Tap::new(MemServer::new());
-    tap.inner
-        .server_put("todos", "s1", json!({"id": "s1", "title": "srv"}));
+    let (db, tap) = deleted_s1();
     let mut got = run(vec![
         Box::pin(async {
             db.write("todos", create(json!({"id": "s1"})))
                 .await
                 .map(|_| ())
         }),
-        Box::pin(async {
-            let child = create(json!({"id": "kid", "parent": "s1"}));
-            db.write("todos", child).await.map(|_| ())
-        }),
+        Box::pin(create_kid(&db)),
         Box::pin(async { db.flush(&tap, &[]).await.map(|_| ()) }),
     ]);
     while let Some(done) = got.pop() {
         done.expect("each call");
     }
-    let sent: Vec<(String, String)> = tap
-        .requests()
-        .iter()
-        .filter(|r| r.method != "GET")
-        .map(|r| (r.method.clone(), format!("{} {}", r.url, body(r))))
-        .collect();
-    let at = |what: &str| sent.iter().position(|(_, u)| u.contains(what));
+    let sent = writes_sent(&tap);
+    let at = |id: &str| sent.iter().position(|(_, r)| r == id);
     let (parent, kid) = (at("s1"), at("kid"));
     assert!(parent.is_some() && kid.is_some(), "{sent:?}");
     assert!(parent < kid, "the parent's change first: {sent:?}");
@@ -508,11 +527,7 @@ fn a_flush_waits_for_a_create_being_done_again() {
 /// leave the child for a later round.
 #[test]
 fn a_flush_woken_meanwhile_sends_no_child_before_its_parent() {
-    let db = with_synced_s1(SerialStorage::default());
-    write(&db, vec![Op::Delete("s1".into())]);
-    let tap = Tap::new(MemServer::new());
-    tap.inner
-        .server_put("todos", "s1", json!({"id": "s1", "title": "srv"}));
+    let (db, tap) = deleted_s1();
     let mut got = run(vec![
         Box::pin(async {
             db.write("todos", create(json!({"id": "other"})))
@@ -525,28 +540,13 @@ fn a_flush_woken_meanwhile_sends_no_child_before_its_parent() {
                 .await
                 .map(|_| ())
         }),
-        Box::pin(async {
-            let child = create(json!({"id": "kid", "parent": "s1"}));
-            db.write("todos", child).await.map(|_| ())
-        }),
+        Box::pin(create_kid(&db)),
     ]);
     while let Some(done) = got.pop() {
         done.expect("each call");
     }
     block(db.flush(&tap, &[])).expect("the rest");
-    // Each write sent, as the record it is about (by its URL, or a POST by its body's id).
-    let sent: Vec<(String, String)> = tap
-        .requests()
-        .iter()
-        .filter(|r| r.method != "GET")
-        .map(|r| {
-            let id = match body(r).get("id").and_then(Value::as_str) {
-                Some(id) if r.method == "POST" => id.to_string(),
-                _ => r.url.rsplit('/').next().unwrap_or("").to_string(),
-            };
-            (r.method.clone(), id)
-        })
-        .collect();
+    let sent = writes_sent(&tap);
     let last_parent = sent
         .iter()
         .rposition(|(_, id)| id == "s1")
