@@ -246,14 +246,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 let pending = tx.entries_for(c, &key).await?;
                 let known = !pending.iter().any(|e| e.kind == Kind::Create);
                 let base = known.then(|| row.b.clone().unwrap_or_else(|| row.d.clone()));
-                // A create never sent and this delete cancel out: nothing is left pending under
-                // the id, so no ghost holds it.
-                let cancels = matches!(&pending[..], [only] if only.kind == Kind::Create && !only.in_flight());
-                if cancels {
-                    tx.drop_row(c, &key)?;
-                } else {
-                    tx.delete_row(c, &key)?;
-                }
                 let base = base.map(|b| (b, row.v.clone()));
                 let fresh = Entry {
                     // Deleted by the temporary id it was created under: forgotten once the
@@ -261,8 +253,16 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     via: (key != id).then(|| id.clone()),
                     ..fresh(Kind::Delete, &key)
                 };
-                self.fold(tx, &pending, Kind::Delete, &[], fresh, base)
-                    .await?;
+                // A ghost holds the id while something is pending under it; a create never sent
+                // and this delete cancel out, and then nothing is.
+                if self
+                    .fold(tx, &pending, Kind::Delete, &[], fresh, base)
+                    .await?
+                {
+                    tx.delete_row(c, &key)?;
+                } else {
+                    tx.drop_row(c, &key)?;
+                }
                 let idv = cfg.id_of(&row.d, &key);
                 Ok((None, Some(Change::local(ChangeKind::Deleted, c, idv, None))))
             }
@@ -339,7 +339,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
     }
 
     /// Folds a change into the last of the record's `pending` entries (or appends a new one,
-    /// numbered above all of them, also one in flight) and stores it.
+    /// numbered above all of them, also one in flight) and stores it. Whether anything is left
+    /// pending for the record after it (a create and a delete cancel out).
     async fn fold<T: Txn>(
         &self,
         tx: &mut Tx<T>,
@@ -348,12 +349,12 @@ impl<S: Storage, E: Env> Engine<S, E> {
         fields: &[String],
         fresh: Entry,
         base: Option<(Record, Option<String>)>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let last = pending.last();
         let floor = last.map_or(0, |e| e.seq);
         match coalesce(last, kind, fields, fresh) {
             Coalesced::Drop(seq) => match last.filter(|l| l.seq == seq) {
-                Some(l) => tx.delete_entry(l),
+                Some(l) => tx.delete_entry(l).map(|()| pending.len() > 1),
                 None => Err(Error::storage("the dropped entry is not the record's last")),
             },
             Coalesced::Keep(mut e) => {
@@ -373,7 +374,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     e.base = None;
                     e.base_v = None;
                 }
-                tx.put_entry(&e)
+                tx.put_entry(&e).map(|()| true)
             }
         }
     }
