@@ -6,6 +6,7 @@
 // do not change between builds. Timings never decide a test.
 //
 //   node bench/ab.mjs --a URL_A --b URL_B [--case create] [--reps 8] [--n 10000] [--ops 1000]
+// `--case` is a local case or `cold` (open and first query, each run in a new document).
 // scripts/bench-ab builds nothing: it starts the two servers and calls this.
 import { chromium } from "playwright-core";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -47,16 +48,37 @@ try {
     pages[k] = page;
   }
   // The page in front runs: Chromium gives a background tab's tasks a lower priority.
-  const run = async (k) => {
+  const local = async (k) => {
     await pages[k].bringToFront();
     return pages[k].evaluate(([c, x]) => window.bench.runLocal(c, "ferry", x), [kase, ctx[k]]);
   };
+  // Cold start: each build's store is prepared once (records pulled, updates pending); every run
+  // is a new document that loads the build, opens that store and asks the first query.
+  const prepared = {};
+  if (kase === "cold") {
+    for (const k of ["A", "B"]) {
+      const made = await pages[k].evaluate((x) => window.bench.prepareCold(x), ctx[k]);
+      prepared[k] = { ...made, n };
+    }
+  }
+  const cold = async (k) => {
+    const page = await context.newPage();
+    try {
+      await page.goto(`${urls[k]}/index.html`);
+      await page.waitForFunction(() => window.bench && window.bench.ready);
+      return await page.evaluate((x) => window.bench.runCold("ferry", x), prepared[k]);
+    } finally {
+      await page.close();
+    }
+  };
+  const run = kase === "cold" ? cold : local;
   await run("A"); // warm: both modules compiled, both pages' caches filled
   await run("B");
   for (let r = 0; r < reps; r++) {
     for (const k of r % 2 ? ["B", "A"] : ["A", "B"]) ms[k].push((await run(k)).ms);
     process.stderr.write(`run ${r + 1}/${reps}: A ${ms.A[r].toFixed(0)} ms, B ${ms.B[r].toFixed(0)} ms\n`);
   }
+  if (kase === "cold") for (const k of ["A", "B"]) await pages[k].evaluate((x) => window.bench.dropCold(x), prepared[k]);
 } finally {
   await context.close();
   rmSync(dir, { recursive: true, force: true });
