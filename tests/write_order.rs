@@ -331,23 +331,66 @@ fn two_tabs_update_right_after_create_is_not_lost() {
     assert!(block(a.get("todos", "b1")).unwrap().is_some());
 }
 
-/// One tab. A record the server has is deleted (the delete is pending), then created again under
-/// its id and edited, without awaiting the create. The quick create's id check sees the pending
-/// delete and falls back; the update must still find the record.
 /// A store over `s` holding record s1 as the server gave it: nothing pending.
 fn with_synced_s1(s: SerialStorage) -> Db {
+    with_synced(s, &["s1"])
+}
+
+/// A store over `s` holding records `ids` as the server gave them: nothing pending.
+fn with_synced(s: SerialStorage, ids: &[&str]) -> Db {
     let cfg = config(&["todos"]);
     let valid = cfg.clone().validate().expect("valid");
-    let row = Row::new(
-        valid.collection("todos").expect("todos"),
-        rec(json!({"id": "s1", "title": "srv"})),
-    );
     let tx = block(s.inner.begin(true)).expect("begin");
-    tx.put(Table::Records("todos"), &Key::str("s1"), &row.to_value())
-        .expect("put");
+    for id in ids {
+        let row = Row::new(
+            valid.collection("todos").expect("todos"),
+            rec(json!({"id": id, "title": "srv"})),
+        );
+        tx.put(Table::Records("todos"), &Key::str(*id), &row.to_value())
+            .expect("put");
+    }
     block(tx.commit()).expect("commit");
     open(cfg, s, 1)
 }
+
+/// Calls `create(z)` (which closes z's gate), `delete(s1)` (which waits at it) and
+/// `create({id: s1})` without awaiting any: the create of s1 must come after the delete called
+/// before it, fold into it and stand, not overtake it, be refused and then see s1 deleted.
+fn create_after_a_waiting_delete(db: &Db, z: &str) {
+    let mut got = run(vec![
+        Box::pin(db.write("todos", create(json!({"id": z})))),
+        Box::pin(db.write("todos", vec![Op::Delete("s1".into())])),
+        Box::pin(db.write("todos", create(json!({"id": "s1", "title": "new"})))),
+    ]);
+    got.pop()
+        .unwrap()
+        .expect("the create of s1 comes after its delete");
+    got.pop().unwrap().expect("the delete");
+    let _ = got.pop().unwrap(); // create z: refused or not, it is not what is checked
+    let x = block(db.get("todos", "s1"))
+        .unwrap()
+        .expect("s1 created again");
+    assert_eq!(x["title"], "new");
+}
+
+/// The first writes after opening (no block of positions yet: every write reads first).
+#[test]
+fn a_create_called_after_a_delete_waiting_at_a_gate_comes_after_it() {
+    let db = with_synced_s1(SerialStorage::default());
+    create_after_a_waiting_delete(&db, "z");
+}
+
+/// With a block: z's quick create finds its id in use (its delete is pending) and is done again.
+#[test]
+fn a_create_called_after_a_delete_waiting_for_a_redone_create_comes_after_it() {
+    let db = with_synced(SerialStorage::default(), &["s1", "s2"]);
+    write(&db, vec![Op::Delete("s2".into())]);
+    create_after_a_waiting_delete(&db, "s2");
+}
+
+/// One tab. A record the server has is deleted (the delete is pending), then created again under
+/// its id and edited, without awaiting the create. The quick create's id check sees the pending
+/// delete and falls back; the update must still find the record.
 
 #[test]
 fn recreate_over_pending_delete_then_update_in_flight() {

@@ -12,9 +12,13 @@
 //! create of its collection under way, since it may name the record by an alias (a temporary id
 //! that became the server's), and so does a create under an id in the form of Ferry's temporary
 //! ids (it reads aliases in its own transaction); a retry of rejected changes waits for all of
-//! them. A flush sends nothing at or past the lowest position a create under way holds
-//! ([`Gates::lowest`]): writes called after that create may be stored before it is. All of this
-//! is one tab's: a flush led by another tab does not see these gates.
+//! them. A write that waits and closes no gate of its own (an update, a delete, a batch, a retry)
+//! queues a gate of its collection (of all, for a retry) while it waits ([`Gates::queue`]): a
+//! write called after it, a create of any id included, waits for it to make its transaction, so
+//! that a create cannot overtake a delete called before it and be refused. A flush sends nothing
+//! at or past the lowest position a create under way or a queued write holds ([`Gates::lowest`]):
+//! writes called after them may be stored before they are. All of this is one tab's: a flush led
+//! by another tab does not see these gates.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -27,8 +31,17 @@ use std::task::{Context, Poll, Waker};
 struct Gate {
     open: Cell<bool>,
     waiting: RefCell<Vec<Waker>>,
-    /// The outbox position the create took, once it took one.
+    /// The outbox position the create (or the queued write) took, once it took one.
     at: Cell<Option<u64>>,
+}
+
+impl Gate {
+    fn open(&self) {
+        self.open.set(true);
+        for w in self.waiting.take() {
+            w.wake();
+        }
+    }
 }
 
 /// A record: its collection and its key.
@@ -39,32 +52,47 @@ type RecordKey = (String, String);
 #[derive(Default)]
 pub(crate) struct Gates(
     RefCell<HashMap<RecordKey, Vec<Rc<Gate>>>>,
-    /// Positions taken by writes waiting at gates, not yet in a transaction ([`Gates::hold`]).
-    RefCell<Vec<u64>>,
+    /// The gates of writes waiting at gates, not yet in a transaction ([`Gates::queue`]), with
+    /// their collection (`None`: every collection).
+    RefCell<Vec<(Option<String>, Rc<Gate>)>>,
 );
 
 impl Gates {
-    /// What a write of `keys` of `c`, called now, waits for: the creates of those records still
-    /// under way.
+    /// What a create of `keys` of `c`, called now, waits for: the creates of those records still
+    /// under way, and the writes of `c` queued at gates.
     pub(crate) fn waits<'k>(&self, c: &str, keys: impl IntoIterator<Item = &'k str>) -> Vec<Wait> {
         let open = self.0.borrow();
-        if open.is_empty() {
-            return Vec::new();
+        let mut out = self.queued(Some(c));
+        if !open.is_empty() {
+            let own = keys
+                .into_iter()
+                .filter_map(|k| open.get(&(c.to_string(), k.to_string())));
+            out.extend(own.flatten().map(|g| Wait(g.clone())));
         }
-        keys.into_iter()
-            .filter_map(|k| open.get(&(c.to_string(), k.to_string())))
-            .flatten()
-            .map(|g| Wait(g.clone()))
-            .collect()
+        out
     }
 
-    /// Every create under way, of collection `c` or of any: what a write that may name a record
-    /// by another id (an alias) waits for.
+    /// Every create under way and every write queued, of collection `c` or of any: what a write
+    /// that may name a record by another id (an alias) waits for.
     pub(crate) fn waits_all(&self, c: Option<&str>) -> Vec<Wait> {
         let open = self.0.borrow();
-        open.iter()
-            .filter(|((gc, _), _)| c.is_none_or(|c| c == gc))
-            .flat_map(|(_, gs)| gs.iter().map(|g| Wait(g.clone())))
+        let mut out = self.queued(c);
+        let creates = open.iter().filter(|((gc, _), _)| c.is_none_or(|c| c == gc));
+        out.extend(creates.flat_map(|(_, gs)| gs.iter().map(|g| Wait(g.clone()))));
+        out
+    }
+
+    /// The writes queued that a write of `c` (`None`: of any collection) comes after.
+    fn queued(&self, c: Option<&str>) -> Vec<Wait> {
+        let queued = self.1.borrow();
+        let before = |qc: &Option<String>| match (c, qc) {
+            (Some(c), Some(qc)) => c == qc,
+            _ => true,
+        };
+        queued
+            .iter()
+            .filter(|(qc, _)| before(qc))
+            .map(|(_, g)| Wait(g.clone()))
             .collect()
     }
 
@@ -73,17 +101,23 @@ impl Gates {
     /// create is).
     pub(crate) fn lowest(&self) -> Option<u64> {
         let open = self.0.borrow();
-        let held = self.1.borrow();
-        let gates = open.values().flatten().filter_map(|g| g.at.get());
-        gates.chain(held.iter().copied()).min()
+        let queued = self.1.borrow();
+        let gates = open.values().flatten().chain(queued.iter().map(|(_, g)| g));
+        gates.filter_map(|g| g.at.get()).min()
     }
 
-    /// Holds `seq`, the lowest position a write waiting at gates took, for [`Gates::lowest`],
-    /// until the guard drops (once the write's transaction exists: IndexedDB orders it before
-    /// any later flush's). No write waits on it.
-    pub(crate) fn hold(&self, seq: u64) -> Held<'_> {
-        self.1.borrow_mut().push(seq);
-        Held { gates: self, seq }
+    /// Queues a write of `c` (`None`: of any collection) that waits at gates and closes none of
+    /// its own, until the guard drops (once its transaction exists: IndexedDB runs it before
+    /// those made later). Writes of `c` called meanwhile wait for it; `seq`, the lowest position
+    /// it took, bounds a flush ([`Gates::lowest`]). Called after the write took its own waits,
+    /// so it never waits for itself.
+    pub(crate) fn queue(&self, c: Option<&str>, seq: Option<u64>) -> Queued<'_> {
+        let gate = Rc::new(Gate::default());
+        gate.at.set(seq);
+        self.1
+            .borrow_mut()
+            .push((c.map(str::to_string), gate.clone()));
+        Queued { gates: self, gate }
     }
 
     /// Closes a gate of record `key` of `c` until the guard drops. A gate closed already (an
@@ -105,18 +139,19 @@ impl Gates {
     }
 }
 
-/// A position held for [`Gates::lowest`]; dropping it lets it go.
-pub(crate) struct Held<'g> {
+/// A queued write's gate; dropping it opens the gate and lets its position go.
+pub(crate) struct Queued<'g> {
     gates: &'g Gates,
-    seq: u64,
+    gate: Rc<Gate>,
 }
 
-impl Drop for Held<'_> {
+impl Drop for Queued<'_> {
     fn drop(&mut self) {
-        let mut held = self.gates.1.borrow_mut();
-        if let Some(i) = held.iter().position(|s| *s == self.seq) {
-            held.swap_remove(i);
-        }
+        self.gate.open();
+        self.gates
+            .1
+            .borrow_mut()
+            .retain(|(_, g)| !Rc::ptr_eq(g, &self.gate));
     }
 }
 
@@ -136,10 +171,7 @@ impl Closed<'_> {
 
 impl Drop for Closed<'_> {
     fn drop(&mut self) {
-        self.gate.open.set(true);
-        for w in self.gate.waiting.take() {
-            w.wake();
-        }
+        self.gate.open();
         let mut open = self.gates.0.borrow_mut();
         if let Some(gs) = open.get_mut(&self.key) {
             gs.retain(|g| !Rc::ptr_eq(g, &self.gate));
@@ -205,6 +237,32 @@ mod tests {
     }
 
     #[test]
+    fn a_write_called_after_a_queued_one_of_its_collection_waits_for_it() {
+        let gates = Gates::default();
+        let waker = Waker::from(Arc::new(Count(0.into())));
+        let queued = gates.queue(Some("todos"), None);
+        let mut create = gates.waits("todos", ["x"]);
+        assert_eq!(create.len(), 1, "a create of any id of todos waits");
+        assert_eq!(gates.waits_all(Some("todos")).len(), 1);
+        assert!(gates.waits("notes", ["x"]).is_empty(), "another collection");
+        assert_eq!(gates.waits_all(None).len(), 1, "a flush or a retry waits");
+        assert!(!poll(&mut create[0], &waker));
+        drop(queued);
+        assert!(poll(&mut create[0], &waker));
+        assert!(
+            gates.waits_all(None).is_empty(),
+            "an open gate is forgotten"
+        );
+        let retry = gates.queue(None, None);
+        assert_eq!(
+            gates.waits("notes", ["x"]).len(),
+            1,
+            "a retry: every collection"
+        );
+        drop(retry);
+    }
+
+    #[test]
     fn the_lowest_position_held_is_the_flushs_bound() {
         let gates = Gates::default();
         assert_eq!(gates.lowest(), None);
@@ -218,7 +276,7 @@ mod tests {
         assert_eq!(gates.lowest(), Some(12));
         drop(a);
         assert_eq!(gates.lowest(), None);
-        let held = gates.hold(30);
+        let held = gates.queue(Some("todos"), Some(30));
         assert_eq!(
             gates.lowest(),
             Some(30),

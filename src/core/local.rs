@@ -122,16 +122,22 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     let mut alloc = self.alloc.borrow_mut();
                     (0..ops.len()).map_while(|_| alloc.take(0)).collect()
                 };
-                // Waiting, its positions bound a flush as a create's do (`Gates::lowest`).
-                let held = match (waits.is_empty(), taken.first()) {
-                    (false, Some((seq, _))) => Some(self.gates.hold(*seq)),
-                    _ => None,
+                // Waiting, it is queued: writes called after it wait for it, and its positions
+                // bound a flush as a create's do (`gate.rs`). A create has its own gate.
+                let first = taken.first().map(|(seq, _)| *seq);
+                let queued = match &closed {
+                    _ if waits.is_empty() => None,
+                    Some(gate) => {
+                        first.inspect(|seq| gate.at(*seq));
+                        None
+                    }
+                    None => Some(self.gates.queue(Some(c), first)),
                 };
                 for w in waits {
                     w.await;
                 }
                 let mut tx = self.begin_in(true, &write_scope(c)).await?;
-                drop(held);
+                drop(queued);
                 tx.take_positions(taken);
                 tx
             }

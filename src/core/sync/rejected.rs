@@ -91,11 +91,15 @@ impl<S: Storage, E: Env> Engine<S, E> {
         mutation_id: &str,
         changes: Record,
     ) -> Result<Vec<Change>> {
-        // Its record may be one a create under way names (`gate.rs`).
-        for w in self.gates.waits_all(None) {
+        // Its record may be one a create under way names (`gate.rs`); writes called meanwhile
+        // wait for it.
+        let waits = self.gates.waits_all(None);
+        let queued = (!waits.is_empty()).then(|| self.gates.queue(None, None));
+        for w in waits {
             w.await;
         }
         let mut tx = self.begin(true).await?;
+        drop(queued);
         let found = self.find_rejected(&tx, mutation_id).await?;
         let (k, item) = (&found.key, &found.item);
         // The changes queued behind a create went to this list with it (their record never
