@@ -63,6 +63,18 @@ fn fixed_seeds() {
     );
 }
 
+/// Seeds that once failed beyond the fixed ones (a survey of 1,500): 590, a create answered
+/// from its key after a pull had read past its record's deletion elsewhere; 1166, a write read
+/// for again after a lost answer, taking its own landed change for a conflict.
+#[test]
+fn seeds_that_found_bugs() {
+    for seed in [590, 1166] {
+        if let Err(fail) = run_seed(seed, FIXED_STEPS) {
+            panic!("{fail}");
+        }
+    }
+}
+
 /// One seed on demand: `FERRY_SIM_SEED=<n> [FERRY_SIM_STEPS=<n>]`.
 #[test]
 fn one_seed() {

@@ -239,6 +239,55 @@ fn a_write_whose_answer_was_lost_is_not_its_own_conflict() {
     assert_eq!(pending(&b), 0);
 }
 
+/// As above, and another device changes the same field after B's write landed: sent again, B's
+/// write names the version it was read at, under its own key (a server that keeps keys answers
+/// as the first time), instead of reading the record again and taking its own change, landed,
+/// for a conflict that overwrites the other device's later one.
+#[test]
+fn a_write_sent_again_after_a_lost_answer_keeps_the_version_it_was_read_at() {
+    let (a, b, tap, sid) = two_devices(|| config(&["todos"]));
+    update(&b, "todos", &sid, json!({"title": "B's"}));
+    let server = tap.inner.clone();
+    tap.hook(move |req| {
+        if req.method == "PUT" {
+            let _ = without_versions(&server, req);
+            return Some(Err(ferry::core::sync::http::NetError::Failed(
+                "cut off".into(),
+            )));
+        }
+        None
+    });
+    flush(&b, &tap);
+    let first = tap.requests().into_iter().find(|r| r.method == "PUT");
+    let first = first.expect("B's write went out");
+    tap.unhook();
+    pull(&a, &tap, "todos"); // A sees B's change, and writes over it
+    update(&a, "todos", &sid, json!({"title": "A's, later"}));
+    assert!(flush_all(&a, &tap).conflicts.is_empty());
+    tap.clear();
+    let report = flush_all(&b, &tap);
+    assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+    let again = tap.requests().into_iter().find(|r| r.method == "PUT");
+    let again = again.expect("B's write went again");
+    assert_eq!(
+        if_match(&again),
+        if_match(&first),
+        "the version it was read at"
+    );
+    assert_eq!(
+        header(&again, "Idempotency-Key"),
+        header(&first, "Idempotency-Key")
+    );
+    assert_eq!(
+        tap.inner.record("todos", &sid).unwrap()["title"],
+        "A's, later",
+        "A's later change stands"
+    );
+    assert_eq!(pending(&b), 0);
+    pull(&b, &tap, "todos");
+    assert_eq!(get(&b, "todos", &sid).unwrap()["title"], "A's, later");
+}
+
 #[test]
 fn a_record_url_that_shows_more_than_the_list_is_not_a_change() {
     // A detail serializer adds the record's own `url` and writes the id as text; under

@@ -472,3 +472,55 @@ fn next_links_that_go_on_without_records_end_the_read() {
     block_on(db.pull(&tap, &[], "todos")).expect("200 pages, 5 of them with a record");
     assert_eq!(local(&db, "todos").len(), 5);
 }
+
+/// Device A's create lands, its answer lost; device B deletes the record; A pulls (the
+/// tombstone names an id A does not know yet) and then sends the create again, which a server
+/// keeping keys answers as the first time. A's next pull must still take the record away: the
+/// pull that met the tombstone (a delta) or missed the record (a full read) while A's create
+/// was out left its cursor where it was.
+#[test]
+fn a_record_deleted_elsewhere_while_its_create_was_unanswered_goes() {
+    for delta in [false, true] {
+        deleted_while_unanswered(delta);
+    }
+}
+
+fn deleted_while_unanswered(delta: bool) {
+    let s = MemServer::new();
+    let tap = Tap::new(s.clone());
+    let (a, _) = open_todos();
+    let b = block_on(ferry::core::Engine::open(
+        config(&["todos"]),
+        MemoryStorage::new(),
+        TestEnv::seeded(2),
+    ))
+    .unwrap();
+    if delta {
+        create(&b, "todos", json!({"title": "older"}));
+        flush_all(&b, &tap);
+        pull(&a, &tap, "todos"); // A's later pulls are deltas
+    }
+    create(&a, "todos", json!({"title": "short-lived"}));
+    s.drop_after_commit(1);
+    flush(&a, &tap);
+    let n = usize::from(delta);
+    assert_eq!(s.records("todos").len(), n + 1, "stored, its answer lost");
+    pull(&b, &tap, "todos");
+    let mine = local(&b, "todos")
+        .into_iter()
+        .find(|r| r["title"] == "short-lived");
+    let sid = id_of(mine.unwrap().as_object().unwrap());
+    delete(&b, "todos", &sid);
+    flush_all(&b, &tap);
+    assert_eq!(s.records("todos").len(), n, "deleted by B");
+    pull(&a, &tap, "todos");
+    flush_all(&a, &tap);
+    assert_eq!(pending(&a), 0);
+    pull(&a, &tap, "todos");
+    assert_eq!(
+        local(&a, "todos").len(),
+        n,
+        "gone here too (delta: {delta})"
+    );
+    assert_eq!(get(&a, "todos", &sid), None);
+}

@@ -190,8 +190,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
     /// Applies what came back for a sent batch.
     async fn settle_sent(&self, b: &Picked, sent: Sent, report: &mut Report) -> Result<RoundEnd> {
         let settled = super::out_marks::settled_creates(&b.entries, &sent);
+        let pinned = super::request::pin_versions(&b.entries, &sent.pinned);
+        let entries = pinned.as_deref().unwrap_or(&b.entries);
         let end = self
-            .apply_all(&b.entries, &b.fresh, &b.present, sent.verdicts, report)
+            .apply_all(entries, &b.fresh, &b.present, sent.verdicts, report)
             .await?;
         // Their outcomes are written down: the marks of their requests go.
         self.clear_marks(&settled);

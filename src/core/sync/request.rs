@@ -123,3 +123,23 @@ pub fn to_http(sent: &Sent, extra: &[(String, String)]) -> HttpRequest {
         body: sent.body.as_ref().map(|b| b.to_string()),
     }
 }
+
+/// `entries` with the versions `read_first` found (by index) written into their frozen requests
+/// as `If-Match`, and nothing left to read first; `None` when there are none.
+pub(super) fn pin_versions(entries: &[Entry], pinned: &[(usize, String)]) -> Option<Vec<Entry>> {
+    if pinned.is_empty() {
+        return None;
+    }
+    let mut out = entries.to_vec();
+    for (i, v) in pinned {
+        let Some(sent) = out.get_mut(*i).and_then(|e| e.sent.as_mut()) else {
+            continue;
+        };
+        sent.headers
+            .retain(|(k, _)| !k.eq_ignore_ascii_case("If-Match"));
+        sent.headers
+            .push(("If-Match".to_string(), quote_version(v)));
+        sent.check = None;
+    }
+    Some(out)
+}

@@ -33,6 +33,11 @@ pub(super) struct Sent {
     pub(super) offline: bool,
     /// The batch endpoint does not exist: the rest was not sent.
     pub(super) no_batch: bool,
+    /// The versions `read_first` found the records of these entries (by index) at, which their
+    /// requests named in `If-Match`: kept in the entries that stay queued, so that a write sent
+    /// again after a lost answer names the same version (under the same `Idempotency-Key`),
+    /// rather than reading the record again and taking its own change, landed, for another's.
+    pub(super) pinned: Vec<(usize, String)>,
 }
 
 impl Sent {
@@ -77,7 +82,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             .iter()
             .map(|e| to_http(e.sent.as_ref().expect("picked entries are frozen"), headers))
             .collect();
-        let mut early = self
+        let (mut early, pinned) = self
             .look_first(transport, headers, picked, &mut requests, report)
             .await;
         let mut sent = Sent {
@@ -85,6 +90,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             left: Vec::with_capacity(picked.len()),
             offline: false,
             no_batch: false,
+            pinned,
         };
         // Entries before this index go one by one (their batch was refused as a whole).
         let mut singly_until = 0;
@@ -179,7 +185,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
     /// What is known of `picked` before any is sent, by index: creates sent before may be on
     /// the server already (`landed.rs`); writes made on a record whose version is not known
     /// read the server's first (`read_first`): with its version they go with `If-Match` (added
-    /// to `requests`), and a record that moved meanwhile is a conflict, decided without sending.
+    /// to `requests`, and returned by index), and a record that moved meanwhile is a conflict,
+    /// decided without sending.
     async fn look_first<T: Transport>(
         &self,
         transport: &T,
@@ -187,7 +194,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         picked: &[Entry],
         requests: &mut [HttpRequest],
         report: &mut Report,
-    ) -> Vec<Option<Verdict>> {
+    ) -> (Vec<Option<Verdict>>, Vec<(usize, String)>) {
         let mut early = self.find_landed(transport, headers, picked, report).await;
         let want: Vec<(usize, &Record)> = picked
             .iter()
@@ -229,11 +236,15 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
         }
         report.requests += requests_made.get();
+        let mut pinned = Vec::new();
         for (i, seen) in outcomes {
             match seen {
-                Before::Send(Some(v)) => requests[i]
-                    .headers
-                    .push(("If-Match".into(), quote_version(&v))),
+                Before::Send(Some(v)) => {
+                    requests[i]
+                        .headers
+                        .push(("If-Match".into(), quote_version(&v)));
+                    pinned.push((i, v));
+                }
                 Before::Send(None) | Before::Unreachable => {}
                 Before::Moved(v) => {
                     early.resize_with(picked.len(), || None);
@@ -241,7 +252,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 }
             }
         }
-        early
+        (early, pinned)
     }
 
     /// Sends `chunk` (whose requests are `reqs`) as one batch request to `url`.
