@@ -524,3 +524,55 @@ fn deleted_while_unanswered(delta: bool) {
     );
     assert_eq!(get(&a, "todos", &sid), None);
 }
+
+/// The `since` the next pull of `db` asks with (None: a full read).
+fn next_since(db: &Db, tap: &Tap<MemServer>) -> Option<String> {
+    tap.clear();
+    pull(db, tap, "todos");
+    let get = tap.requests().into_iter().find(|r| r.method == "GET");
+    let url = get.expect("a read").url;
+    ferry::core::sync::http::query_param(&url, "since").map(str::to_string)
+}
+
+/// A create that may have landed unheard holds the cursor (above) for a few sends only: one
+/// answered 500 for good would otherwise keep every later pull a full read.
+#[test]
+fn a_create_failing_for_good_stops_holding_the_cursor() {
+    for fails in [1, 9] {
+        let s = MemServer::new();
+        let tap = Tap::new(s.clone());
+        let (a, _) = open_todos();
+        create(&a, "todos", json!({"title": "refused"}));
+        tap.hook(|req| {
+            (req.method == "POST").then(|| Ok(json_response(500, json!({"error": "no"}))))
+        });
+        for _ in 0..fails {
+            flush(&a, &tap);
+            a.env.advance(120_000.0);
+        }
+        pull(&a, &tap, "todos"); // in full: there is no cursor yet
+        let since = next_since(&a, &tap);
+        assert_eq!(since.is_some(), fails > 1, "{fails} sends: {since:?}");
+        assert_eq!(pending(&a), 1);
+    }
+}
+
+/// `pull({ full: true })` while such a create is out (sent, no answer: it may yet land) keeps
+/// the cursor it had.
+#[test]
+fn a_full_read_while_a_create_is_unanswered_keeps_the_cursor() {
+    let s = MemServer::new();
+    let tap = Tap::new(s.clone());
+    let (a, _) = open_todos();
+    s.server_create("todos", json!({"title": "theirs"}));
+    pull(&a, &tap, "todos");
+    let before = next_since(&a, &tap).expect("a cursor");
+    create(&a, "todos", json!({"title": "mine"}));
+    tap.hook(|req| {
+        (req.method == "POST").then_some(Err(ferry::core::sync::http::NetError::Timeout))
+    });
+    flush(&a, &tap);
+    tap.unhook();
+    block_on(a.pull_full(&tap, &[], "todos")).expect("full read");
+    assert_eq!(next_since(&a, &tap), Some(before), "kept, not dropped");
+}

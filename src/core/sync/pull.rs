@@ -23,6 +23,9 @@ use super::paging::{paging, Headers, Paging};
 use super::report::Report;
 use super::request::client_id_of;
 
+/// How many sends of a create whose answer may have been lost hold a pull's cursor (below).
+const DOUBT_ATTEMPTS: u32 = 8;
+
 fn cursor_key(c: &str) -> Key {
     Key::Str(format!("cursor:{c}"))
 }
@@ -377,6 +380,15 @@ impl<S: Storage, E: Env> Engine<S, E> {
             .filter(|e| e.kind == Kind::Create && e.in_flight())
             .map(|e| (client_id_of(e).to_string(), e.r.clone()))
             .collect();
+        // Of those, the ones that may have landed unheard (an answer lost), for a while: one
+        // of them may be a record this read says nothing of, or names deleted without this
+        // store knowing its id yet (another device deleted it since). The cursor then stays as
+        // it is, so that the read after the create's answer (replayed from its key) meets the
+        // deletion. A create that keeps failing stops holding it after a few tries.
+        let doubtful = pending.values().flatten().any(|e| {
+            e.kind == Kind::Create && e.in_flight() && e.unsure && e.attempts <= DOUBT_ATTEMPTS
+        });
+        let mut held = false;
         let mut seen: HashSet<String> = HashSet::new();
         // A record this pull did not apply (held by a pending or open change) must be read
         // again: the cursor then stays where it was, or the client would stay stale for good.
@@ -411,12 +423,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         report
                             .changes
                             .push(Change::remote(ChangeKind::Deleted, c, idv, None));
-                    } else if !creating.is_empty() {
-                        // Maybe the id of one of our creates still waiting for its answer:
-                        // landed, then deleted elsewhere. Read again once they are answered
-                        // (an answer replayed from its key names the record), or the delete
-                        // would never reach the record that answer brings.
-                        skipped = true;
+                    } else {
+                        held |= doubtful; // maybe the record of one of those creates
                     }
                 }
                 None => {
@@ -510,9 +518,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
             });
         } else if !delta {
             // A full snapshot: what it lacks and nothing local holds on to is gone. It says
-            // nothing of a record one of our creates still out landed as and another device
-            // deleted since: read in full again until they are answered.
-            skipped |= !creating.is_empty();
+            // nothing of a record one of those creates landed as and another device deleted.
+            held |= doubtful;
             for (k, v) in tx.t.get_all(Table::Records(c)).await? {
                 let Key::Str(key) = k else { continue };
                 if seen.contains(&key) || pending.contains_key(&key) {
@@ -530,11 +537,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
         }
         match (page.cursor, skipped) {
-            (Some(cur), false) => {
+            (Some(cur), false) if !held => {
                 tx.t.put(Table::State, &cursor_key(c), &Value::String(cur))?
             }
-            // Read again from the old cursor (or in full) next time.
+            // Read again from the old cursor (or in full) next time; held, a full read keeps
+            // the cursor stored, if any (`{ full: true }`).
             (Some(_), true) if since.is_some() => {}
+            _ if held && !skipped => {}
             _ => tx.t.delete(Table::State, &cursor_key(c))?,
         }
         tx.commit().await?;

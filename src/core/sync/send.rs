@@ -85,6 +85,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let (mut early, pinned) = self
             .look_first(transport, headers, picked, &mut requests, report)
             .await;
+        // The answers are read as to the requests that left, with the versions read first.
+        let pinned_entries = super::request::pin_versions(picked, &pinned);
+        let picked = pinned_entries.as_deref().unwrap_or(picked);
         let mut sent = Sent {
             verdicts: Vec::with_capacity(picked.len()),
             left: Vec::with_capacity(picked.len()),

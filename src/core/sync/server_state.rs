@@ -37,8 +37,30 @@ const RETRIED_CONFLICTS: u32 = 4;
 
 impl<S: Storage, E: Env> Engine<S, E> {
     /// Classifies one answer; a conflict answer without the server's record reads it first
-    /// (no transaction is open here).
+    /// (no transaction is open here). An update sent before whose answer never came meets a
+    /// conflict with its own change where the server's record holds it (landed the first time,
+    /// to a server that ignores `Idempotency-Key`): that is its acknowledgement.
     pub(super) async fn verdict<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        e: &Entry,
+        res: &Result<HttpResponse, NetError>,
+        report: &mut Report,
+    ) -> Result<Verdict> {
+        let v = self.verdict_of(transport, headers, e, res, report).await?;
+        let cfg = self.collection(&e.c)?;
+        Ok(match v {
+            Verdict::Conflict(ServerState::Record(r, Some(ver)))
+                if e.kind == Kind::Update && e.unsure && sent_landed(cfg, e, &r) =>
+            {
+                Verdict::Ack(Some(r), Some(ver))
+            }
+            v => v,
+        })
+    }
+
+    async fn verdict_of<T: Transport>(
         &self,
         transport: &T,
         headers: &[(String, String)],
@@ -236,13 +258,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             *f != cfg.id_property && *f != cfg.version_property && base.get(f) != found.get(f)
         });
         // This very write, sent before and its answer lost, is not someone else's change.
-        let body = e.sent.as_ref().and_then(|s| s.body.as_ref());
-        let landed = body.and_then(Value::as_object).is_some_and(|b| {
-            b.iter()
-                .filter(|(f, _)| **f != cfg.version_property)
-                .all(|(f, v)| found.get(f) == Some(v) || (v.is_null() && !found.contains_key(f)))
-        });
-        if moved && !landed {
+        if moved && !sent_landed(cfg, e, &found) {
             Before::Moved(Verdict::Conflict(ServerState::Record(found, Some(v))))
         } else {
             Before::Send(Some(v))
@@ -447,6 +463,16 @@ fn echoes_sent(cfg: &CollectionConfig, e: &Entry, r: &Record) -> bool {
 }
 
 /// Whether record `r` is the one stored under `key`.
+/// Whether the server's record `found` holds every field `e`'s request sends, as sent.
+fn sent_landed(cfg: &CollectionConfig, e: &Entry, found: &Record) -> bool {
+    let body = e.sent.as_ref().and_then(|s| s.body.as_ref());
+    body.and_then(Value::as_object).is_some_and(|b| {
+        b.iter()
+            .filter(|(f, _)| **f != cfg.version_property)
+            .all(|(f, v)| found.get(f) == Some(v) || (v.is_null() && !found.contains_key(f)))
+    })
+}
+
 fn names(cfg: &CollectionConfig, r: &Record, key: &str) -> bool {
     r.get(&cfg.id_property)
         .and_then(|id| id_key(id).ok())
