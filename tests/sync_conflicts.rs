@@ -464,3 +464,26 @@ fn a_server_that_always_answers_409_makes_the_flush_wait_not_spin() {
         "the change is kept, to be tried again later"
     );
 }
+
+/// An update sent again after its answer was lost, met by a conflict whose body names the record
+/// and its version only: that is no sign its change landed (a field it clears is missing from
+/// such a body as it would be from the record cleared). It stays a conflict, not an ack.
+#[test]
+fn a_conflict_body_without_the_fields_is_no_acknowledgement() {
+    let mut cfg = config(&["todos"]);
+    cfg.collections.get_mut("todos").unwrap().update_method = ferry::core::UpdateMethod::Patch;
+    let db = open(cfg, MemoryStorage::new());
+    let tap = Tap::new(MemServer::new());
+    let id = create(&db, "todos", json!({"title": "t", "due": "monday"}));
+    flush_all(&db, &tap);
+    let sid = id_of(&get(&db, "todos", &id).unwrap());
+    update(&db, "todos", &sid, json!({"due": null}));
+    tap.hook(|_| Some(Err(ferry::core::sync::http::NetError::Timeout)));
+    flush(&db, &tap); // never reached the server; its answer never came
+    let terse = json!({"id": sid.parse::<u64>().map_or(json!(sid), Value::from), "version": 9});
+    tap.hook(move |req| (req.method == "PATCH").then(|| Ok(json_response(412, terse.clone()))));
+    db.env.advance(120_000.0);
+    let (_, report) = flush(&db, &tap);
+    assert_eq!(report.conflicts.len(), 1, "{report:?}");
+    assert_eq!(tap.inner.record("todos", &sid).unwrap()["due"], "monday");
+}

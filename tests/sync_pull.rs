@@ -525,6 +525,50 @@ fn deleted_while_unanswered(delta: bool) {
     assert_eq!(get(&a, "todos", &sid), None);
 }
 
+/// As above, with A's pull made while its create is still out (no outcome written yet: the
+/// leading tab's request, while this tab or the app pulls).
+#[test]
+fn a_record_deleted_elsewhere_while_its_create_is_still_out_goes() {
+    let s = MemServer::new();
+    let tap = Tap::new(s.clone());
+    let (a, _) = open_todos();
+    let b = block_on(ferry::core::Engine::open(
+        config(&["todos"]),
+        MemoryStorage::new(),
+        TestEnv::seeded(2),
+    ))
+    .unwrap();
+    create(&b, "todos", json!({"title": "older"}));
+    flush_all(&b, &tap);
+    pull(&a, &tap, "todos");
+    create(&a, "todos", json!({"title": "short-lived"}));
+    {
+        use std::future::Future;
+        let out = Vanishing(s.clone());
+        let mut report = ferry::core::sync::report::Report::default();
+        let mut flush = std::pin::pin!(a.flush_round(&out, &[], &mut report));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(
+            flush.as_mut().poll(&mut cx).is_pending(),
+            "the create is out"
+        );
+    }
+    assert_eq!(s.records("todos").len(), 2, "stored, no answer yet");
+    pull(&b, &tap, "todos");
+    let mine = local(&b, "todos")
+        .into_iter()
+        .find(|r| r["title"] == "short-lived");
+    let sid = id_of(mine.unwrap().as_object().unwrap());
+    delete(&b, "todos", &sid);
+    flush_all(&b, &tap);
+    pull(&a, &tap, "todos"); // meets the deletion of an id it does not know yet
+    flush_all(&a, &tap);
+    assert_eq!(pending(&a), 0);
+    pull(&a, &tap, "todos");
+    assert_eq!(local(&a, "todos").len(), 1, "gone here too");
+    assert_eq!(get(&a, "todos", &sid), None);
+}
+
 /// The `since` the next pull of `db` asks with (None: a full read).
 fn next_since(db: &Db, tap: &Tap<MemServer>) -> Option<String> {
     tap.clear();

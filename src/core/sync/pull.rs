@@ -380,13 +380,17 @@ impl<S: Storage, E: Env> Engine<S, E> {
             .filter(|e| e.kind == Kind::Create && e.in_flight())
             .map(|e| (client_id_of(e).to_string(), e.r.clone()))
             .collect();
-        // Of those, the ones that may have landed unheard (an answer lost), for a while: one
-        // of them may be a record this read says nothing of, or names deleted without this
-        // store knowing its id yet (another device deleted it since). The cursor then stays as
-        // it is, so that the read after the create's answer (replayed from its key) meets the
-        // deletion. A create that keeps failing stops holding it after a few tries.
+        // Of those, the ones that may have landed unheard (out now, or an answer lost), for a
+        // while: one of them may be a record this read says nothing of, or names deleted
+        // without this store knowing its id yet (another device deleted it since). The cursor
+        // then stays as it is, so that the read after the create's answer (replayed from its
+        // key) meets the deletion. A create that keeps failing stops holding it after a few
+        // tries. (An attempt's outcome clears `error` when picked and writes it when known.)
         let doubtful = pending.values().flatten().any(|e| {
-            e.kind == Kind::Create && e.in_flight() && e.unsure && e.attempts <= DOUBT_ATTEMPTS
+            e.kind == Kind::Create
+                && e.in_flight()
+                && (e.unsure || e.error.is_none())
+                && e.attempts <= DOUBT_ATTEMPTS
         });
         let mut held = false;
         let mut seen: HashSet<String> = HashSet::new();

@@ -52,7 +52,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let cfg = self.collection(&e.c)?;
         Ok(match v {
             Verdict::Conflict(ServerState::Record(r, Some(ver)))
-                if e.kind == Kind::Update && e.unsure && sent_landed(cfg, e, &r) =>
+                if e.kind == Kind::Update && e.unsure && sent_landed(cfg, e, &r, false) =>
             {
                 Verdict::Ack(Some(r), Some(ver))
             }
@@ -258,7 +258,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             *f != cfg.id_property && *f != cfg.version_property && base.get(f) != found.get(f)
         });
         // This very write, sent before and its answer lost, is not someone else's change.
-        if moved && !sent_landed(cfg, e, &found) {
+        if moved && !sent_landed(cfg, e, &found, true) {
             Before::Moved(Verdict::Conflict(ServerState::Record(found, Some(v))))
         } else {
             Before::Send(Some(v))
@@ -462,17 +462,21 @@ fn echoes_sent(cfg: &CollectionConfig, e: &Entry, r: &Record) -> bool {
     same > 0 && same > other
 }
 
-/// Whether record `r` is the one stored under `key`.
-/// Whether the server's record `found` holds every field `e`'s request sends, as sent.
-fn sent_landed(cfg: &CollectionConfig, e: &Entry, found: &Record) -> bool {
+/// Whether the server's record `found` holds every field `e`'s request sends, as sent. `whole`:
+/// `found` is the record as its URL gives it, where a field cleared may be left out; else (a
+/// conflict answer's body, which may name the record only) every field must be there.
+fn sent_landed(cfg: &CollectionConfig, e: &Entry, found: &Record, whole: bool) -> bool {
     let body = e.sent.as_ref().and_then(|s| s.body.as_ref());
     body.and_then(Value::as_object).is_some_and(|b| {
         b.iter()
             .filter(|(f, _)| **f != cfg.version_property)
-            .all(|(f, v)| found.get(f) == Some(v) || (v.is_null() && !found.contains_key(f)))
+            .all(|(f, v)| {
+                found.get(f) == Some(v) || (whole && v.is_null() && !found.contains_key(f))
+            })
     })
 }
 
+/// Whether record `r` is the one stored under `key`.
 fn names(cfg: &CollectionConfig, r: &Record, key: &str) -> bool {
     r.get(&cfg.id_property)
         .and_then(|id| id_key(id).ok())

@@ -156,6 +156,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         again.sent = None;
         again.error = None;
         again.retry_at = None;
+        again.unsure = false; // a new request, never sent: nothing of it can have landed
         let idv = |d: &Record| cfg.id_of(d, &e.r);
         match outcome {
             Outcome::Server => {
