@@ -27,7 +27,9 @@ fn a_record_deleted_elsewhere_while_its_create_was_unanswered_goes() {
     }
 }
 
-fn deleted_while_unanswered(delta: bool) {
+/// A server and two devices of it; with `cursor`, A has read B's first record (A's later pulls
+/// are deltas).
+fn devices(cursor: bool) -> (MemServer, Tap<MemServer>, Db, Db) {
     let s = MemServer::new();
     let tap = Tap::new(s.clone());
     let (a, _) = open_todos();
@@ -37,23 +39,34 @@ fn deleted_while_unanswered(delta: bool) {
         TestEnv::seeded(2),
     ))
     .unwrap();
-    if delta {
+    if cursor {
         create(&b, "todos", json!({"title": "older"}));
         flush_all(&b, &tap);
-        pull(&a, &tap, "todos"); // A's later pulls are deltas
+        pull(&a, &tap, "todos");
     }
+    (s, tap, a, b)
+}
+
+/// B reads A's record ("short-lived") and deletes it on the server; its id there.
+fn b_deletes_it(b: &Db, tap: &Tap<MemServer>) -> String {
+    pull(b, tap, "todos");
+    let mine = local(b, "todos")
+        .into_iter()
+        .find(|r| r["title"] == "short-lived");
+    let sid = id_of(mine.unwrap().as_object().unwrap());
+    delete(b, "todos", &sid);
+    flush_all(b, tap);
+    sid
+}
+
+fn deleted_while_unanswered(delta: bool) {
+    let (s, tap, a, b) = devices(delta);
     create(&a, "todos", json!({"title": "short-lived"}));
     s.drop_after_commit(1);
     flush(&a, &tap);
     let n = usize::from(delta);
     assert_eq!(s.records("todos").len(), n + 1, "stored, its answer lost");
-    pull(&b, &tap, "todos");
-    let mine = local(&b, "todos")
-        .into_iter()
-        .find(|r| r["title"] == "short-lived");
-    let sid = id_of(mine.unwrap().as_object().unwrap());
-    delete(&b, "todos", &sid);
-    flush_all(&b, &tap);
+    let sid = b_deletes_it(&b, &tap);
     assert_eq!(s.records("todos").len(), n, "deleted by B");
     pull(&a, &tap, "todos");
     flush_all(&a, &tap);
@@ -71,18 +84,7 @@ fn deleted_while_unanswered(delta: bool) {
 /// leading tab's request, while this tab or the app pulls).
 #[test]
 fn a_record_deleted_elsewhere_while_its_create_is_still_out_goes() {
-    let s = MemServer::new();
-    let tap = Tap::new(s.clone());
-    let (a, _) = open_todos();
-    let b = block_on(ferry::core::Engine::open(
-        config(&["todos"]),
-        MemoryStorage::new(),
-        TestEnv::seeded(2),
-    ))
-    .unwrap();
-    create(&b, "todos", json!({"title": "older"}));
-    flush_all(&b, &tap);
-    pull(&a, &tap, "todos");
+    let (s, tap, a, b) = devices(true);
     create(&a, "todos", json!({"title": "short-lived"}));
     {
         use std::future::Future;
@@ -96,13 +98,7 @@ fn a_record_deleted_elsewhere_while_its_create_is_still_out_goes() {
         );
     }
     assert_eq!(s.records("todos").len(), 2, "stored, no answer yet");
-    pull(&b, &tap, "todos");
-    let mine = local(&b, "todos")
-        .into_iter()
-        .find(|r| r["title"] == "short-lived");
-    let sid = id_of(mine.unwrap().as_object().unwrap());
-    delete(&b, "todos", &sid);
-    flush_all(&b, &tap);
+    let sid = b_deletes_it(&b, &tap);
     pull(&a, &tap, "todos"); // meets the deletion of an id it does not know yet
     flush_all(&a, &tap);
     assert_eq!(pending(&a), 0);
