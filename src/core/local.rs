@@ -123,16 +123,12 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     (0..ops.len()).map_while(|_| alloc.take(0)).collect()
                 };
                 // Waiting, it is queued: writes called after it wait for it, and its positions
-                // bound a flush as a create's do (`gate.rs`). A create has its own gate.
-                let first = taken.first().map(|(seq, _)| *seq);
-                let queued = match &closed {
-                    _ if waits.is_empty() => None,
-                    Some(gate) => {
-                        first.inspect(|seq| gate.at(*seq));
-                        None
-                    }
-                    None => Some(self.gates.queue(Some(c), first)),
-                };
+                // bound a flush as a create's do (`gate.rs`). A create has a gate of its own
+                // (and took no position: it comes here only when there is no block).
+                let queued = (!waits.is_empty() && closed.is_none()).then(|| {
+                    let first = taken.first().map(|(seq, _)| *seq);
+                    self.gates.queue(Some(c), first)
+                });
                 for w in waits {
                     w.await;
                 }
