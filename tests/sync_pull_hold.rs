@@ -159,28 +159,41 @@ fn a_full_read_while_a_create_is_unanswered_keeps_the_cursor() {
     assert_eq!(next_since(&a, &tap), Some(before), "kept, not dropped");
 }
 
-/// A record edited here whose deletion elsewhere a full read cannot show (no tombstones in a
-/// snapshot); the edit is then refused and dropped. The next read must still take the record
-/// away: the full read that missed it kept no cursor past the deletion.
+/// A record edited (or deleted) here whose deletion elsewhere a full read cannot show (no
+/// tombstones in a snapshot); the change is then refused and dropped. The next read must still
+/// take the record away: the full read that missed it kept no cursor past the deletion.
 #[test]
-fn an_edit_refused_after_a_full_read_missed_the_deletion_leaves_nothing() {
+fn a_change_refused_after_a_full_read_missed_the_deletion_leaves_nothing() {
+    for edit in [true, false] {
+        refused_after_a_full_read(edit);
+    }
+}
+
+fn refused_after_a_full_read(edit: bool) {
     let (s, tap, a, b) = devices(false);
     let id = create(&a, "todos", json!({"title": "short-lived"}));
     flush_all(&a, &tap);
     let sid = id_of(&get(&a, "todos", &id).unwrap());
     b_deletes_it(&b, &tap);
-    update(&a, "todos", &sid, json!({"title": "edited"}));
-    pull(&a, &tap, "todos"); // in full: the record is missing, the edit pending
-    tap.hook(|req| (req.method != "GET").then(|| Ok(json_response(422, json!({"error": "no"})))));
+    if edit {
+        update(&a, "todos", &sid, json!({"title": "edited"}));
+    } else {
+        delete(&a, "todos", &sid);
+    }
+    pull(&a, &tap, "todos"); // in full: the record is missing, the change pending
+    let refuse = |req: &ferry::core::sync::http::HttpRequest| {
+        (req.method != "GET").then(|| Ok(json_response(403, json!({"error": "no"}))))
+    };
+    tap.hook(refuse);
     flush(&a, &tap);
     tap.unhook();
     let refused = block_on(a.rejected()).unwrap();
     block_on(a.discard_rejected(&refused[0].mutation_id)).unwrap();
     assert!(
         get(&a, "todos", &sid).is_some(),
-        "back to the server's version"
+        "back as the server had it"
     );
     pull(&a, &tap, "todos");
-    assert_eq!(get(&a, "todos", &sid), None, "deleted there, gone here");
+    assert_eq!(get(&a, "todos", &sid), None, "edit {edit}: gone here too");
     assert!(s.records("todos").is_empty());
 }

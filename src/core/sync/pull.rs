@@ -530,10 +530,12 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     continue;
                 }
                 if let Some(entries) = pending.get(&key) {
-                    // Edited here and missing there: deleted there, maybe (a snapshot has no
-                    // tombstones). The edit may yet be refused and dropped: read in full again
-                    // until it has met the server, or a cursor would pass the deletion.
-                    skipped |= entries.iter().any(|e| e.kind == Kind::Update);
+                    // Edited or deleted here and missing there: deleted there, maybe (a
+                    // snapshot has no tombstones). The change may yet be refused, which brings
+                    // the record back: the cursor stays as it is until the change has met the
+                    // server, or it would pass the deletion. (A record whose create is pending
+                    // is missing there anyway; a refused create takes its row away.)
+                    held |= entries.iter().all(|e| e.kind != Kind::Create);
                     continue;
                 }
                 // A ghost stays: it may stand for an alias, which a snapshot does not list.
