@@ -8,10 +8,10 @@ mod mem_server;
 #[path = "common/native_env.rs"]
 mod native_env;
 
-use ferry::core::{Engine, MemoryStorage};
+use ferry::core::{Engine, MemoryStorage, UpdateMethod};
 use mem_server::MemServer;
 use native_env::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const HOUR: f64 = 3_600_000.0;
 
@@ -113,4 +113,41 @@ fn a_delete_that_loses_on_a_last_writer_wins_server_is_a_conflict_not_a_deletion
     assert!(s.record("todos", &sid).is_some(), "the server kept it");
     let back = get(&a, "todos", &sid).expect("so does A");
     assert_eq!(back["title"], "B's");
+}
+
+/// An update that loses is answered `200` with the record that won, which holds none of what the
+/// loser sent. Merged over what was sent (as terse answers are), a field only the loser set
+/// stayed here for good: no later read shows a change of that record.
+#[test]
+fn an_update_that_loses_on_a_last_writer_wins_server_takes_the_record_that_won() {
+    for method in [UpdateMethod::Put, UpdateMethod::Patch] {
+        for pull_first in [false, true] {
+            let what = format!("{method:?}, pulled first: {pull_first}");
+            let mut cfg = config(&["todos"]);
+            cfg.collections.get_mut("todos").unwrap().update_method = method;
+            let s = MemServer::new();
+            s.set_lww(true);
+            let tap = Tap::new(s.clone());
+            let b = open(cfg.clone(), MemoryStorage::new());
+            let id = create(&b, "todos", json!({"title": "first", "n": 1}));
+            flush_all(&b, &tap);
+            let sid = id_of(&get(&b, "todos", &id).unwrap());
+            // Device A's clock is three hours slow: its edit, made offline, loses to B's.
+            let a = block_on(Engine::open(cfg, MemoryStorage::new(), TestEnv::seeded(4))).unwrap();
+            a.env.advance(-3.0 * HOUR);
+            pull(&a, &tap, "todos");
+            update(&a, "todos", &sid, json!({"tag": "A's"}));
+            update(&b, "todos", &sid, json!({"title": "B's"}));
+            flush_all(&b, &tap);
+            if pull_first {
+                pull(&a, &tap, "todos");
+            }
+            flush_all(&a, &tap);
+            let theirs = s.record("todos", &sid).unwrap();
+            assert_eq!(strip(&theirs), json!({"title": "B's", "n": 1}), "{what}");
+            let mine = Value::Object(get(&a, "todos", &sid).unwrap());
+            assert_eq!(strip(&mine), strip(&theirs), "{what}");
+            assert_eq!(mine["version"], theirs["version"], "{what}");
+        }
+    }
 }

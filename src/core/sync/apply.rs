@@ -13,6 +13,7 @@ use crate::core::record::{id_key, index_key, Record, Row};
 use crate::core::storage::{field_index, Key, Storage, Table, Txn};
 use crate::core::tx::{bucket_key, Tx};
 
+use super::acked::acked_state;
 use super::classify::{version_field, Verdict};
 use super::report::{IdChange, RejectedItem, Report};
 
@@ -52,40 +53,6 @@ pub fn rebase(
         }
     }
     Some(out)
-}
-
-/// What the server holds once it acknowledged `e` with `answer`: what it held before (a PATCH's
-/// `base`; a POST or PUT sends the whole record), what was sent over that, and the answer over
-/// both. Servers often answer with less than the whole record (`{"id": 7}`, the changed fields
-/// of a PATCH, or nothing at all): the fields an answer leaves out keep what was sent, as
-/// Sencha's readers merge an answer into the record, rather than being lost locally and then on
-/// the server by the next PUT.
-pub(super) fn acked_state(
-    cfg: &CollectionConfig,
-    e: &Entry,
-    base: Option<Record>,
-    answer: Option<Record>,
-) -> Record {
-    let patch = e.sent.as_ref().is_some_and(|x| x.method == "PATCH");
-    let mut s = base.filter(|_| patch).unwrap_or_default();
-    if let Some(Value::Object(sent)) = e.sent.as_ref().and_then(|x| x.body.as_ref()) {
-        for (f, v) in sent {
-            // A PATCH's null clears the field (JSON merge patch); a PUT's is a value.
-            if v.is_null() && patch {
-                s.remove(f);
-            } else {
-                s.insert(f.clone(), v.clone());
-            }
-        }
-    }
-    // The version sent is the one the write replaced: the answer's stands, or none (no If-Match
-    // rather than a stale one). The client id was Ferry's, not the record's.
-    s.remove(&cfg.version_property);
-    if e.kind == Kind::Create {
-        s.remove(&cfg.client_id_property);
-    }
-    s.extend(answer.unwrap_or_default());
-    s
 }
 
 /// The id the server gave the record of create `e` in its answer `s`, and its storage key (the
@@ -250,7 +217,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 if let Some(r) = &server {
                     self.warn_without_client_id(cfg, r);
                 }
-                let s = acked_state(cfg, e, None, server);
+                let s = acked_state(cfg, e, None, server, None);
                 let (sid, skey) = server_id(cfg, e, Some(&s));
                 let mut moved = None;
                 if skey != e.r {
@@ -296,7 +263,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             Kind::Update => {
                 let old = tx.row(c, &e.r).await?;
                 let base = old.as_ref().and_then(|r| r.b.clone());
-                let s = acked_state(cfg, e, base, server);
+                let s = acked_state(cfg, e, base, server, version.as_deref());
                 self.adopt_over(tx, cfg, &e.r, old, s, version, &mut later, report)
             }
         }

@@ -2,6 +2,7 @@
 //! and folding them back into local storage. Sans-IO at heart: the flush reads a batch in one
 //! transaction, sends it with no transaction open, and applies the answers in another.
 
+mod acked;
 pub mod apply;
 pub mod batch;
 pub mod classify;

@@ -6,7 +6,7 @@ use ferry::core::sync::flush::RoundEnd;
 use ferry::core::Record;
 use serde_json::Value;
 
-use super::world::{now, Fate, Figures, Setup, World, Written, COLLECTIONS, T0};
+use super::world::{now, Fate, Figures, ServerKind, Setup, World, Written, COLLECTIONS, T0};
 use ferry::core::mutation::Kind;
 
 impl World {
@@ -307,6 +307,7 @@ impl World {
 /// What a failing run leaves behind.
 pub struct Failure {
     pub seed: u64,
+    pub server: ServerKind,
     pub step: usize,
     pub message: String,
     pub log: Vec<String>,
@@ -320,9 +321,13 @@ impl std::fmt::Display for Failure {
             self.seed, self.step
         )?;
         writeln!(f, "  {}", self.message)?;
+        let server = match self.server {
+            ServerKind::Reference => String::new(),
+            k => format!("FERRY_SIM_SERVER={k:?} "),
+        };
         writeln!(
             f,
-            "  replay: FERRY_SIM_SEED={} cargo test --test sim one_seed -- --nocapture",
+            "  replay: {server}FERRY_SIM_SEED={} cargo test --test sim one_seed -- --nocapture",
             self.seed
         )?;
         writeln!(f, "  last steps (FERRY_SIM_FULL_LOG=1 for all):")?;
@@ -339,9 +344,18 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// Runs one seed for `steps` steps, then converges. Panics inside the engine become failures.
+/// Runs one seed for `steps` steps against the reference server, then converges.
 pub fn run_seed(seed: u64, steps: usize) -> Result<Figures, Box<Failure>> {
-    let setup = Setup::of(seed);
+    run_against(seed, ServerKind::Reference, steps)
+}
+
+/// Runs one seed for `steps` steps against a server of `kind`, then converges. Panics inside
+/// the engine become failures.
+pub fn run_against(seed: u64, kind: ServerKind, steps: usize) -> Result<Figures, Box<Failure>> {
+    let setup = Setup {
+        server: kind,
+        ..Setup::of(seed)
+    };
     let mut world = World::new(setup);
     let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         for _ in 0..steps {
@@ -363,6 +377,7 @@ pub fn run_seed(seed: u64, steps: usize) -> Result<Figures, Box<Failure>> {
     if let Some(message) = message {
         return Err(Box::new(Failure {
             seed,
+            server: kind,
             step: world.step_no,
             message,
             log: std::mem::take(&mut world.log),

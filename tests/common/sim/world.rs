@@ -111,6 +111,55 @@ pub struct Setup {
     pub policy: ConflictPolicy,
     pub tie_local: bool,
     pub batch: bool,
+    pub server: ServerKind,
+}
+
+/// How the shared server speaks: the reference protocol, or one of the variants PROTOCOL.md
+/// allows (or that servers in the wild have), so that a survey can try Ferry against each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerKind {
+    /// Versions, ETags, idempotency keys, read envelopes with cursors and tombstones, batches.
+    Reference,
+    /// Single-record answers wrapped as `{"data": record}`.
+    Wrapped,
+    /// No batch endpoint (404), whatever the client is configured for.
+    NoBatch,
+    /// Reads answer a bare array and ignore `since`: every pull is a snapshot, deletions show
+    /// only as absence.
+    Snapshot,
+    /// Last writer wins by `Ferry-Changed-At`; `If-Match` ignored.
+    Lww,
+    /// No versions and no ETags; `If-Match` ignored.
+    Unversioned,
+}
+
+impl ServerKind {
+    pub const ALL: [ServerKind; 6] = [
+        ServerKind::Reference,
+        ServerKind::Wrapped,
+        ServerKind::NoBatch,
+        ServerKind::Snapshot,
+        ServerKind::Lww,
+        ServerKind::Unversioned,
+    ];
+
+    /// The kind named (case-insensitive, as printed by `{:?}`), for `FERRY_SIM_SERVER`.
+    pub fn named(name: &str) -> Option<ServerKind> {
+        Self::ALL
+            .into_iter()
+            .find(|k| format!("{k:?}").eq_ignore_ascii_case(name.trim()))
+    }
+
+    fn apply(self, s: &MemServer) {
+        match self {
+            ServerKind::Reference => {}
+            ServerKind::Wrapped => s.set_wrap_records(true),
+            ServerKind::NoBatch => s.set_batch(false),
+            ServerKind::Snapshot => s.set_envelope(false),
+            ServerKind::Lww => s.set_lww(true),
+            ServerKind::Unversioned => s.set_versioned(false),
+        }
+    }
 }
 
 impl Setup {
@@ -126,6 +175,7 @@ impl Setup {
             ][(seed % 3) as usize],
             tie_local: seed % 5 == 4,
             batch: (seed / 3) % 2 == 1,
+            server: ServerKind::Reference,
         }
     }
     pub fn store(&self) -> StoreConfig {
@@ -209,6 +259,7 @@ pub struct World {
 impl World {
     pub fn new(setup: Setup) -> World {
         let server = MemServer::new();
+        setup.server.apply(&server);
         let shared = Shared::new(setup.seed);
         let clock = Rc::new(Cell::new(T0));
         let mut rng = Rng::new(setup.seed);
