@@ -230,6 +230,7 @@ struct State {
     offline: bool,
     token: Option<String>,
     now: Option<i64>,
+    etag_only: bool,
     faults: Faults,
     stats: Stats,
     log: Vec<LogEntry>,
@@ -284,6 +285,8 @@ setters! {
     require_token(Option<String>) => token;
     /// The server clock for writes without Ferry-Changed-At (default: the wall clock).
     set_now(Option<i64>) => now;
+    /// true: versions travel only as `ETag` headers: no `version` field in any body.
+    set_etag_only(bool) => etag_only;
     /// The next `n` writes are applied, then the client gets `Failed("connection reset")`.
     drop_after_commit(u64) => faults.drop_after_commit;
     /// The next `n` requests fail with `Failed("connection refused")` before reaching the server.
@@ -309,6 +312,7 @@ impl MemServer {
             offline: false,
             token: None,
             now: None,
+            etag_only: false,
             faults: Faults {
                 drop_before: 0,
                 fail_next: 0,
@@ -336,7 +340,14 @@ impl MemServer {
 
     /// What `send` does, without the future.
     pub fn send_now(&self, req: HttpRequest) -> Result<HttpResponse, NetError> {
-        self.0.borrow_mut().send(req)
+        let mut res = self.0.borrow_mut().send(req);
+        if let (true, Ok(r)) = (self.0.borrow().etag_only, &mut res) {
+            if let Ok(mut v) = serde_json::from_str::<Value>(&r.body) {
+                strip_versions(&mut v);
+                r.body = v.to_string();
+            }
+        }
+        res
     }
 
     /// The next `n` requests answer `status` (with `Retry-After` if given), applying nothing.
@@ -544,5 +555,17 @@ impl State {
             }
         }
         reply
+    }
+}
+
+/// `v` without a `version` field anywhere (a record, a list, a batch's answers).
+pub fn strip_versions(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.remove("version");
+            m.values_mut().for_each(strip_versions);
+        }
+        Value::Array(a) => a.iter_mut().for_each(strip_versions),
+        _ => {}
     }
 }

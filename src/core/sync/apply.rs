@@ -217,7 +217,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 if let Some(r) = &server {
                     self.warn_without_client_id(cfg, r);
                 }
-                let s = acked_state(cfg, e, None, server, None);
+                let s = acked_state(cfg, e, None, server);
                 let (sid, skey) = server_id(cfg, e, Some(&s));
                 let mut moved = None;
                 if skey != e.r {
@@ -263,7 +263,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             Kind::Update => {
                 let old = tx.row(c, &e.r).await?;
                 let base = old.as_ref().and_then(|r| r.b.clone());
-                let s = acked_state(cfg, e, base, server, version.as_deref());
+                let s = acked_state(cfg, e, base, server);
                 self.adopt_over(tx, cfg, &e.r, old, s, version, &mut later, report)
             }
         }

@@ -131,16 +131,20 @@ pub enum ServerKind {
     Lww,
     /// No versions and no ETags; `If-Match` ignored.
     Unversioned,
+    /// Versions only as `ETag` headers, none in any body: a device that only pulled a record
+    /// reads it before it writes it.
+    EtagOnly,
 }
 
 impl ServerKind {
-    pub const ALL: [ServerKind; 6] = [
+    pub const ALL: [ServerKind; 7] = [
         ServerKind::Reference,
         ServerKind::Wrapped,
         ServerKind::NoBatch,
         ServerKind::Snapshot,
         ServerKind::Lww,
         ServerKind::Unversioned,
+        ServerKind::EtagOnly,
     ];
 
     /// The kind named (case-insensitive, as printed by `{:?}`), for `FERRY_SIM_SERVER`.
@@ -158,6 +162,7 @@ impl ServerKind {
             ServerKind::Snapshot => s.set_envelope(false),
             ServerKind::Lww => s.set_lww(true),
             ServerKind::Unversioned => s.set_versioned(false),
+            ServerKind::EtagOnly => s.set_etag_only(true),
         }
     }
 }
