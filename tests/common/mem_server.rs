@@ -231,6 +231,7 @@ struct State {
     token: Option<String>,
     now: Option<i64>,
     etag_only: bool,
+    stamped: bool,
     faults: Faults,
     stats: Stats,
     log: Vec<LogEntry>,
@@ -287,6 +288,10 @@ setters! {
     set_now(Option<i64>) => now;
     /// true: versions travel only as `ETag` headers: no `version` field in any body.
     set_etag_only(bool) => etag_only;
+    /// true: the server stamps fields of its own on every write, which no client sets:
+    /// `updatedAt` (new at each write) and `createdAt` (kept by every update, also a PUT
+    /// without it).
+    set_stamped(bool) => stamped;
     /// The next `n` writes are applied, then the client gets `Failed("connection reset")`.
     drop_after_commit(u64) => faults.drop_after_commit;
     /// The next `n` requests fail with `Failed("connection refused")` before reaching the server.
@@ -313,6 +318,7 @@ impl MemServer {
             token: None,
             now: None,
             etag_only: false,
+            stamped: false,
             faults: Faults {
                 drop_before: 0,
                 fail_next: 0,

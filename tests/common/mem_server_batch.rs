@@ -458,6 +458,10 @@ impl State {
                 if v {
                     body.insert("version".into(), json!(1));
                 }
+                if self.stamped {
+                    body.insert("createdAt".into(), json!(self.seq + 1));
+                    body.insert("updatedAt".into(), json!(self.seq + 1));
+                }
                 let record = Value::Object(body);
                 self.put(&c, &key, record.clone(), 1, at, false);
                 Reply::json(201, self.wrap(record))
@@ -498,6 +502,11 @@ impl State {
                     );
                     if v {
                         m.insert("version".into(), json!(version));
+                    }
+                    if self.stamped {
+                        let created = row.body.get("createdAt").cloned();
+                        m.insert("createdAt".into(), created.unwrap_or(Value::Null));
+                        m.insert("updatedAt".into(), json!(self.seq + 1));
                     }
                 }
                 self.put(&c, &id, record.clone(), version, at, false);

@@ -134,10 +134,13 @@ pub enum ServerKind {
     /// Versions only as `ETag` headers, none in any body: a device that only pulled a record
     /// reads it before it writes it.
     EtagOnly,
+    /// Fields the server sets and no client does: `updatedAt` at each write, `createdAt` kept
+    /// by every update.
+    Stamped,
 }
 
 impl ServerKind {
-    pub const ALL: [ServerKind; 7] = [
+    pub const ALL: [ServerKind; 8] = [
         ServerKind::Reference,
         ServerKind::Wrapped,
         ServerKind::NoBatch,
@@ -145,6 +148,7 @@ impl ServerKind {
         ServerKind::Lww,
         ServerKind::Unversioned,
         ServerKind::EtagOnly,
+        ServerKind::Stamped,
     ];
 
     /// The kind named (case-insensitive, as printed by `{:?}`), for `FERRY_SIM_SERVER`.
@@ -163,6 +167,7 @@ impl ServerKind {
             ServerKind::Lww => s.set_lww(true),
             ServerKind::Unversioned => s.set_versioned(false),
             ServerKind::EtagOnly => s.set_etag_only(true),
+            ServerKind::Stamped => s.set_stamped(true),
         }
     }
 }
