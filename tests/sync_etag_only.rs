@@ -9,43 +9,15 @@ mod mem_server;
 mod native_env;
 
 use ferry::core::sync::http::HttpRequest;
-use ferry::core::{Engine, MemoryStorage, UpdateMethod};
+use ferry::core::{ConflictPolicy, Engine, MemoryStorage, UpdateMethod};
 use mem_server::MemServer;
 use native_env::*;
 use serde_json::{json, Value};
 
 /// `s` without the `version` field in any body: versions only in `ETag`.
 fn etag_only(s: &MemServer) -> Tap<MemServer> {
-    let tap = Tap::new(s.clone());
-    let server = s.clone();
-    tap.hook(move |req| Some(without_versions(&server, req)));
-    tap
-}
-
-/// `server`'s answer to `req` without the `version` field.
-fn without_versions(
-    server: &MemServer,
-    req: &HttpRequest,
-) -> Result<ferry::core::sync::http::HttpResponse, ferry::core::sync::http::NetError> {
-    let mut res = server.send_now(req.clone());
-    if let Ok(r) = &mut res {
-        if let Ok(mut v) = serde_json::from_str::<Value>(&r.body) {
-            strip_versions(&mut v);
-            r.body = v.to_string();
-        }
-    }
-    res
-}
-
-fn strip_versions(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            m.remove("version");
-            m.values_mut().for_each(strip_versions);
-        }
-        Value::Array(a) => a.iter_mut().for_each(strip_versions),
-        _ => {}
-    }
+    s.set_etag_only(true);
+    Tap::new(s.clone())
 }
 
 fn if_match(req: &HttpRequest) -> Option<&str> {
@@ -263,7 +235,7 @@ fn a_write_sent_again_after_a_lost_answer_keeps_the_version_it_was_read_at() {
     let server = tap.inner.clone();
     tap.hook(move |req| {
         if req.method == "PUT" {
-            let _ = without_versions(&server, req);
+            let _ = server.send_now(req.clone());
             return Some(Err(ferry::core::sync::http::NetError::Failed(
                 "cut off".into(),
             )));
@@ -319,7 +291,7 @@ fn a_record_url_that_shows_more_than_the_list_is_not_a_change() {
         single.then(|| {
             let mut res = server.send_now(req.clone())?;
             let mut v: Value = serde_json::from_str(&res.body).unwrap();
-            strip_versions(&mut v);
+            mem_server::strip_versions(&mut v);
             v["url"] = json!(format!("/api/todos/{id}"));
             v["id"] = json!(id.clone());
             res.body = v.to_string();
@@ -459,7 +431,7 @@ fn a_write_that_needs_its_version_reads_it_and_goes_again() {
                 json!({"message": "Precondition required"}),
             )));
         }
-        Some(without_versions(&server, req))
+        Some(server.send_now(req.clone()))
     });
     tap.clear();
     flush_all(&b, &tap);
@@ -558,4 +530,28 @@ fn express_weak_etags_are_not_versions() {
         assert_eq!(tap.inner.record("todos", &sid).unwrap()["title"], "later");
         assert_eq!(get(second, "todos", &sid).unwrap()["title"], "later");
     }
+}
+
+/// A device that pulled another device's change (the list names no version) and then edits the
+/// record writes over that change without a conflict: the version it had is stale, so it reads
+/// the record first. Sent with the stale version, the write met a conflict of its own making,
+/// which `serverWins` settled by dropping the edit.
+#[test]
+fn an_edit_made_after_pulling_a_change_is_no_conflict() {
+    let cfg = || {
+        let mut cfg = config(&["todos"]);
+        cfg.collections.get_mut("todos").unwrap().conflict = ConflictPolicy::ServerWins;
+        cfg
+    };
+    let (a, b, tap, sid) = two_devices(cfg);
+    update(&b, "todos", &sid, json!({"title": "B's"}));
+    assert!(flush_all(&b, &tap).conflicts.is_empty());
+    pull(&a, &tap, "todos");
+    assert_eq!(get(&a, "todos", &sid).unwrap()["title"], "B's");
+    update(&a, "todos", &sid, json!({"title": "A's, over B's"}));
+    let report = flush_all(&a, &tap);
+    assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+    let theirs = tap.inner.record("todos", &sid).unwrap();
+    assert_eq!(theirs["title"], "A's, over B's");
+    assert_eq!(get(&a, "todos", &sid).unwrap()["title"], "A's, over B's");
 }

@@ -434,10 +434,19 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 None => {
                     let mut row = Row::new(cfg, s);
                     // A server that gives versions only as ETags (PROTOCOL.md section 4) lists
-                    // records without them: the version the last answer gave stays. Stale, it
-                    // makes the next write meet a conflict (If-Match fails) rather than
-                    // overwrite without one.
-                    row.v = version_field(cfg, &row.d).or_else(|| old.as_ref()?.v.clone());
+                    // records without them: the version the last answer gave stays while the
+                    // record is as it was. Changed, that version is stale: kept, the next write
+                    // here, made over the change just read, would meet a conflict of its own
+                    // making (which `serverWins` settles by dropping it), so the record goes
+                    // without one, and that write reads the record first.
+                    let vp = &cfg.version_property;
+                    let same = |o: &&Row| {
+                        let fields = |d: &Record| d.iter().filter(|(f, _)| *f != vp).count();
+                        fields(&o.d) == fields(&row.d)
+                            && row.d.iter().all(|(f, x)| f == vp || o.d.get(f) == Some(x))
+                    };
+                    row.v =
+                        version_field(cfg, &row.d).or_else(|| old.as_ref().filter(same)?.v.clone());
                     if old.as_ref() != Some(&row) {
                         tx.put_row(c, &key, &row)?;
                         if old.as_ref().map(|o| &o.d) != Some(&row.d) {
