@@ -555,3 +555,19 @@ fn an_edit_made_after_pulling_a_change_is_no_conflict() {
     assert_eq!(theirs["title"], "A's, over B's");
     assert_eq!(get(&a, "todos", &sid).unwrap()["title"], "A's, over B's");
 }
+
+/// As above, with the edit made before the pull (pending, another field): the pull puts it over
+/// the other device's change, and the write reads the record first instead of meeting a
+/// conflict with that change.
+#[test]
+fn an_edit_pending_over_a_pulled_change_of_another_field_is_no_conflict() {
+    let (a, b, tap, sid) = two_devices(|| config(&["todos"]));
+    update(&a, "todos", &sid, json!({"n": 2}));
+    update(&b, "todos", &sid, json!({"title": "B's"}));
+    assert!(flush_all(&b, &tap).conflicts.is_empty());
+    pull(&a, &tap, "todos");
+    let report = flush_all(&a, &tap);
+    assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+    let theirs = tap.inner.record("todos", &sid).unwrap();
+    assert_eq!((&theirs["title"], &theirs["n"]), (&json!("B's"), &json!(2)));
+}

@@ -22,6 +22,7 @@ use super::http::{resolve_url, with_query, HttpRequest, HttpResponse, Transport}
 use super::paging::{paging, Headers, Paging};
 use super::report::Report;
 use super::request::client_id_of;
+use super::settle::same_but_version;
 
 /// How many sends of a create whose answer may have been lost hold a pull's cursor (below).
 const DOUBT_ATTEMPTS: u32 = 8;
@@ -439,12 +440,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     // here, made over the change just read, would meet a conflict of its own
                     // making (which `serverWins` settles by dropping it), so the record goes
                     // without one, and that write reads the record first.
-                    let vp = &cfg.version_property;
-                    let same = |o: &&Row| {
-                        let fields = |d: &Record| d.iter().filter(|(f, _)| *f != vp).count();
-                        fields(&o.d) == fields(&row.d)
-                            && row.d.iter().all(|(f, x)| f == vp || o.d.get(f) == Some(x))
-                    };
+                    let same = |o: &&Row| same_but_version(cfg, &o.d, &row.d);
                     row.v =
                         version_field(cfg, &row.d).or_else(|| old.as_ref().filter(same)?.v.clone());
                     if old.as_ref() != Some(&row) {
@@ -488,9 +484,15 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         skipped |= rebased.is_none() || unsent.len() != entries.len();
                         if let Some(d) = rebased {
                             if unsent.len() == entries.len() {
+                                // A version the list does not give is stale once the
+                                // record changed (as above).
+                                let stale = row
+                                    .b
+                                    .as_ref()
+                                    .is_some_and(|b| !same_but_version(cfg, b, &s));
+                                row.v = v.or(row.v.filter(|_| !stale));
                                 row.d = d;
                                 row.b = Some(s);
-                                row.v = v.or(row.v);
                                 row.reindex(cfg);
                                 tx.put_row(c, &key, &row)?;
                                 report.changes.push(Change::remote(

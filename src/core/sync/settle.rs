@@ -347,7 +347,7 @@ fn put_conflict<T: Txn>(tx: &Tx<T>, c: &OpenConflict) -> Result<()> {
     tx.t.put(Table::Conflicts, &Key::Num(c.seq), &v)
 }
 
-fn same_but_version(cfg: &CollectionConfig, a: &Record, b: &Record) -> bool {
+pub(super) fn same_but_version(cfg: &CollectionConfig, a: &Record, b: &Record) -> bool {
     let strip = |r: &Record| {
         let mut r = r.clone();
         r.remove(&cfg.version_property);
