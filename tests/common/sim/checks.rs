@@ -115,6 +115,9 @@ impl World {
 
     /// Every invariant that must hold between any two steps.
     pub fn check(&mut self) -> Result<(), String> {
+        if let Some(n) = self.needless.first() {
+            return Err(n.clone());
+        }
         // 1. A local write is visible locally until the server has it or an event dropped it.
         for (ci, cl) in self.clients.iter().enumerate() {
             let db = cl.db();

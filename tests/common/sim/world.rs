@@ -263,6 +263,10 @@ pub struct World {
     pub fig: Figures,
     /// Test of the checker itself: when set, conflict and rejection events justify nothing.
     pub ignore_events: bool,
+    /// Conflicts reported over a server record equal to the change's base: nothing changed
+    /// there (every write in the simulation sets a value never used before), so the conflict
+    /// is of Ferry's own making, and `serverWins` drops the local change for nothing.
+    pub needless: Vec<String>,
     counter: u64,
 }
 
@@ -309,6 +313,7 @@ impl World {
             log: Vec::new(),
             fig: Figures::default(),
             ignore_events: false,
+            needless: Vec::new(),
             counter: 0,
         }
     }
@@ -356,6 +361,21 @@ impl World {
         let mut hit: Vec<(String, String, String)> = Vec::new();
         if self.ignore_events {
             return;
+        }
+        let bare = |r: &Record| {
+            let mut r = r.clone();
+            r.remove("version");
+            r
+        };
+        for e in &r.conflicts {
+            if let (Some(b), Some(s)) = (&e.base, &e.server) {
+                if bare(b) == bare(s) {
+                    self.needless.push(format!(
+                        "c{ci}: a conflict on {}/{} over a server record equal to its base: {e:?}",
+                        e.collection, e.id
+                    ));
+                }
+            }
         }
         hit.extend(r.conflicts.iter().map(|e| {
             let what = format!(
