@@ -571,3 +571,23 @@ fn an_edit_pending_over_a_pulled_change_of_another_field_is_no_conflict() {
     let theirs = tap.inner.record("todos", &sid).unwrap();
     assert_eq!((&theirs["title"], &theirs["n"]), (&json!("B's"), &json!(2)));
 }
+
+/// As above, for a delete: made after pulling the other device's change, it goes, under
+/// `serverWins` too (a conflict of its own making brought the record back).
+#[test]
+fn a_delete_made_after_pulling_a_change_is_no_conflict() {
+    let cfg = || {
+        let mut cfg = config(&["todos"]);
+        cfg.collections.get_mut("todos").unwrap().conflict = ConflictPolicy::ServerWins;
+        cfg
+    };
+    let (a, b, tap, sid) = two_devices(cfg);
+    update(&b, "todos", &sid, json!({"title": "B's"}));
+    assert!(flush_all(&b, &tap).conflicts.is_empty());
+    pull(&a, &tap, "todos");
+    delete(&a, "todos", &sid);
+    let report = flush_all(&a, &tap);
+    assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+    assert!(tap.inner.is_deleted("todos", &sid));
+    assert!(get(&a, "todos", &sid).is_none());
+}

@@ -34,6 +34,46 @@ pub fn settle(
         ConflictPolicy::Custom => ConflictPolicy::Merge,
         p => p,
     };
+    settle_by(cfg, policy, kind, fields, base, local, server)
+}
+
+/// What a conflict that is none comes to: the server's record is the one the local change was
+/// made on, at a version this device did not know (an ETag-only server's lists name none, so a
+/// pull keeps the version the device had), so nothing moved under the change, which goes again
+/// over the server's version, whatever the policy. `None` when the server's record moved (or is
+/// gone, or the change is a create).
+pub fn unmoved(
+    cfg: &CollectionConfig,
+    kind: Kind,
+    fields: &[String],
+    base: Option<&Record>,
+    local: Option<&Record>,
+    server: Option<&Record>,
+) -> Option<Outcome> {
+    let moved = kind == Kind::Create || base.is_none() || server.is_none();
+    if moved || !same_content(cfg, base, server) {
+        return None;
+    }
+    Some(settle_by(
+        cfg,
+        ConflictPolicy::Merge,
+        kind,
+        fields,
+        base,
+        local,
+        server,
+    ))
+}
+
+fn settle_by(
+    cfg: &CollectionConfig,
+    policy: ConflictPolicy,
+    kind: Kind,
+    fields: &[String],
+    base: Option<&Record>,
+    local: Option<&Record>,
+    server: Option<&Record>,
+) -> Outcome {
     match (kind, local, server) {
         (Kind::Delete, _, None) => Outcome::Server,
         (Kind::Delete, _, Some(s)) => match policy {
@@ -77,7 +117,7 @@ pub fn settle(
 }
 
 /// Whether two records hold the same data, ignoring the version field.
-fn same_content(cfg: &CollectionConfig, a: Option<&Record>, b: Option<&Record>) -> bool {
+pub(super) fn same_content(cfg: &CollectionConfig, a: Option<&Record>, b: Option<&Record>) -> bool {
     let strip = |r: Option<&Record>| {
         r.map(|r| {
             let mut r = r.clone();

@@ -22,7 +22,6 @@ use super::http::{resolve_url, with_query, HttpRequest, HttpResponse, Transport}
 use super::paging::{paging, Headers, Paging};
 use super::report::Report;
 use super::request::client_id_of;
-use super::settle::same_but_version;
 
 /// How many sends of a create whose answer may have been lost hold a pull's cursor (below).
 const DOUBT_ATTEMPTS: u32 = 8;
@@ -435,14 +434,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 None => {
                     let mut row = Row::new(cfg, s);
                     // A server that gives versions only as ETags (PROTOCOL.md section 4) lists
-                    // records without them: the version the last answer gave stays while the
-                    // record is as it was. Changed, that version is stale: kept, the next write
-                    // here, made over the change just read, would meet a conflict of its own
-                    // making (which `serverWins` settles by dropping it), so the record goes
-                    // without one, and that write reads the record first.
-                    let same = |o: &&Row| same_but_version(cfg, &o.d, &row.d);
-                    row.v =
-                        version_field(cfg, &row.d).or_else(|| old.as_ref().filter(same)?.v.clone());
+                    // records without them: the version the last answer gave stays. Stale, it
+                    // makes the next write meet a conflict (If-Match fails) rather than
+                    // overwrite without one.
+                    row.v = version_field(cfg, &row.d).or_else(|| old.as_ref()?.v.clone());
                     if old.as_ref() != Some(&row) {
                         tx.put_row(c, &key, &row)?;
                         if old.as_ref().map(|o| &o.d) != Some(&row.d) {
@@ -484,15 +479,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         skipped |= rebased.is_none() || unsent.len() != entries.len();
                         if let Some(d) = rebased {
                             if unsent.len() == entries.len() {
-                                // A version the list does not give is stale once the
-                                // record changed (as above).
-                                let stale = row
-                                    .b
-                                    .as_ref()
-                                    .is_some_and(|b| !same_but_version(cfg, b, &s));
-                                row.v = v.or(row.v.filter(|_| !stale));
                                 row.d = d;
                                 row.b = Some(s);
+                                row.v = v.or(row.v);
                                 row.reindex(cfg);
                                 tx.put_row(c, &key, &row)?;
                                 report.changes.push(Change::remote(

@@ -12,7 +12,7 @@ use crate::core::tx::Tx;
 
 use super::apply::rebase;
 use super::classify::version_field;
-use super::conflict::{policy_name, settle, Outcome};
+use super::conflict::{policy_name, same_content, settle, unmoved, Outcome};
 use super::report::{ConflictEvent, ConflictState, OpenConflict, Report, Resolution};
 
 /// What a conflict is about, read inside the transaction that settles it.
@@ -71,6 +71,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
     ) -> Result<()> {
         let cfg = self.collection(&e.c)?;
         let sides = self.sides(tx, cfg, e, server).await?;
+        let (base, local) = (sides.base.as_ref(), sides.local.as_ref());
+        if let Some(outcome) = unmoved(cfg, e.kind, &e.fields, base, local, sides.server.as_ref()) {
+            // No conflict: no event, and nothing for a custom resolver to decide.
+            self.apply_outcome(tx, cfg, e, sides, outcome, policy_name(cfg), report)
+                .await?;
+            return Ok(());
+        }
         if cfg.conflict == ConflictPolicy::Custom {
             let open = OpenConflict {
                 conflict_id: e.id.clone(),
@@ -109,11 +116,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
             sides.local.as_ref(),
             sides.server.as_ref(),
         );
-        self.apply_outcome(tx, cfg, e, sides, outcome, policy_name(cfg), report)
-            .await
+        let event = self
+            .apply_outcome(tx, cfg, e, sides, outcome, policy_name(cfg), report)
+            .await?;
+        report.conflicts.push(event);
+        Ok(())
     }
 
-    /// Carries out a conflict's outcome and reports it.
+    /// Carries out a conflict's outcome; returns its event.
     #[allow(clippy::too_many_arguments)] // the settled conflict's parts, each used once
     async fn apply_outcome<T: Txn>(
         &self,
@@ -124,7 +134,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         outcome: Outcome,
         policy: &str,
         report: &mut Report,
-    ) -> Result<()> {
+    ) -> Result<ConflictEvent> {
         let c = cfg.name.as_str();
         let Sides {
             row,
@@ -251,8 +261,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
         }
         event.result = tx.row(c, &e.r).await?.map(|r| r.d);
-        report.conflicts.push(event);
-        Ok(())
+        Ok(event)
     }
 
     /// The conflicts that wait for a decision, oldest first.
@@ -307,14 +316,16 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         id.unwrap_or_else(|| e.r.clone().into()),
                     );
                     match &open.server {
-                        Some(s) if same_but_version(cfg, s, &r) => Outcome::Server,
+                        Some(s) if same_content(cfg, Some(s), Some(&r)) => Outcome::Server,
                         Some(_) => Outcome::Update(r),
                         None => Outcome::Recreate(r),
                     }
                 }
             };
-            self.apply_outcome(&tx, cfg, &e, sides, outcome, "custom", &mut report)
+            let event = self
+                .apply_outcome(&tx, cfg, &e, sides, outcome, "custom", &mut report)
                 .await?;
+            report.conflicts.push(event);
         }
         tx.commit().await?;
         Ok(report)
@@ -345,13 +356,4 @@ impl<S: Storage, E: Env> Engine<S, E> {
 fn put_conflict<T: Txn>(tx: &Tx<T>, c: &OpenConflict) -> Result<()> {
     let v = serde_json::to_value(c).expect("a conflict is always valid JSON");
     tx.t.put(Table::Conflicts, &Key::Num(c.seq), &v)
-}
-
-pub(super) fn same_but_version(cfg: &CollectionConfig, a: &Record, b: &Record) -> bool {
-    let strip = |r: &Record| {
-        let mut r = r.clone();
-        r.remove(&cfg.version_property);
-        r
-    };
-    strip(a) == strip(b)
 }
