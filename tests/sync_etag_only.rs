@@ -8,6 +8,7 @@ mod mem_server;
 #[path = "common/native_env.rs"]
 mod native_env;
 
+use ferry::core::sync::flush::RoundEnd;
 use ferry::core::sync::http::HttpRequest;
 use ferry::core::{ConflictPolicy, Engine, MemoryStorage, UpdateMethod};
 use mem_server::MemServer;
@@ -317,17 +318,36 @@ fn pulled_then_updated(n: usize) -> (Db, Tap<MemServer>) {
     (b, tap)
 }
 
+/// A record URL that does not answer (a timeout, a 503, a 429) is read once a round, and the
+/// writes wait for a read that answers: sent without `If-Match`, they would go over what others
+/// changed, and, held back by the network and delivered late, over themselves sent again.
 #[test]
-fn a_record_url_that_does_not_answer_is_read_once_a_round() {
-    let (b, tap) = pulled_then_updated(3);
-    tap.hook(|req| {
-        (req.method == "GET" && !req.url.ends_with("/todos"))
-            .then_some(Err(ferry::core::sync::http::NetError::Timeout))
-    });
-    tap.clear();
-    flush_all(&b, &tap);
-    let methods: Vec<String> = tap.requests().into_iter().map(|r| r.method).collect();
-    assert_eq!(methods, ["GET", "PUT", "PUT", "PUT"]);
+fn a_record_url_that_does_not_answer_is_read_once_a_round_and_the_writes_wait() {
+    for failure in [None, Some(503), Some(429)] {
+        let (b, tap) = pulled_then_updated(3);
+        tap.hook(move |req| {
+            (req.method == "GET" && !req.url.ends_with("/todos")).then(|| match failure {
+                None => Err(ferry::core::sync::http::NetError::Timeout),
+                Some(status) => Ok(json_response(status, json!({"error": "busy"}))),
+            })
+        });
+        tap.clear();
+        let (end, _) = flush(&b, &tap);
+        assert!(matches!(end, RoundEnd::Wait { .. }), "{failure:?}: {end:?}");
+        let methods: Vec<String> = tap.requests().into_iter().map(|r| r.method).collect();
+        assert_eq!(methods, ["GET"], "{failure:?}");
+        assert_eq!(pending(&b), 3, "{failure:?}");
+        tap.unhook();
+        tap.clear();
+        flush_all(&b, &tap);
+        let puts: Vec<_> = tap
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PUT")
+            .collect();
+        assert_eq!(puts.len(), 3, "{failure:?}");
+        assert!(puts.iter().all(|r| if_match(r).is_some()), "{failure:?}");
+    }
 }
 
 #[test]

@@ -224,8 +224,12 @@ impl<S: Storage, E: Env> Engine<S, E> {
             let seen = self
                 .read_first(transport, headers, &picked[*first], base, &requests_made)
                 .await;
-            let go_on = !matches!(seen, Before::Unreachable)
+            let go_on = !matches!(seen, Before::Unreachable(_))
                 && !self.versionless.borrow().iter().any(|v| v == c);
+            if let Before::Unreachable(why) = &seen {
+                let wait = |(i, _): &(usize, &Record)| (*i, Before::Unreachable(why.clone()));
+                outcomes.extend(rest.iter().map(wait));
+            }
             outcomes.push((*first, seen));
             if go_on {
                 let reads: Vec<_> = rest
@@ -248,8 +252,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         .push(("If-Match".into(), quote_version(&v)));
                     pinned.push((i, v));
                 }
-                Before::Send(None) | Before::Unreachable => {}
-                Before::Moved(v) => {
+                Before::Send(None) => {}
+                Before::Moved(v) | Before::Unreachable(v) => {
                     early.resize_with(picked.len(), || None);
                     early[i] = Some(v);
                 }

@@ -27,9 +27,12 @@ pub(super) enum Before {
     /// The server's record moved since the one the write was made on: the conflict the write
     /// would have met, settled as if the server had answered it so.
     Moved(Verdict),
-    /// The read failed (no answer in time, a 5xx): send the write as it is, and read no more
-    /// records of this collection first in this round (each would wait as long).
-    Unreachable,
+    /// The read failed for now (no answer in time, a 5xx, a 429): the write is not sent in this
+    /// round but waits with this (transient) verdict, and so do the other writes of the
+    /// collection still to be read first (each read would wait as long). Sent without
+    /// `If-Match` instead, it would go over what others changed, and, held back by the network
+    /// and delivered late, over the same change sent again after it.
+    Unreachable(Verdict),
 }
 
 /// How many sends of a create a 409 without a record may be "still being processed" for.
@@ -208,7 +211,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
     /// silently replace what others changed since. The same record at a version: the write goes
     /// with `If-Match` on it. A changed one: the conflict. No version (the server keeps none),
     /// or no such route: the write goes as it is, and this collection is not read first again.
-    /// Anything else (offline, an error, a 404): as it is, to meet what it meets.
+    /// A read that fails for now: the write waits ([`Before::Unreachable`]). Anything else
+    /// (offline, a 404, a 403): as it is, to meet what it meets.
     pub(super) async fn read_first<T: Transport>(
         &self,
         transport: &T,
@@ -226,9 +230,25 @@ impl<S: Storage, E: Env> Engine<S, E> {
         requests.set(requests.get() + 1);
         let req = get_request(&record_url(&cfg.url, &e.r), headers);
         let res = match transport.send(req).await {
-            Ok(res) if res.status < 500 => res,
             Err(NetError::Offline) => return Before::Send(None),
-            _ => return Before::Unreachable,
+            Ok(res) if !matches!(res.status, 408 | 425 | 429 | 500..=599) => res,
+            failed => {
+                return match classify(cfg, e.kind, &failed, self.env.now_ms()) {
+                    Verdict::Transient {
+                        reason,
+                        retry_after,
+                        kind,
+                        status,
+                    } => Before::Unreachable(Verdict::Transient {
+                        reason: format!("reading its version first: {reason}"),
+                        retry_after,
+                        kind,
+                        status,
+                    }),
+                    // Not reached: a failure or one of those statuses is transient.
+                    _ => Before::Send(None),
+                };
+            }
         };
         let found = match record_of(cfg, &res) {
             Ok(Some(r)) if (200..300).contains(&res.status) && names(cfg, &r, &e.r) => r,
