@@ -13,7 +13,7 @@ mod sync_asserts;
 
 use ferry::core::sync::flush::RoundEnd;
 use ferry::core::sync::http::{HttpResponse, Transport};
-use ferry::core::MemoryStorage;
+use ferry::core::{ConflictPolicy, MemoryStorage};
 use mem_server::MemServer;
 use native_env::*;
 use serde_json::json;
@@ -183,6 +183,27 @@ fn a_409_at_the_version_sent_is_a_refusal_not_a_conflict_for_ever() {
     let report = flush_all(&db, &tap);
     assert_eq!(report.rejected.len(), 1, "{report:?}");
     assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+    let puts = tap.requests().iter().filter(|r| r.method == "PUT").count();
+    assert_eq!(puts, 1, "sent once, not again and again");
+    assert_eq!(get(&db, "todos", &sid).expect("kept")["title"], "a");
+}
+
+/// As above with an error body: the record is read back, unchanged, at the version sent. That
+/// is no stale version (a conflict that is none would be sent again, and refused, for ever): the
+/// policy decides, and `serverWins` keeps the server's record, with its event.
+#[test]
+fn a_409_with_an_error_body_over_an_unchanged_record_is_not_sent_again_for_ever() {
+    let mut cfg = config(&["todos"]);
+    cfg.collections.get_mut("todos").unwrap().conflict = ConflictPolicy::ServerWins;
+    let db = open(cfg, MemoryStorage::new());
+    let tap = Tap::new(MemServer::new());
+    let sid = synced(&db, &tap);
+    tap.hook(|req| {
+        (req.method == "PUT").then(|| Ok(json_response(409, json!({"error": "taken"}))))
+    });
+    update(&db, "todos", &sid, json!({"title": "taken"}));
+    let report = flush_all(&db, &tap);
+    assert_eq!(report.conflicts.len(), 1, "{report:?}");
     let puts = tap.requests().iter().filter(|r| r.method == "PUT").count();
     assert_eq!(puts, 1, "sent once, not again and again");
     assert_eq!(get(&db, "todos", &sid).expect("kept")["title"], "a");

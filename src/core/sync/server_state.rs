@@ -231,7 +231,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let req = get_request(&record_url(&cfg.url, &e.r), headers);
         let res = match transport.send(req).await {
             Err(NetError::Offline) => return Before::Send(None),
-            Ok(res) if !matches!(res.status, 408 | 425 | 429 | 500..=599) => res,
+            // A 501 is no such route (below), not a failure for now.
+            Ok(res) if !matches!(res.status, 408 | 425 | 429 | 500 | 502..=599) => res,
             failed => {
                 return match classify(cfg, e.kind, &failed, self.env.now_ms()) {
                     Verdict::Transient {

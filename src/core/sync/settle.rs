@@ -72,7 +72,21 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let cfg = self.collection(&e.c)?;
         let sides = self.sides(tx, cfg, e, server).await?;
         let (base, local) = (sides.base.as_ref(), sides.local.as_ref());
-        if let Some(outcome) = unmoved(cfg, e.kind, &e.fields, base, local, sides.server.as_ref()) {
+        // Only a version that was stale makes a conflict over an unchanged record none: a 409 at
+        // the very version sent is the server refusing for a reason of its own (a field taken),
+        // and a server without versions, or whose `If-Match` check is broken, would answer the
+        // change sent again the same way for ever.
+        let mut sent = e.sent.iter().flat_map(|x| &x.headers);
+        let sent = sent.find_map(|(k, v)| k.eq_ignore_ascii_case("If-Match").then_some(v));
+        let stale = match (&sides.server_version, sent) {
+            (None, _) => false,
+            (Some(v), Some(sent)) => sent.trim().trim_matches('"') != v,
+            (Some(_), None) => true,
+        };
+        let unmoved = stale
+            .then(|| unmoved(cfg, e.kind, &e.fields, base, local, sides.server.as_ref()))
+            .flatten();
+        if let Some(outcome) = unmoved {
             // No conflict: no event, and nothing for a custom resolver to decide.
             self.apply_outcome(tx, cfg, e, sides, outcome, policy_name(cfg), report)
                 .await?;
