@@ -552,12 +552,9 @@ fn express_weak_etags_are_not_versions() {
     }
 }
 
-/// A device that pulled another device's change (the list names no version) and then edits the
-/// record writes over that change without a conflict: the version it had is stale, so it reads
-/// the record first. Sent with the stale version, the write met a conflict of its own making,
-/// which `serverWins` settled by dropping the edit.
-#[test]
-fn an_edit_made_after_pulling_a_change_is_no_conflict() {
+/// Device A, under `serverWins`, after device B changed the record and A pulled that change
+/// (the list names no version, so A keeps the stale one it had).
+fn a_pulled_bs_change() -> (Db, Tap<MemServer>, String) {
     let cfg = || {
         let mut cfg = config(&["todos"]);
         cfg.collections.get_mut("todos").unwrap().conflict = ConflictPolicy::ServerWins;
@@ -568,6 +565,16 @@ fn an_edit_made_after_pulling_a_change_is_no_conflict() {
     assert!(flush_all(&b, &tap).conflicts.is_empty());
     pull(&a, &tap, "todos");
     assert_eq!(get(&a, "todos", &sid).unwrap()["title"], "B's");
+    (a, tap, sid)
+}
+
+/// A device that pulled another device's change and then edits the record writes over that
+/// change without a conflict: its stale version meets a 412 whose record is the one the edit
+/// was made on, which is none, and the edit goes again over the server's version. Taken for a
+/// conflict, it was one of Ferry's own making, which `serverWins` settled by dropping the edit.
+#[test]
+fn an_edit_made_after_pulling_a_change_is_no_conflict() {
+    let (a, tap, sid) = a_pulled_bs_change();
     update(&a, "todos", &sid, json!({"title": "A's, over B's"}));
     let report = flush_all(&a, &tap);
     assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
@@ -577,8 +584,7 @@ fn an_edit_made_after_pulling_a_change_is_no_conflict() {
 }
 
 /// As above, with the edit made before the pull (pending, another field): the pull puts it over
-/// the other device's change, and the write reads the record first instead of meeting a
-/// conflict with that change.
+/// the other device's change, and the 412 its stale version meets is no conflict either.
 #[test]
 fn an_edit_pending_over_a_pulled_change_of_another_field_is_no_conflict() {
     let (a, b, tap, sid) = two_devices(|| config(&["todos"]));
@@ -596,15 +602,7 @@ fn an_edit_pending_over_a_pulled_change_of_another_field_is_no_conflict() {
 /// `serverWins` too (a conflict of its own making brought the record back).
 #[test]
 fn a_delete_made_after_pulling_a_change_is_no_conflict() {
-    let cfg = || {
-        let mut cfg = config(&["todos"]);
-        cfg.collections.get_mut("todos").unwrap().conflict = ConflictPolicy::ServerWins;
-        cfg
-    };
-    let (a, b, tap, sid) = two_devices(cfg);
-    update(&b, "todos", &sid, json!({"title": "B's"}));
-    assert!(flush_all(&b, &tap).conflicts.is_empty());
-    pull(&a, &tap, "todos");
+    let (a, tap, sid) = a_pulled_bs_change();
     delete(&a, "todos", &sid);
     let report = flush_all(&a, &tap);
     assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);

@@ -435,8 +435,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     let mut row = Row::new(cfg, s);
                     // A server that gives versions only as ETags (PROTOCOL.md section 4) lists
                     // records without them: the version the last answer gave stays. Stale, it
-                    // makes the next write meet a conflict (If-Match fails) rather than
-                    // overwrite without one.
+                    // makes the next write meet a 412 rather than overwrite without one; over
+                    // the record that write was made on, that is no conflict (`settle.rs`), and
+                    // the write goes again over the server's version.
                     row.v = version_field(cfg, &row.d).or_else(|| old.as_ref()?.v.clone());
                     if old.as_ref() != Some(&row) {
                         tx.put_row(c, &key, &row)?;
