@@ -3,50 +3,20 @@
 //! server's record first rather than going without `If-Match` over other devices' changes.
 #![cfg(not(target_arch = "wasm32"))]
 
+#[path = "common/etag_devices.rs"]
+mod etag_devices;
 #[path = "common/mem_server.rs"]
 mod mem_server;
 #[path = "common/native_env.rs"]
 mod native_env;
 
+use etag_devices::*;
 use ferry::core::sync::flush::RoundEnd;
 use ferry::core::sync::http::HttpRequest;
-use ferry::core::{ConflictPolicy, Engine, MemoryStorage, UpdateMethod};
+use ferry::core::{Engine, MemoryStorage, UpdateMethod};
 use mem_server::MemServer;
 use native_env::*;
 use serde_json::{json, Value};
-
-/// `s` without the `version` field in any body: versions only in `ETag`.
-fn etag_only(s: &MemServer) -> Tap<MemServer> {
-    s.set_etag_only(true);
-    Tap::new(s.clone())
-}
-
-fn if_match(req: &HttpRequest) -> Option<&str> {
-    header(req, "If-Match")
-}
-
-/// Two devices (stores of different clients) of an ETag-only server.
-fn devices(cfg: impl Fn() -> ferry::core::StoreConfig) -> (Db, Db, Tap<MemServer>) {
-    let tap = etag_only(&MemServer::new());
-    let a = open(cfg(), MemoryStorage::new());
-    let b = block_on(Engine::open(
-        cfg(),
-        MemoryStorage::new(),
-        TestEnv::seeded(2),
-    ))
-    .unwrap();
-    (a, b, tap)
-}
-
-/// Device A creates a record; device B only pulls it.
-fn two_devices(cfg: impl Fn() -> ferry::core::StoreConfig) -> (Db, Db, Tap<MemServer>, String) {
-    let (a, b, tap) = devices(cfg);
-    let id = create(&a, "todos", json!({"title": "first", "n": 1}));
-    flush_all(&a, &tap);
-    let sid = id_of(&get(&a, "todos", &id).unwrap());
-    pull(&b, &tap, "todos");
-    (a, b, tap, sid)
-}
 
 #[test]
 fn an_edit_of_a_pulled_record_meets_the_change_made_since() {
@@ -550,62 +520,4 @@ fn express_weak_etags_are_not_versions() {
         assert_eq!(tap.inner.record("todos", &sid).unwrap()["title"], "later");
         assert_eq!(get(second, "todos", &sid).unwrap()["title"], "later");
     }
-}
-
-/// Device A, under `serverWins`, after device B changed the record and A pulled that change
-/// (the list names no version, so A keeps the stale one it had).
-fn a_pulled_bs_change() -> (Db, Tap<MemServer>, String) {
-    let cfg = || {
-        let mut cfg = config(&["todos"]);
-        cfg.collections.get_mut("todos").unwrap().conflict = ConflictPolicy::ServerWins;
-        cfg
-    };
-    let (a, b, tap, sid) = two_devices(cfg);
-    update(&b, "todos", &sid, json!({"title": "B's"}));
-    assert!(flush_all(&b, &tap).conflicts.is_empty());
-    pull(&a, &tap, "todos");
-    assert_eq!(get(&a, "todos", &sid).unwrap()["title"], "B's");
-    (a, tap, sid)
-}
-
-/// A device that pulled another device's change and then edits the record writes over that
-/// change without a conflict: its stale version meets a 412 whose record is the one the edit
-/// was made on, which is none, and the edit goes again over the server's version. Taken for a
-/// conflict, it was one of Ferry's own making, which `serverWins` settled by dropping the edit.
-#[test]
-fn an_edit_made_after_pulling_a_change_is_no_conflict() {
-    let (a, tap, sid) = a_pulled_bs_change();
-    update(&a, "todos", &sid, json!({"title": "A's, over B's"}));
-    let report = flush_all(&a, &tap);
-    assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
-    let theirs = tap.inner.record("todos", &sid).unwrap();
-    assert_eq!(theirs["title"], "A's, over B's");
-    assert_eq!(get(&a, "todos", &sid).unwrap()["title"], "A's, over B's");
-}
-
-/// As above, with the edit made before the pull (pending, another field): the pull puts it over
-/// the other device's change, and the 412 its stale version meets is no conflict either.
-#[test]
-fn an_edit_pending_over_a_pulled_change_of_another_field_is_no_conflict() {
-    let (a, b, tap, sid) = two_devices(|| config(&["todos"]));
-    update(&a, "todos", &sid, json!({"n": 2}));
-    update(&b, "todos", &sid, json!({"title": "B's"}));
-    assert!(flush_all(&b, &tap).conflicts.is_empty());
-    pull(&a, &tap, "todos");
-    let report = flush_all(&a, &tap);
-    assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
-    let theirs = tap.inner.record("todos", &sid).unwrap();
-    assert_eq!((&theirs["title"], &theirs["n"]), (&json!("B's"), &json!(2)));
-}
-
-/// As above, for a delete: made after pulling the other device's change, it goes, under
-/// `serverWins` too (a conflict of its own making brought the record back).
-#[test]
-fn a_delete_made_after_pulling_a_change_is_no_conflict() {
-    let (a, tap, sid) = a_pulled_bs_change();
-    delete(&a, "todos", &sid);
-    let report = flush_all(&a, &tap);
-    assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
-    assert!(tap.inner.is_deleted("todos", &sid));
-    assert!(get(&a, "todos", &sid).is_none());
 }

@@ -7,5 +7,7 @@ pub mod checks;
 pub mod net;
 #[path = "rng.rs"]
 pub mod rng;
+#[path = "servers.rs"]
+pub mod servers;
 #[path = "world.rs"]
 pub mod world;

@@ -1,0 +1,61 @@
+//! The servers a simulation can run against: the reference protocol and its variants.
+
+use crate::mem_server::MemServer;
+
+/// How the shared server speaks: the reference protocol, or one of the variants PROTOCOL.md
+/// allows (or that servers in the wild have), so that a survey can try Ferry against each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerKind {
+    /// Versions, ETags, idempotency keys, read envelopes with cursors and tombstones, batches.
+    Reference,
+    /// Single-record answers wrapped as `{"data": record}`.
+    Wrapped,
+    /// No batch endpoint (404), whatever the client is configured for.
+    NoBatch,
+    /// Reads answer a bare array and ignore `since`: every pull is a snapshot, deletions show
+    /// only as absence.
+    Snapshot,
+    /// Last writer wins by `Ferry-Changed-At`; `If-Match` ignored.
+    Lww,
+    /// No versions and no ETags; `If-Match` ignored.
+    Unversioned,
+    /// Versions only as `ETag` headers, none in any body: a device that only pulled a record
+    /// reads it before it writes it.
+    EtagOnly,
+    /// Fields the server sets and no client does: `updatedAt` at each write, `createdAt` kept
+    /// by every update.
+    Stamped,
+}
+
+impl ServerKind {
+    pub const ALL: [ServerKind; 8] = [
+        ServerKind::Reference,
+        ServerKind::Wrapped,
+        ServerKind::NoBatch,
+        ServerKind::Snapshot,
+        ServerKind::Lww,
+        ServerKind::Unversioned,
+        ServerKind::EtagOnly,
+        ServerKind::Stamped,
+    ];
+
+    /// The kind named (case-insensitive, as printed by `{:?}`), for `FERRY_SIM_SERVER`.
+    pub fn named(name: &str) -> Option<ServerKind> {
+        Self::ALL
+            .into_iter()
+            .find(|k| format!("{k:?}").eq_ignore_ascii_case(name.trim()))
+    }
+
+    pub fn apply(self, s: &MemServer) {
+        match self {
+            ServerKind::Reference => {}
+            ServerKind::Wrapped => s.set_wrap_records(true),
+            ServerKind::NoBatch => s.set_batch(false),
+            ServerKind::Snapshot => s.set_envelope(false),
+            ServerKind::Lww => s.set_lww(true),
+            ServerKind::Unversioned => s.set_versioned(false),
+            ServerKind::EtagOnly => s.set_etag_only(true),
+            ServerKind::Stamped => s.set_stamped(true),
+        }
+    }
+}
