@@ -422,7 +422,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
 }
 
 /// The value of header `name` that `e` was sent with.
-fn sent_header(e: &Entry, name: &str) -> Option<String> {
+pub(super) fn sent_header(e: &Entry, name: &str) -> Option<String> {
     let sent = e.sent.as_ref()?;
     let (_, v) = sent
         .headers

@@ -14,6 +14,8 @@ use super::apply::rebase;
 use super::classify::version_field;
 use super::conflict::{policy_name, same_content, settle, unmoved, Outcome};
 use super::report::{ConflictEvent, ConflictState, OpenConflict, Report, Resolution};
+use super::request::quote_version;
+use super::server_state::sent_header;
 
 /// What a conflict is about, read inside the transaction that settles it.
 struct Sides {
@@ -76,12 +78,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
         // the very version sent is the server refusing for a reason of its own (a field taken),
         // and a server without versions, or whose `If-Match` check is broken, would answer the
         // change sent again the same way for ever.
-        let mut sent = e.sent.iter().flat_map(|x| &x.headers);
-        let sent = sent.find_map(|(k, v)| k.eq_ignore_ascii_case("If-Match").then_some(v));
-        let stale = match (&sides.server_version, sent) {
+        let stale = match (&sides.server_version, sent_header(e, "If-Match")) {
             (None, _) => false,
-            (Some(v), Some(sent)) => sent.trim().trim_matches('"') != v,
-            (Some(_), None) => true,
+            (Some(v), sent) => sent != Some(quote_version(v)),
         };
         let unmoved = stale
             .then(|| unmoved(cfg, e.kind, &e.fields, base, local, sides.server.as_ref()))
