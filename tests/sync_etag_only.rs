@@ -12,11 +12,12 @@ mod native_env;
 
 use etag_devices::*;
 use ferry::core::sync::flush::RoundEnd;
-use ferry::core::sync::http::HttpRequest;
+use ferry::core::sync::http::{HttpRequest, HttpResponse, NetError, Transport};
 use ferry::core::{Engine, MemoryStorage, UpdateMethod};
 use mem_server::MemServer;
 use native_env::*;
 use serde_json::{json, Value};
+use std::future::Future;
 
 #[test]
 fn an_edit_of_a_pulled_record_meets_the_change_made_since() {
@@ -198,31 +199,71 @@ fn answer_lost(keys: bool) {
 /// As above, and another device changes the same field after B's write landed: sent again, B's
 /// write names the version it was read at, under its own key (a server that keeps keys answers
 /// as the first time), instead of reading the record again and taking its own change, landed,
-/// for a conflict that overwrites the other device's later one.
+/// for a conflict that overwrites the other device's later one. Also when the page reloaded
+/// while the write was out, before its failure could be written down.
 #[test]
 fn a_write_sent_again_after_a_lost_answer_keeps_the_version_it_was_read_at() {
+    for reload in [false, true] {
+        sent_again_after_a_lost_answer(reload);
+    }
+}
+
+/// `T`, whose writes reach the server and are never answered (the page reloads meanwhile).
+struct WritesVanish<'a, T>(&'a T);
+
+impl<T: Transport> Transport for WritesVanish<'_, T> {
+    async fn send(&self, req: HttpRequest) -> Result<HttpResponse, NetError> {
+        let write = req.method != "GET";
+        let res = self.0.send(req).await;
+        if write {
+            std::future::pending().await
+        }
+        res
+    }
+}
+
+fn sent_again_after_a_lost_answer(reload: bool) {
     let (a, b, tap, sid) = two_devices(|| config(&["todos"]));
     update(&b, "todos", &sid, json!({"title": "B's"}));
-    let server = tap.inner.clone();
-    tap.hook(move |req| {
-        if req.method == "PUT" {
-            let _ = server.send_now(req.clone());
-            return Some(Err(ferry::core::sync::http::NetError::Failed(
-                "cut off".into(),
-            )));
+    let b = if reload {
+        let storage = b.storage.clone();
+        {
+            let out = WritesVanish(&tap);
+            let mut flush = std::pin::pin!(b.flush(&out, &[]));
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(flush.as_mut().poll(&mut cx).is_pending());
         }
-        None
-    });
-    flush(&b, &tap);
+        drop(b);
+        let cfg = config(&["todos"]);
+        block_on(Engine::open(cfg, storage, TestEnv::seeded(2))).unwrap()
+    } else {
+        let server = tap.inner.clone();
+        tap.hook(move |req| {
+            if req.method == "PUT" {
+                let _ = server.send_now(req.clone());
+                return Some(Err(ferry::core::sync::http::NetError::Failed(
+                    "cut off".into(),
+                )));
+            }
+            None
+        });
+        flush(&b, &tap);
+        tap.unhook();
+        b
+    };
     let first = tap.requests().into_iter().find(|r| r.method == "PUT");
     let first = first.expect("B's write went out");
-    tap.unhook();
+    assert_eq!(tap.inner.record("todos", &sid).unwrap()["title"], "B's");
     pull(&a, &tap, "todos"); // A sees B's change, and writes over it
     update(&a, "todos", &sid, json!({"title": "A's, later"}));
     assert!(flush_all(&a, &tap).conflicts.is_empty());
     tap.clear();
     let report = flush_all(&b, &tap);
-    assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+    assert!(
+        report.conflicts.is_empty(),
+        "reload {reload}: {:?}",
+        report.conflicts
+    );
     let again = tap.requests().into_iter().find(|r| r.method == "PUT");
     let again = again.expect("B's write went again");
     assert_eq!(
@@ -288,16 +329,22 @@ fn pulled_then_updated(n: usize) -> (Db, Tap<MemServer>) {
     (b, tap)
 }
 
-/// A record URL that does not answer (a timeout, a 503, a 429) is read once a round, and the
+/// A record URL that does not answer (a timeout, a 503, a 429, a captive portal's page) is read once a round, and the
 /// writes wait for a read that answers: sent without `If-Match`, they would go over what others
 /// changed, and, held back by the network and delivered late, over themselves sent again.
 #[test]
 fn a_record_url_that_does_not_answer_is_read_once_a_round_and_the_writes_wait() {
-    for failure in [None, Some(503), Some(429)] {
+    for failure in [None, Some(503), Some(429), Some(200)] {
         let (b, tap) = pulled_then_updated(3);
         tap.hook(move |req| {
             (req.method == "GET" && !req.url.ends_with("/todos")).then(|| match failure {
                 None => Err(ferry::core::sync::http::NetError::Timeout),
+                // A captive portal's page, in the server's stead.
+                Some(200) => Ok(HttpResponse {
+                    status: 200,
+                    headers: vec![("Content-Type".into(), "text/html".into())],
+                    body: "<html><body>Sign in to the network</body></html>".into(),
+                }),
                 Some(status) => Ok(json_response(status, json!({"error": "busy"}))),
             })
         });

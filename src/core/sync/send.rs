@@ -11,7 +11,7 @@ use crate::core::engine::Engine;
 use crate::core::error::Result;
 use crate::core::mutation::Entry;
 use crate::core::record::Record;
-use crate::core::storage::Storage;
+use crate::core::storage::{Storage, Table};
 
 use super::batch;
 use super::classify::Verdict;
@@ -87,6 +87,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
             .await;
         // The answers are read as to the requests that left, with the versions read first.
         let pinned_entries = super::request::pin_versions(picked, &pinned);
+        if let Some(with_pins) = &pinned_entries {
+            // Not written down, the pins are only lost: the writes then read first again.
+            let _ = self.keep_pins(picked, with_pins, &pinned).await;
+        }
         let picked = pinned_entries.as_deref().unwrap_or(picked);
         let mut sent = Sent {
             verdicts: Vec::with_capacity(picked.len()),
@@ -183,6 +187,37 @@ impl<S: Storage, E: Env> Engine<S, E> {
             failed_last = failed;
         }
         Ok(sent)
+    }
+
+    /// Writes the versions read first into the queued entries before their requests leave. A
+    /// tab closed before the answer is written down then sends the write again at the version
+    /// it was read at (under the same `Idempotency-Key`), rather than reading the record again
+    /// and taking its own change, landed, under another device's for a conflict.
+    async fn keep_pins(
+        &self,
+        picked: &[Entry],
+        with_pins: &[Entry],
+        pinned: &[(usize, String)],
+    ) -> Result<()> {
+        let tx = self.begin_in(true, &[Table::Outbox]).await?;
+        let stored = join_all(
+            pinned
+                .iter()
+                .map(|(i, _)| tx.entries_for(&picked[*i].c, &picked[*i].r))
+                .collect(),
+        )
+        .await;
+        for ((i, _), stored) in pinned.iter().zip(stored) {
+            let (was, now) = (&picked[*i], &with_pins[*i]);
+            // Only over the very request picked: an entry settled or discarded meanwhile stays.
+            if stored?
+                .iter()
+                .any(|s| s.seq == was.seq && s.sent == was.sent)
+            {
+                tx.put_entry(now)?;
+            }
+        }
+        tx.commit().await
     }
 
     /// What is known of `picked` before any is sent, by index: creates sent before may be on

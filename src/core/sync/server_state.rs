@@ -233,26 +233,20 @@ impl<S: Storage, E: Env> Engine<S, E> {
             Err(NetError::Offline) => return Before::Send(None),
             // A 501 is no such route (below), not a failure for now.
             Ok(res) if !matches!(res.status, 408 | 425 | 429 | 500 | 502..=599) => res,
-            failed => {
-                return match classify(cfg, e.kind, &failed, self.env.now_ms()) {
-                    Verdict::Transient {
-                        reason,
-                        retry_after,
-                        kind,
-                        status,
-                    } => Before::Unreachable(Verdict::Transient {
-                        reason: format!("reading its version first: {reason}"),
-                        retry_after,
-                        kind,
-                        status,
-                    }),
-                    // Not reached: a failure or one of those statuses is transient.
-                    _ => Before::Send(None),
-                };
-            }
+            failed => return unreachable(classify(cfg, e.kind, &failed, self.env.now_ms())),
         };
         let found = match record_of(cfg, &res) {
             Ok(Some(r)) if (200..300).contains(&res.status) && names(cfg, &r, &e.r) => r,
+            // A captive portal's or a login page, not the server's: as a failed read, the
+            // writes wait (sent without `If-Match`, they may overwrite what others changed).
+            Err(why) if (200..300).contains(&res.status) && looks_like_html(&res) => {
+                return unreachable(Verdict::Transient {
+                    reason: format!("unexpected answer: {why}"),
+                    retry_after: None,
+                    kind: ErrorKind::Protocol,
+                    status: Some(res.status),
+                });
+            }
             _ => {
                 // No such route (PROTOCOL.md asks only for `GET {url}`): a 405, or a 404 that
                 // is a page rather than the API's JSON.
@@ -517,5 +511,24 @@ fn unreadable(not_found: bool, kind: ErrorKind, why: String) -> Verdict {
         retry_after: None,
         kind,
         status: None,
+    }
+}
+
+/// What a write whose read first failed for now waits with: that failure, named as the read's.
+fn unreachable(failed: Verdict) -> Before {
+    match failed {
+        Verdict::Transient {
+            reason,
+            retry_after,
+            kind,
+            status,
+        } => Before::Unreachable(Verdict::Transient {
+            reason: format!("reading its version first: {reason}"),
+            retry_after,
+            kind,
+            status,
+        }),
+        // Not reached: a failure, one of the statuses read as one, or a portal's page.
+        _ => Before::Send(None),
     }
 }

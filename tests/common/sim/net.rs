@@ -204,6 +204,32 @@ impl Transport for SimNet {
         if let Some(f) = fault {
             self.shared.count(fault_name(f));
         }
+        // `FERRY_SIM_TRACE=1`: every request, its fault and its answer, on stderr.
+        let trace = std::env::var_os("FERRY_SIM_TRACE").is_some();
+        let said = trace.then(|| {
+            format!(
+                "c{} {} {} {:?}",
+                self.client, req.method, req.url, req.headers
+            )
+        });
+        let res = self.faulted(req, fault).await;
+        if let Some(said) = said {
+            let fault = fault.map_or("", fault_name);
+            match &res {
+                Ok(r) => eprintln!("  net {said} [{fault}] -> {} {}", r.status, r.body),
+                Err(e) => eprintln!("  net {said} [{fault}] -> {e:?}"),
+            }
+        }
+        res
+    }
+}
+
+impl SimNet {
+    async fn faulted(
+        &self,
+        req: HttpRequest,
+        fault: Option<Fault>,
+    ) -> Result<HttpResponse, NetError> {
         match fault {
             None => self.deliver(req),
             Some(Fault::DropRequest) => Err(NetError::Failed("connection refused (sim)".into())),
