@@ -11,7 +11,6 @@ mod mem_server;
 mod native_env;
 
 use etag_devices::*;
-use ferry::core::sync::flush::RoundEnd;
 use ferry::core::sync::http::{HttpRequest, HttpResponse, NetError, Transport};
 use ferry::core::{Engine, MemoryStorage, UpdateMethod};
 use mem_server::MemServer;
@@ -314,57 +313,6 @@ fn a_record_url_that_shows_more_than_the_list_is_not_a_change() {
     let report = flush_all(&b, &tap);
     assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
     assert_eq!(tap.inner.record("todos", &sid).unwrap()["title"], "B's");
-}
-
-/// Device B pulls `n` records another client stored (no versions known), then updates each.
-fn pulled_then_updated(n: usize) -> (Db, Tap<MemServer>) {
-    let (_a, b, tap, _) = two_devices(|| config(&["todos"]));
-    let ids: Vec<String> = (0..n)
-        .map(|i| tap.inner.server_create("todos", json!({ "i": i })))
-        .collect();
-    pull(&b, &tap, "todos");
-    for id in &ids {
-        update(&b, "todos", id, json!({"n": 1}));
-    }
-    (b, tap)
-}
-
-/// A record URL that does not answer (a timeout, a 503, a 429, a captive portal's page) is read once a round, and the
-/// writes wait for a read that answers: sent without `If-Match`, they would go over what others
-/// changed, and, held back by the network and delivered late, over themselves sent again.
-#[test]
-fn a_record_url_that_does_not_answer_is_read_once_a_round_and_the_writes_wait() {
-    for failure in [None, Some(503), Some(429), Some(200)] {
-        let (b, tap) = pulled_then_updated(3);
-        tap.hook(move |req| {
-            (req.method == "GET" && !req.url.ends_with("/todos")).then(|| match failure {
-                None => Err(ferry::core::sync::http::NetError::Timeout),
-                // A captive portal's page, in the server's stead.
-                Some(200) => Ok(HttpResponse {
-                    status: 200,
-                    headers: vec![("Content-Type".into(), "text/html".into())],
-                    body: "<html><body>Sign in to the network</body></html>".into(),
-                }),
-                Some(status) => Ok(json_response(status, json!({"error": "busy"}))),
-            })
-        });
-        tap.clear();
-        let (end, _) = flush(&b, &tap);
-        assert!(matches!(end, RoundEnd::Wait { .. }), "{failure:?}: {end:?}");
-        let methods: Vec<String> = tap.requests().into_iter().map(|r| r.method).collect();
-        assert_eq!(methods, ["GET"], "{failure:?}");
-        assert_eq!(pending(&b), 3, "{failure:?}");
-        tap.unhook();
-        tap.clear();
-        flush_all(&b, &tap);
-        let puts: Vec<_> = tap
-            .requests()
-            .into_iter()
-            .filter(|r| r.method == "PUT")
-            .collect();
-        assert_eq!(puts.len(), 3, "{failure:?}");
-        assert!(puts.iter().all(|r| if_match(r).is_some()), "{failure:?}");
-    }
 }
 
 #[test]

@@ -39,3 +39,16 @@ pub fn two_devices(cfg: impl Fn() -> ferry::core::StoreConfig) -> (Db, Db, Tap<M
     pull(&b, &tap, "todos");
     (a, b, tap, sid)
 }
+
+/// Device B pulls `n` records another client stored (no versions known), then updates each.
+pub fn pulled_then_updated(n: usize) -> (Db, Tap<MemServer>) {
+    let (_a, b, tap, _) = two_devices(|| crate::native_env::config(&["todos"]));
+    let ids: Vec<String> = (0..n)
+        .map(|i| tap.inner.server_create("todos", json!({ "i": i })))
+        .collect();
+    pull(&b, &tap, "todos");
+    for id in &ids {
+        update(&b, "todos", id, json!({"n": 1}));
+    }
+    (b, tap)
+}

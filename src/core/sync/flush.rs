@@ -342,10 +342,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 } => {
                     // No answer, a success that could not be read, a server error or a gateway
                     // that gave up (after the write was stored, maybe): it may have been stored.
-                    let unsure = status
-                        .is_none_or(|s| (200..300).contains(&s) || matches!(s, 500 | 502 | 504));
+                    // Not when it was the read before it that failed: the write never left.
+                    let read_first = reason.starts_with(super::server_state::READ_FIRST);
+                    let unsure = !read_first
+                        && status.is_none_or(|s| {
+                            (200..300).contains(&s) || matches!(s, 500 | 502 | 504)
+                        });
                     let at = self.note_failure(&tx, e, &reason, retry_after, unsure)?;
-                    self.warn_if_stuck(e, status);
+                    self.warn_if_stuck(e, status, read_first);
                     if retry_after.is_some() {
                         pause_until = Some(pause_until.unwrap_or(at).max(at));
                     }

@@ -225,12 +225,24 @@ impl<S: Storage, E: Env> Engine<S, E> {
 
     /// Says once per collection that a write keeps being answered 5xx: it is sent again for as
     /// long as it is, and its record's later changes wait behind it.
-    pub(super) fn warn_if_stuck(&self, e: &Entry, status: Option<u16>) {
+    pub(super) fn warn_if_stuck(&self, e: &Entry, status: Option<u16>, read_first: bool) {
         let Some(status) = status.filter(|s| (500..600).contains(s)) else {
             return;
         };
         if e.attempts < STUCK_ATTEMPTS {
             return;
+        }
+        if read_first {
+            return self.warn_once(format!("stuck-read:{}", e.c), || {
+                format!(
+                    "a write of record {:?} in `{}` has waited {} times for `GET` of the record's \
+                     URL, the last answered {status}: the server gives versions only as `ETag`s, \
+                     so the write reads the record's version before it goes (without it, it would \
+                     overwrite changes made since), and it waits, with backoff, until that read \
+                     answers. Meanwhile `rejectPending({:?})` takes it out",
+                    e.r, e.c, e.attempts, e.id
+                )
+            });
         }
         self.warn_once(format!("stuck:{}", e.c), || {
             let method = e.sent.as_ref().map_or("write", |s| s.method.as_str());

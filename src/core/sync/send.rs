@@ -105,9 +105,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let mut i = 0;
         while i < picked.len() {
             if let Some(v) = early.get_mut(i).and_then(Option::take) {
+                // A read first answered with `Retry-After` pauses the round as a write's does.
+                let paused = asks_pause(&v);
                 sent.verdicts.push(v);
                 sent.left.push(false);
                 i += 1;
+                if paused {
+                    break;
+                }
                 continue;
             }
             // A batch ends before a write already decided.

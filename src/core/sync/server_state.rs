@@ -514,6 +514,9 @@ fn unreadable(not_found: bool, kind: ErrorKind, why: String) -> Verdict {
     }
 }
 
+/// How the failure of a write's read first (`read_first`) begins: its write never left.
+pub(super) const READ_FIRST: &str = "reading its version first";
+
 /// What a write whose read first failed for now waits with: that failure, named as the read's.
 fn unreachable(failed: Verdict) -> Before {
     match failed {
@@ -523,7 +526,7 @@ fn unreachable(failed: Verdict) -> Before {
             kind,
             status,
         } => Before::Unreachable(Verdict::Transient {
-            reason: format!("reading its version first: {reason}"),
+            reason: format!("{READ_FIRST}: {reason}"),
             retry_after,
             kind,
             status,
