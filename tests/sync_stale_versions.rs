@@ -42,6 +42,8 @@ fn an_edit_made_after_pulling_a_change_is_no_conflict() {
     update(&a, "todos", &sid, json!({"title": "A's, over B's"}));
     let report = flush_all(&a, &tap);
     assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+    // Nothing the app shows changed: no change to report either.
+    assert!(report.changes.is_empty(), "{:?}", report.changes);
     let theirs = tap.inner.record("todos", &sid).unwrap();
     assert_eq!(theirs["title"], "A's, over B's");
     assert_eq!(get(&a, "todos", &sid).unwrap()["title"], "A's, over B's");

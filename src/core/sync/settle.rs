@@ -241,6 +241,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                             newrow.b = server.clone();
                         }
                         tx.put_row(c, &e.r, &newrow)?;
+                        // What the app shows changes only when the data does (not when only
+                        // the server's version and copy under it moved: `clientWins`, `unmoved`).
+                        let shown = row.as_ref().is_some_and(|x| x.d == newrow.d);
                         again.kind = if recreate { Kind::Create } else { Kind::Update };
                         again.fields = if recreate {
                             Vec::new()
@@ -250,12 +253,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         again.base = None;
                         again.base_v = None;
                         tx.put_entry(&again)?;
-                        report.changes.push(Change::remote(
-                            ChangeKind::Updated,
-                            c,
-                            idv(&newrow.d),
-                            Some(newrow.d),
-                        ));
+                        if !shown {
+                            report.changes.push(Change::remote(
+                                ChangeKind::Updated,
+                                c,
+                                idv(&newrow.d),
+                                Some(newrow.d),
+                            ));
+                        }
                     }
                 }
             }
