@@ -157,38 +157,29 @@ fn a_batch_goes_around_the_write_that_met_a_change() {
 }
 
 /// With a server that keeps `Idempotency-Key`s the write sent again is answered as the first
-/// time; with one that ignores them it meets 412 with its own change in the record: done.
+/// time; with one that ignores them it meets 412 with its own change in the record: done. Also
+/// when the page reloaded while the write was out.
 #[test]
 fn a_write_whose_answer_was_lost_is_not_its_own_conflict() {
     for keys in [true, false] {
-        answer_lost(keys);
+        for reload in [false, true] {
+            answer_lost(keys, reload);
+        }
     }
 }
 
-fn answer_lost(keys: bool) {
+fn answer_lost(keys: bool, reload: bool) {
     let (_a, b, tap, sid) = two_devices(|| config(&["todos"]));
     tap.inner.set_idempotency(keys);
     update(&b, "todos", &sid, json!({"title": "B's"}));
-    // The server applies the PUT; its answer never arrives.
-    let server = tap.inner.clone();
-    tap.hook(move |req| {
-        if req.method == "PUT" {
-            let _ = server.send_now(req.clone());
-            return Some(Err(ferry::core::sync::http::NetError::Failed(
-                "cut off".into(),
-            )));
-        }
-        None
-    });
-    flush(&b, &tap);
-    tap.unhook();
+    let b = lose_the_answer(b, &tap, reload);
     let s = tap.inner.clone();
     let tap2 = etag_only(&s);
     tap2.clear();
     let report = flush_all(&b, &tap2);
     assert!(
         report.conflicts.is_empty(),
-        "keys {keys}: {:?}",
+        "keys {keys}, reload {reload}: {:?}",
         report.conflicts
     );
     assert_eq!(s.record("todos", &sid).unwrap()["title"], "B's");
@@ -221,13 +212,13 @@ impl<T: Transport> Transport for WritesVanish<'_, T> {
     }
 }
 
-fn sent_again_after_a_lost_answer(reload: bool) {
-    let (a, b, tap, sid) = two_devices(|| config(&["todos"]));
-    update(&b, "todos", &sid, json!({"title": "B's"}));
-    let b = if reload {
+/// Flushes `b`'s queued PUT, which the server applies and whose answer never arrives: cut off,
+/// or the page reloaded while it was out (`b` is then opened again on its storage).
+fn lose_the_answer(b: Db, tap: &Tap<MemServer>, reload: bool) -> Db {
+    if reload {
         let storage = b.storage.clone();
         {
-            let out = WritesVanish(&tap);
+            let out = WritesVanish(tap);
             let mut flush = std::pin::pin!(b.flush(&out, &[]));
             let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
             assert!(flush.as_mut().poll(&mut cx).is_pending());
@@ -246,10 +237,16 @@ fn sent_again_after_a_lost_answer(reload: bool) {
             }
             None
         });
-        flush(&b, &tap);
+        flush(&b, tap);
         tap.unhook();
         b
-    };
+    }
+}
+
+fn sent_again_after_a_lost_answer(reload: bool) {
+    let (a, b, tap, sid) = two_devices(|| config(&["todos"]));
+    update(&b, "todos", &sid, json!({"title": "B's"}));
+    let b = lose_the_answer(b, &tap, reload);
     let first = tap.requests().into_iter().find(|r| r.method == "PUT");
     let first = first.expect("B's write went out");
     assert_eq!(tap.inner.record("todos", &sid).unwrap()["title"], "B's");

@@ -510,3 +510,24 @@ fn a_create_stored_twice_is_warned_of_when_a_read_shows_both() {
     assert_eq!(warned.len(), 1, "{warned:?}");
     assert!(warned[0].contains(cid), "{warned:?}");
 }
+
+/// An update out when the page reloaded, which the server stored, meets 412 when sent again to a
+/// server that ignores `Idempotency-Key`, with its own change in the record: that is its
+/// acknowledgement, not a conflict (it was one, with its event, and under `custom` a decision
+/// asked of the user about their own change).
+#[test]
+fn an_update_out_when_the_page_reloaded_that_landed_is_no_conflict() {
+    let s = forgetful();
+    let tap = Tap::new(s.clone());
+    let (db, storage) = open_todos();
+    let id = create(&db, "todos", json!({"title": "first"}));
+    flush_all(&db, &tap);
+    let sid = id_of(&get(&db, "todos", &id).unwrap());
+    update(&db, "todos", &sid, json!({"title": "changed"}));
+    let db = reloaded_while_flushing(db, storage, &Vanishing(s.clone()));
+    assert_eq!(s.record("todos", &sid).unwrap()["title"], "changed");
+    let report = flush_all(&db, &tap);
+    assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+    assert_eq!(pending(&db), 0);
+    assert_eq!(get(&db, "todos", &sid).unwrap()["title"], "changed");
+}

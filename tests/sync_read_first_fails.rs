@@ -11,7 +11,7 @@ mod native_env;
 
 use etag_devices::*;
 use ferry::core::sync::flush::RoundEnd;
-use ferry::core::sync::http::HttpResponse;
+use ferry::core::sync::http::{HttpResponse, REDIRECTED_TO};
 use native_env::*;
 use serde_json::json;
 
@@ -26,12 +26,8 @@ fn a_record_url_that_does_not_answer_is_read_once_a_round_and_the_writes_wait() 
         tap.hook(move |req| {
             (req.method == "GET" && !req.url.ends_with("/todos")).then(|| match failure {
                 None => Err(ferry::core::sync::http::NetError::Timeout),
-                // A captive portal's page, in the server's stead.
-                Some(200) => Ok(HttpResponse {
-                    status: 200,
-                    headers: vec![("Content-Type".into(), "text/html".into())],
-                    body: "<html><body>Sign in to the network</body></html>".into(),
-                }),
+                // A captive portal's page, in the server's stead (fetch followed its redirect).
+                Some(200) => Ok(page(Some("http://portal.example/login"))),
                 Some(status) => Ok(json_response(status, json!({"error": "busy"}))),
             })
         });
@@ -102,4 +98,28 @@ fn a_retry_after_on_the_read_first_pauses_the_round() {
     b.env.advance(31_000.0);
     flush_all(&b, &tap);
     assert_eq!(pending(&b), 0);
+}
+
+/// A page of HTML, reached by a redirect to `from` or answered in place.
+fn page(from: Option<&str>) -> HttpResponse {
+    let mut headers = vec![("Content-Type".to_string(), "text/html".to_string())];
+    headers.extend(from.map(|to| (REDIRECTED_TO.to_string(), to.to_string())));
+    HttpResponse {
+        status: 200,
+        headers,
+        body: "<!doctype html><html><body>Sign in</body></html>".into(),
+    }
+}
+
+/// A page answered in place, not by a redirect, is the server's own catch-all (an app's
+/// `index.html` for every URL its API lacks, `GET {url}/{id}` included): the writes go as they
+/// are, rather than waiting for a read that never answers.
+#[test]
+fn a_catch_all_page_for_the_record_url_lets_the_writes_go() {
+    let (b, tap) = pulled_then_updated(2);
+    tap.hook(|req| (req.method == "GET" && !req.url.ends_with("/todos")).then(|| Ok(page(None))));
+    flush_all(&b, &tap);
+    assert_eq!(pending(&b), 0);
+    let puts = tap.requests().into_iter().filter(|r| r.method == "PUT");
+    assert_eq!(puts.count(), 2);
 }

@@ -188,12 +188,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     }
                 }
             }
-            // A create sent before whose outcome was never written down (the page reloaded,
-            // or the leading tab closed, while it was out) may have been stored: looked for
-            // before it goes again (`landed.rs`). Each attempt's outcome is written over a
-            // cleared error, so a missing one shows; a request frozen anew (a create made
-            // again after a conflict) has had no attempt of its own yet.
-            if e.kind == Kind::Create && !was_fresh && e.attempts > 0 && e.error.is_none() {
+            // A write sent before whose outcome was never written down (the page reloaded,
+            // or the leading tab closed, while it was out) may have been stored: a create is
+            // looked for before it goes again (`landed.rs`), and an update met by a 412 that
+            // holds what it sent takes that for its acknowledgement (`verdict`). Each
+            // attempt's outcome is written over a cleared error, so a missing one shows; a
+            // request frozen anew (made again after a conflict) has had no attempt of its own.
+            if !was_fresh && e.attempts > 0 && e.error.is_none() {
                 e.unsure = true;
             }
             e.error = None;

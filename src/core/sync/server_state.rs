@@ -237,9 +237,15 @@ impl<S: Storage, E: Env> Engine<S, E> {
         };
         let found = match record_of(cfg, &res) {
             Ok(Some(r)) if (200..300).contains(&res.status) && names(cfg, &r, &e.r) => r,
-            // A captive portal's or a login page, not the server's: as a failed read, the
-            // writes wait (sent without `If-Match`, they may overwrite what others changed).
-            Err(why) if (200..300).contains(&res.status) && looks_like_html(&res) => {
+            // A page reached by a redirect (a captive portal's, a login page), not the
+            // server's: as a failed read, the writes wait (sent without `If-Match`, they may
+            // overwrite what others changed). A page answered in place may be a catch-all's
+            // (an app's `index.html` for every URL the API lacks): the write goes, below.
+            Err(why)
+                if (200..300).contains(&res.status)
+                    && looks_like_html(&res)
+                    && res.header(REDIRECTED_TO).is_some() =>
+            {
                 return unreachable(Verdict::Transient {
                     reason: format!("unexpected answer: {why}"),
                     retry_after: None,

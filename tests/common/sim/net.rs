@@ -10,7 +10,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashSet};
 use std::rc::Rc;
 
-use ferry::core::sync::http::{HttpRequest, HttpResponse, NetError, Transport};
+use ferry::core::sync::http::{HttpRequest, HttpResponse, NetError, Transport, REDIRECTED_TO};
 use ferry::core::{ErrorKind, MemoryStorage};
 use serde_json::Value;
 
@@ -252,9 +252,13 @@ impl SimNet {
                 &[("Content-Type", "application/json")],
                 r#"{"error":"refused by the simulator"}"#,
             )),
+            // A portal redirects to its page (fetch follows, and says it did).
             Some(Fault::Portal) => Ok(answer(
                 200,
-                &[("Content-Type", "text/html")],
+                &[
+                    ("Content-Type", "text/html"),
+                    (REDIRECTED_TO, "http://portal.example/login"),
+                ],
                 crate::mem_server::CAPTIVE_PAGE,
             )),
             Some(Fault::Terse) => {
