@@ -73,6 +73,7 @@ fn a_record_url_that_keeps_failing_is_named_in_the_warning() {
     let warned = b.env.warnings.borrow();
     assert_eq!(warned.len(), 1, "{warned:?}");
     assert!(warned[0].contains("waited 5 times for `GET`"), "{warned:?}");
+    assert!(warned[0].contains("which last answered 503"), "{warned:?}");
     assert!(!warned[0].contains("should answer 4xx"), "{warned:?}");
 }
 

@@ -21,6 +21,9 @@ pub struct Faults {
     /// is stored again.
     pub ignore_keys: bool,
     pub html_next: u64,
+    /// /api paths starting with this answer versions only as `ETag` headers, none in bodies
+    /// (PROTOCOL.md section 4: a list then names none). Apart from `match` and `methods`.
+    pub etag_only: Option<String>,
 }
 
 impl Default for Faults {
@@ -36,6 +39,7 @@ impl Default for Faults {
             stall_ms: 0,
             ignore_keys: false,
             html_next: 0,
+            etag_only: None,
         }
     }
 }
@@ -121,6 +125,13 @@ impl Faults {
                         .ok_or("ignoreIdempotencyKey must be a boolean")?
                 }
                 "htmlNext" => next.html_next = count(val, k)?,
+                "etagOnly" => {
+                    next.etag_only = match val {
+                        Value::Null => None,
+                        Value::String(s) => Some(s.clone()),
+                        _ => return Err("etagOnly must be a path prefix or null".into()),
+                    }
+                }
                 other => return Err(format!("unknown fault {other:?}")),
             }
         }
@@ -140,7 +151,15 @@ impl Faults {
             "stallMs": self.stall_ms,
             "ignoreIdempotencyKey": self.ignore_keys,
             "htmlNext": self.html_next,
+            "etagOnly": self.etag_only,
         })
+    }
+
+    /// Whether the answers to `path` keep their versions only in `ETag` headers.
+    pub fn etag_only(&self, path: &str) -> bool {
+        self.etag_only
+            .as_deref()
+            .is_some_and(|p| path.starts_with(p))
     }
 
     fn matches(&self, method: &str, path: &str) -> bool {

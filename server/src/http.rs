@@ -156,6 +156,7 @@ async fn api_request(
     // connection in a state where the client can read it.
     let body = read_body(req.into_body(), declared, state.cfg.max_body).await;
 
+    let path_of_reply = path.clone();
     let stall = lock(&state.faults).stall(&method, &path);
     let (delay, action) = lock(&state.faults).plan(&method, &path);
     let reply = match action {
@@ -208,7 +209,12 @@ async fn api_request(
         }
     };
     sleep(delay).await;
-    Ok(reply)
+    let etag_only = lock(&state.faults).etag_only(&path_of_reply);
+    Ok(if etag_only {
+        reply.without_versions()
+    } else {
+        reply
+    })
 }
 
 fn dispatch(state: &AppState, req: &ApiRequest) -> Reply {

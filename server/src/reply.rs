@@ -57,6 +57,25 @@ impl Reply {
         self
     }
 
+    /// This answer without a `version` field anywhere in its JSON body (a record, a list, a
+    /// batch's answers): versions only in `ETag` headers.
+    pub fn without_versions(mut self) -> Reply {
+        fn strip(v: &mut Value) {
+            match v {
+                Value::Object(m) => {
+                    m.remove("version");
+                    m.values_mut().for_each(strip);
+                }
+                Value::Array(a) => a.iter_mut().for_each(strip),
+                _ => {}
+            }
+        }
+        if let Body::Json(v) = &mut self.body {
+            strip(v);
+        }
+        self
+    }
+
     pub fn etag(self, version: i64) -> Reply {
         self.header("ETag", format!("\"{version}\""))
     }

@@ -168,3 +168,54 @@ fn dump_wipe_and_stats() {
     assert_eq!(s.get("/__admin/health").json()["ok"], true);
     assert_eq!(s.get("/__admin/nope").status, 404);
 }
+
+#[test]
+fn etag_only_keeps_versions_out_of_bodies() {
+    let s = Server::start(&[]);
+    s.admin("faults", json!({"etagOnly": "/api/e"}));
+    let made = s.post("/api/e", json!({"title": "a"}));
+    assert_eq!(made.status, 201);
+    assert_eq!(made.header("etag"), Some("\"1\""));
+    let id = made.json()["id"].as_str().unwrap().to_string();
+    assert!(made.json().get("version").is_none(), "{}", made.text());
+    let one = s.get(&format!("/api/e/{id}"));
+    assert_eq!(one.header("etag"), Some("\"1\""));
+    assert!(one.json().get("version").is_none());
+    let list = s.get("/api/e").json();
+    assert!(list["data"][0].get("version").is_none(), "{list}");
+    assert_eq!(list["data"][0]["title"], "a");
+    // A 412's record, a replay and a batch's answers carry none either.
+    let stale = s
+        .req("PUT", &format!("/api/e/{id}"))
+        .header("If-Match", "\"9\"")
+        .json(json!({"title": "b"}))
+        .send();
+    assert_eq!(stale.status, 412);
+    assert_eq!(stale.header("etag"), Some("\"1\""));
+    assert!(stale.json().get("version").is_none(), "{}", stale.text());
+    for _ in 0..2 {
+        let r = s
+            .req("PUT", &format!("/api/e/{id}"))
+            .header("Idempotency-Key", "k1")
+            .json(json!({"title": "c"}))
+            .send();
+        assert_eq!((r.status, r.header("etag")), (200, Some("\"2\"")));
+        assert!(r.json().get("version").is_none(), "{}", r.text());
+    }
+    let batch = json!({"requests": [
+        {"id": "1", "method": "POST", "url": "/api/e", "body": {"title": "d"}},
+        {"id": "2", "method": "POST", "url": "/api/other", "body": {}}
+    ]});
+    let answers = s.post("/api/$batch", batch).json();
+    let answers = answers["responses"].as_array().unwrap().clone();
+    assert!(answers[0]["body"].get("version").is_none(), "{answers:?}");
+    assert_eq!(answers[0]["headers"]["ETag"], "\"1\"");
+    assert_eq!(answers[1]["body"]["version"], 1, "{answers:?}");
+    // Other collections keep theirs.
+    assert_eq!(s.post("/api/other", json!({})).json()["version"], 1);
+    assert_eq!(s.get("/__admin/faults").json()["etagOnly"], "/api/e");
+    let bad = s
+        .req("POST", "/__admin/faults")
+        .json(json!({"etagOnly": 1}));
+    assert_eq!(bad.send().status, 400);
+}

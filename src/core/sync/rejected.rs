@@ -223,20 +223,21 @@ impl<S: Storage, E: Env> Engine<S, E> {
         Ok(report)
     }
 
-    /// Says once per collection that a write keeps being answered 5xx: it is sent again for as
-    /// long as it is, and its record's later changes wait behind it.
+    /// Says once per collection that a write keeps being answered 5xx (it is sent again for as
+    /// long as it is, and its record's later changes wait behind it), or keeps waiting for the
+    /// read of its version first, however that read fails.
     pub(super) fn warn_if_stuck(&self, e: &Entry, status: Option<u16>, read_first: bool) {
-        let Some(status) = status.filter(|s| (500..600).contains(s)) else {
-            return;
-        };
         if e.attempts < STUCK_ATTEMPTS {
             return;
         }
+        // Whatever stops the read (a login page it is redirected to, a timeout): the write
+        // waits for it, and says so.
         if read_first {
+            let last = status.map_or("got no answer".into(), |s| format!("answered {s}"));
             return self.warn_once(format!("stuck-read:{}", e.c), || {
                 format!(
                     "a write of record {:?} in `{}` has waited {} times for `GET` of the record's \
-                     URL, the last answered {status}: the server gives versions only as `ETag`s, \
+                     URL, which last {last}: the server gives versions only as `ETag`s, \
                      so the write reads the record's version before it goes (without it, it would \
                      overwrite changes made since), and it waits, with backoff, until that read \
                      answers. Meanwhile `rejectPending({:?})` takes it out",
@@ -244,6 +245,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 )
             });
         }
+        let Some(status) = status.filter(|s| (500..600).contains(s)) else {
+            return;
+        };
         self.warn_once(format!("stuck:{}", e.c), || {
             let method = e.sent.as_ref().map_or("write", |s| s.method.as_str());
             format!(
