@@ -15,12 +15,6 @@ wasm_bindgen_test_configure!(run_in_browser);
 mod browser;
 use browser::*;
 
-async fn faults(json: &str) {
-    // Fault settings merge on the server: start from none so no earlier `match` lingers.
-    http("POST", "/__admin/reset", None).await;
-    http("POST", "/__admin/faults", Some(json)).await;
-}
-
 /// A store of collection `t` whose conflicts wait for a decision (so none can pass unseen).
 async fn device(name: &str, t: &str) -> Ferry {
     let opts = js(&format!(

@@ -15,12 +15,6 @@ wasm_bindgen_test_configure!(run_in_browser);
 mod browser;
 use browser::*;
 
-async fn faults(json: &str) {
-    // Fault settings merge on the server: start from none so no earlier `match` lingers.
-    http("POST", "/__admin/reset", None).await;
-    http("POST", "/__admin/faults", Some(json)).await;
-}
-
 async fn stats() -> JsValue {
     http("GET", "/__admin/stats", None).await
 }

@@ -59,6 +59,13 @@ pub async fn http(method: &str, path: &str, body: Option<&str>) -> JsValue {
     }
 }
 
+/// Sets the server's faults to `json`, and only those: they merge on the server, so it starts
+/// from none, and no earlier `match` lingers.
+pub async fn faults(json: &str) {
+    http("POST", "/__admin/reset", None).await;
+    http("POST", "/__admin/faults", Some(json)).await;
+}
+
 /// The server's records of collection `c`.
 pub async fn server_records(c: &str) -> Array {
     Array::from(&get(&http("GET", &format!("/api/{c}"), None).await, "data"))
