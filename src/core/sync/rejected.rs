@@ -237,8 +237,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
             return self.warn_once(format!("stuck-read:{}", e.c), || {
                 format!(
                     "a write of record {:?} in `{}` has waited {} times for `GET` of the record's \
-                     URL, which last {last}: the server gives versions only as `ETag`s, \
-                     so the write reads the record's version before it goes (without it, it would \
+                     URL, which last {last}: the collection's list names no versions, so the \
+                     write reads the record's version before it goes (without it, it would \
                      overwrite changes made since), and it waits, with backoff, until that read \
                      answers. Meanwhile `rejectPending({:?})` takes it out",
                     e.r, e.c, e.attempts, e.id
