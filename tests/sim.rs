@@ -91,9 +91,11 @@ fn seeds_that_found_bugs() {
 /// that lost was answered with the record that won, and a field only the loser set stayed.
 #[test]
 fn server_variants() {
+    // `Keyless` is for surveys only: some of its failures are ambiguities no client can
+    // resolve without keys (see `ServerKind::Keyless`).
     for kind in ServerKind::ALL
         .into_iter()
-        .filter(|k| *k != ServerKind::Reference)
+        .filter(|k| !matches!(k, ServerKind::Reference | ServerKind::Keyless))
     {
         for seed in 0..VARIANT_SEEDS {
             if let Err(fail) = run_against(seed, kind, FIXED_STEPS) {

@@ -109,22 +109,31 @@ fn one_read_serves_a_whole_round() {
     assert_eq!(ids.len(), 5);
 }
 
+/// A lookup answered 500, or with a captive portal's page in place of the list, is one that
+/// failed for now: the create waits for one that answers (found by the simulator against a
+/// server without keys, seed 34: the portal's page let the create go, and it was stored twice).
 #[test]
 fn a_create_that_cannot_be_looked_for_waits() {
-    let (db, _) = open_todos();
-    let s = forgetful();
-    let tap = Tap::new(s.clone());
-    create(&db, "todos", json!({"title": "a"}));
-    s.drop_after_commit(1);
-    flush(&db, &tap);
-    tap.hook(|req| (req.method == "GET").then(|| Ok(json_response(500, json!({})))));
-    tap.clear();
-    flush(&db, &tap);
-    let posts = tap.requests().iter().filter(|r| r.method == "POST").count();
-    assert_eq!(posts, 0, "not sent again unseen");
-    assert_eq!(pending(&db), 1);
-    tap.unhook();
-    sent_again_stored_once(&db, &tap, &s);
+    for portal in [false, true] {
+        let (db, _) = open_todos();
+        let s = forgetful();
+        let tap = Tap::new(s.clone());
+        create(&db, "todos", json!({"title": "a"}));
+        s.drop_after_commit(1);
+        flush(&db, &tap);
+        if portal {
+            s.html_next(1);
+        } else {
+            tap.hook(|req| (req.method == "GET").then(|| Ok(json_response(500, json!({})))));
+        }
+        tap.clear();
+        flush(&db, &tap);
+        let posts = tap.requests().iter().filter(|r| r.method == "POST").count();
+        assert_eq!(posts, 0, "portal {portal}: not sent again unseen");
+        assert_eq!(pending(&db), 1);
+        tap.unhook();
+        sent_again_stored_once(&db, &tap, &s);
+    }
 }
 
 /// A minute later the queue goes again: the create ends stored once, nothing pending.

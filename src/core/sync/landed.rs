@@ -69,13 +69,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     found[i] = Some(Verdict::Unauthorized);
                     continue;
                 }
-                // A collection that cannot be listed (no GET route, or a page that is not a
-                // list): looking will never work, and waiting for it would hold the create for
-                // good. It goes, and meets what it meets.
+                // A collection that cannot be listed (no GET route): looking will never work,
+                // and waiting for it would hold the create for good. It goes, and meets what
+                // it meets. A 2xx that is no list (a captive portal's page) fails for now, as
+                // the pulls do: the create waits, or a server without keys stores it twice.
                 Err(err)
-                    if err
-                        .status
-                        .is_some_and(|s| s < 500 && !matches!(s, 408 | 425 | 429)) =>
+                    if err.status.is_some_and(|s| {
+                        (400..500).contains(&s) && !matches!(s, 408 | 425 | 429)
+                    }) =>
                 {
                     continue;
                 }

@@ -46,6 +46,9 @@ pub struct Shared {
     pub delayed: RefCell<Vec<(usize, HttpRequest)>>,
     /// Faults are injected only while this is set (the final convergence heals the network).
     pub enabled: Cell<bool>,
+    /// The network may duplicate or hold back a `POST` (not against `ServerKind::Keyless`,
+    /// where that stores a create twice whatever the client does).
+    pub post_copies: Cell<bool>,
 }
 
 impl Shared {
@@ -56,6 +59,7 @@ impl Shared {
             observed: RefCell::default(),
             delayed: RefCell::default(),
             enabled: Cell::new(true),
+            post_copies: Cell::new(true),
         })
     }
     pub fn count(&self, kind: &'static str) {
@@ -123,7 +127,7 @@ pub struct SimNet {
 }
 
 impl SimNet {
-    fn roll(&self, write: bool, batch: bool, applied: bool) -> Option<Fault> {
+    fn roll(&self, write: bool, post: bool, batch: bool, applied: bool) -> Option<Fault> {
         if !self.shared.enabled.get() {
             return None;
         }
@@ -138,6 +142,7 @@ impl SimNet {
                     // a refusal is only realistic for a single write it has not applied.
                     Fault::Status(422) => write && !batch && !applied,
                     Fault::Terse => write && !batch,
+                    Fault::Duplicate | Fault::Delay => !post || self.shared.post_copies.get(),
                     _ => true,
                 };
                 return allowed.then_some(*f);
@@ -200,7 +205,7 @@ impl Transport for SimNet {
                             || d.body.as_deref().is_some_and(|b| b.contains(&quoted))
                     })
             });
-        let fault = self.roll(write, batch, applied);
+        let fault = self.roll(write, req.method == "POST", batch, applied);
         if let Some(f) = fault {
             self.shared.count(fault_name(f));
         }

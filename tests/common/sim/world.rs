@@ -218,6 +218,9 @@ impl World {
         let server = MemServer::new();
         setup.server.apply(&server);
         let shared = Shared::new(setup.seed);
+        shared
+            .post_copies
+            .set(setup.server != super::servers::ServerKind::Keyless);
         let clock = Rc::new(Cell::new(T0));
         let mut rng = Rng::new(setup.seed);
         let mut clients = Vec::new();
