@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 pub struct Faults {
     pub fail_next: u64,
     pub status: u16,
+    /// The body of a `failNext` answer (JSON); `{"error": "injected fault"}` when unset. With
+    /// `"status": 200` and `{"success": false, …}`, a refusal as servers written for Sencha's
+    /// proxies give it.
+    pub body: Option<Value>,
     pub retry_after: Option<String>,
     /// Only /api paths starting with this are affected by any fault.
     pub match_prefix: Option<String>,
@@ -31,6 +35,7 @@ impl Default for Faults {
         Faults {
             fail_next: 0,
             status: 503,
+            body: None,
             retry_after: None,
             match_prefix: None,
             methods: None,
@@ -50,6 +55,7 @@ pub enum Action {
     Fail {
         status: u16,
         retry_after: Option<String>,
+        body: Option<Value>,
     },
     Html,
     /// Process normally; `drop` closes the connection instead of answering.
@@ -100,6 +106,7 @@ impl Faults {
                         .ok_or("status must be an HTTP status code")?
                         as u16
                 }
+                "body" => next.body = (!val.is_null()).then(|| val.clone()),
                 "retryAfter" => {
                     next.retry_after = match val {
                         Value::Null => None,
@@ -143,6 +150,7 @@ impl Faults {
         json!({
             "failNext": self.fail_next,
             "status": self.status,
+            "body": self.body,
             "retryAfter": self.retry_after,
             "match": self.match_prefix,
             "methods": self.methods,
@@ -193,6 +201,7 @@ impl Faults {
             Action::Fail {
                 status: self.status,
                 retry_after: self.retry_after.clone(),
+                body: self.body.clone(),
             }
         } else if self.html_next > 0 {
             self.html_next -= 1;
@@ -262,7 +271,8 @@ mod tests {
             f.plan("PUT", "/api/a/1").1,
             Action::Fail {
                 status: 503,
-                retry_after: Some("2".into())
+                retry_after: Some("2".into()),
+                body: None,
             }
         );
         f.merge(&json!({"dropAfterCommit": 1, "htmlNext": 1, "match": null}))

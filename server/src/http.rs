@@ -163,9 +163,13 @@ async fn api_request(
         Action::Fail {
             status,
             retry_after,
+            body,
         } => {
             lock(&state.stats).faulted += 1;
-            let r = Reply::error(status, "injected fault");
+            let r = match body {
+                Some(body) => Reply::json(status, body),
+                None => Reply::error(status, "injected fault"),
+            };
             match retry_after {
                 Some(ra) => r.header("Retry-After", ra),
                 None => r,

@@ -28,12 +28,22 @@ fn fail_next_with_retry_after_and_match() {
     assert_eq!(f["failNext"], 0);
     assert_eq!(f["match"], "/api/a");
 
+    // A refusal as servers written for Sencha's proxies give it: a 200 that says no.
+    let no = json!({"success": false, "message": "Title is required"});
+    s.admin(
+        "faults",
+        json!({"failNext": 1, "status": 200, "body": no.clone()}),
+    );
+    let r = s.post("/api/a", json!({"x": 2}));
+    assert_eq!((r.status, r.json()), (200, no));
+    assert_eq!(s.get("/api/a").json()["data"].as_array().unwrap().len(), 1);
+
     s.admin("reset", json!({}));
     s.admin("faults", json!({"failNext": 1, "status": 429}));
     let r = s.get("/api/a");
     assert_eq!((r.status, r.header("retry-after")), (429, None));
     let stats = s.get("/__admin/stats").json();
-    assert_eq!(stats["faulted"], 3);
+    assert_eq!(stats["faulted"], 4);
     assert_eq!(stats["writes"], 2);
     // Bad settings are refused whole.
     let r = s

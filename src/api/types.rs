@@ -41,6 +41,11 @@ export interface CollectionOptions {
   versionProperty?: string;
   /** Where an envelope answer keeps its records (default `data`). */
   rootProperty?: string;
+  /**
+   * Sencha's `successProperty` (default `success`): a 2xx answer whose JSON object sets it to
+   * `false` is a refusal (the write goes to `rejected()`) or a failed read. `null` turns it off.
+   */
+  successProperty?: string | null;
   /** Fields with an IndexedDB index; `query` on them does not scan. */
   indexes?: string[];
   /** Fields that hold ids of another collection's records, e.g. `{ projectId: "projects" }`. */

@@ -103,6 +103,11 @@ pub struct CollectionConfig {
     /// Where an envelope answer keeps its records.
     #[serde(default = "default_root")]
     pub root_property: String,
+    /// Sencha's `successProperty`: a 2xx answer whose JSON object sets this field to `false`
+    /// is the server refusing the write (or failing the read), not a success. `null` (or `""`)
+    /// turns it off, for records whose own field has that name.
+    #[serde(default = "default_success")]
+    pub success_property: Option<String>,
     /// Fields with an IndexedDB index; queries on them do not scan.
     #[serde(default)]
     pub indexes: Vec<String>,
@@ -135,6 +140,9 @@ fn default_version() -> String {
 fn default_root() -> String {
     "data".into()
 }
+fn default_success() -> Option<String> {
+    Some("success".into())
+}
 
 impl CollectionConfig {
     /// Whether an answer with `status` means "not authorised" (401, or an `authStatuses` one).
@@ -150,6 +158,11 @@ impl CollectionConfig {
             .unwrap_or_else(|| key.into())
     }
 
+    /// The `successProperty` in force: none when it is turned off.
+    pub fn success_field(&self) -> Option<&str> {
+        self.success_property.as_deref().filter(|s| !s.is_empty())
+    }
+
     /// A collection with every default, for tests and examples.
     pub fn new(name: &str, url: &str) -> Self {
         CollectionConfig {
@@ -159,6 +172,7 @@ impl CollectionConfig {
             client_id_property: default_client_id(),
             version_property: default_version(),
             root_property: default_root(),
+            success_property: default_success(),
             indexes: Vec::new(),
             refs: BTreeMap::new(),
             update_method: UpdateMethod::Put,

@@ -9,7 +9,7 @@ export async function app(): Promise<void> {
     name: "app",
     collections: {
       todos: { url: "/api/todos", indexes: ["done", "projectId"], refs: { projectId: "projects" } },
-      projects: { url: "/api/projects", updateMethod: "PATCH", conflict: "serverWins" },
+      projects: { url: "/api/projects", updateMethod: "PATCH", conflict: "serverWins", successProperty: null },
     },
     batchUrl: "/api/$batch",
     getHeaders: async () => ({ Authorization: "Bearer t", "X-Tenant": 3, "X-Debug": null }),

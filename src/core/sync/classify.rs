@@ -223,6 +223,28 @@ fn single_record(cfg: &CollectionConfig, res: &HttpResponse) -> Option<Record> {
     has_id(cfg, &m).then_some(m)
 }
 
+/// Whether a 2xx answer to a write is the server saying no in Sencha's way: a JSON object
+/// whose `successProperty` is `false` (`{"success": false, "message": "Title is required"}`).
+/// Taken for a success, an update or a delete would count as done, and the server would never
+/// have it. Not when that object is the record itself (it carries the collection's id) or the
+/// field is one the write sent: then `success` is the record's own field.
+pub fn refused_in_body(cfg: &CollectionConfig, res: &HttpResponse, sent: Option<&Value>) -> bool {
+    let Some(field) = cfg.success_field() else {
+        return false;
+    };
+    if !(200..300).contains(&res.status) || !res.body.contains(field) {
+        return false;
+    }
+    let body = res.body.trim_start_matches('\u{feff}').trim();
+    let Ok(Value::Object(m)) = serde_json::from_str::<Value>(body) else {
+        return false;
+    };
+    let sent_it = sent
+        .and_then(Value::as_object)
+        .is_some_and(|b| b.contains_key(field));
+    m.get(field) == Some(&Value::Bool(false)) && !has_id(cfg, &m) && !sent_it
+}
+
 /// Whether `r` names its record: an object without a usable id is not a record.
 pub fn has_id(cfg: &CollectionConfig, r: &Record) -> bool {
     r.get(&cfg.id_property).is_some_and(|v| id_key(v).is_ok())

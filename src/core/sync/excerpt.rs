@@ -37,16 +37,32 @@ pub(super) fn said(res: &HttpResponse) -> String {
     }
 }
 
+/// [`said`] of a body already read as JSON.
+pub(super) fn said_in(v: &Value) -> String {
+    match from_json(v).map(|w| short(&w)).filter(|w| !w.is_empty()) {
+        Some(w) => format!(": {w}"),
+        None => String::new(),
+    }
+}
+
 fn from_json(v: &Value) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
-        Value::Object(m) => ["message", "detail", "error", "title", "error_description"]
-            .iter()
-            .find_map(|k| match m.get(*k)? {
-                Value::String(s) => Some(s.clone()),
-                inner @ Value::Object(_) => from_json(inner),
-                _ => None,
-            }),
+        // `msg`: Ext JS's examples and many of the servers written for them.
+        Value::Object(m) => [
+            "message",
+            "detail",
+            "error",
+            "title",
+            "error_description",
+            "msg",
+        ]
+        .iter()
+        .find_map(|k| match m.get(*k)? {
+            Value::String(s) => Some(s.clone()),
+            inner @ Value::Object(_) => from_json(inner),
+            _ => None,
+        }),
         _ => None,
     }
 }

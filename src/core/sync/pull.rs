@@ -59,12 +59,23 @@ pub(super) fn shown(url: &str) -> String {
     }
 }
 
-pub(super) fn parse_page(root: &str, body: &str) -> std::result::Result<Page, String> {
+pub(super) fn parse_page(cfg: &CollectionConfig, body: &str) -> std::result::Result<Page, String> {
+    let root = cfg.root_property.as_str();
     let v: Value =
         serde_json::from_str(body).map_err(|e| format!("the read answer is not JSON ({e})"))?;
     let (list, cursor, envelope) = match v {
         Value::Array(a) => (a, None, None),
         Value::Object(mut m) => {
+            // Sencha's `{"success": false, "data": []}`: a failed read, not an empty list (as a
+            // snapshot, it would take every record for deleted).
+            if let Some(field) = cfg.success_field() {
+                if m.get(field) == Some(&Value::Bool(false)) {
+                    return Err(format!(
+                        "the read answer says `{field}: false`{}",
+                        super::excerpt::said_in(&Value::Object(m))
+                    ));
+                }
+            }
             let cursor = match m.remove("cursor") {
                 Some(Value::String(s)) => Some(s),
                 Some(Value::Number(n)) => Some(n.to_string()),
@@ -183,7 +194,7 @@ fn read_answer(cfg: &CollectionConfig, res: &HttpResponse, url: &str) -> Result<
     let why = if looks_like_html(res) {
         Err("an HTML page where JSON was expected (a captive portal, a login page?)".to_string())
     } else {
-        parse_page(&cfg.root_property, &res.body)
+        parse_page(cfg, &res.body)
     };
     let page = why.map_err(|e| Error {
         status: Some(res.status),

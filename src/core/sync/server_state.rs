@@ -13,7 +13,9 @@ use crate::core::mutation::{Entry, Kind};
 use crate::core::record::{id_key, Record};
 use crate::core::storage::Storage;
 
-use super::classify::{classify, keep_body, looks_like_html, record_of, version_field, version_of};
+use super::classify::{
+    classify, keep_body, looks_like_html, record_of, refused_in_body, version_field, version_of,
+};
 use super::classify::{ServerState, Verdict};
 use super::http::{record_url, HttpResponse, NetError, Transport, REDIRECTED_TO};
 use super::pull::{get_request, read_page};
@@ -72,6 +74,15 @@ impl<S: Storage, E: Env> Engine<S, E> {
         report: &mut Report,
     ) -> Result<Verdict> {
         let cfg = self.collection(&e.c)?;
+        if let Ok(r) = res {
+            let sent = e.sent.as_ref().and_then(|s| s.body.as_ref());
+            if refused_in_body(cfg, r, sent) {
+                return Ok(Verdict::Rejected {
+                    status: r.status,
+                    body: keep_body(&r.body),
+                });
+            }
+        }
         let v = classify(cfg, e.kind, res, self.env.now_ms());
         match v {
             // A create has no server state to read: a 409 or 412 without the record is about

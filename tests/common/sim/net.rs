@@ -49,6 +49,9 @@ pub struct Shared {
     /// The network may duplicate or hold back a `POST` (not against `ServerKind::Keyless`,
     /// where that stores a create twice whatever the client does).
     pub post_copies: Cell<bool>,
+    /// Answers are reshaped as a server written for Sencha's proxies gives them
+    /// (`ServerKind::Sencha`).
+    pub sencha: Cell<bool>,
 }
 
 impl Shared {
@@ -60,6 +63,7 @@ impl Shared {
             delayed: RefCell::default(),
             enabled: Cell::new(true),
             post_copies: Cell::new(true),
+            sencha: Cell::new(false),
         })
     }
     pub fn count(&self, kind: &'static str) {
@@ -172,6 +176,30 @@ pub fn deliver(
     res
 }
 
+/// `r` as a server written for Sencha's proxies answers: a refusal is a 200 that says
+/// `"success": false`; a record or a list comes with `"success": true`.
+fn as_sencha(mut r: HttpResponse) -> HttpResponse {
+    if r.status == 422 {
+        r.status = 200;
+        r.body = r#"{"success":false,"message":"refused by the simulator"}"#.into();
+        return r;
+    }
+    if !(200..300).contains(&r.status) {
+        return r;
+    }
+    r.body = match serde_json::from_str::<serde_json::Value>(&r.body) {
+        Ok(serde_json::Value::Object(mut m)) if m.get("data").is_some_and(|d| d.is_array()) => {
+            m.insert("success".into(), true.into());
+            serde_json::Value::Object(m).to_string()
+        }
+        Ok(v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => {
+            serde_json::json!({"success": true, "data": v}).to_string()
+        }
+        _ => return r,
+    };
+    r
+}
+
 fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
     HttpResponse {
         status,
@@ -217,7 +245,10 @@ impl Transport for SimNet {
                 self.client, req.method, req.url, req.headers
             )
         });
-        let res = self.faulted(req, fault).await;
+        let mut res = self.faulted(req, fault).await;
+        if self.shared.sencha.get() {
+            res = res.map(as_sencha);
+        }
         if let Some(said) = said {
             let fault = fault.map_or("", fault_name);
             match &res {

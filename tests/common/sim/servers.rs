@@ -34,10 +34,14 @@ pub enum ServerKind {
     /// another device, shows in the list as a tombstone without its client id, and is sent
     /// again). Its first survey found one real bug (seed 34, fixed in `landed.rs`).
     Keyless,
+    /// Written for Sencha's proxies: every 2xx JSON answer carries `"success": true` (a record
+    /// as `{"success": true, "data": record}`), and a write the server refuses is answered
+    /// `200 {"success": false, "message": …}` instead of a 4xx. No batch endpoint.
+    Sencha,
 }
 
 impl ServerKind {
-    pub const ALL: [ServerKind; 9] = [
+    pub const ALL: [ServerKind; 10] = [
         ServerKind::Reference,
         ServerKind::Wrapped,
         ServerKind::NoBatch,
@@ -47,6 +51,7 @@ impl ServerKind {
         ServerKind::EtagOnly,
         ServerKind::Stamped,
         ServerKind::Keyless,
+        ServerKind::Sencha,
     ];
 
     /// The kind named (case-insensitive, as printed by `{:?}`), for `FERRY_SIM_SERVER`.
@@ -67,6 +72,8 @@ impl ServerKind {
             ServerKind::EtagOnly => s.set_etag_only(true),
             ServerKind::Stamped => s.set_stamped(true),
             ServerKind::Keyless => s.set_idempotency(false),
+            // The answers are reshaped on the way (`net.rs`, `as_sencha`).
+            ServerKind::Sencha => s.set_batch(false),
         }
     }
 }

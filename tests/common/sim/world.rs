@@ -221,6 +221,9 @@ impl World {
         shared
             .post_copies
             .set(setup.server != super::servers::ServerKind::Keyless);
+        shared
+            .sencha
+            .set(setup.server == super::servers::ServerKind::Sencha);
         let clock = Rc::new(Cell::new(T0));
         let mut rng = Rng::new(setup.seed);
         let mut clients = Vec::new();

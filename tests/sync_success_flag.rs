@@ -1,0 +1,195 @@
+//! Servers written for Sencha's proxies say no with a 2xx: `{"success": false, "message": …}`
+//! (the reader's `successProperty`). Such an answer must be a refusal, kept in `rejected()` and
+//! undone locally, never an acknowledgement (the server never stored the change) nor a failure
+//! sent again for ever; and a read that says so must not empty the collection.
+#![cfg(not(target_arch = "wasm32"))]
+
+#[path = "common/mem_server.rs"]
+mod mem_server;
+#[path = "common/native_env.rs"]
+mod native_env;
+#[path = "common/sync_asserts.rs"]
+mod sync_asserts;
+
+use ferry::core::sync::flush::RoundEnd;
+use ferry::core::sync::http::{HttpRequest, HttpResponse, Transport};
+use ferry::core::{MemoryStorage, UpdateMethod};
+use mem_server::MemServer;
+use native_env::*;
+use serde_json::{json, Value};
+use sync_asserts::*;
+
+const NO: &str = "Title is not allowed";
+
+/// The server's answer to `req`, as a Sencha-style server gives it: a record as
+/// `{"success": true, "data": record}`.
+fn sencha_ok(s: &MemServer, req: &HttpRequest) -> HttpResponse {
+    let res = block_on(s.send(req.clone())).expect("the server answers");
+    let rec: Value = serde_json::from_str(&res.body).unwrap_or(Value::Null);
+    json_response(res.status, json!({"success": true, "data": rec}))
+}
+
+/// A Sencha-style server that refuses, with a 200, every write whose method is `method`
+/// (and stores nothing of it), and answers the rest wrapped.
+fn refuse(tap: &Tap<MemServer>, method: &'static str) {
+    let inner = tap.inner.clone();
+    tap.hook(move |req| {
+        Some(Ok(if req.method == method {
+            json_response(200, json!({"success": false, "message": NO}))
+        } else {
+            sencha_ok(&inner, req)
+        }))
+    });
+}
+
+fn synced(db: &Db, t: &impl Transport) -> String {
+    let a = create(db, "todos", json!({"title": "a", "n": 1}));
+    flush_all(db, t);
+    id_of(&get(db, "todos", &a).expect("created"))
+}
+
+#[test]
+fn a_create_refused_with_success_false_is_rejected_not_sent_again() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    refuse(&tap, "POST");
+    let bad = create(&db, "todos", json!({"title": "bad"}));
+    let (end, report) = flush(&db, &tap);
+    assert_eq!(end, RoundEnd::Idle, "a refusal is settled, not retried");
+    assert_eq!(report.rejected.len(), 1, "{report:?}");
+    let r = &report.rejected[0];
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains(NO), "{}", r.body);
+    assert_eq!(r.record_id, bad);
+    assert!(get(&db, "todos", &bad).is_none(), "the create is undone");
+    assert_eq!(pending(&db), 0);
+    assert!(s.records("todos").is_empty());
+
+    // Answered `{"success": true, "data": …}`, the retry is acknowledged with the server's id.
+    tap.unhook();
+    let inner = s.clone();
+    tap.hook(move |req| Some(Ok(sencha_ok(&inner, req))));
+    block_on(db.retry_rejected(&r.mutation_id)).expect("retry");
+    flush_all(&db, &tap);
+    assert_eq!(s.records("todos").len(), 1);
+    assert_in_sync(&db, &s, "todos");
+}
+
+#[test]
+fn an_update_refused_with_success_false_goes_back_to_the_servers_values() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    let id = synced(&db, &tap);
+    refuse(&tap, "PUT");
+    update(&db, "todos", &id, json!({"title": "bad"}));
+    let (end, report) = flush(&db, &tap);
+    assert_eq!(end, RoundEnd::Idle);
+    assert_eq!(report.rejected.len(), 1, "{report:?}");
+    assert_eq!(report.rejected[0].status, 200);
+    assert_eq!(get(&db, "todos", &id).expect("kept")["title"], "a");
+    assert_eq!(s.record("todos", &id).expect("there")["title"], "a");
+    assert_in_sync(&db, &s, "todos");
+}
+
+#[test]
+fn a_delete_refused_with_success_false_brings_the_record_back() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    let id = synced(&db, &tap);
+    refuse(&tap, "DELETE");
+    delete(&db, "todos", &id);
+    let (_, report) = flush(&db, &tap);
+    assert_eq!(report.rejected.len(), 1, "{report:?}");
+    assert_eq!(get(&db, "todos", &id).expect("restored")["title"], "a");
+    assert!(s.record("todos", &id).is_some());
+    assert_in_sync(&db, &s, "todos");
+}
+
+#[test]
+fn a_records_own_success_field_is_data() {
+    // A record answered as itself (it carries its id), and a PATCH answered with the fields it
+    // changed, `success` among them: both acknowledged.
+    let mut cfg = config(&["todos"]);
+    cfg.collections
+        .get_mut("todos")
+        .expect("todos")
+        .update_method = UpdateMethod::Patch;
+    let db = open(cfg, MemoryStorage::new());
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    let a = create(&db, "todos", json!({"title": "job", "success": false}));
+    let report = flush_all(&db, &tap);
+    assert!(report.rejected.is_empty(), "{report:?}");
+    let id = id_of(&get(&db, "todos", &a).expect("created"));
+    assert_eq!(s.record("todos", &id).expect("stored")["success"], false);
+    // The PATCH sends only the title; the answer is the whole record, `success: false` in it.
+    update(&db, "todos", &id, json!({"title": "job 2"}));
+    let report = flush_all(&db, &tap);
+    assert!(report.rejected.is_empty(), "{report:?}");
+    assert_eq!(s.record("todos", &id).expect("there")["title"], "job 2");
+    update(&db, "todos", &id, json!({"success": true}));
+    flush_all(&db, &tap);
+    let inner = s.clone();
+    tap.hook(move |req| {
+        let res = block_on(inner.send(req.clone())).expect("answers");
+        Some(Ok(if req.method == "PATCH" {
+            json_response(res.status, body(req)) // the changed fields only
+        } else {
+            res
+        }))
+    });
+    update(&db, "todos", &id, json!({"success": false}));
+    let report = flush_all(&db, &tap);
+    assert!(report.rejected.is_empty(), "{report:?}");
+    assert_eq!(s.record("todos", &id).expect("there")["success"], false);
+    assert_in_sync(&db, &s, "todos");
+}
+
+#[test]
+fn without_a_success_property_such_an_answer_is_what_it_was() {
+    let mut cfg = config(&["todos"]);
+    cfg.collections
+        .get_mut("todos")
+        .expect("todos")
+        .success_property = None;
+    let db = open(cfg, MemoryStorage::new());
+    let tap = Tap::new(MemServer::new());
+    let id = synced(&db, &tap);
+    refuse(&tap, "PUT");
+    update(&db, "todos", &id, json!({"title": "b"}));
+    let report = flush_all(&db, &tap);
+    assert!(report.rejected.is_empty(), "turned off: an acknowledgement");
+    assert_eq!(pending(&db), 0);
+}
+
+#[test]
+fn a_read_answered_success_false_fails_and_removes_nothing() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    let id = synced(&db, &tap);
+    let inner = s.clone();
+    tap.hook(move |req| {
+        Some(if req.method == "GET" {
+            Ok(json_response(
+                200,
+                json!({"success": false, "data": [], "message": "session expired"}),
+            ))
+        } else {
+            block_on(inner.send(req.clone()))
+        })
+    });
+    let e = block_on(db.pull(&tap, &[], "todos")).expect_err("the read failed");
+    assert!(e.message.contains("success: false"), "{}", e.message);
+    assert!(e.message.contains("session expired"), "{}", e.message);
+    assert!(
+        get(&db, "todos", &id).is_some(),
+        "nothing was taken for deleted"
+    );
+    tap.unhook();
+    pull(&db, &tap, "todos");
+    assert_in_sync(&db, &s, "todos");
+}
