@@ -12,7 +12,7 @@ mod native_env;
 mod sync_asserts;
 
 use ferry::core::sync::flush::RoundEnd;
-use ferry::core::sync::http::{HttpRequest, HttpResponse, Transport};
+use ferry::core::sync::http::{HttpRequest, HttpResponse, Transport, REDIRECTED_TO};
 use ferry::core::{MemoryStorage, UpdateMethod};
 use mem_server::MemServer;
 use native_env::*;
@@ -191,5 +191,126 @@ fn a_read_answered_success_false_fails_and_removes_nothing() {
     );
     tap.unhook();
     pull(&db, &tap, "todos");
+    assert_in_sync(&db, &s, "todos");
+}
+
+/// Such a server says "not found" Sencha's way too: a record deleted elsewhere, whose delete
+/// here is answered `success: false`, and its URL likewise, is done, not brought back.
+#[test]
+fn a_delete_of_a_record_gone_answered_success_false_is_done() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    let id = synced(&db, &tap);
+    s.server_delete("todos", &id);
+    let inner = s.clone();
+    tap.hook(move |req| {
+        let res = block_on(inner.send(req.clone())).expect("answers");
+        Some(Ok(if matches!(res.status, 404 | 410) {
+            json_response(
+                200,
+                json!({"success": false, "message": "Record not found"}),
+            )
+        } else {
+            res
+        }))
+    });
+    delete(&db, "todos", &id);
+    let report = flush_all(&db, &tap);
+    assert!(report.rejected.is_empty(), "{report:?}");
+    assert!(get(&db, "todos", &id).is_none(), "not brought back");
+    assert_eq!(pending(&db), 0);
+}
+
+/// An update whose record was deleted elsewhere, answered `success: false` ("not found"), meets
+/// a deletion conflict as after a 404 (here `merge`: the deletion stands), not a refusal that
+/// would keep the record here.
+#[test]
+fn an_update_of_a_record_gone_answered_success_false_is_a_deletion_conflict() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    let id = synced(&db, &tap);
+    s.server_delete("todos", &id);
+    let inner = s.clone();
+    tap.hook(move |req| {
+        let res = block_on(inner.send(req.clone())).expect("answers");
+        Some(Ok(if matches!(res.status, 404 | 410) {
+            json_response(
+                200,
+                json!({"success": false, "message": "Record not found"}),
+            )
+        } else {
+            res
+        }))
+    });
+    update(&db, "todos", &id, json!({"title": "b"}));
+    let report = flush_all(&db, &tap);
+    assert!(report.rejected.is_empty(), "{report:?}");
+    assert_eq!(report.conflicts.len(), 1, "{report:?}");
+    assert_eq!(pending(&db), 0);
+}
+
+/// An update stored by a server without keys, whose answer never came (the page reloaded), is
+/// answered `success: false` when sent again (such a server has no 409): the server holds it,
+/// so it is acknowledged, not undone.
+#[test]
+fn an_update_out_when_the_page_reloaded_that_landed_is_not_refused() {
+    let s = MemServer::new();
+    s.set_idempotency(false);
+    let tap = Tap::new(s.clone());
+    let (db, storage) = open_todos();
+    let id = synced(&db, &tap);
+    update(&db, "todos", &id, json!({"title": "changed"}));
+    let vanishing = Vanishing(s.clone());
+    {
+        let mut out = std::pin::pin!(db.flush(&vanishing, &[]));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(std::future::Future::poll(out.as_mut(), &mut cx).is_pending());
+    }
+    drop(db);
+    let db = open(config(&["todos"]), storage);
+    assert_eq!(s.record("todos", &id).expect("there")["title"], "changed");
+    let inner = s.clone();
+    tap.hook(move |req| {
+        Some(if req.method == "PUT" {
+            Ok(json_response(
+                200,
+                json!({"success": false, "message": "modified since"}),
+            ))
+        } else {
+            block_on(inner.send(req.clone()))
+        })
+    });
+    let report = flush_all(&db, &tap);
+    assert!(report.rejected.is_empty(), "{report:?}");
+    assert_eq!(get(&db, "todos", &id).expect("kept")["title"], "changed");
+    assert_eq!(pending(&db), 0);
+}
+
+/// A create redirected to a login endpoint that answers JSON (`success: false`) never reached
+/// the API: it waits, as after any redirected answer, and is not refused and undone.
+#[test]
+fn a_create_redirected_to_a_login_that_says_success_false_waits() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    tap.hook(|req| {
+        (req.method == "POST").then(|| {
+            let mut res = json_response(200, json!({"success": false, "message": "Not logged in"}));
+            res.headers
+                .push((REDIRECTED_TO.to_string(), "http://h/login".to_string()));
+            Ok(res)
+        })
+    });
+    let a = create(&db, "todos", json!({"title": "a"}));
+    let (end, report) = flush(&db, &tap);
+    assert!(report.rejected.is_empty(), "{report:?}");
+    assert!(matches!(end, RoundEnd::Wait { .. }), "{end:?}");
+    assert!(get(&db, "todos", &a).is_some(), "kept");
+    tap.unhook();
+    db.env.advance(120_000.0);
+    flush_all(&db, &tap);
+    assert_eq!(s.records("todos").len(), 1);
     assert_in_sync(&db, &s, "todos");
 }

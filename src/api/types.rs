@@ -43,9 +43,10 @@ export interface CollectionOptions {
   rootProperty?: string;
   /**
    * Sencha's `successProperty` (default `success`): a 2xx answer whose JSON object sets it to
-   * `false` is a refusal (the write goes to `rejected()`) or a failed read. `null` turns it off.
+   * `false` is a refusal (the write goes to `rejected()`) or a failed read. `null` or `false`
+   * turn it off.
    */
-  successProperty?: string | null;
+  successProperty?: string | null | false;
   /** Fields with an IndexedDB index; `query` on them does not scan. */
   indexes?: string[];
   /** Fields that hold ids of another collection's records, e.g. `{ projectId: "projects" }`. */

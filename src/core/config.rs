@@ -104,9 +104,9 @@ pub struct CollectionConfig {
     #[serde(default = "default_root")]
     pub root_property: String,
     /// Sencha's `successProperty`: a 2xx answer whose JSON object sets this field to `false`
-    /// is the server refusing the write (or failing the read), not a success. `null` (or `""`)
-    /// turns it off, for records whose own field has that name.
-    #[serde(default = "default_success")]
+    /// is the server refusing the write (or failing the read), not a success. `null`, `""` or
+    /// `false` turn it off.
+    #[serde(default = "default_success", deserialize_with = "success_field")]
     pub success_property: Option<String>,
     /// Fields with an IndexedDB index; queries on them do not scan.
     #[serde(default)]
@@ -142,6 +142,20 @@ fn default_root() -> String {
 }
 fn default_success() -> Option<String> {
     Some("success".into())
+}
+/// `successProperty`: a field name, or `null`, `""` or `false` for none.
+fn success_field<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<String>, D::Error> {
+    match serde_json::Value::deserialize(d)? {
+        serde_json::Value::String(s) if !s.is_empty() => Ok(Some(s)),
+        serde_json::Value::String(_) | serde_json::Value::Null | serde_json::Value::Bool(false) => {
+            Ok(None)
+        }
+        _ => Err(serde::de::Error::custom(
+            "`successProperty` must be a field name, or null or false for none",
+        )),
+    }
 }
 
 impl CollectionConfig {
@@ -408,6 +422,21 @@ mod tests {
             assert_eq!(e.kind, super::super::error::ErrorKind::Validation);
             assert!(e.message.contains(what), "{}", e.message);
         }
+    }
+
+    #[test]
+    fn success_property_takes_a_field_name_or_none() {
+        let parse =
+            |v: &str| serde_json::from_str::<CollectionConfig>(&format!(r#"{{"url":"/a"{v}}}"#));
+        assert_eq!(parse("").unwrap().success_field(), Some("success"));
+        let named = parse(r#","successProperty":"ok""#).unwrap();
+        assert_eq!(named.success_field(), Some("ok"));
+        for off in ["null", "false", "\"\""] {
+            let c = parse(&format!(r#","successProperty":{off}"#)).unwrap();
+            assert_eq!(c.success_field(), None, "{off}");
+        }
+        let e = parse(r#","successProperty":1"#).unwrap_err();
+        assert!(e.to_string().contains("successProperty"), "{e}");
     }
 
     #[test]

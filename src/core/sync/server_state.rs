@@ -14,7 +14,8 @@ use crate::core::record::{id_key, Record};
 use crate::core::storage::Storage;
 
 use super::classify::{
-    classify, keep_body, looks_like_html, record_of, refused_in_body, version_field, version_of,
+    classify, keep_body, looks_like_html, record_of, refused_in_body, says_failure, version_field,
+    version_of,
 };
 use super::classify::{ServerState, Verdict};
 use super::http::{record_url, HttpResponse, NetError, Transport, REDIRECTED_TO};
@@ -77,10 +78,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         if let Ok(r) = res {
             let sent = e.sent.as_ref().and_then(|s| s.body.as_ref());
             if refused_in_body(cfg, r, sent) {
-                return Ok(Verdict::Rejected {
-                    status: r.status,
-                    body: keep_body(&r.body),
-                });
+                return Ok(self.said_no(transport, headers, e, r, report).await);
             }
         }
         let v = classify(cfg, e.kind, res, self.env.now_ms());
@@ -297,6 +295,49 @@ impl<S: Storage, E: Env> Engine<S, E> {
         }
     }
 
+    /// The verdict on write `e`, answered `r`: a 2xx that says `"success": false`. Such a
+    /// server says "not found" so too, and has no 409 to say a write sent again (its answer
+    /// lost) is already there, so the record is read first: a delete whose record is gone is
+    /// done, an update whose record is gone meets a deletion conflict (as after a 404), and an
+    /// update sent before that the server holds is acknowledged. Else it is refused; what
+    /// cannot be read waits. A create has nothing to read: refused.
+    async fn said_no<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        e: &Entry,
+        r: &HttpResponse,
+        report: &mut Report,
+    ) -> Verdict {
+        let refused = Verdict::Rejected {
+            status: r.status,
+            body: keep_body(&r.body),
+        };
+        let Ok(cfg) = self.collection(&e.c) else {
+            return refused;
+        };
+        if e.kind == Kind::Create {
+            return refused;
+        }
+        match self
+            .read_server_state(transport, headers, e, false, report)
+            .await
+        {
+            Verdict::Conflict(ServerState::Deleted) if e.kind == Kind::Delete => {
+                Verdict::Ack(None, None)
+            }
+            // An update of a record deleted meanwhile: as after a 404, the policy decides.
+            gone @ Verdict::Conflict(ServerState::Deleted) => gone,
+            Verdict::Conflict(ServerState::Record(found, v))
+                if e.unsure && sent_landed(cfg, e, &found, true) =>
+            {
+                Verdict::Ack(Some(found), v)
+            }
+            Verdict::Conflict(_) => refused,
+            waits => waits,
+        }
+    }
+
     /// The acknowledgement of update `e` (answered with `rec`, without a version) with the
     /// record and version `GET {url}/{id}` gives; as it was when that read fails or has none.
     async fn read_back<T: Transport>(
@@ -364,7 +405,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     let v = version_of(cfg, &res, Some(&r));
                     return Verdict::Conflict(ServerState::Record(r, v));
                 }
-                _ => false,
+                // `{"success": false, "message": "not found"}`: a 404 said Sencha's way.
+                _ => says_failure(cfg, &res),
             },
             Ok(res)
                 if cfg.is_auth_status(res.status)

@@ -9,5 +9,7 @@ pub mod net;
 pub mod rng;
 #[path = "servers.rs"]
 pub mod servers;
+#[path = "shapes.rs"]
+pub mod shapes;
 #[path = "world.rs"]
 pub mod world;

@@ -15,6 +15,7 @@ use ferry::core::{ErrorKind, MemoryStorage};
 use serde_json::Value;
 
 use super::rng::Rng;
+use super::shapes::{as_page, as_sencha, page_skip};
 use crate::mem_server::MemServer;
 
 /// One write the server applied (not a replay), as the network saw it.
@@ -52,6 +53,8 @@ pub struct Shared {
     /// Answers are reshaped as a server written for Sencha's proxies gives them
     /// (`ServerKind::Sencha`).
     pub sencha: Cell<bool>,
+    /// Lists are paged by offset (`ServerKind::Paged`).
+    pub paged: Cell<bool>,
 }
 
 impl Shared {
@@ -64,6 +67,7 @@ impl Shared {
             enabled: Cell::new(true),
             post_copies: Cell::new(true),
             sencha: Cell::new(false),
+            paged: Cell::new(false),
         })
     }
     pub fn count(&self, kind: &'static str) {
@@ -156,6 +160,20 @@ impl SimNet {
         None
     }
 
+    /// Hands one held-back request (any client's, chosen by chance) to the server.
+    fn deliver_one_delayed(&self) {
+        let taken = {
+            let mut q = self.shared.delayed.borrow_mut();
+            if q.is_empty() {
+                return;
+            }
+            let i = self.shared.rng.borrow_mut().below(q.len());
+            q.remove(i)
+        };
+        self.shared.count("held request arrived between pages");
+        let _ = deliver(&self.server, &self.shared, taken.0, taken.1);
+    }
+
     /// Hands `req` to the server and records what it did.
     pub fn deliver(&self, req: HttpRequest) -> Result<HttpResponse, NetError> {
         deliver(&self.server, &self.shared, self.client, req)
@@ -174,30 +192,6 @@ pub fn deliver(
         observe(&mut shared.observed.borrow_mut(), client, &req, r);
     }
     res
-}
-
-/// `r` as a server written for Sencha's proxies answers: a refusal is a 200 that says
-/// `"success": false`; a record or a list comes with `"success": true`.
-fn as_sencha(mut r: HttpResponse) -> HttpResponse {
-    if r.status == 422 {
-        r.status = 200;
-        r.body = r#"{"success":false,"message":"refused by the simulator"}"#.into();
-        return r;
-    }
-    if !(200..300).contains(&r.status) {
-        return r;
-    }
-    r.body = match serde_json::from_str::<serde_json::Value>(&r.body) {
-        Ok(serde_json::Value::Object(mut m)) if m.get("data").is_some_and(|d| d.is_array()) => {
-            m.insert("success".into(), true.into());
-            serde_json::Value::Object(m).to_string()
-        }
-        Ok(v @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => {
-            serde_json::json!({"success": true, "data": v}).to_string()
-        }
-        _ => return r,
-    };
-    r
 }
 
 fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> HttpResponse {
@@ -245,7 +239,16 @@ impl Transport for SimNet {
                 self.client, req.method, req.url, req.headers
             )
         });
+        // A server that pages its lists by offset: a later page may be read after writes that
+        // were on their way (held back) arrived, as it is when other devices write meanwhile.
+        let skip = self.shared.paged.get().then(|| page_skip(&req)).flatten();
+        if skip.is_some_and(|n| n > 0) {
+            self.deliver_one_delayed();
+        }
         let mut res = self.faulted(req, fault).await;
+        if let Some(skip) = skip {
+            res = res.map(|r| as_page(r, skip));
+        }
         if self.shared.sencha.get() {
             res = res.map(as_sencha);
         }

@@ -35,13 +35,18 @@ pub enum ServerKind {
     /// again). Its first survey found one real bug (seed 34, fixed in `landed.rs`).
     Keyless,
     /// Written for Sencha's proxies: every 2xx JSON answer carries `"success": true` (a record
-    /// as `{"success": true, "data": record}`), and a write the server refuses is answered
-    /// `200 {"success": false, "message": …}` instead of a 4xx. No batch endpoint.
+    /// as `{"success": true, "data": record}`), and a write it refuses, or a record it does
+    /// not have, is answered `200 {"success": false, "message": …}` instead of a 422, 404 or
+    /// 410. No batch endpoint.
     Sencha,
+    /// Lists paged by offset, Feathers' way (`{total, limit, skip, data}`, the next page asked
+    /// with `$skip`), without cursors: every pull is a snapshot read page by page, and a
+    /// request held back on the network may arrive between two pages, shifting the list.
+    Paged,
 }
 
 impl ServerKind {
-    pub const ALL: [ServerKind; 10] = [
+    pub const ALL: [ServerKind; 11] = [
         ServerKind::Reference,
         ServerKind::Wrapped,
         ServerKind::NoBatch,
@@ -52,6 +57,7 @@ impl ServerKind {
         ServerKind::Stamped,
         ServerKind::Keyless,
         ServerKind::Sencha,
+        ServerKind::Paged,
     ];
 
     /// The kind named (case-insensitive, as printed by `{:?}`), for `FERRY_SIM_SERVER`.
@@ -74,6 +80,8 @@ impl ServerKind {
             ServerKind::Keyless => s.set_idempotency(false),
             // The answers are reshaped on the way (`net.rs`, `as_sencha`).
             ServerKind::Sencha => s.set_batch(false),
+            // Bare arrays, `since` ignored; the pages are cut on the way (`shapes.rs`).
+            ServerKind::Paged => s.set_envelope(false),
         }
     }
 }

@@ -224,6 +224,9 @@ impl World {
         shared
             .sencha
             .set(setup.server == super::servers::ServerKind::Sencha);
+        shared
+            .paged
+            .set(setup.server == super::servers::ServerKind::Paged);
         let clock = Rc::new(Cell::new(T0));
         let mut rng = Rng::new(setup.seed);
         let mut clients = Vec::new();
