@@ -195,31 +195,41 @@ fn a_read_answered_success_false_fails_and_removes_nothing() {
 }
 
 /// Such a server says "not found" Sencha's way too: a record deleted elsewhere, whose delete
-/// here is answered `success: false`, and its URL likewise, is done, not brought back.
+/// here is answered `success: false`, and whose URL says so (or answers a 200 with nothing), is
+/// done, not brought back.
 #[test]
 fn a_delete_of_a_record_gone_answered_success_false_is_done() {
-    let (db, _) = open_todos();
-    let tap = Tap::new(MemServer::new());
-    let s = tap.inner.clone();
-    let id = synced(&db, &tap);
-    s.server_delete("todos", &id);
-    let inner = s.clone();
-    tap.hook(move |req| {
-        let res = block_on(inner.send(req.clone())).expect("answers");
-        Some(Ok(if matches!(res.status, 404 | 410) {
-            json_response(
-                200,
-                json!({"success": false, "message": "Record not found"}),
-            )
-        } else {
-            res
-        }))
-    });
-    delete(&db, "todos", &id);
-    let report = flush_all(&db, &tap);
-    assert!(report.rejected.is_empty(), "{report:?}");
-    assert!(get(&db, "todos", &id).is_none(), "not brought back");
-    assert_eq!(pending(&db), 0);
+    let not_found = json!({"success": false, "message": "Record not found"});
+    for url_says in [
+        not_found.clone(),
+        json!({"success": true, "data": null}),
+        json!(null),
+    ] {
+        let (db, _) = open_todos();
+        let tap = Tap::new(MemServer::new());
+        let s = tap.inner.clone();
+        let id = synced(&db, &tap);
+        s.server_delete("todos", &id);
+        let inner = s.clone();
+        let no = not_found.clone();
+        let says = url_says.clone();
+        tap.hook(move |req| {
+            let res = block_on(inner.send(req.clone())).expect("answers");
+            Some(Ok(match res.status {
+                404 | 410 if req.method == "GET" => json_response(200, says.clone()),
+                404 | 410 => json_response(200, no.clone()),
+                _ => res,
+            }))
+        });
+        delete(&db, "todos", &id);
+        let report = flush_all(&db, &tap);
+        assert!(report.rejected.is_empty(), "{url_says}: {report:?}");
+        assert!(
+            get(&db, "todos", &id).is_none(),
+            "{url_says}: not brought back"
+        );
+        assert_eq!(pending(&db), 0);
+    }
 }
 
 /// An update whose record was deleted elsewhere, answered `success: false` ("not found"), meets
@@ -288,15 +298,20 @@ fn an_update_out_when_the_page_reloaded_that_landed_is_not_refused() {
     assert_eq!(pending(&db), 0);
 }
 
-/// A create redirected to a login endpoint that answers JSON (`success: false`) never reached
-/// the API: it waits, as after any redirected answer, and is not refused and undone.
+/// A write redirected to a login endpoint that answers JSON (`success: false`) never reached
+/// the API: it waits, as after any redirected answer, neither refused and undone nor taken for
+/// done; and after five such answers the console says why it waits.
 #[test]
-fn a_create_redirected_to_a_login_that_says_success_false_waits() {
+fn a_write_redirected_to_a_login_that_says_success_false_waits() {
     let (db, _) = open_todos();
     let tap = Tap::new(MemServer::new());
     let s = tap.inner.clone();
+    let kept = synced(&db, &tap);
+    let gone = id_of(&get(&db, "todos", &create(&db, "todos", json!({"title": "g"}))).unwrap());
+    flush_all(&db, &tap);
+    let gone = id_of(&get(&db, "todos", &gone).expect("synced"));
     tap.hook(|req| {
-        (req.method == "POST").then(|| {
+        (req.method != "GET").then(|| {
             let mut res = json_response(200, json!({"success": false, "message": "Not logged in"}));
             res.headers
                 .push((REDIRECTED_TO.to_string(), "http://h/login".to_string()));
@@ -304,13 +319,23 @@ fn a_create_redirected_to_a_login_that_says_success_false_waits() {
         })
     });
     let a = create(&db, "todos", json!({"title": "a"}));
-    let (end, report) = flush(&db, &tap);
-    assert!(report.rejected.is_empty(), "{report:?}");
-    assert!(matches!(end, RoundEnd::Wait { .. }), "{end:?}");
+    update(&db, "todos", &kept, json!({"title": "changed"}));
+    delete(&db, "todos", &gone);
+    for _ in 0..6 {
+        let (end, report) = flush(&db, &tap);
+        assert!(report.rejected.is_empty(), "{report:?}");
+        assert!(matches!(end, RoundEnd::Wait { .. }), "{end:?}");
+        db.env.advance(600_000.0);
+    }
+    assert_eq!(pending(&db), 3, "all three wait");
     assert!(get(&db, "todos", &a).is_some(), "kept");
+    assert_eq!(get(&db, "todos", &kept).unwrap()["title"], "changed");
+    assert!(get(&db, "todos", &gone).is_none());
+    let warned = db.env.warnings.borrow().join("\n");
+    assert!(warned.contains("login page"), "{warned}");
     tap.unhook();
-    db.env.advance(120_000.0);
     flush_all(&db, &tap);
-    assert_eq!(s.records("todos").len(), 1);
+    assert_eq!(s.records("todos").len(), 2);
+    assert_eq!(s.record("todos", &kept).unwrap()["title"], "changed");
     assert_in_sync(&db, &s, "todos");
 }

@@ -232,6 +232,7 @@ struct State {
     now: Option<i64>,
     etag_only: bool,
     stamped: bool,
+    numeric_ids: bool,
     faults: Faults,
     stats: Stats,
     log: Vec<LogEntry>,
@@ -292,6 +293,8 @@ setters! {
     /// `updatedAt` (new at each write) and `createdAt` (kept by every update, also a PUT
     /// without it).
     set_stamped(bool) => stamped;
+    /// true: ids the server gives are JSON numbers (`"id": 7`), as SQL-backed servers write them.
+    set_numeric_ids(bool) => numeric_ids;
     /// The next `n` writes are applied, then the client gets `Failed("connection reset")`.
     drop_after_commit(u64) => faults.drop_after_commit;
     /// The next `n` requests fail with `Failed("connection refused")` before reaching the server.
@@ -319,6 +322,7 @@ impl MemServer {
             now: None,
             etag_only: false,
             stamped: false,
+            numeric_ids: false,
             faults: Faults {
                 drop_before: 0,
                 fail_next: 0,

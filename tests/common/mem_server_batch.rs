@@ -450,7 +450,11 @@ impl State {
                         coll.next_id += 1;
                         let k = coll.next_id.to_string();
                         if !coll.rows.contains_key(&k) {
-                            break (k.clone(), Value::String(k));
+                            let n = coll.next_id;
+                            break (
+                                k.clone(),
+                                if self.numeric_ids { json!(n) } else { json!(k) },
+                            );
                         }
                     },
                 };

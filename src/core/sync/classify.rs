@@ -223,39 +223,6 @@ fn single_record(cfg: &CollectionConfig, res: &HttpResponse) -> Option<Record> {
     has_id(cfg, &m).then_some(m)
 }
 
-/// Whether a 2xx answer to a write is the server saying no in Sencha's way: a JSON object
-/// whose `successProperty` is `false` (`{"success": false, "message": "Title is required"}`).
-/// Taken for a success, an update or a delete would count as done, and the server would never
-/// have it. Not when the field is one the write sent (then it is the record's own), nor for
-/// an answer reached by a redirect (a login endpoint's: the write never reached the API, and
-/// waits as after any redirected answer).
-pub fn refused_in_body(cfg: &CollectionConfig, res: &HttpResponse, sent: Option<&Value>) -> bool {
-    let sent_it = |field: &str| {
-        sent.and_then(Value::as_object)
-            .is_some_and(|b| b.contains_key(field))
-    };
-    (200..300).contains(&res.status)
-        && res.header(REDIRECTED_TO).is_none()
-        && says_failure(cfg, res)
-        && cfg.success_field().is_some_and(|f| !sent_it(f))
-}
-
-/// Whether `res`'s body is a JSON object whose `successProperty` is `false` and that is not a
-/// record (it carries no id: a record may have a field of that name).
-pub fn says_failure(cfg: &CollectionConfig, res: &HttpResponse) -> bool {
-    let Some(field) = cfg.success_field() else {
-        return false;
-    };
-    if !res.body.contains(field) {
-        return false;
-    }
-    let body = res.body.trim_start_matches('\u{feff}').trim();
-    match serde_json::from_str::<Value>(body) {
-        Ok(Value::Object(m)) => m.get(field) == Some(&Value::Bool(false)) && !has_id(cfg, &m),
-        _ => false,
-    }
-}
-
 /// Whether `r` names its record: an object without a usable id is not a record.
 pub fn has_id(cfg: &CollectionConfig, r: &Record) -> bool {
     r.get(&cfg.id_property).is_some_and(|v| id_key(v).is_ok())

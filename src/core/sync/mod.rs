@@ -20,6 +20,7 @@ pub mod rejected;
 pub mod report;
 pub mod request;
 mod round_end;
+mod said_no;
 mod send;
 mod server_state;
 pub mod settle;

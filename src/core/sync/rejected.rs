@@ -245,6 +245,21 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 )
             });
         }
+        // A success that is no answer to the write (a portal's page, a login endpoint a
+        // redirect led to): it may never end by itself either.
+        if let Some(status) = status.filter(|s| (200..300).contains(s)) {
+            let method = e.sent.as_ref().map_or("write", |s| s.method.as_str());
+            return self.warn_once(format!("stuck-2xx:{}", e.c), || {
+                format!(
+                    "a {method} of record {:?} in `{}` has been sent {} times, the last answered \
+                     {status} with something that is no answer to it (a captive portal's page, \
+                     a login page a redirect led to?): it is sent again, with backoff, and the \
+                     record's later changes wait behind it. Meanwhile `rejectPending({:?})` \
+                     takes it out",
+                    e.r, e.c, e.attempts, e.id
+                )
+            });
+        }
         let Some(status) = status.filter(|s| (500..600).contains(s)) else {
             return;
         };

@@ -13,15 +13,13 @@ use crate::core::mutation::{Entry, Kind};
 use crate::core::record::{id_key, Record};
 use crate::core::storage::Storage;
 
-use super::classify::{
-    classify, keep_body, looks_like_html, record_of, refused_in_body, says_failure, version_field,
-    version_of,
-};
+use super::classify::{classify, keep_body, looks_like_html, record_of, version_field, version_of};
 use super::classify::{ServerState, Verdict};
 use super::http::{record_url, HttpResponse, NetError, Transport, REDIRECTED_TO};
 use super::pull::{get_request, read_page};
 use super::report::Report;
 use super::request::quote_version;
+use super::said_no::says_absent;
 
 /// What reading the server's record before a write without a version found.
 pub(super) enum Before {
@@ -76,9 +74,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
     ) -> Result<Verdict> {
         let cfg = self.collection(&e.c)?;
         if let Ok(r) = res {
-            let sent = e.sent.as_ref().and_then(|s| s.body.as_ref());
-            if refused_in_body(cfg, r, sent) {
-                return Ok(self.said_no(transport, headers, e, r, report).await);
+            if let Some(v) = self.said_no(transport, headers, e, r, report).await? {
+                return Ok(v);
             }
         }
         let v = classify(cfg, e.kind, res, self.env.now_ms());
@@ -295,49 +292,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
         }
     }
 
-    /// The verdict on write `e`, answered `r`: a 2xx that says `"success": false`. Such a
-    /// server says "not found" so too, and has no 409 to say a write sent again (its answer
-    /// lost) is already there, so the record is read first: a delete whose record is gone is
-    /// done, an update whose record is gone meets a deletion conflict (as after a 404), and an
-    /// update sent before that the server holds is acknowledged. Else it is refused; what
-    /// cannot be read waits. A create has nothing to read: refused.
-    async fn said_no<T: Transport>(
-        &self,
-        transport: &T,
-        headers: &[(String, String)],
-        e: &Entry,
-        r: &HttpResponse,
-        report: &mut Report,
-    ) -> Verdict {
-        let refused = Verdict::Rejected {
-            status: r.status,
-            body: keep_body(&r.body),
-        };
-        let Ok(cfg) = self.collection(&e.c) else {
-            return refused;
-        };
-        if e.kind == Kind::Create {
-            return refused;
-        }
-        match self
-            .read_server_state(transport, headers, e, false, report)
-            .await
-        {
-            Verdict::Conflict(ServerState::Deleted) if e.kind == Kind::Delete => {
-                Verdict::Ack(None, None)
-            }
-            // An update of a record deleted meanwhile: as after a 404, the policy decides.
-            gone @ Verdict::Conflict(ServerState::Deleted) => gone,
-            Verdict::Conflict(ServerState::Record(found, v))
-                if e.unsure && sent_landed(cfg, e, &found, true) =>
-            {
-                Verdict::Ack(Some(found), v)
-            }
-            Verdict::Conflict(_) => refused,
-            waits => waits,
-        }
-    }
-
     /// The acknowledgement of update `e` (answered with `rec`, without a version) with the
     /// record and version `GET {url}/{id}` gives; as it was when that read fails or has none.
     async fn read_back<T: Transport>(
@@ -366,7 +320,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
     }
 
     /// Whether the app deleted `e`'s record after `e` was queued.
-    async fn deleted_since(&self, e: &Entry) -> Result<bool> {
+    pub(super) async fn deleted_since(&self, e: &Entry) -> Result<bool> {
         let tx = self.begin(false).await?;
         let later = self.later(&tx, e).await?;
         Ok(later.iter().any(|l| l.kind == Kind::Delete))
@@ -378,7 +332,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
     /// is no proof: Fastify and Spring answer an unknown route with a JSON 404 too, and a list
     /// cut without a word leaves live records out). `not_found`: the write itself was answered
     /// 404 or 410.
-    async fn read_server_state<T: Transport>(
+    pub(super) async fn read_server_state<T: Transport>(
         &self,
         transport: &T,
         headers: &[(String, String)],
@@ -405,8 +359,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     let v = version_of(cfg, &res, Some(&r));
                     return Verdict::Conflict(ServerState::Record(r, v));
                 }
-                // `{"success": false, "message": "not found"}`: a 404 said Sencha's way.
-                _ => says_failure(cfg, &res),
+                // A 404 said with a 200: Sencha's `{"success": false, …}`, or `null` (not a
+                // login endpoint's answer, reached by a redirect). The list must agree.
+                _ => says_absent(cfg, &res) && res.header(REDIRECTED_TO).is_none(),
             },
             Ok(res)
                 if cfg.is_auth_status(res.status)
@@ -539,7 +494,7 @@ fn echoes_sent(cfg: &CollectionConfig, e: &Entry, r: &Record) -> bool {
 /// Whether the server's record `found` holds every field `e`'s request sends, as sent. `whole`:
 /// `found` is the record as its URL gives it, where a field cleared may be left out; else (a
 /// conflict answer's body, which may name the record only) every field must be there.
-fn sent_landed(cfg: &CollectionConfig, e: &Entry, found: &Record, whole: bool) -> bool {
+pub(super) fn sent_landed(cfg: &CollectionConfig, e: &Entry, found: &Record, whole: bool) -> bool {
     let body = e.sent.as_ref().and_then(|s| s.body.as_ref());
     body.and_then(Value::as_object).is_some_and(|b| {
         b.iter()

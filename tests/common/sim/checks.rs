@@ -265,6 +265,14 @@ impl World {
                         .iter_mut()
                         .for_each(crate::mem_server::strip_versions);
                 }
+                // The same order on both sides (the store's id order puts 9 before 10).
+                let by_id = |v: &Value| match &v["id"] {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let (mut local, mut server) = (local, server);
+                local.sort_by_key(by_id);
+                server.sort_by_key(by_id);
                 if local != server {
                     return Err(format!(
                         "c{ci}: {c} differs from the server\n  local:  {local:?}\n  server: {server:?}"

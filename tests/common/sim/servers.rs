@@ -43,10 +43,13 @@ pub enum ServerKind {
     /// with `$skip`), without cursors: every pull is a snapshot read page by page, and a
     /// request held back on the network may arrive between two pages, shifting the list.
     Paged,
+    /// Ids it gives are JSON numbers (`"id": 7`), as SQL-backed servers write them; the
+    /// records' references to them (`todo`) stay what the client wrote.
+    Numeric,
 }
 
 impl ServerKind {
-    pub const ALL: [ServerKind; 11] = [
+    pub const ALL: [ServerKind; 12] = [
         ServerKind::Reference,
         ServerKind::Wrapped,
         ServerKind::NoBatch,
@@ -58,6 +61,7 @@ impl ServerKind {
         ServerKind::Keyless,
         ServerKind::Sencha,
         ServerKind::Paged,
+        ServerKind::Numeric,
     ];
 
     /// The kind named (case-insensitive, as printed by `{:?}`), for `FERRY_SIM_SERVER`.
@@ -82,6 +86,7 @@ impl ServerKind {
             ServerKind::Sencha => s.set_batch(false),
             // Bare arrays, `since` ignored; the pages are cut on the way (`shapes.rs`).
             ServerKind::Paged => s.set_envelope(false),
+            ServerKind::Numeric => s.set_numeric_ids(true),
         }
     }
 }

@@ -1,0 +1,145 @@
+//! Writes answered no in Sencha's way: a 2xx whose JSON object says `"success": false`
+//! (`successProperty`). Servers written for Sencha's proxies refuse a write so, say "not found"
+//! so, and have no 409 to say that a write sent again (its answer lost) is already there; a
+//! login endpoint a session's redirect leads to may answer so too.
+
+use crate::core::clock::Env;
+use crate::core::config::CollectionConfig;
+use crate::core::engine::Engine;
+use crate::core::error::{ErrorKind, Result};
+use crate::core::mutation::{Entry, Kind};
+use crate::core::storage::Storage;
+use serde_json::Value;
+
+use super::classify::{has_id, keep_body, ServerState, Verdict};
+use super::http::{HttpResponse, Transport, REDIRECTED_TO};
+use super::report::Report;
+use super::server_state::sent_landed;
+
+impl<S: Storage, E: Env> Engine<S, E> {
+    /// The verdict on write `e` when its answer `r` says `"success": false`; none when it does
+    /// not. Reached by a redirect, it is not the API's (a login endpoint's, the session gone):
+    /// the write waits. A create is refused. An update or a delete reads the record first: a
+    /// delete whose record is gone is done; an update whose record is gone meets a deletion
+    /// conflict (as after a 404); an update sent before that the server holds is acknowledged.
+    /// Else, and when the record cannot be read, the refusal stands; a read that got no answer
+    /// waits.
+    pub(super) async fn said_no<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        e: &Entry,
+        r: &HttpResponse,
+        report: &mut Report,
+    ) -> Result<Option<Verdict>> {
+        let cfg = self.collection(&e.c)?;
+        let sent = e.sent.as_ref().and_then(|s| s.body.as_ref());
+        if !refused_in_body(cfg, r, sent) {
+            return Ok(None);
+        }
+        if let Some(to) = r.header(REDIRECTED_TO) {
+            return Ok(Some(Verdict::Transient {
+                reason: format!(
+                    "the answer came by a redirect to {to} and says no{} (a login page? the \
+                     session may have ended)",
+                    super::excerpt::said(r)
+                ),
+                retry_after: None,
+                kind: ErrorKind::Protocol,
+                status: Some(r.status),
+            }));
+        }
+        let refused = Verdict::Rejected {
+            status: r.status,
+            body: keep_body(&r.body),
+        };
+        if e.kind == Kind::Create {
+            return Ok(Some(refused));
+        }
+        let v = match self
+            .read_server_state(transport, headers, e, false, report)
+            .await
+        {
+            Verdict::Conflict(ServerState::Deleted) if e.kind == Kind::Delete => {
+                Verdict::Ack(None, None)
+            }
+            // An update of a record deleted meanwhile: as after a 404, the policy decides.
+            gone @ Verdict::Conflict(ServerState::Deleted) => gone,
+            Verdict::Conflict(ServerState::Record(found, v))
+                if e.unsure && sent_landed(cfg, e, &found, true) =>
+            {
+                Verdict::Ack(Some(found), v)
+            }
+            // No answer to the read (offline, a 5xx), or 401: the write waits for it.
+            waits @ (Verdict::Transient {
+                kind: ErrorKind::Network,
+                ..
+            }
+            | Verdict::Unauthorized) => waits,
+            // Unreadable (its URL and the list tell nothing), an update of a record the app
+            // has deleted since: that delete is the way out.
+            Verdict::Transient { .. }
+                if e.kind == Kind::Update && self.deleted_since(e).await? =>
+            {
+                Verdict::Conflict(ServerState::Deleted)
+            }
+            // There, or not to be told: the server's "no" stands (waiting, the write would
+            // be sent, and read for, again and again).
+            _ => refused,
+        };
+        Ok(Some(v))
+    }
+}
+
+/// Whether a 2xx answer to a write is the server saying no in Sencha's way: a JSON object
+/// whose `successProperty` is `false` (`{"success": false, "message": "Title is required"}`).
+/// Taken for a success, an update or a delete would count as done, and the server would never
+/// have it. Not when the field is one the write sent: then it is the record's own.
+pub fn refused_in_body(cfg: &CollectionConfig, res: &HttpResponse, sent: Option<&Value>) -> bool {
+    let sent_it = |field: &str| {
+        sent.and_then(Value::as_object)
+            .is_some_and(|b| b.contains_key(field))
+    };
+    (200..300).contains(&res.status)
+        && says_failure(cfg, res)
+        && cfg.success_field().is_some_and(|f| !sent_it(f))
+}
+
+/// Whether `res`'s body is a JSON object whose `successProperty` is `false` and that is not a
+/// record (it carries no id: a record may have a field of that name).
+pub fn says_failure(cfg: &CollectionConfig, res: &HttpResponse) -> bool {
+    let Some(field) = cfg.success_field() else {
+        return false;
+    };
+    if !res.body.contains(field) {
+        return false;
+    }
+    let body = res.body.trim_start_matches('\u{feff}').trim();
+    match serde_json::from_str::<Value>(body) {
+        Ok(Value::Object(m)) => m.get(field) == Some(&Value::Bool(false)) && !has_id(cfg, &m),
+        _ => false,
+    }
+}
+
+/// Whether a 2xx answer to `GET {url}/{id}` says the record is not there: Sencha's
+/// `{"success": false, …}`, or nothing at all (`null`, `{}`, `[]`, an envelope holding `null` or
+/// an empty list), as servers that answer a missing record with a 200 give it.
+pub fn says_absent(cfg: &CollectionConfig, res: &HttpResponse) -> bool {
+    if says_failure(cfg, res) {
+        return true;
+    }
+    let body = res.body.trim_start_matches('\u{feff}').trim();
+    let empty = |v: &Value| match v {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        Value::Object(m) => m.is_empty(),
+        _ => false,
+    };
+    match serde_json::from_str::<Value>(body) {
+        Ok(Value::Object(m)) if !has_id(cfg, &m) && m.get(&cfg.root_property).is_some() => {
+            m.get(&cfg.root_property).is_some_and(empty)
+        }
+        Ok(v) => empty(&v),
+        Err(_) => false,
+    }
+}
