@@ -12,7 +12,7 @@ mod native_env;
 mod sync_asserts;
 
 use ferry::core::sync::flush::RoundEnd;
-use ferry::core::sync::http::{HttpRequest, HttpResponse, Transport, REDIRECTED_TO};
+use ferry::core::sync::http::{HttpRequest, HttpResponse, NetError, Transport, REDIRECTED_TO};
 use ferry::core::{MemoryStorage, UpdateMethod};
 use mem_server::MemServer;
 use native_env::*;
@@ -338,4 +338,46 @@ fn a_write_redirected_to_a_login_that_says_success_false_waits() {
     assert_eq!(s.records("todos").len(), 2);
     assert_eq!(s.record("todos", &kept).unwrap()["title"], "changed");
     assert_in_sync(&db, &s, "todos");
+}
+
+/// A delete answered `success: false`, its record's URL saying it is not there, and the list
+/// read that would confirm it getting no answer (offline): the delete waits for that read. The
+/// list refusing to be read (a 403) tells nothing either: the server's "no" then stands.
+#[test]
+fn a_refusal_whose_record_cannot_be_read_waits_for_an_answer_or_stands() {
+    for list_says in [None, Some(403)] {
+        let (db, _) = open_todos();
+        let tap = Tap::new(MemServer::new());
+        let s = tap.inner.clone();
+        let id = synced(&db, &tap);
+        s.server_delete("todos", &id);
+        let no = json!({"success": false, "message": "Record not found"});
+        tap.hook(move |req| {
+            Some(match (req.method.as_str(), req.url.as_str()) {
+                ("GET", "/api/todos") => match list_says {
+                    None => Err(NetError::Offline),
+                    Some(status) => Ok(json_response(status, json!({"detail": "no"}))),
+                },
+                _ => Ok(json_response(200, no.clone())),
+            })
+        });
+        delete(&db, "todos", &id);
+        let (_, report) = flush(&db, &tap);
+        match list_says {
+            None => {
+                assert!(report.rejected.is_empty(), "{report:?}");
+                assert_eq!(pending(&db), 1, "waits for the list");
+                assert!(get(&db, "todos", &id).is_none());
+                tap.unhook();
+                db.env.advance(600_000.0);
+                let report = flush_all(&db, &tap);
+                assert!(report.rejected.is_empty(), "{report:?}");
+                assert!(get(&db, "todos", &id).is_none(), "done, not brought back");
+            }
+            Some(_) => {
+                assert_eq!(report.rejected.len(), 1, "{report:?}");
+                assert_eq!(pending(&db), 0);
+            }
+        }
+    }
 }

@@ -349,7 +349,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                             (200..300).contains(&s) || matches!(s, 500 | 502 | 504)
                         });
                     let at = self.note_failure(&tx, e, &reason, retry_after, unsure)?;
-                    self.warn_if_stuck(e, status, read_first);
+                    self.warn_if_stuck(e, status, read_first, &reason);
                     if retry_after.is_some() {
                         pause_until = Some(pause_until.unwrap_or(at).max(at));
                     }

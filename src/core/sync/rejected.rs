@@ -14,8 +14,9 @@ use crate::core::tx::Tx;
 use super::flush::join;
 use super::report::{RejectedItem, Report};
 
-/// After this many attempts answered 5xx, a write is said to be stuck (a server that answers
-/// a write it will never take with a 500 keeps it out of the rejected list for good).
+/// After this many attempts answered 5xx (or a 2xx that is no answer to it), a write is said to
+/// be stuck (a server that answers a write it will never take with a 500 keeps it out of the
+/// rejected list for good).
 const STUCK_ATTEMPTS: u32 = 5;
 
 impl<S: Storage, E: Env> Engine<S, E> {
@@ -224,9 +225,16 @@ impl<S: Storage, E: Env> Engine<S, E> {
     }
 
     /// Says once per collection that a write keeps being answered 5xx (it is sent again for as
-    /// long as it is, and its record's later changes wait behind it), or keeps waiting for the
-    /// read of its version first, however that read fails.
-    pub(super) fn warn_if_stuck(&self, e: &Entry, status: Option<u16>, read_first: bool) {
+    /// long as it is, and its record's later changes wait behind it), or a 2xx that is no
+    /// answer to it (`reason` says what), or keeps waiting for the read of its version first,
+    /// however that read fails.
+    pub(super) fn warn_if_stuck(
+        &self,
+        e: &Entry,
+        status: Option<u16>,
+        read_first: bool,
+        reason: &str,
+    ) {
         if e.attempts < STUCK_ATTEMPTS {
             return;
         }
@@ -246,16 +254,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
             });
         }
         // A success that is no answer to the write (a portal's page, a login endpoint a
-        // redirect led to): it may never end by itself either.
-        if let Some(status) = status.filter(|s| (200..300).contains(s)) {
+        // redirect led to, an answer without the id): it may never end by itself either.
+        if status.is_some_and(|s| (200..300).contains(&s)) {
             let method = e.sent.as_ref().map_or("write", |s| s.method.as_str());
             return self.warn_once(format!("stuck-2xx:{}", e.c), || {
                 format!(
-                    "a {method} of record {:?} in `{}` has been sent {} times, the last answered \
-                     {status} with something that is no answer to it (a captive portal's page, \
-                     a login page a redirect led to?): it is sent again, with backoff, and the \
-                     record's later changes wait behind it. Meanwhile `rejectPending({:?})` \
-                     takes it out",
+                    "a {method} of record {:?} in `{}` has waited {} rounds, the last for this: \
+                     {reason}. It is tried again, with backoff, and the record's later changes \
+                     wait behind it. Meanwhile `rejectPending({:?})` takes it out",
                     e.r, e.c, e.attempts, e.id
                 )
             });

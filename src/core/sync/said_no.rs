@@ -70,14 +70,19 @@ impl<S: Storage, E: Env> Engine<S, E> {
             {
                 Verdict::Ack(Some(found), v)
             }
-            // No answer to the read (offline, a 5xx), or 401: the write waits for it.
-            waits @ (Verdict::Transient {
-                kind: ErrorKind::Network,
+            // No answer to a read (offline, a timeout), one for now (a 5xx, 408, 425, 429), or
+            // a 401: the write waits for it.
+            waits @ Verdict::Transient {
+                kind: ErrorKind::Network | ErrorKind::Offline,
+                status: None | Some(408 | 425 | 429 | 500..=599),
                 ..
-            }
-            | Verdict::Unauthorized) => waits,
-            // Unreadable (its URL and the list tell nothing), an update of a record the app
-            // has deleted since: that delete is the way out.
+            } => waits,
+            Verdict::Unauthorized => Verdict::Unauthorized,
+            Verdict::Transient {
+                status: Some(s), ..
+            } if cfg.is_auth_status(s) => Verdict::Unauthorized,
+            // Unreadable (its URL and the list tell nothing, or refuse to), an update of a
+            // record the app has deleted since: that delete is the way out.
             Verdict::Transient { .. }
                 if e.kind == Kind::Update && self.deleted_since(e).await? =>
             {
@@ -122,24 +127,19 @@ pub fn says_failure(cfg: &CollectionConfig, res: &HttpResponse) -> bool {
 }
 
 /// Whether a 2xx answer to `GET {url}/{id}` says the record is not there: Sencha's
-/// `{"success": false, …}`, or nothing at all (`null`, `{}`, `[]`, an envelope holding `null` or
-/// an empty list), as servers that answer a missing record with a 200 give it.
+/// `{"success": false, …}`, or `null` (bare, or as an envelope's root: `{"data": null}`), as
+/// servers that answer a missing record with a 200 give it. Not `{}` or `[]`, nor an empty
+/// list under the root: a list route (the record URL taking the collection's query) answers so.
 pub fn says_absent(cfg: &CollectionConfig, res: &HttpResponse) -> bool {
     if says_failure(cfg, res) {
         return true;
     }
     let body = res.body.trim_start_matches('\u{feff}').trim();
-    let empty = |v: &Value| match v {
-        Value::Null => true,
-        Value::Array(a) => a.is_empty(),
-        Value::Object(m) => m.is_empty(),
-        _ => false,
-    };
     match serde_json::from_str::<Value>(body) {
-        Ok(Value::Object(m)) if !has_id(cfg, &m) && m.get(&cfg.root_property).is_some() => {
-            m.get(&cfg.root_property).is_some_and(empty)
+        Ok(Value::Null) => true,
+        Ok(Value::Object(m)) => {
+            !has_id(cfg, &m) && matches!(m.get(&cfg.root_property), Some(Value::Null))
         }
-        Ok(v) => empty(&v),
-        Err(_) => false,
+        _ => false,
     }
 }

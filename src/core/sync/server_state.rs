@@ -383,7 +383,20 @@ impl<S: Storage, E: Env> Engine<S, E> {
             Ok((page, _)) => page,
             Err(err) => {
                 let why = format!("the collection read failed: {}", err.message);
-                return unreadable(not_found, err.kind, why);
+                return match unreadable(not_found, err.kind, why) {
+                    Verdict::Transient {
+                        reason,
+                        retry_after,
+                        kind,
+                        ..
+                    } => Verdict::Transient {
+                        reason,
+                        retry_after,
+                        kind,
+                        status: err.status,
+                    },
+                    other => other,
+                };
             }
         };
         let partial = page.partial.is_some();
