@@ -260,7 +260,11 @@ fn a_record_read_twice_stands_for_one_skipped() {
             vec![],
         )
     };
-    for answer in [shifted, ignored] {
+    // One that ignores `$skip` is seen at its second page, which holds nothing new.
+    for (answer, said) in [
+        (shifted, "where the server counts 5"),
+        (ignored, "repeats records read before"),
+    ] {
         let (db, _) = open_todos();
         let s = MemServer::plain();
         for i in 0..5 {
@@ -270,10 +274,7 @@ fn a_record_read_twice_stands_for_one_skipped() {
         pull(&db, &paging_over(&s, answer), "todos");
         assert_eq!(local(&db, "todos").len(), 5, "nothing deleted");
         let warned = db.env.warnings.borrow();
-        assert!(
-            warned[0].contains("where the server counts 5"),
-            "{warned:?}"
-        );
+        assert!(warned[0].contains(said), "{warned:?}");
     }
 }
 
@@ -365,4 +366,47 @@ fn a_lost_create_not_in_a_partial_list_goes_with_a_warning() {
         warned.iter().any(|w| w.contains("may be stored twice")),
         "{warned:?}"
     );
+}
+
+/// A server written for Sencha's proxies: `{ success, total, data }`, three records a page by
+/// default, the next asked for as Sencha asks (`start`, `limit`, `page`). Every page is read,
+/// and a record deleted on the server is removed; one that ignores `start` (the same page
+/// again) is read once more, then taken for part of the list: nothing removed.
+#[test]
+fn sencha_pages_are_read_and_a_server_that_ignores_them_removes_nothing() {
+    for honours_start in [true, false] {
+        let (db, _) = open_todos();
+        let (s, tap) = paged(move |all, url| {
+            let start = if honours_start {
+                param(url, "start", 0)
+            } else {
+                0
+            };
+            let data: Vec<Value> = all.iter().skip(start).take(3).cloned().collect();
+            let body = json!({"success": true, "total": all.len(), "data": data});
+            (body, vec![])
+        });
+        let ids: Vec<String> = (0..8)
+            .map(|i| s.server_create("todos", json!({"title": format!("s{i}")})))
+            .collect();
+        let report = pull(&db, &tap, "todos");
+        let n = local(&db, "todos").len();
+        if honours_start {
+            assert_eq!(report.requests, 3, "pages at start 0, 3 and 6");
+            assert_eq!(n, 8);
+        } else {
+            assert_eq!(report.requests, 2, "the first page, and the same again");
+            assert_eq!(n, 3);
+        }
+        s.server_delete("todos", &ids[1]);
+        pull(&db, &tap, "todos");
+        if honours_start {
+            assert_eq!(local(&db, "todos").len(), 7, "{:?}", titles(&db));
+            assert!(get(&db, "todos", &ids[1]).is_none(), "removed");
+        } else {
+            // Its first page now holds s0, s2 and s3: s3 comes, s1 is not proven gone.
+            assert_eq!(local(&db, "todos").len(), 4, "{:?}", titles(&db));
+            assert!(get(&db, "todos", &ids[1]).is_some(), "nothing removed");
+        }
+    }
 }

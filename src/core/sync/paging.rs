@@ -31,12 +31,13 @@ pub(super) struct Headers<'a> {
 }
 
 /// The paging of a page of `len` records read from `url`: `envelope` is the answer's object
-/// (none for a bare array).
+/// (none for a bare array); `success`, the collection's `successProperty`.
 pub(super) fn paging(
     envelope: Option<&Map<String, Value>>,
     len: usize,
     url: &str,
     headers: Headers<'_>,
+    success: Option<&str>,
 ) -> Paging {
     let empty = Map::new();
     let m = envelope.unwrap_or(&empty);
@@ -86,6 +87,22 @@ pub(super) fn paging(
         let read = skip.saturating_add(limit.max(len as u64));
         if len > 0 && read < total {
             p.next = Some(set_query(url, "$skip", &read.to_string()));
+        }
+        return p;
+    }
+    // Sencha's reader: `{ success, total, data }` (its `totalProperty` counts the records),
+    // the next page asked as its proxy asks, with `page`, `start` and `limit` (a server reads
+    // those it knows); the first page's length is the server's own limit.
+    if let (Some(Value::Bool(true)), Some(total)) = (success.and_then(|f| m.get(f)), num("total")) {
+        let at = |k: &str| query_param(url, k).and_then(|v| v.parse::<u64>().ok());
+        let start = at("start").unwrap_or(0);
+        let limit = at("limit").unwrap_or(len as u64).max(1);
+        let read = start.saturating_add(len as u64);
+        p.total = p.total.or(Some(total));
+        if len > 0 && read < total {
+            let next = set_query(url, "start", &read.to_string());
+            let next = set_query(&next, "limit", &limit.to_string());
+            p.next = Some(set_query(&next, "page", &(read / limit + 1).to_string()));
         }
         return p;
     }
@@ -240,7 +257,7 @@ mod tests {
     use serde_json::json;
 
     fn of(v: Value, len: usize, url: &str) -> Paging {
-        paging(v.as_object(), len, url, Headers::default())
+        paging(v.as_object(), len, url, Headers::default(), Some("success"))
     }
 
     #[test]
@@ -303,7 +320,7 @@ mod tests {
             total_count: Some("30"),
             pagination: None,
         };
-        let p = paging(None, 10, "/todos?_page=1", headers);
+        let p = paging(None, 10, "/todos?_page=1", headers, None);
         assert_eq!(p.next.as_deref(), Some("http://h/todos?_page=2"));
         assert_eq!(p.total, Some(30));
         assert_eq!(next_in_link_header(r#"</a>; rel="prev""#), None);
@@ -329,7 +346,7 @@ mod tests {
             pagination: Some(meta),
             ..Headers::default()
         };
-        let p = paging(None, 10, "/todos/", headers);
+        let p = paging(None, 10, "/todos/", headers, None);
         assert_eq!(p.next.as_deref(), Some("/todos/?page=2"));
         assert_eq!(p.total, Some(35));
         let last = r#"{"total": 35, "page": 4, "last_page": 4}"#;
@@ -337,7 +354,7 @@ mod tests {
             pagination: Some(last),
             ..Headers::default()
         };
-        assert_eq!(paging(None, 5, "/todos/?page=4", headers).next, None);
+        assert_eq!(paging(None, 5, "/todos/?page=4", headers, None).next, None);
     }
 
     #[test]
@@ -350,6 +367,37 @@ mod tests {
             of(json!({"has_more": false, "nextPageToken": ""}), 10, "/x").stuck,
             None
         );
+    }
+
+    #[test]
+    fn sencha_pages_are_asked_for_with_start_limit_and_page() {
+        let first = of(
+            json!({"success": true, "total": 60, "data": []}),
+            25,
+            "/x?a=1",
+        );
+        assert_eq!(first.total, Some(60));
+        assert_eq!(
+            first.next.as_deref(),
+            Some("/x?a=1&start=25&limit=25&page=2")
+        );
+        let second = of(
+            json!({"success": true, "total": 60}),
+            25,
+            "/x?a=1&start=25&limit=25&page=2",
+        );
+        assert_eq!(
+            second.next.as_deref(),
+            Some("/x?a=1&start=50&limit=25&page=3")
+        );
+        let last = of(
+            json!({"success": true, "total": 60}),
+            10,
+            "/x?start=50&limit=25",
+        );
+        assert_eq!(last.next, None);
+        // Without the success field it is no Sencha envelope: a total alone counts nothing.
+        assert_eq!(of(json!({"total": 60}), 25, "/x").next, None);
     }
 
     #[test]

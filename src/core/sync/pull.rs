@@ -66,8 +66,7 @@ pub(super) fn parse_page(cfg: &CollectionConfig, body: &str) -> std::result::Res
     let (list, cursor, envelope) = match v {
         Value::Array(a) => (a, None, None),
         Value::Object(mut m) => {
-            // Sencha's `{"success": false, "data": []}`: a failed read, not an empty list (as a
-            // snapshot, it would take every record for deleted).
+            // Sencha's `{"success": false, "data": []}`: a failed read, not an empty snapshot.
             if let Some(field) = cfg.success_field() {
                 if m.get(field) == Some(&Value::Bool(false)) {
                     return Err(format!(
@@ -205,7 +204,13 @@ fn read_answer(cfg: &CollectionConfig, res: &HttpResponse, url: &str) -> Result<
         total_count: res.header("x-total-count"),
         pagination: res.header("x-pagination"),
     };
-    let paging = paging(page.envelope.as_ref(), page.records.len(), url, headers);
+    let paging = paging(
+        page.envelope.as_ref(),
+        page.records.len(),
+        url,
+        headers,
+        cfg.success_field(),
+    );
     Ok((page, paging))
 }
 
@@ -247,6 +252,8 @@ pub(super) async fn read_page<T: Transport>(
     // snapshot would take the records on the other pages for deleted.
     let mut seen = HashSet::new();
     let mut empty = 0;
+    let key = |r: &Record| r.get(&cfg.id_property).and_then(|v| id_key(v).ok());
+    let mut ids: HashSet<String> = page.records.iter().filter_map(key).collect();
     loop {
         if let Some(why) = paging.stuck.take() {
             page.partial = Some(format!("it is one page of a longer list: {why}"));
@@ -269,6 +276,22 @@ pub(super) async fn read_page<T: Transport>(
             .map_err(Error::from)?;
         refused_read(cfg, &res, &url)?;
         let (more, more_paging) = read_answer(cfg, &res, &url)?;
+        // Every record of the page read before: the server ignores what the next page was
+        // asked with (Sencha's `start`, say), and would answer the same page up to its total.
+        let keys: Vec<Option<String>> = more.records.iter().map(key).collect();
+        if !keys.is_empty()
+            && keys
+                .iter()
+                .all(|k| k.as_ref().is_some_and(|k| ids.contains(k)))
+        {
+            page.partial = Some(format!(
+                "its page {} repeats records read before (does the server ignore the paging \
+                 parameters?)",
+                shown(&url)
+            ));
+            break;
+        }
+        ids.extend(keys.into_iter().flatten());
         empty = if more.records.is_empty() {
             empty + 1
         } else {

@@ -247,7 +247,8 @@ impl Transport for SimNet {
         }
         let mut res = self.faulted(req, fault).await;
         if let Some(skip) = skip {
-            res = res.map(|r| as_page(r, skip));
+            let sencha = self.shared.sencha.get();
+            res = res.map(|r| as_page(r, skip, sencha));
         }
         if self.shared.sencha.get() {
             res = res.map(as_sencha);

@@ -37,7 +37,8 @@ pub enum ServerKind {
     /// Written for Sencha's proxies: every 2xx JSON answer carries `"success": true` (a record
     /// as `{"success": true, "data": record}`), and a write it refuses, or a record it does
     /// not have, is answered `200 {"success": false, "message": …}` instead of a 422, 404 or
-    /// 410. No batch endpoint.
+    /// 410. Lists are paged as `{success, total, data}`, the next page asked with `start`; no
+    /// cursors, no batch endpoint.
     Sencha,
     /// Lists paged by offset, Feathers' way (`{total, limit, skip, data}`, the next page asked
     /// with `$skip`), without cursors: every pull is a snapshot read page by page, and a
@@ -83,7 +84,10 @@ impl ServerKind {
             ServerKind::Stamped => s.set_stamped(true),
             ServerKind::Keyless => s.set_idempotency(false),
             // The answers are reshaped on the way (`net.rs`, `as_sencha`).
-            ServerKind::Sencha => s.set_batch(false),
+            ServerKind::Sencha => {
+                s.set_batch(false);
+                s.set_envelope(false);
+            }
             // Bare arrays, `since` ignored; the pages are cut on the way (`shapes.rs`).
             ServerKind::Paged => s.set_envelope(false),
             ServerKind::Numeric => s.set_numeric_ids(true),

@@ -1,6 +1,6 @@
 //! Answers reshaped on the way, as servers of other styles give them: Sencha's (`"success"`
-//! in every answer, refusals as 200s) and offset-paged lists (Feathers' `{total, limit, skip,
-//! data}`, the next page asked with `$skip`).
+//! in every answer, refusals as 200s, lists paged as `{success, total, data}` asked with
+//! `start`) and offset-paged lists (Feathers' `{total, limit, skip, data}`, asked with `$skip`).
 
 use ferry::core::sync::http::{HttpRequest, HttpResponse};
 use serde_json::{json, Value};
@@ -37,8 +37,8 @@ pub fn as_sencha(mut r: HttpResponse) -> HttpResponse {
     r
 }
 
-/// The `$skip` of a read of a whole collection (`GET /api/{c}[?…]`), 0 without one; none for
-/// any other request.
+/// The offset asked of a read of a whole collection (`GET /api/{c}[?…]`): Feathers' `$skip`
+/// or Sencha's `start`, 0 without one; none for any other request.
 pub fn page_skip(req: &HttpRequest) -> Option<usize> {
     let (path, query) = req.url.split_once('?').unwrap_or((&req.url, ""));
     if req.method != "GET" || path.matches('/').count() != 2 {
@@ -47,13 +47,18 @@ pub fn page_skip(req: &HttpRequest) -> Option<usize> {
     Some(
         query
             .split('&')
-            .find_map(|p| p.strip_prefix("$skip="))
+            .find_map(|p| {
+                p.strip_prefix("$skip=")
+                    .or_else(|| p.strip_prefix("start="))
+            })
             .map_or(0, |v| v.parse().unwrap_or(0)),
     )
 }
 
-/// The page at `skip` of a list answered whole (a bare array), with the list's length now.
-pub fn as_page(mut r: HttpResponse, skip: usize) -> HttpResponse {
+/// The page at `skip` of a list answered whole (a bare array), with the list's length now:
+/// Feathers' `{total, limit, skip, data}`, or Sencha's `{total, data}` (`success` is added on
+/// the way, `as_sencha`).
+pub fn as_page(mut r: HttpResponse, skip: usize, sencha: bool) -> HttpResponse {
     if r.status != 200 {
         return r;
     }
@@ -62,6 +67,11 @@ pub fn as_page(mut r: HttpResponse, skip: usize) -> HttpResponse {
     };
     let total = all.len();
     let data: Vec<Value> = all.into_iter().skip(skip).take(PAGE).collect();
-    r.body = json!({"total": total, "limit": PAGE, "skip": skip, "data": data}).to_string();
+    r.body = if sencha {
+        json!({"total": total, "data": data})
+    } else {
+        json!({"total": total, "limit": PAGE, "skip": skip, "data": data})
+    }
+    .to_string();
     r
 }

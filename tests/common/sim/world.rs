@@ -224,9 +224,10 @@ impl World {
         shared
             .sencha
             .set(setup.server == super::servers::ServerKind::Sencha);
-        shared
-            .paged
-            .set(setup.server == super::servers::ServerKind::Paged);
+        shared.paged.set(matches!(
+            setup.server,
+            super::servers::ServerKind::Paged | super::servers::ServerKind::Sencha
+        ));
         let clock = Rc::new(Cell::new(T0));
         let mut rng = Rng::new(setup.seed);
         let mut clients = Vec::new();
