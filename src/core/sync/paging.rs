@@ -90,13 +90,20 @@ pub(super) fn paging(
         }
         return p;
     }
-    // Sencha's reader: `{ success, total, data }` (its `totalProperty` counts the records),
-    // the next page asked as its proxy asks, with `page`, `start` and `limit` (a server reads
-    // those it knows); the first page's length is the server's own limit.
-    if let (Some(Value::Bool(true)), Some(total)) = (success.and_then(|f| m.get(f)), num("total")) {
+    // Sencha's reader: `{ success, total, data }` (its `totalProperty` counts the records,
+    // a number or, from PHP, a string of one), the next page of a full read asked as its proxy
+    // asks, with `page`, `start` and `limit` (a server reads those it knows). A page shorter
+    // than the limit asked for, with more to come, is the server's own cap. A delta read
+    // (`since`) is not paged so: its `total` may count the whole list.
+    let count = m.get("total").and_then(|t| match t {
+        Value::String(s) => s.trim().parse::<u64>().ok(),
+        t => t.as_u64(),
+    });
+    let sencha = success.and_then(|f| m.get(f)) == Some(&Value::Bool(true));
+    if let (true, Some(total), None) = (sencha, count, query_param(url, "since")) {
         let at = |k: &str| query_param(url, k).and_then(|v| v.parse::<u64>().ok());
         let start = at("start").unwrap_or(0);
-        let limit = at("limit").unwrap_or(len as u64).max(1);
+        let limit = at("limit").map_or(len as u64, |l| l.min(len as u64)).max(1);
         let read = start.saturating_add(len as u64);
         p.total = p.total.or(Some(total));
         if len > 0 && read < total {
@@ -398,6 +405,12 @@ mod tests {
         assert_eq!(last.next, None);
         // Without the success field it is no Sencha envelope: a total alone counts nothing.
         assert_eq!(of(json!({"total": 60}), 25, "/x").next, None);
+        // A total as a string (PHP); a server that caps the limit asked for (100) at 50.
+        let capped = of(json!({"success": true, "total": "120"}), 50, "/x?limit=100");
+        assert_eq!(capped.next.as_deref(), Some("/x?limit=50&start=50&page=2"));
+        // A delta read is not paged so: its total may count the whole list.
+        let delta = of(json!({"success": true, "total": 60}), 3, "/x?since=7");
+        assert_eq!((delta.next, delta.total), (None, None));
     }
 
     #[test]

@@ -107,21 +107,6 @@ pub(super) fn parse_page(cfg: &CollectionConfig, body: &str) -> std::result::Res
     })
 }
 
-/// How many records `records` holds: those with the same id count once, those without one each.
-fn distinct_records(cfg: &CollectionConfig, records: &[Record]) -> usize {
-    let mut ids = HashSet::new();
-    let mut without = 0;
-    for r in records {
-        match r.get(&cfg.id_property).and_then(|v| id_key(v).ok()) {
-            Some(k) => {
-                ids.insert(k);
-            }
-            None => without += 1,
-        }
-    }
-    ids.len() + without
-}
-
 /// Whether a pulled server record `s` meets the pending `entries` of a record (whose server
 /// state they were made on is `base`; `deleted`: deleted here) in a conflict the collection's
 /// policy must decide, rather than in changes that simply add up.
@@ -276,10 +261,12 @@ pub(super) async fn read_page<T: Transport>(
             .map_err(Error::from)?;
         refused_read(cfg, &res, &url)?;
         let (more, more_paging) = read_answer(cfg, &res, &url)?;
-        // Every record of the page read before: the server ignores what the next page was
-        // asked with (Sencha's `start`, say), and would answer the same page up to its total.
+        // A full read's page of records all read before: the server ignores what the next
+        // page was asked with (Sencha's `start`, say), and would answer the same page up to
+        // its total. (A delta may list a record once per change.)
         let keys: Vec<Option<String>> = more.records.iter().map(key).collect();
-        if !keys.is_empty()
+        if since.is_none()
+            && !keys.is_empty()
             && keys
                 .iter()
                 .all(|k| k.as_ref().is_some_and(|k| ids.contains(k)))
@@ -308,12 +295,14 @@ pub(super) async fn read_page<T: Transport>(
     if let (None, Some(total), None) = (&since, total, &page.partial) {
         // Records, not entries: a record read twice (offset paging over a list that changed
         // between pages) stands for one that was skipped.
-        let read = (distinct_records(cfg, &page.records) + page.others) as u64;
+        let without = page.records.iter().filter(|r| key(r).is_none()).count();
+        let read = (ids.len() + without + page.others) as u64;
         if read < total {
             page.partial = Some(format!(
                 "it gave {read} different records where the server counts {total}, and named \
                  no further page that Ferry can follow (Ferry follows `next` links, `Link: \
-                 rel=\"next\"`, `X-Pagination`, Feathers' `skip` and json-server's `_page`)"
+                 rel=\"next\"`, `X-Pagination`, Feathers' `skip`, Sencha's `start` and json-server's \
+                 `_page`)"
             ));
         }
     }
