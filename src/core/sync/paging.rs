@@ -31,13 +31,14 @@ pub(super) struct Headers<'a> {
 }
 
 /// The paging of a page of `len` records read from `url`: `envelope` is the answer's object
-/// (none for a bare array); `success`, the collection's `successProperty`.
+/// (none for a bare array); `success`, the collection's `successProperty`; `delta`, whether
+/// the read is one since a cursor.
 pub(super) fn paging(
     envelope: Option<&Map<String, Value>>,
     len: usize,
     url: &str,
     headers: Headers<'_>,
-    success: Option<&str>,
+    (success, delta): (Option<&str>, bool),
 ) -> Paging {
     let empty = Map::new();
     let m = envelope.unwrap_or(&empty);
@@ -100,10 +101,17 @@ pub(super) fn paging(
         t => t.as_u64(),
     });
     let sencha = success.and_then(|f| m.get(f)) == Some(&Value::Bool(true));
-    if let (true, Some(total), None) = (sencha, count, query_param(url, "since")) {
+    if let (true, Some(total), false) = (sencha, count, delta) {
         let at = |k: &str| query_param(url, k).and_then(|v| v.parse::<u64>().ok());
         let start = at("start").unwrap_or(0);
-        let limit = at("limit").map_or(len as u64, |l| l.min(len as u64)).max(1);
+        // A page asked for with a limit keeps it (one cut short by a filter says nothing of
+        // the server's size); the app's own limit may be over the server's cap.
+        let limit = match (at("start"), at("limit")) {
+            (Some(_), Some(l)) => l,
+            (None, Some(l)) => l.min(len as u64),
+            (_, None) => len as u64,
+        }
+        .max(1);
         let read = start.saturating_add(len as u64);
         p.total = p.total.or(Some(total));
         if len > 0 && read < total {
@@ -264,7 +272,13 @@ mod tests {
     use serde_json::json;
 
     fn of(v: Value, len: usize, url: &str) -> Paging {
-        paging(v.as_object(), len, url, Headers::default(), Some("success"))
+        paging(
+            v.as_object(),
+            len,
+            url,
+            Headers::default(),
+            (Some("success"), false),
+        )
     }
 
     #[test]
@@ -327,7 +341,7 @@ mod tests {
             total_count: Some("30"),
             pagination: None,
         };
-        let p = paging(None, 10, "/todos?_page=1", headers, None);
+        let p = paging(None, 10, "/todos?_page=1", headers, (None, false));
         assert_eq!(p.next.as_deref(), Some("http://h/todos?_page=2"));
         assert_eq!(p.total, Some(30));
         assert_eq!(next_in_link_header(r#"</a>; rel="prev""#), None);
@@ -353,7 +367,7 @@ mod tests {
             pagination: Some(meta),
             ..Headers::default()
         };
-        let p = paging(None, 10, "/todos/", headers, None);
+        let p = paging(None, 10, "/todos/", headers, (None, false));
         assert_eq!(p.next.as_deref(), Some("/todos/?page=2"));
         assert_eq!(p.total, Some(35));
         let last = r#"{"total": 35, "page": 4, "last_page": 4}"#;
@@ -361,7 +375,10 @@ mod tests {
             pagination: Some(last),
             ..Headers::default()
         };
-        assert_eq!(paging(None, 5, "/todos/?page=4", headers, None).next, None);
+        assert_eq!(
+            paging(None, 5, "/todos/?page=4", headers, (None, false)).next,
+            None
+        );
     }
 
     #[test]
@@ -409,8 +426,25 @@ mod tests {
         let capped = of(json!({"success": true, "total": "120"}), 50, "/x?limit=100");
         assert_eq!(capped.next.as_deref(), Some("/x?limit=50&start=50&page=2"));
         // A delta read is not paged so: its total may count the whole list.
-        let delta = of(json!({"success": true, "total": 60}), 3, "/x?since=7");
+        let body = json!({"success": true, "total": 60});
+        let delta = paging(
+            body.as_object(),
+            3,
+            "/x?since=7",
+            Headers::default(),
+            (Some("success"), true),
+        );
         assert_eq!((delta.next, delta.total), (None, None));
+        // A full read whose collection URL has a filter named `since` is paged.
+        let full = of(json!({"success": true, "total": 60}), 25, "/x?since=2024");
+        assert!(full.next.is_some());
+        // A later page cut short (a filter after paging) keeps the limit it was asked with.
+        let short = of(
+            json!({"success": true, "total": 60}),
+            20,
+            "/x?start=25&limit=25&page=2",
+        );
+        assert_eq!(short.next.as_deref(), Some("/x?start=45&limit=25&page=2"));
     }
 
     #[test]

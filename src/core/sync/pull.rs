@@ -18,7 +18,7 @@ use crate::core::tx::answered_key;
 use super::apply::rebase;
 use super::classify::looks_like_html;
 use super::classify::version_field;
-use super::http::{resolve_url, with_query, HttpRequest, HttpResponse, Transport};
+use super::http::{query_param, resolve_url, with_query, HttpRequest, HttpResponse, Transport};
 use super::paging::{paging, Headers, Paging};
 use super::report::Report;
 use super::request::client_id_of;
@@ -174,7 +174,12 @@ fn refused_read(cfg: &CollectionConfig, res: &HttpResponse, url: &str) -> Result
 
 /// The page a read of `url` was answered with, and how it says the list goes on; one that is
 /// not a page is a `ProtocolError` with the answer's status.
-fn read_answer(cfg: &CollectionConfig, res: &HttpResponse, url: &str) -> Result<(Page, Paging)> {
+fn read_answer(
+    cfg: &CollectionConfig,
+    res: &HttpResponse,
+    url: &str,
+    delta: bool,
+) -> Result<(Page, Paging)> {
     let why = if looks_like_html(res) {
         Err("an HTML page where JSON was expected (a captive portal, a login page?)".to_string())
     } else {
@@ -194,7 +199,7 @@ fn read_answer(cfg: &CollectionConfig, res: &HttpResponse, url: &str) -> Result<
         page.records.len(),
         url,
         headers,
-        cfg.success_field(),
+        (cfg.success_field(), delta),
     );
     Ok((page, paging))
 }
@@ -229,7 +234,7 @@ pub(super) async fn read_page<T: Transport>(
         break res;
     };
     refused_read(cfg, &res, &url)?;
-    let (mut page, mut paging) = read_answer(cfg, &res, &url)?;
+    let (mut page, mut paging) = read_answer(cfg, &res, &url, since.is_some())?;
     // What the whole list holds, as the first page says (later pages may count changes made
     // while the pages were read).
     let total = paging.total;
@@ -260,12 +265,14 @@ pub(super) async fn read_page<T: Transport>(
             .await
             .map_err(Error::from)?;
         refused_read(cfg, &res, &url)?;
-        let (more, more_paging) = read_answer(cfg, &res, &url)?;
+        let (more, more_paging) = read_answer(cfg, &res, &url, since.is_some())?;
         // A full read's page of records all read before: the server ignores what the next
         // page was asked with (Sencha's `start`, say), and would answer the same page up to
-        // its total. (A delta may list a record once per change.)
+        // its total. (A delta, a keyset `next` link's `since` included, may list a record once
+        // per change.)
         let keys: Vec<Option<String>> = more.records.iter().map(key).collect();
         if since.is_none()
+            && query_param(&url, "since").is_none()
             && !keys.is_empty()
             && keys
                 .iter()
