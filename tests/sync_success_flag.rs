@@ -42,6 +42,21 @@ fn refuse(tap: &Tap<MemServer>, method: &'static str) {
     });
 }
 
+/// The server for `tap` says "not found" with a 200: `{"success": false, …}` to a write, and
+/// `url_says` to a read of the record's URL.
+fn not_found_with_200(tap: &Tap<MemServer>, url_says: Value) {
+    let inner = tap.inner.clone();
+    let no = json!({"success": false, "message": "Record not found"});
+    tap.hook(move |req| {
+        let res = block_on(inner.send(req.clone())).expect("answers");
+        Some(Ok(match res.status {
+            404 | 410 if req.method == "GET" => json_response(200, url_says.clone()),
+            404 | 410 => json_response(200, no.clone()),
+            _ => res,
+        }))
+    });
+}
+
 fn synced(db: &Db, t: &impl Transport) -> String {
     let a = create(db, "todos", json!({"title": "a", "n": 1}));
     flush_all(db, t);
@@ -210,17 +225,7 @@ fn a_delete_of_a_record_gone_answered_success_false_is_done() {
         let s = tap.inner.clone();
         let id = synced(&db, &tap);
         s.server_delete("todos", &id);
-        let inner = s.clone();
-        let no = not_found.clone();
-        let says = url_says.clone();
-        tap.hook(move |req| {
-            let res = block_on(inner.send(req.clone())).expect("answers");
-            Some(Ok(match res.status {
-                404 | 410 if req.method == "GET" => json_response(200, says.clone()),
-                404 | 410 => json_response(200, no.clone()),
-                _ => res,
-            }))
-        });
+        not_found_with_200(&tap, url_says.clone());
         delete(&db, "todos", &id);
         let report = flush_all(&db, &tap);
         assert!(report.rejected.is_empty(), "{url_says}: {report:?}");
@@ -242,18 +247,10 @@ fn an_update_of_a_record_gone_answered_success_false_is_a_deletion_conflict() {
     let s = tap.inner.clone();
     let id = synced(&db, &tap);
     s.server_delete("todos", &id);
-    let inner = s.clone();
-    tap.hook(move |req| {
-        let res = block_on(inner.send(req.clone())).expect("answers");
-        Some(Ok(if matches!(res.status, 404 | 410) {
-            json_response(
-                200,
-                json!({"success": false, "message": "Record not found"}),
-            )
-        } else {
-            res
-        }))
-    });
+    not_found_with_200(
+        &tap,
+        json!({"success": false, "message": "Record not found"}),
+    );
     update(&db, "todos", &id, json!({"title": "b"}));
     let report = flush_all(&db, &tap);
     assert!(report.rejected.is_empty(), "{report:?}");
