@@ -207,7 +207,12 @@ export interface RejectedMutation {
   collection: string;
   recordId: string;
   kind: "create" | "update" | "delete";
+  /**
+   * The server's status: a 4xx, a 2xx whose body said `successProperty: false` (Sencha's way),
+   * or 0 for `rejectPending`.
+   */
   status: number;
+  /** The server's answer body (text, cut at 16 KiB). */
   body: string;
   record: FerryRecord | null;
   /** The fields the change set: an update's changed fields; a create's record fields. */
