@@ -31,15 +31,17 @@ pub(super) fn said(res: &HttpResponse) -> String {
             None => hint.to_string(),
         });
     }
-    match what.map(|w| short(&w)).filter(|w| !w.is_empty()) {
-        Some(w) => format!(": {w}"),
-        None => String::new(),
-    }
+    colon(what)
 }
 
 /// [`said`] of a body already read as JSON.
 pub(super) fn said_in(v: &Value) -> String {
-    match from_json(v).map(|w| short(&w)).filter(|w| !w.is_empty()) {
+    colon(from_json(v))
+}
+
+/// `: <what>`, cut short, or nothing.
+fn colon(what: Option<String>) -> String {
+    match what.map(|w| short(&w)).filter(|w| !w.is_empty()) {
         Some(w) => format!(": {w}"),
         None => String::new(),
     }
