@@ -70,7 +70,7 @@ export function chart(result) {
       [{ label: "browser build", bars: ["ferry", "dexie", "pouch"].map((p) => ({ key: p, v: f.size[p].bytes / 1024, note: `${(f.size[p].bytes / 1024).toFixed(1)} KB (${NAMES[p]})` })) }],
       { log: false, unit: "KB" }]);
   }
-  let y = 40;
+  let y = 52;
   const body = [];
   for (const [title, groups, o] of panels) {
     const p = panel(y, title, groups, o);
@@ -80,7 +80,9 @@ export function chart(result) {
   const legend = ["ferry", "raw", "dexie", "pouch"].map((k, i) =>
     `<rect x="${10 + i * 130}" y="${y}" width="12" height="12" fill="${COLORS[k]}"/><text x="${26 + i * 130}" y="${y + 11}">${NAMES[k]}</text>`).join("");
   const p = result.params;
-  const head = `<text x="10" y="20" font-size="14" font-weight="bold">Ferry vs raw IndexedDB, Dexie and PouchDB: ${p.records} records, ${p.ops} ops, median of ${p.reps} runs (${esc(result.when)}, Chromium ${esc(result.machine.chromium)})</text>`;
+  // Two lines: the run's time and browser on one line with the title ran past the chart's width.
+  const head = `<text x="10" y="20" font-size="14" font-weight="bold">Ferry vs raw IndexedDB, Dexie and PouchDB: ${p.records} records, ${p.ops} ops, median of ${p.reps} runs</text>
+<text x="10" y="36" font-size="11">${esc(result.when)}, Chromium ${esc(result.machine.chromium)}</text>`;
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${y + 30}" font-family="sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="#fff"/>
 ${head}
