@@ -1,7 +1,8 @@
 //! Creates that meet a 409 or 412 (PROTOCOL.md sections 3 and 4), under every policy: our own
 //! record echoed back is an acknowledgement, someone else's record or an error body a rejection
 //! kept for the app, a retry of a request still being processed tried again, and an idempotent
-//! replay never a duplicate.
+//! replay never a duplicate. A create refused because its client id is taken (a uniqueness
+//! check on it) is looked for on the server: there, it is acknowledged.
 #![cfg(not(target_arch = "wasm32"))]
 
 #[path = "common/mem_server.rs"]
@@ -158,4 +159,104 @@ fn retried_create_with_idempotency_is_replayed_not_duplicated() {
         assert_keys_unique(&s);
         assert_eq!(pending(&db), 0);
     }
+}
+
+/// A server with a uniqueness check on the client id and no idempotency keys, whose first copy
+/// of each create is stored and answered `answer` (a browser sent the POST again by itself,
+/// on a kept-alive connection that closed, and this is the second copy's answer).
+fn stored_then_refused(tap: &Tap<MemServer>, status: u16, answer: serde_json::Value) {
+    let server = tap.inner.clone();
+    tap.hook(move |req| {
+        (req.method == "POST").then(|| {
+            let _ = server.send_now(req.clone());
+            Ok(json_response(status, answer.clone()))
+        })
+    });
+}
+
+#[test]
+fn create_refused_as_its_client_id_taken_is_acknowledged_when_stored() {
+    // Rails' `validates :client_id, uniqueness: true` (422), Django's `unique=True` (400).
+    for (status, answer) in [
+        (422, json!({"clientId": ["has already been taken"]})),
+        (
+            400,
+            json!({"clientId": ["todo with this client id already exists."]}),
+        ),
+    ] {
+        let tap = Tap::new(MemServer::plain());
+        let s = tap.inner.clone();
+        let db = db_with(P::Merge);
+        let id = create(&db, "todos", json!({"title": "t"}));
+        update(&db, "todos", &id, json!({"done": true})); // queued behind the create
+        let other = create(&db, "todos", json!({"title": "u"}));
+        delete(&db, "todos", &other); // cancels its create: nothing sent for it
+        stored_then_refused(&tap, status, answer);
+        let r = flush_all(&db, &tap);
+        assert!(r.rejected.is_empty(), "{status}: {:?}", r.rejected);
+        let on_server = s.records("todos");
+        assert_eq!(on_server.len(), 1, "{status}: stored once");
+        assert_eq!(
+            on_server[0]["done"], true,
+            "{status}: the update behind it went too"
+        );
+        let sid = on_server[0]["id"].clone();
+        assert!(
+            r.ids.iter().any(|i| i.from == id && i.to == sid),
+            "{status}"
+        );
+        assert_in_sync(&db, &s, "todos");
+    }
+}
+
+#[test]
+fn create_refused_as_its_client_id_taken_yet_not_stored_stays_refused() {
+    let tap = Tap::new(MemServer::plain());
+    let db = db_with(P::Merge);
+    create(&db, "todos", json!({"title": "t"}));
+    tap.hook(|req| {
+        (req.method == "POST").then(|| {
+            Ok(json_response(
+                422,
+                json!({"clientId": ["has already been taken"]}),
+            ))
+        })
+    });
+    let r = flush_all(&db, &tap);
+    assert_eq!(r.rejected.len(), 1, "{r:?}");
+    assert!(
+        tap.requests().iter().any(|q| q.method == "GET"),
+        "the server was looked at"
+    );
+}
+
+#[test]
+fn create_refused_as_its_client_id_taken_waits_while_the_list_cannot_be_read() {
+    let tap = Tap::new(MemServer::plain());
+    let s = tap.inner.clone();
+    let db = db_with(P::Merge);
+    create(&db, "todos", json!({"title": "t"}));
+    let server = s.clone();
+    let mut gets = 0;
+    tap.hook(move |req| match req.method.as_str() {
+        "POST" => {
+            let _ = server.send_now(req.clone());
+            Some(Ok(json_response(
+                422,
+                json!({"clientId": ["has already been taken"]}),
+            )))
+        }
+        "GET" => {
+            gets += 1;
+            (gets == 1).then(|| Ok(json_response(503, json!({"error": "busy"}))))
+        }
+        _ => None,
+    });
+    let (_, r) = flush(&db, &tap);
+    assert!(r.rejected.is_empty(), "{:?}", r.rejected);
+    assert_eq!(pending(&db), 1, "it waits");
+    let r = flush_all(&db, &tap);
+    assert!(r.rejected.is_empty(), "{:?}", r.rejected);
+    assert_eq!(s.records("todos").len(), 1);
+    assert_in_sync(&db, &s, "todos");
 }

@@ -1,6 +1,7 @@
 //! What the server's answer says beyond its status, read as PROTOCOL.md means it: a `Retry-After`
 //! pauses the whole queue, a 404 page is not "deleted", an update acknowledged without its new
-//! version has that version read back, a 409 at the version sent is a refusal, and a collection
+//! version has that version read back, a 409 at the version sent is a refusal (unless the
+//! record, read, is at another version: the body was the write echoed back), and a collection
 //! URL's query stays a query.
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -186,6 +187,66 @@ fn a_409_at_the_version_sent_is_a_refusal_not_a_conflict_for_ever() {
     let puts = tap.requests().iter().filter(|r| r.method == "PUT").count();
     assert_eq!(puts, 1, "sent once, not again and again");
     assert_eq!(get(&db, "todos", &sid).expect("kept")["title"], "a");
+}
+
+/// The server's stale-version check answers the write itself, at the version it was sent with
+/// (Rails: `rescue_from(ActiveRecord::StaleObjectError) { |e| render json: e.record, status:
+/// :conflict }`, the refused record as the client sent it). Read, the record is at a newer
+/// version: a conflict, which `merge` settles, not a refusal that undoes the change.
+fn echo_stale_writes(tap: &Tap<MemServer>) {
+    let inner = tap.inner.clone();
+    tap.hook(move |req| {
+        let method = req.method.as_str();
+        let sent = header(req, "If-Match")?
+            .trim_matches('"')
+            .parse::<i64>()
+            .ok()?;
+        let id = req.url.rsplit('/').next()?.to_string();
+        if !matches!(method, "PUT" | "DELETE") || inner.version("todos", &id) == Some(sent) {
+            return None;
+        }
+        let mut echo = match &req.body {
+            Some(b) => serde_json::from_str(b).expect("a JSON body"),
+            None => inner.record("todos", &id).expect("on the server"),
+        };
+        echo["id"] = json!(id);
+        echo["version"] = json!(sent);
+        Some(Ok(json_response(409, echo)))
+    });
+}
+
+#[test]
+fn a_409_echoing_a_stale_write_is_a_conflict_not_a_refusal() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    let sid = synced(&db, &tap);
+    s.server_patch("todos", &sid, json!({"n": 2})); // another device, meanwhile
+    echo_stale_writes(&tap);
+    update(&db, "todos", &sid, json!({"title": "mine"}));
+    let report = flush_all(&db, &tap);
+    assert!(report.rejected.is_empty(), "refused: {:?}", report.rejected);
+    let server = s.record("todos", &sid).expect("on the server");
+    assert_eq!(
+        (&server["title"], &server["n"]),
+        (&json!("mine"), &json!(2))
+    );
+    assert_in_sync(&db, &s, "todos");
+}
+
+#[test]
+fn a_409_echoing_a_stale_delete_is_a_conflict_not_a_refusal() {
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    let sid = synced(&db, &tap);
+    s.server_patch("todos", &sid, json!({"n": 2}));
+    echo_stale_writes(&tap);
+    delete(&db, "todos", &sid);
+    let report = flush_all(&db, &tap);
+    assert!(report.rejected.is_empty(), "refused: {:?}", report.rejected);
+    assert_eq!(report.conflicts.len(), 1, "{report:?}");
+    assert_in_sync(&db, &s, "todos");
 }
 
 /// As above with an error body: the record is read back, unchanged, at the version sent. That

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::core::clock::Env;
+use crate::core::config::CollectionConfig;
 use crate::core::engine::Engine;
 use crate::core::error::{ErrorKind, Result};
 use crate::core::mutation::{Entry, Kind};
@@ -95,11 +96,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     continue;
                 }
             };
-            let landed = recs.iter().find(|r| {
-                r.get(&cfg.client_id_property) == Some(cid)
-                    && r.get("deleted") != Some(&Value::Bool(true))
-                    && r.contains_key(&cfg.id_property)
-            });
+            let landed = recs.iter().find(|r| carries_client_id(cfg, r, cid));
             if let Some(r) = landed {
                 found.resize_with(picked.len(), || None);
                 found[i] = Some(Verdict::Ack(Some(r.clone()), version_field(cfg, r)));
@@ -193,4 +190,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
             )
         });
     }
+}
+
+/// Whether `r`, listed by the server, is the record a create with client id `cid` stored.
+pub(super) fn carries_client_id(cfg: &CollectionConfig, r: &Record, cid: &Value) -> bool {
+    r.get(&cfg.client_id_property) == Some(cid)
+        && r.get("deleted") != Some(&Value::Bool(true))
+        && r.contains_key(&cfg.id_property)
 }

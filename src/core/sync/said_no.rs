@@ -1,20 +1,26 @@
-//! Writes answered no in Sencha's way: a 2xx whose JSON object says `"success": false`
-//! (`successProperty`). Servers written for Sencha's proxies refuse a write so, say "not found"
-//! so, and have no 409 to say that a write sent again (its answer lost) is already there; a
-//! login endpoint a session's redirect leads to may answer so too.
+//! Refusals believed only once the server's record is read. Writes answered no in Sencha's way:
+//! a 2xx whose JSON object says `"success": false` (`successProperty`); servers written for
+//! Sencha's proxies refuse a write so, say "not found" so, and have no 409 to say that a write
+//! sent again (its answer lost) is already there; a login endpoint a session's redirect leads
+//! to may answer so too. And a 409 whose body is the record at the very version the write was
+//! sent with, which may be the write itself echoed back rather than the server's record.
 
 use crate::core::clock::Env;
 use crate::core::config::CollectionConfig;
 use crate::core::engine::Engine;
 use crate::core::error::{ErrorKind, Result};
 use crate::core::mutation::{Entry, Kind};
+use crate::core::record::Record;
 use crate::core::storage::Storage;
 use serde_json::Value;
 
-use super::classify::{has_id, keep_body, ServerState, Verdict};
+use super::classify::{has_id, keep_body, version_field, ServerState, Verdict};
 use super::http::{HttpResponse, Transport, REDIRECTED_TO};
+use super::landed::carries_client_id;
+use super::pull::read_page;
 use super::report::Report;
-use super::server_state::sent_landed;
+use super::request::quote_version;
+use super::server_state::{sent_header, sent_landed};
 
 impl<S: Storage, E: Env> Engine<S, E> {
     /// The verdict on write `e` when its answer `r` says `"success": false`; none when it does
@@ -56,43 +62,148 @@ impl<S: Storage, E: Env> Engine<S, E> {
         if e.kind == Kind::Create {
             return Ok(Some(refused));
         }
-        let v = match self
-            .read_server_state(transport, headers, e, false, report)
-            .await
-        {
-            Verdict::Conflict(ServerState::Deleted) if e.kind == Kind::Delete => {
-                Verdict::Ack(None, None)
-            }
-            // An update of a record deleted meanwhile: as after a 404, the policy decides.
-            gone @ Verdict::Conflict(ServerState::Deleted) => gone,
-            Verdict::Conflict(ServerState::Record(found, v))
-                if e.unsure && sent_landed(cfg, e, &found, true) =>
-            {
-                Verdict::Ack(Some(found), v)
-            }
-            // No answer to a read (offline, a timeout), one for now (a 5xx, 408, 425, 429), or
-            // a 401: the write waits for it.
-            waits @ Verdict::Transient {
-                kind: ErrorKind::Network | ErrorKind::Offline,
-                status: None | Some(408 | 425 | 429 | 500..=599),
-                ..
-            } => waits,
-            Verdict::Unauthorized => Verdict::Unauthorized,
-            Verdict::Transient {
-                status: Some(s), ..
-            } if cfg.is_auth_status(s) => Verdict::Unauthorized,
-            // Unreadable (its URL and the list tell nothing, or refuse to), an update of a
-            // record the app has deleted since: that delete is the way out.
-            Verdict::Transient { .. }
-                if e.kind == Kind::Update && self.deleted_since(e).await? =>
-            {
-                Verdict::Conflict(ServerState::Deleted)
-            }
-            // There, or not to be told: the server's "no" stands (waiting, the write would
-            // be sent, and read for, again and again).
-            _ => refused,
+        // An update sent before, whose answer was lost, that the server holds: done.
+        let landed = |found: Record, v| {
+            (e.unsure && sent_landed(cfg, e, &found, true)).then_some(Verdict::Ack(Some(found), v))
         };
+        let v = self
+            .read_before_refusing(transport, headers, e, refused, landed, report)
+            .await?;
         Ok(Some(v))
+    }
+
+    /// The verdict on update or delete `e`, answered 409 with its record at the very version it
+    /// was sent with (`refused`: the server's reason of its own, a unique field taken). That
+    /// body may also be the write itself, echoed back at the version it was sent with (Rails'
+    /// `render json: e.record` for a `StaleObjectError`): a conflict, which a refusal would
+    /// undo. The record is read: at another version, it is the conflict it looks like.
+    pub(super) async fn conflict_at_sent_version<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        e: &Entry,
+        refused: Verdict,
+        report: &mut Report,
+    ) -> Result<Verdict> {
+        let sent = sent_header(e, "If-Match");
+        let moved = |found: Record, v: Option<String>| {
+            let other = v.as_ref().is_some_and(|v| sent != Some(quote_version(v)));
+            other.then_some(Verdict::Conflict(ServerState::Record(found, v)))
+        };
+        self.read_before_refusing(transport, headers, e, refused, moved, report)
+            .await
+    }
+
+    /// The verdict on create `e`, refused (`refused`) with an answer that names its client id
+    /// field (`{"client_id": ["has already been taken"]}`: a uniqueness check on it, as Rails'
+    /// `validates :client_id, uniqueness: true` or Django's `unique=True` make). The create may
+    /// be stored already: sent twice (a browser sends a POST again by itself when a kept-alive
+    /// connection closes under it), its first copy stored. The collection is read, every page:
+    /// a record with the create's client id is its acknowledgement. A read that got no answer
+    /// for now makes it wait; else the refusal stands (a refusal drops the changes queued
+    /// behind the create, which the server's record would then never get).
+    pub(super) async fn refused_as_taken<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        e: &Entry,
+        refused: Verdict,
+        report: &mut Report,
+    ) -> Result<Verdict> {
+        let cfg = self.collection(&e.c)?;
+        let field = cfg.client_id_property.as_str();
+        let names_it = matches!(&refused, Verdict::Rejected { body, .. } if body.contains(field));
+        let sent = e.sent.as_ref().and_then(|s| s.body.as_ref());
+        let Some(cid) = sent.and_then(|b| b.get(field)).filter(|_| names_it) else {
+            return Ok(refused);
+        };
+        let mut n = 0;
+        let read = read_page(transport, headers, cfg, None, &mut n).await;
+        report.requests += n;
+        Ok(match read {
+            Ok((page, _)) => match page
+                .records
+                .into_iter()
+                .find(|r| carries_client_id(cfg, r, cid))
+            {
+                Some(r) => {
+                    let v = version_field(cfg, &r);
+                    Verdict::Ack(Some(r), v)
+                }
+                None => refused,
+            },
+            Err(err) if err.status.is_some_and(|s| cfg.is_auth_status(s)) => Verdict::Unauthorized,
+            Err(err)
+                if err.kind == ErrorKind::Offline
+                    || (err.kind == ErrorKind::Network
+                        && err
+                            .status
+                            .is_none_or(|s| matches!(s, 408 | 425 | 429 | 500..=599))) =>
+            {
+                Verdict::Transient {
+                    reason: format!(
+                        "it was refused for its client id, and whether the server stored it                          could not be read: {}",
+                        err.message
+                    ),
+                    retry_after: None,
+                    kind: err.kind,
+                    // No status of the create's own: it may be stored, so the next round looks
+                    // for it before sending it again (`landed.rs`).
+                    status: None,
+                }
+            }
+            Err(_) => refused,
+        })
+    }
+
+    /// What refusal `refused` of update or delete `e` becomes once the server's record is read:
+    /// gone, a delete is done and an update meets a deletion conflict (as after a 404); there,
+    /// `found` decides (the refusal stands where it says nothing). A read that got no answer
+    /// for now makes the write wait; one that cannot tell leaves the refusal standing.
+    async fn read_before_refusing<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        e: &Entry,
+        refused: Verdict,
+        found: impl FnOnce(Record, Option<String>) -> Option<Verdict>,
+        report: &mut Report,
+    ) -> Result<Verdict> {
+        let cfg = self.collection(&e.c)?;
+        Ok(
+            match self
+                .read_server_state(transport, headers, e, false, report)
+                .await
+            {
+                Verdict::Conflict(ServerState::Deleted) if e.kind == Kind::Delete => {
+                    Verdict::Ack(None, None)
+                }
+                // An update of a record deleted meanwhile: as after a 404, the policy decides.
+                gone @ Verdict::Conflict(ServerState::Deleted) => gone,
+                Verdict::Conflict(ServerState::Record(r, v)) => found(r, v).unwrap_or(refused),
+                // No answer to a read (offline, a timeout), one for now (a 5xx, 408, 425, 429),
+                // or a 401: the write waits for it.
+                waits @ Verdict::Transient {
+                    kind: ErrorKind::Network | ErrorKind::Offline,
+                    status: None | Some(408 | 425 | 429 | 500..=599),
+                    ..
+                } => waits,
+                Verdict::Unauthorized => Verdict::Unauthorized,
+                Verdict::Transient {
+                    status: Some(s), ..
+                } if cfg.is_auth_status(s) => Verdict::Unauthorized,
+                // Unreadable (its URL and the list tell nothing, or refuse to), an update of a
+                // record the app has deleted since: that delete is the way out.
+                Verdict::Transient { .. }
+                    if e.kind == Kind::Update && self.deleted_since(e).await? =>
+                {
+                    Verdict::Conflict(ServerState::Deleted)
+                }
+                // Not to be told: the server's "no" stands (waiting, the write would be sent,
+                // and read for, again and again).
+                _ => refused,
+            },
+        )
     }
 }
 

@@ -60,6 +60,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
             {
                 Verdict::Ack(Some(r), Some(ver))
             }
+            refused @ Verdict::Rejected { .. } if e.kind == Kind::Create => {
+                self.refused_as_taken(transport, headers, e, refused, report)
+                    .await?
+            }
             v => v,
         })
     }
@@ -173,7 +177,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
             }
             // A 409 with the record at the very version the write named is not about the
             // version (a unique field taken, a rule of the server's): sent again it would meet
-            // the same answer for ever. A refusal, as a 422 would be.
+            // the same answer for ever. A refusal, as a 422 would be, unless the record, read,
+            // is at another version: then the body was the write echoed back (`said_no.rs`).
             Verdict::Conflict(ServerState::Record(r, Some(v)))
                 if e.kind != Kind::Create
                     && names(cfg, &r, &e.r)
@@ -181,7 +186,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     && sent_header(e, "If-Match") == Some(quote_version(&v)) =>
             {
                 let body = res.as_ref().map(|x| keep_body(&x.body)).unwrap_or_default();
-                Ok(Verdict::Rejected { status: 409, body })
+                let refused = Verdict::Rejected { status: 409, body };
+                self.conflict_at_sent_version(transport, headers, e, refused, report)
+                    .await
             }
             // A create that reached its answer through a redirect: the answer is the create's
             // only if it is the record sent (a 302 or 303 makes the POST a GET of whatever the
