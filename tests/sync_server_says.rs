@@ -249,6 +249,37 @@ fn a_409_echoing_a_stale_delete_is_a_conflict_not_a_refusal() {
     assert_in_sync(&db, &s, "todos");
 }
 
+#[test]
+fn a_409_at_the_version_sent_stays_a_refusal_when_reads_carry_a_content_hash_etag() {
+    // Django's `ConditionalGetMiddleware`, Spring's `ShallowEtagHeaderFilter`: a strong ETag on
+    // reads alone, a hash of the content, beside the record's `version`. The read is compared
+    // by its `version`, as the 409's was: still at the version sent, the refusal stands (not a
+    // conflict sent again with the hash, and again with the version, for ever).
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    let sid = synced(&db, &tap);
+    let inner = s.clone();
+    let id = sid.clone();
+    tap.hook(move |req| match req.method.as_str() {
+        "PUT" => Some(Ok(json_response(409, inner.record("todos", &id)?))),
+        "GET" => {
+            let mut res = inner.send_now(req.clone()).ok()?;
+            res.headers.retain(|(h, _)| !h.eq_ignore_ascii_case("ETag"));
+            res.headers
+                .push(("ETag".into(), "\"5d41402abc4b2a76\"".into()));
+            Some(Ok(res))
+        }
+        _ => None,
+    });
+    update(&db, "todos", &sid, json!({"title": "taken"}));
+    let report = flush_all(&db, &tap);
+    assert_eq!(report.rejected.len(), 1, "{report:?}");
+    assert!(report.conflicts.is_empty(), "{:?}", report.conflicts);
+    let puts = tap.requests().iter().filter(|r| r.method == "PUT").count();
+    assert_eq!(puts, 1, "sent once");
+}
+
 /// As above with an error body: the record is read back, unchanged, at the version sent. That
 /// is no stale version (a conflict that is none would be sent again, and refused, for ever): the
 /// policy decides, and `serverWins` keeps the server's record, with its event.

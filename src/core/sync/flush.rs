@@ -344,10 +344,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     // that gave up (after the write was stored, maybe): it may have been stored.
                     // Not when it was the read before it that failed: the write never left.
                     let read_first = reason.starts_with(super::server_state::READ_FIRST);
+                    // So may a write the server says it is still processing (a 409 to it
+                    // sent again: `still_processing`), which the next round looks for first.
+                    let processing = reason.ends_with(super::processing::PROCESSING);
                     let unsure = !read_first
-                        && status.is_none_or(|s| {
-                            (200..300).contains(&s) || matches!(s, 500 | 502 | 504)
-                        });
+                        && (processing
+                            || status.is_none_or(|s| {
+                                (200..300).contains(&s) || matches!(s, 500 | 502 | 504)
+                            }));
                     let at = self.note_failure(&tx, e, &reason, retry_after, unsure)?;
                     self.warn_if_stuck(e, status, read_first, &reason);
                     if retry_after.is_some() {

@@ -19,6 +19,7 @@ use crate::core::storage::Storage;
 use super::classify::{version_field, Verdict};
 use super::http::Transport;
 use super::out_marks::OutMark;
+use super::processing::{sends_under_key, RETRIED_CONFLICTS};
 use super::pull::read_page;
 use super::report::Report;
 
@@ -123,6 +124,76 @@ impl<S: Storage, E: Env> Engine<S, E> {
         found
     }
 
+    /// The verdict on create `e`, refused (`refused`) with an answer that names its client id
+    /// field (`{"client_id": ["has already been taken"]}`: a uniqueness check on it, as Rails'
+    /// `validates :client_id, uniqueness: true` or Django's `unique=True` make). The create may
+    /// be stored already: sent twice (a browser sends a POST again by itself when a kept-alive
+    /// connection closes under it), its first copy stored. The collection is read since the
+    /// last pull's cursor, as for a create sent again: a record with the create's client id is
+    /// its acknowledgement. A read that cannot be made for now makes it wait, a few rounds at
+    /// most; not found, the refusal stands (a refusal drops the changes queued behind the
+    /// create, which the server's record would then never get).
+    pub(super) async fn refused_as_taken<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        e: &Entry,
+        refused: Verdict,
+        report: &mut Report,
+    ) -> Result<Verdict> {
+        let cfg = self.collection(&e.c)?;
+        let field = cfg.client_id_property.as_str();
+        let sent = e.sent.as_ref().and_then(|s| s.body.as_ref());
+        let (Some(cid), Verdict::Rejected { body, .. }) =
+            (sent.and_then(|b| b.get(field)), &refused)
+        else {
+            return Ok(refused);
+        };
+        let answer = body.trim_start_matches('\u{feff}').trim();
+        let names = body.contains(field)
+            && serde_json::from_str::<Value>(answer).is_ok_and(|a| names_field(&a, field, cid, 0));
+        if !names {
+            return Ok(refused);
+        }
+        let since = self.pull_marks(&e.c).await.ok().and_then(|(c, _)| c);
+        let mut n = 0;
+        let read = read_page(transport, headers, cfg, since, &mut n).await;
+        report.requests += n;
+        Ok(match read {
+            Ok((page, _)) => match page.records.iter().find(|r| carries_client_id(cfg, r, cid)) {
+                Some(r) => Verdict::Ack(Some(r.clone()), version_field(cfg, r)),
+                None => {
+                    if page.partial.is_some() {
+                        self.warn_partial_lookup(&e.c);
+                    }
+                    refused
+                }
+            },
+            Err(err) if err.status.is_some_and(|s| cfg.is_auth_status(s)) => Verdict::Unauthorized,
+            // A collection that cannot be listed (no GET route): looking will never work.
+            Err(err)
+                if err
+                    .status
+                    .is_some_and(|s| (400..500).contains(&s) && !matches!(s, 408 | 425 | 429)) =>
+            {
+                refused
+            }
+            Err(err) if sends_under_key(e) <= RETRIED_CONFLICTS => Verdict::Transient {
+                reason: format!(
+                    "it was refused for its client id, and whether the server stored it \
+                     could not be read: {}",
+                    err.message
+                ),
+                retry_after: None,
+                kind: err.kind,
+                // No status of the create's own: it may be stored, so the next round looks
+                // for it before sending it again (`find_landed`).
+                status: None,
+            },
+            Err(_) => refused,
+        })
+    }
+
     /// Says once per collection that a lost create was not found in a list that may be partial.
     fn warn_partial_lookup(&self, c: &str) {
         // Not on the part of the list that could be read: no proof it never landed. It goes
@@ -197,4 +268,20 @@ pub(super) fn carries_client_id(cfg: &CollectionConfig, r: &Record, cid: &Value)
     r.get(&cfg.client_id_property) == Some(cid)
         && r.get("deleted") != Some(&Value::Bool(true))
         && r.contains_key(&cfg.id_property)
+}
+
+/// Whether answer `v` names field `field`: as a key, or in a string (a message, FastAPI's
+/// `loc`), other than as the create's own client id `cid` echoed back (an answer that echoes
+/// the record sent, as FastAPI's `input` or a Sencha server's `data` do, holds `field: cid`).
+fn names_field(v: &Value, field: &str, cid: &Value, depth: u8) -> bool {
+    match v {
+        _ if depth > 8 => false,
+        Value::String(s) => s.contains(field),
+        Value::Array(a) => a.iter().any(|x| names_field(x, field, cid, depth + 1)),
+        Value::Object(m) => m
+            .iter()
+            .filter(|(_, x)| *x != cid)
+            .any(|(k, x)| k == field || names_field(x, field, cid, depth + 1)),
+        _ => false,
+    }
 }

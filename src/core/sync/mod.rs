@@ -15,6 +15,7 @@ mod landed;
 mod out_marks;
 mod paging;
 mod pick;
+mod processing;
 pub mod pull;
 pub mod rejected;
 pub mod report;

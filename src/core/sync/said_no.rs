@@ -16,8 +16,7 @@ use serde_json::Value;
 
 use super::classify::{has_id, keep_body, version_field, ServerState, Verdict};
 use super::http::{HttpResponse, Transport, REDIRECTED_TO};
-use super::landed::carries_client_id;
-use super::pull::read_page;
+use super::processing::{sends_under_key, RETRIED_CONFLICTS};
 use super::report::Report;
 use super::request::quote_version;
 use super::server_state::{sent_header, sent_landed};
@@ -85,75 +84,18 @@ impl<S: Storage, E: Env> Engine<S, E> {
         refused: Verdict,
         report: &mut Report,
     ) -> Result<Verdict> {
+        let cfg = self.collection(&e.c)?;
         let sent = sent_header(e, "If-Match");
         let moved = |found: Record, v: Option<String>| {
-            let other = v.as_ref().is_some_and(|v| sent != Some(quote_version(v)));
+            // The 409's version came from the record's field where it has one: so does the
+            // one compared (a strong ETag on reads alone, a hash of the content, is no version
+            // the write could have named).
+            let now = version_field(cfg, &found).or_else(|| v.clone());
+            let other = now.is_some_and(|now| sent != Some(quote_version(&now)));
             other.then_some(Verdict::Conflict(ServerState::Record(found, v)))
         };
         self.read_before_refusing(transport, headers, e, refused, moved, report)
             .await
-    }
-
-    /// The verdict on create `e`, refused (`refused`) with an answer that names its client id
-    /// field (`{"client_id": ["has already been taken"]}`: a uniqueness check on it, as Rails'
-    /// `validates :client_id, uniqueness: true` or Django's `unique=True` make). The create may
-    /// be stored already: sent twice (a browser sends a POST again by itself when a kept-alive
-    /// connection closes under it), its first copy stored. The collection is read, every page:
-    /// a record with the create's client id is its acknowledgement. A read that got no answer
-    /// for now makes it wait; else the refusal stands (a refusal drops the changes queued
-    /// behind the create, which the server's record would then never get).
-    pub(super) async fn refused_as_taken<T: Transport>(
-        &self,
-        transport: &T,
-        headers: &[(String, String)],
-        e: &Entry,
-        refused: Verdict,
-        report: &mut Report,
-    ) -> Result<Verdict> {
-        let cfg = self.collection(&e.c)?;
-        let field = cfg.client_id_property.as_str();
-        let names_it = matches!(&refused, Verdict::Rejected { body, .. } if body.contains(field));
-        let sent = e.sent.as_ref().and_then(|s| s.body.as_ref());
-        let Some(cid) = sent.and_then(|b| b.get(field)).filter(|_| names_it) else {
-            return Ok(refused);
-        };
-        let mut n = 0;
-        let read = read_page(transport, headers, cfg, None, &mut n).await;
-        report.requests += n;
-        Ok(match read {
-            Ok((page, _)) => match page
-                .records
-                .into_iter()
-                .find(|r| carries_client_id(cfg, r, cid))
-            {
-                Some(r) => {
-                    let v = version_field(cfg, &r);
-                    Verdict::Ack(Some(r), v)
-                }
-                None => refused,
-            },
-            Err(err) if err.status.is_some_and(|s| cfg.is_auth_status(s)) => Verdict::Unauthorized,
-            Err(err)
-                if err.kind == ErrorKind::Offline
-                    || (err.kind == ErrorKind::Network
-                        && err
-                            .status
-                            .is_none_or(|s| matches!(s, 408 | 425 | 429 | 500..=599))) =>
-            {
-                Verdict::Transient {
-                    reason: format!(
-                        "it was refused for its client id, and whether the server stored it                          could not be read: {}",
-                        err.message
-                    ),
-                    retry_after: None,
-                    kind: err.kind,
-                    // No status of the create's own: it may be stored, so the next round looks
-                    // for it before sending it again (`landed.rs`).
-                    status: None,
-                }
-            }
-            Err(_) => refused,
-        })
     }
 
     /// What refusal `refused` of update or delete `e` becomes once the server's record is read:
@@ -182,12 +124,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 gone @ Verdict::Conflict(ServerState::Deleted) => gone,
                 Verdict::Conflict(ServerState::Record(r, v)) => found(r, v).unwrap_or(refused),
                 // No answer to a read (offline, a timeout), one for now (a 5xx, 408, 425, 429),
-                // or a 401: the write waits for it.
+                // or a 401: the write waits for it, a few rounds at most (then its refusal
+                // stands, rather than the write being sent, and read for, for ever).
                 waits @ Verdict::Transient {
                     kind: ErrorKind::Network | ErrorKind::Offline,
                     status: None | Some(408 | 425 | 429 | 500..=599),
                     ..
-                } => waits,
+                } if sends_under_key(e) <= RETRIED_CONFLICTS => waits,
                 Verdict::Unauthorized => Verdict::Unauthorized,
                 Verdict::Transient {
                     status: Some(s), ..

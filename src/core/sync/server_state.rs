@@ -16,6 +16,7 @@ use crate::core::storage::Storage;
 use super::classify::{classify, keep_body, looks_like_html, record_of, version_field, version_of};
 use super::classify::{ServerState, Verdict};
 use super::http::{record_url, HttpResponse, NetError, Transport, REDIRECTED_TO};
+use super::processing::still_processing;
 use super::pull::{get_request, read_page};
 use super::report::Report;
 use super::request::quote_version;
@@ -35,9 +36,6 @@ pub(super) enum Before {
     /// and delivered late, over the same change sent again after it.
     Unreachable(Verdict),
 }
-
-/// How many sends of a create a 409 without a record may be "still being processed" for.
-const RETRIED_CONFLICTS: u32 = 4;
 
 impl<S: Storage, E: Env> Engine<S, E> {
     /// Classifies one answer; a conflict answer without the server's record reads it first
@@ -93,19 +91,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     Ok(r) => (r.status, keep_body(&r.body)),
                     Err(_) => (409, String::new()),
                 };
-                Ok(if (2..=RETRIED_CONFLICTS).contains(&e.attempts) {
-                    Verdict::Transient {
-                        reason: format!(
-                            "the server answered {status} to a create sent again (still being \
-                             processed?)"
-                        ),
-                        retry_after: None,
-                        kind: ErrorKind::Network,
-                        status: Some(status),
-                    }
-                } else {
-                    Verdict::Rejected { status, body }
-                })
+                Ok(still_processing(e, status).unwrap_or(Verdict::Rejected { status, body }))
             }
             Verdict::Conflict(ServerState::Unknown) => {
                 // A delete answered with a 404 page whose record is indeed gone is done.
@@ -132,7 +118,19 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     v = Verdict::Conflict(ServerState::Deleted);
                 }
                 let needs_version = matches!(res, Ok(r) if r.status == 428);
+                let answered_409 = matches!(res, Ok(r) if r.status == 409);
                 Ok(match v {
+                    // Sent again under its key, answered 409 while the record stands at the
+                    // very version it was sent with: its first send may be being applied, as
+                    // for a create (above). A conflict, it would be told and sent again under
+                    // a new key while the first may still land.
+                    Verdict::Conflict(ServerState::Record(_, Some(ref ver)))
+                        if answered_409
+                            && sent_header(e, "If-Match") == Some(quote_version(ver))
+                            && still_processing(e, 409).is_some() =>
+                    {
+                        still_processing(e, 409).unwrap_or(v)
+                    }
                     Verdict::Conflict(ServerState::Deleted)
                         if e.kind == Kind::Delete && not_found =>
                     {
