@@ -513,3 +513,72 @@ async fn a_slow_resolver_is_asked_once_per_conflict() {
     a.close();
     b.close();
 }
+
+/// A conflict settled by a page that went before its event was out (a reload a few ms after the
+/// answer, between the commit and the event): the next store opened on that database tells it,
+/// once, to the listeners put on right after `open`. The page that went is played by the engine
+/// itself on B's database: it settles the conflict and never tells it.
+#[wasm_bindgen_test]
+async fn a_conflict_a_page_settled_and_could_not_tell_is_told_by_the_next_page() {
+    use ferry::core::{Engine, Op, StoreConfig};
+    use ferry::web::{BrowserEnv, FetchTransport, IdbStorage};
+
+    let c = unique("untold");
+    let name = unique("devB");
+    let (a, b, id) = {
+        let a = device(&unique("devA"), &c, "", None).await;
+        let b = device(&name, &c, "", None).await;
+        let rec = ok(a
+            .collection(&c)
+            .unwrap()
+            .create(js(r#"{"title":"t","a":1}"#)))
+        .await;
+        ok(a.sync()).await;
+        ok(b.sync()).await;
+        let id = get(
+            &ok(a.collection(&c).unwrap().get(get(&rec, "id"))).await,
+            "id",
+        );
+        (a, b, id.as_string().unwrap())
+    };
+    b.close();
+    ok(a.collection(&c)
+        .unwrap()
+        .update(id.clone().into(), js(r#"{"a":2}"#)))
+    .await;
+    ok(a.sync()).await;
+    // The page that went: B deletes the record, and its delete meets A's edit (under `merge`,
+    // the edit comes back).
+    let cfg: StoreConfig = serde_json::from_value(serde_json::json!({
+        "name": name, "autoSync": false,
+        "collections": { c.clone(): { "url": format!("{}/api/{c}", server()) } }
+    }))
+    .unwrap();
+    let storage = IdbStorage::open(&cfg).await.unwrap();
+    let engine = Engine::open(cfg, storage, BrowserEnv::new()).await.unwrap();
+    engine
+        .write(&c, vec![Op::Delete(id.clone())])
+        .await
+        .unwrap();
+    let transport = FetchTransport {
+        timeout_ms: 10_000,
+        credentials: Default::default(),
+    };
+    let (_, report) = engine.flush(&transport, &[]).await.unwrap();
+    assert_eq!(report.conflicts.len(), 1, "{report:?}");
+    engine.storage.close();
+    // The next page.
+    let b = device(&name, &c, "", None).await;
+    let told = collect(&b, "conflict");
+    sleep(300).await;
+    assert_eq!(told.length(), 1, "told by the next page");
+    assert_eq!(get(&told.get(0), "kind"), "delete");
+    assert_eq!(get(&get(&told.get(0), "result"), "a"), 2);
+    b.close();
+    let b = device(&name, &c, "", None).await;
+    let again = collect(&b, "conflict");
+    sleep(300).await;
+    assert_eq!(again.length(), 0, "told once");
+    a.close();
+    b.close();
+}

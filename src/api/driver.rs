@@ -358,8 +358,39 @@ impl Inner {
             && report.rejected.is_empty()
             && report.conflicts.is_empty();
         if !quiet {
-            self.emit_everywhere("report", &report);
+            self.tell(&report);
         }
+    }
+
+    /// Emits a sync report's events here and in the other tabs, then forgets the settled
+    /// conflicts kept until they were told (`core/sync/untold.rs`).
+    pub(crate) fn tell(self: &Rc<Self>, report: &Report) {
+        self.emit_everywhere("report", report);
+        if !report.untold.is_empty() {
+            let inner = self.clone();
+            let keys = report.untold.clone();
+            spawn_local(async move {
+                let _ = inner.engine.told(&keys).await; // left kept, they are told again
+            });
+        }
+    }
+
+    /// Tells the settled conflicts that a page before this one kept and could not tell (it
+    /// unloaded between settling them and telling), in a task after `open`'s, so that the
+    /// listeners an app puts on right after `await Ferry.open(...)` hear them.
+    pub(crate) fn tell_untold(self: &Rc<Self>) {
+        let inner = self.clone();
+        spawn_local(async move {
+            let Ok(report) = inner.engine.untold_conflicts().await else {
+                return;
+            };
+            if !report.untold.is_empty() {
+                crate::web::js::sleep(0.0).await;
+                if !inner.engine.is_closed() {
+                    inner.tell(&report);
+                }
+            }
+        });
     }
 
     async fn run_once(self: &Rc<Self>) -> RunEnd {

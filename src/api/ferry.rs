@@ -100,7 +100,7 @@ impl Ferry {
                 .resolve_conflict(&conflict_id, resolution.map_err(js_error)?)
                 .await
                 .map_err(js_error)?;
-            inner.emit_everywhere("report", &report);
+            inner.tell(&report);
             inner.kick();
             Ok(JsValue::UNDEFINED)
         })
@@ -181,6 +181,7 @@ impl Ferry {
         });
         // Syncing starts once this tab leads (at once, unless another tab of the store does).
         inner.join_tabs();
+        inner.tell_untold();
         Ok(Ferry { inner })
     }
 

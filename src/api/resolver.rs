@@ -60,7 +60,7 @@ impl Inner {
                         .await
                     {
                         Ok(report) => {
-                            self.emit_everywhere("report", &report);
+                            self.tell(&report);
                             settled = true;
                         }
                         // Still open: offered again after the next run.

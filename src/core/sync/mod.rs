@@ -25,3 +25,4 @@ mod said_no;
 mod send;
 mod server_state;
 pub mod settle;
+mod untold;

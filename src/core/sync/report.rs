@@ -55,7 +55,7 @@ pub struct RejectedItem {
 }
 
 /// A conflict and how it was settled.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConflictEvent {
     /// The collection.
@@ -156,6 +156,10 @@ pub struct Report {
     pub acked: usize,
     /// HTTP requests made.
     pub requests: usize,
+    /// The keys under which its settled conflicts wait to be told (`untold.rs`): dropped once
+    /// the report's events went out.
+    #[serde(skip)]
+    pub untold: Vec<String>,
 }
 
 impl Report {
@@ -167,5 +171,6 @@ impl Report {
         self.conflicts.extend(other.conflicts);
         self.acked += other.acked;
         self.requests += other.requests;
+        self.untold.extend(other.untold);
     }
 }

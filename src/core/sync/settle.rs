@@ -16,6 +16,7 @@ use super::conflict::{policy_name, same_content, settle, unmoved, Outcome};
 use super::report::{ConflictEvent, ConflictState, OpenConflict, Report, Resolution};
 use super::request::quote_version;
 use super::server_state::sent_header;
+use super::untold::keep_untold;
 
 /// What a conflict is about, read inside the transaction that settles it.
 struct Sides {
@@ -132,6 +133,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let event = self
             .apply_outcome(tx, cfg, e, sides, outcome, policy_name(cfg), report)
             .await?;
+        // Kept with the outcome, in its transaction, until its event is out (`untold.rs`).
+        keep_untold(tx, e, &event, report)?;
         report.conflicts.push(event);
         Ok(())
     }

@@ -1,0 +1,61 @@
+//! A conflict the policy settles is kept, in the transaction that carried out its outcome,
+//! until its event is told: a page that unloads between the two (a reload a few ms after the
+//! answer) leaves it for the next store opened on the database to tell.
+#![cfg(not(target_arch = "wasm32"))]
+
+#[path = "common/mem_server.rs"]
+mod mem_server;
+#[path = "common/native_env.rs"]
+mod native_env;
+
+use mem_server::MemServer;
+use native_env::*;
+use serde_json::json;
+
+#[test]
+fn a_settled_conflict_is_kept_until_told_and_a_store_opened_later_finds_it() {
+    let (db, storage) = open_todos();
+    let s = MemServer::new();
+    let id = create(&db, "todos", json!({"title": "a", "n": 1}));
+    flush_all(&db, &s);
+    let sid = id_of(&get(&db, "todos", &id).expect("created"));
+    s.server_patch("todos", &sid, json!({"n": 2})); // another device edits it
+    delete(&db, "todos", &sid); // this one deletes it: under `merge` the edit comes back
+    let report = flush_all(&db, &s);
+    assert_eq!(report.conflicts.len(), 1, "{report:?}");
+    assert_eq!(report.untold.len(), 1);
+    assert_eq!(get(&db, "todos", &sid).expect("back")["n"], 2);
+    // The page went before its event was out: a store opened on the database finds it.
+    let later = open(config(&["todos"]), storage.clone());
+    let kept = block_on(later.untold_conflicts()).expect("read");
+    assert_eq!(kept.conflicts, report.conflicts);
+    assert_eq!(kept.untold, report.untold);
+    // Told, it is forgotten, for every store on the database.
+    block_on(later.told(&kept.untold)).expect("forgotten");
+    assert!(block_on(later.untold_conflicts())
+        .unwrap()
+        .untold
+        .is_empty());
+    assert!(block_on(db.untold_conflicts())
+        .unwrap()
+        .conflicts
+        .is_empty());
+}
+
+#[test]
+fn a_conflict_without_an_event_is_not_kept() {
+    // A stale version over a record whose server side did not change the fields sent: sent
+    // again over the new version, with no event, so nothing to tell.
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    let id = create(&db, "todos", json!({"title": "a", "n": 1}));
+    flush_all(&db, &s);
+    let sid = id_of(&get(&db, "todos", &id).expect("created"));
+    update(&db, "todos", &sid, json!({"title": "b"}));
+    let report = flush_all(&db, &s);
+    assert!(
+        report.conflicts.is_empty() && report.untold.is_empty(),
+        "{report:?}"
+    );
+    assert!(block_on(db.untold_conflicts()).unwrap().untold.is_empty());
+}
