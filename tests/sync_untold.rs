@@ -44,18 +44,30 @@ fn a_settled_conflict_is_kept_until_told_and_a_store_opened_later_finds_it() {
 
 #[test]
 fn a_conflict_without_an_event_is_not_kept() {
-    // A stale version over a record whose server side did not change the fields sent: sent
-    // again over the new version, with no event, so nothing to tell.
+    // A stale version over a record the server rewrote unchanged (its version moved, not its
+    // fields): sent again over the new version, with no event, so nothing to tell.
     let (db, _) = open_todos();
     let s = MemServer::new();
     let id = create(&db, "todos", json!({"title": "a", "n": 1}));
     flush_all(&db, &s);
     let sid = id_of(&get(&db, "todos", &id).expect("created"));
+    s.server_patch("todos", &sid, json!({"n": 1})); // the version sent goes stale
+    assert_eq!(s.version("todos", &sid), Some(2));
     update(&db, "todos", &sid, json!({"title": "b"}));
     let report = flush_all(&db, &s);
     assert!(
         report.conflicts.is_empty() && report.untold.is_empty(),
         "{report:?}"
+    );
+    let on_server = s.record("todos", &sid).expect("there");
+    assert_eq!(
+        (&on_server["title"], &on_server["n"]),
+        (&json!("b"), &json!(1))
+    );
+    assert_eq!(
+        s.version("todos", &sid),
+        Some(3),
+        "sent over the version it met"
     );
     assert!(block_on(db.untold_conflicts()).unwrap().untold.is_empty());
 }

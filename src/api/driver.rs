@@ -375,9 +375,10 @@ impl Inner {
         }
     }
 
-    /// Tells the settled conflicts that a page before this one kept and could not tell (it
-    /// unloaded between settling them and telling), in a task after `open`'s, so that the
-    /// listeners an app puts on right after `await Ferry.open(...)` hear them.
+    /// Tells the settled conflicts that the tab that led before this one kept and could not
+    /// tell (it unloaded between settling them and telling), in a task after `open`'s, so that
+    /// the listeners an app puts on right after `await Ferry.open(...)` hear them. Called when
+    /// this tab takes the lead, as only the leading tab settles conflicts.
     pub(crate) fn tell_untold(self: &Rc<Self>) {
         let inner = self.clone();
         spawn_local(async move {

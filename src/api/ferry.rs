@@ -181,7 +181,6 @@ impl Ferry {
         });
         // Syncing starts once this tab leads (at once, unless another tab of the store does).
         inner.join_tabs();
-        inner.tell_untold();
         Ok(Ferry { inner })
     }
 

@@ -96,6 +96,9 @@ impl Inner {
         // Followers whose requests the old leader never answered ask again.
         self.tell_tabs("leader", &JsValue::NULL);
         self.emit_status();
+        // What the old leader settled and could not tell (it went in between): told once, by
+        // the tab that leads now (`core/sync/untold.rs`).
+        self.tell_untold();
         if self.engine.config.auto_sync || waiting {
             self.sync.borrow_mut().pull_next = true;
             self.kick();

@@ -41,6 +41,10 @@ pub struct Sent {
     /// made since (`server_state.rs`, `read_first`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check: Option<super::record::Record>,
+    /// When it was frozen, that is first sent under its key (ms since epoch): how long a server
+    /// may answer it "still being processed" is counted from there (`sync/processing.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_at: Option<f64>,
 }
 
 /// One pending mutation. It holds only what the flush needs: the record store holds the data,
@@ -254,6 +258,7 @@ mod tests {
             headers: vec![],
             body: None,
             check: None,
+            frozen_at: None,
         });
         match coalesce(Some(&c), Kind::Delete, &[], entry(2, Kind::Update)) {
             Coalesced::Keep(e) => assert_eq!((e.seq, e.kind), (2, Kind::Delete)),

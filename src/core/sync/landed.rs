@@ -19,7 +19,7 @@ use crate::core::storage::Storage;
 use super::classify::{version_field, Verdict};
 use super::http::Transport;
 use super::out_marks::OutMark;
-use super::processing::{sends_under_key, RETRIED_CONFLICTS};
+use super::processing::{sends_under_key, RETRIED_READS};
 use super::pull::read_page;
 use super::report::Report;
 
@@ -149,9 +149,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
         else {
             return Ok(refused);
         };
+        // A JSON answer is looked into, so that one echoing the record sent does not count; a
+        // text one (a database's `duplicate key ... "todos_client_id_key"`, a body cut short)
+        // names the field where it holds its name.
         let answer = body.trim_start_matches('\u{feff}').trim();
         let names = body.contains(field)
-            && serde_json::from_str::<Value>(answer).is_ok_and(|a| names_field(&a, field, cid, 0));
+            && serde_json::from_str::<Value>(answer)
+                .map_or(true, |a| names_field(&a, field, cid, 0));
         if !names {
             return Ok(refused);
         }
@@ -178,18 +182,26 @@ impl<S: Storage, E: Env> Engine<S, E> {
             {
                 refused
             }
-            Err(err) if sends_under_key(e) <= RETRIED_CONFLICTS => Verdict::Transient {
-                reason: format!(
-                    "it was refused for its client id, and whether the server stored it \
+            // No answer at all (offline, a timeout): it waits for one. A 5xx or a page that is
+            // no list: a few rounds (then the refusal stands).
+            Err(err)
+                if err.kind == ErrorKind::Offline
+                    || (err.status.is_none() && err.kind == ErrorKind::Network)
+                    || sends_under_key(e) <= RETRIED_READS =>
+            {
+                Verdict::Transient {
+                    reason: format!(
+                        "it was refused for its client id, and whether the server stored it \
                      could not be read: {}",
-                    err.message
-                ),
-                retry_after: None,
-                kind: err.kind,
-                // No status of the create's own: it may be stored, so the next round looks
-                // for it before sending it again (`find_landed`).
-                status: None,
-            },
+                        err.message
+                    ),
+                    retry_after: None,
+                    kind: err.kind,
+                    // No status of the create's own: it may be stored, so the next round
+                    // looks for it before sending it again (`find_landed`).
+                    status: None,
+                }
+            }
             Err(_) => refused,
         })
     }

@@ -178,7 +178,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 let at = e.at.ms.max(last.saturating_add(1));
                 match freeze(cfg, &e, row.as_ref(), at) {
                     Some(sent) => {
-                        e.sent = Some(sent);
+                        let frozen_at = Some(self.env.now_ms());
+                        e.sent = Some(crate::core::mutation::Sent { frozen_at, ..sent });
                         stamp = Some(at);
                     }
                     None => {

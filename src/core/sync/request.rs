@@ -106,6 +106,7 @@ pub fn freeze(
         headers,
         body: body.map(Value::Object),
         check,
+        frozen_at: None,
     })
 }
 

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::classify::{has_id, keep_body, version_field, ServerState, Verdict};
 use super::http::{HttpResponse, Transport, REDIRECTED_TO};
-use super::processing::{sends_under_key, RETRIED_CONFLICTS};
+use super::processing::{sends_under_key, RETRIED_READS};
 use super::report::Report;
 use super::request::quote_version;
 use super::server_state::{sent_header, sent_landed};
@@ -85,13 +85,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
         report: &mut Report,
     ) -> Result<Verdict> {
         let cfg = self.collection(&e.c)?;
-        let sent = sent_header(e, "If-Match");
         let moved = |found: Record, v: Option<String>| {
-            // The 409's version came from the record's field where it has one: so does the
-            // one compared (a strong ETag on reads alone, a hash of the content, is no version
-            // the write could have named).
-            let now = version_field(cfg, &found).or_else(|| v.clone());
-            let other = now.is_some_and(|now| sent != Some(quote_version(&now)));
+            let other = (v.is_some() || version_field(cfg, &found).is_some())
+                && !at_sent_version(cfg, e, &found, &v);
             other.then_some(Verdict::Conflict(ServerState::Record(found, v)))
         };
         self.read_before_refusing(transport, headers, e, refused, moved, report)
@@ -123,14 +119,19 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 // An update of a record deleted meanwhile: as after a 404, the policy decides.
                 gone @ Verdict::Conflict(ServerState::Deleted) => gone,
                 Verdict::Conflict(ServerState::Record(r, v)) => found(r, v).unwrap_or(refused),
-                // No answer to a read (offline, a timeout), one for now (a 5xx, 408, 425, 429),
-                // or a 401: the write waits for it, a few rounds at most (then its refusal
-                // stands, rather than the write being sent, and read for, for ever).
+                // No answer to a read (offline, a timeout): the write waits for one. One for
+                // now (a 5xx, 408, 425, 429) holds it a few rounds (then its refusal stands,
+                // rather than the write being sent, and read for, for ever). A 401: it waits.
                 waits @ Verdict::Transient {
                     kind: ErrorKind::Network | ErrorKind::Offline,
-                    status: None | Some(408 | 425 | 429 | 500..=599),
+                    status: None,
                     ..
-                } if sends_under_key(e) <= RETRIED_CONFLICTS => waits,
+                } => waits,
+                waits @ Verdict::Transient {
+                    kind: ErrorKind::Network | ErrorKind::Offline,
+                    status: Some(408 | 425 | 429 | 500..=599),
+                    ..
+                } if sends_under_key(e) <= RETRIED_READS => waits,
                 Verdict::Unauthorized => Verdict::Unauthorized,
                 Verdict::Transient {
                     status: Some(s), ..
@@ -196,4 +197,24 @@ pub fn says_absent(cfg: &CollectionConfig, res: &HttpResponse) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether the server's record `r` (read with version `v`) stands at the version write `e` was
+/// sent with: its `versionProperty`, or the read's version (an `ETag`), names it. Either will
+/// do: the `If-Match` sent came from one of them, and a strong ETag on reads alone (a hash of
+/// the content: Django's `ConditionalGetMiddleware`, Spring's `ShallowEtagHeaderFilter`) may
+/// differ from the version field, or the other way round.
+pub(super) fn at_sent_version(
+    cfg: &CollectionConfig,
+    e: &Entry,
+    r: &Record,
+    v: &Option<String>,
+) -> bool {
+    let Some(sent) = sent_header(e, "If-Match") else {
+        return false;
+    };
+    [version_field(cfg, r), v.clone()]
+        .iter()
+        .flatten()
+        .any(|x| quote_version(x) == sent)
 }

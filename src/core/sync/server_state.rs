@@ -20,7 +20,7 @@ use super::processing::still_processing;
 use super::pull::{get_request, read_page};
 use super::report::Report;
 use super::request::quote_version;
-use super::said_no::says_absent;
+use super::said_no::{at_sent_version, says_absent};
 
 /// What reading the server's record before a write without a version found.
 pub(super) enum Before {
@@ -91,7 +91,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     Ok(r) => (r.status, keep_body(&r.body)),
                     Err(_) => (409, String::new()),
                 };
-                Ok(still_processing(e, status).unwrap_or(Verdict::Rejected { status, body }))
+                let now = self.env.now_ms();
+                Ok(still_processing(e, status, now).unwrap_or(Verdict::Rejected { status, body }))
             }
             Verdict::Conflict(ServerState::Unknown) => {
                 // A delete answered with a 404 page whose record is indeed gone is done.
@@ -118,18 +119,18 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     v = Verdict::Conflict(ServerState::Deleted);
                 }
                 let needs_version = matches!(res, Ok(r) if r.status == 428);
-                let answered_409 = matches!(res, Ok(r) if r.status == 409);
+                let processing = matches!(res, Ok(r) if r.status == 409)
+                    .then(|| still_processing(e, 409, self.env.now_ms()))
+                    .flatten();
                 Ok(match v {
                     // Sent again under its key, answered 409 while the record stands at the
                     // very version it was sent with: its first send may be being applied, as
                     // for a create (above). A conflict, it would be told and sent again under
                     // a new key while the first may still land.
-                    Verdict::Conflict(ServerState::Record(_, Some(ref ver)))
-                        if answered_409
-                            && sent_header(e, "If-Match") == Some(quote_version(ver))
-                            && still_processing(e, 409).is_some() =>
+                    Verdict::Conflict(ServerState::Record(ref r, ref ver))
+                        if processing.is_some() && at_sent_version(cfg, e, r, ver) =>
                     {
-                        still_processing(e, 409).unwrap_or(v)
+                        processing.unwrap_or(v)
                     }
                     Verdict::Conflict(ServerState::Deleted)
                         if e.kind == Kind::Delete && not_found =>
