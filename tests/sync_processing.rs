@@ -29,11 +29,25 @@ fn in_progress() -> ferry::core::sync::http::HttpResponse {
     )
 }
 
+/// Rounds `step_ms` apart (about what the backoff waits) until the outbox is idle.
+fn rounds<T: ferry::core::sync::http::Transport>(db: &Db, t: &T, step_ms: f64) -> Report {
+    let mut r = Report::default();
+    for _ in 0..20 {
+        let (end, step) = flush(db, t);
+        r.extend(step);
+        if end == RoundEnd::Idle {
+            break;
+        }
+        db.env.advance(step_ms);
+    }
+    r
+}
+
 #[test]
 fn a_create_the_server_takes_long_to_store_is_not_refused() {
-    // The server stores it only while the sixth send is answered (each answered 409 meanwhile).
-    // Four sends used to be the limit: the create was refused, then stored, and `retryRejected`
-    // stored it twice. Its first send is answered 503 (a gateway gave up), so only the 409s
+    // The server stores it only while the eleventh send is answered, 80 s on (each answered
+    // 409 meanwhile). Four sends used to be the limit: the create was refused, then stored,
+    // and `retryRejected` stored it twice. Its first send is answered 503 (a gateway gave up), so only the 409s
     // say it may land: listed for before each send, it is found once stored, not sent again.
     let tap = Tap::new(MemServer::plain());
     let s = tap.inner.clone();
@@ -46,7 +60,7 @@ fn a_create_the_server_takes_long_to_store_is_not_refused() {
             return None;
         }
         posts += 1;
-        if posts == 6 {
+        if posts == 11 {
             let _ = server.send_now(req.clone()); // the first send, applied at last
         }
         Some(Ok(if posts == 1 {
@@ -55,22 +69,39 @@ fn a_create_the_server_takes_long_to_store_is_not_refused() {
             in_progress()
         }))
     });
-    let mut r = Report::default();
-    for _ in 0..12 {
-        let (end, step) = flush(&db, &tap);
-        r.extend(step);
-        if end == RoundEnd::Idle {
-            break;
-        }
-        db.env.advance(8_000.0); // a backoff's wait, about: well inside the two minutes
-    }
+    let r = rounds(&db, &tap, 8_000.0); // well inside the two minutes
     assert!(r.rejected.is_empty(), "{:?}", r.rejected);
     assert_eq!(s.records("todos").len(), 1, "stored once");
     let posts = tap.requests().iter().filter(|q| q.method == "POST").count();
-    assert_eq!(posts, 6, "not sent again once it was there");
+    assert_eq!(posts, 11, "not sent again once it was there");
     let sid = s.records("todos")[0]["id"].clone();
     assert_eq!(get(&db, "todos", &id).expect("kept")["id"], sid);
     assert_in_sync(&db, &s, "todos");
+}
+
+#[test]
+fn a_create_still_being_processed_two_minutes_on_is_refused() {
+    let tap = Tap::new(MemServer::plain());
+    let db = db_with(P::Merge);
+    create(&db, "todos", json!({"title": "never"}));
+    let mut posts = 0;
+    tap.hook(move |req| {
+        (req.method == "POST").then(|| {
+            posts += 1;
+            Ok(if posts == 1 {
+                json_response(503, json!({}))
+            } else {
+                in_progress()
+            })
+        })
+    });
+    let r = rounds(&db, &tap, 40_000.0);
+    assert_eq!(r.rejected.len(), 1, "{r:?}");
+    let posts = tap.requests().iter().filter(|q| q.method == "POST").count();
+    assert_eq!(
+        posts, 5,
+        "the fourth send in any case, then past two minutes: refused"
+    );
 }
 
 #[test]
@@ -96,18 +127,18 @@ fn an_update_applied_late(p: P) {
         puts += 1;
         match puts {
             1 => Some(Err(NetError::Timeout)),
-            2 | 3 => Some(Ok(in_progress())),
-            _ => None, // applied now
+            2..=7 => Some(Ok(in_progress())),
+            _ => None, // applied now, 56 s on
         }
     });
-    let r = flush_all(&db, &tap);
+    let r = rounds(&db, &tap, 8_000.0);
     let keys: Vec<_> = tap
         .requests()
         .iter()
         .filter(|q| q.method == "PUT")
         .map(|q| header(q, "Idempotency-Key").map(str::to_string))
         .collect();
-    assert_eq!(keys.len(), 4, "{p:?}");
+    assert_eq!(keys.len(), 8, "{p:?}");
     assert!(
         keys.iter().all(|k| *k == keys[0]),
         "{p:?}: one key: {keys:?}"

@@ -150,12 +150,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
             return Ok(refused);
         };
         // A JSON answer is looked into, so that one echoing the record sent does not count; a
-        // text one (a database's `duplicate key ... "todos_client_id_key"`, a body cut short)
-        // names the field where it holds its name.
+        // text one (a database's `duplicate key ... "todos_client_id_key"`) names the field
+        // where it holds its name. JSON cut short (a long echo, kept in part) is no such text.
         let answer = body.trim_start_matches('\u{feff}').trim();
         let names = body.contains(field)
-            && serde_json::from_str::<Value>(answer)
-                .map_or(true, |a| names_field(&a, field, cid, 0));
+            && match serde_json::from_str::<Value>(answer) {
+                Ok(a) => names_field(&a, field, cid, 0),
+                Err(_) => !answer.starts_with(['{', '[']),
+            };
         if !names {
             return Ok(refused);
         }
@@ -182,13 +184,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
             {
                 refused
             }
-            // No answer at all (offline, a timeout): it waits for one. A 5xx or a page that is
-            // no list: a few rounds (then the refusal stands).
-            Err(err)
-                if err.kind == ErrorKind::Offline
-                    || (err.status.is_none() && err.kind == ErrorKind::Network)
-                    || sends_under_key(e) <= RETRIED_READS =>
-            {
+            // Offline: it waits to be online. No answer (a timeout), a 5xx or a page that is no
+            // list: a few rounds (then the refusal stands).
+            Err(err) if err.kind == ErrorKind::Offline || sends_under_key(e) <= RETRIED_READS => {
                 Verdict::Transient {
                     reason: format!(
                         "it was refused for its client id, and whether the server stored it \

@@ -119,17 +119,17 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 // An update of a record deleted meanwhile: as after a 404, the policy decides.
                 gone @ Verdict::Conflict(ServerState::Deleted) => gone,
                 Verdict::Conflict(ServerState::Record(r, v)) => found(r, v).unwrap_or(refused),
-                // No answer to a read (offline, a timeout): the write waits for one. One for
-                // now (a 5xx, 408, 425, 429) holds it a few rounds (then its refusal stands,
-                // rather than the write being sent, and read for, for ever). A 401: it waits.
+                // Offline: the write waits to be online. A read that got no answer (a
+                // timeout), or one for now (a 5xx, 408, 425, 429), holds it a few rounds, then
+                // its refusal stands, rather than the write being sent, and read for, for ever
+                // (a page that always times out, a 5xx without CORS headers). A 401: it waits.
                 waits @ Verdict::Transient {
-                    kind: ErrorKind::Network | ErrorKind::Offline,
-                    status: None,
+                    kind: ErrorKind::Offline,
                     ..
                 } => waits,
                 waits @ Verdict::Transient {
-                    kind: ErrorKind::Network | ErrorKind::Offline,
-                    status: Some(408 | 425 | 429 | 500..=599),
+                    kind: ErrorKind::Network,
+                    status: None | Some(408 | 425 | 429 | 500..=599),
                     ..
                 } if sends_under_key(e) <= RETRIED_READS => waits,
                 Verdict::Unauthorized => Verdict::Unauthorized,
