@@ -124,3 +124,47 @@ fn a_catch_all_page_for_the_record_url_lets_the_writes_go() {
     let puts = tap.requests().into_iter().filter(|r| r.method == "PUT");
     assert_eq!(puts.count(), 2);
 }
+
+/// The read first fails for three minutes; then the write goes, times out, and is answered
+/// "still being processed" (409) while the server applies its first send. The two minutes a
+/// server may take count from when the write first left, not from when it was frozen: else the
+/// 409s met the conflict policy (an event, and a new key while the first send could land).
+#[test]
+fn the_time_a_server_may_take_counts_from_the_first_send_not_the_reads_before_it() {
+    let (b, tap) = pulled_then_updated(1);
+    let (mut gets, mut puts) = (0, 0);
+    tap.hook(move |req| match req.method.as_str() {
+        "GET" if !req.url.ends_with("/todos") => {
+            gets += 1;
+            (gets <= 3).then(|| Ok(json_response(503, json!({"error": "busy"}))))
+        }
+        "PUT" => {
+            puts += 1;
+            match puts {
+                1 => Some(Err(ferry::core::sync::http::NetError::Timeout)),
+                2..=5 => Some(Ok(json_response(409, json!({"error": "being processed"})))),
+                _ => None,
+            }
+        }
+        _ => None,
+    });
+    let mut conflicts = 0;
+    for round in 0..16 {
+        let (end, r) = flush(&b, &tap);
+        conflicts += r.conflicts.len();
+        if end == RoundEnd::Idle {
+            break;
+        }
+        b.env.advance(if round < 3 { 60_000.0 } else { 8_000.0 });
+    }
+    assert_eq!(pending(&b), 0);
+    assert_eq!(conflicts, 0, "no conflict");
+    let keys: Vec<_> = tap
+        .requests()
+        .iter()
+        .filter(|q| q.method == "PUT")
+        .map(|q| header(q, "Idempotency-Key").map(str::to_string))
+        .collect();
+    assert_eq!(keys.len(), 6);
+    assert!(keys.iter().all(|k| *k == keys[0]), "one key: {keys:?}");
+}

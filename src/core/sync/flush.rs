@@ -534,6 +534,13 @@ impl<S: Storage, E: Env> Engine<S, E> {
         e.error = Some(reason.to_string());
         // Once unsure, for good: a send that got no answer may still land after a later one.
         e.unsure |= unsure;
+        // Its read first failed: the write never left, so its first send is later than its
+        // freezing, and the time a server may take over it counts from then (`processing.rs`).
+        if reason.starts_with(super::server_state::READ_FIRST) {
+            if let Some(sent) = e.sent.as_mut() {
+                sent.frozen_at = Some(now);
+            }
+        }
         e.retry_at = Some(at);
         tx.put_entry(&e)?;
         Ok(at)
