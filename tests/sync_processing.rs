@@ -132,12 +132,7 @@ fn an_update_applied_late(p: P) {
         }
     });
     let r = rounds(&db, &tap, 8_000.0);
-    let keys: Vec<_> = tap
-        .requests()
-        .iter()
-        .filter(|q| q.method == "PUT")
-        .map(|q| header(q, "Idempotency-Key").map(str::to_string))
-        .collect();
+    let keys = tap.keys("PUT");
     assert_eq!(keys.len(), 8, "{p:?}");
     assert!(
         keys.iter().all(|k| *k == keys[0]),

@@ -159,12 +159,7 @@ fn the_time_a_server_may_take_counts_from_the_first_send_not_the_reads_before_it
     }
     assert_eq!(pending(&b), 0);
     assert_eq!(conflicts, 0, "no conflict");
-    let keys: Vec<_> = tap
-        .requests()
-        .iter()
-        .filter(|q| q.method == "PUT")
-        .map(|q| header(q, "Idempotency-Key").map(str::to_string))
-        .collect();
+    let keys = tap.keys("PUT");
     assert_eq!(keys.len(), 6);
     assert!(keys.iter().all(|k| *k == keys[0]), "one key: {keys:?}");
 }

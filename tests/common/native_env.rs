@@ -281,6 +281,12 @@ impl<T: Transport> Tap<T> {
     pub fn clear(&self) {
         self.sent.borrow_mut().clear();
     }
+    /// The `Idempotency-Key` of every `method` request sent, in order.
+    pub fn keys(&self, method: &str) -> Vec<Option<String>> {
+        let sent = self.sent.borrow();
+        let of = |q: &HttpRequest| header(q, "Idempotency-Key").map(str::to_string);
+        sent.iter().filter(|q| q.method == method).map(of).collect()
+    }
 }
 
 impl<T: Transport> Transport for Tap<T> {

@@ -331,7 +331,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 }
                 Verdict::Conflict(_) => self.apply_conflict(&tx, e, None, &mut step).await?,
                 Verdict::Unauthorized => {
-                    self.note_failure(&tx, e, "the server answered 401", None, false)?;
+                    self.note_failure(&tx, e, "the server answered 401", None, false, false)?;
                     end = RoundEnd::Unauthorized;
                 }
                 Verdict::Transient {
@@ -352,7 +352,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
                             || status.is_none_or(|s| {
                                 (200..300).contains(&s) || matches!(s, 500 | 502 | 504)
                             }));
-                    let at = self.note_failure(&tx, e, &reason, retry_after, unsure)?;
+                    let at = self.note_failure(&tx, e, &reason, retry_after, unsure, read_first)?;
                     self.warn_if_stuck(e, status, read_first, &reason);
                     if retry_after.is_some() {
                         pause_until = Some(pause_until.unwrap_or(at).max(at));
@@ -516,7 +516,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
         }
     }
 
-    /// Records a failed attempt on `e` and returns when to try again.
+    /// Records a failed attempt on `e` and returns when to try again. `never_left`: the write
+    /// itself was not sent (the read it makes first failed).
     fn note_failure<T: crate::core::storage::Txn>(
         &self,
         tx: &crate::core::tx::Tx<T>,
@@ -524,6 +525,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         reason: &str,
         retry_after: Option<f64>,
         unsure: bool,
+        never_left: bool,
     ) -> Result<f64> {
         let now = self.env.now_ms();
         // `Retry-After` is a least wait: one of 0 s (or a date already past) must not take the
@@ -534,9 +536,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
         e.error = Some(reason.to_string());
         // Once unsure, for good: a send that got no answer may still land after a later one.
         e.unsure |= unsure;
-        // Its read first failed: the write never left, so its first send is later than its
-        // freezing, and the time a server may take over it counts from then (`processing.rs`).
-        if reason.starts_with(super::server_state::READ_FIRST) {
+        // Its read first failed (`never_left`): its first send is later than its freezing, and
+        // the time a server may take over it counts from then (`processing.rs`).
+        if never_left {
             if let Some(sent) = e.sent.as_mut() {
                 sent.frozen_at = Some(now);
             }

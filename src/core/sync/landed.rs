@@ -20,7 +20,7 @@ use super::classify::{version_field, Verdict};
 use super::http::Transport;
 use super::out_marks::OutMark;
 use super::processing::{sends_under_key, RETRIED_READS};
-use super::pull::read_page;
+use super::pull::{read_page, Page};
 use super::report::Report;
 
 impl<S: Storage, E: Env> Engine<S, E> {
@@ -51,11 +51,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
                 continue;
             };
             if !read.contains_key(&e.c) {
-                let since = self.pull_marks(&e.c).await.ok().and_then(|(c, _)| c);
-                let mut n = 0;
-                let recs = read_page(transport, headers, cfg, since, &mut n).await;
-                report.requests += n;
-                let recs = recs.map(|(page, _)| (page.records, page.partial.is_some()));
+                let recs = self.read_since_pull(transport, headers, cfg, report).await;
+                let recs = recs.map(|page| (page.records, page.partial.is_some()));
                 if let Ok((list, _)) = &recs {
                     self.warn_if_not_stored(cfg, list);
                 }
@@ -161,47 +158,65 @@ impl<S: Storage, E: Env> Engine<S, E> {
         if !names {
             return Ok(refused);
         }
-        let since = self.pull_marks(&e.c).await.ok().and_then(|(c, _)| c);
+        Ok(
+            match self.read_since_pull(transport, headers, cfg, report).await {
+                Ok(page) => match page.records.iter().find(|r| carries_client_id(cfg, r, cid)) {
+                    Some(r) => Verdict::Ack(Some(r.clone()), version_field(cfg, r)),
+                    None => {
+                        if page.partial.is_some() {
+                            self.warn_partial_lookup(&e.c);
+                        }
+                        refused
+                    }
+                },
+                Err(err) if err.status.is_some_and(|s| cfg.is_auth_status(s)) => {
+                    Verdict::Unauthorized
+                }
+                // A collection that cannot be listed (no GET route): looking will never work.
+                Err(err)
+                    if err.status.is_some_and(|s| {
+                        (400..500).contains(&s) && !matches!(s, 408 | 425 | 429)
+                    }) =>
+                {
+                    refused
+                }
+                // Offline: it waits to be online. No answer (a timeout), a 5xx or a page that is no
+                // list: a few rounds (then the refusal stands).
+                Err(err)
+                    if err.kind == ErrorKind::Offline || sends_under_key(e) <= RETRIED_READS =>
+                {
+                    Verdict::Transient {
+                        reason: format!(
+                            "it was refused for its client id, and whether the server stored it \
+                     could not be read: {}",
+                            err.message
+                        ),
+                        retry_after: None,
+                        kind: err.kind,
+                        // No status of the create's own: it may be stored, so the next round
+                        // looks for it before sending it again (`find_landed`).
+                        status: None,
+                    }
+                }
+                Err(_) => refused,
+            },
+        )
+    }
+
+    /// The collection as read since the last pull's cursor, which does not move past a create
+    /// of ours still waiting for its answer: where a create sent before would show.
+    async fn read_since_pull<T: Transport>(
+        &self,
+        transport: &T,
+        headers: &[(String, String)],
+        cfg: &CollectionConfig,
+        report: &mut Report,
+    ) -> Result<Page> {
+        let since = self.pull_marks(&cfg.name).await.ok().and_then(|(c, _)| c);
         let mut n = 0;
         let read = read_page(transport, headers, cfg, since, &mut n).await;
         report.requests += n;
-        Ok(match read {
-            Ok((page, _)) => match page.records.iter().find(|r| carries_client_id(cfg, r, cid)) {
-                Some(r) => Verdict::Ack(Some(r.clone()), version_field(cfg, r)),
-                None => {
-                    if page.partial.is_some() {
-                        self.warn_partial_lookup(&e.c);
-                    }
-                    refused
-                }
-            },
-            Err(err) if err.status.is_some_and(|s| cfg.is_auth_status(s)) => Verdict::Unauthorized,
-            // A collection that cannot be listed (no GET route): looking will never work.
-            Err(err)
-                if err
-                    .status
-                    .is_some_and(|s| (400..500).contains(&s) && !matches!(s, 408 | 425 | 429)) =>
-            {
-                refused
-            }
-            // Offline: it waits to be online. No answer (a timeout), a 5xx or a page that is no
-            // list: a few rounds (then the refusal stands).
-            Err(err) if err.kind == ErrorKind::Offline || sends_under_key(e) <= RETRIED_READS => {
-                Verdict::Transient {
-                    reason: format!(
-                        "it was refused for its client id, and whether the server stored it \
-                     could not be read: {}",
-                        err.message
-                    ),
-                    retry_after: None,
-                    kind: err.kind,
-                    // No status of the create's own: it may be stored, so the next round
-                    // looks for it before sending it again (`find_landed`).
-                    status: None,
-                }
-            }
-            Err(_) => refused,
-        })
+        read.map(|(page, _)| page)
     }
 
     /// Says once per collection that a lost create was not found in a list that may be partial.
