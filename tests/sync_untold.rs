@@ -71,3 +71,31 @@ fn a_conflict_without_an_event_is_not_kept() {
     );
     assert!(block_on(db.untold_conflicts()).unwrap().untold.is_empty());
 }
+
+#[test]
+fn kept_conflicts_are_found_in_the_order_they_were_settled() {
+    // Outbox positions 9 to 12: in the mutation ids' own order, `node-10` came before `node-9`.
+    let (db, storage) = open_todos();
+    let s = MemServer::new();
+    let ids: Vec<String> = (0..4)
+        .map(|n| create(&db, "todos", json!({"title": "a", "n": n})))
+        .collect();
+    flush_all(&db, &s);
+    let sids: Vec<String> = ids
+        .iter()
+        .map(|id| id_of(&get(&db, "todos", id).expect("created")))
+        .collect();
+    for n in 0..4 {
+        create(&db, "todos", json!({"title": "other", "n": n}));
+    }
+    for sid in &sids {
+        s.server_patch("todos", sid, json!({"n": 9})); // another device edits each
+        delete(&db, "todos", sid); // this one deletes it: each delete meets a conflict
+    }
+    let report = flush_all(&db, &s);
+    let settled: Vec<&str> = report.conflicts.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(settled, sids.iter().map(String::as_str).collect::<Vec<_>>());
+    let later = open(config(&["todos"]), storage);
+    let kept = block_on(later.untold_conflicts()).expect("read");
+    assert_eq!(kept.conflicts, report.conflicts, "in the order settled");
+}

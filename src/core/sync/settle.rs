@@ -134,7 +134,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             .apply_outcome(tx, cfg, e, sides, outcome, policy_name(cfg), report)
             .await?;
         // Kept with the outcome, in its transaction, until its event is out (`untold.rs`).
-        keep_untold(tx, e, &event, report)?;
+        keep_untold(tx, e, &event, self.env.now_ms(), report)?;
         report.conflicts.push(event);
         Ok(())
     }

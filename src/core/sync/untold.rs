@@ -3,9 +3,9 @@
 //! reload, the tab closed, a few ms) would take the event with it, and the app would never learn
 //! that the policy overrode a change (a delete undone, a field's local value dropped). So each
 //! settled conflict is also kept in `state`, in the transaction that carried out its outcome,
-//! under `untold:<mutation id>`; once its event is out, the key goes. A store opened later tells
-//! what is still kept (at least once: a page that unloads after telling and before forgetting
-//! tells it again).
+//! under `untold:<when>.<outbox position>.<attempt>`; once its event is out, the key goes. A
+//! store opened later tells what is still kept, in the order the conflicts were settled (at
+//! least once: a page that unloads after telling and before forgetting tells it again).
 
 use crate::core::clock::Env;
 use crate::core::engine::Engine;
@@ -22,14 +22,22 @@ const PAST: &str = "untold;";
 /// At most this many are told at a time, at open (more are left for the next open).
 const KEPT: usize = 200;
 
-/// Keeps `event`, the settled conflict of `e`, in `tx` until it is told; notes its key in `report`.
+/// Keeps `event`, the settled conflict of `e` at `now` (ms since epoch), in `tx` until it is
+/// told; notes its key in `report`.
 pub(crate) fn keep_untold<T: Txn>(
     tx: &Tx<T>,
     e: &Entry,
     event: &ConflictEvent,
+    now: f64,
     report: &mut Report,
 ) -> Result<()> {
-    let key = format!("{PREFIX}{}", e.id);
+    // Zero-padded, so that the keys' order is the order settled (a mutation id would put
+    // `node-10` before `node-9`), and one per settling: a write that meets a second conflict
+    // before the first is told (sent again, attempts up by one) keeps both.
+    let key = format!(
+        "{PREFIX}{:015}.{:020}.{:010}",
+        now as u64, e.seq, e.attempts
+    );
     let value = serde_json::to_value(event)?;
     tx.t.put(Table::State, &Key::str(key.clone()), &value)?;
     report.untold.push(key);
