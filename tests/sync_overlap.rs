@@ -180,7 +180,12 @@ fn a_round_dropped_while_the_next_batch_is_out_keeps_the_conflict_event() {
         if !done {
             break; // abandoned: what it reported is never handed back
         }
-        returned.extend(report.conflicts.iter().map(|c| c.id.clone()));
+        returned.extend(
+            report
+                .conflicts
+                .iter()
+                .map(|c| ferry::core::id_key(&c.id).unwrap()),
+        );
     }
     let local_c = get(&db, "todos", &r).unwrap()["c"].clone();
     assert!(

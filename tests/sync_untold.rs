@@ -10,7 +10,7 @@ mod native_env;
 
 use mem_server::MemServer;
 use native_env::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 #[test]
 fn a_settled_conflict_is_kept_until_told_and_a_store_opened_later_finds_it() {
@@ -93,9 +93,28 @@ fn kept_conflicts_are_found_in_the_order_they_were_settled() {
         delete(&db, "todos", sid); // this one deletes it: each delete meets a conflict
     }
     let report = flush_all(&db, &s);
-    let settled: Vec<&str> = report.conflicts.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(settled, sids.iter().map(String::as_str).collect::<Vec<_>>());
+    let settled: Vec<Value> = report.conflicts.iter().map(|c| c.id.clone()).collect();
+    assert_eq!(settled, sids.iter().map(|s| json!(s)).collect::<Vec<_>>());
     let later = open(config(&["todos"]), storage);
     let kept = block_on(later.untold_conflicts()).expect("read");
     assert_eq!(kept.conflicts, report.conflicts, "in the order settled");
+}
+
+#[test]
+fn a_conflict_names_its_record_by_the_id_the_record_holds() {
+    // A server whose ids are numbers: the event's id is the number, as the `change` events'
+    // are, so an app can compare it with the record's `id` it holds.
+    let (db, _) = open_todos();
+    let s = MemServer::new();
+    s.set_numeric_ids(true);
+    let id = create(&db, "todos", json!({"title": "a", "n": 1}));
+    flush_all(&db, &s);
+    let record = get(&db, "todos", &id).expect("created");
+    assert!(record["id"].is_number(), "{record:?}");
+    let sid = id_of(&record);
+    s.server_patch("todos", &sid, json!({"n": 2}));
+    delete(&db, "todos", &sid);
+    let report = flush_all(&db, &s);
+    assert_eq!(report.conflicts.len(), 1, "{report:?}");
+    assert_eq!(report.conflicts[0].id, record["id"]);
 }

@@ -64,10 +64,10 @@ impl Collection {
 
     /// Creates a record and queues it for the server. Without an id it gets a temporary client
     /// id (`tmp-…`) at once; the server's id replaces it after sync (the old id keeps working).
-    #[wasm_bindgen(unchecked_return_type = "Promise<StoredRecord>")]
+    #[wasm_bindgen(unchecked_return_type = "Promise<T>")]
     pub fn create(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "FerryInput")] record: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "RecordInput<T>")] record: JsValue,
     ) -> Promise {
         self.write(
             to_record(&record, "the record").map(|r| vec![Op::Create(r)]),
@@ -76,10 +76,10 @@ impl Collection {
     }
 
     /// Creates many records in one transaction: all of them or, on any error, none.
-    #[wasm_bindgen(js_name = createMany, unchecked_return_type = "Promise<StoredRecord[]>")]
+    #[wasm_bindgen(js_name = createMany, unchecked_return_type = "Promise<T[]>")]
     pub fn create_many(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "FerryInput[]")] records: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "RecordInput<T>[]")] records: JsValue,
     ) -> Promise {
         let ops = if Array::is_array(&records) {
             Array::from(&records)
@@ -96,11 +96,11 @@ impl Collection {
     }
 
     /// Merges `changes` into record `id` (a shallow merge: top-level fields are replaced).
-    #[wasm_bindgen(unchecked_return_type = "Promise<StoredRecord>")]
+    #[wasm_bindgen(unchecked_return_type = "Promise<T>")]
     pub fn update(
         &self,
         #[wasm_bindgen(unchecked_param_type = "RecordId")] id: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "FerryInput")] changes: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "RecordInput<T>")] changes: JsValue,
     ) -> Promise {
         let ops =
             to_id(&id).and_then(|id| Ok(vec![Op::Update(id, to_record(&changes, "the changes")?)]));
@@ -108,11 +108,11 @@ impl Collection {
     }
 
     /// Replaces record `id` with `record` (fields it lacks are removed; the id stays).
-    #[wasm_bindgen(unchecked_return_type = "Promise<StoredRecord>")]
+    #[wasm_bindgen(unchecked_return_type = "Promise<T>")]
     pub fn replace(
         &self,
         #[wasm_bindgen(unchecked_param_type = "RecordId")] id: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "FerryInput")] record: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "RecordInput<T>")] record: JsValue,
     ) -> Promise {
         let ops =
             to_id(&id).and_then(|id| Ok(vec![Op::Replace(id, to_record(&record, "the record")?)]));
@@ -129,7 +129,7 @@ impl Collection {
     }
 
     /// The record `id`, or `undefined`. A temporary id still finds its record after sync.
-    #[wasm_bindgen(unchecked_return_type = "Promise<StoredRecord | undefined>")]
+    #[wasm_bindgen(unchecked_return_type = "Promise<T | undefined>")]
     pub fn get(&self, #[wasm_bindgen(unchecked_param_type = "RecordId")] id: JsValue) -> Promise {
         let inner = self.inner.clone();
         let name = self.name.clone();
@@ -146,7 +146,7 @@ impl Collection {
     }
 
     /// Every record, in id order (numeric ids by value, then string ids).
-    #[wasm_bindgen(unchecked_return_type = "Promise<StoredRecord[]>")]
+    #[wasm_bindgen(unchecked_return_type = "Promise<T[]>")]
     pub fn all(&self) -> Promise {
         let inner = self.inner.clone();
         let name = self.name.clone();
@@ -164,7 +164,7 @@ impl Collection {
 
     /// The records matching `query`. A `where` on an indexed field reads through the index;
     /// otherwise the collection is scanned.
-    #[wasm_bindgen(unchecked_return_type = "Promise<StoredRecord[]>")]
+    #[wasm_bindgen(unchecked_return_type = "Promise<T[]>")]
     pub fn query(&self, #[wasm_bindgen(unchecked_param_type = "Query")] query: JsValue) -> Promise {
         let inner = self.inner.clone();
         let name = self.name.clone();
@@ -191,7 +191,7 @@ impl Collection {
     #[wasm_bindgen(unchecked_return_type = "() => void")]
     pub fn subscribe(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "(change: Change) => void")] listener: Function,
+        #[wasm_bindgen(unchecked_param_type = "(change: Change<T>) => void")] listener: Function,
     ) -> Result<JsValue, JsValue> {
         self.inner
             .listen("change", Some(self.name.clone()), listener)

@@ -296,8 +296,10 @@ impl Ferry {
         })
     }
 
-    /// Sends the outbox now (then pulls, with `pullAfterFlush`). Resolves when the outbox is
-    /// empty; rejects with an `OfflineError`, or with the error that stopped it.
+    /// Sends the outbox now (then pulls, with `pullAfterFlush`). Resolves when the run ends
+    /// with nothing left that it can send: the outbox is empty, or holds only writes held
+    /// behind a conflict that waits for a decision (`conflicts()`). Rejects with an
+    /// `OfflineError`, or with the error that stopped it.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn sync(&self) -> Promise {
         self.inner.request_sync()

@@ -28,6 +28,12 @@ export type RecordId = string | number;
  * `idProperty`; a collection with another `idProperty` holds it in that field instead).
  */
 export type StoredRecord = FerryRecord & { id: RecordId };
+/**
+ * What a write to a `Collection<T>` takes: some of `T`'s fields (one set to `undefined` is left
+ * out). `db.collection<Todo>("todos")` types a collection's records as your own interface;
+ * Ferry does not check them against it (the server may add fields), it only types them.
+ */
+export type RecordInput<T> = { [K in keyof T]?: T[K] | undefined };
 
 /** One collection: a REST resource (PROTOCOL.md) and its local table. */
 export interface CollectionOptions {
@@ -144,9 +150,13 @@ export interface OpenConflict {
 
 /** A query: equality filters, one sort field, offset and limit. */
 export interface Query {
-  /** Field equalities that must all hold; `null` also matches a missing field. */
+  /**
+   * Field equalities that must all hold; `null` also matches a missing field. A `refs` field
+   * (and the `idProperty`) matches by id: `7` and `"7"` alike, a temporary id after its rename.
+   * A dotted name that is not a top-level field reaches into nested objects (`"meta.pinned"`).
+   */
   where?: { [field: string]: JsonValue };
-  /** Sort by this field. */
+  /** Sort by this field (a dotted name reaches into nested objects). */
   orderBy?: string;
   /** Sort descending. */
   desc?: boolean;
@@ -157,12 +167,12 @@ export interface Query {
 }
 
 /** A committed change of one record. */
-export interface Change {
+export interface Change<T = StoredRecord> {
   type: "created" | "updated" | "deleted";
   collection: string;
   id: RecordId;
   /** The record after the change (absent for deletes). */
-  record?: StoredRecord;
+  record?: T;
   /** True when the change came from the server (an answer or a pull). */
   remote: boolean;
   /**
@@ -192,9 +202,11 @@ export interface OutboxEntry {
   changedAt: number;
   attempts: number;
   /**
-   * It has been sent at least once and awaits an acknowledgement: it is sent again exactly as it
-   * was (same body, same Idempotency-Key) and no later change folds into it. After a failed
-   * attempt it stays true, with `error` and `retryAt` set.
+   * Its request is fixed: a sync run picked it (and may not have sent it yet: without a
+   * `batchUrl` a run sends its writes one at a time), or it was sent and awaits an
+   * acknowledgement. It is sent (again) exactly as it is (same body, same Idempotency-Key) and
+   * no later change folds into it. After a failed attempt it stays true, with `error` and
+   * `retryAt` set; `attempts` counts the sends.
    */
   inFlight: boolean;
   error: string | null;
@@ -230,7 +242,8 @@ export interface IdChange { collection: string; from: string; to: RecordId; }
 /** A conflict and how it was settled. */
 export interface ConflictEvent {
   collection: string;
-  id: string;
+  /** The record's id, as its record holds it (a number stays a number, as in a `Change`). */
+  id: RecordId;
   kind: "create" | "update" | "delete";
   base: FerryRecord | null;
   local: FerryRecord | null;

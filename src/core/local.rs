@@ -9,7 +9,7 @@ use super::config::CollectionConfig;
 use super::engine::{Change, ChangeKind, Engine};
 use super::error::{Error, ErrorKind, Result};
 use super::mutation::{coalesce, Coalesced, Entry, Kind};
-use super::query::Query;
+use super::query::{holds_id, id_index_keys, Query};
 use super::quick::Quick;
 use super::record::{changed_fields, id_key, index_key, Record, Row};
 use super::storage::{field_index, Storage, Table, Txn};
@@ -51,7 +51,8 @@ pub struct OutboxItem {
     pub changed_at: u64,
     /// How many times it was sent.
     pub attempts: u32,
-    /// Whether it has been sent and awaits its answer.
+    /// Whether its request is fixed: picked by a sync run (sent, or about to be) and awaiting
+    /// its answer.
     pub in_flight: bool,
     /// Why the last attempt failed.
     pub error: Option<String>,
@@ -404,27 +405,59 @@ impl<S: Storage, E: Env> Engine<S, E> {
     pub async fn query(&self, c: &str, q: &Query) -> Result<(Vec<Record>, Option<String>)> {
         let cfg = self.collection(c)?;
         let tx = self.begin(false).await?;
+        // A field naming a record of another collection (`refs`) matches by id, as `get` finds
+        // the record: `7` and `"7"` alike, and a temporary id the app still holds after its
+        // rename (the field was rewritten to the server's id).
+        let mut q = std::borrow::Cow::Borrowed(q);
+        let mut ids: Vec<(String, String)> = Vec::new();
+        for (f, target) in &cfg.refs {
+            let Some(key) = q.filter.get(f).and_then(|v| id_key(v).ok()) else {
+                continue;
+            };
+            let key = tx.resolve(target, &key).await?.0;
+            q.to_mut().filter.remove(f);
+            ids.push((f.clone(), key));
+        }
+        let matches = |d: &Record| q.matches(d) && ids.iter().all(|(f, k)| holds_id(d, f, k));
         if let Some(id) = q.filter.get(&cfg.id_property) {
             // By id, as `get` finds it: `7` and `"7"` alike, a temporary id after its rename.
-            let mut rest = q.clone();
+            let mut rest = q.clone().into_owned();
             rest.filter.remove(&cfg.id_property);
             let found = match id_key(id) {
                 Ok(key) => tx.resolve(c, &key).await?.1.map(|r| r.d),
                 Err(_) => None,
             };
-            let hits = found.into_iter().filter(|d| rest.matches(d)).collect();
+            let hits = found
+                .into_iter()
+                .filter(|d| rest.matches(d) && ids.iter().all(|(f, k)| holds_id(d, f, k)))
+                .collect();
             return Ok((rest.finish(hits), None));
         }
-        let indexed = q.filter.iter().find_map(|(f, v)| {
-            cfg.indexes
-                .contains(f)
-                .then(|| index_key(Some(v)).map(|k| (f, k)))
-                .flatten()
-        });
+        let indexed = q
+            .filter
+            .iter()
+            .find_map(|(f, v)| {
+                cfg.indexes
+                    .contains(f)
+                    .then(|| index_key(Some(v)).map(|k| (f.clone(), vec![k])))
+                    .flatten()
+            })
+            .or_else(|| {
+                let (f, key) = ids.iter().find(|(f, _)| cfg.indexes.contains(f))?;
+                Some((f.clone(), id_index_keys(key)))
+            });
         let rows = match &indexed {
-            Some((f, k)) => {
-                tx.t.get_by_index(Table::Records(c), &field_index(f), k)
-                    .await?
+            Some((f, keys)) => {
+                let mut rows = Vec::new();
+                for k in keys {
+                    let index = field_index(f);
+                    rows.extend(tx.t.get_by_index(Table::Records(c), &index, k).await?);
+                }
+                // Two lookups (an id as string and as number): back in key order, as one gives.
+                if keys.len() > 1 {
+                    rows.sort_by(|a, b| a.0.cmp(&b.0));
+                }
+                rows
             }
             None => tx.t.get_all(Table::Records(c)).await?,
         };
@@ -433,12 +466,12 @@ impl<S: Storage, E: Env> Engine<S, E> {
             let Some(Row { d, .. }) = Row::from_stored(v)? else {
                 continue;
             };
-            if q.matches(&d) {
+            if matches(&d) {
                 hits.push(d);
             }
         }
         let hits = in_id_order(hits, &cfg.id_property);
-        Ok((q.finish(hits), indexed.map(|(f, _)| f.clone())))
+        Ok((q.finish(hits), indexed.map(|(f, _)| f)))
     }
 
     /// How many mutations wait to be sent.

@@ -40,5 +40,5 @@ pub use error::{Error, ErrorKind, Result};
 pub use local::{Op, OutboxItem};
 pub use memory::MemoryStorage;
 pub use query::Query;
-pub use record::Record;
+pub use record::{id_key, Record};
 pub use storage::{Key, Storage, Table, Txn};

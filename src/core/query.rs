@@ -1,13 +1,14 @@
 //! Queries: equality filters, one sort field, offset and limit. A query whose `where` names an
 //! indexed field reads only the matching rows through the index; any other query scans the
-//! collection (fine for thousands of records, worth an index beyond that).
+//! collection (fine for thousands of records, worth an index beyond that). A field name with
+//! dots that is not a top-level field names a nested one (`meta.pinned`), as in Dexie.
 
 use std::cmp::Ordering;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::record::{index_key, Record};
+use super::record::{id_key, index_key, Record};
 
 /// A query, as `collection.query(q)` takes it.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -35,7 +36,7 @@ impl Query {
     pub fn matches(&self, record: &Record) -> bool {
         self.filter
             .iter()
-            .all(|(k, want)| match (record.get(k), want) {
+            .all(|(k, want)| match (field(record, k), want) {
                 (None, Value::Null) => true,
                 (got, want) => got == Some(want),
             })
@@ -57,7 +58,7 @@ impl Query {
     pub fn finish(&self, mut records: Vec<Record>) -> Vec<Record> {
         if let Some(field) = &self.order_by {
             records.sort_by(|a, b| {
-                let o = compare(a.get(field), b.get(field));
+                let o = compare(self::field(a, field), self::field(b, field));
                 if self.desc {
                     o.reverse()
                 } else {
@@ -70,6 +71,48 @@ impl Query {
         let limit = self.limit.unwrap_or(usize::MAX);
         records.into_iter().skip(self.offset).take(limit).collect()
     }
+}
+
+/// The value of `name` in `record`: its top-level field of that name, else, for a dotted name,
+/// the nested field the path leads to.
+pub fn field<'r>(record: &'r Record, name: &str) -> Option<&'r Value> {
+    if let Some(v) = record.get(name) {
+        return Some(v);
+    }
+    let mut path = name.split('.');
+    let mut v = record.get(path.next()?)?;
+    let mut nested = false;
+    for step in path {
+        v = v.as_object()?.get(step)?;
+        nested = true;
+    }
+    nested.then_some(v)
+}
+
+/// Whether field `name` of `record` holds the id whose key is `key` (`7` and `"7"` alike).
+pub fn holds_id(record: &Record, name: &str, key: &str) -> bool {
+    field(record, name).and_then(|v| id_key(v).ok()).as_deref() == Some(key)
+}
+
+/// The index keys under which a field holding the id whose key is `key` may be stored: the
+/// string, and the number when `key` is one's (a server's ids are numbers, an app's `<select>`
+/// gives strings).
+pub fn id_index_keys(key: &str) -> Vec<Value> {
+    let text = Value::String(key.to_string());
+    let number = key
+        .parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map(|n| match key.parse::<i64>() {
+            Ok(i) => Value::from(i),
+            Err(_) => Value::Number(n),
+        })
+        .filter(|n| id_key(n).ok().as_deref() == Some(key));
+    [Some(text), number]
+        .into_iter()
+        .flatten()
+        .filter_map(|v| index_key(Some(&v)))
+        .collect()
 }
 
 fn rank(v: Option<&Value>) -> u8 {
@@ -150,6 +193,41 @@ mod tests {
             Some(("b", json!([1, 1])))
         );
         assert_eq!(q.index_lookup(&ix(&["c"])), Some(("c", json!([3, "x"]))));
+    }
+
+    #[test]
+    fn dotted_names_reach_nested_fields_unless_a_top_level_field_has_the_name() {
+        let r = rec(json!({"meta": {"pinned": true, "n": {"x": 2}}, "a.b": 1, "a": {"b": 2}}));
+        assert_eq!(field(&r, "meta.pinned"), Some(&json!(true)));
+        assert_eq!(field(&r, "meta.n.x"), Some(&json!(2)));
+        assert_eq!(field(&r, "a.b"), Some(&json!(1)));
+        assert_eq!(field(&r, "meta.missing"), None);
+        assert_eq!(field(&r, "meta.pinned.deeper"), None);
+        assert_eq!(field(&r, "meta."), None);
+        let q: Query = serde_json::from_value(json!({"where": {"meta.pinned": true}})).unwrap();
+        assert!(q.matches(&r));
+        assert!(!q.matches(&rec(json!({"meta": {"pinned": false}}))));
+        let q: Query = serde_json::from_value(json!({"orderBy": "meta.n"})).unwrap();
+        let out = q.finish(vec![
+            rec(json!({"k": 1, "meta": {"n": 3}})),
+            rec(json!({"k": 2, "meta": {"n": 1}})),
+        ]);
+        assert_eq!(out[0]["k"], 2);
+    }
+
+    #[test]
+    fn ids_are_looked_up_as_strings_and_as_the_numbers_they_spell() {
+        assert_eq!(id_index_keys("7"), vec![json!([3, "7"]), json!([2, 7])]);
+        assert_eq!(
+            id_index_keys("1.5"),
+            vec![json!([3, "1.5"]), json!([2, 1.5])]
+        );
+        for not_a_number in ["tmp-a-0000000001", "07", "1e3", "NaN", "inf", "+7"] {
+            assert_eq!(id_index_keys(not_a_number).len(), 1, "{not_a_number}");
+        }
+        let r = rec(json!({"folderId": 7}));
+        assert!(holds_id(&r, "folderId", "7"));
+        assert!(!holds_id(&r, "folderId", "8"));
     }
 
     #[test]

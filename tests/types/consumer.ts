@@ -1,7 +1,15 @@
 // A TypeScript app using Ferry: `tsc -p tests/types` must accept it, so the generated .d.ts types
 // every method, option and result. The @ts-expect-error lines must stay errors.
 import init, { Ferry, Collection } from "../../pkg/ferry.js";
-import type { FerryRecord, StoredRecord, OutboxEntry, SyncStatus, Change, RejectedMutation, IdChange, OpenConflict, FerryError } from "../../pkg/ferry.js";
+import type { FerryRecord, StoredRecord, OutboxEntry, SyncStatus, Change, RejectedMutation, IdChange, OpenConflict, FerryError, RecordId } from "../../pkg/ferry.js";
+
+/** The app's own record type, as `db.collection<Todo>(...)` takes it. */
+interface Todo {
+  id: RecordId;
+  title: string;
+  done?: boolean;
+  meta?: { pinned: boolean };
+}
 
 export async function app(): Promise<void> {
   await init();
@@ -30,6 +38,19 @@ export async function app(): Promise<void> {
   const many: FerryRecord[] = await todos.createMany([{ title: "a" }, { title: "b" }]);
   const maybe: string | undefined = Math.random() > 0.5 ? "note" : undefined;
   await todos.create({ title: "c", note: maybe }); // an undefined field is left out
+  // A collection typed with the app's interface: records come back as `Todo`, writes take its fields.
+  const typed: Collection<Todo> = db.collection<Todo>("todos");
+  const made: Todo = await typed.create({ title: "typed", meta: { pinned: true } });
+  const title: string = made.title;
+  const pinned: boolean | undefined = (await typed.get(made.id))?.meta?.pinned;
+  const typedAll: Todo[] = await typed.query({ where: { "meta.pinned": true } });
+  await typed.update(made.id, { done: true, meta: undefined });
+  typed.subscribe((c) => console.log(c.record?.title.toUpperCase()));
+  // @ts-expect-error `done` is a boolean in Todo
+  await typed.update(made.id, { done: "yes" });
+  // @ts-expect-error Todo has no field `nope`
+  await typed.create({ title: "x", nope: 1 });
+  console.log(title, pinned, typedAll.length);
   const off: () => void = todos.subscribe((change: Change) => console.log(change.type, change.id, change.record));
   off();
   const pending: number = await db.pendingCount();

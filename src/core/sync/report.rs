@@ -60,8 +60,8 @@ pub struct RejectedItem {
 pub struct ConflictEvent {
     /// The collection.
     pub collection: String,
-    /// The record's id.
-    pub id: String,
+    /// The record's id, as its record holds it (a number stays a number, as in a `Change`).
+    pub id: Value,
     /// What the local mutation did.
     pub kind: Kind,
     /// The server's record the local change was made on.

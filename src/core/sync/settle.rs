@@ -28,6 +28,17 @@ struct Sides {
     server_version: Option<String>,
 }
 
+impl Sides {
+    /// The record's id as one of its sides holds it (a number stays a number), else `key`.
+    fn id(&self, cfg: &CollectionConfig, key: &str) -> serde_json::Value {
+        [&self.local, &self.server, &self.base]
+            .into_iter()
+            .flatten()
+            .find_map(|d| d.get(&cfg.id_property).cloned())
+            .unwrap_or_else(|| key.into())
+    }
+}
+
 impl<S: Storage, E: Env> Engine<S, E> {
     async fn sides<T: Txn>(
         &self,
@@ -110,7 +121,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             put_conflict(tx, &open)?;
             report.conflicts.push(ConflictEvent {
                 collection: e.c.clone(),
-                id: e.r.clone(),
+                id: sides.id(cfg, &e.r),
                 kind: e.kind,
                 base: sides.base,
                 local: sides.local,
@@ -152,6 +163,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         report: &mut Report,
     ) -> Result<ConflictEvent> {
         let c = cfg.name.as_str();
+        let id = sides.id(cfg, &e.r);
         let Sides {
             row,
             mut later,
@@ -162,7 +174,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         } = sides;
         let mut event = ConflictEvent {
             collection: c.into(),
-            id: e.r.clone(),
+            id,
             kind: e.kind,
             base,
             local: local.clone(),

@@ -335,7 +335,11 @@ impl World {
                 "conflict ({:?}; resent {}; server {:?}; result {:?})",
                 e.kind, e.resent, e.server, e.result
             );
-            (e.collection.clone(), e.id.clone(), what)
+            (
+                e.collection.clone(),
+                ferry::core::id_key(&e.id).unwrap_or_default(),
+                what,
+            )
         }));
         hit.extend(r.rejected.iter().map(|e| {
             let what = format!("rejection ({:?} {})", e.kind, e.status);
