@@ -157,6 +157,15 @@ fn too_many_requests_honours_retry_after() {
         other => panic!("429 must wait, got {other:?}"),
     }
     assert_eq!(pending(&db), 1);
+    // A round asked for within the pause (`sync()`, another tab, back online) sends nothing.
+    let asked = s.log().len();
+    let (end, _) = flush(&db, &s);
+    match end {
+        RoundEnd::Wait { retry_at, .. } => assert_eq!(retry_at, db.env.now() + 7000.0),
+        other => panic!("the pause holds, got {other:?}"),
+    }
+    assert_eq!(s.log().len(), asked, "nothing sent during the pause");
+    db.env.advance(7000.0);
     // An HTTP-date form.
     s.fail_next(1, 503, Some("Tue, 14 Nov 2023 22:14:20 GMT")); // T0 + 100 s
     let (end, _) = flush(&db, &s);

@@ -442,3 +442,54 @@ fn a_delta_page_of_records_already_read_is_applied() {
     );
     assert_eq!(get(&db, "todos", &b).unwrap()["title"], "b2");
 }
+
+#[test]
+fn a_next_page_on_another_origin_is_not_followed_with_the_apps_headers() {
+    // A server that builds its links from a spoofable `Host` (or a hostile answer) names a page
+    // elsewhere: the read fails, nothing is applied, and the app's credentials stay home.
+    let next_at = |host: &'static str| {
+        paged(move |all, url| {
+            let page = param(url, "_page", 1);
+            let data: Vec<Value> = all.iter().skip((page - 1) * 2).take(2).cloned().collect();
+            let next = format!(r#"<{host}/api/todos?_page={}>; rel="next""#, page + 1);
+            let headers = (page * 2 < all.len()).then(|| ("Link".to_string(), next));
+            (Value::Array(data), headers.into_iter().collect())
+        })
+    };
+    for (host, followed) in [
+        ("http://evil.example", false),
+        ("//evil.example", false),
+        ("http://127.0.0.1:8081", false),
+        ("http://127.0.0.1:8080", true),
+        ("", true),
+    ] {
+        let (s, tap) = next_at(host);
+        let mut cfg = config(&["todos"]);
+        let todos = cfg.collections.get_mut("todos").unwrap();
+        todos.url = "/api/todos?_page=1".into();
+        todos.page_origin = Some("http://127.0.0.1:8080".into());
+        let db = open(cfg, ferry::core::MemoryStorage::new());
+        for i in 0..3 {
+            s.server_create("todos", json!({"title": format!("s{i}")}));
+        }
+        let got = block_on(db.pull(
+            &tap,
+            &[("Authorization".into(), "Bearer t".into())],
+            "todos",
+        ));
+        let urls: Vec<String> = tap.requests().into_iter().map(|r| r.url).collect();
+        if followed {
+            got.unwrap_or_else(|e| panic!("{host}: {e}"));
+            assert_eq!(titles(&db).len(), 3, "{host}");
+        } else {
+            let e = got.expect_err(host);
+            assert!(e.message.contains("another origin"), "{host}: {e}");
+            assert_eq!(
+                urls,
+                ["/api/todos?_page=1"],
+                "{host}: only the first page was asked"
+            );
+            assert!(titles(&db).is_empty(), "{host}: nothing applied");
+        }
+    }
+}

@@ -443,6 +443,7 @@ fn batch_level_failures_apply_to_every_item() {
             status: Some(429),
         }
     );
+    db.env.advance(5000.0); // the pause the server asked for
     s.html_next(1);
     let (end, _) = flush(&db, &s);
     assert!(matches!(end, RoundEnd::Wait { .. }), "{end:?}");

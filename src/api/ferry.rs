@@ -136,7 +136,11 @@ impl Ferry {
         let raw = to_record(&copy, "the options").map_err(js_error)?;
         let config: StoreConfig = serde_json::from_value(serde_json::Value::Object(raw))
             .map_err(|e| js_error(Error::validation(format!("the options are not valid: {e}"))))?;
-        let config = config.validate().map_err(js_error)?;
+        let mut config = config.validate().map_err(js_error)?;
+        let origin = page_origin();
+        for c in config.collections.values_mut() {
+            c.page_origin = origin.clone();
+        }
         let offline = config.offline;
         let storage = IdbStorage::open(&config).await.map_err(js_error)?;
         let transport = FetchTransport {
@@ -427,4 +431,10 @@ fn id_arg(v: &JsValue, what: &str) -> Result<String, JsValue> {
             kind_of(v)
         )))
     })
+}
+
+/// The origin of the page (or worker) Ferry runs in: what a collection's path URL resolves to.
+fn page_origin() -> Option<String> {
+    let location = Reflect::get(&js_sys::global(), &"location".into()).ok()?;
+    Reflect::get(&location, &"origin".into()).ok()?.as_string()
 }

@@ -126,6 +126,10 @@ pub struct CollectionConfig {
     /// The store's `authStatuses`, copied here by [`StoreConfig::validate`].
     #[serde(skip)]
     pub auth_statuses: Vec<u16>,
+    /// The origin of the page (`scheme://host:port`) that path URLs such as `url` resolve
+    /// against, set by the browser layer: a read follows a `next` link only on its own origin.
+    #[serde(skip)]
+    pub page_origin: Option<String>,
 }
 
 fn default_id() -> String {
@@ -193,6 +197,7 @@ impl CollectionConfig {
             conflict: ConflictPolicy::Merge,
             tie: TieRule::Server,
             auth_statuses: Vec::new(),
+            page_origin: None,
         }
     }
 }

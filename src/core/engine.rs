@@ -100,6 +100,8 @@ pub struct Engine<S: Storage, E: Env> {
     pub(crate) warned: RefCell<Vec<String>>,
     /// The records whose creates are under way, for writes of them to wait for (`gate.rs`).
     pub(crate) gates: Gates,
+    /// Until when (ms since epoch) the server asked to be sent nothing (`Retry-After`).
+    pub(crate) paused_until: Cell<Option<f64>>,
 }
 
 impl<S: Storage, E: Env> Engine<S, E> {
@@ -118,6 +120,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             versionless: RefCell::default(),
             warned: RefCell::default(),
             gates: Gates::default(),
+            paused_until: Cell::new(None),
         };
         if engine.storage.reindexes_on_upgrade() {
             return Ok(engine);
@@ -177,6 +180,14 @@ impl<S: Storage, E: Env> Engine<S, E> {
     }
 
     /// Warns (the browser's console) of `message` the first time `what` happens.
+    /// Until when the server asked to be sent no writes (`Retry-After` to one), if that is
+    /// still ahead.
+    pub fn server_pause(&self) -> Option<f64> {
+        self.paused_until
+            .get()
+            .filter(|until| *until > self.env.now_ms())
+    }
+
     pub(crate) fn warn_once(&self, what: String, message: impl FnOnce() -> String) {
         let mut warned = self.warned.borrow_mut();
         if !warned.contains(&what) {

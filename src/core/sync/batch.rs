@@ -31,7 +31,7 @@ pub fn encode(requests: &[HttpRequest]) -> String {
 /// cannot be read). `Err` when the body is not a batch answer at all.
 pub fn decode(body: &str, count: usize) -> Result<Vec<Option<HttpResponse>>, String> {
     let v: Value =
-        serde_json::from_str(body).map_err(|e| format!("the batch answer is not JSON ({e})"))?;
+        super::json_body::parse(body).map_err(|e| format!("the batch answer is not JSON ({e})"))?;
     let list = v
         .get("responses")
         .and_then(Value::as_array)
@@ -52,9 +52,10 @@ pub fn decode(body: &str, count: usize) -> Result<Vec<Option<HttpResponse>>, Str
                 "the batch answer answers request {id:?}, which was not sent"
             ));
         };
+        // A number, or (PHP, a hand-written server) a string of one.
         let Some(status) = item
             .get("status")
-            .and_then(Value::as_u64)
+            .and_then(|s| s.as_u64().or_else(|| s.as_str()?.trim().parse().ok()))
             .filter(|s| (100..=599).contains(s))
         else {
             continue;
@@ -131,5 +132,7 @@ mod tests {
             decode(r#"{"responses":[{"id":"1","status":"x"}]}"#, 1).unwrap(),
             vec![None]
         );
+        let text = decode(r#"{"responses":[{"id":"1","status":"201"}]}"#, 1).unwrap();
+        assert_eq!(text[0].as_ref().map(|r| r.status), Some(201));
     }
 }

@@ -9,6 +9,7 @@ use crate::core::mutation::Kind;
 use crate::core::record::{id_key, Record};
 
 use super::http::{id_from_location, HttpResponse, NetError, REDIRECTED_TO};
+use super::json_body::{cut_json, not_json, parse};
 
 /// The server's state of a record in a conflict.
 #[derive(Debug, Clone, PartialEq)]
@@ -133,6 +134,9 @@ fn classify_success(cfg: &CollectionConfig, kind: Kind, res: &HttpResponse) -> V
         // A delete may be answered with anything but a captive portal's page: `true`, `{}`,
         // a plain-text "OK".
         (Kind::Delete, Ok(_)) => Verdict::Ack(None, None),
+        // JSON cut short or garbled on the way (a proxy, a server that died mid-answer) says
+        // nothing of whether the write was applied: it is sent again, under its key.
+        (kind, Err(why)) if kind != Kind::Create && cut_json(res) => invalid(res, why),
         (Kind::Delete, Err(_)) if !looks_like_html(res) => Verdict::Ack(None, None),
         (_, Ok(Some(r))) if has_id(cfg, &r) => {
             let v = version_of(cfg, res, Some(&r));
@@ -154,6 +158,14 @@ fn classify_success(cfg: &CollectionConfig, kind: Kind, res: &HttpResponse) -> V
                     let v = version_of(cfg, res, Some(&r));
                     Verdict::Ack(Some(r), v)
                 }
+                (None, Err(_)) if res.body.trim().is_empty() => invalid(
+                    res,
+                    format!(
+                        "the server's answer to a create has no body, and no `Location` naming \
+                         the record: its `{}` is unknown",
+                        cfg.id_property
+                    ),
+                ),
                 (None, Err(why)) => invalid(res, why),
                 (None, Ok(_)) => invalid(
                     res,
@@ -211,7 +223,7 @@ fn redirected_create(cfg: &CollectionConfig, res: &HttpResponse, to: &str) -> Ve
 /// an array: a list of one record is not a write's answer here.
 fn single_record(cfg: &CollectionConfig, res: &HttpResponse) -> Option<Record> {
     let body = res.body.trim_start_matches('\u{feff}').trim();
-    let Ok(Value::Object(mut m)) = serde_json::from_str::<Value>(body) else {
+    let Ok(Value::Object(mut m)) = parse::<Value>(body) else {
         return None;
     };
     if !has_id(cfg, &m) {
@@ -237,13 +249,6 @@ fn invalid(res: &HttpResponse, reason: String) -> Verdict {
     }
 }
 
-/// Whether `res` has a body that is not JSON (an empty one is not such a body).
-fn not_json(res: &HttpResponse) -> bool {
-    let body = res.body.trim_start_matches('\u{feff}').trim();
-    !body.is_empty()
-        && (looks_like_html(res) || serde_json::from_str::<serde::de::IgnoredAny>(body).is_err())
-}
-
 /// Whether `res` is a page of HTML (a captive portal's, a login page), not an API's answer. An
 /// empty body is no page, whatever its type: Django labels every answer `text/html` unless told
 /// otherwise, tastypie's empty 201 (the id in `Location`) included.
@@ -252,8 +257,13 @@ pub(super) fn looks_like_html(res: &HttpResponse) -> bool {
         .header("Content-Type")
         .unwrap_or("")
         .to_ascii_lowercase();
-    let body = res.body.trim_start();
-    !body.is_empty() && (ct.contains("html") || body.starts_with('<'))
+    let body = res.body.trim_start_matches('\u{feff}').trim_start();
+    // Labels lie both ways: Django's `HttpResponse(json.dumps(...))` is JSON labelled
+    // `text/html`, and its `HttpResponse("OK")` is no page either. A page has markup.
+    body.starts_with('<')
+        || (ct.contains("html")
+            && body.contains('<')
+            && parse::<serde::de::IgnoredAny>(body).is_err())
 }
 
 /// The record in a write answer: the body itself or the envelope's root property (an object or
@@ -264,8 +274,7 @@ pub fn record_of(cfg: &CollectionConfig, res: &HttpResponse) -> Result<Option<Re
             "an HTML page where JSON was expected (a captive portal, a login page?)".into(),
         );
     }
-    let v: Value =
-        serde_json::from_str(&res.body).map_err(|e| format!("the body is not JSON ({e})"))?;
+    let v: Value = parse(&res.body).map_err(|e| format!("the body is not JSON ({e})"))?;
     Ok(match v {
         // `{"todo": {"id": 1, ...}}` (Rails' and Ember's single-record root): one key, holding
         // an object with the id, around an object without one is an envelope, not a field.

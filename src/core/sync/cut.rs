@@ -20,7 +20,8 @@ use crate::core::storage::{Key, Storage, Table, Txn};
 use super::classify::record_of;
 use super::flush::join;
 use super::http::{record_url, Transport};
-use super::pull::{get_request, shown, Page};
+use super::page::{shown, Page};
+use super::pull::get_request;
 
 /// How many of the records a read would remove are asked for, at most: the highest and the
 /// lowest id (a list cut at its limit loses one end of the server's order) and the middle one.

@@ -110,6 +110,24 @@ impl<S: Storage, E: Env> Engine<S, E> {
         headers: &[(String, String)],
         emit: &mut dyn FnMut(Report),
     ) -> Result<RoundEnd> {
+        // The server asked for a pause (`Retry-After`): nothing goes before it ends, whoever
+        // asks for a round (`sync()`, another tab, the browser back online). Decided before
+        // the pick, which marks what it picks as sent.
+        let paused = match self.server_pause() {
+            Some(until) if self.pending_count().await? > 0 => Some(until),
+            _ => None,
+        };
+        if let Some(until) = paused {
+            let secs = ((until - self.env.now_ms()) / 1000.0).ceil();
+            return Ok(RoundEnd::Wait {
+                reason: format!(
+                    "the server asked for a pause (Retry-After): nothing is sent for {secs} s more"
+                ),
+                retry_at: until,
+                kind: ErrorKind::Network,
+                status: None,
+            });
+        }
         let first = self.pick_fitting(&HashSet::new(), None).await?;
         if first.entries.is_empty() {
             return Ok(RoundEnd::Idle);
@@ -392,6 +410,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
         // them back: the next round goes on at once (and sends it again first); only a round in
         // which nothing went through waits. A pause the server asked for (`Retry-After`) is
         // the whole server's: the round waits that long whatever else went through.
+        if let Some(p) = pause_until {
+            self.paused_until.set(Some(p));
+        }
         match (&mut end, pause_until) {
             (RoundEnd::Wait { retry_at, .. }, Some(p)) => *retry_at = retry_at.max(p),
             (RoundEnd::Wait { .. } | RoundEnd::Held { .. }, None) if settled => {

@@ -188,6 +188,39 @@ pub fn resolve_url(base: &str, reference: &str) -> String {
     }
 }
 
+/// The origin (`scheme://host[:port]`, lowercase, without a default port) of `url`; a path or
+/// a protocol-relative URL takes its part from `page`, the page's origin, when it is known.
+pub fn origin_of(url: &str, page: Option<&str>) -> Option<String> {
+    let absolute = |u: &str| -> Option<String> {
+        let (scheme, rest) = u.split_once("://")?;
+        let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+        let host = host.rsplit('@').next().unwrap_or(host); // user info is no part of it
+        let (scheme, mut host) = (scheme.to_ascii_lowercase(), host.to_ascii_lowercase());
+        let default_port = match scheme.as_str() {
+            "http" => Some(":80"),
+            "https" => Some(":443"),
+            _ => None,
+        };
+        if let Some(port) = default_port.filter(|p| host.ends_with(p)) {
+            host.truncate(host.len() - port.len());
+        }
+        Some(format!("{scheme}://{host}"))
+    };
+    let is_absolute = |u: &str| {
+        u.split(['/', '?', '#'])
+            .next()
+            .is_some_and(|head| head.ends_with(':') && u.contains("://"))
+    };
+    if is_absolute(url) {
+        absolute(url)
+    } else if let Some(rest) = url.strip_prefix("//") {
+        let scheme = page?.split_once("://")?.0;
+        absolute(&format!("{scheme}://{rest}"))
+    } else {
+        absolute(page?)
+    }
+}
+
 /// `url` with `name=value` added to its query string (value percent-encoded); a fragment,
 /// which is never sent, goes.
 pub fn with_query(url: &str, name: &str, value: &str) -> String {
@@ -258,6 +291,47 @@ mod tests {
             "/api/todos?page=2"
         );
         assert_eq!(resolve_url("/api/todos", "/v2/todos"), "/v2/todos");
+    }
+
+    #[test]
+    fn origins() {
+        let page = Some("http://127.0.0.1:8080");
+        let o = |u: &str| origin_of(u, page);
+        assert_eq!(
+            o("/api/todos?page=2").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(
+            o("HTTP://127.0.0.1:8080/x").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(
+            o("http://127.0.0.1:8081/x").as_deref(),
+            Some("http://127.0.0.1:8081")
+        );
+        assert_eq!(
+            o("//evil.example/x").as_deref(),
+            Some("http://evil.example")
+        );
+        assert_eq!(
+            o("https://a.example:443/x").as_deref(),
+            Some("https://a.example")
+        );
+        assert_eq!(
+            o("http://a.example:80?x").as_deref(),
+            Some("http://a.example")
+        );
+        assert_eq!(
+            o("http://u:p@a.example/x").as_deref(),
+            Some("http://a.example")
+        );
+        assert_eq!(o("todos?page=2").as_deref(), Some("http://127.0.0.1:8080"));
+        // A query that holds a URL is no scheme.
+        assert_eq!(
+            o("/api?next=http://evil/").as_deref(),
+            Some("http://127.0.0.1:8080")
+        );
+        assert_eq!(origin_of("/api/todos", None), None);
     }
 
     #[test]

@@ -19,8 +19,9 @@ use crate::core::storage::Storage;
 use super::classify::{version_field, Verdict};
 use super::http::Transport;
 use super::out_marks::OutMark;
+use super::page::Page;
 use super::processing::{sends_under_key, RETRIED_READS};
-use super::pull::{read_page, Page};
+use super::pull::read_page;
 use super::report::Report;
 
 impl<S: Storage, E: Env> Engine<S, E> {

@@ -18,7 +18,10 @@ use crate::core::tx::answered_key;
 use super::apply::rebase;
 use super::classify::looks_like_html;
 use super::classify::version_field;
-use super::http::{query_param, resolve_url, with_query, HttpRequest, HttpResponse, Transport};
+use super::http::{
+    origin_of, query_param, resolve_url, with_query, HttpRequest, HttpResponse, Transport,
+};
+use super::page::{parse_page, shown, Page};
 use super::paging::{paging, Headers, Paging};
 use super::report::Report;
 use super::request::client_id_of;
@@ -26,20 +29,12 @@ use super::request::client_id_of;
 /// How many sends of a create whose answer may have been lost hold a pull's cursor (below).
 const DOUBT_ATTEMPTS: u32 = 8;
 
+/// The longest cursor kept (in bytes). Longer ones could only go in URLs that servers refuse
+/// (414, 431: a full read follows) or drop without an answer (every read would then fail).
+const MAX_CURSOR: usize = 8192;
+
 fn cursor_key(c: &str) -> Key {
     Key::Str(format!("cursor:{c}"))
-}
-
-/// A read answer: records, the next cursor, and the rest of its envelope (paging).
-pub(super) struct Page {
-    pub(super) records: Vec<Record>,
-    /// Entries of the list that are not records (not objects), left out of `records`.
-    pub(super) others: usize,
-    /// Why the read may hold only part of the list (pages Ferry cannot ask for, fewer records
-    /// than the server counts): applied, such a read removes nothing.
-    pub(super) partial: Option<String>,
-    pub(super) cursor: Option<String>,
-    pub(super) envelope: Option<serde_json::Map<String, Value>>,
 }
 
 /// At most this many pages in one read: a server whose `next` links never end is an error, not a
@@ -49,63 +44,6 @@ const MAX_PAGES: usize = 10_000;
 /// At most this many empty pages in a row: a server that keeps linking to pages without records
 /// (page numbers counting up for ever) is an error long before `MAX_PAGES` requests.
 const MAX_EMPTY_PAGES: usize = 50;
-
-/// `url` as an error message shows it: a cursor can make a URL of megabytes.
-pub(super) fn shown(url: &str) -> String {
-    const MAX: usize = 200;
-    match url.char_indices().nth(MAX) {
-        Some((at, _)) => format!("{}… ({} characters)", &url[..at], url.chars().count()),
-        None => url.to_string(),
-    }
-}
-
-pub(super) fn parse_page(cfg: &CollectionConfig, body: &str) -> std::result::Result<Page, String> {
-    let root = cfg.root_property.as_str();
-    let v: Value =
-        serde_json::from_str(body).map_err(|e| format!("the read answer is not JSON ({e})"))?;
-    let (list, cursor, envelope) = match v {
-        Value::Array(a) => (a, None, None),
-        Value::Object(mut m) => {
-            // Sencha's `{"success": false, "data": []}`: a failed read, not an empty snapshot.
-            if let Some(field) = cfg.success_field() {
-                if m.get(field) == Some(&Value::Bool(false)) {
-                    return Err(format!(
-                        "the read answer says `{field}: false`{}",
-                        super::excerpt::said_in(&Value::Object(m))
-                    ));
-                }
-            }
-            let cursor = match m.remove("cursor") {
-                Some(Value::String(s)) => Some(s),
-                Some(Value::Number(n)) => Some(n.to_string()),
-                _ => None,
-            };
-            match m.remove(root) {
-                Some(Value::Array(a)) => (a, cursor, Some(m)),
-                _ => return Err(format!("the read answer has no `{root}` array")),
-            }
-        }
-        _ => return Err("the read answer is neither an array nor an envelope".into()),
-    };
-    let entries = list.len();
-    let records: Vec<Record> = list
-        .into_iter()
-        .filter_map(|r| {
-            if let Value::Object(m) = r {
-                Some(m)
-            } else {
-                None
-            }
-        })
-        .collect();
-    Ok(Page {
-        partial: None,
-        others: entries - records.len(),
-        records,
-        cursor,
-        envelope,
-    })
-}
 
 /// Whether a pulled server record `s` meets the pending `entries` of a record (whose server
 /// state they were made on is `base`; `deleted`: deleted here) in a conflict the collection's
@@ -252,7 +190,21 @@ pub(super) async fn read_page<T: Transport>(
         let Some(link) = paging.next.take() else {
             break;
         };
-        url = resolve_url(&url, &link);
+        let next = resolve_url(&url, &link);
+        // Only on the collection's own origin: the app's headers (its credentials) go with
+        // every page, and a link is the server's word (built from a spoofable `Host`, say).
+        let here = origin_of(&url, cfg.page_origin.as_deref());
+        if here.is_some() && origin_of(&next, cfg.page_origin.as_deref()) != here {
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                format!(
+                    "the read's next page is on another origin than the collection's ({}): not \
+                     followed, so that the app's headers do not go there",
+                    shown(&next)
+                ),
+            ));
+        }
+        url = next;
         if !seen.insert(url.clone()) || seen.len() >= MAX_PAGES || empty >= MAX_EMPTY_PAGES {
             return Err(Error::new(
                 ErrorKind::Protocol,
@@ -580,7 +532,22 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     .push(Change::remote(ChangeKind::Deleted, c, idv, None));
             }
         }
-        match (page.cursor, skipped) {
+        // A cursor too long for a URL would make every read after this one fail (servers drop
+        // the connection rather than answer 414): reads stay full reads instead.
+        let cursor = page.cursor.filter(|cur| {
+            let fits = cur.len() <= MAX_CURSOR;
+            if !fits {
+                self.warn_once(format!("long cursor:{c}"), || {
+                    format!(
+                        "the server's cursor for `{c}` is {} characters long, too long to send \
+                         back in a URL: every read of it is a full read",
+                        cur.len()
+                    )
+                });
+            }
+            fits
+        });
+        match (cursor, skipped) {
             (Some(cur), false) if !held => {
                 tx.t.put(Table::State, &cursor_key(c), &Value::String(cur))?
             }

@@ -315,10 +315,29 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let req = get_request(&record_url(&cfg.url, &e.r), headers);
         match transport.send(req).await {
             Ok(res) if (200..300).contains(&res.status) => match record_of(cfg, &res) {
-                Ok(Some(r)) if names(cfg, &r, &e.r) => match version_of(cfg, &res, Some(&r)) {
-                    Some(v) => Verdict::Ack(Some(r), Some(v)),
-                    None => Verdict::Ack(rec, None),
-                },
+                Ok(Some(r)) if names(cfg, &r, &e.r) => {
+                    let v = version_of(cfg, &res, Some(&r));
+                    // Still at the version the write was sent over, and without it: the
+                    // success was no answer to it (a proxy's, a garbled one). Adopted, the
+                    // record would undo the write here too, without a word.
+                    if super::said_no::at_sent_version(cfg, e, &r, &v)
+                        && !sent_landed(cfg, e, &r, true)
+                    {
+                        return Verdict::Transient {
+                            reason: "the server answered it with a success, but its record, \
+                                     read back, is still at the version the write was sent \
+                                     over, without it"
+                                .into(),
+                            retry_after: None,
+                            kind: ErrorKind::Protocol,
+                            status: None,
+                        };
+                    }
+                    match v {
+                        Some(v) => Verdict::Ack(Some(r), Some(v)),
+                        None => Verdict::Ack(rec, None),
+                    }
+                }
                 _ => Verdict::Ack(rec, None),
             },
             _ => Verdict::Ack(rec, None),
