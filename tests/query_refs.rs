@@ -54,6 +54,12 @@ fn a_temporary_id_held_by_the_app_still_finds_the_records_after_the_rename() {
         assert_eq!(index.is_some(), indexed);
         let (by_server_id, _) = titles_in(&db, json!(sid));
         assert_eq!(by_server_id, vec![json!("a")]);
+        // Written with the temporary id after the rename (rewritten to the server's id when
+        // it is sent): the temporary id finds both.
+        create(&db, "todos", json!({"title": "c", "projectId": p}));
+        assert_eq!(titles_in(&db, json!(p)).0, vec![json!("a"), json!("c")]);
+        flush_all(&db, &s);
+        assert_eq!(titles_in(&db, json!(sid)).0, vec![json!("a"), json!("c")]);
     }
 }
 

@@ -1,7 +1,8 @@
 //! A server written for Sencha's proxies says no with a 200: `{"success": false, "message": …}`.
 //! In real Chromium against the reference server (its `failNext` fault with a `body`): the
 //! refusal lands in `rejected()` and the record goes back to the server's state; with
-//! `successProperty: null`, the same answer is an acknowledgement, as before.
+//! `successProperty: null`, the same answer is a success, but the record read back shows the
+//! write was not applied: it stays queued, and goes when the server takes it.
 #![cfg(target_arch = "wasm32")]
 
 use ferry::api::Ferry;
@@ -25,8 +26,9 @@ async fn store(c: &str, success: &str) -> Ferry {
 }
 
 /// Creates and syncs a record titled "first" in `db`'s collection `c`, then has the server
-/// refuse the next `PUT` to it with a 200 that says `success: false`, and renames it.
-async fn refused_rename(db: &Ferry, c: &str) -> JsValue {
+/// refuse the next `PUT` to it with a 200 that says `success: false`, and renames it; `synced`:
+/// whether the `sync()` after it resolves.
+async fn refused_rename_then(db: &Ferry, c: &str, synced: bool) -> JsValue {
     let t = db.collection(c).unwrap();
     let made = ok(t.create(js(r#"{"title":"first"}"#))).await;
     ok(db.sync()).await;
@@ -36,9 +38,18 @@ async fn refused_rename(db: &Ferry, c: &str) -> JsValue {
     ))
     .await;
     ok(t.update(id.clone(), js(r#"{"title":"x"}"#))).await;
-    ok(db.sync()).await;
+    if synced {
+        ok(db.sync()).await;
+    } else {
+        let why = fails(db.sync()).await;
+        assert!(why.contains("read back"), "{why}");
+    }
     faults("{}").await;
     id
+}
+
+async fn refused_rename(db: &Ferry, c: &str) -> JsValue {
+    refused_rename_then(db, c, true).await
 }
 
 #[wasm_bindgen_test]
@@ -62,11 +73,20 @@ async fn a_refusal_with_success_false_is_rejected_and_undone() {
 }
 
 #[wasm_bindgen_test]
-async fn with_success_property_null_the_same_answer_is_an_acknowledgement() {
+async fn with_success_property_null_the_same_answer_is_a_success_that_is_checked() {
     let c = unique("sencha");
     let db = store(&c, r#","successProperty":null"#).await;
-    refused_rename(&db, &c).await;
+    let id = refused_rename_then(&db, &c, false).await;
     assert_eq!(Array::from(&ok(db.rejected()).await).length(), 0);
+    assert_eq!(
+        ok(db.pending_count()).await.as_f64(),
+        Some(1.0),
+        "still queued"
+    );
+    let t = db.collection(&c).unwrap();
+    assert_eq!(get(&ok(t.get(id)).await, "title"), "x", "the edit stays");
+    ok(db.sync()).await; // the server takes it now
     assert_eq!(ok(db.pending_count()).await.as_f64(), Some(0.0));
+    assert_eq!(get(&server_records(&c).await.get(0), "title"), "x");
     db.close();
 }

@@ -122,7 +122,7 @@ async fn transient_failures_are_retried_and_retry_after_is_honoured() {
         "a 5xx never drops a mutation"
     );
     faults(&format!(
-        r#"{{"failNext":1,"status":429,"retryAfter":"120","match":"/api/{t}"}}"#
+        r#"{{"failNext":1,"status":429,"retryAfter":"3","match":"/api/{t}"}}"#
     ))
     .await;
     let before = js_sys::Date::now();
@@ -130,11 +130,19 @@ async fn transient_failures_are_retried_and_retry_after_is_honoured() {
     let status = ok(db.status()).await;
     let next = get(&status, "nextRetryAt").as_f64().expect("a retry time");
     assert!(
-        next >= before + 119_000.0,
-        "Retry-After: 120 is honoured ({next} vs {before})"
+        next >= before + 2_900.0,
+        "Retry-After: 3 is honoured ({next} vs {before})"
     );
+    // The app's own `sync()` within the pause sends nothing, and says why.
+    let why = fails(db.sync()).await;
+    assert!(why.contains("Retry-After"), "{why}");
     let outbox = Array::from(&ok(db.outbox()).await);
-    assert_eq!(get(&outbox.get(0), "attempts"), 2);
+    assert_eq!(
+        get(&outbox.get(0), "attempts"),
+        2,
+        "not sent during the pause"
+    );
+    sleep((next - js_sys::Date::now()).max(0.0) as i32 + 100).await;
     ok(db.sync()).await;
     assert_eq!(server_records(&t).await.length(), 1);
     db.close();

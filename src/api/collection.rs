@@ -177,6 +177,13 @@ impl Collection {
                 )))
             })?;
             let cfg = readable(&inner, &name)?;
+            // A `refs` field matches by id (aliases followed, `7` and `"7"` alike): the
+            // engine's query does that; plain ones take the direct read.
+            if q.filter.keys().any(|f| cfg.refs.contains_key(f)) {
+                let (hits, _) = inner.engine.query(&name, &q).await.map_err(js_error)?;
+                let hits = hits.into_iter().map(Value::Object).collect();
+                return Ok(value_to_js(&Value::Array(hits)));
+            }
             inner
                 .engine
                 .storage

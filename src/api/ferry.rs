@@ -434,7 +434,10 @@ fn id_arg(v: &JsValue, what: &str) -> Result<String, JsValue> {
 }
 
 /// The origin of the page (or worker) Ferry runs in: what a collection's path URL resolves to.
+/// From its scheme and host, not `location.origin`, which a sandboxed frame has as `"null"`
+/// while its requests still go to its URL's host.
 fn page_origin() -> Option<String> {
     let location = Reflect::get(&js_sys::global(), &"location".into()).ok()?;
-    Reflect::get(&location, &"origin".into()).ok()?.as_string()
+    let part = |name: &str| Reflect::get(&location, &name.into()).ok()?.as_string();
+    Some(format!("{}//{}", part("protocol")?, part("host")?))
 }

@@ -179,15 +179,16 @@ impl<S: Storage, E: Env> Engine<S, E> {
         self.closed.get()
     }
 
-    /// Warns (the browser's console) of `message` the first time `what` happens.
     /// Until when the server asked to be sent no writes (`Retry-After` to one), if that is
-    /// still ahead.
+    /// still ahead. Kept in memory: a page opened during the pause sends once, and learns it
+    /// again from the answer.
     pub fn server_pause(&self) -> Option<f64> {
         self.paused_until
             .get()
             .filter(|until| *until > self.env.now_ms())
     }
 
+    /// Warns (the browser's console) of `message` the first time `what` happens.
     pub(crate) fn warn_once(&self, what: String, message: impl FnOnce() -> String) {
         let mut warned = self.warned.borrow_mut();
         if !warned.contains(&what) {

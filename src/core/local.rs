@@ -409,16 +409,27 @@ impl<S: Storage, E: Env> Engine<S, E> {
         // the record: `7` and `"7"` alike, and a temporary id the app still holds after its
         // rename (the field was rewritten to the server's id).
         let mut q = std::borrow::Cow::Borrowed(q);
-        let mut ids: Vec<(String, String)> = Vec::new();
+        // A record written with the temporary id after the rename keeps it until its write is
+        // sent: both ids match.
+        let mut ids: Vec<(String, Vec<String>)> = Vec::new();
         for (f, target) in &cfg.refs {
             let Some(key) = q.filter.get(f).and_then(|v| id_key(v).ok()) else {
                 continue;
             };
-            let key = tx.resolve(target, &key).await?.0;
+            let now = tx.resolve(target, &key).await?.0;
             q.to_mut().filter.remove(f);
-            ids.push((f.clone(), key));
+            let keys = if now == key {
+                vec![key]
+            } else {
+                vec![now, key]
+            };
+            ids.push((f.clone(), keys));
         }
-        let matches = |d: &Record| q.matches(d) && ids.iter().all(|(f, k)| holds_id(d, f, k));
+        let holds = |d: &Record| {
+            ids.iter()
+                .all(|(f, keys)| keys.iter().any(|k| holds_id(d, f, k)))
+        };
+        let matches = |d: &Record| q.matches(d) && holds(d);
         if let Some(id) = q.filter.get(&cfg.id_property) {
             // By id, as `get` finds it: `7` and `"7"` alike, a temporary id after its rename.
             let mut rest = q.clone().into_owned();
@@ -429,7 +440,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             };
             let hits = found
                 .into_iter()
-                .filter(|d| rest.matches(d) && ids.iter().all(|(f, k)| holds_id(d, f, k)))
+                .filter(|d| rest.matches(d) && holds(d))
                 .collect();
             return Ok((rest.finish(hits), None));
         }
@@ -443,8 +454,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     .flatten()
             })
             .or_else(|| {
-                let (f, key) = ids.iter().find(|(f, _)| cfg.indexes.contains(f))?;
-                Some((f.clone(), id_index_keys(key)))
+                let (f, keys) = ids.iter().find(|(f, _)| cfg.indexes.contains(f))?;
+                Some((
+                    f.clone(),
+                    keys.iter().flat_map(|k| id_index_keys(k)).collect(),
+                ))
             });
         let rows = match &indexed {
             Some((f, keys)) => {

@@ -13,7 +13,7 @@ const MAX: usize = 160;
 /// (Django's debug page names the exception there), or the first line of a text body.
 pub(super) fn said(res: &HttpResponse) -> String {
     let body = res.body.trim();
-    let mut what = match serde_json::from_str::<Value>(body) {
+    let mut what = match super::json_body::parse::<Value>(body) {
         Ok(v) => from_json(&v),
         Err(_) if body.starts_with('<') => html_title(body),
         Err(_) => body

@@ -193,7 +193,7 @@ pub fn resolve_url(base: &str, reference: &str) -> String {
 pub fn origin_of(url: &str, page: Option<&str>) -> Option<String> {
     let absolute = |u: &str| -> Option<String> {
         let (scheme, rest) = u.split_once("://")?;
-        let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+        let host = rest.split(['/', '\\', '?', '#']).next().unwrap_or(rest);
         let host = host.rsplit('@').next().unwrap_or(host); // user info is no part of it
         let (scheme, mut host) = (scheme.to_ascii_lowercase(), host.to_ascii_lowercase());
         let default_port = match scheme.as_str() {

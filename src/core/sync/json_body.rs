@@ -30,11 +30,13 @@ pub(super) fn not_json(res: &HttpResponse) -> bool {
     !body.is_empty() && (looks_like_html(res) || parse::<serde::de::IgnoredAny>(body).is_err())
 }
 
-/// Whether the body of `res` begins as JSON (an object or an array) and does not parse.
+/// Whether the body of `res` is JSON cut short: an object or an array that ends before it
+/// closes. JSON that goes wrong in the middle (`NaN` from Python, `[object Object]`, a PHP
+/// notice after the object) is a server's every answer, not one cut on the way.
 pub(super) fn cut_json(res: &HttpResponse) -> bool {
-    let body = res.body.trim_start_matches('\u{feff}').trim_start();
+    let body = res.body.trim_start_matches('\u{feff}').trim();
     (body.starts_with('{') || body.starts_with('['))
-        && parse::<serde::de::IgnoredAny>(body).is_err()
+        && parse::<serde::de::IgnoredAny>(body).is_err_and(|e| e.is_eof())
 }
 
 /// `body` with every `\uXXXX` escape of a lone surrogate replaced by `\ufffd`.
@@ -96,6 +98,28 @@ mod tests {
         // An escaped backslash before `u` is no escape.
         let v: Value = parse(r#"["\\ud83d", "\ud83d"]"#).unwrap();
         assert_eq!(v, json!(["\\ud83d", "\u{fffd}"]));
+    }
+
+    #[test]
+    fn only_json_that_ends_too_soon_is_cut() {
+        let res = |body: &str| HttpResponse {
+            status: 200,
+            headers: vec![],
+            body: body.into(),
+        };
+        for cut in [r#"{"id":"1","n":"#, "[1, 2", r#"{"t": "ab"#, "{"] {
+            assert!(cut_json(&res(cut)), "{cut}");
+        }
+        for whole in [
+            r#"{"ok":true}"#,
+            r#"{"ok":true}<br /><b>Notice</b>"#,
+            r#"{"n": NaN}"#,
+            "[object Object]",
+            "OK",
+            "",
+        ] {
+            assert!(!cut_json(&res(whole)), "{whole}");
+        }
     }
 
     #[test]

@@ -152,7 +152,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
         // where it holds its name. JSON cut short (a long echo, kept in part) is no such text.
         let answer = body.trim_start_matches('\u{feff}').trim();
         let names = body.contains(field)
-            && match serde_json::from_str::<Value>(answer) {
+            && match super::json_body::parse::<Value>(answer) {
                 Ok(a) => names_field(&a, field, cid, 0),
                 Err(_) => !answer.starts_with(['{', '[']),
             };

@@ -19,6 +19,7 @@ mod paging;
 mod pick;
 mod processing;
 pub mod pull;
+mod read_back;
 pub mod rejected;
 pub mod report;
 pub mod request;

@@ -190,16 +190,23 @@ pub(super) async fn read_page<T: Transport>(
         let Some(link) = paging.next.take() else {
             break;
         };
-        let next = resolve_url(&url, &link);
+        let link = link.trim();
+        let next = resolve_url(&url, link);
         // Only on the collection's own origin: the app's headers (its credentials) go with
-        // every page, and a link is the server's word (built from a spoofable `Host`, say).
+        // every page, and a link is the server's word (built from a spoofable `Host`, say). A
+        // backslash, a space or a control character, which browsers read their own way
+        // (`/\host` is `//host` to them), has no place in a link: refused, not parsed.
         let here = origin_of(&url, cfg.page_origin.as_deref());
-        if here.is_some() && origin_of(&next, cfg.page_origin.as_deref()) != here {
+        let odd = link
+            .chars()
+            .any(|ch| ch == '\\' || ch.is_control() || ch == ' ');
+        if odd || (here.is_some() && origin_of(&next, cfg.page_origin.as_deref()) != here) {
             return Err(Error::new(
                 ErrorKind::Protocol,
                 format!(
-                    "the read's next page is on another origin than the collection's ({}): not \
-                     followed, so that the app's headers do not go there",
+                    "the read's next page ({}) is not on the collection's origin, or not a link \
+                     every browser reads alike: not followed, so that the app's headers do not \
+                     go there",
                     shown(&next)
                 ),
             ));

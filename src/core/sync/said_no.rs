@@ -175,7 +175,7 @@ pub fn says_failure(cfg: &CollectionConfig, res: &HttpResponse) -> bool {
         return false;
     }
     let body = res.body.trim_start_matches('\u{feff}').trim();
-    match serde_json::from_str::<Value>(body) {
+    match super::json_body::parse::<Value>(body) {
         Ok(Value::Object(m)) => m.get(field) == Some(&Value::Bool(false)) && !has_id(cfg, &m),
         _ => false,
     }
@@ -190,7 +190,7 @@ pub fn says_absent(cfg: &CollectionConfig, res: &HttpResponse) -> bool {
         return true;
     }
     let body = res.body.trim_start_matches('\u{feff}').trim();
-    match serde_json::from_str::<Value>(body) {
+    match super::json_body::parse::<Value>(body) {
         Ok(Value::Null) => true,
         Ok(Value::Object(m)) => {
             !has_id(cfg, &m) && matches!(m.get(&cfg.root_property), Some(Value::Null))

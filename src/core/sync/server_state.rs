@@ -298,52 +298,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
         }
     }
 
-    /// The acknowledgement of update `e` (answered with `rec`, without a version) with the
-    /// record and version `GET {url}/{id}` gives; as it was when that read fails or has none.
-    async fn read_back<T: Transport>(
-        &self,
-        transport: &T,
-        headers: &[(String, String)],
-        e: &Entry,
-        rec: Option<Record>,
-        report: &mut Report,
-    ) -> Verdict {
-        let Ok(cfg) = self.collection(&e.c) else {
-            return Verdict::Ack(rec, None);
-        };
-        report.requests += 1;
-        let req = get_request(&record_url(&cfg.url, &e.r), headers);
-        match transport.send(req).await {
-            Ok(res) if (200..300).contains(&res.status) => match record_of(cfg, &res) {
-                Ok(Some(r)) if names(cfg, &r, &e.r) => {
-                    let v = version_of(cfg, &res, Some(&r));
-                    // Still at the version the write was sent over, and without it: the
-                    // success was no answer to it (a proxy's, a garbled one). Adopted, the
-                    // record would undo the write here too, without a word.
-                    if super::said_no::at_sent_version(cfg, e, &r, &v)
-                        && !sent_landed(cfg, e, &r, true)
-                    {
-                        return Verdict::Transient {
-                            reason: "the server answered it with a success, but its record, \
-                                     read back, is still at the version the write was sent \
-                                     over, without it"
-                                .into(),
-                            retry_after: None,
-                            kind: ErrorKind::Protocol,
-                            status: None,
-                        };
-                    }
-                    match v {
-                        Some(v) => Verdict::Ack(Some(r), Some(v)),
-                        None => Verdict::Ack(rec, None),
-                    }
-                }
-                _ => Verdict::Ack(rec, None),
-            },
-            _ => Verdict::Ack(rec, None),
-        }
-    }
-
     /// Whether the app deleted `e`'s record after `e` was queued.
     pub(super) async fn deleted_since(&self, e: &Entry) -> Result<bool> {
         let tx = self.begin(false).await?;
@@ -544,7 +498,7 @@ pub(super) fn sent_landed(cfg: &CollectionConfig, e: &Entry, found: &Record, who
 }
 
 /// Whether record `r` is the one stored under `key`.
-fn names(cfg: &CollectionConfig, r: &Record, key: &str) -> bool {
+pub(super) fn names(cfg: &CollectionConfig, r: &Record, key: &str) -> bool {
     r.get(&cfg.id_property)
         .and_then(|id| id_key(id).ok())
         .is_some_and(|k| k == key)

@@ -91,7 +91,17 @@ export function ferry_read_all(db, store, idp) {
   });
 }
 const own = Object.prototype.hasOwnProperty;
-const field = (d, f) => (own.call(d, f) ? d[f] : undefined);
+// A top-level field, else (a dotted name) the nested one its path leads to: `query.rs` `field`.
+const field = (d, f) => {
+  if (own.call(d, f)) return d[f];
+  if (!f.includes('.')) return undefined;
+  let v = d;
+  for (const step of f.split('.')) {
+    if (v === null || typeof v !== 'object' || Array.isArray(v) || !own.call(v, step)) return undefined;
+    v = v[step];
+  }
+  return v;
+};
 function same(a, b) {
   if (a === b) return true;
   if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
