@@ -60,6 +60,9 @@ fn a_temporary_id_held_by_the_app_still_finds_the_records_after_the_rename() {
         assert_eq!(titles_in(&db, json!(p)).0, vec![json!("a"), json!("c")]);
         flush_all(&db, &s);
         assert_eq!(titles_in(&db, json!(sid)).0, vec![json!("a"), json!("c")]);
+        // The project deleted (its todos to go next): the temporary id still finds them.
+        delete(&db, "projects", &p);
+        assert_eq!(titles_in(&db, json!(p)).0, vec![json!("a"), json!("c")]);
     }
 }
 

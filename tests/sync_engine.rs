@@ -476,3 +476,24 @@ fn child_of_a_rejected_parent_waits_for_the_apps_decision() {
         .expect("sent");
     assert_eq!(orphan["projectId"], json!(q));
 }
+
+#[test]
+fn a_record_is_heard_to_move_before_the_records_that_point_at_it() {
+    // A view kept by id learns the project's server id (its change, with `previousId`) before
+    // a todo's change names the project by that id.
+    let db = open(projects_and_todos(), MemoryStorage::new());
+    let s = MemServer::new();
+    let p = create(&db, "projects", json!({"name": "P"}));
+    create(&db, "todos", json!({"title": "child", "projectId": p}));
+    let report = flush_all(&db, &s);
+    let first = |c: &str| report.changes.iter().position(|ch| ch.collection == c);
+    let (project, todo) = (
+        first("projects").expect("moved"),
+        first("todos").expect("moved"),
+    );
+    assert!(project < todo, "{:?}", report.changes);
+    assert_eq!(
+        report.changes[project].previous_id.as_deref(),
+        Some(p.as_str())
+    );
+}

@@ -198,3 +198,22 @@ fn a_create_answered_without_a_body_or_a_location_says_so() {
         "a reason the developer can act on: {why}"
     );
 }
+
+#[test]
+fn a_field_the_server_drops_does_not_hold_the_update() {
+    // A server that keeps only the fields it knows, answers 204 and keeps its version when
+    // nothing it stores changed: the record read back lacks the field, which is no sign that
+    // the update was not applied.
+    let (db, _) = open_todos();
+    let tap = Tap::new(MemServer::new());
+    let s = tap.inner.clone();
+    let a = create(&db, "todos", json!({"title": "a"}));
+    flush_all(&db, &tap);
+    let a = id_of(&get(&db, "todos", &a).expect("a"));
+    tap.hook(|req| (req.method == "PUT").then(|| Ok(answer(204, "text/plain", ""))));
+    update(&db, "todos", &a, json!({"expanded": true}));
+    let (_, report) = flush(&db, &tap);
+    assert_eq!((report.acked, pending(&db)), (1, 0), "{report:?}");
+    assert_eq!(get(&db, "todos", &a).expect("a").get("expanded"), None);
+    assert_in_sync(&db, &s, "todos");
+}

@@ -434,10 +434,13 @@ fn id_arg(v: &JsValue, what: &str) -> Result<String, JsValue> {
 }
 
 /// The origin of the page (or worker) Ferry runs in: what a collection's path URL resolves to.
-/// From its scheme and host, not `location.origin`, which a sandboxed frame has as `"null"`
-/// while its requests still go to its URL's host.
+/// `location.origin` (inherited by `about:srcdoc` frames and blob workers), else, in a
+/// sandboxed frame where it is `"null"`, its URL's scheme and host, where its requests go.
 fn page_origin() -> Option<String> {
     let location = Reflect::get(&js_sys::global(), &"location".into()).ok()?;
     let part = |name: &str| Reflect::get(&location, &name.into()).ok()?.as_string();
-    Some(format!("{}//{}", part("protocol")?, part("host")?))
+    match part("origin") {
+        Some(origin) if origin != "null" => Some(origin),
+        _ => Some(format!("{}//{}", part("protocol")?, part("host")?)),
+    }
 }

@@ -416,13 +416,16 @@ impl<S: Storage, E: Env> Engine<S, E> {
             let Some(key) = q.filter.get(f).and_then(|v| id_key(v).ok()) else {
                 continue;
             };
-            let now = tx.resolve(target, &key).await?.0;
+            // Every id on its alias chain, whether a record is still at its end or not (one
+            // deleted since leaves records that point at it).
+            let mut keys = vec![key];
+            while keys.len() < 8 {
+                match tx.alias(target, &keys[keys.len() - 1]).await? {
+                    Some(next) if !keys.contains(&next) => keys.push(next),
+                    _ => break,
+                }
+            }
             q.to_mut().filter.remove(f);
-            let keys = if now == key {
-                vec![key]
-            } else {
-                vec![now, key]
-            };
             ids.push((f.clone(), keys));
         }
         let holds = |d: &Record| {

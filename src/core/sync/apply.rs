@@ -235,17 +235,17 @@ impl<S: Storage, E: Env> Engine<S, E> {
                         }
                         tx.put_entry(l)?;
                     }
-                    // Only a temporary id is a placeholder others may point at; a server id that
-                    // changes (a record created again) is a new record, and refs keep the old one.
-                    if super::request::is_temp_id(&e.r) {
-                        self.rewrite_refs(tx, c, &e.r, &sid, report).await?;
-                    }
                     report.ids.push(IdChange {
                         collection: c.into(),
                         from: e.r.clone(),
-                        to: sid,
+                        to: sid.clone(),
                     });
                 }
+                // Only a temporary id is a placeholder others may point at; a server id that
+                // changes (a record created again) is a new record, and refs keep the old one.
+                // Rewritten after the record's own change, so that a view hears of the
+                // record's new id before the records that point at it by that id.
+                let repoint = skey != e.r && super::request::is_temp_id(&e.r);
                 let was_moved = moved.is_some();
                 let old = match moved {
                     Some(row) => Some(row),
@@ -257,6 +257,9 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     for ch in &mut report.changes[from..] {
                         ch.previous_id = Some(e.r.clone());
                     }
+                }
+                if repoint {
+                    self.rewrite_refs(tx, c, &e.r, &sid, report).await?;
                 }
                 Ok(())
             }

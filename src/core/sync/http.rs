@@ -165,13 +165,14 @@ pub fn record_url(base: &str, id: &str) -> String {
 pub fn resolve_url(base: &str, reference: &str) -> String {
     let origin = base
         .split_once("://")
+        .filter(|_| absolute(base))
         .map(|(scheme, rest)| {
             let host = rest.split('/').next().unwrap_or(rest);
             format!("{scheme}://{host}")
         })
         .unwrap_or_default();
     let no_query = base.split(['?', '#']).next().unwrap_or(base);
-    if reference.contains("://") {
+    if absolute(reference) {
         reference.to_string()
     } else if let Some(rest) = reference.strip_prefix("//") {
         match base.split_once("://") {
@@ -188,10 +189,21 @@ pub fn resolve_url(base: &str, reference: &str) -> String {
     }
 }
 
+/// Whether `url` begins with a scheme and `//` (`https://…`), not a path or a query that holds
+/// one (`/items?next=http://x`).
+fn absolute(url: &str) -> bool {
+    url.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+    })
+}
+
 /// The origin (`scheme://host[:port]`, lowercase, without a default port) of `url`; a path or
 /// a protocol-relative URL takes its part from `page`, the page's origin, when it is known.
 pub fn origin_of(url: &str, page: Option<&str>) -> Option<String> {
-    let absolute = |u: &str| -> Option<String> {
+    let of = |u: &str| -> Option<String> {
         let (scheme, rest) = u.split_once("://")?;
         let host = rest.split(['/', '\\', '?', '#']).next().unwrap_or(rest);
         let host = host.rsplit('@').next().unwrap_or(host); // user info is no part of it
@@ -206,18 +218,13 @@ pub fn origin_of(url: &str, page: Option<&str>) -> Option<String> {
         }
         Some(format!("{scheme}://{host}"))
     };
-    let is_absolute = |u: &str| {
-        u.split(['/', '?', '#'])
-            .next()
-            .is_some_and(|head| head.ends_with(':') && u.contains("://"))
-    };
-    if is_absolute(url) {
-        absolute(url)
+    if absolute(url) {
+        of(url)
     } else if let Some(rest) = url.strip_prefix("//") {
         let scheme = page?.split_once("://")?.0;
-        absolute(&format!("{scheme}://{rest}"))
+        of(&format!("{scheme}://{rest}"))
     } else {
-        absolute(page?)
+        of(page?)
     }
 }
 
@@ -291,6 +298,10 @@ mod tests {
             "/api/todos?page=2"
         );
         assert_eq!(resolve_url("/api/todos", "/v2/todos"), "/v2/todos");
+        assert_eq!(
+            resolve_url(abs, "/items?cb=http://x"),
+            "https://h.example/items?cb=http://x"
+        );
     }
 
     #[test]

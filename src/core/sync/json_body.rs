@@ -31,12 +31,22 @@ pub(super) fn not_json(res: &HttpResponse) -> bool {
 }
 
 /// Whether the body of `res` is JSON cut short: an object or an array that ends before it
-/// closes. JSON that goes wrong in the middle (`NaN` from Python, `[object Object]`, a PHP
+/// closes, or that breaks off into HTML (PHP's fatal error in mid-answer). JSON that goes
+/// wrong otherwise (`NaN` from Python, `[object Object]`) or goes on after its end (a PHP
 /// notice after the object) is a server's every answer, not one cut on the way.
 pub(super) fn cut_json(res: &HttpResponse) -> bool {
     let body = res.body.trim_start_matches('\u{feff}').trim();
-    (body.starts_with('{') || body.starts_with('['))
-        && parse::<serde::de::IgnoredAny>(body).is_err_and(|e| e.is_eof())
+    if !(body.starts_with('{') || body.starts_with('[')) {
+        return false;
+    }
+    let mended = mended(body);
+    let first = serde_json::Deserializer::from_str(&mended)
+        .into_iter::<serde::de::IgnoredAny>()
+        .next();
+    match first {
+        Some(Err(e)) => e.is_eof() || body.contains('<'),
+        _ => false,
+    }
 }
 
 /// `body` with every `\uXXXX` escape of a lone surrogate replaced by `\ufffd`.
@@ -107,12 +117,19 @@ mod tests {
             headers: vec![],
             body: body.into(),
         };
-        for cut in [r#"{"id":"1","n":"#, "[1, 2", r#"{"t": "ab"#, "{"] {
+        for cut in [
+            r#"{"id":"1","n":"#,
+            "[1, 2",
+            r#"{"t": "ab"#,
+            "{",
+            r#"{"id":"1","n":<br /><b>Fatal error</b>"#,
+        ] {
             assert!(cut_json(&res(cut)), "{cut}");
         }
         for whole in [
             r#"{"ok":true}"#,
             r#"{"ok":true}<br /><b>Notice</b>"#,
+            r#"{"ok":true, "t": "\ud83d"}<br />"#,
             r#"{"n": NaN}"#,
             "[object Object]",
             "OK",

@@ -44,7 +44,7 @@ pub(super) fn paging(
     let m = envelope.unwrap_or(&empty);
     let meta: Option<Map<String, Value>> = headers
         .pagination
-        .and_then(|h| serde_json::from_str(h).ok());
+        .and_then(|h| super::json_body::parse(h).ok());
     let header_total = headers.total_count.and_then(|t| t.trim().parse().ok());
     let meta_total = meta.as_ref().and_then(|x| x.get("total")?.as_u64());
     let mut p = Paging {

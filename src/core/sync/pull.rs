@@ -194,12 +194,10 @@ pub(super) async fn read_page<T: Transport>(
         let next = resolve_url(&url, link);
         // Only on the collection's own origin: the app's headers (its credentials) go with
         // every page, and a link is the server's word (built from a spoofable `Host`, say). A
-        // backslash, a space or a control character, which browsers read their own way
-        // (`/\host` is `//host` to them), has no place in a link: refused, not parsed.
+        // backslash or a control character, which browsers read their own way (`/\host` is
+        // `//host` to them), has no place in a link: refused, not parsed.
         let here = origin_of(&url, cfg.page_origin.as_deref());
-        let odd = link
-            .chars()
-            .any(|ch| ch == '\\' || ch.is_control() || ch == ' ');
+        let odd = link.chars().any(|ch| ch == '\\' || ch.is_control());
         if odd || (here.is_some() && origin_of(&next, cfg.page_origin.as_deref()) != here) {
             return Err(Error::new(
                 ErrorKind::Protocol,

@@ -2,7 +2,10 @@
 //! version) is read back for it: without one, the next write would go without `If-Match` and
 //! overwrite what others changed.
 
+use serde_json::Value;
+
 use crate::core::clock::Env;
+use crate::core::config::CollectionConfig;
 use crate::core::engine::Engine;
 use crate::core::error::ErrorKind;
 use crate::core::mutation::Entry;
@@ -14,7 +17,7 @@ use super::http::{record_url, Transport};
 use super::processing::{sends_under_key, RETRIED_READS};
 use super::pull::get_request;
 use super::report::Report;
-use super::server_state::{names, sent_landed};
+use super::server_state::names;
 
 impl<S: Storage, E: Env> Engine<S, E> {
     /// The acknowledgement of update `e` (answered with `rec`, without a version) with the
@@ -42,8 +45,8 @@ impl<S: Storage, E: Env> Engine<S, E> {
                     // under its key, then it is adopted all the same: a server that drops a
                     // field it does not know (or normalises a value) and keeps its version
                     // when nothing changed gives that answer every time.
-                    let unseen = super::said_no::at_sent_version(cfg, e, &r, &v)
-                        && !sent_landed(cfg, e, &r, true);
+                    let unseen =
+                        super::said_no::at_sent_version(cfg, e, &r, &v) && !shows_sent(cfg, e, &r);
                     if unseen && sends_under_key(e) > RETRIED_READS {
                         self.warn_once(format!("unseen:{}", cfg.name), || {
                             format!(
@@ -74,4 +77,15 @@ impl<S: Storage, E: Env> Engine<S, E> {
             _ => Verdict::Ack(rec, None),
         }
     }
+}
+
+/// Whether record `found` holds what `e` sent, in every field it has: one it lacks altogether
+/// was dropped by the server (a field it does not know), which applied the rest.
+fn shows_sent(cfg: &CollectionConfig, e: &Entry, found: &Record) -> bool {
+    let body = e.sent.as_ref().and_then(|s| s.body.as_ref());
+    body.and_then(Value::as_object).is_some_and(|b| {
+        b.iter()
+            .filter(|(f, _)| **f != cfg.version_property)
+            .all(|(f, v)| found.get(f).is_none_or(|got| got == v))
+    })
 }
