@@ -416,10 +416,11 @@ impl<S: Storage, E: Env> Engine<S, E> {
             let Some(key) = q.filter.get(f).and_then(|v| id_key(v).ok()) else {
                 continue;
             };
-            // Every id on its alias chain, whether a record is still at its end or not (one
-            // deleted since leaves records that point at it).
+            // A temporary id: every id on its alias chain, whether a record is still at its
+            // end or not (one deleted since leaves records that point at it). A server id
+            // that changed (a record created again) names a new record: refs keep the old one.
             let mut keys = vec![key];
-            while keys.len() < 8 {
+            while keys.len() < 8 && super::sync::request::is_temp_id(&keys[keys.len() - 1]) {
                 match tx.alias(target, &keys[keys.len() - 1]).await? {
                     Some(next) if !keys.contains(&next) => keys.push(next),
                     _ => break,

@@ -175,7 +175,7 @@ pub fn resolve_url(base: &str, reference: &str) -> String {
     if absolute(reference) {
         reference.to_string()
     } else if let Some(rest) = reference.strip_prefix("//") {
-        match base.split_once("://") {
+        match base.split_once("://").filter(|_| absolute(base)) {
             Some((scheme, _)) => format!("{scheme}://{rest}"),
             None => reference.to_string(),
         }
@@ -189,10 +189,11 @@ pub fn resolve_url(base: &str, reference: &str) -> String {
     }
 }
 
-/// Whether `url` begins with a scheme and `//` (`https://…`), not a path or a query that holds
-/// one (`/items?next=http://x`).
+/// Whether `url` begins with a scheme (`https://…`, and `https:host/x` or `mailto:x` too, as
+/// RFC 3986 and browsers read them), not a path or a query that holds one (`/items?u=http://x`).
 fn absolute(url: &str) -> bool {
-    url.split_once("://").is_some_and(|(scheme, _)| {
+    let head = url.split(['/', '?', '#']).next().unwrap_or_default();
+    head.split_once(':').is_some_and(|(scheme, _)| {
         scheme.starts_with(|c: char| c.is_ascii_alphabetic())
             && scheme
                 .chars()
@@ -342,6 +343,9 @@ mod tests {
             o("/api?next=http://evil/").as_deref(),
             Some("http://127.0.0.1:8080")
         );
+        // A scheme without `//` is absolute to a browser: no origin this can compare.
+        assert_eq!(o("https:evil.example/x"), None);
+        assert_eq!(o("mailto:x"), None);
         assert_eq!(origin_of("/api/todos", None), None);
     }
 

@@ -44,9 +44,22 @@ pub(super) fn cut_json(res: &HttpResponse) -> bool {
         .into_iter::<serde::de::IgnoredAny>()
         .next();
     match first {
-        Some(Err(e)) => e.is_eof() || body.contains('<'),
+        Some(Err(e)) => e.is_eof() || breaks_into_markup(&mended, e.line(), e.column()),
         _ => false,
     }
+}
+
+/// Whether the text at (1-based) `line` and `column`, where a parse broke, begins with `<`.
+fn breaks_into_markup(body: &str, line: usize, column: usize) -> bool {
+    let Some(text) = body.split('\n').nth(line.saturating_sub(1)) else {
+        return false;
+    };
+    let at = column.saturating_sub(1).min(text.len());
+    let from = (0..=at)
+        .rev()
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0);
+    text[from..].trim_start().starts_with('<')
 }
 
 /// `body` with every `\uXXXX` escape of a lone surrogate replaced by `\ufffd`.
@@ -130,6 +143,7 @@ mod tests {
             r#"{"ok":true}"#,
             r#"{"ok":true}<br /><b>Notice</b>"#,
             r#"{"ok":true, "t": "\ud83d"}<br />"#,
+            r#"{"note": "a < b", "n": NaN}"#,
             r#"{"n": NaN}"#,
             "[object Object]",
             "OK",

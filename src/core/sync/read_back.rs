@@ -2,8 +2,6 @@
 //! version) is read back for it: without one, the next write would go without `If-Match` and
 //! overwrite what others changed.
 
-use serde_json::Value;
-
 use crate::core::clock::Env;
 use crate::core::config::CollectionConfig;
 use crate::core::engine::Engine;
@@ -79,13 +77,22 @@ impl<S: Storage, E: Env> Engine<S, E> {
     }
 }
 
-/// Whether record `found` holds what `e` sent, in every field it has: one it lacks altogether
-/// was dropped by the server (a field it does not know), which applied the rest.
+/// Whether record `found` shows the fields `e` changed: none of them at another value, and at
+/// least one as sent (a value, or a removal). A changed field the record lacks altogether is no
+/// proof either way (a server drops a field it does not know; another leaves empty ones out).
 fn shows_sent(cfg: &CollectionConfig, e: &Entry, found: &Record) -> bool {
-    let body = e.sent.as_ref().and_then(|s| s.body.as_ref());
-    body.and_then(Value::as_object).is_some_and(|b| {
-        b.iter()
-            .filter(|(f, _)| **f != cfg.version_property)
-            .all(|(f, v)| found.get(f).is_none_or(|got| got == v))
-    })
+    let Some(body) = e.sent.as_ref().and_then(|s| s.body.as_ref()?.as_object()) else {
+        return false;
+    };
+    let mut shown = false;
+    for f in e.fields.iter().filter(|f| **f != cfg.version_property) {
+        let Some(sent) = body.get(f) else { continue };
+        match found.get(f) {
+            Some(got) if got == sent => shown = true,
+            Some(_) => return false,
+            None if sent.is_null() => shown = true,
+            None => {}
+        }
+    }
+    shown
 }
