@@ -175,13 +175,7 @@ fn a_cursor_too_long_for_a_url_is_not_sent_back() {
     let gets: Vec<String> = tap.requests().into_iter().map(|r| r.url).collect();
     assert_eq!(gets, ["/api/todos", "/api/todos"], "no `since` sent back");
     assert_in_sync(&db, &s, "todos");
-    let warned = db
-        .env
-        .warnings
-        .borrow()
-        .iter()
-        .any(|w| w.contains("10000 characters"));
-    assert!(warned, "{:?}", db.env.warnings.borrow());
+    assert_warned(&db, "10000 characters");
 }
 
 #[test]
@@ -219,11 +213,5 @@ fn a_field_the_record_read_back_lacks_is_no_proof_either_way() {
     flush_all(&db, &tap);
     assert_eq!(get(&db, "todos", &a).expect("a").get("expanded"), None);
     assert_in_sync(&db, &s, "todos");
-    let warned = db
-        .env
-        .warnings
-        .borrow()
-        .iter()
-        .any(|w| w.contains("does not show"));
-    assert!(warned, "{:?}", db.env.warnings.borrow());
+    assert_warned(&db, "does not show");
 }

@@ -188,13 +188,7 @@ fn without_a_success_property_such_an_answer_is_what_it_was() {
     // gives that answer every time. After a few sends, its record is taken, with a warning.
     flush_all(&db, &tap);
     assert_eq!(get(&db, "todos", &id).expect("there")["title"], "a");
-    let warned = db
-        .env
-        .warnings
-        .borrow()
-        .iter()
-        .any(|w| w.contains("does not show"));
-    assert!(warned, "{:?}", db.env.warnings.borrow());
+    assert_warned(&db, "does not show");
 }
 
 #[test]

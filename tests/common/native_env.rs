@@ -308,3 +308,13 @@ pub fn json_response(status: u16, v: Value) -> HttpResponse {
         body: v.to_string(),
     }
 }
+
+/// Whether `db` warned the developer with a message holding `text`; panics (listing the
+/// warnings) when it did not.
+pub fn assert_warned(db: &Db, text: &str) {
+    let warnings = db.env.warnings.borrow();
+    assert!(
+        warnings.iter().any(|w| w.contains(text)),
+        "no warning with {text:?}: {warnings:?}"
+    );
+}
