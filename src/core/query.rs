@@ -99,15 +99,18 @@ pub fn holds_id(record: &Record, name: &str, key: &str) -> bool {
 /// gives strings).
 pub fn id_index_keys(key: &str) -> Vec<Value> {
     let text = Value::String(key.to_string());
-    let number = key
-        .parse::<f64>()
-        .ok()
-        .and_then(serde_json::Number::from_f64)
-        .map(|n| match key.parse::<i64>() {
-            Ok(i) => Value::from(i),
-            Err(_) => Value::Number(n),
-        })
-        .filter(|n| id_key(n).ok().as_deref() == Some(key));
+    // serde_json's number parser, not `str::parse::<f64>` (whose code would add ~15 KB): a key
+    // that is no JSON number is no id `id_key` writes either.
+    let number = match serde_json::from_str::<Value>(key) {
+        Ok(Value::Number(n)) => n.as_f64(),
+        _ => None,
+    }
+    .and_then(serde_json::Number::from_f64)
+    .map(|n| match key.parse::<i64>() {
+        Ok(i) => Value::from(i),
+        Err(_) => Value::Number(n),
+    })
+    .filter(|n| id_key(n).ok().as_deref() == Some(key));
     [Some(text), number]
         .into_iter()
         .flatten()
