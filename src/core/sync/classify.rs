@@ -10,6 +10,7 @@ use crate::core::record::{id_key, Record};
 
 use super::http::{id_from_location, HttpResponse, NetError, REDIRECTED_TO};
 use super::json_body::{cut_json, not_json, parse};
+use super::redirected::redirected_create;
 
 /// The server's state of a record in a conflict.
 #[derive(Debug, Clone, PartialEq)]
@@ -186,61 +187,12 @@ fn classify_success(cfg: &CollectionConfig, kind: Kind, res: &HttpResponse) -> V
     }
 }
 
-/// A create whose answer came after a redirect that made it a GET: a page of the new record
-/// (Post/Redirect/Get: created, and the URL names it) or anything else, which says nothing of the
-/// create (a list, when the collection URL lacks the trailing slash the server wants).
-fn redirected_create(cfg: &CollectionConfig, res: &HttpResponse, to: &str) -> Verdict {
-    let Some(id) = id_from_location(to, &cfg.url) else {
-        // A 307 or 308 (FastAPI's to the URL with the trailing slash) keeps the method: the
-        // create was made at the new URL, and the answer is its record, an object (a list
-        // read after a 301, 302 or 303 is an array). Taken for a failure, it would be sent
-        // again, and stored again, at every retry.
-        if let Some(r) = single_record(cfg, res) {
-            let v = version_of(cfg, res, Some(&r));
-            return Verdict::Ack(Some(r), v);
-        }
-        return invalid(
-            res,
-            format!(
-                "the create was redirected to {to}, which is not a record of {} (does the \
-                 collection URL need a trailing slash, or the server an `Accept: application/json`?)",
-                cfg.url
-            ),
-        );
-    };
-    // The page's record, when it is JSON and this record; else what was sent stands.
-    let mut r = record_of(cfg, res)
-        .ok()
-        .flatten()
-        .filter(|r| r.get(&cfg.id_property).and_then(|v| id_key(v).ok()) == Some(id.clone()))
-        .unwrap_or_default();
-    r.insert(cfg.id_property.clone(), Value::String(id));
-    let v = version_of(cfg, res, Some(&r));
-    Verdict::Ack(Some(r), v)
-}
-
-/// The record a body is, as an object with an id (itself or under the root property), never
-/// an array: a list of one record is not a write's answer here.
-fn single_record(cfg: &CollectionConfig, res: &HttpResponse) -> Option<Record> {
-    let body = res.body.trim_start_matches('\u{feff}').trim();
-    let Ok(Value::Object(mut m)) = parse::<Value>(body) else {
-        return None;
-    };
-    if !has_id(cfg, &m) {
-        match m.remove(&cfg.root_property) {
-            Some(Value::Object(inner)) => m = inner,
-            _ => return None,
-        }
-    }
-    has_id(cfg, &m).then_some(m)
-}
-
 /// Whether `r` names its record: an object without a usable id is not a record.
 pub fn has_id(cfg: &CollectionConfig, r: &Record) -> bool {
     r.get(&cfg.id_property).is_some_and(|v| id_key(v).is_ok())
 }
 
-fn invalid(res: &HttpResponse, reason: String) -> Verdict {
+pub(super) fn invalid(res: &HttpResponse, reason: String) -> Verdict {
     Verdict::Transient {
         reason: format!("unexpected answer: {reason}"),
         retry_after: None,

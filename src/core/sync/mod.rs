@@ -20,6 +20,7 @@ mod pick;
 mod processing;
 pub mod pull;
 mod read_back;
+mod redirected;
 pub mod rejected;
 pub mod report;
 pub mod request;
