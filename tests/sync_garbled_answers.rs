@@ -25,6 +25,18 @@ fn answer(status: u16, content_type: &str, body: &str) -> HttpResponse {
     }
 }
 
+/// The server for `tap` answers its reads with their bodies passed through `rewrite`.
+fn reads_rewritten(tap: &Tap<MemServer>, rewrite: impl Fn(&str) -> String + 'static) {
+    let inner = tap.inner.clone();
+    tap.hook(move |req| {
+        (req.method == "GET").then(|| {
+            let mut res = block_on(inner.send(req.clone())).expect("answers");
+            res.body = rewrite(&res.body);
+            Ok(res)
+        })
+    });
+}
+
 /// Two synced records, then (offline) an edit of the first and a delete of the second.
 fn edit_and_delete(db: &Db, tap: &Tap<MemServer>) -> (String, String) {
     let a = create(db, "todos", json!({"title": "a", "n": 1}));
@@ -95,14 +107,7 @@ fn a_record_holding_half_of_an_emoji_does_not_stop_the_collection_from_reading()
     let s = tap.inner.clone();
     s.server_create("todos", json!({"title": "CUT"}));
     s.server_create("todos", json!({"title": "whole 😀"}));
-    let inner = s.clone();
-    tap.hook(move |req| {
-        (req.method == "GET").then(|| {
-            let mut res = block_on(inner.send(req.clone())).expect("answers");
-            res.body = res.body.replace("CUT", r"ab\ud83d");
-            Ok(res)
-        })
-    });
+    reads_rewritten(&tap, |body| body.replace("CUT", r"ab\ud83d"));
     pull(&db, &tap, "todos");
     let mut titles: Vec<String> = local(&db, "todos")
         .iter()
@@ -159,15 +164,10 @@ fn a_cursor_too_long_for_a_url_is_not_sent_back() {
     let tap = Tap::new(MemServer::new());
     let s = tap.inner.clone();
     s.server_create("todos", json!({"title": "a"}));
-    let inner = s.clone();
-    tap.hook(move |req| {
-        (req.method == "GET").then(|| {
-            let mut res = block_on(inner.send(req.clone())).expect("answers");
-            let mut v: serde_json::Value = serde_json::from_str(&res.body).expect("json");
-            v["cursor"] = json!("c".repeat(10_000));
-            res.body = v.to_string();
-            Ok(res)
-        })
+    reads_rewritten(&tap, |body| {
+        let mut v: serde_json::Value = serde_json::from_str(body).expect("json");
+        v["cursor"] = json!("c".repeat(10_000));
+        v.to_string()
     });
     pull(&db, &tap, "todos");
     s.server_create("todos", json!({"title": "b"}));

@@ -163,19 +163,14 @@ pub fn record_url(base: &str, id: &str) -> String {
 /// resolved against `base` (a collection URL, itself absolute or a path), as RFC 3986 does for
 /// the forms servers write.
 pub fn resolve_url(base: &str, reference: &str) -> String {
-    let origin = base
-        .split_once("://")
-        .filter(|_| absolute(base))
-        .map(|(scheme, rest)| {
-            let host = rest.split('/').next().unwrap_or(rest);
-            format!("{scheme}://{host}")
-        })
+    let origin = authority(base)
+        .map(|(scheme, host)| format!("{scheme}://{host}"))
         .unwrap_or_default();
     let no_query = base.split(['?', '#']).next().unwrap_or(base);
     if absolute(reference) {
         reference.to_string()
     } else if let Some(rest) = reference.strip_prefix("//") {
-        match base.split_once("://").filter(|_| absolute(base)) {
+        match authority(base) {
             Some((scheme, _)) => format!("{scheme}://{rest}"),
             None => reference.to_string(),
         }
@@ -201,12 +196,21 @@ fn absolute(url: &str) -> bool {
     })
 }
 
+/// The scheme and the authority (`host[:port]`, with any user info) of `url`, when it is an
+/// absolute URL with `//`.
+fn authority(url: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = url.split_once("://").filter(|_| absolute(url))?;
+    Some((
+        scheme,
+        rest.split(['/', '\\', '?', '#']).next().unwrap_or(rest),
+    ))
+}
+
 /// The origin (`scheme://host[:port]`, lowercase, without a default port) of `url`; a path or
 /// a protocol-relative URL takes its part from `page`, the page's origin, when it is known.
 pub fn origin_of(url: &str, page: Option<&str>) -> Option<String> {
     let of = |u: &str| -> Option<String> {
-        let (scheme, rest) = u.split_once("://")?;
-        let host = rest.split(['/', '\\', '?', '#']).next().unwrap_or(rest);
+        let (scheme, host) = authority(u)?;
         let host = host.rsplit('@').next().unwrap_or(host); // user info is no part of it
         let (scheme, mut host) = (scheme.to_ascii_lowercase(), host.to_ascii_lowercase());
         let default_port = match scheme.as_str() {
