@@ -445,7 +445,7 @@ async fn callbacks_must_be_functions_and_a_closed_store_says_so() {
         db.collection("todos").err(),
         todos.subscribe(f.clone().unchecked_into()).err(),
         db.on("change", f.unchecked_into()).err(),
-        db.set_offline(true).err(),
+        db.set_offline(true.into()).err(),
     ];
     for (i, e) in closed.into_iter().enumerate() {
         assert_eq!(

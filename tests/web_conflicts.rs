@@ -253,10 +253,16 @@ async fn a_tab_that_upgrades_the_database_takes_the_lead_from_the_one_it_closed(
         leads,
         "the upgrading tab leads once the other's connection is gone"
     );
-    let e = JsFuture::from(first.collection(&c).unwrap().all())
-        .await
-        .expect_err("the first tab's connection is closed");
+    // Every call of the closed tab fails, saying why: `collection()` as a read would.
+    let e = first
+        .collection(&c)
+        .err()
+        .expect("the first tab's connection is closed");
     assert_eq!(get(&e, "name"), "ClosedError");
+    assert!(get(&e, "message")
+        .as_string()
+        .unwrap()
+        .contains("upgrading"));
     // Its sync() says so too, rather than wait for a run that will never come.
     let e = JsFuture::from(first.sync())
         .await
@@ -411,7 +417,7 @@ async fn set_offline_holds_for_every_tab_of_the_store() {
     let follower = device(&name, &c, "", None).await;
     sleep(50).await;
     assert_eq!(get(&ok(leader.status()).await, "leader"), true);
-    follower.set_offline(true).unwrap();
+    follower.set_offline(true.into()).unwrap();
     sleep(50).await;
     assert_eq!(
         get(&ok(leader.status()).await, "online"),
@@ -433,7 +439,7 @@ async fn set_offline_holds_for_every_tab_of_the_store() {
         Some(1.0),
         "nothing was sent"
     );
-    follower.set_offline(false).unwrap();
+    follower.set_offline(false.into()).unwrap();
     sleep(50).await;
     ok(follower.sync()).await;
     assert_eq!(ok(follower.pending_count()).await.as_f64(), Some(0.0));
@@ -449,13 +455,13 @@ async fn a_follower_that_comes_back_online_syncs_at_once() {
     sleep(50).await;
     let follower = device(&name, &c, "", None).await;
     sleep(50).await;
-    follower.set_offline(true).unwrap();
+    follower.set_offline(true.into()).unwrap();
     ok(follower
         .collection(&c)
         .unwrap()
         .create(js(r#"{"title":"waiting"}"#)))
     .await;
-    follower.set_offline(false).unwrap();
+    follower.set_offline(false.into()).unwrap();
     ok(follower.sync()).await; // no OfflineError from a leader that had not heard yet
     assert_eq!(ok(follower.pending_count()).await.as_f64(), Some(0.0));
     leader.close();

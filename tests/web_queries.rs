@@ -1,6 +1,6 @@
 //! Queries in real Chromium against the reference server: a `refs` field matches by id (the
 //! temporary id an app still holds after the record it names got the server's id, `"7"` for
-//! `7`), and a dotted name reaches a nested field.
+//! `7`), a dotted name reaches a nested field, and tabs that differ in an index keep it.
 #![cfg(target_arch = "wasm32")]
 
 use ferry::api::Ferry;
@@ -70,4 +70,44 @@ async fn a_folder_made_offline_still_lists_its_notes_by_the_id_the_app_holds() {
         assert_eq!(titles(ok(pinned).await), ["in F"], "a dotted name");
         db.close();
     }
+}
+
+/// Two tabs of one store whose configurations differ in an index (an older page still open):
+/// neither upgrades the database back and forth, closing the other, and the index finds what
+/// the tab without it wrote.
+#[wasm_bindgen_test]
+async fn tabs_that_differ_in_an_index_keep_it_and_both_stay_open() {
+    let (name, t) = (unique("indexes"), unique("notes"));
+    let open = |indexes: &str| {
+        let opts = js(&format!(
+            r#"{{"name":"{name}","autoSync":false,"collections":{{
+                "{t}":{{"url":"{s}/api/{t}"{indexes}}}}}}}"#,
+            s = server()
+        ));
+        Ferry::open(opts)
+    };
+    let newer = open(r#","indexes":["done"]"#).await.expect("open");
+    let older = open("").await.expect("open");
+    let (n, o) = (newer.collection(&t).unwrap(), older.collection(&t).unwrap());
+    ok(o.create(js(r#"{"id":"a","title":"by the older tab","done":true}"#))).await;
+    ok(n.create(js(r#"{"id":"b","title":"by the newer tab","done":false}"#))).await;
+    let done = js(r#"{"where":{"done":true}}"#);
+    assert_eq!(
+        titles(ok(n.query(done.clone())).await),
+        ["by the older tab"]
+    );
+    assert_eq!(
+        titles(ok(o.query(done.clone())).await),
+        ["by the older tab"]
+    );
+    // The older page reloads: it opens with its own configuration again.
+    older.close();
+    let older = open("").await.expect("reopen");
+    assert_eq!(
+        titles(ok(n.query(done)).await),
+        ["by the older tab"],
+        "still open"
+    );
+    older.close();
+    newer.close();
 }

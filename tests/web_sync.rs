@@ -473,7 +473,7 @@ async fn opened_offline_it_sends_nothing_until_set_online() {
         0,
         "nothing was sent while offline"
     );
-    db.set_offline(false).unwrap();
+    db.set_offline(false.into()).unwrap();
     ok(db.sync()).await;
     assert_eq!(server_records(&t).await.length(), 1);
     db.close();

@@ -172,10 +172,14 @@ impl Collection {
             undefined_in_where(&query).map_err(js_error)?;
             let q = to_record(&query, "the query").map_err(js_error)?;
             let q: Query = serde_json::from_value(serde_json::Value::Object(q)).map_err(|e| {
+                let e = e
+                    .to_string()
+                    .replace("expected usize", "expected a whole number, 0 or more");
                 js_error(crate::core::Error::validation(format!(
                     "the query is not valid: {e}"
                 )))
             })?;
+            q.check().map_err(js_error)?;
             let cfg = readable(&inner, &name)?;
             // A `refs` field matches by id (aliases followed, `7` and `"7"` alike): the
             // engine's query does that; plain ones take the direct read.

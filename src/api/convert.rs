@@ -16,6 +16,10 @@ pub fn to_record(v: &JsValue, what: &str) -> Result<Record, Error> {
             .message()
             .as_string()
             .unwrap_or_default();
+        if msg.starts_with("must be") {
+            // The value itself is not an object: "the query must be a plain object, got null".
+            return Error::validation(format!("{what} {msg}"));
+        }
         let msg = if msg.contains("circular") {
             "it refers to itself (a cycle)".to_string()
         } else {

@@ -245,15 +245,12 @@ impl Inner {
             let online = inner.sync.borrow().is_online();
             // Closed by the app, or the connection taken away (another tab's upgrade or delete,
             // the browser clearing storage): no run will ever settle this call.
-            let closed = match inner.engine.is_closed() {
-                true => Some("the store is closed"),
-                false => inner.engine.storage.closed_because(),
-            };
-            if let Some(why) = closed {
-                let _ = reject.call1(
-                    &JsValue::NULL,
-                    &js_error(Error::new(ErrorKind::Closed, why)),
-                );
+            let closed = inner.engine.check_open().err().or_else(|| {
+                let why = inner.engine.storage.closed_because()?;
+                Some(Error::new(ErrorKind::Closed, why))
+            });
+            if let Some(e) = closed {
+                let _ = reject.call1(&JsValue::NULL, &js_error(e));
             } else if !online {
                 let _ = reject.call1(
                     &JsValue::NULL,

@@ -133,9 +133,30 @@ impl Ferry {
         };
         let get_headers = take("getHeaders")?;
         let resolver = take("resolveConflict")?;
+        // A function under another name is one of these two misspelt (`getheaders`): said so,
+        // rather than that JSON cannot hold a function, which reads as "no functions here".
+        for key in js_sys::Object::keys(&copy).iter() {
+            if Reflect::get(&copy, &key).is_ok_and(|v| v.is_function()) {
+                return Err(js_error(Error::validation(format!(
+                    "unknown option `{}`, a function: {FUNCTION_OPTIONS}",
+                    key.as_string().unwrap_or_default()
+                ))));
+            }
+        }
         let raw = to_record(&copy, "the options").map_err(js_error)?;
-        let config: StoreConfig = serde_json::from_value(serde_json::Value::Object(raw))
-            .map_err(|e| js_error(Error::validation(format!("the options are not valid: {e}"))))?;
+        let config: StoreConfig =
+            serde_json::from_value(serde_json::Value::Object(raw)).map_err(|e| {
+                let e = e.to_string();
+                // The store's own fields (a collection's do not list `collections`).
+                let also = if e.starts_with("unknown field") && e.contains("`collections`") {
+                    format!(" ({FUNCTION_OPTIONS})")
+                } else {
+                    String::new()
+                };
+                js_error(Error::validation(format!(
+                    "the options are not valid: {e}{also}"
+                )))
+            })?;
         let mut config = config.validate().map_err(js_error)?;
         let origin = page_origin();
         for c in config.collections.values_mut() {
@@ -143,6 +164,12 @@ impl Ferry {
         }
         let offline = config.offline;
         let storage = IdbStorage::open(&config).await.map_err(js_error)?;
+        // An index another tab's configuration declares is kept up to date here too.
+        for (c, field) in storage.kept() {
+            if let Some(c) = config.collections.get_mut(c) {
+                c.indexes.push(field.clone());
+            }
+        }
         let transport = FetchTransport {
             timeout_ms: config.timeout_ms,
             credentials: config.credentials,
@@ -163,15 +190,15 @@ impl Ferry {
             tabs: RefCell::new(None),
             offered: RefCell::new(Vec::new()),
         });
+        // These two hold the store itself, not a weak reference: a store the app no longer
+        // refers to stays open (it may lead, and the other tabs wait on its lock) until it is
+        // closed, when they are removed. Left to the garbage collector, it would be freed while
+        // its tab lock stayed held, and no tab of it would ever send again.
         for kind in ["online", "offline"] {
-            let weak = Rc::downgrade(&inner);
+            let held = inner.clone();
             let online = kind == "online";
-            let f = Closure::<dyn FnMut()>::new(move || {
-                if let Some(inner) = weak.upgrade() {
-                    inner.set_online(online, false);
-                }
-            })
-            .into_js_value();
+            let f =
+                Closure::<dyn FnMut()>::new(move || held.set_online(online, false)).into_js_value();
             let off = ferry_listen(kind, f.unchecked_ref());
             inner.unlisten.borrow_mut().push(off);
         }
@@ -366,9 +393,20 @@ impl Ferry {
 
     /// Takes the store offline (`true`) or back (`false`) whatever the browser says, in every tab
     /// of it: nothing is sent while it is offline. Local reads and writes work either way.
+    // Taken as any value: the glue would read `"true"` (a toggle kept in `localStorage`) as
+    // `false`, and the store would go on sending while the app shows it offline.
     #[wasm_bindgen(js_name = setOffline)]
-    pub fn set_offline(&self, offline: bool) -> Result<(), JsValue> {
+    pub fn set_offline(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "boolean")] offline: JsValue,
+    ) -> Result<(), JsValue> {
         self.inner.check_open()?;
+        let offline = offline.as_bool().ok_or_else(|| {
+            js_error(Error::validation(format!(
+                "setOffline takes true or false, got {}",
+                kind_of(&offline)
+            )))
+        })?;
         // The other tabs first: a `sync()` that follows must find the leader online.
         self.inner
             .tell_tabs("offline", &JsValue::from_bool(offline));
@@ -421,6 +459,8 @@ fn kind_of(v: &JsValue) -> String {
 }
 
 const MUTATION_ID: &str = "a rejected mutation's `mutationId`";
+const FUNCTION_OPTIONS: &str =
+    "the options that take a function are `getHeaders` and `resolveConflict`";
 
 /// An id argument (`retryRejected`, `resolveConflict`...): a string, else a `ValidationError`
 /// that names what was expected, not the glue's `TypeError`.

@@ -26,6 +26,10 @@ impl Inner {
         };
         let mut settled = false;
         for c in open.into_iter().filter(|c| c.state == ConflictState::Open) {
+            // Closed while the resolver was asked about the one before: no more dialogs.
+            if self.engine.is_closed() {
+                break;
+            }
             // A resolver may take its time (a dialog), or never answer: runs that end meanwhile
             // offer the other conflicts, never one it was asked about already.
             let id = c.conflict_id.clone();

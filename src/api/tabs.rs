@@ -54,21 +54,30 @@ impl Inner {
     /// now fails with a `ClosedError` saying why, and this tab leaves the others, giving up the
     /// lead, so that a tab that can still write flushes.
     pub(crate) fn lost_storage(&self) {
-        self.leave_tabs();
-        let remote = {
-            let mut s = self.sync.borrow_mut();
-            s.leader = false;
-            drop([s.timer.take(), s.poll_timer.take()]);
-            std::mem::take(&mut s.remote_waiters)
-        };
-        // `sync()` calls another tab was to carry out: no word of them will come now.
         let why = self
             .engine
             .storage
             .closed_because()
             .unwrap_or("the store is closed");
+        // Every call fails saying why, and a round in flight sends nothing more.
+        self.engine.close_because(why);
+        self.leave_tabs();
+        for off in self.unlisten.borrow_mut().drain(..) {
+            let _ = off.call0(&JsValue::NULL);
+        }
+        let waiters = {
+            let mut s = self.sync.borrow_mut();
+            s.leader = false;
+            drop([s.timer.take(), s.poll_timer.take()]);
+            // This tab's own `sync()` calls and those another tab was to carry out: no run
+            // will settle them now.
+            let mut waiters = std::mem::take(&mut s.waiters);
+            let remote = std::mem::take(&mut s.remote_waiters);
+            waiters.extend(remote.into_iter().map(|(_, ok, fail)| (ok, fail)));
+            waiters
+        };
         let err = js_error(Error::new(ErrorKind::Closed, why));
-        for (_, _, reject) in remote {
+        for (_, reject) in waiters {
             let _ = reject.call1(&JsValue::NULL, &err);
         }
     }
@@ -240,8 +249,14 @@ impl Inner {
                 self.emit_each("change", &js);
             }
         }
-        if let Some(t) = self.tabs.borrow().as_ref() {
-            t.post_text(kind, &text);
+        match self.tabs.borrow().as_ref() {
+            Some(t) => t.post_text(kind, &text),
+            // Closed meanwhile: a write that was in flight at `close()` committed all the
+            // same, and the other tabs (the leader, which sends it) must hear of it.
+            None => {
+                let name = format!("ferry:{}", self.engine.config.name);
+                FerryTabs::post_once(&name, kind, &text);
+            }
         }
     }
 }

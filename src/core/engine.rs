@@ -83,7 +83,8 @@ pub struct Engine<S: Storage, E: Env> {
     pub storage: S,
     /// Time and randomness.
     pub env: E,
-    closed: Cell<bool>,
+    /// Why the engine is closed (`None` while it is open).
+    closed: RefCell<Option<String>>,
     /// Set when the batch URL turned out not to exist: mutations then go one by one.
     pub(crate) batch_off: Cell<bool>,
     /// At most this many mutations go in one batch request: `batch_size`, halved each time a
@@ -113,7 +114,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
             config,
             storage,
             env,
-            closed: Cell::new(false),
+            closed: RefCell::new(None),
             batch_off: Cell::new(false),
             batch_cap,
             alloc: SharedAlloc::default(),
@@ -171,12 +172,21 @@ impl<S: Storage, E: Env> Engine<S, E> {
 
     /// Marks the engine closed: every later call fails with a `ClosedError`.
     pub fn close(&self) {
-        self.closed.set(true);
+        self.close_because("the store is closed");
+    }
+
+    /// [`Engine::close`], saying why (the database was taken away: another tab's upgrade).
+    /// A round in flight sends nothing more: another tab may lead now.
+    pub fn close_because(&self, why: &str) {
+        let mut closed = self.closed.borrow_mut();
+        if closed.is_none() {
+            *closed = Some(why.to_string());
+        }
     }
 
     /// Whether [`Engine::close`] was called.
     pub fn is_closed(&self) -> bool {
-        self.closed.get()
+        self.closed.borrow().is_some()
     }
 
     /// Until when the server asked to be sent no writes (`Retry-After` to one), if that is
@@ -199,10 +209,10 @@ impl<S: Storage, E: Env> Engine<S, E> {
 
     /// A `ClosedError` once [`Engine::close`] was called.
     pub fn check_open(&self) -> Result<()> {
-        if self.closed.get() {
-            return Err(Error::new(ErrorKind::Closed, "the store is closed"));
+        match self.closed.borrow().as_deref() {
+            Some(why) => Err(Error::new(ErrorKind::Closed, why)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The collection `name`, or an `UnknownCollectionError`.

@@ -1,7 +1,6 @@
 //! Local operations: every write stores the record and folds its mutation into the outbox in one
 //! transaction; reads never touch the network.
 
-use serde::Serialize;
 use serde_json::Value;
 
 use super::clock::Env;
@@ -26,38 +25,6 @@ pub enum Op {
     Replace(String, Record),
     /// Record `id` goes.
     Delete(String),
-}
-
-/// One pending mutation as the app sees it in `db.outbox()`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OutboxItem {
-    /// The mutation id (its Idempotency-Key).
-    pub mutation_id: String,
-    /// The collection.
-    pub collection: String,
-    /// The record's id.
-    pub record_id: String,
-    /// create, update or delete.
-    pub kind: Kind,
-    /// For a create the record; for an update the changed fields with their current values
-    /// (`null` for a removed field); for a delete nothing.
-    pub changes: Record,
-    /// The server's record the change was made on, when the server has seen the record.
-    pub base: Option<Record>,
-    /// When the mutation was first made (ms since epoch, from the hybrid logical clock).
-    pub made_at: u64,
-    /// When it last changed.
-    pub changed_at: u64,
-    /// How many times it was sent.
-    pub attempts: u32,
-    /// Whether its request is fixed: picked by a sync run (sent, or about to be) and awaiting
-    /// its answer.
-    pub in_flight: bool,
-    /// Why the last attempt failed.
-    pub error: Option<String>,
-    /// When it will be tried again (ms since epoch).
-    pub retry_at: Option<f64>,
 }
 
 /// What a local write touches: the narrower scope starts sooner in IndexedDB.
@@ -404,6 +371,7 @@ impl<S: Storage, E: Env> Engine<S, E> {
     /// The records of `c` that match `q`, and the indexed field it used (if any).
     pub async fn query(&self, c: &str, q: &Query) -> Result<(Vec<Record>, Option<String>)> {
         let cfg = self.collection(c)?;
+        q.check()?;
         let tx = self.begin(false).await?;
         // A field naming a record of another collection (`refs`) matches by id, as `get` finds
         // the record: `7` and `"7"` alike, and a temporary id the app still holds after its
@@ -496,59 +464,6 @@ impl<S: Storage, E: Env> Engine<S, E> {
     pub async fn pending_count(&self) -> Result<u64> {
         let tx = self.begin(false).await?;
         tx.t.count(Table::Outbox).await
-    }
-
-    /// The pending mutations, in the order they will be sent.
-    pub async fn outbox(&self) -> Result<Vec<OutboxItem>> {
-        let tx = self.begin(false).await?;
-        let mut out = Vec::new();
-        for e in tx.outbox().await? {
-            // An entry of a collection that has no store at all (damaged data) shows no changes.
-            let row = match tx.row(&e.c, &e.r).await {
-                Err(_) if self.collection(&e.c).is_err() => None,
-                row => row?,
-            };
-            // Sent already: what goes (again) is the frozen body, whatever the record became.
-            let sent = e.sent.as_ref().and_then(|s| s.body.as_ref());
-            let source = match sent {
-                Some(Value::Object(body)) => {
-                    let mut body = body.clone();
-                    if let Ok(cfg) = self.collection(&e.c) {
-                        body.remove(&cfg.client_id_property);
-                    }
-                    Some(body)
-                }
-                _ => row.as_ref().map(|r| r.d.clone()),
-            };
-            let changes = match (&e.kind, source) {
-                (Kind::Create, Some(d)) => d,
-                (Kind::Update, Some(d)) => e
-                    .fields
-                    .iter()
-                    .map(|f| (f.clone(), d.get(f).cloned().unwrap_or(Value::Null)))
-                    .collect(),
-                _ => Record::new(),
-            };
-            let base = match e.kind {
-                Kind::Delete => e.base.clone(),
-                _ => row.and_then(|r| r.b),
-            };
-            out.push(OutboxItem {
-                mutation_id: e.id,
-                collection: e.c,
-                record_id: e.r,
-                kind: e.kind,
-                changes,
-                base,
-                made_at: e.made.ms,
-                changed_at: e.at.ms,
-                attempts: e.attempts,
-                in_flight: e.sent.is_some(),
-                error: e.error,
-                retry_at: e.retry_at,
-            });
-        }
-        Ok(out)
     }
 }
 

@@ -8,6 +8,7 @@ use std::cmp::Ordering;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::error::{Error, Result};
 use super::record::{id_key, index_key, Record};
 
 /// A query, as `collection.query(q)` takes it.
@@ -32,6 +33,24 @@ pub struct Query {
 }
 
 impl Query {
+    /// A `where` value that is an operator (`{ $gt: 1 }`, as Dexie, Mongo and PouchDB write
+    /// them) would be compared as a value and match nothing, without a word: an error instead.
+    pub fn check(&self) -> Result<()> {
+        for (k, v) in &self.filter {
+            if let Some(op) = v
+                .as_object()
+                .filter(|o| !o.is_empty() && o.keys().all(|key| key.starts_with('$')))
+                .and_then(|o| o.keys().next())
+            {
+                return Err(Error::validation(format!(
+                    "`where.{k}` holds the operator `{op}`: `where` matches equal values only \
+                     (filter the results for ranges and sets)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Whether `record` passes every filter.
     pub fn matches(&self, record: &Record) -> bool {
         self.filter

@@ -86,8 +86,11 @@ pub const OUTBOX_BY_RECORD: &str = "record";
 
 /// The name of the index of a records table on `field`; rows keep index keys under `ix`.
 pub fn field_index(field: &str) -> String {
-    format!("ix.{field}")
+    format!("{FIELD_INDEX_PREFIX}{field}")
 }
+
+/// What the name of a field's index starts with ([`field_index`]).
+pub const FIELD_INDEX_PREFIX: &str = "ix.";
 
 /// The value an index named `index` sees in `row`: a dotted path, or the outbox's record pair.
 pub fn index_value<'v>(index: &str, row: &'v Value) -> Option<Value> {

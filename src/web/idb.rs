@@ -109,6 +109,14 @@ fn lib_error(e: IdbError) -> Error {
 fn open_error(e: OpenDbError) -> Error {
     match e {
         OpenDbError::Base(e) => lib_error(e),
+        // indexed_db_futures reports any exception `indexedDB.open()` throws as this (Ferry
+        // never asks for version 0): the browser's own error says why.
+        OpenDbError::VersionZero => Error::storage(format!(
+            "IndexedDB cannot be used here ({}): a sandboxed frame without \
+             allow-same-origin, a page not served over http(s), or a browser setting that \
+             blocks this site's data",
+            crate::web::js::ferry_open_refused()
+        )),
         other => Error::storage(format!("IndexedDB: {other}")),
     }
 }
@@ -139,6 +147,8 @@ pub struct IdbStorage {
     raw: IdbDatabase,
     name: String,
     stores: Vec<String>,
+    /// Field indexes the database has beyond the configuration's, as `(collection, field)`.
+    kept: Vec<(String, String)>,
     /// Why the connection is closed, once it is.
     closed: Rc<OnceCell<String>>,
     waiters: Rc<Waiters>,
@@ -155,10 +165,10 @@ type OnLost = Rc<RefCell<Option<Box<dyn Fn()>>>>;
 
 impl IdbStorage {
     /// Opens (or creates) the database `config.name`, upgrading its layout to `config`'s
-    /// collections and indexes when they differ. Every store keeps its data, also the store of a
-    /// collection this configuration leaves out.
+    /// collections and indexes when it lacks some. Every store keeps its data, also the store
+    /// of a collection this configuration leaves out, and every index (see [`Self::kept`]).
     pub async fn open(config: &StoreConfig) -> Result<IdbStorage> {
-        let (db, stores) = schema::open(config).await?;
+        let (db, stores, kept) = schema::open(config).await?;
         let name = config.name.clone();
         let raw: IdbDatabase = IdbDatabase::clone(db.as_sys());
         let closed: Rc<OnceCell<String>> = Rc::default();
@@ -205,6 +215,7 @@ impl IdbStorage {
             raw,
             name,
             stores,
+            kept,
             closed,
             waiters,
             on_request,
@@ -213,6 +224,13 @@ impl IdbStorage {
             on_lost,
             fail_next: Cell::new(false),
         })
+    }
+
+    /// Field indexes of the declared collections that the database has and the configuration
+    /// does not declare (another tab's, an earlier version's), as `(collection, field)`. The
+    /// store must keep them up to date as its own: add them to the configuration's `indexes`.
+    pub fn kept(&self) -> &[(String, String)] {
+        &self.kept
     }
 
     /// Calls `f` when the connection is taken away rather than closed by

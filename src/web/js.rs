@@ -25,8 +25,10 @@ function plain(v, d) {
       }
       const proto = Object.getPrototypeOf(v);
       if (proto !== Object.prototype && proto !== null) return false;
+      if (typeof v.toJSON === 'function') return false;
       const keys = Object.keys(v);
       for (let i = 0; i < keys.length; i++) {
+        if (keys[i].isWellFormed && !keys[i].isWellFormed()) return false;
         const x = v[keys[i]];
         if (x !== undefined && !plain(x, d + 1)) return false;
       }
@@ -38,7 +40,7 @@ function plain(v, d) {
 export function ferry_stringify(value) {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     const kind = value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value;
-    throw new TypeError('a record must be a plain object, got ' + kind);
+    throw new TypeError('must be a plain object, got ' + kind);
   }
   if (plain(value, 1)) return JSON.stringify(value);
   // Levels of nesting: the engine reads JSON back with a recursion limit (128), and stores a
@@ -49,6 +51,9 @@ export function ferry_stringify(value) {
   return JSON.stringify(value, function (key, v) {
     const raw = this === undefined || key === '' ? value : this[key];
     const path = key === '' ? [] : [...(paths.get(this) || []), Array.isArray(this) ? '[' + key + ']' : key];
+    if (key.isWellFormed && !key.isWellFormed()) {
+      throw new TypeError(describe(path.slice(0, -1)) + ' has a field name holding half of a UTF-16 surrogate pair, which cannot be stored');
+    }
     if (raw !== null && typeof raw === 'object') {
       const d = (depth.get(this) || 0) + 1;
       if (d > 100) throw new TypeError(describe(path) + ' nests deeper than 100 levels');
@@ -73,8 +78,13 @@ export function ferry_stringify(value) {
         if (raw !== null && !Array.isArray(raw)) {
           const proto = Object.getPrototypeOf(raw);
           if (proto !== Object.prototype && proto !== null) {
-            const name = (raw.constructor && raw.constructor.name) || 'a non-plain object';
-            throw new TypeError(describe(path) + ' is a ' + name + ', not a plain object (store it as a string or number)');
+            const ctor = raw.constructor && raw.constructor.name;
+            const name = ctor && ctor !== 'Object' ? 'a ' + ctor : 'an object with a prototype of its own';
+            throw new TypeError(describe(path) + ' is ' + name + ', not a plain object (store it as a string or number)');
+          }
+          // JSON.stringify would store what it returns (or nothing at all), not the object.
+          if (typeof raw.toJSON === 'function') {
+            throw new TypeError(describe(path) + ' has a toJSON method: store what it returns instead');
           }
         }
         break;
@@ -122,6 +132,16 @@ export function ferry_record_pairs(records) {
   const keys = new Array(records.length), values = new Array(records.length);
   for (let i = 0; i < records.length; i++) { keys[i] = records[i].primaryKey; values[i] = records[i].value; }
   return JSON.stringify([keys, values]);
+}
+// Why `indexedDB.open()` throws (it did once already): the browser's own words.
+export function ferry_open_refused() {
+  try {
+    const r = indexedDB.open('ferry-probe');
+    r.onsuccess = () => r.result.close();
+    return 'it opens now';
+  } catch (e) {
+    return (e && e.name ? e.name + ': ' : '') + (e && e.message ? e.message : String(e));
+  }
 }
 export function ferry_set_timeout(f, ms) { return setTimeout(f, ms); }
 // localStorage may be missing (a worker), disabled or full: a note is best effort.
@@ -207,6 +227,13 @@ export class FerryTabs {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.closed = true; this.release(); if (this.channel) this.channel.close();
   }
+  // For a tab that left: one message on a channel of its own (the other tabs get it all the same).
+  static postOnce(name, t, text) {
+    if (typeof BroadcastChannel !== 'function') return;
+    const channel = new BroadcastChannel(name);
+    channel.postMessage({ t, texts: [text] });
+    channel.close();
+  }
 }
 export function ferry_listen(type, f) {
   if (typeof globalThis.addEventListener !== 'function') return () => {};
@@ -242,6 +269,8 @@ extern "C" {
     pub fn ferry_note_get(key: &str) -> Option<String>;
     /// `localStorage.setItem(key, value)`, or `removeItem` for `None`; silent where it fails.
     pub fn ferry_note_set(key: &str, value: Option<String>);
+    /// The exception `indexedDB.open()` throws here, as text.
+    pub fn ferry_open_refused() -> String;
     /// `setTimeout(f, ms)`.
     pub fn ferry_set_timeout(f: &Function, ms: f64) -> JsValue;
     /// `clearTimeout(id)`.
@@ -263,6 +292,9 @@ extern "C" {
     /// Sends changes or a report, as JSON text, to the other tabs (they hear `{ t, body }`).
     #[wasm_bindgen(method, js_name = postText)]
     pub fn post_text(this: &FerryTabs, t: &str, text: &str);
+    /// [`FerryTabs::post_text`] from a tab that has left the others (closed).
+    #[wasm_bindgen(static_method_of = FerryTabs, js_name = postOnce)]
+    pub fn post_once(name: &str, t: &str, text: &str);
     /// Leaves: gives up leadership and stops listening.
     #[wasm_bindgen(method)]
     pub fn close(this: &FerryTabs);

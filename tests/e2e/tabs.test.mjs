@@ -139,6 +139,38 @@ test("the leader closes while its flush is in flight: the new leader finishes it
   }
 });
 
+test("a leading store the page no longer refers to, never closed, stays open: the other tab's sync() is carried out", async () => {
+  await server.admin("/__admin/wipe", {});
+  const context = await browser.newContext();
+  const a = await openPage(context, server.url, "tabs-forgotten");
+  const b = await openPage(context, server.url, "tabs-forgotten");
+  try {
+    await until(async () => (await leader(a)) && !(await leader(b)), "the first page to lead");
+    // The page drops every reference to its store (a hot reload or an unmount that forgot
+    // close()) and the garbage collector runs, finalizers included.
+    await a.evaluate(async () => {
+      window.ferry.db = null;
+      window.ferry.items = null;
+      for (let i = 0; i < 5; i++) {
+        gc();
+        await new Promise((ok) => setTimeout(ok, 50));
+      }
+    });
+    await b.evaluate(() => window.ferry.items.create({ key: "after-forgetting", v: 1 }));
+    // Freed, the store kept its tab lock and no tab could lead or send: sync() never settled.
+    const outcome = await b.evaluate(() =>
+      Promise.race([
+        window.ferry.db.sync().then(() => "synced", (e) => `${e.name}: ${e.message}`),
+        new Promise((ok) => setTimeout(() => ok("no answer in 10 s"), 10_000)),
+      ]));
+    assert.equal(outcome, "synced");
+    assert.ok((await server.items()).some((r) => r.key === "after-forgetting"));
+    assert.deepEqual(b.errors, []);
+  } finally {
+    await context.close();
+  }
+});
+
 test("`using` (Symbol.dispose) closes the store: the other tab takes the lead, and the disposed one stops", async () => {
   const context = await browser.newContext();
   const a = await openPage(context, server.url, "tabs-dispose");

@@ -104,6 +104,12 @@ impl<S: Storage, E: Env> Engine<S, E> {
         let mut failed_last = false;
         let mut i = 0;
         while i < picked.len() {
+            // Closed (`close()`, or the database taken by another tab's upgrade): another tab
+            // may lead and send these now. What was not sent goes from there, and what was sent
+            // and not written down goes again under its key, as after a crash.
+            if self.is_closed() {
+                break;
+            }
             if let Some(v) = early.get_mut(i).and_then(Option::take) {
                 // A read first answered with `Retry-After` pauses the round as a write's does.
                 let paused = asks_pause(&v);

@@ -1,6 +1,9 @@
 //! The layout of a Ferry database and how an open brings the database to it: open without a
-//! version, compare, and when stores or indexes differ reopen one version up and create or delete
-//! them in `upgradeneeded` (stores that stay keep their data).
+//! version, compare, and when stores or indexes are missing reopen one version up and create
+//! them in `upgradeneeded`. Nothing is ever deleted: a store or an index another configuration
+//! declares (an older page still open, another part of the app) stays, and this one keeps such
+//! an index up to date too (`kept`), so that tabs that differ never upgrade back and forth,
+//! closing each other, and an index never misses what a tab without it wrote.
 
 use std::cell::{Cell, OnceCell};
 use std::rc::Rc;
@@ -16,7 +19,7 @@ use web_sys::{DomException, DomStringList, IdbDatabase, IdbObjectStore, IdbTrans
 use super::{idb_error, lib_error, open_error, store_name, RECORDS_PREFIX};
 use crate::core::config::StoreConfig;
 use crate::core::error::{Error, Result};
-use crate::core::storage::{field_index, Table, OUTBOX_BY_RECORD};
+use crate::core::storage::{field_index, Table, FIELD_INDEX_PREFIX, OUTBOX_BY_RECORD};
 
 /// An empty store whose presence says that the records stores keep ghosts (`ghost` in
 /// `record.rs`): the upgrade that creates it lays them for what a database from before them holds
@@ -36,11 +39,11 @@ struct IndexSpec {
     field: Option<String>,
 }
 
-/// A store and its indexes; `prune` drops indexes the configuration no longer declares.
+/// A store and its indexes; `collection`: the collection whose records it holds.
 struct StoreSpec {
     name: String,
     indexes: Vec<IndexSpec>,
-    prune: bool,
+    collection: Option<String>,
 }
 
 fn index(name: String, path: &[&str]) -> IndexSpec {
@@ -61,13 +64,13 @@ fn layout(config: &StoreConfig) -> Vec<StoreSpec> {
     let mut stores = vec![StoreSpec {
         name: store_name(Table::Outbox).into_owned(),
         indexes: vec![index(OUTBOX_BY_RECORD.into(), &["c", "r"])],
-        prune: false,
+        collection: None,
     }];
     let fixed = fixed.into_iter().map(store_name).map(|n| n.into_owned());
     stores.extend(fixed.chain([GHOSTS_KEPT.into()]).map(|name| StoreSpec {
         name,
         indexes: Vec::new(),
-        prune: false,
+        collection: None,
     }));
     stores.extend(config.collections.values().map(|c| {
         StoreSpec {
@@ -80,7 +83,7 @@ fn layout(config: &StoreConfig) -> Vec<StoreSpec> {
                     ..index(field_index(f), &[&field_index(f)])
                 })
                 .collect(),
-            prune: true,
+            collection: Some(c.name.clone()),
         }
     }));
     stores
@@ -90,13 +93,12 @@ fn layout(config: &StoreConfig) -> Vec<StoreSpec> {
 enum Change<'s> {
     CreateStore(&'s StoreSpec),
     CreateIndex(&'s StoreSpec, &'s IndexSpec),
-    DeleteIndex(&'s StoreSpec, String),
 }
 
 /// What must change so that a database with `stores` (and `indexes` on each store that exists)
-/// matches `layout`. No store is ever deleted: a collection left out of this configuration (an
+/// holds `layout`. No store is ever deleted: a collection left out of this configuration (an
 /// older page, another part of the app) keeps its records and its pending mutations for the
-/// store that declares it again.
+/// store that declares it again. No index either (see `kept`).
 fn diff<'s>(
     layout: &'s [StoreSpec],
     stores: &[String],
@@ -112,11 +114,24 @@ fn diff<'s>(
         for ix in spec.indexes.iter().filter(|ix| !have.contains(&ix.name)) {
             out.push(Change::CreateIndex(spec, ix));
         }
-        if spec.prune {
-            for name in have {
-                if !spec.indexes.iter().any(|ix| ix.name == name) {
-                    out.push(Change::DeleteIndex(spec, name));
-                }
+    }
+    Ok(out)
+}
+
+/// The field indexes the database has on the declared collections' stores beyond `layout`'s,
+/// as `(collection, field)`: this tab's writes keep them up to date, as the tab that declares
+/// them would (rows carry a key for every index of their store).
+fn kept(
+    layout: &[StoreSpec],
+    indexes: impl Fn(&str) -> Result<Vec<String>>,
+) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for spec in layout {
+        let Some(c) = &spec.collection else { continue };
+        for name in indexes(&spec.name)? {
+            let field = name.strip_prefix(FIELD_INDEX_PREFIX);
+            if let (Some(f), false) = (field, spec.indexes.iter().any(|ix| ix.name == name)) {
+                out.push((c.clone(), f.to_string()));
             }
         }
     }
@@ -160,7 +175,6 @@ fn apply(db: &IdbDatabase, vtx: &IdbTransaction, changes: &[Change<'_>]) -> Resu
                     rekey[at].1.push(&JsValue::from_str(field));
                 }
             }
-            Change::DeleteIndex(spec, name) => vtx.object_store(&spec.name)?.delete_index(name)?,
         }
     }
     for (name, fields) in rekey {
@@ -257,9 +271,13 @@ fn names(list: DomStringList) -> Vec<String> {
     (0..list.length()).filter_map(|i| list.item(i)).collect()
 }
 
+/// What an open found: the connection, the names of every store (for transactions), and the
+/// field indexes kept beyond the configuration's (`kept`).
+pub(super) type Opened = (Database, Vec<String>, Vec<(String, String)>);
+
 /// Opens the database `config.name` with the layout `config` asks for, upgrading it when it
-/// differs. Returns the connection and the names of every store (for transactions).
-pub(super) async fn open(config: &StoreConfig) -> Result<(Database, Vec<String>)> {
+/// lacks something.
+pub(super) async fn open(config: &StoreConfig) -> Result<Opened> {
     let layout = Rc::new(layout(config));
     // Every store, the declared collections' and those kept for collections left out (whose
     // pending mutations the outbox still lists).
@@ -267,12 +285,12 @@ pub(super) async fn open(config: &StoreConfig) -> Result<(Database, Vec<String>)
     let name = config.name.as_str();
     for _ in 0..OPEN_ATTEMPTS {
         let db = Database::open(name).await.map_err(open_error)?;
-        match outdated(&db, &layout) {
-            Ok(false) => {
+        match look(&db, &layout) {
+            Ok((false, kept)) => {
                 let all = stores(&db);
-                return Ok((db, all));
+                return Ok((db, all, kept));
             }
-            Ok(true) => {}
+            Ok((true, _)) => {}
             Err(e) => {
                 db.close();
                 return Err(e);
@@ -281,8 +299,16 @@ pub(super) async fn open(config: &StoreConfig) -> Result<(Database, Vec<String>)
         let version = db.version() + 1.0;
         db.close();
         if let Some(db) = upgrade(name, version, layout.clone()).await? {
-            let all = stores(&db);
-            return Ok((db, all));
+            return match look(&db, &layout) {
+                Ok((_, kept)) => {
+                    let all = stores(&db);
+                    Ok((db, all, kept))
+                }
+                Err(e) => {
+                    db.close();
+                    Err(e)
+                }
+            };
         }
     }
     Err(Error::storage(format!(
@@ -291,15 +317,17 @@ pub(super) async fn open(config: &StoreConfig) -> Result<(Database, Vec<String>)
     )))
 }
 
-/// Whether `db` differs from `layout`.
-fn outdated(db: &Database, layout: &[StoreSpec]) -> Result<bool> {
+/// Whether `db` lacks something of `layout`, and the field indexes it has beyond it (`kept`).
+fn look(db: &Database, layout: &[StoreSpec]) -> Result<(bool, Vec<(String, String)>)> {
     let stores = names(db.as_sys().object_store_names());
     if layout.iter().any(|spec| !stores.contains(&spec.name)) {
-        return Ok(true);
+        return Ok((true, Vec::new()));
     }
     let all: Vec<&str> = layout.iter().map(|spec| spec.name.as_str()).collect();
     let tx = db.transaction(all.as_slice()).build().map_err(lib_error)?;
-    Ok(!diff(layout, &stores, indexes_in(tx.as_sys()))?.is_empty())
+    let indexes = indexes_in(tx.as_sys());
+    let outdated = !diff(layout, &stores, &indexes)?.is_empty();
+    Ok((outdated, kept(layout, &indexes)?))
 }
 
 /// Opens `name` at `version`, bringing it to `layout` in `upgradeneeded`. `None` when no upgrade
