@@ -21,7 +21,7 @@ use super::ferry::Inner;
 /// The driver's state.
 pub struct SyncState {
     pub(crate) online: bool,
-    running: bool,
+    pub(crate) running: bool,
     rerun: bool,
     pub(crate) pull_next: bool,
     last_error: Option<Error>,
@@ -41,6 +41,11 @@ pub struct SyncState {
     pub(crate) forced_offline: bool,
     /// The timer of the next periodic pull (`pullIntervalMs`).
     pub(crate) poll_timer: Option<Timer>,
+    /// A tab that declares more collections asked for the lead: it goes when the run ends.
+    pub(crate) hand_over: bool,
+    /// A `sync()` (here or in a follower) came while the run was out: it gets a run of its
+    /// own, also when this one fails, rather than this one's outcome.
+    pub(crate) asked: bool,
 }
 
 impl SyncState {
@@ -62,6 +67,8 @@ impl SyncState {
             leader: false,
             forced_offline,
             poll_timer: None,
+            hand_over: false,
+            asked: false,
         }
     }
 
@@ -262,6 +269,7 @@ impl Inner {
                 s.next_retry = None;
                 if s.leader {
                     s.waiters.push((resolve, reject));
+                    s.asked |= s.running;
                     drop(s);
                     inner.kick();
                 } else {
@@ -285,10 +293,13 @@ impl Inner {
             // browser offline and it is back (its `online` event came while the run ended,
             // and will not come again).
             let offline = matches!(&end, RunEnd::Failed(e, _) if e.kind == ErrorKind::Offline);
-            if s.rerun && (matches!(end, RunEnd::Done) || (offline && s.is_online())) {
+            let again = matches!(end, RunEnd::Done) || (offline && s.is_online()) || s.asked;
+            if s.rerun && again && !self.engine.is_closed() {
                 s.rerun = false;
+                s.asked = false;
                 continue;
             }
+            s.asked = false;
             s.rerun = false;
             s.running = false;
             break end;
@@ -341,6 +352,10 @@ impl Inner {
                     let _ = reject.call1(&JsValue::NULL, &err);
                 }
             }
+        }
+        // Asked during the run for the lead by a tab that declares more: it goes now.
+        if self.sync.borrow().hand_over {
+            self.hand_over();
         }
         self.emit_status();
         // Conflicts left open by this run go to the app's resolver; what it settles is sent.

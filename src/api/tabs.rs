@@ -39,8 +39,58 @@ impl Inner {
         })
         .into_js_value();
         let name = format!("ferry:{}", self.engine.config.name);
-        let tabs = FerryTabs::new(&name, on_message.unchecked_ref(), on_leader.unchecked_ref());
+        let tabs = FerryTabs::new(
+            &name,
+            on_message.unchecked_ref(),
+            on_leader.unchecked_ref(),
+            &self.declared(),
+        );
+        tabs.post("hello", &JsValue::NULL);
         *self.tabs.borrow_mut() = Some(tabs);
+    }
+
+    /// The collections this tab declares, as a JS array (sent with every message).
+    fn declared(&self) -> JsValue {
+        let names = self.engine.config.collections.keys();
+        names
+            .map(|c| JsValue::from_str(c))
+            .collect::<Array>()
+            .into()
+    }
+
+    /// Whether a tab that declares `from` should lead instead of this one: it declares every
+    /// collection this one does, and more. Only the leader sends, and it cannot send what it
+    /// does not declare (an older page left open leading a newer one's new collection).
+    fn outdone_by(&self, from: &JsValue) -> bool {
+        if !Array::is_array(from) {
+            return false;
+        }
+        let from: Vec<String> = Array::from(from)
+            .iter()
+            .filter_map(|v| v.as_string())
+            .collect();
+        let own = &self.engine.config.collections;
+        own.keys().all(|c| from.contains(c)) && from.iter().any(|c| !own.contains_key(c))
+    }
+
+    /// Gives the lead to the next tab in the lock's queue (which asks again until the tab that
+    /// outdoes this one leads), once the run in flight has ended: two leaders never send.
+    pub(crate) fn hand_over(&self) {
+        let mut s = self.sync.borrow_mut();
+        if !s.leader {
+            return;
+        }
+        if s.running {
+            s.hand_over = true;
+            return;
+        }
+        s.hand_over = false;
+        s.leader = false;
+        drop([s.timer.take(), s.poll_timer.take()]);
+        drop(s);
+        if let Some(t) = self.tabs.borrow().as_ref() {
+            t.requeue();
+        }
     }
 
     /// Leaves the tabs (at close).
@@ -116,6 +166,10 @@ impl Inner {
 
     fn on_tab_message(self: &Rc<Self>, m: &JsValue) {
         let body = field(m, "body");
+        if self.sync.borrow().leader && self.outdone_by(&field(m, "from")) {
+            self.hand_over();
+            self.emit_status();
+        }
         match field(m, "t").as_string().as_deref() {
             // Another tab wrote: its subscribers were told; ours are now, and the leader flushes.
             Some("changes") => {
@@ -128,6 +182,10 @@ impl Inner {
             Some("report") => self.emit_report(&body),
             // `setOffline` is the store's, not one tab's: the leader sends for every tab.
             Some("offline") => self.set_online(body.as_bool() != Some(true), true),
+            // A tab that opened after `setOffline(true)` hears that the store is offline.
+            Some("hello") if self.sync.borrow().forced_offline => {
+                self.tell_tabs("offline", &JsValue::TRUE)
+            }
             Some("kick") if self.sync.borrow().leader => {
                 let ids: Vec<String> = if Array::is_array(&field(&body, "ids")) {
                     Array::from(&field(&body, "ids"))
@@ -146,6 +204,7 @@ impl Inner {
                 }
                 {
                     let mut s = self.sync.borrow_mut();
+                    s.asked |= !ids.is_empty() && s.running;
                     s.served.extend(ids);
                     s.pull_next = true;
                 }
@@ -255,7 +314,7 @@ impl Inner {
             // same, and the other tabs (the leader, which sends it) must hear of it.
             None => {
                 let name = format!("ferry:{}", self.engine.config.name);
-                FerryTabs::post_once(&name, kind, &text);
+                FerryTabs::post_once(&name, kind, &text, &self.declared());
             }
         }
     }

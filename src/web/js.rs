@@ -159,11 +159,15 @@ export function ferry_on_line() {
   return typeof navigator === 'undefined' || navigator.onLine !== false;
 }
 // One store open in several tabs: a Web Lock makes one of them the leader (the one that
-// flushes) until it closes, when the next waiting tab gets it; a BroadcastChannel carries
-// changes and sync outcomes between them. Without Web Locks every tab leads.
+// flushes) until it closes or gives the lead up, when the next waiting tab gets it; a
+// BroadcastChannel carries changes and sync outcomes between them. Without Web Locks every tab
+// leads. Every message carries `from`, the collections its tab declares.
 export class FerryTabs {
-  constructor(name, onMessage, onLeader) {
+  constructor(name, onMessage, onLeader, from) {
     this.closed = false;
+    this.name = name;
+    this.from = from;
+    this.onLeader = onLeader;
     this.release = () => {};
     this.channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel(name) : null;
     if (this.channel) this.channel.onmessage = (e) => {
@@ -173,14 +177,13 @@ export class FerryTabs {
         // Changes and reports travel as JSON text (see postText); a batch is several texts.
         let body;
         try { body = m.texts.length === 1 ? JSON.parse(m.texts[0]) : m.texts.flatMap((t) => JSON.parse(t)); } catch { return; }
-        onMessage({ t: m.t, body });
+        onMessage({ t: m.t, body, from: m.from });
       } else onMessage(m);
     };
     const locks = typeof navigator !== 'undefined' ? navigator.locks : undefined;
     this.shared = !!(locks && typeof locks.request === 'function');
     if (this.shared) {
-      const held = new Promise((resolve) => { this.release = resolve; });
-      locks.request(name, () => { if (!this.closed) onLeader(); return held; }).catch(() => {});
+      this.queue();
     } else {
       queueMicrotask(() => { if (!this.closed) onLeader(); });
     }
@@ -191,6 +194,17 @@ export class FerryTabs {
   // changes held back, so the other tabs hear everything in order. Changes and reports go as
   // the JSON text the writing tab made anyway: a string is cloned far faster than an object
   // tree, and only tabs that hear them parse them.
+  // Waits in the lock's queue; `onLeader` when this tab gets it.
+  queue() {
+    const held = new Promise((resolve) => { this.release = resolve; });
+    navigator.locks.request(this.name, () => { if (!this.closed) this.onLeader(); return held; }).catch(() => {});
+  }
+  // Gives the lead to the next tab in the queue, and waits behind it for it again.
+  requeue() {
+    if (this.closed || !this.shared) return;
+    this.release();
+    this.queue();
+  }
   postText(t, text) {
     if (!this.channel || this.closed) return;
     if (t === 'changes') {
@@ -199,17 +213,17 @@ export class FerryTabs {
         this.held.push(text);
         return;
       }
-      this.channel.postMessage({ t, texts: [text] });
+      this.channel.postMessage({ t, texts: [text], from: this.from });
       this.quiet();
       return;
     }
     this.flush();
-    this.channel.postMessage({ t, texts: [text] });
+    this.channel.postMessage({ t, texts: [text], from: this.from });
   }
   post(t, body) {
     if (!this.channel || this.closed) return;
     this.flush();
-    this.channel.postMessage({ t, body });
+    this.channel.postMessage({ t, body, from: this.from });
   }
   quiet() {
     this.timer = setTimeout(() => {
@@ -220,7 +234,7 @@ export class FerryTabs {
   flush() {
     const held = this.held;
     this.held = null;
-    if (held && this.channel && !this.closed) this.channel.postMessage({ t: 'changes', texts: held });
+    if (held && this.channel && !this.closed) this.channel.postMessage({ t: 'changes', texts: held, from: this.from });
   }
   close() {
     this.flush();
@@ -228,10 +242,10 @@ export class FerryTabs {
     this.closed = true; this.release(); if (this.channel) this.channel.close();
   }
   // For a tab that left: one message on a channel of its own (the other tabs get it all the same).
-  static postOnce(name, t, text) {
+  static postOnce(name, t, text, from) {
     if (typeof BroadcastChannel !== 'function') return;
     const channel = new BroadcastChannel(name);
-    channel.postMessage({ t, texts: [text] });
+    channel.postMessage({ t, texts: [text], from });
     channel.close();
   }
 }
@@ -283,9 +297,18 @@ extern "C" {
     /// Leadership (Web Locks) and messages (BroadcastChannel) among the tabs of one store.
     pub type FerryTabs;
     /// Joins the tabs of store `name`: `on_message(data)` for messages from the others,
-    /// `on_leader()` once this tab leads.
+    /// `on_leader()` once this tab leads; `from`, the collections this tab declares (an array
+    /// of names), goes with every message.
     #[wasm_bindgen(constructor)]
-    pub fn new(name: &str, on_message: &Function, on_leader: &Function) -> FerryTabs;
+    pub fn new(
+        name: &str,
+        on_message: &Function,
+        on_leader: &Function,
+        from: &JsValue,
+    ) -> FerryTabs;
+    /// Gives the lead to the next tab in the lock's queue and waits behind it.
+    #[wasm_bindgen(method)]
+    pub fn requeue(this: &FerryTabs);
     /// Sends message `{ t, body }` to the other tabs.
     #[wasm_bindgen(method)]
     pub fn post(this: &FerryTabs, t: &str, body: &JsValue);
@@ -294,7 +317,7 @@ extern "C" {
     pub fn post_text(this: &FerryTabs, t: &str, text: &str);
     /// [`FerryTabs::post_text`] from a tab that has left the others (closed).
     #[wasm_bindgen(static_method_of = FerryTabs, js_name = postOnce)]
-    pub fn post_once(name: &str, t: &str, text: &str);
+    pub fn post_once(name: &str, t: &str, text: &str, from: &JsValue);
     /// Leaves: gives up leadership and stops listening.
     #[wasm_bindgen(method)]
     pub fn close(this: &FerryTabs);
