@@ -100,7 +100,7 @@ async fn set_offline_takes_a_boolean_and_nothing_else() {
 async fn queries_say_what_they_cannot_do() {
     let db = Ferry::open(options(&unique("queries"), "")).await.unwrap();
     let todos = db.collection("todos").unwrap();
-    JsFuture::from(todos.create(make("{ id: 'a', n: 2, done: true }")))
+    JsFuture::from(todos.create(make("{ id: 'a', n: 2, done: true, meta: { $ref: '#/x' } }")))
         .await
         .unwrap();
     // Operators as Dexie, Mongo and PouchDB write them matched nothing, without a word.
@@ -113,8 +113,8 @@ async fn queries_say_what_they_cannot_do() {
             &["operator", "equal values only"],
         );
     }
-    // An object value is still a value to compare.
-    let hits = JsFuture::from(todos.query(make("{ where: { n: 2 } }")))
+    // An object value is still a value to compare, also one whose key starts with `$`.
+    let hits = JsFuture::from(todos.query(make("{ where: { meta: { $ref: '#/x' } } }")))
         .await
         .unwrap();
     assert_eq!(js_sys::Array::from(&hits).length(), 1);
@@ -149,6 +149,10 @@ async fn records_json_would_change_are_refused_by_name() {
             &["toJSON"][..],
         ),
         // "is a Object, not a plain object" before.
+        (
+            "{ id: 'k5', list: Object.assign([1], { toJSON() { return 'x'; } }) }",
+            &["`list`", "toJSON"][..],
+        ),
         (
             "{ id: 'k4', p: Object.create({ inherited: 1 }) }",
             &["`p`", "a prototype of its own"][..],

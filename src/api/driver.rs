@@ -46,6 +46,9 @@ pub struct SyncState {
     /// A `sync()` (here or in a follower) came while the run was out: it gets a run of its
     /// own, also when this one fails, rather than this one's outcome.
     pub(crate) asked: bool,
+    /// The last `setOffline` of the store this tab made or heard since it opened: a tab that
+    /// opens later asks ("hello"), and one that knows the store is offline says so.
+    pub(crate) offline_call: Option<bool>,
 }
 
 impl SyncState {
@@ -69,6 +72,7 @@ impl SyncState {
             poll_timer: None,
             hand_over: false,
             asked: false,
+            offline_call: None,
         }
     }
 
@@ -150,6 +154,7 @@ impl Inner {
             let mut s = self.sync.borrow_mut();
             if forced {
                 s.forced_offline = !online;
+                s.offline_call = Some(!online);
             } else {
                 s.online = online;
             }
@@ -359,7 +364,8 @@ impl Inner {
         }
         self.emit_status();
         // Conflicts left open by this run go to the app's resolver; what it settles is sent.
-        if self.offer_conflicts().await {
+        // A tab that handed the lead on leaves them to the new leader, which offers them too.
+        if self.sync.borrow().leader && self.offer_conflicts().await {
             self.kick();
         }
     }

@@ -17,6 +17,16 @@ use super::convert::{js_error, to_js};
 use super::events::emit;
 use super::ferry::Inner;
 
+/// The names in `v`, when it is an array (a message's `from`).
+fn names(v: &JsValue) -> Option<Vec<String>> {
+    Array::is_array(v).then(|| {
+        Array::from(v)
+            .iter()
+            .filter_map(|x| x.as_string())
+            .collect()
+    })
+}
+
 fn field(v: &JsValue, name: &str) -> JsValue {
     Reflect::get(v, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
 }
@@ -62,19 +72,26 @@ impl Inner {
     /// collection this one does, and more. Only the leader sends, and it cannot send what it
     /// does not declare (an older page left open leading a newer one's new collection).
     fn outdone_by(&self, from: &JsValue) -> bool {
-        if !Array::is_array(from) {
+        let Some(from) = names(from) else {
             return false;
-        }
-        let from: Vec<String> = Array::from(from)
-            .iter()
-            .filter_map(|v| v.as_string())
-            .collect();
+        };
         let own = &self.engine.config.collections;
         own.keys().all(|c| from.contains(c)) && from.iter().any(|c| !own.contains_key(c))
     }
 
-    /// Gives the lead to the next tab in the lock's queue (which asks again until the tab that
-    /// outdoes this one leads), once the run in flight has ended: two leaders never send.
+    /// Whether this tab declares every collection of `from` and more.
+    fn outdoes(&self, from: &JsValue) -> bool {
+        let Some(from) = names(from) else {
+            return false;
+        };
+        let own = &self.engine.config.collections;
+        from.iter().all(|c| own.contains_key(c)) && own.keys().any(|c| !from.contains(c))
+    }
+
+    /// Gives the lead to the next tab in the lock's queue once the run in flight has ended (two
+    /// leaders never send). If that tab is outdone too, the outdoing tab hears its `leader`
+    /// message and says so again, until it leads. Only where Web Locks queue the tabs: without
+    /// them every tab leads anyway.
     pub(crate) fn hand_over(&self) {
         let mut s = self.sync.borrow_mut();
         if !s.leader {
@@ -166,7 +183,8 @@ impl Inner {
 
     fn on_tab_message(self: &Rc<Self>, m: &JsValue) {
         let body = field(m, "body");
-        if self.sync.borrow().leader && self.outdone_by(&field(m, "from")) {
+        let shared = self.tabs.borrow().as_ref().is_some_and(|t| t.shared());
+        if shared && self.sync.borrow().leader && self.outdone_by(&field(m, "from")) {
             self.hand_over();
             self.emit_status();
         }
@@ -182,9 +200,13 @@ impl Inner {
             Some("report") => self.emit_report(&body),
             // `setOffline` is the store's, not one tab's: the leader sends for every tab.
             Some("offline") => self.set_online(body.as_bool() != Some(true), true),
-            // A tab that opened after `setOffline(true)` hears that the store is offline.
-            Some("hello") if self.sync.borrow().forced_offline => {
-                self.tell_tabs("offline", &JsValue::TRUE)
+            // A tab that opened after `setOffline(true)` hears that the store is offline, unless
+            // its app chose since (a toggle restored at start): the later word stands.
+            Some("hello") if self.sync.borrow().offline_call == Some(true) => {
+                self.tell_tabs("still-offline", &JsValue::NULL)
+            }
+            Some("still-offline") if self.sync.borrow().offline_call.is_none() => {
+                self.set_online(false, true)
             }
             Some("kick") if self.sync.borrow().leader => {
                 let ids: Vec<String> = if Array::is_array(&field(&body, "ids")) {
@@ -221,6 +243,10 @@ impl Inner {
                     .collect();
                 if !ids.is_empty() {
                     self.tell_tabs("kick", &to_js(&json!({ "ids": ids })));
+                } else if self.outdoes(&field(m, "from")) {
+                    // A new leader this tab outdoes: it says so (any message does), and the
+                    // lead comes here once that leader's run ends.
+                    self.tell_tabs("hello", &JsValue::NULL);
                 }
             }
             // The leader's run ended: it settles the `sync()` calls of this tab that it served.
@@ -314,7 +340,8 @@ impl Inner {
             // same, and the other tabs (the leader, which sends it) must hear of it.
             None => {
                 let name = format!("ferry:{}", self.engine.config.name);
-                FerryTabs::post_once(&name, kind, &text, &self.declared());
+                // Without `from`: a tab that is gone asks nobody for the lead.
+                FerryTabs::post_once(&name, kind, &text, &JsValue::NULL);
             }
         }
     }

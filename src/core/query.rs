@@ -33,14 +33,35 @@ pub struct Query {
 }
 
 impl Query {
-    /// A `where` value that is an operator (`{ $gt: 1 }`, as Dexie, Mongo and PouchDB write
-    /// them) would be compared as a value and match nothing, without a word: an error instead.
+    /// A `where` value that is an operator (`{ $gt: 1 }`, as Mongo and PouchDB write them)
+    /// would be compared as a value and match nothing, without a word: an error instead. Only
+    /// their operators' names count: `{ $ref: … }` and `{ $oid: … }` are values to compare.
     pub fn check(&self) -> Result<()> {
+        const OPERATORS: &[&str] = &[
+            "$eq",
+            "$ne",
+            "$gt",
+            "$gte",
+            "$lt",
+            "$lte",
+            "$in",
+            "$nin",
+            "$exists",
+            "$regex",
+            "$and",
+            "$or",
+            "$not",
+            "$nor",
+            "$all",
+            "$elemMatch",
+            "$size",
+            "$type",
+            "$mod",
+        ];
         for (k, v) in &self.filter {
             if let Some(op) = v
                 .as_object()
-                .filter(|o| !o.is_empty() && o.keys().all(|key| key.starts_with('$')))
-                .and_then(|o| o.keys().next())
+                .and_then(|o| o.keys().find(|key| OPERATORS.contains(&key.as_str())))
             {
                 return Err(Error::validation(format!(
                     "`where.{k}` holds the operator `{op}`: `where` matches equal values only \
@@ -255,5 +276,18 @@ mod tests {
     #[test]
     fn unknown_option_is_an_error() {
         assert!(serde_json::from_value::<Query>(json!({"wher": {}})).is_err());
+    }
+
+    #[test]
+    fn operators_are_refused_and_dollar_values_compared() {
+        let q = |w: Value| Query {
+            filter: rec(w),
+            ..Query::default()
+        };
+        let e = q(json!({"n": {"$gt": 1}})).check().unwrap_err();
+        assert!(e.message.contains("`$gt`"), "{e:?}");
+        assert!(q(json!({"n": {"$in": [1], "x": 2}})).check().is_err());
+        assert!(q(json!({"meta": {"$ref": "#/x"}})).check().is_ok());
+        assert!(q(json!({"n": 2})).check().is_ok());
     }
 }

@@ -106,7 +106,8 @@ fn lib_error(e: IdbError) -> Error {
     }
 }
 
-fn open_error(e: OpenDbError) -> Error {
+/// The error of opening database `name`.
+fn open_error(name: &str, e: OpenDbError) -> Error {
     match e {
         OpenDbError::Base(e) => lib_error(e),
         // indexed_db_futures reports any exception `indexedDB.open()` throws as this (Ferry
@@ -115,7 +116,7 @@ fn open_error(e: OpenDbError) -> Error {
             "IndexedDB cannot be used here ({}): a sandboxed frame without \
              allow-same-origin, a page not served over http(s), or a browser setting that \
              blocks this site's data",
-            crate::web::js::ferry_open_refused()
+            crate::web::js::ferry_open_refused(name)
         )),
         other => Error::storage(format!("IndexedDB: {other}")),
     }

@@ -20,6 +20,7 @@ function plain(v, d) {
       if (v === null) return true;
       if (d > 100) return false;
       if (Array.isArray(v)) {
+        if (Object.prototype.hasOwnProperty.call(v, 'toJSON')) return false;
         for (let i = 0; i < v.length; i++) if (v[i] === undefined || !plain(v[i], d + 1)) return false;
         return true;
       }
@@ -82,10 +83,11 @@ export function ferry_stringify(value) {
             const name = ctor && ctor !== 'Object' ? 'a ' + ctor : 'an object with a prototype of its own';
             throw new TypeError(describe(path) + ' is ' + name + ', not a plain object (store it as a string or number)');
           }
-          // JSON.stringify would store what it returns (or nothing at all), not the object.
-          if (typeof raw.toJSON === 'function') {
-            throw new TypeError(describe(path) + ' has a toJSON method: store what it returns instead');
-          }
+        }
+        // JSON.stringify would store what it returns (or nothing at all), not the value. An
+        // array's own only: a library's Array.prototype.toJSON would refuse every array.
+        if (raw !== null && (Array.isArray(raw) ? Object.prototype.hasOwnProperty.call(raw, 'toJSON') : typeof raw.toJSON === 'function')) {
+          throw new TypeError(describe(path) + ' has a toJSON method: store what it returns instead');
         }
         break;
     }
@@ -133,10 +135,11 @@ export function ferry_record_pairs(records) {
   for (let i = 0; i < records.length; i++) { keys[i] = records[i].primaryKey; values[i] = records[i].value; }
   return JSON.stringify([keys, values]);
 }
-// Why `indexedDB.open()` throws (it did once already): the browser's own words.
-export function ferry_open_refused() {
+// Why `indexedDB.open(name)` throws (it did once already): the browser's own words. Should it
+// open now, it is the store's own database, closed again.
+export function ferry_open_refused(name) {
   try {
-    const r = indexedDB.open('ferry-probe');
+    const r = indexedDB.open(name);
     r.onsuccess = () => r.result.close();
     return 'it opens now';
   } catch (e) {
@@ -284,7 +287,7 @@ extern "C" {
     /// `localStorage.setItem(key, value)`, or `removeItem` for `None`; silent where it fails.
     pub fn ferry_note_set(key: &str, value: Option<String>);
     /// The exception `indexedDB.open()` throws here, as text.
-    pub fn ferry_open_refused() -> String;
+    pub fn ferry_open_refused(name: &str) -> String;
     /// `setTimeout(f, ms)`.
     pub fn ferry_set_timeout(f: &Function, ms: f64) -> JsValue;
     /// `clearTimeout(id)`.

@@ -284,7 +284,9 @@ pub(super) async fn open(config: &StoreConfig) -> Result<Opened> {
     let stores = |db: &Database| names(db.as_sys().object_store_names());
     let name = config.name.as_str();
     for _ in 0..OPEN_ATTEMPTS {
-        let db = Database::open(name).await.map_err(open_error)?;
+        let db = Database::open(name)
+            .await
+            .map_err(|e| open_error(name, e))?;
         match look(&db, &layout) {
             Ok((false, kept)) => {
                 let all = stores(&db);
@@ -370,7 +372,7 @@ async fn upgrade(name: &str, version: f64, layout: Rc<Vec<StoreSpec>>) -> Result
         .with_on_upgrade_needed(on_upgrade)
         .with_on_blocked(on_blocked)
         .build()
-        .map_err(open_error)?;
+        .map_err(|e| open_error(name, e))?;
     let _ = request.set(open.as_sys().clone());
     match open.await {
         Ok(db) if ran.get() => Ok(Some(db)),
@@ -381,7 +383,7 @@ async fn upgrade(name: &str, version: f64, layout: Rc<Vec<StoreSpec>>) -> Result
         Err(e) => match Rc::try_unwrap(failure).ok().and_then(OnceCell::into_inner) {
             Some(ours) => Err(ours),
             None if is_version_error(&e) => Ok(None),
-            None => Err(open_error(e)),
+            None => Err(open_error(name, e)),
         },
     }
 }
