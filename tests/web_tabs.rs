@@ -56,13 +56,10 @@ async fn a_tab_that_declares_more_collections_takes_the_lead_and_sends_them() {
     assert_eq!(server_records(&notes).await.length(), 1);
     // Closed, the newer page gives the lead back.
     newer.close();
-    for _ in 0..100 {
-        if leads(&older).await {
-            break;
-        }
-        sleep(20).await;
-    }
-    assert!(leads(&older).await, "the older page leads again");
+    assert!(
+        eventually(|| leads(&older)).await,
+        "the older page leads again"
+    );
     older.close();
 }
 
@@ -74,29 +71,13 @@ async fn a_tab_opened_after_set_offline_is_offline_too() {
     let first = open(&name, &[&notes]).await;
     first.set_offline(true.into()).unwrap();
     let later = open(&name, &[&notes]).await;
-    let online = |db: &Ferry| {
-        let status = db.status();
-        async move { get(&ok(status).await, "online") }
+    let offline = || {
+        let status = later.status();
+        async move { get(&ok(status).await, "online") == JsValue::FALSE }
     };
-    for _ in 0..50 {
-        if online(&later).await == JsValue::FALSE {
-            break;
-        }
-        sleep(20).await;
-    }
-    assert_eq!(
-        online(&later).await,
-        JsValue::FALSE,
-        "told by the other tab"
-    );
+    assert!(eventually(offline).await, "told by the other tab");
     first.close();
-    for _ in 0..100 {
-        if leads(&later).await {
-            break;
-        }
-        sleep(20).await;
-    }
-    assert!(leads(&later).await);
+    assert!(eventually(|| leads(&later)).await);
     ok(later
         .collection(&notes)
         .unwrap()

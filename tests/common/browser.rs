@@ -71,6 +71,19 @@ pub async fn server_records(c: &str) -> Array {
     Array::from(&get(&http("GET", &format!("/api/{c}"), None).await, "data"))
 }
 
+/// Polls `check` every 20 ms for up to 2 s; whether it said yes.
+pub async fn eventually<F: std::future::Future<Output = bool>>(
+    mut check: impl FnMut() -> F,
+) -> bool {
+    for _ in 0..100 {
+        if check().await {
+            return true;
+        }
+        sleep(20).await;
+    }
+    false
+}
+
 pub async fn sleep(ms: i32) {
     let p = Promise::new(&mut |resolve, _| {
         web_sys::window()
