@@ -103,7 +103,7 @@ async fn queries_say_what_they_cannot_do() {
     JsFuture::from(todos.create(make("{ id: 'a', n: 2, done: true, meta: { $ref: '#/x' } }")))
         .await
         .unwrap();
-    // Operators as Dexie, Mongo and PouchDB write them matched nothing, without a word.
+    // Operators as Mongo and PouchDB write them matched nothing, without a word.
     for q in [
         "{ where: { n: { $gt: 1 } } }",
         "{ where: { done: { $in: [true] } } }",

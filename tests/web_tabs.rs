@@ -87,3 +87,34 @@ async fn a_tab_opened_after_set_offline_is_offline_too() {
     assert_eq!(server_records(&notes).await.length(), 0, "nothing sent");
     later.close();
 }
+
+/// The outdone leader is mid-run (its answer held by the server) when the newer tab asks it to
+/// sync: it does not carry that `sync()` out (it cannot send the newer tab's collection), hands
+/// the lead on once its run ends, and the newer tab's `sync()` sends everything.
+#[wasm_bindgen_test]
+async fn an_outdone_leader_in_the_middle_of_a_run_leaves_the_sync_to_the_newer_tab() {
+    let (name, notes, folders) = (unique("midrun"), unique("notes"), unique("folders"));
+    open(&name, &[&notes, &folders]).await.close();
+    let older = open(&name, &[&notes]).await;
+    assert!(eventually(|| leads(&older)).await);
+    faults(r#"{"delayMs":600,"methods":["POST"]}"#).await;
+    let n = older.collection(&notes).unwrap();
+    ok(n.create(js(r#"{"title":"held"}"#))).await;
+    let running = wasm_bindgen_futures::JsFuture::from(older.sync());
+    sleep(100).await; // its POST is out
+    let newer = open(&name, &[&notes, &folders]).await;
+    let f = newer.collection(&folders).unwrap();
+    ok(f.create(js(r#"{"title":"made in the newer page"}"#))).await;
+    let sync = newer.sync();
+    ok(sync).await;
+    running.await.expect("the older tab's own sync()");
+    assert_eq!(
+        server_records(&folders).await.length(),
+        1,
+        "sent when sync() resolved"
+    );
+    assert!(leads(&newer).await);
+    faults("{}").await;
+    older.close();
+    newer.close();
+}

@@ -72,7 +72,8 @@ impl SyncState {
             poll_timer: None,
             hand_over: false,
             asked: false,
-            offline_call: None,
+            // The `offline` option is a `setOffline(true)` made at open.
+            offline_call: forced_offline.then_some(true),
         }
     }
 
@@ -299,7 +300,7 @@ impl Inner {
             // and will not come again).
             let offline = matches!(&end, RunEnd::Failed(e, _) if e.kind == ErrorKind::Offline);
             let again = matches!(end, RunEnd::Done) || (offline && s.is_online()) || s.asked;
-            if s.rerun && again && !self.engine.is_closed() {
+            if s.rerun && again && !self.engine.is_closed() && !s.hand_over {
                 s.rerun = false;
                 s.asked = false;
                 continue;

@@ -26,8 +26,9 @@ impl Inner {
         };
         let mut settled = false;
         for c in open.into_iter().filter(|c| c.state == ConflictState::Open) {
-            // Closed while the resolver was asked about the one before: no more dialogs.
-            if self.engine.is_closed() {
+            // Closed, or the lead handed on, while the resolver was asked about the one before:
+            // no more dialogs here (the tab that leads offers them).
+            if self.engine.is_closed() || !self.sync.borrow().leader {
                 break;
             }
             // A resolver may take its time (a dialog), or never answer: runs that end meanwhile

@@ -184,7 +184,8 @@ impl Inner {
     fn on_tab_message(self: &Rc<Self>, m: &JsValue) {
         let body = field(m, "body");
         let shared = self.tabs.borrow().as_ref().is_some_and(|t| t.shared());
-        if shared && self.sync.borrow().leader && self.outdone_by(&field(m, "from")) {
+        let outdone = shared && self.sync.borrow().leader && self.outdone_by(&field(m, "from"));
+        if outdone {
             self.hand_over();
             self.emit_status();
         }
@@ -208,7 +209,9 @@ impl Inner {
             Some("still-offline") if self.sync.borrow().offline_call.is_none() => {
                 self.set_online(false, true)
             }
-            Some("kick") if self.sync.borrow().leader => {
+            // A tab that outdoes this one is not served: this one cannot send all it has. Its
+            // requests wait in that tab, which carries them out once it leads.
+            Some("kick") if self.sync.borrow().leader && !outdone => {
                 let ids: Vec<String> = if Array::is_array(&field(&body, "ids")) {
                     Array::from(&field(&body, "ids"))
                         .iter()

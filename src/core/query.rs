@@ -33,35 +33,31 @@ pub struct Query {
 }
 
 impl Query {
-    /// A `where` value that is an operator (`{ $gt: 1 }`, as Mongo and PouchDB write them)
-    /// would be compared as a value and match nothing, without a word: an error instead. Only
-    /// their operators' names count: `{ $ref: … }` and `{ $oid: … }` are values to compare.
+    /// A `where` value that is an operator (`{ $gt: 1 }`, as Mongo, PouchDB, LokiJS or Strapi
+    /// write them: an object whose keys all start with `$`) would be compared as a value and
+    /// match nothing, without a word: an error instead. Keys that JSON formats use in values
+    /// (`{ $ref: … }`, `{ $oid: … }`) leave it a value to compare.
     pub fn check(&self) -> Result<()> {
-        const OPERATORS: &[&str] = &[
-            "$eq",
-            "$ne",
-            "$gt",
-            "$gte",
-            "$lt",
-            "$lte",
-            "$in",
-            "$nin",
-            "$exists",
-            "$regex",
-            "$and",
-            "$or",
-            "$not",
-            "$nor",
-            "$all",
-            "$elemMatch",
-            "$size",
+        const VALUE_KEYS: &[&str] = &[
+            "$ref",
+            "$id",
+            "$schema",
+            "$oid",
+            "$date",
+            "$numberLong",
+            "$numberInt",
+            "$numberDouble",
+            "$numberDecimal",
+            "$binary",
+            "$uuid",
             "$type",
-            "$mod",
+            "$values",
         ];
         for (k, v) in &self.filter {
             if let Some(op) = v
                 .as_object()
-                .and_then(|o| o.keys().find(|key| OPERATORS.contains(&key.as_str())))
+                .filter(|o| !o.is_empty() && o.keys().all(|key| key.starts_with('$')))
+                .and_then(|o| o.keys().find(|key| !VALUE_KEYS.contains(&key.as_str())))
             {
                 return Err(Error::validation(format!(
                     "`where.{k}` holds the operator `{op}`: `where` matches equal values only \
@@ -286,7 +282,12 @@ mod tests {
         };
         let e = q(json!({"n": {"$gt": 1}})).check().unwrap_err();
         assert!(e.message.contains("`$gt`"), "{e:?}");
-        assert!(q(json!({"n": {"$in": [1], "x": 2}})).check().is_err());
+        assert!(q(json!({"n": {"$between": [1, 2]}})).check().is_err());
+        assert!(
+            q(json!({"n": {"$in": [1], "x": 2}})).check().is_ok(),
+            "a value"
+        );
+        assert!(q(json!({"n": {"$type": "T"}})).check().is_ok());
         assert!(q(json!({"meta": {"$ref": "#/x"}})).check().is_ok());
         assert!(q(json!({"n": 2})).check().is_ok());
     }

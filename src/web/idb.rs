@@ -7,10 +7,11 @@
 //! its presence says the records stores keep ghosts (`record.rs`), laid for older data by the
 //! upgrade that created it (`schema.rs`).
 //!
-//! Opening compares that layout with the database and, when they differ, reopens it one version
-//! up and creates stores and creates or deletes indexes in `upgradeneeded`. No store is deleted:
-//! a collection this configuration leaves out keeps its data. Another tab's upgrade closes this connection (`versionchange`), so that upgrade is
-//! not blocked; later calls fail with a `ClosedError`.
+//! Opening compares that layout with the database and, when the database lacks a store or an
+//! index, reopens it one version up and creates them in `upgradeneeded`. Nothing is deleted: a
+//! collection this configuration leaves out keeps its data, and an index it leaves out is kept
+//! up to date (`IdbStorage::kept`). Another tab's upgrade closes this connection
+//! (`versionchange`), so that upgrade is not blocked; later calls fail with a `ClosedError`.
 //!
 //! A transaction spans every store, or the scope asked for (`txn.rs`). Writes are queued as JSON
 //! text and handed over in one call before the next read and at commit; each becomes a

@@ -20,7 +20,7 @@ function plain(v, d) {
       if (v === null) return true;
       if (d > 100) return false;
       if (Array.isArray(v)) {
-        if (Object.prototype.hasOwnProperty.call(v, 'toJSON')) return false;
+        if (Object.getPrototypeOf(v) !== Array.prototype || Object.prototype.hasOwnProperty.call(v, 'toJSON')) return false;
         for (let i = 0; i < v.length; i++) if (v[i] === undefined || !plain(v[i], d + 1)) return false;
         return true;
       }
@@ -84,9 +84,12 @@ export function ferry_stringify(value) {
             throw new TypeError(describe(path) + ' is ' + name + ', not a plain object (store it as a string or number)');
           }
         }
-        // JSON.stringify would store what it returns (or nothing at all), not the value. An
-        // array's own only: a library's Array.prototype.toJSON would refuse every array.
-        if (raw !== null && (Array.isArray(raw) ? Object.prototype.hasOwnProperty.call(raw, 'toJSON') : typeof raw.toJSON === 'function')) {
+        // JSON.stringify would store what it returns (or nothing at all), not the value. For an
+        // array, its own or its class's only: a library's Array.prototype.toJSON would refuse
+        // every array.
+        const arrayToJSON = (a) => Object.prototype.hasOwnProperty.call(a, 'toJSON') ||
+          (Object.getPrototypeOf(a) !== Array.prototype && typeof a.toJSON === 'function');
+        if (raw !== null && (Array.isArray(raw) ? arrayToJSON(raw) : typeof raw.toJSON === 'function')) {
           throw new TypeError(describe(path) + ' has a toJSON method: store what it returns instead');
         }
         break;
