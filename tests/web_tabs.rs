@@ -118,3 +118,26 @@ async fn an_outdone_leader_in_the_middle_of_a_run_leaves_the_sync_to_the_newer_t
     older.close();
     newer.close();
 }
+
+/// Two tabs call `setOffline` at once with opposite values: each applied its own call and then
+/// the other's message, and the two stayed crossed (one offline, one online) for good. Every
+/// tab now keeps the later call, so they agree, whichever it is.
+#[wasm_bindgen_test]
+async fn crossing_set_offline_calls_leave_every_tab_agreeing() {
+    let (name, notes) = (unique("crossing"), unique("notes"));
+    let a = open(&name, &[&notes]).await;
+    let b = open(&name, &[&notes]).await;
+    let online = |db: &Ferry| {
+        let status = db.status();
+        async move { get(&ok(status).await, "online") }
+    };
+    for round in 0..3 {
+        // In one turn of the event loop: neither tab has heard the other's call yet.
+        a.set_offline(true.into()).unwrap();
+        b.set_offline(false.into()).unwrap();
+        sleep(100).await;
+        assert_eq!(online(&a).await, online(&b).await, "round {round}");
+    }
+    a.close();
+    b.close();
+}

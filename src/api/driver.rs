@@ -33,7 +33,7 @@ pub struct SyncState {
     /// Request ids of other tabs' `sync()` calls that the current run serves (leader).
     pub(crate) served: Vec<String>,
     /// Makes request ids unique across tabs.
-    tab_id: String,
+    pub(crate) tab_id: String,
     next_request: u64,
     /// This tab holds the store's lock and is the one that flushes.
     pub(crate) leader: bool,
@@ -49,6 +49,9 @@ pub struct SyncState {
     /// The last `setOffline` of the store this tab made or heard since it opened: a tab that
     /// opens later asks ("hello"), and one that knows the store is offline says so.
     pub(crate) offline_call: Option<bool>,
+    /// When that call was made (ms) and by which tab: of two calls that cross between tabs,
+    /// every tab keeps the later one (the tab id breaks a tie), so they agree.
+    pub(crate) offline_at: (f64, String),
 }
 
 impl SyncState {
@@ -74,6 +77,7 @@ impl SyncState {
             asked: false,
             // The `offline` option is a `setOffline(true)` made at open.
             offline_call: forced_offline.then_some(true),
+            offline_at: (0.0, String::new()),
         }
     }
 
@@ -170,6 +174,21 @@ impl Inner {
         if online && self.engine.config.auto_sync {
             self.kick();
         }
+    }
+
+    /// A `setOffline(offline)` of the store made at `at` by tab `tab` (here or in another tab):
+    /// taken unless a later one was taken already. Returns whether it was.
+    pub(crate) fn choose_offline(self: &Rc<Self>, offline: bool, at: f64, tab: String) -> bool {
+        {
+            let mut s = self.sync.borrow_mut();
+            let (last, by) = &s.offline_at;
+            if (at, &tab) <= (*last, by) && s.offline_call.is_some() {
+                return false;
+            }
+            s.offline_at = (at, tab);
+        }
+        self.set_online(!offline, true);
+        true
     }
 
     /// Called after every local write: flush soon (debounced), unless a retry wait is on.

@@ -407,10 +407,18 @@ impl Ferry {
                 kind_of(&offline)
             )))
         })?;
+        // Later than any call this tab took, whatever the clocks: the app's latest word here.
+        let (at, tab) = {
+            let s = self.inner.sync.borrow();
+            (
+                js_sys::Date::now().max(s.offline_at.0 + 1.0),
+                s.tab_id.clone(),
+            )
+        };
         // The other tabs first: a `sync()` that follows must find the leader online.
-        self.inner
-            .tell_tabs("offline", &JsValue::from_bool(offline));
-        self.inner.set_online(!offline, true);
+        let body = serde_json::json!({ "offline": offline, "at": at, "tab": tab });
+        self.inner.tell_tabs("offline", &to_js(&body));
+        self.inner.choose_offline(offline, at, tab);
         Ok(())
     }
 

@@ -200,7 +200,16 @@ impl Inner {
             }
             Some("report") => self.emit_report(&body),
             // `setOffline` is the store's, not one tab's: the leader sends for every tab.
-            Some("offline") => self.set_online(body.as_bool() != Some(true), true),
+            Some("offline") => match body.as_bool() {
+                // From a build before the calls were stamped.
+                Some(offline) => self.set_online(!offline, true),
+                None => {
+                    let offline = field(&body, "offline").as_bool() == Some(true);
+                    let at = field(&body, "at").as_f64().unwrap_or(0.0);
+                    let tab = field(&body, "tab").as_string().unwrap_or_default();
+                    self.choose_offline(offline, at, tab);
+                }
+            },
             // A tab that opened after `setOffline(true)` hears that the store is offline, unless
             // its app chose since (a toggle restored at start): the later word stands.
             Some("hello") if self.sync.borrow().offline_call == Some(true) => {
