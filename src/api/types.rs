@@ -53,7 +53,10 @@ export interface CollectionOptions {
    * turn it off.
    */
   successProperty?: string | null | false;
-  /** Fields with an IndexedDB index; `query` on them does not scan. */
+  /**
+   * Top-level fields with an IndexedDB index; `query` on them does not scan. Plain field names
+   * only (`"meta.k"` is a `ValidationError`), though `where` and `orderBy` take dotted ones.
+   */
   indexes?: string[];
   /** Fields that hold ids of another collection's records, e.g. `{ projectId: "projects" }`. */
   refs?: { [field: string]: string };
