@@ -6,6 +6,7 @@ pub mod convert;
 pub mod driver;
 pub mod events;
 pub mod ferry;
+mod offline;
 pub mod resolver;
 pub mod tabs;
 pub mod types;
