@@ -179,7 +179,6 @@ impl Collection {
                     "the query is not valid: {e}"
                 )))
             })?;
-            q.check().map_err(js_error)?;
             let cfg = readable(&inner, &name)?;
             // A `refs` field matches by id (aliases followed, `7` and `"7"` alike): the
             // engine's query does that; plain ones take the direct read.
@@ -188,6 +187,7 @@ impl Collection {
                 let hits = hits.into_iter().map(Value::Object).collect();
                 return Ok(value_to_js(&Value::Array(hits)));
             }
+            q.check().map_err(js_error)?; // the engine's query checks it itself
             inner
                 .engine
                 .storage

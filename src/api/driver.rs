@@ -37,8 +37,6 @@ pub struct SyncState {
     next_request: u64,
     /// This tab holds the store's lock and is the one that flushes.
     pub(crate) leader: bool,
-    /// The app took the store offline (`setOffline(true)`), whatever the browser says.
-    pub(crate) forced_offline: bool,
     /// The timer of the next periodic pull (`pullIntervalMs`).
     pub(crate) poll_timer: Option<Timer>,
     /// A tab that declares more collections asked for the lead: it goes when the run ends.
@@ -46,8 +44,9 @@ pub struct SyncState {
     /// A `sync()` (here or in a follower) came while the run was out: it gets a run of its
     /// own, also when this one fails, rather than this one's outcome.
     pub(crate) asked: bool,
-    /// The last `setOffline` of the store this tab made or heard since it opened: a tab that
-    /// opens later asks ("hello"), and one that knows the store is offline says so.
+    /// The last `setOffline` of the store this tab made or heard since it opened (the `offline`
+    /// option counts as one): `Some(true)` holds the store offline whatever the browser says.
+    /// A tab that opens later asks ("hello"), and one that knows the store is offline says so.
     pub(crate) offline_call: Option<bool>,
     /// When that call was made (ms) and by which tab: of two calls that cross between tabs,
     /// every tab keeps the later one (the tab id breaks a tie), so they agree.
@@ -71,7 +70,6 @@ impl SyncState {
             tab_id: format!("{:x}", (js_sys::Math::random() * 1e15) as u64),
             next_request: 0,
             leader: false,
-            forced_offline,
             poll_timer: None,
             hand_over: false,
             asked: false,
@@ -83,7 +81,7 @@ impl SyncState {
 
     /// Online as far as sync is concerned: the browser says so and the app did not say no.
     pub(crate) fn is_online(&self) -> bool {
-        self.online && !self.forced_offline
+        self.online && self.offline_call != Some(true)
     }
 }
 
@@ -238,12 +236,9 @@ impl Inner {
         Promise::new(&mut |resolve, reject| {
             let online = inner.sync.borrow().is_online();
             // Closed by the app, or the connection taken away (another tab's upgrade or delete,
-            // the browser clearing storage): no run will ever settle this call.
-            let closed = inner.engine.check_open().err().or_else(|| {
-                let why = inner.engine.storage.closed_because()?;
-                Some(Error::new(ErrorKind::Closed, why))
-            });
-            if let Some(e) = closed {
+            // the browser clearing storage; `lost_storage` closes the engine with the reason):
+            // no run will ever settle this call.
+            if let Err(e) = inner.engine.check_open() {
                 let _ = reject.call1(&JsValue::NULL, &js_error(e));
             } else if !online {
                 let _ = reject.call1(

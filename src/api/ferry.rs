@@ -407,51 +407,15 @@ impl Ferry {
                 kind_of(&offline)
             )))
         })?;
-        // Later than any call this tab took, whatever the clocks: the app's latest word here.
-        let (at, tab) = {
-            let s = self.inner.sync.borrow();
-            (
-                js_sys::Date::now().max(s.offline_at.0 + 1.0),
-                s.tab_id.clone(),
-            )
-        };
-        // The other tabs first: a `sync()` that follows must find the leader online.
-        let body = serde_json::json!({ "offline": offline, "at": at, "tab": tab });
-        self.inner.tell_tabs("offline", &to_js(&body));
-        self.inner.choose_offline(offline, at, tab);
+        self.inner.set_offline_everywhere(offline);
         Ok(())
     }
 
     /// Closes the store: sync stops, listeners are dropped, later calls fail with `ClosedError`.
     pub fn close(&self) {
-        let inner = &self.inner;
-        inner.engine.close();
-        inner.engine.storage.close();
-        inner.leave_tabs();
-        for off in inner.unlisten.borrow_mut().drain(..) {
-            let _ = off.call0(&JsValue::NULL);
-        }
-        let (timers, waiters) = {
-            let mut s = inner.sync.borrow_mut();
-            let mut waiters = std::mem::take(&mut s.waiters);
-            let remote = std::mem::take(&mut s.remote_waiters);
-            waiters.extend(
-                remote
-                    .into_iter()
-                    .map(|(_, resolve, reject)| (resolve, reject)),
-            );
-            ([s.timer.take(), s.poll_timer.take()], waiters)
-        };
-        drop(timers);
-        let err = js_error(Error::new(
-            crate::core::ErrorKind::Closed,
-            "the store was closed",
-        ));
-        for (_, reject) in waiters {
-            let _ = reject.call1(&JsValue::NULL, &err);
-        }
-        inner.drop_headers_call(&err);
-        inner.listeners.borrow_mut().clear();
+        self.inner.engine.storage.close();
+        self.inner.shut("the store is closed");
+        self.inner.listeners.borrow_mut().clear();
     }
 }
 

@@ -4,15 +4,31 @@
 
 use std::rc::Rc;
 
+use super::convert::to_js;
 use super::ferry::Inner;
 
 impl Inner {
+    /// The app's `setOffline(offline)`: for every tab of the store, stamped later than any call
+    /// this tab took (whatever the clocks: the app's latest word here).
+    pub(crate) fn set_offline_everywhere(self: &Rc<Self>, offline: bool) {
+        let (at, tab) = {
+            let s = self.sync.borrow();
+            (
+                js_sys::Date::now().max(s.offline_at.0 + 1.0),
+                s.tab_id.clone(),
+            )
+        };
+        // The other tabs first: a `sync()` that follows must find the leader online.
+        let body = serde_json::json!({ "offline": offline, "at": at, "tab": tab });
+        self.tell_tabs("offline", &to_js(&body));
+        self.choose_offline(offline, at, tab);
+    }
+
     /// The browser's `online`/`offline` events, or the app's `setOffline` (`forced`).
     pub(crate) fn set_online(self: &Rc<Self>, online: bool, forced: bool) {
         let online = {
             let mut s = self.sync.borrow_mut();
             if forced {
-                s.forced_offline = !online;
                 s.offline_call = Some(!online);
             } else {
                 s.online = online;
@@ -31,17 +47,16 @@ impl Inner {
     }
 
     /// A `setOffline(offline)` of the store made at `at` by tab `tab` (here or in another tab):
-    /// taken unless a later one was taken already. Returns whether it was.
-    pub(crate) fn choose_offline(self: &Rc<Self>, offline: bool, at: f64, tab: String) -> bool {
+    /// taken unless a later one was taken already.
+    pub(crate) fn choose_offline(self: &Rc<Self>, offline: bool, at: f64, tab: String) {
         {
             let mut s = self.sync.borrow_mut();
             let (last, by) = &s.offline_at;
             if (at, &tab) <= (*last, by) && s.offline_call.is_some() {
-                return false;
+                return;
             }
             s.offline_at = (at, tab);
         }
         self.set_online(!offline, true);
-        true
     }
 }

@@ -121,12 +121,15 @@ impl Inner {
     /// now fails with a `ClosedError` saying why, and this tab leaves the others, giving up the
     /// lead, so that a tab that can still write flushes.
     pub(crate) fn lost_storage(&self) {
-        let why = self
-            .engine
-            .storage
-            .closed_because()
-            .unwrap_or("the store is closed");
-        // Every call fails saying why, and a round in flight sends nothing more.
+        let why = self.engine.storage.closed_because();
+        self.shut(why.unwrap_or("the store is closed"));
+    }
+
+    /// Stops this store, closed by the app or by losing its database (`why`): every call fails
+    /// saying why, a round in flight sends nothing more, the lead and the listeners of the
+    /// page's events go, and the `sync()` calls waiting here or in another tab for this one are
+    /// rejected (no run will settle them now).
+    pub(crate) fn shut(&self, why: &str) {
         self.engine.close_because(why);
         self.leave_tabs();
         for off in self.unlisten.borrow_mut().drain(..) {
@@ -136,8 +139,6 @@ impl Inner {
             let mut s = self.sync.borrow_mut();
             s.leader = false;
             drop([s.timer.take(), s.poll_timer.take()]);
-            // This tab's own `sync()` calls and those another tab was to carry out: no run
-            // will settle them now.
             let mut waiters = std::mem::take(&mut s.waiters);
             let remote = std::mem::take(&mut s.remote_waiters);
             waiters.extend(remote.into_iter().map(|(_, ok, fail)| (ok, fail)));
@@ -147,6 +148,7 @@ impl Inner {
         for (_, reject) in waiters {
             let _ = reject.call1(&JsValue::NULL, &err);
         }
+        self.drop_headers_call(&err);
     }
 
     /// Sends a message to the other tabs.
